@@ -1,0 +1,1126 @@
+//! Turns [`Options`] into a [`Config`], collecting every problem as a
+//! positioned [`Diagnostic`] instead of stopping at the first.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use http::{HeaderName, HeaderValue, StatusCode};
+use regex::Regex;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::Diagnostic;
+use crate::compiled::*;
+use crate::de::Spanned;
+use crate::model::{GoDuration, Options, RouteOptions, StringMap};
+use crate::yaml::{Mark, Node, Value};
+
+pub(crate) struct Compiler<'a> {
+    pub base_dir: &'a Path,
+    pub diags: Vec<Diagnostic>,
+    pub watched: Vec<PathBuf>,
+    pub file_mark: Mark,
+}
+
+fn dur(v: &Option<Spanned<GoDuration>>) -> Option<Duration> {
+    v.as_ref().map(|d| d.value.0)
+}
+
+impl Compiler<'_> {
+    fn error(&mut self, mark: &Mark, message: impl Into<String>) {
+        self.diags.push(Diagnostic::error(mark.clone(), message));
+    }
+
+    fn warn(&mut self, mark: &Mark, message: impl Into<String>) {
+        self.diags.push(Diagnostic::warning(mark.clone(), message));
+    }
+
+    fn resolve(&self, path: &str) -> PathBuf {
+        let p = Path::new(path);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// Reads a file named in the config, remembering it for hot reload.
+    fn read_file(&mut self, path: &Spanned<String>, what: &str) -> Option<Vec<u8>> {
+        let full = self.resolve(&path.value);
+        match std::fs::read(&full) {
+            Ok(bytes) => {
+                self.watched.push(full);
+                Some(bytes)
+            }
+            Err(e) => {
+                self.error(
+                    &path.mark,
+                    format!("cannot read {what} file `{}`: {e}", full.display()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A PEM value given inline, as base64 of PEM, or (for `certificates`) as a file path.
+    fn pem_value(&mut self, v: &Spanned<String>, what: &str, may_be_file: bool) -> Option<Vec<u8>> {
+        let text = v.value.trim();
+        if text.contains("-----BEGIN") {
+            return Some(text.as_bytes().to_vec());
+        }
+        if may_be_file && !text.is_empty() && self.resolve(text).is_file() {
+            return self.read_file(v, what);
+        }
+        let compact: String = text.split_whitespace().collect();
+        match base64::engine::general_purpose::STANDARD.decode(compact.as_bytes()) {
+            Ok(bytes) if bytes.starts_with(b"-----BEGIN") || bytes.first() == Some(&0x30) => {
+                Some(bytes)
+            }
+            _ => {
+                let hint = if may_be_file { "a readable file, " } else { "" };
+                self.error(
+                    &v.mark,
+                    format!("{what} must be {hint}PEM or base64-encoded PEM"),
+                );
+                None
+            }
+        }
+    }
+
+    fn certs(
+        &mut self,
+        pem: &[u8],
+        mark: &Mark,
+        what: &str,
+    ) -> Option<Vec<CertificateDer<'static>>> {
+        let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(pem).collect();
+        match certs {
+            Ok(c) if !c.is_empty() => Some(c),
+            Ok(_) => {
+                self.error(mark, format!("{what}: no PEM certificate found"));
+                None
+            }
+            Err(e) => {
+                self.error(mark, format!("{what}: invalid PEM certificate: {e}"));
+                None
+            }
+        }
+    }
+
+    fn key(&mut self, pem: &[u8], mark: &Mark, what: &str) -> Option<PrivateKeyDer<'static>> {
+        match PrivateKeyDer::from_pem_slice(pem) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                self.error(
+                    mark,
+                    format!("{what}: no usable private key (PKCS#8, PKCS#1 or SEC1 PEM): {e}"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A certificate + key pair from inline/base64 values or files.
+    fn cert_pair(
+        &mut self,
+        cert: (&Option<Spanned<String>>, &Option<Spanned<String>>),
+        key: (&Option<Spanned<String>>, &Option<Spanned<String>>),
+        what: &str,
+        fallback: &Mark,
+        may_be_file: bool,
+    ) -> Option<Certificate> {
+        let cert_pem = match cert {
+            (Some(v), _) => (
+                self.pem_value(v, &format!("{what} certificate"), may_be_file),
+                v.mark.clone(),
+            ),
+            (None, Some(f)) => (
+                self.read_file(f, &format!("{what} certificate")),
+                f.mark.clone(),
+            ),
+            (None, None) => {
+                self.error(fallback, format!("{what}: certificate missing"));
+                return None;
+            }
+        };
+        let key_pem = match key {
+            (Some(v), _) => (
+                self.pem_value(v, &format!("{what} key"), may_be_file),
+                v.mark.clone(),
+            ),
+            (None, Some(f)) => (self.read_file(f, &format!("{what} key")), f.mark.clone()),
+            (None, None) => {
+                self.error(
+                    &cert_pem.1,
+                    format!("{what}: key missing for this certificate"),
+                );
+                return None;
+            }
+        };
+        let chain = self.certs(&cert_pem.0?, &cert_pem.1, what)?;
+        let key = self.key(&key_pem.0?, &key_pem.1, what)?;
+        Some(Certificate {
+            chain,
+            key,
+            origin: cert_pem.1.to_string(),
+        })
+    }
+
+    fn header_name(&mut self, name: &str, mark: &Mark) -> Option<HeaderName> {
+        match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(h) => Some(h),
+            Err(_) => {
+                self.error(mark, format!("`{name}` is not a valid HTTP header name"));
+                None
+            }
+        }
+    }
+
+    fn header_value(&mut self, value: &str, mark: &Mark) -> Option<HeaderValue> {
+        match HeaderValue::from_str(value) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                self.error(mark, format!("`{value}` is not a valid HTTP header value"));
+                None
+            }
+        }
+    }
+
+    /// `set_response_headers` to a header list; `None` for `disable: true`.
+    fn response_headers(
+        &mut self,
+        map: &Spanned<StringMap>,
+    ) -> Option<Vec<(HeaderName, HeaderValue)>> {
+        if map
+            .value
+            .0
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("disable") && v == "true")
+        {
+            return None;
+        }
+        let mut out = Vec::new();
+        for (k, v) in &map.value.0 {
+            if let (Some(n), Some(v)) = (
+                self.header_name(k, &map.mark),
+                self.header_value(v, &map.mark),
+            ) {
+                out.push((n, v));
+            }
+        }
+        Some(out)
+    }
+
+    pub fn compile(&mut self, opts: Options, source: PathBuf) -> Option<Config> {
+        self.watched.push(source.clone());
+        let insecure_server = opts.insecure_server.unwrap_or(false);
+
+        let address = match &opts.address {
+            None => ":443".to_string(),
+            Some(a) => a.value.clone(),
+        };
+        let address = self.listen_address(&address, opts.address.as_ref().map(|a| &a.mark));
+        let http_redirect_addr = opts
+            .http_redirect_addr
+            .as_ref()
+            .map(|a| self.listen_address(&a.value, Some(&a.mark)));
+
+        let certificates = self.certificates(&opts);
+
+        let timeout_read = dur(&opts.timeout_read).unwrap_or(Duration::from_secs(30));
+        let timeout_write = dur(&opts.timeout_write).filter(|d| !d.is_zero());
+        let timeout_idle = dur(&opts.timeout_idle).unwrap_or(Duration::from_secs(300));
+        if timeout_read.is_zero() {
+            if let Some(t) = &opts.timeout_read {
+                self.error(
+                    &t.mark,
+                    "timeout_read must be greater than 0 (it protects against slow clients)",
+                );
+            }
+        }
+        let default_upstream_timeout =
+            dur(&opts.default_upstream_timeout).unwrap_or(Duration::from_secs(30));
+
+        // Pomerium's defaults; HSTS only when real certificates are configured.
+        let mut global_headers = vec![
+            (
+                HeaderName::from_static("x-frame-options"),
+                HeaderValue::from_static("SAMEORIGIN"),
+            ),
+            (
+                HeaderName::from_static("x-xss-protection"),
+                HeaderValue::from_static("1; mode=block"),
+            ),
+        ];
+        if !certificates.is_empty() && !insecure_server {
+            global_headers.push((
+                HeaderName::from_static("strict-transport-security"),
+                HeaderValue::from_static("max-age=31536000; includeSubDomains; preload"),
+            ));
+        }
+        if let Some(map) = &opts.set_response_headers {
+            global_headers = self.response_headers(map).unwrap_or_default();
+        }
+
+        self.removed_and_unsupported(&opts);
+
+        let pass_identity_default = opts.pass_identity_headers.unwrap_or(false);
+        let mut routes: Vec<Route> = Vec::new();
+        let all_routes = opts
+            .policy
+            .iter()
+            .flatten()
+            .chain(opts.routes.iter().flatten());
+        for (index, r) in all_routes.enumerate() {
+            if let Some(route) = self.route(
+                index,
+                r,
+                default_upstream_timeout,
+                &global_headers,
+                pass_identity_default,
+            ) {
+                if let Some(first) = routes
+                    .iter()
+                    .find(|o| o.from == route.from && o.path_match == route.path_match)
+                {
+                    self.error(
+                        &route.mark,
+                        format!(
+                            "duplicate route: `{}`{} is already defined at line {}",
+                            route.from, route.path_match, first.mark.line
+                        ),
+                    );
+                    continue;
+                }
+                routes.push(route);
+            }
+        }
+        if routes.is_empty() && !self.diags.iter().any(Diagnostic::is_error) {
+            self.warn(
+                &self.file_mark.clone(),
+                "no routes configured: every request will get 404",
+            );
+        }
+
+        if self.diags.iter().any(Diagnostic::is_error) {
+            return None;
+        }
+        Some(Config {
+            source,
+            address,
+            insecure_server,
+            http_redirect_addr,
+            certificates,
+            timeout_read,
+            timeout_write,
+            timeout_idle,
+            default_upstream_timeout,
+            skip_xff_append: opts.skip_xff_append.unwrap_or(false),
+            routes,
+            watched_files: std::mem::take(&mut self.watched),
+            options: opts,
+        })
+    }
+
+    /// `:443` → `0.0.0.0:443`; `localhost:8443` stays as written.
+    fn listen_address(&mut self, addr: &str, mark: Option<&Mark>) -> String {
+        let full = if addr.starts_with(':') {
+            format!("0.0.0.0{addr}")
+        } else {
+            addr.to_string()
+        };
+        let port_ok = full
+            .rsplit_once(':')
+            .map(|(_, p)| p.parse::<u16>().is_ok())
+            .unwrap_or(false);
+        if !port_ok {
+            let mark = mark.cloned().unwrap_or_else(|| self.file_mark.clone());
+            self.error(
+                &mark,
+                format!("invalid listen address `{addr}`: expected `host:port` or `:port`"),
+            );
+        }
+        full
+    }
+
+    fn certificates(&mut self, opts: &Options) -> Vec<Certificate> {
+        let mut out = Vec::new();
+        let file_mark = self.file_mark.clone();
+        if opts.certificate.is_some() || opts.certificate_file.is_some() {
+            let fallback = opts
+                .certificate
+                .as_ref()
+                .or(opts.certificate_file.as_ref())
+                .map(|c| c.mark.clone())
+                .unwrap_or(file_mark.clone());
+            if let Some(c) = self.cert_pair(
+                (&opts.certificate, &opts.certificate_file),
+                (&opts.certificate_key, &opts.certificate_key_file),
+                "server",
+                &fallback,
+                false,
+            ) {
+                out.push(c);
+            }
+        } else if let Some(k) = opts
+            .certificate_key
+            .as_ref()
+            .or(opts.certificate_key_file.as_ref())
+        {
+            self.error(
+                &k.mark,
+                "certificate key given without `certificate` or `certificate_file`",
+            );
+        }
+        for entry in opts.certificates.iter().flatten() {
+            if let Some(c) = self.cert_pair(
+                (&entry.value.cert, &None),
+                (&entry.value.key, &None),
+                "certificates entry",
+                &entry.mark,
+                true,
+            ) {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    /// Keys Pomerium removed are errors there too; features not built yet
+    /// fail loudly rather than being silently ignored.
+    fn removed_and_unsupported(&mut self, opts: &Options) {
+        if let Some(t) = &opts.codec_type {
+            if !matches!(t.value.as_str(), "auto" | "http1" | "http2" | "") {
+                self.error(
+                    &t.mark,
+                    format!(
+                        "codec_type `{}` is not supported (use auto, http1 or http2)",
+                        t.value
+                    ),
+                );
+            }
+        }
+        if let Some(true) = opts.use_proxy_protocol {
+            self.error(
+                &self.file_mark.clone(),
+                "use_proxy_protocol is not supported yet",
+            );
+        }
+    }
+
+    fn route(
+        &mut self,
+        index: usize,
+        r: &Spanned<RouteOptions>,
+        default_timeout: Duration,
+        global_headers: &[(HeaderName, HeaderValue)],
+        pass_identity_default: bool,
+    ) -> Option<Route> {
+        let before = self.diags.iter().filter(|d| d.is_error()).count();
+        let o = &r.value;
+        let Some(from_opt) = &o.from else {
+            self.error(&r.mark, "route has no `from`");
+            return None;
+        };
+        let from = self.from(from_opt);
+
+        let path_match = self.path_match(o, &r.mark);
+
+        let action = match (&o.to, &o.redirect, &o.response) {
+            (Some(to), None, None) => self.upstreams(to).map(RouteAction::Forward),
+            (None, Some(redirect), None) => self.redirect(&redirect.0).map(RouteAction::Redirect),
+            (None, None, Some(response)) => self.response(&response.0),
+            (None, None, None) => {
+                self.error(&r.mark, "route needs one of `to`, `redirect` or `response`");
+                None
+            }
+            _ => {
+                self.error(
+                    &r.mark,
+                    "route may have only one of `to`, `redirect` or `response`",
+                );
+                None
+            }
+        };
+
+        // Path rewriting.
+        let matched_prefix = match &path_match {
+            Some(PathMatch::Prefix(p)) | Some(PathMatch::Exact(p)) => p.clone(),
+            _ => "/".to_string(),
+        };
+        let to_path =
+            o.to.as_ref()
+                .and_then(|to| to.value.0.first())
+                .and_then(|first| url::Url::parse(first.split(',').next().unwrap_or_default()).ok())
+                .map(|u| u.path().to_string())
+                .filter(|p| !p.is_empty() && p != "/");
+        let rewrite = match (
+            &o.prefix_rewrite,
+            &o.regex_rewrite_pattern,
+            &o.regex_rewrite_substitution,
+        ) {
+            (Some(p), Some(rx), _) => {
+                self.error(
+                    &rx.mark,
+                    format!("conflicting rewrites: regex_rewrite_pattern cannot be combined with prefix_rewrite (line {})", p.mark.line),
+                );
+                PathRewrite::None
+            }
+            (Some(p), None, sub) => {
+                if let Some(sub) = sub {
+                    self.error(
+                        &sub.mark,
+                        "regex_rewrite_substitution needs regex_rewrite_pattern",
+                    );
+                }
+                PathRewrite::Prefix {
+                    matched: matched_prefix,
+                    replacement: p.value.clone(),
+                }
+            }
+            (None, Some(rx), sub) => {
+                let pattern = self.regex(rx, "regex_rewrite_pattern");
+                match (pattern, sub) {
+                    (Some(pattern), Some(sub)) => PathRewrite::Regex {
+                        pattern,
+                        substitution: go_substitution(&sub.value),
+                    },
+                    (_, None) => {
+                        self.error(
+                            &rx.mark,
+                            "regex_rewrite_pattern needs regex_rewrite_substitution",
+                        );
+                        PathRewrite::None
+                    }
+                    _ => PathRewrite::None,
+                }
+            }
+            (None, None, Some(sub)) => {
+                self.error(
+                    &sub.mark,
+                    "regex_rewrite_substitution needs regex_rewrite_pattern",
+                );
+                PathRewrite::None
+            }
+            (None, None, None) => match to_path {
+                Some(p) => PathRewrite::Prefix {
+                    matched: matched_prefix,
+                    replacement: p,
+                },
+                None => PathRewrite::None,
+            },
+        };
+
+        let host = self.host_header(o);
+
+        let allow_websockets = o.allow_websockets.unwrap_or(false);
+        let idle_timeout = dur(&o.idle_timeout).filter(|d| !d.is_zero());
+        // As Pomerium: websocket routes, and routes with only an idle
+        // timeout, have no overall timeout unless one is set.
+        let timeout = match dur(&o.timeout) {
+            Some(t) if t.is_zero() => None,
+            Some(t) => Some(t),
+            None if allow_websockets || idle_timeout.is_some() => None,
+            None => Some(default_timeout),
+        };
+
+        let tls = self.upstream_tls(o);
+
+        let mut set_request_headers = Vec::new();
+        if let Some(map) = &o.set_request_headers {
+            for (k, v) in &map.value.0 {
+                let name = self.header_name(k, &map.mark);
+                let template = self.template(v, &map.mark);
+                if let (Some(n), Some(t)) = (name, template) {
+                    if let Some(lit) = t.as_literal() {
+                        self.header_value(lit, &map.mark);
+                    }
+                    set_request_headers.push((n, t));
+                }
+            }
+        }
+        let mut remove_request_headers = Vec::new();
+        if let Some(list) = &o.remove_request_headers {
+            for k in &list.value.0 {
+                if let Some(n) = self.header_name(k, &list.mark) {
+                    remove_request_headers.push(n);
+                }
+            }
+        }
+        let mut response_headers = global_headers.to_vec();
+        if let Some(map) = &o.set_response_headers {
+            match self.response_headers(map) {
+                None => response_headers.clear(),
+                Some(own) => {
+                    for (n, v) in own {
+                        response_headers.retain(|(e, _)| *e != n);
+                        response_headers.push((n, v));
+                    }
+                }
+            }
+        }
+
+        let access = self.access(o);
+
+        if let Some(lb) = &o.load_balancing_policy {
+            if !matches!(lb.value.as_str(), "" | "round_robin") {
+                self.warn(
+                    &lb.mark,
+                    format!(
+                        "load_balancing_policy `{}` is not supported yet; using round_robin",
+                        lb.value
+                    ),
+                );
+            }
+        }
+        if o.allow_spdy == Some(true) {
+            self.warn(
+                &r.mark,
+                "allow_spdy is not supported; SPDY upgrades are refused",
+            );
+        }
+
+        let after = self.diags.iter().filter(|d| d.is_error()).count();
+        if after > before {
+            return None;
+        }
+        Some(Route {
+            index,
+            name: o.name.as_ref().map(|n| n.value.clone()),
+            mark: from_opt.mark.clone(),
+            from: from?,
+            path_match: path_match?,
+            action: action?,
+            rewrite,
+            host,
+            allow_websockets,
+            timeout,
+            idle_timeout,
+            tls,
+            set_request_headers,
+            remove_request_headers,
+            response_headers,
+            access,
+            show_error_details: o.show_error_details.unwrap_or(false),
+            pass_identity_headers: o.pass_identity_headers.unwrap_or(pass_identity_default),
+        })
+    }
+
+    fn from(&mut self, from: &Spanned<String>) -> Option<From> {
+        let raw = from.value.trim();
+        let Some((scheme, rest)) = raw.split_once("://") else {
+            self.error(
+                &from.mark,
+                format!("invalid `from` URL `{raw}`: expected `https://host`"),
+            );
+            return None;
+        };
+        let https = match scheme.to_ascii_lowercase().as_str() {
+            "https" => true,
+            "http" => {
+                self.warn(
+                    &from.mark,
+                    format!("`from` uses http: `{raw}`; traffic to this route is not encrypted"),
+                );
+                false
+            }
+            "tcp+https" | "udp+https" | "ssh" => {
+                self.error(
+                    &from.mark,
+                    format!("`from` scheme `{scheme}` is not supported yet (HTTP routes only)"),
+                );
+                return None;
+            }
+            other => {
+                self.error(
+                    &from.mark,
+                    format!("unknown `from` scheme `{other}` (expected https or http)"),
+                );
+                return None;
+            }
+        };
+        let (authority, path) = match rest.find(['/', '?', '#']) {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        if !(path.is_empty() || path == "/") {
+            self.error(
+                &from.mark,
+                format!("`from` must not have a path, query or fragment (`{path}`): use `prefix`, `path` or `regex` to match paths"),
+            );
+            return None;
+        }
+        if authority.contains('@') {
+            self.error(&from.mark, "`from` must not contain user information");
+            return None;
+        }
+        let (host, port) = split_host_port(authority);
+        let port = match port {
+            None => None,
+            Some(p) => match p.parse::<u16>() {
+                Ok(p) if p > 0 => Some(p),
+                _ => {
+                    self.error(&from.mark, format!("invalid port `{p}` in `from`"));
+                    return None;
+                }
+            },
+        };
+        let host = host.to_ascii_lowercase();
+        let check = host.strip_prefix("*.").unwrap_or(&host);
+        let valid = !check.is_empty()
+            && !check.contains('*')
+            && check.split('.').all(|l| {
+                !l.is_empty()
+                    && l.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            });
+        let bracketed_ip = host.starts_with('[') && host.ends_with(']');
+        if !valid && !bracketed_ip {
+            self.error(
+                &from.mark,
+                format!("invalid host `{host}` in `from` (wildcards only as a leading `*.`)"),
+            );
+            return None;
+        }
+        let host = match host.strip_prefix('*') {
+            Some(suffix) => HostPattern::Wildcard(suffix.to_string()),
+            None => HostPattern::Exact(host),
+        };
+        Some(From { https, host, port })
+    }
+
+    fn path_match(&mut self, o: &RouteOptions, mark: &Mark) -> Option<PathMatch> {
+        let given: Vec<&str> = [
+            o.path.as_ref().map(|_| "path"),
+            o.prefix.as_ref().map(|_| "prefix"),
+            o.regex.as_ref().map(|_| "regex"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if given.len() > 1 {
+            self.error(
+                mark,
+                format!(
+                    "route may use only one of `path`, `prefix` and `regex` (found {})",
+                    given.join(", ")
+                ),
+            );
+            return None;
+        }
+        if let Some(p) = &o.path {
+            if !p.value.starts_with('/') {
+                self.error(
+                    &p.mark,
+                    format!("`path` must start with `/` (found `{}`)", p.value),
+                );
+                return None;
+            }
+            return Some(PathMatch::Exact(p.value.clone()));
+        }
+        if let Some(p) = &o.prefix {
+            if !p.value.starts_with('/') {
+                self.error(
+                    &p.mark,
+                    format!("`prefix` must start with `/` (found `{}`)", p.value),
+                );
+                return None;
+            }
+            if p.value == "/" {
+                return Some(PathMatch::Any);
+            }
+            return Some(PathMatch::Prefix(p.value.clone()));
+        }
+        if let Some(r) = &o.regex {
+            // Envoy's safe_regex matches the whole path.
+            let anchored = Spanned {
+                value: format!("^(?:{})$", r.value),
+                mark: r.mark.clone(),
+            };
+            return self.regex(&anchored, "regex").map(PathMatch::Regex);
+        }
+        Some(PathMatch::Any)
+    }
+
+    fn regex(&mut self, r: &Spanned<String>, what: &str) -> Option<Regex> {
+        match Regex::new(&r.value) {
+            Ok(rx) => Some(rx),
+            Err(e) => {
+                self.error(&r.mark, format!("invalid {what}: {e}"));
+                None
+            }
+        }
+    }
+
+    fn upstreams(&mut self, to: &Spanned<crate::model::StringList>) -> Option<Vec<UpstreamTarget>> {
+        if to.value.0.is_empty() {
+            self.error(&to.mark, "`to` is empty");
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut ok = true;
+        for entry in &to.value.0 {
+            match parse_upstream(entry) {
+                Ok(t) => out.push(t),
+                Err(e) => {
+                    self.error(&to.mark, e);
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn redirect(&mut self, node: &Node) -> Option<Redirect> {
+        let mut r = Redirect {
+            response_code: 301,
+            ..Redirect::default()
+        };
+        let Value::Map(entries) = &node.value else {
+            self.error(&node.mark, "`redirect` must be a mapping");
+            return None;
+        };
+        for (k, v) in entries {
+            let text = v.as_str().unwrap_or_default().to_string();
+            match k.as_str().unwrap_or_default() {
+                "https_redirect" => r.https_redirect = text == "true",
+                "scheme_redirect" => r.scheme_redirect = Some(text),
+                "host_redirect" => r.host_redirect = Some(text),
+                "port_redirect" => match text.parse() {
+                    Ok(p) => r.port_redirect = Some(p),
+                    Err(_) => self.error(&v.mark, "port_redirect must be a port number"),
+                },
+                "path_redirect" => r.path_redirect = Some(text),
+                "prefix_rewrite" => r.prefix_rewrite = Some(text),
+                "strip_query" => r.strip_query = text == "true",
+                "response_code" => match text.parse::<u16>() {
+                    Ok(c @ (301 | 302 | 303 | 307 | 308)) => r.response_code = c,
+                    _ => self.error(&v.mark, "response_code must be 301, 302, 303, 307 or 308"),
+                },
+                other => self.warn(&k.mark, format!("unknown redirect option `{other}`")),
+            }
+        }
+        Some(r)
+    }
+
+    fn response(&mut self, node: &Node) -> Option<RouteAction> {
+        let status = node.get("status").and_then(Node::as_str).unwrap_or("200");
+        let body = node
+            .get("body")
+            .and_then(Node::as_str)
+            .unwrap_or_default()
+            .to_string();
+        match status
+            .parse::<u16>()
+            .ok()
+            .and_then(|s| StatusCode::from_u16(s).ok())
+        {
+            Some(status) => Some(RouteAction::Respond { status, body }),
+            None => {
+                self.error(&node.mark, format!("invalid response status `{status}`"));
+                None
+            }
+        }
+    }
+
+    fn host_header(&mut self, o: &RouteOptions) -> HostHeader {
+        let mut chosen: Vec<(&str, &Mark)> = Vec::new();
+        if let Some(true) = o.preserve_host_header {
+            chosen.push(("preserve_host_header", &self.file_mark));
+        }
+        if let Some(h) = &o.host_rewrite {
+            chosen.push(("host_rewrite", &h.mark));
+        }
+        if let Some(h) = &o.host_rewrite_header {
+            chosen.push(("host_rewrite_header", &h.mark));
+        }
+        if let Some(h) = &o.host_path_regex_rewrite_pattern {
+            chosen.push(("host_path_regex_rewrite_pattern", &h.mark));
+        }
+        if chosen.len() > 1 {
+            let names: Vec<&str> = chosen.iter().map(|c| c.0).collect();
+            let mark = chosen
+                .iter()
+                .map(|c| c.1)
+                .find(|m| m.line > 0)
+                .unwrap_or(chosen[0].1)
+                .clone();
+            self.error(
+                &mark,
+                format!(
+                    "conflicting host rewrites: only one of {} may be set",
+                    names.join(", ")
+                ),
+            );
+            return HostHeader::Upstream;
+        }
+        if o.preserve_host_header == Some(true) {
+            return HostHeader::Preserve;
+        }
+        if let Some(h) = &o.host_rewrite {
+            return match self.header_value(&h.value, &h.mark) {
+                Some(v) => HostHeader::Literal(v),
+                None => HostHeader::Upstream,
+            };
+        }
+        if let Some(h) = &o.host_rewrite_header {
+            return match self.header_name(&h.value, &h.mark) {
+                Some(n) => HostHeader::FromHeader(n),
+                None => HostHeader::Upstream,
+            };
+        }
+        if let Some(p) = &o.host_path_regex_rewrite_pattern {
+            let Some(sub) = &o.host_path_regex_rewrite_substitution else {
+                self.error(
+                    &p.mark,
+                    "host_path_regex_rewrite_pattern needs host_path_regex_rewrite_substitution",
+                );
+                return HostHeader::Upstream;
+            };
+            if let Some(pattern) = self.regex(p, "host_path_regex_rewrite_pattern") {
+                return HostHeader::PathRegex {
+                    pattern,
+                    substitution: go_substitution(&sub.value),
+                };
+            }
+        }
+        HostHeader::Upstream
+    }
+
+    fn upstream_tls(&mut self, o: &RouteOptions) -> UpstreamTls {
+        let mut tls = UpstreamTls {
+            skip_verify: o.tls_skip_verify.unwrap_or(false),
+            server_name: o
+                .tls_upstream_server_name
+                .as_ref()
+                .or(o.tls_server_name.as_ref())
+                .map(|s| s.value.clone()),
+            ..UpstreamTls::default()
+        };
+        let ca_pem = match (&o.tls_custom_ca, &o.tls_custom_ca_file) {
+            (Some(v), _) => self
+                .pem_value(v, "tls_custom_ca", false)
+                .map(|p| (p, v.mark.clone())),
+            (None, Some(f)) => self
+                .read_file(f, "tls_custom_ca")
+                .map(|p| (p, f.mark.clone())),
+            (None, None) => None,
+        };
+        if let Some((pem, mark)) = ca_pem {
+            if let Some(certs) = self.certs(&pem, &mark, "tls_custom_ca") {
+                tls.custom_ca = certs;
+            }
+        }
+        let any_client = o.tls_client_cert.is_some()
+            || o.tls_client_cert_file.is_some()
+            || o.tls_client_key.is_some()
+            || o.tls_client_key_file.is_some();
+        if any_client {
+            let mark = [
+                &o.tls_client_cert,
+                &o.tls_client_cert_file,
+                &o.tls_client_key,
+                &o.tls_client_key_file,
+            ]
+            .into_iter()
+            .flatten()
+            .map(|s| s.mark.clone())
+            .next()
+            .unwrap_or(self.file_mark.clone());
+            tls.client_cert = self.cert_pair(
+                (&o.tls_client_cert, &o.tls_client_cert_file),
+                (&o.tls_client_key, &o.tls_client_key_file),
+                "tls_client_cert",
+                &mark,
+                false,
+            );
+        }
+        tls
+    }
+
+    fn template(&mut self, value: &str, mark: &Mark) -> Option<HeaderTemplate> {
+        match parse_template(value) {
+            Ok(parts) => Some(HeaderTemplate { parts }),
+            Err(e) => {
+                self.error(mark, e);
+                None
+            }
+        }
+    }
+
+    fn access(&mut self, o: &RouteOptions) -> Access {
+        match &o.allow_public_unauthenticated_access {
+            Some(p) if p.value => {
+                let others = [
+                    o.allow_any_authenticated_user
+                        .as_ref()
+                        .filter(|b| b.value)
+                        .map(|_| "allow_any_authenticated_user"),
+                    o.allowed_users.as_ref().map(|_| "allowed_users"),
+                    o.allowed_domains.as_ref().map(|_| "allowed_domains"),
+                    o.allowed_idp_claims.as_ref().map(|_| "allowed_idp_claims"),
+                ];
+                let others: Vec<&str> = others.into_iter().flatten().collect();
+                if !others.is_empty() {
+                    self.error(
+                        &p.mark,
+                        format!(
+                            "allow_public_unauthenticated_access cannot be combined with {}",
+                            others.join(", ")
+                        ),
+                    );
+                }
+                Access::Public
+            }
+            _ => Access::SignInRequired,
+        }
+    }
+}
+
+fn split_host_port(authority: &str) -> (&str, Option<&str>) {
+    if authority.starts_with('[') {
+        if let Some(end) = authority.find(']') {
+            let (host, rest) = authority.split_at(end + 1);
+            return (host, rest.strip_prefix(':'));
+        }
+    }
+    match authority.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    }
+}
+
+/// Parses one `to` entry: `scheme://host[:port][/path][,weight]`.
+pub fn parse_upstream(entry: &str) -> Result<UpstreamTarget, String> {
+    let entry = entry.trim();
+    let (url_text, weight) = match entry.rsplit_once(',') {
+        Some((u, w)) => {
+            let w: u32 = w.trim().parse().map_err(|_| {
+                format!("invalid weight `{w}` in `to` entry `{entry}`: expected a positive integer")
+            })?;
+            if w == 0 {
+                return Err(format!(
+                    "weight 0 in `to` entry `{entry}`: weights must be at least 1"
+                ));
+            }
+            (u.trim(), w)
+        }
+        None => (entry, 1),
+    };
+    let url =
+        url::Url::parse(url_text).map_err(|e| format!("invalid `to` URL `{url_text}`: {e}"))?;
+    let (scheme, default_port) = match url.scheme() {
+        "http" => (UpstreamScheme::Http, 80),
+        "https" => (UpstreamScheme::Https, 443),
+        "h2c" => (UpstreamScheme::H2c, 80),
+        s @ ("tcp" | "udp" | "unix") => {
+            return Err(format!(
+                "`to` scheme `{s}` is not supported yet (HTTP upstreams only)"
+            ));
+        }
+        other => {
+            return Err(format!(
+                "unknown `to` scheme `{other}` in `{url_text}` (expected http, https or h2c)"
+            ));
+        }
+    };
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| format!("`to` URL `{url_text}` has no host"))?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "`to` URL `{url_text}` must not have a query or fragment"
+        ));
+    }
+    if !url.username().is_empty() {
+        return Err(format!(
+            "`to` URL `{url_text}` must not contain user information"
+        ));
+    }
+    let port = url.port().unwrap_or(default_port);
+    let authority = format!("{host}:{port}")
+        .parse()
+        .map_err(|_| format!("invalid host in `to` URL `{url_text}`"))?;
+    Ok(UpstreamTarget {
+        scheme,
+        authority,
+        url: url_text.to_string(),
+        weight,
+    })
+}
+
+/// Envoy/RE2 substitutions use `\1`; the regex crate uses `${1}`.
+fn go_substitution(sub: &str) -> String {
+    let mut out = String::with_capacity(sub.len());
+    let mut chars = sub.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek().is_some_and(|n| n.is_ascii_digit()) => {
+                let mut n = String::new();
+                while let Some(d) = chars.peek().copied().filter(char::is_ascii_digit) {
+                    n.push(d);
+                    chars.next();
+                }
+                out.push_str(&format!("${{{n}}}"));
+            }
+            '$' => out.push_str("$$"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Parses a `set_request_headers` value: `${pomerium.…}` parts and `$$`.
+pub fn parse_template(value: &str) -> Result<Vec<TemplatePart>, String> {
+    let mut parts = Vec::new();
+    let mut lit = String::new();
+    let mut rest = value;
+    while let Some(i) = rest.find('$') {
+        lit.push_str(&rest[..i]);
+        rest = &rest[i..];
+        if let Some(r) = rest.strip_prefix("$$") {
+            lit.push('$');
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix("${") {
+            let end = r
+                .find('}')
+                .ok_or_else(|| format!("unterminated `${{` in header template `{value}`"))?;
+            let expr = r[..end].trim();
+            let part = match expr {
+                "pomerium.access_token" => TemplatePart::AccessToken,
+                "pomerium.id_token" => TemplatePart::IdToken,
+                "pomerium.jwt" => TemplatePart::Jwt,
+                "pomerium.client_cert_fingerprint" => TemplatePart::ClientCertFingerprint,
+                e => {
+                    let header = e
+                        .strip_prefix("pomerium.request.headers[")
+                        .and_then(|h| h.strip_suffix(']'))
+                        .map(|h| h.trim().trim_matches(|c| c == '"' || c == '\''));
+                    match header.map(|h| HeaderName::from_bytes(h.as_bytes())) {
+                        Some(Ok(h)) => TemplatePart::RequestHeader(h),
+                        _ => {
+                            return Err(format!(
+                                "unknown template variable `${{{e}}}` in `{value}`"
+                            ));
+                        }
+                    }
+                }
+            };
+            if !lit.is_empty() {
+                parts.push(TemplatePart::Literal(std::mem::take(&mut lit)));
+            }
+            parts.push(part);
+            rest = &r[end + 1..];
+        } else {
+            lit.push('$');
+            rest = &rest[1..];
+        }
+    }
+    lit.push_str(rest);
+    if !lit.is_empty() {
+        parts.push(TemplatePart::Literal(lit));
+    }
+    Ok(parts)
+}

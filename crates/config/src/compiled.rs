@@ -1,0 +1,298 @@
+//! The validated, typed configuration the data plane runs on. Everything the
+//! hot path needs is parsed here once (URLs, header names and values,
+//! regexes, certificates), never per request.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, StatusCode};
+use regex::Regex;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::model::Options;
+use crate::yaml::Mark;
+
+/// A running configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// The file this configuration was loaded from.
+    pub source: PathBuf,
+    /// Socket address to listen on (`:443` becomes `0.0.0.0:443`).
+    pub address: String,
+    pub insecure_server: bool,
+    pub http_redirect_addr: Option<String>,
+    /// Server certificates; empty means a self-signed one is generated
+    /// (unless `insecure_server`).
+    pub certificates: Vec<Certificate>,
+    /// Downstream: time allowed to receive request headers (and the TLS handshake).
+    pub timeout_read: Duration,
+    /// Downstream: time allowed to write a response; `None` = unlimited (streaming).
+    pub timeout_write: Option<Duration>,
+    /// Downstream: idle keep-alive connections are closed after this.
+    pub timeout_idle: Duration,
+    pub default_upstream_timeout: Duration,
+    pub skip_xff_append: bool,
+    pub routes: Vec<Route>,
+    /// Files whose change should trigger a reload (config and referenced files).
+    pub watched_files: Vec<PathBuf>,
+    /// Everything as written, for options that later layers interpret.
+    pub options: Options,
+}
+
+/// A certificate chain and its private key.
+#[derive(Debug)]
+pub struct Certificate {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    /// Where it was configured, for log lines.
+    pub origin: String,
+}
+
+impl Clone for Certificate {
+    fn clone(&self) -> Self {
+        Certificate {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+            origin: self.origin.clone(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Route {
+    /// Position in the file's route list (0-based), stable for logs.
+    pub index: usize,
+    pub name: Option<String>,
+    /// Where the route was written.
+    pub mark: Mark,
+    pub from: From,
+    pub path_match: PathMatch,
+    pub action: RouteAction,
+    pub rewrite: PathRewrite,
+    pub host: HostHeader,
+    pub allow_websockets: bool,
+    /// Time allowed for the upstream to answer with response headers; `None` = unlimited.
+    pub timeout: Option<Duration>,
+    /// Time a streaming body may stay silent; `None` = unlimited.
+    pub idle_timeout: Option<Duration>,
+    pub tls: UpstreamTls,
+    pub set_request_headers: Vec<(HeaderName, HeaderTemplate)>,
+    pub remove_request_headers: Vec<HeaderName>,
+    /// Global response headers merged with the route's own.
+    pub response_headers: Vec<(HeaderName, HeaderValue)>,
+    pub access: Access,
+    pub show_error_details: bool,
+    /// Route value, or the global default.
+    pub pass_identity_headers: bool,
+}
+
+impl Route {
+    /// A human label for logs and pages: the name, else `from` + path.
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(n) => n.clone(),
+            None => format!("{}{}", self.from, self.path_match),
+        }
+    }
+}
+
+/// Who may use a route, until the policy engine lands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `allow_public_unauthenticated_access: true`.
+    Public,
+    /// Everything else needs sign-in.
+    SignInRequired,
+}
+
+/// `from`: scheme, host pattern and optional port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct From {
+    pub https: bool,
+    pub host: HostPattern,
+    pub port: Option<u16>,
+}
+
+impl std::fmt::Display for From {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.https { "https" } else { "http" };
+        match (&self.host, self.port) {
+            (HostPattern::Exact(h), None) => write!(f, "{scheme}://{h}"),
+            (HostPattern::Exact(h), Some(p)) => write!(f, "{scheme}://{h}:{p}"),
+            (HostPattern::Wildcard(s), None) => write!(f, "{scheme}://*{s}"),
+            (HostPattern::Wildcard(s), Some(p)) => write!(f, "{scheme}://*{s}:{p}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostPattern {
+    /// Lower-case host name.
+    Exact(String),
+    /// `*.example.com` stored as the suffix `.example.com`.
+    Wildcard(String),
+}
+
+#[derive(Debug, Clone)]
+pub enum PathMatch {
+    Any,
+    Prefix(String),
+    Exact(String),
+    Regex(Regex),
+}
+
+impl PartialEq for PathMatch {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (PathMatch::Any, PathMatch::Any) => true,
+            (PathMatch::Prefix(a), PathMatch::Prefix(b))
+            | (PathMatch::Exact(a), PathMatch::Exact(b)) => a == b,
+            (PathMatch::Regex(a), PathMatch::Regex(b)) => a.as_str() == b.as_str(),
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for PathMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PathMatch::Any => Ok(()),
+            PathMatch::Prefix(p) => write!(f, " prefix {p}"),
+            PathMatch::Exact(p) => write!(f, " path {p}"),
+            PathMatch::Regex(r) => write!(f, " regex {}", r.as_str()),
+        }
+    }
+}
+
+/// What a matched route does.
+#[derive(Debug)]
+pub enum RouteAction {
+    /// Proxy to one of these upstreams (weighted round-robin).
+    Forward(Vec<UpstreamTarget>),
+    /// Answer directly (`response: {status, body}`).
+    Respond { status: StatusCode, body: String },
+    /// Answer with a redirect (`redirect:`).
+    Redirect(Redirect),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Redirect {
+    pub https_redirect: bool,
+    pub scheme_redirect: Option<String>,
+    pub host_redirect: Option<String>,
+    pub port_redirect: Option<u16>,
+    pub path_redirect: Option<String>,
+    pub prefix_rewrite: Option<String>,
+    pub response_code: u16,
+    pub strip_query: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamScheme {
+    Http,
+    Https,
+    /// HTTP/2 with prior knowledge over cleartext.
+    H2c,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamTarget {
+    pub scheme: UpstreamScheme,
+    /// `host:port` (port filled in from the scheme when absent).
+    pub authority: http::uri::Authority,
+    /// The `to` as written, for logs.
+    pub url: String,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone)]
+pub enum PathRewrite {
+    None,
+    /// Replace the matched prefix (or `/` for host-only routes) with this.
+    Prefix {
+        matched: String,
+        replacement: String,
+    },
+    /// Replace every match of `pattern` with `substitution` (`\1` groups).
+    Regex {
+        pattern: Regex,
+        substitution: String,
+    },
+}
+
+/// The `Host` header the upstream sees.
+#[derive(Debug, Clone)]
+pub enum HostHeader {
+    /// The upstream's own authority (Pomerium's default).
+    Upstream,
+    /// The client's `Host` (`preserve_host_header`).
+    Preserve,
+    /// A literal value (`host_rewrite`).
+    Literal(HeaderValue),
+    /// Taken from a request header (`host_rewrite_header`).
+    FromHeader(HeaderName),
+    /// Derived from the path (`host_path_regex_rewrite_*`).
+    PathRegex {
+        pattern: Regex,
+        substitution: String,
+    },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamTls {
+    pub skip_verify: bool,
+    /// Extra roots; empty means the system roots.
+    pub custom_ca: Vec<CertificateDer<'static>>,
+    pub server_name: Option<String>,
+    pub client_cert: Option<Certificate>,
+}
+
+impl UpstreamTls {
+    /// A key identifying equal TLS settings, so routes can share a client pool.
+    pub fn pool_key(&self) -> String {
+        let mut key = format!("skip={};sni={:?};", self.skip_verify, self.server_name);
+        for ca in &self.custom_ca {
+            key.push_str(&format!("ca={};", fingerprint(ca.as_ref())));
+        }
+        if let Some(c) = &self.client_cert {
+            for cert in &c.chain {
+                key.push_str(&format!("client={};", fingerprint(cert.as_ref())));
+            }
+        }
+        key
+    }
+}
+
+fn fingerprint(bytes: &[u8]) -> u64 {
+    // FNV-1a: only used to tell configurations apart, not for security.
+    bytes.iter().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+    })
+}
+
+/// A `set_request_headers` value: literal text and `${pomerium.*}` parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderTemplate {
+    pub parts: Vec<TemplatePart>,
+}
+
+impl HeaderTemplate {
+    /// The value when it has no identity-dependent parts.
+    pub fn as_literal(&self) -> Option<&str> {
+        match self.parts.as_slice() {
+            [] => Some(""),
+            [TemplatePart::Literal(s)] => Some(s),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplatePart {
+    Literal(String),
+    AccessToken,
+    IdToken,
+    Jwt,
+    ClientCertFingerprint,
+    RequestHeader(HeaderName),
+}

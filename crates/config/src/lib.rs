@@ -1,0 +1,349 @@
+//! Configuration for gatehouse, compatible with Pomerium's `config.yaml`.
+//!
+//! Owns: reading the file (YAML or JSON), environment overrides (upper-case
+//! key names), `*_file` secrets, validation with `file:line:col` diagnostics,
+//! and the compiled [`Config`] the data plane runs on. Must not: open
+//! sockets, start tasks or know about requests.
+#![forbid(unsafe_code)]
+
+mod compile;
+mod compiled;
+pub mod de;
+pub mod model;
+pub mod yaml;
+
+use std::fmt;
+use std::path::Path;
+
+pub use compile::{parse_template, parse_upstream};
+pub use compiled::*;
+pub use model::{Options, RouteOptions, parse_duration};
+pub use yaml::Mark;
+
+/// How bad a [`Diagnostic`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One problem in a configuration, with its position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub mark: Mark,
+    pub message: String,
+}
+
+impl Diagnostic {
+    pub fn error(mark: Mark, message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Error,
+            mark,
+            message: message.into(),
+        }
+    }
+
+    pub fn warning(mark: Mark, message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Warning,
+            mark,
+            message: message.into(),
+        }
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    /// `FILE:LINE:COL: message`, with `warning: ` before warnings.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.severity {
+            Severity::Error => write!(f, "{}: {}", self.mark, self.message),
+            Severity::Warning => write!(f, "{}: warning: {}", self.mark, self.message),
+        }
+    }
+}
+
+/// A successfully loaded configuration and the warnings it produced.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// A configuration that cannot run: every error (and warning) found.
+#[derive(Debug)]
+pub struct Rejected {
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for d in &self.diagnostics {
+            writeln!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Rejected {}
+
+/// Loads a configuration file, with overrides from the process environment.
+pub fn load_file(path: &Path) -> Result<Loaded, Rejected> {
+    load_file_with_env(path, &|k| std::env::var(k).ok())
+}
+
+/// Loads a configuration file with an explicit environment (for tests).
+pub fn load_file_with_env(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Loaded, Rejected> {
+    let origin = path.display().to_string();
+    let file_mark = Mark {
+        origin: origin.as_str().into(),
+        line: 1,
+        col: 1,
+    };
+    let text = match std::fs::read(path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(_) => return Err(reject(file_mark, "the file is not valid UTF-8")),
+        },
+        Err(e) => return Err(reject(file_mark, format!("cannot read config file: {e}"))),
+    };
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("toml"))
+    {
+        return Err(reject(
+            file_mark,
+            "TOML configuration is not supported; use YAML or JSON",
+        ));
+    }
+    let base_dir = path.parent().unwrap_or(Path::new("."));
+    load_str(&text, &origin, base_dir, env)
+}
+
+fn reject(mark: Mark, message: impl Into<String>) -> Rejected {
+    Rejected {
+        diagnostics: vec![Diagnostic::error(mark, message)],
+    }
+}
+
+/// Loads configuration text. `origin` names it in diagnostics; relative file
+/// paths inside it are resolved against `base_dir`.
+pub fn load_str(
+    text: &str,
+    origin: &str,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Loaded, Rejected> {
+    let file_mark = Mark {
+        origin: origin.into(),
+        line: 1,
+        col: 1,
+    };
+    let mut root = yaml::parse(text, origin).map_err(|e| Rejected {
+        diagnostics: vec![Diagnostic::error(e.mark, e.message)],
+    })?;
+    if !matches!(root.value, yaml::Value::Map(_)) {
+        if root.is_null() {
+            root = yaml::Node::empty_map(file_mark.clone());
+        } else {
+            let kind = root.kind();
+            return Err(reject(
+                root.mark,
+                format!("the configuration must be a mapping of options, found {kind}"),
+            ));
+        }
+    }
+    let mut diags = Vec::new();
+    apply_env(&mut root, env, &mut diags);
+    read_secret_files(&mut root, base_dir, &mut diags);
+
+    let ctx = de::Context::default();
+    let options: Options = match de::from_node(&root, &ctx) {
+        Ok(o) => o,
+        Err(e) => {
+            diags.push(Diagnostic::error(e.mark.unwrap_or(file_mark), e.message));
+            return Err(Rejected { diagnostics: diags });
+        }
+    };
+    for (key, mark) in ctx.unknown_keys.into_inner() {
+        diags.push(unknown_key(&key, mark));
+    }
+
+    let mut compiler = compile::Compiler {
+        base_dir,
+        diags,
+        watched: Vec::new(),
+        file_mark: file_mark.clone(),
+    };
+    let source = Path::new(origin).to_path_buf();
+    let config = compiler.compile(options, source);
+    let mut diags = compiler.diags;
+    diags.sort_by(|a, b| (a.mark.line, a.mark.col).cmp(&(b.mark.line, b.mark.col)));
+    match config {
+        Some(config) if !diags.iter().any(Diagnostic::is_error) => Ok(Loaded {
+            config,
+            warnings: diags,
+        }),
+        _ => Err(Rejected { diagnostics: diags }),
+    }
+}
+
+/// Pomerium refuses these keys (they were removed); so do we.
+fn unknown_key(key: &str, mark: Mark) -> Diagnostic {
+    let removed = match key {
+        "client_ca" | "client_ca_file" => Some("use `downstream_mtls` instead"),
+        "idp_service_account"
+        | "idp_refresh_directory_timeout"
+        | "idp_refresh_directory_interval"
+        | "idp_qps" => Some("directory sync options were removed"),
+        "allowed_groups" => Some("use a `policy` with `groups` instead"),
+        "set_authorization_header" => Some("use `set_request_headers` instead"),
+        k if k.starts_with("tracing_") => Some("use the `otel_*` options instead"),
+        _ => None,
+    };
+    match removed {
+        Some(hint) => Diagnostic::error(
+            mark,
+            format!("option `{key}` was removed from Pomerium: {hint}"),
+        ),
+        None => Diagnostic::warning(mark, format!("unknown config option `{key}` (ignored)")),
+    }
+}
+
+/// Every top-level key may also come from the environment, named in upper
+/// case (`COOKIE_SECRET`); the environment wins over the file, as Pomerium.
+/// Structured values (routes, maps) are read as YAML; `POLICY`/`ROUTES` may
+/// be base64, and `HEADERS` sets `set_response_headers`.
+fn apply_env(
+    root: &mut yaml::Node,
+    env: &dyn Fn(&str) -> Option<String>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let mut names: Vec<(&str, String)> = de::struct_fields::<Options>()
+        .iter()
+        .map(|f| (*f, f.to_ascii_uppercase()))
+        .collect();
+    names.push(("set_response_headers", "HEADERS".to_string()));
+    for (key, var) in names {
+        let Some(value) = env(&var) else { continue };
+        let mark = Mark::env(&var);
+        let structured = matches!(
+            key,
+            "routes"
+                | "policy"
+                | "certificates"
+                | "local_users"
+                | "identity_providers"
+                | "runtime_flags"
+        ) || (value.trim_start().starts_with('{')
+            || value.trim_start().starts_with('['));
+        let node = if structured {
+            let text = if matches!(key, "routes" | "policy")
+                && !value.trim_start().starts_with(['[', '-', '{'])
+            {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD
+                    .decode(value.trim())
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .unwrap_or(value.clone())
+            } else {
+                value.clone()
+            };
+            match yaml::parse(&text, &mark.origin) {
+                Ok(mut n) => {
+                    relabel(&mut n, &mark);
+                    n
+                }
+                Err(e) => {
+                    diags.push(Diagnostic::error(mark, format!("{}: {}", var, e.message)));
+                    continue;
+                }
+            }
+        } else {
+            yaml::Node::scalar(value, mark.clone())
+        };
+        set_key(root, key, node, mark);
+    }
+}
+
+/// Values from the environment have no lines of their own.
+fn relabel(node: &mut yaml::Node, mark: &Mark) {
+    node.mark = mark.clone();
+    match &mut node.value {
+        yaml::Value::Scalar(_) => {}
+        yaml::Value::Seq(items) => items.iter_mut().for_each(|n| relabel(n, mark)),
+        yaml::Value::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
+            relabel(k, mark);
+            relabel(v, mark)
+        }),
+    }
+}
+
+fn set_key(root: &mut yaml::Node, key: &str, value: yaml::Node, mark: Mark) {
+    if let yaml::Value::Map(entries) = &mut root.value {
+        match entries.iter_mut().find(|(k, _)| k.as_str() == Some(key)) {
+            Some(entry) => entry.1 = value,
+            None => entries.push((yaml::Node::scalar(key, mark), value)),
+        }
+    }
+}
+
+/// `shared_secret_file` etc.: the file's content becomes the option's value
+/// (trailing newline removed). The `*_file` keys that Pomerium keeps as
+/// paths (certificates, CA, user directory) are handled by the compiler.
+fn read_secret_files(root: &mut yaml::Node, base_dir: &Path, diags: &mut Vec<Diagnostic>) {
+    const SECRETS: &[&str] = &[
+        "shared_secret",
+        "cookie_secret",
+        "idp_client_secret",
+        "signing_key",
+        "databroker_storage_connection_string",
+        "metrics_basic_auth",
+    ];
+    for key in SECRETS {
+        let file_key = format!("{key}_file");
+        let Some(path_node) = root.get(&file_key).cloned() else {
+            continue;
+        };
+        let Some(path) = path_node.as_str().filter(|p| !p.is_empty()) else {
+            continue;
+        };
+        let full = if Path::new(path).is_absolute() {
+            Path::new(path).to_path_buf()
+        } else {
+            base_dir.join(path)
+        };
+        match std::fs::read_to_string(&full) {
+            Ok(content) => {
+                if root.get(key).is_some() {
+                    diags.push(Diagnostic::warning(
+                        path_node.mark.clone(),
+                        format!("both `{key}` and `{file_key}` are set; using `{file_key}`"),
+                    ));
+                }
+                let value = content.trim_end_matches(['\n', '\r']).to_string();
+                set_key(
+                    root,
+                    key,
+                    yaml::Node::scalar(value, path_node.mark.clone()),
+                    path_node.mark.clone(),
+                );
+            }
+            Err(e) => diags.push(Diagnostic::error(
+                path_node.mark.clone(),
+                format!("cannot read `{file_key}` `{}`: {e}", full.display()),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

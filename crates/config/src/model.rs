@@ -1,0 +1,423 @@
+//! The configuration file as written: Pomerium's key names, every value kept
+//! with its position. Nothing here is validated beyond its shape; see
+//! [`crate::compile`] for meaning.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use crate::de::{RawNode, Spanned};
+
+type S<T> = Option<Spanned<T>>;
+
+/// Top-level options (Pomerium `config.yaml`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Options {
+    // --- listeners and TLS
+    pub address: S<String>,
+    pub insecure_server: Option<bool>,
+    pub http_redirect_addr: S<String>,
+    pub certificates: Option<Vec<Spanned<CertificateOption>>>,
+    pub certificate: S<String>,
+    pub certificate_key: S<String>,
+    pub certificate_file: S<String>,
+    pub certificate_key_file: S<String>,
+    pub certificate_authority: S<String>,
+    pub certificate_authority_file: S<String>,
+    pub timeout_read: S<GoDuration>,
+    pub timeout_write: S<GoDuration>,
+    pub timeout_idle: S<GoDuration>,
+    pub default_upstream_timeout: S<GoDuration>,
+    pub set_response_headers: S<StringMap>,
+    pub skip_xff_append: Option<bool>,
+    pub xff_num_trusted_hops: Option<u32>,
+    pub use_proxy_protocol: Option<bool>,
+    pub codec_type: S<String>,
+    pub services: S<String>,
+    pub grpc_address: S<String>,
+    pub grpc_insecure: Option<bool>,
+    pub grpc_client_timeout: S<GoDuration>,
+
+    // --- routes
+    pub routes: Option<Vec<Spanned<RouteOptions>>>,
+    /// Legacy name of `routes`; both lists are used, `policy` first.
+    pub policy: Option<Vec<Spanned<RouteOptions>>>,
+
+    // --- authenticate / identity provider (sign-in issue)
+    pub authenticate_service_url: S<String>,
+    pub authenticate_internal_service_url: S<String>,
+    pub idp_provider: S<String>,
+    pub idp_provider_url: S<String>,
+    pub idp_client_id: S<String>,
+    pub idp_client_secret: S<String>,
+    pub idp_client_secret_file: S<String>,
+    pub idp_scopes: S<StringList>,
+    pub idp_request_params: S<StringMap>,
+    pub idp_access_token_allowed_audiences: S<StringList>,
+    pub identity_providers: Option<RawNode>,
+    pub bearer_token_format: S<String>,
+    pub local_users_file: S<String>,
+    pub local_users: Option<Vec<Spanned<LocalUser>>>,
+    pub signout_redirect_url: S<String>,
+    pub programmatic_redirect_domain_whitelist: S<StringList>,
+
+    // --- secrets and cookies
+    pub shared_secret: S<String>,
+    pub shared_secret_file: S<String>,
+    pub cookie_secret: S<String>,
+    pub cookie_secret_file: S<String>,
+    pub cookie_name: S<String>,
+    pub cookie_expire: S<GoDuration>,
+    pub cookie_domain: S<String>,
+    pub cookie_http_only: Option<bool>,
+    pub cookie_secure: Option<bool>,
+    pub cookie_same_site: S<String>,
+
+    // --- upstream identity (assertion issue)
+    pub signing_key: S<String>,
+    pub signing_key_file: S<String>,
+    pub jwt_claims_headers: S<ClaimsHeaders>,
+    pub jwt_issuer_format: S<String>,
+    pub pass_identity_headers: Option<bool>,
+
+    // --- storage
+    pub databroker_storage_type: S<String>,
+    pub databroker_storage_connection_string: S<String>,
+    pub databroker_storage_connection_string_file: S<String>,
+
+    // --- observability
+    pub log_level: S<String>,
+    pub proxy_log_level: S<String>,
+    pub access_log_fields: S<StringList>,
+    pub authorize_log_fields: S<StringList>,
+    pub metrics_address: S<String>,
+    pub metrics_basic_auth: S<String>,
+    pub health_check_addr: S<String>,
+    pub runtime_flags: Option<BTreeMap<String, bool>>,
+}
+
+/// One entry of `certificates:` (Pomerium: `cert`/`key`, files or base64).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct CertificateOption {
+    pub cert: S<String>,
+    pub key: S<String>,
+}
+
+/// One built-in directory user.
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(default)]
+pub struct LocalUser {
+    pub username: String,
+    pub email: String,
+    pub name: String,
+    pub groups: Vec<String>,
+    pub password_hash: String,
+}
+
+/// One entry of `routes:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RouteOptions {
+    pub name: S<String>,
+    pub description: S<String>,
+    pub logo_url: S<String>,
+    pub from: S<String>,
+    pub to: S<StringList>,
+    pub redirect: Option<RawNode>,
+    pub response: Option<RawNode>,
+    pub prefix: S<String>,
+    pub path: S<String>,
+    pub regex: S<String>,
+    pub regex_priority_order: Option<i64>,
+    pub prefix_rewrite: S<String>,
+    pub regex_rewrite_pattern: S<String>,
+    pub regex_rewrite_substitution: S<String>,
+    pub host_rewrite: S<String>,
+    pub host_rewrite_header: S<String>,
+    pub host_path_regex_rewrite_pattern: S<String>,
+    pub host_path_regex_rewrite_substitution: S<String>,
+    pub preserve_host_header: Option<bool>,
+    pub allow_websockets: Option<bool>,
+    pub allow_spdy: Option<bool>,
+    pub timeout: S<GoDuration>,
+    pub idle_timeout: S<GoDuration>,
+    pub tls_skip_verify: Option<bool>,
+    pub tls_server_name: S<String>,
+    pub tls_upstream_server_name: S<String>,
+    pub tls_downstream_server_name: S<String>,
+    pub tls_custom_ca: S<String>,
+    pub tls_custom_ca_file: S<String>,
+    pub tls_client_cert: S<String>,
+    pub tls_client_key: S<String>,
+    pub tls_client_cert_file: S<String>,
+    pub tls_client_key_file: S<String>,
+    pub set_request_headers: S<StringMap>,
+    pub remove_request_headers: S<StringList>,
+    pub set_response_headers: S<StringMap>,
+    pub rewrite_response_headers: Option<RawNode>,
+    pub load_balancing_policy: S<String>,
+    pub health_checks: Option<RawNode>,
+    pub outlier_detection: Option<RawNode>,
+
+    // --- authorization (policy issue)
+    pub allow_public_unauthenticated_access: Option<Spanned<bool>>,
+    pub allow_any_authenticated_user: Option<Spanned<bool>>,
+    pub cors_allow_preflight: Option<Spanned<bool>>,
+    pub allowed_users: S<StringList>,
+    pub allowed_domains: S<StringList>,
+    pub allowed_idp_claims: Option<RawNode>,
+    pub policy: Option<RawNode>,
+    pub show_error_details: Option<bool>,
+
+    // --- identity (later issues)
+    pub pass_identity_headers: Option<bool>,
+    pub jwt_claims_headers: S<ClaimsHeaders>,
+    pub jwt_issuer_format: S<String>,
+    pub bearer_token_format: S<String>,
+    pub idp_client_id: S<String>,
+    pub idp_client_secret: S<String>,
+    pub idp_access_token_allowed_audiences: S<StringList>,
+    pub identity_providers: S<StringList>,
+    pub depends_on: S<StringList>,
+    pub cookie_same_site: S<String>,
+}
+
+/// A Go-style duration (`300ms`, `30s`, `5m`, `1h30m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GoDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for GoDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_duration(&text)
+            .map(GoDuration)
+            .map_err(de::Error::custom)
+    }
+}
+
+/// Parses Go's `time.ParseDuration` syntax. Negative durations are refused.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let s = text.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut rest = s.strip_prefix('+').unwrap_or(s);
+    if rest.starts_with('-') {
+        return Err(format!("invalid duration `{text}`: must not be negative"));
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (num, tail) = rest.split_at(num_end);
+        if num.is_empty() {
+            return Err(format!("invalid duration `{text}`: expected a number"));
+        }
+        let value: f64 = num
+            .parse()
+            .map_err(|_| format!("invalid duration `{text}`: bad number `{num}`"))?;
+        let unit_end = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_end);
+        let scale = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "" => {
+                return Err(format!(
+                    "invalid duration `{text}`: missing unit (use ms, s, m or h, e.g. `30s`)"
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "invalid duration `{text}`: unknown unit `{other}` (use ns, us, ms, s, m or h)"
+                ));
+            }
+        };
+        total += value * scale;
+        rest = tail;
+    }
+    Duration::try_from_secs_f64(total)
+        .map_err(|_| format!("invalid duration `{text}`: out of range"))
+}
+
+/// A list given as a YAML list or as one comma/space separated string
+/// (Pomerium accepts both, e.g. `idp_scopes: openid,email`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StringList(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for StringList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StringList;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of strings or a comma-separated string")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<StringList, E> {
+                Ok(StringList(
+                    s.split([',', ' '])
+                        .map(str::trim)
+                        .filter(|p| !p.is_empty())
+                        .map(String::from)
+                        .collect(),
+                ))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<StringList, E> {
+                Ok(StringList(vec![v.to_string()]))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<StringList, E> {
+                Ok(StringList::default())
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StringList, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    out.push(s);
+                }
+                Ok(StringList(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A string-to-string map whose values may be any scalar (`disable: true`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StringMap(pub Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for StringMap {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StringMap;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping of names to values")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<StringMap, E> {
+                Ok(StringMap::default())
+            }
+            /// The environment form `K:V,K2:V2` (Pomerium's `HEADERS`).
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<StringMap, E> {
+                let mut out = Vec::new();
+                for pair in s.split(',').filter(|p| !p.trim().is_empty()) {
+                    let (k, v) = pair.split_once(':').ok_or_else(|| {
+                        E::custom(format!("expected `Name:value`, found `{pair}`"))
+                    })?;
+                    out.push((k.trim().to_string(), v.trim().to_string()));
+                }
+                Ok(StringMap(out))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StringMap, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, ScalarString>()? {
+                    out.push((k, v.0));
+                }
+                Ok(StringMap(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Any scalar, as the text it was written with.
+struct ScalarString(String);
+
+impl<'de> Deserialize<'de> for ScalarString {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(ScalarString)
+    }
+}
+
+/// `jwt_claims_headers`: a list or comma string of claims (header
+/// `X-Pomerium-Claim-<claim>`), or a map of header name to claim.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimsHeaders(pub Vec<(String, String)>);
+
+impl ClaimsHeaders {
+    fn from_claims(claims: Vec<String>) -> Self {
+        ClaimsHeaders(
+            claims
+                .into_iter()
+                .map(|c| (format!("x-pomerium-claim-{c}"), c))
+                .collect(),
+        )
+    }
+}
+
+impl<'de> Deserialize<'de> for ClaimsHeaders {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ClaimsHeaders;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "a list of claims, a comma-separated string, or a mapping of header to claim",
+                )
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<ClaimsHeaders, E> {
+                Ok(ClaimsHeaders::default())
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<ClaimsHeaders, E> {
+                let list: StringList = StringList(
+                    s.split([',', ' '])
+                        .map(str::trim)
+                        .filter(|p| !p.is_empty())
+                        .map(String::from)
+                        .collect(),
+                );
+                Ok(ClaimsHeaders::from_claims(list.0))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ClaimsHeaders, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    out.push(s);
+                }
+                Ok(ClaimsHeaders::from_claims(out))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ClaimsHeaders, A::Error> {
+                let mut out = Vec::new();
+                while let Some((header, claim)) = map.next_entry::<String, String>()? {
+                    out.push((header.to_ascii_lowercase(), claim));
+                }
+                Ok(ClaimsHeaders(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(
+            parse_duration("14h").unwrap(),
+            Duration::from_secs(14 * 3600)
+        );
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert!(parse_duration("30").unwrap_err().contains("missing unit"));
+        assert!(parse_duration("3d").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+}

@@ -1,0 +1,335 @@
+use std::path::Path;
+
+use super::*;
+
+fn load(text: &str) -> Result<Loaded, Rejected> {
+    load_str(text, "c.yaml", Path::new("."), &|_| None)
+}
+
+fn errors(text: &str) -> Vec<String> {
+    match load(text) {
+        Ok(_) => panic!("expected errors for:\n{text}"),
+        Err(r) => r
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.to_string())
+            .collect(),
+    }
+}
+
+const PUBLIC: &str = "    allow_public_unauthenticated_access: true\n";
+
+#[test]
+fn a_minimal_route_compiles() {
+    let cfg = load(&format!(
+        "address: 127.0.0.1:8443\nroutes:\n  - from: https://app.example.com\n    to: http://127.0.0.1:8080\n{PUBLIC}"
+    ))
+    .unwrap()
+    .config;
+    assert_eq!(cfg.address, "127.0.0.1:8443");
+    let r = &cfg.routes[0];
+    assert_eq!(r.from.host, HostPattern::Exact("app.example.com".into()));
+    assert_eq!(r.access, Access::Public);
+    assert_eq!(r.timeout, Some(std::time::Duration::from_secs(30)));
+    let RouteAction::Forward(ups) = &r.action else {
+        panic!()
+    };
+    assert_eq!(ups[0].authority.as_str(), "127.0.0.1:8080");
+    // Pomerium's defaults, without HSTS when no certificate is configured.
+    let names: Vec<_> = r.response_headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["x-frame-options", "x-xss-protection"]);
+}
+
+#[test]
+fn bad_url_unknown_scheme_path_in_from_and_weight_zero() {
+    let errs = errors(
+        "routes:\n  - from: https://a.example.com/path\n    to: http://x\n  - from: ftp://b.example.com\n    to: http://x\n  - from: https://c.example.com\n    to: ['http://x,0']\n  - from: https://d.example.com\n    to: 'gopher://x'\n  - from: https://e.example.com\n    to: 'http://'\n",
+    );
+    let all = errs.join("\n");
+    assert!(
+        all.contains("c.yaml:2:11: `from` must not have a path"),
+        "{all}"
+    );
+    assert!(
+        all.contains("c.yaml:4:11: unknown `from` scheme `ftp`"),
+        "{all}"
+    );
+    assert!(all.contains("c.yaml:7:9: weight 0"), "{all}");
+    assert!(
+        all.contains("c.yaml:9:9: unknown `to` scheme `gopher`"),
+        "{all}"
+    );
+    assert!(all.contains("c.yaml:11:9: invalid `to` URL"), "{all}");
+}
+
+#[test]
+fn conflicting_rewrites() {
+    let all = errors(
+        "routes:\n  - from: https://a.example.com\n    to: http://x\n    prefix_rewrite: /a\n    regex_rewrite_pattern: '^/b'\n    regex_rewrite_substitution: /c\n  - from: https://b.example.com\n    to: http://x\n    host_rewrite: h\n    host_rewrite_header: X-Host\n",
+    )
+    .join("\n");
+    assert!(all.contains("c.yaml:5:28: conflicting rewrites"), "{all}");
+    assert!(all.contains("conflicting host rewrites"), "{all}");
+}
+
+#[test]
+fn unreadable_certificate_names_the_file() {
+    let all = errors(
+        "certificate_file: /nonexistent/cert.pem\ncertificate_key_file: /nonexistent/key.pem\n",
+    )
+    .join("\n");
+    assert!(
+        all.contains("c.yaml:1:19: cannot read server certificate file `/nonexistent/cert.pem`"),
+        "{all}"
+    );
+}
+
+#[test]
+fn duplicate_route() {
+    let all = errors(
+        "routes:\n  - from: https://a.example.com\n    to: http://x\n    prefix: /api\n  - from: https://A.example.com\n    to: http://y\n    prefix: /api\n",
+    )
+    .join("\n");
+    assert!(all.contains("c.yaml:5:11: duplicate route: `https://a.example.com` prefix /api is already defined at line 2"), "{all}");
+}
+
+#[test]
+fn unknown_keys_warn_and_removed_keys_fail() {
+    let loaded = load(&format!(
+        "adress: :443\nroutes:\n  - from: https://a.example.com\n    to: http://x\n    frobnicate: 1\n{PUBLIC}"
+    ))
+    .unwrap();
+    let w: Vec<String> = loaded.warnings.iter().map(|d| d.to_string()).collect();
+    assert!(
+        w.contains(&"c.yaml:1:1: warning: unknown config option `adress` (ignored)".to_string()),
+        "{w:?}"
+    );
+    assert!(
+        w.contains(
+            &"c.yaml:5:5: warning: unknown config option `frobnicate` (ignored)".to_string()
+        ),
+        "{w:?}"
+    );
+    let all = errors("client_ca: abc\n").join("\n");
+    assert!(
+        all.contains("c.yaml:1:1: option `client_ca` was removed"),
+        "{all}"
+    );
+}
+
+#[test]
+fn type_errors_have_positions() {
+    let all = errors("timeout_read: soon\n").join("\n");
+    assert!(
+        all.starts_with("c.yaml:1:15: invalid duration `soon`"),
+        "{all}"
+    );
+    let all = errors("insecure_server: maybe\n").join("\n");
+    assert!(
+        all.starts_with("c.yaml:1:18: expected true or false"),
+        "{all}"
+    );
+}
+
+#[test]
+fn environment_overrides_file_and_parses_structures() {
+    let env = |k: &str| {
+        match k {
+        "ADDRESS" => Some("127.0.0.1:9443".to_string()),
+        "INSECURE_SERVER" => Some("true".to_string()),
+        "ROUTES" => Some("[{from: 'https://env.example.com', to: 'http://x', allow_public_unauthenticated_access: true}]".to_string()),
+        "HEADERS" => Some("X-Test:1,X-Other:two".to_string()),
+        _ => None,
+    }
+    };
+    let cfg = load_str("address: :443\n", "c.yaml", Path::new("."), &env)
+        .unwrap()
+        .config;
+    assert_eq!(cfg.address, "127.0.0.1:9443");
+    assert!(cfg.insecure_server);
+    assert_eq!(
+        cfg.routes[0].from.host,
+        HostPattern::Exact("env.example.com".into())
+    );
+    let names: Vec<_> = cfg.routes[0]
+        .response_headers
+        .iter()
+        .map(|(n, v)| format!("{n}={}", v.to_str().unwrap()))
+        .collect();
+    assert_eq!(names, ["x-test=1", "x-other=two"]);
+}
+
+#[test]
+fn environment_errors_name_the_variable() {
+    let env = |k: &str| (k == "TIMEOUT_IDLE").then(|| "forever".to_string());
+    let r = load_str("", "c.yaml", Path::new("."), &env).unwrap_err();
+    assert!(
+        r.diagnostics[0]
+            .to_string()
+            .starts_with("env:TIMEOUT_IDLE: invalid duration"),
+        "{r}"
+    );
+}
+
+#[test]
+fn secret_files_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret"), "c2VjcmV0\n").unwrap();
+    let cfg = load_str(
+        "shared_secret_file: secret\n",
+        "c.yaml",
+        dir.path(),
+        &|_| None,
+    )
+    .unwrap()
+    .config;
+    assert_eq!(cfg.options.shared_secret.unwrap().value, "c2VjcmV0");
+}
+
+#[test]
+fn a_full_pomerium_file_loads() {
+    let text = r#"
+authenticate_service_url: https://authenticate.localhost.pomerium.io
+idp_provider: oidc
+idp_provider_url: https://idp.example.com
+idp_client_id: client
+idp_client_secret: secret
+idp_scopes: openid,profile,email,offline_access
+idp_request_params: {prompt: login}
+shared_secret: YmFzZTY0LWVuY29kZWQtMzItYnl0ZS1zZWNyZXQtLS0tLQ==
+cookie_secret: YmFzZTY0LWVuY29kZWQtMzItYnl0ZS1zZWNyZXQtLS0tLQ==
+cookie_name: _gh
+cookie_expire: 8h
+cookie_same_site: lax
+signing_key: LS0tLS1CRUdJTi...
+jwt_claims_headers: email,groups
+jwt_issuer_format: uri
+pass_identity_headers: true
+databroker_storage_type: memory
+insecure_server: true
+address: :8080
+routes:
+  - from: https://verify.localhost.pomerium.io
+    to: https://verify.pomerium.com
+    pass_identity_headers: true
+    policy:
+      - allow:
+          or:
+            - email:
+                is: user@example.com
+  - from: https://grafana.example.com
+    to:
+      - http://grafana-1:3000,2
+      - http://grafana-2:3000
+    allow_any_authenticated_user: true
+    jwt_claims_headers:
+      X-Email: email
+    set_request_headers:
+      X-Token: ${pomerium.access_token}
+      X-Literal: $$5
+"#;
+    let loaded = load(text).unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let cfg = loaded.config;
+    assert_eq!(cfg.routes.len(), 2);
+    assert!(
+        cfg.options.routes.as_ref().unwrap()[0]
+            .value
+            .policy
+            .is_some()
+    );
+    let claims = cfg.options.jwt_claims_headers.as_ref().unwrap();
+    assert_eq!(
+        claims.value.0[1],
+        ("x-pomerium-claim-groups".to_string(), "groups".to_string())
+    );
+    let r = &cfg.routes[1];
+    assert_eq!(r.access, Access::SignInRequired);
+    assert_eq!(
+        r.set_request_headers[0].1.parts,
+        vec![TemplatePart::AccessToken]
+    );
+    assert_eq!(r.set_request_headers[1].1.as_literal(), Some("$5"));
+    let RouteAction::Forward(ups) = &r.action else {
+        panic!()
+    };
+    assert_eq!(ups.iter().map(|u| u.weight).collect::<Vec<_>>(), [2, 1]);
+}
+
+#[test]
+fn json_config_has_positions() {
+    let r = load_str(
+        "{\n  \"routes\": [\n    {\"from\": \"https://a.example.com/x\", \"to\": \"http://y\"}\n  ]\n}\n",
+        "c.json",
+        Path::new("."),
+        &|_| None,
+    )
+    .unwrap_err();
+    assert!(
+        r.diagnostics[0]
+            .to_string()
+            .starts_with("c.json:3:14: `from` must not have a path"),
+        "{r}"
+    );
+}
+
+#[test]
+fn public_access_cannot_be_combined() {
+    let all = errors(
+        "routes:\n  - from: https://a.example.com\n    to: http://x\n    allow_public_unauthenticated_access: true\n    allowed_domains: [example.com]\n",
+    )
+    .join("\n");
+    assert!(
+        all.contains("cannot be combined with allowed_domains"),
+        "{all}"
+    );
+}
+
+#[test]
+fn timeouts_follow_pomerium() {
+    let cfg = load(
+        "default_upstream_timeout: 10s\nroutes:\n  - from: https://a.example.com\n    to: http://x\n    allow_websockets: true\n  - from: https://b.example.com\n    to: http://x\n    timeout: 2s\n  - from: https://c.example.com\n    to: http://x\n",
+    )
+    .unwrap()
+    .config;
+    let t: Vec<_> = cfg.routes.iter().map(|r| r.timeout).collect();
+    use std::time::Duration;
+    assert_eq!(
+        t,
+        [
+            None,
+            Some(Duration::from_secs(2)),
+            Some(Duration::from_secs(10))
+        ]
+    );
+}
+
+#[test]
+fn path_in_to_is_a_prefix_rewrite() {
+    let cfg =
+        load("routes:\n  - from: https://a.example.com\n    to: http://x/base\n    prefix: /app\n")
+            .unwrap()
+            .config;
+    let PathRewrite::Prefix {
+        matched,
+        replacement,
+    } = &cfg.routes[0].rewrite
+    else {
+        panic!()
+    };
+    assert_eq!((matched.as_str(), replacement.as_str()), ("/app", "/base"));
+}
+
+#[test]
+fn templates_parse() {
+    assert_eq!(
+        parse_template(r#"Bearer ${pomerium.request.headers["X-Foo"]}!"#).unwrap(),
+        vec![
+            TemplatePart::Literal("Bearer ".into()),
+            TemplatePart::RequestHeader(http::HeaderName::from_static("x-foo")),
+            TemplatePart::Literal("!".into())
+        ]
+    );
+    assert!(parse_template("${pomerium.nope}").is_err());
+}
