@@ -1,1 +1,129 @@
-//! placeholder
+//! The gatehouse data plane.
+//!
+//! Owns: listeners and TLS (SNI, self-signed fallback), the route table,
+//! forwarding (headers, rewrites, streaming bodies, websockets, upstream
+//! pools), gatehouse's own pages, and applying a new configuration without
+//! dropping requests. Must not: parse configuration files (that is
+//! `gatehouse-config`) or watch files and signals (that is the binary).
+//!
+//! A request's phases are in [`forward`]; the error → status mapping is in
+//! [`error`].
+#![forbid(unsafe_code)]
+
+pub mod body;
+pub mod error;
+pub mod forward;
+pub mod pages;
+pub mod routing;
+pub mod runtime;
+pub mod server;
+pub mod tls;
+pub mod upstream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use gatehouse_config::Config;
+
+pub use server::{bind, serve, Listeners};
+
+/// Listener settings fixed at start; changing them needs a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub address: String,
+    pub insecure: bool,
+    pub http_redirect_addr: Option<String>,
+    pub http1_only: bool,
+    pub timeout_read: Duration,
+    /// Port HTTPS is served on, for redirects from `http_redirect_addr`.
+    pub https_port: u16,
+}
+
+impl Settings {
+    fn of(config: &Config) -> Settings {
+        Settings {
+            address: config.address.clone(),
+            insecure: config.insecure_server,
+            http_redirect_addr: config.http_redirect_addr.clone(),
+            http1_only: config.options.codec_type.as_ref().is_some_and(|c| c.value == "http1"),
+            timeout_read: config.timeout_read,
+            https_port: config
+                .address
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse().ok())
+                .unwrap_or(443),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApplyError {
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Runtime(#[from] runtime::RuntimeError),
+}
+
+/// The running proxy: the current runtime and certificates, both swapped
+/// atomically by [`Proxy::apply`].
+pub struct Proxy {
+    pub(crate) runtime: ArcSwap<runtime::Runtime>,
+    pub(crate) certs: Arc<tls::CertResolver>,
+    clients: upstream::ClientCache,
+    pub(crate) settings: Settings,
+}
+
+impl Proxy {
+    pub fn new(config: Config) -> Result<Arc<Proxy>, ApplyError> {
+        let settings = Settings::of(&config);
+        let clients = upstream::ClientCache::default();
+        let store = cert_store(&config)?;
+        let (rt, _) = runtime::Runtime::build(config, &clients)?;
+        Ok(Arc::new(Proxy {
+            runtime: ArcSwap::from_pointee(rt),
+            certs: Arc::new(tls::CertResolver {
+                store: ArcSwap::from_pointee(store),
+            }),
+            clients,
+            settings,
+        }))
+    }
+
+    /// Applies a new configuration. On error nothing changes. Requests and
+    /// connections in flight keep the configuration they started with.
+    pub fn apply(&self, config: Config) -> Result<(), ApplyError> {
+        let new_settings = Settings::of(&config);
+        if new_settings != self.settings {
+            tracing::warn!(
+                "listener settings (address, insecure_server, http_redirect_addr, codec_type, timeout_read) changed: they apply after a restart"
+            );
+        }
+        let store = cert_store(&config)?;
+        let (rt, keys) = runtime::Runtime::build(config, &self.clients)?;
+        self.certs.store.store(Arc::new(store));
+        self.runtime.store(Arc::new(rt));
+        self.clients.retain(&keys);
+        Ok(())
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+}
+
+fn cert_store(config: &Config) -> Result<tls::CertStore, tls::TlsError> {
+    if config.insecure_server {
+        return Ok(tls::CertStore::default());
+    }
+    if config.certificates.is_empty() {
+        let cert = tls::self_signed(config)?;
+        tracing::warn!(
+            "NO CERTIFICATE CONFIGURED: serving a self-signed certificate generated at start. \
+             Browsers will warn; set `certificate_file`/`certificate_key_file` (or `certificates`) for real use"
+        );
+        return tls::CertStore::new(std::slice::from_ref(&cert));
+    }
+    tls::CertStore::new(&config.certificates)
+}

@@ -1,0 +1,530 @@
+//! One request, phase by phase:
+//!
+//! 1. **accept**: request id, health checks (`/ping`, `/healthz`) before routing.
+//! 2. **route**: host + normalized path → route, or the 404 page.
+//! 3. **authorize**: public routes pass; others need sign-in (not built yet: 401).
+//! 4. **act**: direct `response`, `redirect`, or forward:
+//! 5. **forward**: [`upstream_request_headers`] is the one place that decides
+//!    which headers an upstream sees; the body streams through untouched.
+//! 6. **respond**: hop-by-hop headers dropped, route response headers set.
+
+use std::net::SocketAddr;
+
+use gatehouse_config::{
+    Access, HostHeader, PathRewrite, Redirect, Route, RouteAction, TemplatePart, UpstreamScheme,
+};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+
+use crate::body::{self, Body};
+use crate::error::ProxyError;
+use crate::pages;
+use crate::routing::normalize_path;
+use crate::runtime::{RouteState, Runtime};
+
+/// Facts about the connection a request arrived on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub local_port: u16,
+    pub tls: bool,
+}
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Serves one request against the runtime in force when it arrived.
+pub async fn handle(rt: &Runtime, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+    let request_id = request_id(req.headers());
+    let json = pages::wants_json(req.headers());
+
+    // Health checks answer on every host, before routing.
+    if matches!(req.uri().path(), "/ping" | "/healthz") && matches!(*req.method(), Method::GET | Method::HEAD) {
+        return pages::ok_text();
+    }
+
+    let (route_index, path) = match locate(rt, &req, conn) {
+        Ok(found) => found,
+        Err(e) => return error_response(&e, &request_id, json),
+    };
+    let route = &rt.config.routes[route_index];
+    let state = &rt.routes[route_index];
+
+    let result = match route.access {
+        Access::Public => act(route, state, req, &path, conn, &request_id).await,
+        Access::SignInRequired => Err(ProxyError::SignInRequired),
+    };
+    let mut resp = match result {
+        Ok(resp) => resp,
+        Err(e) => {
+            if e.status().is_server_error() {
+                tracing::warn!(route = %route.label(), request_id = %request_id, error = %e, source = ?std::error::Error::source(&e), "upstream request failed");
+            }
+            error_response(&e, &request_id, json)
+        }
+    };
+    for (name, value) in &route.response_headers {
+        resp.headers_mut().insert(name.clone(), value.clone());
+    }
+    resp
+}
+
+fn error_response(e: &ProxyError, request_id: &str, json: bool) -> Response<Body> {
+    let mut resp = pages::page(e.status(), e.reason(), e.code(), request_id, json);
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
+    }
+    resp
+}
+
+/// The client's `X-Request-Id` when it is sane, else a new random one.
+fn request_id(headers: &HeaderMap) -> String {
+    if let Some(v) = headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()) {
+        if !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()) {
+            return v.to_string();
+        }
+    }
+    let n: u128 = rand::random();
+    format!("{n:032x}")
+}
+
+/// Host (lower-case, no port), port and normalized path → route.
+fn locate(rt: &Runtime, req: &Request<Incoming>, conn: ConnInfo) -> Result<(usize, String), ProxyError> {
+    if req.method() == Method::CONNECT {
+        return Err(ProxyError::MethodNotSupported);
+    }
+    let authority = match req.uri().authority() {
+        Some(a) => a.as_str(),
+        None => req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .ok_or(ProxyError::NoHost)?,
+    };
+    let (host, port) = split_authority(authority).ok_or(ProxyError::NoHost)?;
+    let port = port.unwrap_or(conn.local_port);
+    let host = host.trim_end_matches('.');
+    let lower;
+    let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        lower = host.to_ascii_lowercase();
+        lower.as_str()
+    } else {
+        host
+    };
+    let path = normalize_path(req.uri().path()).ok_or(ProxyError::BadPath)?;
+    let index = rt
+        .table
+        .find(&rt.config.routes, host, port, &path)
+        .ok_or(ProxyError::NoRoute)?;
+    Ok((index, path.into_owned()))
+}
+
+fn split_authority(authority: &str) -> Option<(&str, Option<u16>)> {
+    if authority.is_empty() {
+        return None;
+    }
+    if let Some(rest) = authority.strip_prefix('[') {
+        let end = rest.find(']')?;
+        let port = rest[end + 1..].strip_prefix(':').and_then(|p| p.parse().ok());
+        return Some((&authority[..end + 2], port));
+    }
+    match authority.rsplit_once(':') {
+        Some((h, p)) => Some((h, Some(p.parse().ok()?))),
+        None => Some((authority, None)),
+    }
+}
+
+async fn act(
+    route: &Route,
+    state: &RouteState,
+    req: Request<Incoming>,
+    path: &str,
+    conn: ConnInfo,
+    request_id: &str,
+) -> Result<Response<Body>, ProxyError> {
+    match &route.action {
+        RouteAction::Respond { status, body } => {
+            let mut resp = Response::new(body::full(body.clone().into()));
+            *resp.status_mut() = *status;
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+            Ok(resp)
+        }
+        RouteAction::Redirect(r) => Ok(redirect(r, route, &req, path, conn)),
+        RouteAction::Forward(targets) => forward(route, state, targets, req, path, conn, request_id).await,
+    }
+}
+
+fn redirect(r: &Redirect, route: &Route, req: &Request<Incoming>, path: &str, conn: ConnInfo) -> Response<Body> {
+    let scheme = if r.https_redirect {
+        "https"
+    } else if let Some(s) = &r.scheme_redirect {
+        s.as_str()
+    } else if conn.tls {
+        "https"
+    } else {
+        "http"
+    };
+    let req_authority = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(String::from))
+        .unwrap_or_default();
+    let (req_host, req_port) = split_authority(&req_authority).unwrap_or(("", None));
+    let host = r.host_redirect.clone().unwrap_or_else(|| req_host.to_string());
+    let port = r.port_redirect.or(if r.https_redirect { None } else { req_port });
+    let new_path = if let Some(p) = &r.path_redirect {
+        p.clone()
+    } else if let Some(p) = &r.prefix_rewrite {
+        let matched = match &route.path_match {
+            gatehouse_config::PathMatch::Prefix(m) | gatehouse_config::PathMatch::Exact(m) => m.as_str(),
+            _ => "/",
+        };
+        match path.strip_prefix(matched) {
+            Some(rest) => format!("{p}{rest}"),
+            None => path.to_string(),
+        }
+    } else {
+        path.to_string()
+    };
+    let mut location = match port {
+        Some(p) => format!("{scheme}://{host}:{p}{new_path}"),
+        None => format!("{scheme}://{host}{new_path}"),
+    };
+    if !r.strip_query {
+        if let Some(q) = req.uri().query() {
+            location.push('?');
+            location.push_str(q);
+        }
+    }
+    let mut resp = Response::new(body::empty());
+    *resp.status_mut() = StatusCode::from_u16(r.response_code).unwrap_or(StatusCode::MOVED_PERMANENTLY);
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+fn is_websocket(headers: &HeaderMap) -> bool {
+    let upgrade = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("websocket")));
+    let connection = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")));
+    upgrade && connection
+}
+
+async fn forward(
+    route: &Route,
+    state: &RouteState,
+    targets: &[gatehouse_config::UpstreamTarget],
+    mut req: Request<Incoming>,
+    path: &str,
+    conn: ConnInfo,
+    request_id: &str,
+) -> Result<Response<Body>, ProxyError> {
+    let upgrade = route.allow_websockets && is_websocket(req.headers()) && req.version() == Version::HTTP_11;
+    let target_index = state.balancer.pick();
+    let target = &targets[target_index];
+
+    let new_path = rewrite_path(&route.rewrite, path);
+    let path_and_query = match req.uri().query() {
+        Some(q) => format!("{new_path}?{q}"),
+        None => new_path.into_owned(),
+    };
+    let scheme = match target.scheme {
+        UpstreamScheme::Https => "https",
+        UpstreamScheme::Http | UpstreamScheme::H2c => "http",
+    };
+    let uri = Uri::builder()
+        .scheme(scheme)
+        .authority(target.authority.clone())
+        .path_and_query(path_and_query)
+        .build()
+        .map_err(|e| ProxyError::Internal(format!("upstream URI: {e}")))?;
+
+    let original_host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(String::from))
+        .unwrap_or_default();
+    let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_11;
+    let host_value = upstream_host(route, &state.target_hosts[target_index], req.headers(), &original_host, path);
+    upstream_request_headers(req.headers_mut(), route, conn, &original_host, request_id, host_value, upgrade);
+
+    let client = state.clients.for_target(target.scheme, upgrade);
+    let fut = client.request(req);
+    let result = match route.timeout {
+        Some(t) => tokio::time::timeout(t, fut).await.map_err(|_| ProxyError::UpstreamTimeout)?,
+        None => fut.await,
+    };
+    let mut resp = result.map_err(|e| {
+        if e.is_connect() {
+            ProxyError::UpstreamConnect(e)
+        } else {
+            ProxyError::UpstreamReset(e)
+        }
+    })?;
+
+    if let (Some(downstream), StatusCode::SWITCHING_PROTOCOLS) = (downstream_upgrade, resp.status()) {
+        let upstream = hyper::upgrade::on(&mut resp);
+        tokio::spawn(async move {
+            match tokio::try_join!(downstream, upstream) {
+                Ok((down, up)) => tunnel(down, up).await,
+                Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+            }
+        });
+        let (parts, _) = resp.into_parts();
+        let mut out = Response::from_parts(parts, body::empty());
+        strip_hop_by_hop(out.headers_mut(), true);
+        return Ok(out);
+    }
+
+    let (parts, incoming) = resp.into_parts();
+    let mut out = Response::from_parts(parts, body::stream(incoming));
+    strip_hop_by_hop(out.headers_mut(), false);
+    Ok(out)
+}
+
+async fn tunnel(down: hyper::upgrade::Upgraded, up: hyper::upgrade::Upgraded) {
+    let mut down = hyper_util::rt::TokioIo::new(down);
+    let mut up = hyper_util::rt::TokioIo::new(up);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
+        tracing::debug!(error = %e, "websocket tunnel closed with an error");
+    }
+}
+
+fn rewrite_path<'a>(rewrite: &PathRewrite, path: &'a str) -> std::borrow::Cow<'a, str> {
+    match rewrite {
+        PathRewrite::None => path.into(),
+        PathRewrite::Prefix { matched, replacement } => match path.strip_prefix(matched.as_str()) {
+            Some(rest) => {
+                let mut out = replacement.clone();
+                if out.ends_with('/') && rest.starts_with('/') {
+                    out.push_str(&rest[1..]);
+                } else {
+                    out.push_str(rest);
+                }
+                if out.is_empty() || !out.starts_with('/') {
+                    out.insert(0, '/');
+                }
+                out.into()
+            }
+            None => path.into(),
+        },
+        PathRewrite::Regex { pattern, substitution } => {
+            let out = pattern.replace_all(path, substitution.as_str());
+            if out.starts_with('/') {
+                out.into_owned().into()
+            } else {
+                format!("/{out}").into()
+            }
+        }
+    }
+}
+
+fn upstream_host(route: &Route, target_host: &HeaderValue, headers: &HeaderMap, original_host: &str, path: &str) -> HeaderValue {
+    match &route.host {
+        HostHeader::Upstream => target_host.clone(),
+        HostHeader::Preserve => HeaderValue::from_str(original_host).unwrap_or_else(|_| target_host.clone()),
+        HostHeader::Literal(v) => v.clone(),
+        HostHeader::FromHeader(name) => headers.get(name).cloned().unwrap_or_else(|| target_host.clone()),
+        HostHeader::PathRegex { pattern, substitution } => {
+            let host = pattern.replace(path, substitution.as_str());
+            HeaderValue::from_str(&host).unwrap_or_else(|_| target_host.clone())
+        }
+    }
+}
+
+/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
+fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        if keep_upgrade && name == header::UPGRADE {
+            continue;
+        }
+        headers.remove(&name);
+    }
+    headers.remove(&KEEP_ALIVE);
+    headers.remove(&PROXY_CONNECTION);
+    headers.remove(header::TRANSFER_ENCODING);
+    headers.remove(header::TRAILER);
+    headers.remove(header::CONNECTION);
+    if !keep_upgrade {
+        headers.remove(header::UPGRADE);
+    } else {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    // `TE: trailers` is end-to-end in practice (gRPC needs it).
+    if let Some(te) = headers.get(header::TE) {
+        if !te.as_bytes().eq_ignore_ascii_case(b"trailers") {
+            headers.remove(header::TE);
+        }
+    }
+}
+
+/// Identity headers only gatehouse may set: a client's copies are dropped on
+/// every route, whatever `pass_identity_headers` says.
+fn strip_identity_headers(headers: &mut HeaderMap) {
+    let spoofed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| {
+            let n = n.as_str();
+            n == "x-pomerium-jwt-assertion" || n == "x-pomerium-jwt-assertion-for" || n.starts_with("x-pomerium-claim-")
+        })
+        .cloned()
+        .collect();
+    for name in spoofed {
+        headers.remove(name);
+    }
+}
+
+/// The one place that decides which headers an upstream sees.
+fn upstream_request_headers(
+    headers: &mut HeaderMap,
+    route: &Route,
+    conn: ConnInfo,
+    original_host: &str,
+    request_id: &str,
+    host: HeaderValue,
+    upgrade: bool,
+) {
+    strip_hop_by_hop(headers, upgrade);
+    strip_identity_headers(headers);
+    for name in &route.remove_request_headers {
+        headers.remove(name);
+    }
+
+    // X-Forwarded-For: append the client address (Envoy's default).
+    let peer_ip = conn.peer.ip().to_string();
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {peer_ip}"),
+        _ => peer_ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    headers.insert(
+        X_FORWARDED_PROTO.clone(),
+        HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
+    );
+    if let Ok(v) = HeaderValue::from_str(original_host) {
+        headers.insert(X_FORWARDED_HOST.clone(), v);
+    }
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        headers.insert(X_REQUEST_ID.clone(), v);
+    }
+    headers.insert(header::HOST, host);
+
+    for (name, template) in &route.set_request_headers {
+        let value = match template.as_literal() {
+            Some(lit) => HeaderValue::from_str(lit).ok(),
+            None => render_template(&template.parts, headers),
+        };
+        match value {
+            Some(v) => {
+                headers.insert(name.clone(), v);
+            }
+            None => {
+                headers.remove(name);
+            }
+        }
+    }
+}
+
+/// Renders `${pomerium.*}` parts; identity parts are empty until sign-in exists.
+fn render_template(parts: &[TemplatePart], headers: &HeaderMap) -> Option<HeaderValue> {
+    let mut out = String::new();
+    for p in parts {
+        match p {
+            TemplatePart::Literal(s) => out.push_str(s),
+            TemplatePart::RequestHeader(h) => {
+                if let Some(v) = headers.get(h).and_then(|v| v.to_str().ok()) {
+                    out.push_str(v);
+                }
+            }
+            TemplatePart::AccessToken | TemplatePart::IdToken | TemplatePart::Jwt | TemplatePart::ClientCertFingerprint => {}
+        }
+    }
+    HeaderValue::from_str(&out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_rewrites() {
+        let rw = |m: &str, r: &str, p: &str| {
+            rewrite_path(
+                &PathRewrite::Prefix {
+                    matched: m.into(),
+                    replacement: r.into(),
+                },
+                p,
+            )
+            .into_owned()
+        };
+        assert_eq!(rw("/admin", "/", "/admin"), "/");
+        assert_eq!(rw("/admin", "/", "/admin/x"), "/x");
+        assert_eq!(rw("/grafana/", "/", "/grafana/d/1"), "/d/1");
+        assert_eq!(rw("/", "/base", "/x"), "/basex");
+        assert_eq!(rw("/", "/base/", "/x"), "/base/x");
+        assert_eq!(rw("/app", "/base", "/app/x"), "/base/x");
+    }
+
+    #[test]
+    fn regex_rewrite_with_groups() {
+        let r = PathRewrite::Regex {
+            pattern: regex::Regex::new("^/service/([^/]+)(/.*)$").unwrap(),
+            substitution: "${2}/instance/${1}".into(),
+        };
+        assert_eq!(rewrite_path(&r, "/service/foo/bar"), "/bar/instance/foo");
+    }
+
+    #[test]
+    fn hop_by_hop_and_spoofed_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("close, X-Secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("gzip"));
+        h.insert("X-Pomerium-Jwt-Assertion", HeaderValue::from_static("forged"));
+        h.append("x-pomerium-jwt-assertion", HeaderValue::from_static("forged2"));
+        h.insert("X-POMERIUM-CLAIM-EMAIL", HeaderValue::from_static("ceo@example.com"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h, false);
+        strip_identity_headers(&mut h);
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-kept"]);
+    }
+
+    #[test]
+    fn authority_split() {
+        assert_eq!(split_authority("a.example.com:8443"), Some(("a.example.com", Some(8443))));
+        assert_eq!(split_authority("a.example.com"), Some(("a.example.com", None)));
+        assert_eq!(split_authority("[::1]:8443"), Some(("[::1]", Some(8443))));
+        assert_eq!(split_authority("a:bad"), None);
+        assert_eq!(split_authority(""), None);
+    }
+}

@@ -1,0 +1,244 @@
+//! The route table: which configured route serves a request.
+//!
+//! Order (documented in `docs/routing.md`):
+//! 1. host: an exact `from` host wins over wildcards; among wildcards the
+//!    longest suffix wins (`*.a.example.com` before `*.example.com`). The
+//!    chosen host owns all its paths: there is no fall-through to a wildcard
+//!    (a host whose routes all name other ports is not chosen).
+//! 2. within a host: `path` (exact) > `regex` (file order) > `prefix`
+//!    (longest first) > host-only routes.
+//! 3. a `from` with a port only matches requests for that port.
+//!
+//! Lookup cost depends on the number of labels in the request host and on
+//! the routes of that one host, never on routes of other hosts.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use gatehouse_config::{HostPattern, PathMatch, Route};
+
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    exact: HashMap<Box<str>, HostRoutes>,
+    wildcard: HashMap<Box<str>, HostRoutes>,
+}
+
+/// The routes of one host, in match order.
+#[derive(Debug, Default)]
+struct HostRoutes {
+    entries: Vec<Entry>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    port: Option<u16>,
+    /// Sort class: 0 exact path, 1 regex, 2 prefix, 3 host-only.
+    class: u8,
+    /// Prefix length, to put longer prefixes first.
+    len: usize,
+    route: usize,
+}
+
+impl RouteTable {
+    pub fn new(routes: &[Route]) -> RouteTable {
+        let mut table = RouteTable::default();
+        for (i, r) in routes.iter().enumerate() {
+            let (class, len) = match &r.path_match {
+                PathMatch::Exact(p) => (0, p.len()),
+                PathMatch::Regex(_) => (1, 0),
+                PathMatch::Prefix(p) => (2, p.len()),
+                PathMatch::Any => (3, 0),
+            };
+            let map = match &r.from.host {
+                HostPattern::Exact(h) => table.exact.entry(h.as_str().into()).or_default(),
+                HostPattern::Wildcard(s) => table.wildcard.entry(s.as_str().into()).or_default(),
+            };
+            map.entries.push(Entry {
+                port: r.from.port,
+                class,
+                len,
+                route: i,
+            });
+        }
+        for hr in table.exact.values_mut().chain(table.wildcard.values_mut()) {
+            // Stable sort keeps file order inside a class (regexes).
+            hr.entries.sort_by(|a, b| a.class.cmp(&b.class).then(b.len.cmp(&a.len)));
+        }
+        table
+    }
+
+    /// Finds the route for `host` (lower-case, without port), the port the
+    /// request came in on, and the normalized path.
+    pub fn find(&self, routes: &[Route], host: &str, port: u16, path: &str) -> Option<usize> {
+        if let Some(hr) = self.exact.get(host).filter(|hr| hr.serves_port(port)) {
+            return hr.find(routes, port, path);
+        }
+        // `a.b.example.com` tries `.b.example.com`, then `.example.com`, then `.com`.
+        let mut rest = host;
+        while let Some(dot) = rest.find('.') {
+            let suffix = &rest[dot..];
+            if let Some(hr) = self.wildcard.get(suffix).filter(|hr| hr.serves_port(port)) {
+                return hr.find(routes, port, path);
+            }
+            rest = &rest[dot + 1..];
+        }
+        None
+    }
+
+    /// Every host name the table serves exactly, and every wildcard suffix.
+    pub fn hosts(&self) -> (Vec<&str>, Vec<&str>) {
+        (
+            self.exact.keys().map(|k| &**k).collect(),
+            self.wildcard.keys().map(|k| &**k).collect(),
+        )
+    }
+}
+
+impl HostRoutes {
+    fn serves_port(&self, port: u16) -> bool {
+        self.entries.iter().any(|e| e.port.is_none_or(|p| p == port))
+    }
+
+    fn find(&self, routes: &[Route], port: u16, path: &str) -> Option<usize> {
+        self.entries
+            .iter()
+            .filter(|e| e.port.is_none_or(|p| p == port))
+            .find(|e| match &routes[e.route].path_match {
+                PathMatch::Any => true,
+                PathMatch::Exact(p) => path == p,
+                PathMatch::Prefix(p) => path.starts_with(p.as_str()),
+                PathMatch::Regex(rx) => rx.is_match(path),
+            })
+            .map(|e| e.route)
+    }
+}
+
+/// Normalizes a request path the way the upstream and the policy will see
+/// it: percent-encoded unreserved characters are decoded (`%61` → `a`),
+/// other escapes are upper-cased, `.` and `..` segments are resolved and
+/// repeated slashes merged. Returns `None` for paths that are not
+/// origin-form (do not start with `/`).
+pub fn normalize_path(path: &str) -> Option<Cow<'_, str>> {
+    if !path.starts_with('/') {
+        return None;
+    }
+    let needs_work = path.contains("//")
+        || path.contains('%')
+        || path.contains("/./")
+        || path.contains("/../")
+        || path.ends_with("/.")
+        || path.ends_with("/..");
+    if !needs_work {
+        return Some(Cow::Borrowed(path));
+    }
+    // 1. percent-decoding of unreserved characters only (bytes, so UTF-8
+    // passes through untouched; decoding only ever yields ASCII).
+    let bytes = path.as_bytes();
+    let mut buf: Vec<u8> = Vec::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = |b: u8| (b as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                let c = (h * 16 + l) as u8;
+                if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
+                    buf.push(c);
+                } else {
+                    buf.extend_from_slice(&[b'%', bytes[i + 1].to_ascii_uppercase(), bytes[i + 2].to_ascii_uppercase()]);
+                }
+                i += 3;
+                continue;
+            }
+        }
+        buf.push(bytes[i]);
+        i += 1;
+    }
+    let decoded = String::from_utf8(buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    // 2. dot segments and empty segments.
+    let mut out: Vec<&str> = Vec::new();
+    let trailing_slash = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
+    for seg in decoded.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    let mut result = String::with_capacity(decoded.len());
+    for seg in &out {
+        result.push('/');
+        result.push_str(seg);
+    }
+    if result.is_empty() || (trailing_slash && !result.ends_with('/')) {
+        result.push('/');
+    }
+    Some(Cow::Owned(result))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routes(yaml: &str) -> Vec<Route> {
+        gatehouse_config::load_str(yaml, "t.yaml", std::path::Path::new("."), &|_| None)
+            .unwrap()
+            .config
+            .routes
+    }
+
+    #[test]
+    fn specificity_order_within_a_host() {
+        let r = routes(
+            "routes:
+  - {from: 'https://a.example.com', to: 'http://any'}
+  - {from: 'https://a.example.com', to: 'http://p', prefix: /api}
+  - {from: 'https://a.example.com', to: 'http://pl', prefix: /api/v2}
+  - {from: 'https://a.example.com', to: 'http://rx', regex: '/api/v[0-9]+/x'}
+  - {from: 'https://a.example.com', to: 'http://exact', path: /api/v2/x}
+  - {from: 'https://*.example.com', to: 'http://wild'}
+  - {from: 'https://*.b.example.com', to: 'http://wild-b'}
+  - {from: 'https://c.example.com:8443', to: 'http://port'}
+",
+        );
+        let t = RouteTable::new(&r);
+        let f = |h: &str, port: u16, p: &str| t.find(&r, h, port, p);
+        assert_eq!(f("a.example.com", 443, "/api/v2/x"), Some(4));
+        assert_eq!(f("a.example.com", 443, "/api/v3/x"), Some(3));
+        assert_eq!(f("a.example.com", 443, "/api/v2/y"), Some(2));
+        assert_eq!(f("a.example.com", 443, "/api/y"), Some(1));
+        assert_eq!(f("a.example.com", 443, "/"), Some(0));
+        assert_eq!(f("z.example.com", 443, "/"), Some(5));
+        assert_eq!(f("x.y.example.com", 443, "/"), Some(5));
+        assert_eq!(f("z.b.example.com", 443, "/"), Some(6));
+        assert_eq!(f("c.example.com", 8443, "/"), Some(7));
+        assert_eq!(f("c.example.com", 443, "/"), Some(5), "wrong port falls to the wildcard");
+        assert_eq!(f("example.com", 443, "/"), None);
+        assert_eq!(f("other.org", 443, "/"), None);
+    }
+
+    #[test]
+    fn regex_matches_the_whole_path() {
+        let r = routes("routes:\n  - {from: 'https://a.example.com', to: 'http://x', regex: '/v[0-9]'}\n");
+        let t = RouteTable::new(&r);
+        assert_eq!(t.find(&r, "a.example.com", 443, "/v1"), Some(0));
+        assert_eq!(t.find(&r, "a.example.com", 443, "/v1/more"), None);
+    }
+
+    #[test]
+    fn path_normalization() {
+        let n = |p: &str| normalize_path(p).map(|c| c.into_owned());
+        assert_eq!(n("/a/b").as_deref(), Some("/a/b"));
+        assert_eq!(n("/%61dmin").as_deref(), Some("/admin"));
+        assert_eq!(n("/./admin").as_deref(), Some("/admin"));
+        assert_eq!(n("//admin").as_deref(), Some("/admin"));
+        assert_eq!(n("/public/../admin").as_deref(), Some("/admin"));
+        assert_eq!(n("/../../etc").as_deref(), Some("/etc"));
+        assert_eq!(n("/a/b/..").as_deref(), Some("/a/"));
+        assert_eq!(n("/a%2fb").as_deref(), Some("/a%2Fb"));
+        assert_eq!(n("/a%2").as_deref(), Some("/a%2"));
+        assert_eq!(n("/dir/").as_deref(), Some("/dir/"));
+        assert_eq!(n("*"), None);
+    }
+}

@@ -1,0 +1,67 @@
+//! What one configuration becomes when it runs: the route table and, per
+//! route, its balancer, pooled clients and prebuilt header values. Replaced
+//! whole on reload; requests already running keep the one they started with.
+
+use gatehouse_config::{Config, RouteAction};
+use http::HeaderValue;
+
+use crate::routing::RouteTable;
+use crate::upstream::{Balancer, ClientCache, UpstreamClients};
+
+pub struct Runtime {
+    pub config: Config,
+    pub table: RouteTable,
+    /// Same order as `config.routes`.
+    pub routes: Vec<RouteState>,
+}
+
+pub struct RouteState {
+    pub balancer: Balancer,
+    pub clients: UpstreamClients,
+    /// Per target: its authority as a `Host` value, built once.
+    pub target_hosts: Vec<HeaderValue>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("route `{route}`: upstream TLS settings rejected: {source}")]
+pub struct RuntimeError {
+    route: String,
+    source: rustls::Error,
+}
+
+impl Runtime {
+    pub fn build(config: Config, clients: &ClientCache) -> Result<(Runtime, Vec<String>), RuntimeError> {
+        let mut routes = Vec::with_capacity(config.routes.len());
+        let mut pool_keys = Vec::new();
+        for r in &config.routes {
+            let targets = match &r.action {
+                RouteAction::Forward(t) => t.as_slice(),
+                _ => &[],
+            };
+            let c = clients.get(&r.tls).map_err(|source| RuntimeError {
+                route: r.label(),
+                source,
+            })?;
+            pool_keys.push(r.tls.pool_key());
+            routes.push(RouteState {
+                balancer: Balancer::new(targets),
+                clients: c,
+                target_hosts: targets
+                    .iter()
+                    .map(|t| {
+                        // Default ports are left out of Host, as browsers do.
+                        let host = match (t.scheme, t.authority.port_u16()) {
+                            (gatehouse_config::UpstreamScheme::Https, Some(443))
+                            | (gatehouse_config::UpstreamScheme::Http, Some(80))
+                            | (gatehouse_config::UpstreamScheme::H2c, Some(80)) => t.authority.host(),
+                            _ => t.authority.as_str(),
+                        };
+                        HeaderValue::from_str(host).unwrap_or_else(|_| HeaderValue::from_static("localhost"))
+                    })
+                    .collect(),
+            });
+        }
+        let table = RouteTable::new(&config.routes);
+        Ok((Runtime { config, table, routes }, pool_keys))
+    }
+}

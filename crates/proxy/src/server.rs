@@ -1,0 +1,217 @@
+//! Listeners: accept, TLS handshake (bounded by `timeout_read`), HTTP/1.1 or
+//! HTTP/2 by ALPN, slow-client protection, the HTTP→HTTPS redirect listener,
+//! and graceful drain on shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+
+use crate::body::{self, Body};
+use crate::forward::{self, ConnInfo};
+use crate::{pages, Proxy};
+
+/// Largest request head accepted; bigger gets 431 (Envoy's default is 60 KiB).
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Bound sockets, ready to serve.
+pub struct Listeners {
+    main: TcpListener,
+    redirect: Option<TcpListener>,
+}
+
+impl Listeners {
+    pub fn main_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.main.local_addr()
+    }
+}
+
+pub async fn bind(proxy: &Proxy) -> std::io::Result<Listeners> {
+    let main = TcpListener::bind(&proxy.settings.address)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", proxy.settings.address)))?;
+    let redirect = match &proxy.settings.http_redirect_addr {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok(Listeners { main, redirect })
+}
+
+/// Serves until `shutdown` completes, then stops accepting and lets
+/// in-flight requests finish for up to `drain`.
+pub async fn serve(proxy: Arc<Proxy>, listeners: Listeners, shutdown: impl Future<Output = ()>, drain: Duration) {
+    let graceful = Arc::new(GracefulShutdown::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(proxy.settings.timeout_read)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .keep_alive_interval(Some(Duration::from_secs(60)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    if proxy.settings.http1_only {
+        builder = builder.http1_only();
+    }
+    let builder = Arc::new(builder);
+    let acceptor = (!proxy.settings.insecure).then(|| {
+        TlsAcceptor::from(crate::tls::server_config(proxy.certs.clone(), !proxy.settings.http1_only))
+    });
+
+    let redirect_task = listeners.redirect.map(|l| {
+        let port = proxy.settings.https_port;
+        tokio::spawn(serve_redirects(l, port))
+    });
+
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listeners.main.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let local_port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
+                let conn = ConnInfo { peer, local_port, tls: acceptor.is_some() };
+                let proxy = proxy.clone();
+                let builder = builder.clone();
+                let acceptor = acceptor.clone();
+                let graceful = graceful.clone();
+                tokio::spawn(async move {
+                    serve_connection(proxy, builder, acceptor, graceful, stream, conn).await;
+                });
+            }
+        }
+    }
+    drop(listeners.main);
+    if let Some(t) = redirect_task {
+        t.abort();
+    }
+    tracing::info!(in_flight = graceful.count(), "draining connections");
+    match Arc::try_unwrap(graceful) {
+        Ok(g) => {
+            if tokio::time::timeout(drain, g.shutdown()).await.is_err() {
+                tracing::warn!("drain timeout reached; closing remaining connections");
+            }
+        }
+        Err(g) => {
+            // Connection tasks still hold a clone only while starting up.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if let Ok(g) = Arc::try_unwrap(g) {
+                let _ = tokio::time::timeout(drain, g.shutdown()).await;
+            }
+        }
+    }
+}
+
+async fn serve_connection(
+    proxy: Arc<Proxy>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    acceptor: Option<TlsAcceptor>,
+    graceful: Arc<GracefulShutdown>,
+    stream: TcpStream,
+    conn: ConnInfo,
+) {
+    let handshake_timeout = proxy.settings.timeout_read;
+    let service = service_fn(move |req: Request<Incoming>| {
+        let proxy = proxy.clone();
+        async move {
+            let rt = proxy.runtime.load_full();
+            Ok::<_, std::convert::Infallible>(forward::handle(&rt, req, conn).await)
+        }
+    });
+    match acceptor {
+        Some(acceptor) => {
+            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = %conn.peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(peer = %conn.peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let watched = graceful.watch(builder.serve_connection_with_upgrades(TokioIo::new(tls), service).into_owned());
+            drop(graceful);
+            if let Err(e) = watched.await {
+                tracing::debug!(peer = %conn.peer, error = %e, "connection closed with an error");
+            }
+        }
+        None => {
+            let watched = graceful.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned());
+            drop(graceful);
+            if let Err(e) = watched.await {
+                tracing::debug!(peer = %conn.peer, error = %e, "connection closed with an error");
+            }
+        }
+    }
+}
+
+/// `http_redirect_addr`: every plain-HTTP request is sent to HTTPS.
+async fn serve_redirects(listener: TcpListener, https_port: u16) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: Request<Incoming>| async move {
+                Ok::<_, std::convert::Infallible>(redirect_to_https(&req, https_port))
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+fn redirect_to_https(req: &Request<Incoming>, https_port: u16) -> Response<Body> {
+    if matches!(req.uri().path(), "/ping" | "/healthz") {
+        return pages::ok_text();
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| h.rsplit_once(':').map_or(h, |(h, _)| h))
+        .unwrap_or("localhost");
+    let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let location = if https_port == 443 {
+        format!("https://{host}{pq}")
+    } else {
+        format!("https://{host}:{https_port}{pq}")
+    };
+    let mut resp = Response::new(body::empty());
+    *resp.status_mut() = StatusCode::MOVED_PERMANENTLY;
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}

@@ -1,0 +1,172 @@
+//! Downstream TLS: certificate choice by SNI (exact name, then wildcard,
+//! then the first certificate), swappable at reload without touching open
+//! connections, and the self-signed certificate for quickstarts.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use gatehouse_config::{Certificate, Config, HostPattern};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
+
+/// The certificates in force; replaced whole on reload.
+#[derive(Debug, Default)]
+pub struct CertStore {
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    /// `*.example.com` stored as `.example.com`.
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    default: Option<Arc<CertifiedKey>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("certificate {origin}: unsupported private key: {source}")]
+    Key { origin: String, source: rustls::Error },
+    #[error("certificate {origin}: the private key does not match the certificate")]
+    Mismatch { origin: String },
+    #[error("certificate {origin}: cannot parse: {message}")]
+    Parse { origin: String, message: String },
+    #[error("cannot generate a self-signed certificate: {0}")]
+    SelfSigned(String),
+}
+
+impl CertStore {
+    pub fn new(certs: &[Certificate]) -> Result<CertStore, TlsError> {
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        let mut store = CertStore::default();
+        for c in certs {
+            let key = provider
+                .key_provider
+                .load_private_key(c.key.clone_key())
+                .map_err(|source| TlsError::Key {
+                    origin: c.origin.clone(),
+                    source,
+                })?;
+            let ck = CertifiedKey::new(c.chain.clone(), key);
+            if let Err(rustls::Error::InconsistentKeys(_)) = ck.keys_match() {
+                return Err(TlsError::Mismatch {
+                    origin: c.origin.clone(),
+                });
+            }
+            let ck = Arc::new(ck);
+            for name in cert_names(c)? {
+                let name = name.to_ascii_lowercase();
+                match name.strip_prefix('*') {
+                    Some(suffix) if suffix.starts_with('.') => {
+                        store.wildcard.entry(suffix.to_string()).or_insert_with(|| ck.clone());
+                    }
+                    _ => {
+                        store.exact.entry(name).or_insert_with(|| ck.clone());
+                    }
+                }
+            }
+            if store.default.is_none() {
+                store.default = Some(ck);
+            }
+        }
+        Ok(store)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.default.is_none()
+    }
+
+    fn pick(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        if let Some(name) = sni {
+            let name = name.to_ascii_lowercase();
+            if let Some(ck) = self.exact.get(&name) {
+                return Some(ck.clone());
+            }
+            // A certificate wildcard covers exactly one label.
+            if let Some(dot) = name.find('.') {
+                if let Some(ck) = self.wildcard.get(&name[dot..]) {
+                    return Some(ck.clone());
+                }
+            }
+        }
+        self.default.clone()
+    }
+}
+
+/// DNS names (SAN, else CN) a certificate is valid for.
+fn cert_names(c: &Certificate) -> Result<Vec<String>, TlsError> {
+    let Some(leaf) = c.chain.first() else {
+        return Ok(Vec::new());
+    };
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).map_err(|e| TlsError::Parse {
+        origin: c.origin.clone(),
+        message: e.to_string(),
+    })?;
+    let mut names = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for n in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::DNSName(d) = n {
+                names.push(d.to_string());
+            }
+        }
+    }
+    if names.is_empty() {
+        for cn in cert.subject().iter_common_name() {
+            if let Ok(s) = cn.as_str() {
+                names.push(s.to_string());
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// The resolver rustls calls per handshake; reads the current store.
+#[derive(Debug)]
+pub struct CertResolver {
+    pub store: ArcSwap<CertStore>,
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.store.load().pick(hello.server_name())
+    }
+}
+
+/// Builds the rustls server config around the shared resolver.
+pub fn server_config(resolver: Arc<CertResolver>, http2: bool) -> Arc<ServerConfig> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut cfg = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("aws-lc-rs supports the default protocol versions")
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    cfg.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
+    Arc::new(cfg)
+}
+
+/// A self-signed certificate for every host the routes serve, plus
+/// `localhost` and `*.localhost`, for quickstarts without certificates.
+pub fn self_signed(config: &Config) -> Result<Certificate, TlsError> {
+    let mut names = vec!["localhost".to_string(), "*.localhost".to_string()];
+    for r in &config.routes {
+        let n = match &r.from.host {
+            HostPattern::Exact(h) => h.clone(),
+            HostPattern::Wildcard(s) => format!("*{s}"),
+        };
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    let key = rcgen::KeyPair::generate().map_err(|e| TlsError::SelfSigned(e.to_string()))?;
+    let mut params = rcgen::CertificateParams::new(names).map_err(|e| TlsError::SelfSigned(e.to_string()))?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "gatehouse self-signed");
+    let cert = params.self_signed(&key).map_err(|e| TlsError::SelfSigned(e.to_string()))?;
+    Ok(Certificate {
+        chain: vec![cert.der().clone()],
+        key: rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        origin: "self-signed".into(),
+    })
+}
