@@ -504,10 +504,17 @@ impl Compiler<'_> {
                 PathRewrite::None
             }
             (None, None, None) => match to_path {
-                Some(p) => PathRewrite::Prefix {
-                    matched: matched_prefix,
-                    replacement: p,
-                },
+                // A path in `to` keeps the segment boundary of the match:
+                // `to: http://x/root` serves `/a` as `/root/a`.
+                Some(mut p) => {
+                    if matched_prefix.ends_with('/') && !p.ends_with('/') {
+                        p.push('/');
+                    }
+                    PathRewrite::Prefix {
+                        matched: matched_prefix,
+                        replacement: p,
+                    }
+                }
                 None => PathRewrite::None,
             },
         };

@@ -1,0 +1,417 @@
+//! End-to-end harness: runs the real `gatehouse` binary on loopback against
+//! real upstream servers (HTTP/1.1 + h2c echo, TLS upstream, websocket echo),
+//! on free ports, and stops everything it started.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind a free port")
+}
+
+/// A running gatehouse process; killed on drop.
+pub struct Gatehouse {
+    pub child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Gatehouse {
+    /// Writes `yaml` (with `{port}` replaced) and starts gatehouse on it.
+    pub fn start(yaml: &str) -> Gatehouse {
+        Self::start_in(tempfile::tempdir().expect("tempdir"), yaml)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, yaml: &str) -> Gatehouse {
+        let port = free_port();
+        let config = dir.path().join("config.yaml");
+        std::fs::write(&config, yaml.replace("{port}", &port.to_string())).expect("write config");
+        let mut child = Command::new(BIN)
+            .args(["run", "-c"])
+            .arg(&config)
+            .args(["--log-format", "json", "--drain-timeout", "10s"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start gatehouse");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let gh = Gatehouse {
+            child,
+            port,
+            dir,
+            config,
+            log,
+        };
+        gh.wait_ready();
+        gh
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("gatehouse did not start; log:\n{}", self.log_text());
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits until the log contains `needle` (count occurrences > `after`).
+    pub fn wait_log(&self, needle: &str, after: usize) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.log_count(needle) > after {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
+    }
+
+    pub fn write_config(&self, yaml: &str) {
+        // Write then rename, as editors and config management do.
+        let tmp = self.dir.path().join(".config.yaml.tmp");
+        std::fs::write(&tmp, yaml.replace("{port}", &self.port.to_string())).unwrap();
+        std::fs::rename(&tmp, &self.config).unwrap();
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Peak resident memory (VmHWM) of the process, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        proc_status_kib(self.child.id(), "VmHWM:")
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        proc_status_kib(self.child.id(), "VmRSS:")
+    }
+
+    /// An HTTPS client that reaches every `*.localhost` host on this gatehouse.
+    pub fn client(&self, hosts: &[&str]) -> reqwest::Client {
+        let mut b = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .no_proxy();
+        for h in hosts {
+            b = b.resolve(h, self.addr());
+        }
+        b.build().unwrap()
+    }
+
+    pub fn url(&self, host: &str, path: &str) -> String {
+        format!("https://{host}:{}{path}", self.port)
+    }
+
+    pub fn http_url(&self, host: &str, path: &str) -> String {
+        format!("http://{host}:{}{path}", self.port)
+    }
+}
+
+impl Drop for Gatehouse {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Runs `gatehouse check -c FILE` on `yaml`; returns (exit code, stdout).
+pub fn check(yaml: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    check_file(&config)
+}
+
+pub fn check_file(config: &Path) -> (i32, String) {
+    let out = Command::new(BIN).arg("check").arg("-c").arg(config).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+// ---------------------------------------------------------------- upstreams
+
+type UpBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+fn full(s: impl Into<Bytes>) -> UpBody {
+    Full::new(s.into()).map_err(|never| match never {}).boxed()
+}
+
+/// The echo upstream's behaviour, by path:
+/// - `/slow?ms=N`: answer after N ms;
+/// - `/download?bytes=N`: stream N bytes;
+/// - `/upload`: count the request body, answer `{"received": N}`;
+/// - `/reset`: close the connection without answering;
+/// - anything else: JSON echo of method, path, version and headers.
+async fn echo(name: &'static str, req: Request<Incoming>) -> Result<Response<UpBody>, Infallible> {
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let param = |k: &str| {
+        query
+            .split('&')
+            .find_map(|p| p.strip_prefix(&format!("{k}=")))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    match path.as_str() {
+        "/slow" => {
+            tokio::time::sleep(Duration::from_millis(param("ms"))).await;
+            Ok(Response::new(full("slow done")))
+        }
+        "/download" => {
+            let total = param("bytes");
+            let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+            let stream = futures_util::stream::unfold(total, move |left| {
+                let chunk = chunk.clone();
+                async move {
+                    if left == 0 {
+                        return None;
+                    }
+                    let n = left.min(chunk.len() as u64);
+                    Some((Ok::<_, std::io::Error>(Frame::data(chunk.slice(..n as usize))), left - n))
+                }
+            });
+            let mut resp = Response::new(StreamBody::new(stream).boxed());
+            resp.headers_mut().insert("content-length", total.into());
+            Ok(resp)
+        }
+        "/upload" => {
+            let mut body = req.into_body();
+            let mut n = 0u64;
+            while let Some(frame) = body.frame().await {
+                match frame {
+                    Ok(f) => n += f.data_ref().map(|d| d.len() as u64).unwrap_or(0),
+                    Err(_) => break,
+                }
+            }
+            Ok(Response::new(full(format!("{{\"received\":{n}}}"))))
+        }
+        _ => {
+            let mut headers = serde_json::Map::new();
+            for (k, v) in req.headers() {
+                let entry = headers
+                    .entry(k.as_str().to_string())
+                    .or_insert_with(|| serde_json::Value::Array(vec![]));
+                if let serde_json::Value::Array(a) = entry {
+                    a.push(serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into()));
+                }
+            }
+            let body = serde_json::json!({
+                "upstream": name,
+                "method": req.method().as_str(),
+                "path": path,
+                "query": query,
+                "version": format!("{:?}", req.version()),
+                "headers": headers,
+            });
+            let mut resp = Response::new(full(body.to_string()));
+            resp.headers_mut().insert("content-type", "application/json".parse().unwrap());
+            resp.headers_mut().insert("x-upstream", name.parse().unwrap());
+            // Hop-by-hop headers that must not reach the client.
+            resp.headers_mut().insert("keep-alive", "timeout=5".parse().unwrap());
+            Ok(resp)
+        }
+    }
+}
+
+/// An upstream speaking HTTP/1.1 and h2c (prior knowledge) on one port.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Display for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.addr)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub async fn echo_upstream(name: &'static str) -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    echo_upstream_on(name, listener)
+}
+
+pub fn echo_upstream_on(name: &'static str, listener: TcpListener) -> Upstream {
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let reset = req.uri().path() == "/reset";
+                    async move {
+                        if reset {
+                            // Abort this connection mid-request.
+                            return Err::<Response<UpBody>, _>(std::io::Error::other("reset"));
+                        }
+                        echo(name, req).await.map_err(|never| match never {})
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Upstream { addr, task }
+}
+
+/// A certificate authority for test upstreams and servers.
+pub struct TestCa {
+    pub cert: rcgen::Certificate,
+    pub issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, "gatehouse test CA");
+        let cert = params.self_signed(&key).unwrap();
+        let issuer = rcgen::Issuer::new(params, key);
+        TestCa { cert, issuer }
+    }
+
+    pub fn pem(&self) -> String {
+        self.cert.pem()
+    }
+
+    /// A leaf certificate for `names`: (cert PEM, key PEM, cert DER).
+    pub fn leaf(&self, names: &[&str]) -> (String, String, Vec<u8>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, names[0]);
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem(), cert.der().to_vec())
+    }
+}
+
+/// An HTTPS upstream (ALPN h2 + http/1.1) with a certificate from `ca`.
+pub async fn tls_upstream(name: &'static str, ca: &TestCa, names: &[&str]) -> Upstream {
+    let (cert_pem, key_pem, _) = ca.leaf(names);
+    let certs: Vec<_> = rustls::pki_types::pem::PemObject::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<rustls::pki_types::CertificateDer<'static>>, _>>()
+        .unwrap();
+    let key = <rustls::pki_types::PrivateKeyDer as rustls::pki_types::pem::PemObject>::from_pem_slice(key_pem.as_bytes()).unwrap();
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else { return };
+                let svc = service_fn(move |req| echo(name, req));
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    Upstream { addr, task }
+}
+
+/// A websocket echo server.
+pub async fn ws_upstream() -> Upstream {
+    use futures_util::{SinkExt, StreamExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { return };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if msg.is_text() || msg.is_binary() {
+                        if ws.send(msg).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    Upstream { addr, task }
+}
+
+pub fn install_crypto() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

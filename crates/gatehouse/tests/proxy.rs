@@ -1,0 +1,513 @@
+//! The data plane end to end: the real binary on loopback, real upstreams.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn json(resp: reqwest::Response) -> Value {
+    let text = resp.text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+fn header<'a>(echo: &'a Value, name: &str) -> Option<&'a str> {
+    echo["headers"][name][0].as_str()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_sni_and_http_versions() {
+    install_crypto();
+    let ca = TestCa::new();
+    let up = echo_upstream("a").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (a_cert, a_key, a_der) = ca.leaf(&["a.localhost"]);
+    let (b_cert, b_key, b_der) = ca.leaf(&["*.wild.localhost"]);
+    for (n, c) in [("a.crt", &a_cert), ("a.key", &a_key), ("b.crt", &b_cert), ("b.key", &b_key)] {
+        std::fs::write(dir.path().join(n), c).unwrap();
+    }
+    let yaml = format!(
+        "address: 127.0.0.1:{{port}}
+certificates:
+  - {{cert: a.crt, key: a.key}}
+  - {{cert: b.crt, key: b.key}}
+routes:
+  - from: https://a.localhost
+    to: http://{addr}
+    allow_public_unauthenticated_access: true
+  - from: https://*.wild.localhost
+    to: http://{addr}
+    allow_public_unauthenticated_access: true
+",
+        addr = up.addr
+    );
+    let gh = Gatehouse::start_in(dir, &yaml);
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+        .tls_info(true)
+        .resolve("a.localhost", gh.addr())
+        .resolve("x.wild.localhost", gh.addr())
+        .no_proxy()
+        .build()
+        .unwrap();
+    for (host, der) in [("a.localhost", &a_der), ("x.wild.localhost", &b_der)] {
+        let resp = client.get(gh.url(host, "/")).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{host}");
+        assert_eq!(resp.version(), reqwest::Version::HTTP_2, "ALPN picks h2");
+        let info = resp.extensions().get::<reqwest::tls::TlsInfo>().unwrap();
+        assert_eq!(info.peer_certificate().unwrap(), der.as_slice(), "SNI picks the certificate for {host}");
+        // HSTS is a default once real certificates are configured.
+        assert!(resp.headers().get("strict-transport-security").is_some());
+    }
+    let h1 = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+        .http1_only()
+        .resolve("a.localhost", gh.addr())
+        .no_proxy()
+        .build()
+        .unwrap();
+    let resp = h1.get(gh.url("a.localhost", "/")).send().await.unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_11);
+    assert_eq!(json(resp).await["version"], "HTTP/1.1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn self_signed_certificate_when_none_is_configured() {
+    let up = echo_upstream("a").await;
+    let gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}\nroutes:\n  - from: https://app.localhost\n    to: http://{}\n    allow_public_unauthenticated_access: true\n",
+        up.addr
+    ));
+    let resp = gh.client(&["app.localhost"]).get(gh.url("app.localhost", "/")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("strict-transport-security").is_none(), "no HSTS on a self-signed certificate");
+    assert!(gh.log_text().contains("NO CERTIFICATE CONFIGURED"), "{}", gh.log_text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn headers_the_upstream_sees() {
+    let up = echo_upstream("a").await;
+    let gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}
+routes:
+  - from: https://plain.localhost
+    to: http://{a}
+    allow_public_unauthenticated_access: true
+    set_request_headers:
+      X-Static: hello
+      X-Copied: 'from ${{pomerium.request.headers[\"X-Source\"]}} $$5'
+    remove_request_headers: [X-Remove-Me]
+    set_response_headers:
+      X-Route: yes
+  - from: https://preserve.localhost
+    to: http://{a}
+    preserve_host_header: true
+    allow_public_unauthenticated_access: true
+  - from: https://literal.localhost
+    to: http://{a}
+    host_rewrite: backend.internal
+    allow_public_unauthenticated_access: true
+  - from: https://fromheader.localhost
+    to: http://{a}
+    host_rewrite_header: X-Backend-Host
+    allow_public_unauthenticated_access: true
+  - from: https://noheaders.localhost
+    to: http://{a}
+    set_response_headers: {{disable: true}}
+    allow_public_unauthenticated_access: true
+",
+        a = up.addr
+    ));
+    let hosts = ["plain.localhost", "preserve.localhost", "literal.localhost", "fromheader.localhost", "noheaders.localhost"];
+    let c = gh.client(&hosts);
+    let resp = c
+        .get(gh.url("plain.localhost", "/h"))
+        .header("Connection", "X-Secret")
+        .header("X-Secret", "must not pass")
+        .header("X-Forwarded-For", "203.0.113.9")
+        .header("X-Pomerium-Jwt-Assertion", "forged")
+        .header("x-pomerium-claim-email", "ceo@example.com")
+        .header("X-Remove-Me", "1")
+        .header("X-Source", "src")
+        .header("X-Request-Id", "req-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let h = resp.headers().clone();
+    assert_eq!(h["x-frame-options"], "SAMEORIGIN");
+    assert_eq!(h["x-xss-protection"], "1; mode=block");
+    assert_eq!(h["x-route"], "yes");
+    assert!(h.get("keep-alive").is_none(), "hop-by-hop response headers are dropped");
+    assert!(h.get("via").is_none());
+    let echo = json(resp).await;
+    assert_eq!(header(&echo, "host"), Some(up.addr.to_string().as_str()), "Host is the upstream's by default");
+    assert_eq!(header(&echo, "x-forwarded-for"), Some("203.0.113.9, 127.0.0.1"));
+    assert_eq!(header(&echo, "x-forwarded-proto"), Some("https"));
+    assert_eq!(header(&echo, "x-forwarded-host"), Some(format!("plain.localhost:{}", gh.port).as_str()));
+    assert_eq!(header(&echo, "x-request-id"), Some("req-123"));
+    assert_eq!(header(&echo, "x-static"), Some("hello"));
+    assert_eq!(header(&echo, "x-copied"), Some("from src $5"));
+    for absent in ["x-secret", "connection", "x-pomerium-jwt-assertion", "x-pomerium-claim-email", "x-remove-me", "via"] {
+        assert!(echo["headers"].get(absent).is_none(), "{absent} must not reach the upstream: {echo}");
+    }
+
+    let echo = json(c.get(gh.url("preserve.localhost", "/")).send().await.unwrap()).await;
+    assert_eq!(header(&echo, "host"), Some(format!("preserve.localhost:{}", gh.port).as_str()));
+    let echo = json(c.get(gh.url("literal.localhost", "/")).send().await.unwrap()).await;
+    assert_eq!(header(&echo, "host"), Some("backend.internal"));
+    let echo = json(
+        c.get(gh.url("fromheader.localhost", "/"))
+            .header("X-Backend-Host", "chosen.internal")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(header(&echo, "host"), Some("chosen.internal"));
+    let resp = c.get(gh.url("noheaders.localhost", "/")).send().await.unwrap();
+    assert!(resp.headers().get("x-frame-options").is_none(), "`disable: true` clears the defaults");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routing_order_paths_and_rewrites() {
+    let a = echo_upstream("a").await;
+    let gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}
+routes:
+  - {{from: 'https://app.localhost', to: 'http://{a}/root', allow_public_unauthenticated_access: true}}
+  - {{from: 'https://app.localhost', to: 'http://{a}', prefix: /api, prefix_rewrite: /v1, allow_public_unauthenticated_access: true, name: api}}
+  - {{from: 'https://app.localhost', to: 'http://{a}', path: /api/exact, allow_public_unauthenticated_access: true, name: exact}}
+  - {{from: 'https://app.localhost', to: 'http://{a}', regex: '/svc/[a-z]+/.*', regex_rewrite_pattern: '^/svc/([a-z]+)/(.*)$', regex_rewrite_substitution: '/\\2/on/\\1', allow_public_unauthenticated_access: true}}
+  - {{from: 'https://*.apps.localhost', to: 'http://{a}', prefix_rewrite: /wild/, allow_public_unauthenticated_access: true}}
+  - {{from: 'https://one.apps.localhost', to: 'http://{a}', prefix_rewrite: /exact-host/, allow_public_unauthenticated_access: true}}
+",
+    ));
+    let c = gh.client(&["app.localhost", "one.apps.localhost", "two.apps.localhost", "unknown.localhost"]);
+    let path = |v: Value| v["path"].as_str().unwrap().to_string();
+    let get = |host: &'static str, p: &'static str| {
+        let c = c.clone();
+        let url = gh.url(host, p);
+        async move { c.get(url).send().await.unwrap() }
+    };
+    assert_eq!(path(json(get("app.localhost", "/api/exact").await).await), "/api/exact");
+    assert_eq!(path(json(get("app.localhost", "/api/users?x=1").await).await), "/v1/users");
+    assert_eq!(path(json(get("app.localhost", "/svc/billing/invoices").await).await), "/invoices/on/billing");
+    assert_eq!(path(json(get("app.localhost", "/other").await).await), "/root/other", "a path in `to` prefixes");
+    // Normalized before matching: these all reach the /api route.
+    for p in ["/%61pi/users", "/./api/users", "//api/users", "/x/../api/users"] {
+        assert_eq!(path(json(get("app.localhost", p).await).await), "/v1/users", "{p}");
+    }
+    assert_eq!(path(json(get("one.apps.localhost", "/p").await).await), "/exact-host/p");
+    assert_eq!(path(json(get("two.apps.localhost", "/p").await).await), "/wild/p");
+    assert_eq!(get("unknown.localhost", "/").await.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn h2c_and_https_upstreams() {
+    install_crypto();
+    let ca = TestCa::new();
+    let plain = echo_upstream("h2c").await;
+    let tls = tls_upstream("tls", &ca, &["upstream.internal"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+    let gh = Gatehouse::start_in(
+        dir,
+        &format!(
+            "address: 127.0.0.1:{{port}}
+routes:
+  - {{from: 'https://h2c.localhost', to: 'h2c://{plain}', allow_public_unauthenticated_access: true}}
+  - from: https://tls.localhost
+    to: https://{tls}
+    tls_custom_ca_file: ca.pem
+    tls_server_name: upstream.internal
+    allow_public_unauthenticated_access: true
+  - from: https://tls-inline.localhost
+    to: https://{tls}
+    tls_custom_ca: {ca_b64}
+    tls_server_name: upstream.internal
+    allow_public_unauthenticated_access: true
+  - from: https://untrusted.localhost
+    to: https://{tls}
+    allow_public_unauthenticated_access: true
+  - from: https://skip.localhost
+    to: https://{tls}
+    tls_skip_verify: true
+    allow_public_unauthenticated_access: true
+",
+            tls = tls.addr,
+            ca_b64 = base64_encode(ca.pem().as_bytes()),
+        ),
+    );
+    let c = gh.client(&["h2c.localhost", "tls.localhost", "tls-inline.localhost", "untrusted.localhost", "skip.localhost"]);
+    let echo = json(c.get(gh.url("h2c.localhost", "/")).send().await.unwrap()).await;
+    assert_eq!(echo["version"], "HTTP/2.0");
+    for host in ["tls.localhost", "tls-inline.localhost"] {
+        let echo = json(c.get(gh.url(host, "/")).send().await.unwrap()).await;
+        assert_eq!(echo["upstream"], "tls");
+        assert_eq!(echo["version"], "HTTP/2.0", "ALPN h2 to the upstream");
+    }
+    let resp = c.get(gh.url("untrusted.localhost", "/")).send().await.unwrap();
+    assert_eq!(resp.status(), 502, "an unverifiable upstream certificate is a 502");
+    let echo = json(c.get(gh.url("skip.localhost", "/")).send().await.unwrap()).await;
+    assert_eq!(echo["upstream"], "tls");
+}
+
+fn base64_encode(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn weighted_round_robin() {
+    let a = echo_upstream("a").await;
+    let b = echo_upstream("b").await;
+    let gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}\nroutes:\n  - from: https://lb.localhost\n    to: ['http://{},3', 'http://{},1']\n    allow_public_unauthenticated_access: true\n",
+        a.addr, b.addr
+    ));
+    let c = gh.client(&["lb.localhost"]);
+    let mut counts = std::collections::HashMap::new();
+    for _ in 0..40 {
+        let resp = c.get(gh.url("lb.localhost", "/")).send().await.unwrap();
+        let who = resp.headers()["x-upstream"].to_str().unwrap().to_string();
+        *counts.entry(who).or_insert(0) += 1;
+    }
+    assert_eq!(counts["a"], 30, "{counts:?}");
+    assert_eq!(counts["b"], 10, "{counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websockets_when_allowed() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let ws = ws_upstream().await;
+    let gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}\ninsecure_server: true\nroutes:\n  - {{from: 'https://ws.localhost', to: 'http://{a}', allow_websockets: true, allow_public_unauthenticated_access: true}}\n  - {{from: 'https://nows.localhost', to: 'http://{a}', allow_public_unauthenticated_access: true}}\n",
+        a = ws.addr
+    ));
+    let connect = |host: &str| {
+        let req = tokio_tungstenite::tungstenite::handshake::client::Request::builder()
+            .uri(format!("ws://127.0.0.1:{}/socket", gh.port))
+            .header("Host", host)
+            .header("Connection", "Upgrade")
+            .header("Upgrade", "websocket")
+            .header("Sec-WebSocket-Version", "13")
+            .header("Sec-WebSocket-Key", tokio_tungstenite::tungstenite::handshake::client::generate_key())
+            .body(())
+            .unwrap();
+        tokio_tungstenite::connect_async(req)
+    };
+    let (mut socket, resp) = connect("ws.localhost").await.expect("websocket through gatehouse");
+    assert_eq!(resp.status(), 101);
+    for i in 0..3 {
+        socket.send(Message::text(format!("hello {i}"))).await.unwrap();
+        let msg = socket.next().await.unwrap().unwrap();
+        assert_eq!(msg.into_text().unwrap().as_str(), format!("hello {i}"));
+    }
+    socket.close(None).await.unwrap();
+    assert!(connect("nows.localhost").await.is_err(), "no upgrade without allow_websockets");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failure_pages_and_statuses() {
+    let up = echo_upstream("a").await;
+    let dead = free_port();
+    let gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}
+routes:
+  - {{from: 'https://down.localhost', to: 'http://127.0.0.1:{dead}', allow_public_unauthenticated_access: true}}
+  - {{from: 'https://slow.localhost', to: 'http://{a}', timeout: 300ms, allow_public_unauthenticated_access: true}}
+  - {{from: 'https://ok.localhost', to: 'http://{a}', allow_public_unauthenticated_access: true}}
+  - {{from: 'https://private.localhost', to: 'http://{a}'}}
+",
+        a = up.addr
+    ));
+    let c = gh.client(&["down.localhost", "slow.localhost", "ok.localhost", "nowhere.localhost", "private.localhost"]);
+
+    let resp = c.get(gh.url("nowhere.localhost", "/x")).header("Accept", "text/html").send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(resp.headers()["content-type"], "text/html; charset=utf-8");
+    let rid = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("404 Not Found") && page.contains(&rid), "{page}");
+
+    let resp = c.get(gh.url("nowhere.localhost", "/x")).header("Accept", "application/json").send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    let body = json(resp).await;
+    assert_eq!(body["error"], "no_route");
+    assert!(body["request_id"].as_str().is_some_and(|s| s.len() == 32));
+
+    let resp = c.get(gh.url("down.localhost", "/")).send().await.unwrap();
+    assert_eq!(resp.status(), 502);
+    assert!(resp.text().await.unwrap().contains("not reachable"));
+
+    let resp = c.get(gh.url("ok.localhost", "/reset")).send().await.unwrap();
+    assert_eq!(resp.status(), 502, "a reset upstream is a 502");
+
+    let resp = c.get(gh.url("slow.localhost", "/slow?ms=5000")).send().await.unwrap();
+    assert_eq!(resp.status(), 504);
+    let resp = c.get(gh.url("slow.localhost", "/slow?ms=10")).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "answers within the timeout pass");
+
+    let resp = c.get(gh.url("private.localhost", "/")).header("Accept", "application/json").send().await.unwrap();
+    assert_eq!(resp.status(), 401, "non-public routes are closed until sign-in exists");
+
+    for p in ["/ping", "/healthz"] {
+        let resp = c.get(gh.url("nowhere.localhost", p)).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.unwrap(), "OK");
+    }
+}
+
+/// Raw-socket attacks on a plain-HTTP listener (the same HTTP stack serves TLS).
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_clients() {
+    let up = echo_upstream("a").await;
+    let gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}\ninsecure_server: true\ntimeout_read: 1s\nroutes:\n  - {{from: 'https://ok.localhost', to: 'http://{}', allow_public_unauthenticated_access: true}}\n",
+        up.addr
+    ));
+    async fn exchange(port: u16, raw: &[u8]) -> String {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        s.write_all(raw).await.unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    // Sanity: a well-formed request works on this listener.
+    let ok = exchange(gh.port, b"GET / HTTP/1.1\r\nHost: ok.localhost\r\nConnection: close\r\n\r\n").await;
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+
+    // Oversized request headers: 431.
+    let big = format!("GET / HTTP/1.1\r\nHost: ok.localhost\r\nX-Big: {}\r\n\r\n", "a".repeat(100 * 1024));
+    let resp = exchange(gh.port, big.as_bytes()).await;
+    assert!(resp.starts_with("HTTP/1.1 431"), "{resp}");
+
+    // Request smuggling: Content-Length with Transfer-Encoding. As RFC 9112
+    // §6.1 allows, Transfer-Encoding wins, Content-Length is dropped and the
+    // connection is closed after the one response: the smuggled second
+    // request never runs and the upstream sees an unambiguous request.
+    let smuggle = b"POST /upload HTTP/1.1\r\nHost: ok.localhost\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /echo-smuggled HTTP/1.1\r\nHost: ok.localhost\r\n\r\n";
+    let resp = exchange(gh.port, smuggle).await;
+    assert_eq!(resp.matches("HTTP/1.1 ").count(), 1, "exactly one response: {resp}");
+    assert!(resp.contains("connection: close"), "{resp}");
+    assert!(resp.ends_with("{\"received\":0}"), "the body was read as chunked (empty): {resp}");
+    assert!(!resp.contains("echo-smuggled"), "the smuggled request never ran: {resp}");
+
+    // Two different Content-Length values.
+    let resp = exchange(gh.port, b"POST /upload HTTP/1.1\r\nHost: ok.localhost\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\nabcde").await;
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+
+    // Invalid bytes in a header name.
+    let resp = exchange(gh.port, b"GET / HTTP/1.1\r\nHost: ok.localhost\r\nBad Header: x\r\n\r\n").await;
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+
+    // Slowloris: headers that never finish; the connection is closed after
+    // timeout_read (1s) and nothing is answered but the close.
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", gh.port)).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: ok.localhost\r\nX-Slow: ").await.unwrap();
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "a client that never finishes its headers is disconnected");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn direct_response_and_redirect_routes() {
+    let gh = Gatehouse::start(
+        "address: 127.0.0.1:{port}
+routes:
+  - from: https://resp.localhost
+    response: {status: 418, body: teapot}
+    allow_public_unauthenticated_access: true
+  - from: https://redir.localhost
+    redirect: {host_redirect: elsewhere.localhost, response_code: 302}
+    allow_public_unauthenticated_access: true
+",
+    );
+    let c = gh.client(&["resp.localhost", "redir.localhost"]);
+    let resp = c.get(gh.url("resp.localhost", "/")).send().await.unwrap();
+    assert_eq!(resp.status(), 418);
+    assert_eq!(resp.text().await.unwrap(), "teapot");
+    let resp = c.get(gh.url("redir.localhost", "/p?q=1")).send().await.unwrap();
+    assert_eq!(resp.status(), 302);
+    assert_eq!(resp.headers()["location"], format!("https://elsewhere.localhost:{}/p?q=1", gh.port));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_redirect_listener() {
+    let redirect_port = free_port();
+    let gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}\nhttp_redirect_addr: 127.0.0.1:{redirect_port}\nroutes:\n  - {{from: 'https://app.localhost', response: {{status: 200, body: ok}}, allow_public_unauthenticated_access: true}}\n"
+    ));
+    let c = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).no_proxy().build().unwrap();
+    let resp = c
+        .get(format!("http://127.0.0.1:{redirect_port}/path?x=1"))
+        .header("Host", "app.localhost")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 301);
+    assert_eq!(resp.headers()["location"], format!("https://app.localhost:{}/path?x=1", gh.port));
+}
+
+/// 1 GiB up and 1 GiB down through the proxy without buffering.
+#[tokio::test(flavor = "multi_thread")]
+async fn large_bodies_stream_in_bounded_memory() {
+    use futures_util::StreamExt;
+    const GIB: u64 = 1 << 30;
+    let up = echo_upstream("a").await;
+    let gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}\ninsecure_server: true\nroutes:\n  - {{from: 'https://big.localhost', to: 'http://{}', allow_public_unauthenticated_access: true, timeout: 0s}}\n",
+        up.addr
+    ));
+    let c = reqwest::Client::builder()
+        .resolve("big.localhost", gh.addr())
+        .no_proxy()
+        .build()
+        .unwrap();
+
+    let resp = c
+        .get(gh.http_url("big.localhost", &format!("/download?bytes={GIB}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut stream = resp.bytes_stream();
+    let mut received = 0u64;
+    while let Some(chunk) = stream.next().await {
+        received += chunk.unwrap().len() as u64;
+    }
+    assert_eq!(received, GIB);
+
+    let chunk = bytes::Bytes::from(vec![b'u'; 256 * 1024]);
+    let n = GIB / chunk.len() as u64;
+    let body = futures_util::stream::iter((0..n).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+    let resp = c
+        .post(gh.http_url("big.localhost", "/upload"))
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(json(resp).await["received"], GIB);
+
+    let peak_mib = gh.peak_rss_kib() / 1024;
+    eprintln!("gatehouse peak RSS after 1 GiB each way: {peak_mib} MiB");
+    assert!(peak_mib < 64, "peak RSS {peak_mib} MiB");
+}
