@@ -541,6 +541,34 @@ impl<'de> Deserializer<'de> for MarkPartDeserializer {
     }
 }
 
+/// The field names of a struct deserialized with serde derive.
+pub fn struct_fields<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    struct Probe<'f>(&'f mut &'static [&'static str]);
+    impl<'de> Deserializer<'de> for Probe<'_> {
+        type Error = Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _v: V) -> Result<V::Value, Error> {
+            Err(<Error as de::Error>::custom("probe"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _v: V,
+        ) -> Result<V::Value, Error> {
+            *self.0 = fields;
+            Err(<Error as de::Error>::custom("probe"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Probe(&mut fields));
+    fields
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -597,32 +625,4 @@ mod tests {
         assert_eq!((mark.line, mark.col), (2, 8));
         assert!(err.message.contains("expected a number"), "{}", err.message);
     }
-}
-
-/// The field names of a struct deserialized with serde derive.
-pub fn struct_fields<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
-    struct Probe<'f>(&'f mut &'static [&'static str]);
-    impl<'de> Deserializer<'de> for Probe<'_> {
-        type Error = Error;
-        fn deserialize_any<V: Visitor<'de>>(self, _v: V) -> Result<V::Value, Error> {
-            Err(<Error as de::Error>::custom("probe"))
-        }
-        fn deserialize_struct<V: Visitor<'de>>(
-            self,
-            _name: &'static str,
-            fields: &'static [&'static str],
-            _v: V,
-        ) -> Result<V::Value, Error> {
-            *self.0 = fields;
-            Err(<Error as de::Error>::custom("probe"))
-        }
-        serde::forward_to_deserialize_any! {
-            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-            bytes byte_buf option unit unit_struct newtype_struct seq tuple
-            tuple_struct map enum identifier ignored_any
-        }
-    }
-    let mut fields: &'static [&'static str] = &[];
-    let _ = T::deserialize(Probe(&mut fields));
-    fields
 }

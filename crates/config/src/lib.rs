@@ -185,7 +185,7 @@ pub fn load_str(
     let source = Path::new(origin).to_path_buf();
     let config = compiler.compile(options, source);
     let mut diags = compiler.diags;
-    diags.sort_by(|a, b| (a.mark.line, a.mark.col).cmp(&(b.mark.line, b.mark.col)));
+    diags.sort_by_key(|d| (d.mark.line, d.mark.col));
     match config {
         Some(config) if !diags.iter().any(Diagnostic::is_error) => Ok(Loaded {
             config,

@@ -16,7 +16,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// signed identity. A Pomerium config.yaml runs unchanged.
 #[derive(Parser)]
 #[command(name = "gatehouse", version, about, long_about = None)]
-#[command(after_help = "Examples:\n  gatehouse -c config.yaml           run the proxy\n  gatehouse check -c config.yaml     validate a configuration and exit")]
+#[command(
+    after_help = "Examples:\n  gatehouse -c config.yaml           run the proxy\n  gatehouse check -c config.yaml     validate a configuration and exit"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -36,7 +38,12 @@ enum Command {
 #[derive(Args, Clone)]
 struct ConfigArg {
     /// Configuration file (YAML or JSON, Pomerium format).
-    #[arg(short = 'c', long = "config", env = "GATEHOUSE_CONFIG", default_value = "config.yaml")]
+    #[arg(
+        short = 'c',
+        long = "config",
+        env = "GATEHOUSE_CONFIG",
+        default_value = "config.yaml"
+    )]
     config: PathBuf,
 }
 
@@ -120,9 +127,15 @@ fn init_logging(format: Option<LogFormat>, level: &str) {
     } else {
         LogFormat::Json
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
         LogFormat::Console => builder.init(),
     }
 }
@@ -133,7 +146,10 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(l) => l,
         Err(rejected) => {
             eprint!("{rejected}");
-            eprintln!("gatehouse: refusing to start: {} has errors", path.display());
+            eprintln!(
+                "gatehouse: refusing to start: {} has errors",
+                path.display()
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -148,7 +164,10 @@ fn run(args: RunArgs) -> ExitCode {
     for w in &loaded.warnings {
         tracing::warn!(config = %path.display(), "{w}");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("gatehouse: cannot start the async runtime: {e}");
@@ -165,7 +184,11 @@ fn run(args: RunArgs) -> ExitCode {
     }
 }
 
-async fn serve(path: PathBuf, config: gatehouse_config::Config, drain: Duration) -> anyhow::Result<()> {
+async fn serve(
+    path: PathBuf,
+    config: gatehouse_config::Config,
+    drain: Duration,
+) -> anyhow::Result<()> {
     let watched = config.watched_files.clone();
     let routes = config.routes.len();
     let proxy = gatehouse_proxy::Proxy::new(config)?;

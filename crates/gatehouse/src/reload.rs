@@ -18,7 +18,8 @@ pub fn spawn(config_path: PathBuf, watched: Vec<PathBuf>, proxy: Arc<Proxy>) {
     let (tx, rx) = mpsc::unbounded_channel::<()>();
     let hup_tx = tx.clone();
     tokio::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
             tracing::warn!("cannot listen for SIGHUP; reload on signal is off");
             return;
         };
@@ -83,7 +84,10 @@ async fn run(
     drop(watcher);
 }
 
-fn new_watcher(tx: mpsc::UnboundedSender<()>, files: &[PathBuf]) -> notify::Result<notify::RecommendedWatcher> {
+fn new_watcher(
+    tx: mpsc::UnboundedSender<()>,
+    files: &[PathBuf],
+) -> notify::Result<notify::RecommendedWatcher> {
     let names: HashSet<PathBuf> = files.iter().map(|f| absolute(f)).collect();
     let dirs: HashSet<PathBuf> = names
         .iter()

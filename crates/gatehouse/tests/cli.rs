@@ -12,7 +12,10 @@ fn check_accepts_a_valid_file() {
         "address: :8443\nroutes:\n  - from: https://app.example.com\n    to: http://127.0.0.1:8080\n    allow_public_unauthenticated_access: true\n",
     );
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("configuration OK (1 routes, 0 warnings)"), "{out}");
+    assert!(
+        out.contains("configuration OK (1 routes, 0 warnings)"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -51,7 +54,9 @@ certificate_key_file: /nonexistent/gatehouse.key
         format!("{f}:7:9: weight 0"),
         format!("{f}:9:9: invalid `to` URL `http//missing-colon`"),
         format!("{f}:13:28: conflicting rewrites"),
-        format!("{f}:17:11: duplicate route: `https://f.example.com` is already defined at line 15"),
+        format!(
+            "{f}:17:11: duplicate route: `https://f.example.com` is already defined at line 15"
+        ),
         format!("{f}:19:19: cannot read server certificate file `/nonexistent/gatehouse.crt`"),
     ] {
         assert!(out.contains(&expected), "missing `{expected}` in:\n{out}");
@@ -65,15 +70,24 @@ fn unknown_keys_are_warnings_not_errors() {
         "adress: :443\nroutes:\n  - from: https://a.example.com\n    to: http://127.0.0.1:1\n    allow_public_unauthenticated_access: true\n    alow_websockets: true\n",
     );
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains(":1:1: warning: unknown config option `adress`"), "{out}");
-    assert!(out.contains(":6:5: warning: unknown config option `alow_websockets`"), "{out}");
+    assert!(
+        out.contains(":1:1: warning: unknown config option `adress`"),
+        "{out}"
+    );
+    assert!(
+        out.contains(":6:5: warning: unknown config option `alow_websockets`"),
+        "{out}"
+    );
 }
 
 #[test]
 fn syntax_errors_have_positions() {
     let (code, out) = check("routes:\n  - from: https://a.example.com\n    to: [http://x\n");
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("config.yaml:") && out.contains("invalid YAML"), "{out}");
+    assert!(
+        out.contains("config.yaml:") && out.contains("invalid YAML"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -86,7 +100,11 @@ fn check_rejects_a_key_that_does_not_match_its_certificate() {
     std::fs::write(dir.path().join("c.pem"), cert).unwrap();
     std::fs::write(dir.path().join("k.pem"), other_key).unwrap();
     let config = dir.path().join("config.yaml");
-    std::fs::write(&config, "certificate_file: c.pem\ncertificate_key_file: k.pem\n").unwrap();
+    std::fs::write(
+        &config,
+        "certificate_file: c.pem\ncertificate_key_file: k.pem\n",
+    )
+    .unwrap();
     let (code, out) = check_file(&config);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("does not match"), "{out}");
@@ -96,11 +114,25 @@ fn check_rejects_a_key_that_does_not_match_its_certificate() {
 fn run_refuses_an_invalid_file_with_the_same_messages() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.yaml");
-    std::fs::write(&config, "routes:\n  - from: https://a.example.com/x\n    to: http://127.0.0.1:1\n").unwrap();
-    let out = Command::new(BIN).args(["run", "-c"]).arg(&config).output().unwrap();
+    std::fs::write(
+        &config,
+        "routes:\n  - from: https://a.example.com/x\n    to: http://127.0.0.1:1\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("{}:2:11: `from` must not have a path", config.display())), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}:2:11: `from` must not have a path",
+            config.display()
+        )),
+        "{err}"
+    );
     assert!(err.contains("refusing to start"), "{err}");
     // `run` is the default subcommand.
     let out = Command::new(BIN).arg("-c").arg(&config).output().unwrap();

@@ -7,16 +7,28 @@ use std::time::Duration;
 use common::*;
 
 fn route(host: &str, to: &str) -> String {
-    format!("  - {{from: 'https://{host}', to: 'http://{to}', allow_public_unauthenticated_access: true}}\n")
+    format!(
+        "  - {{from: 'https://{host}', to: 'http://{to}', allow_public_unauthenticated_access: true}}\n"
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_valid_change_applies_without_dropping_requests() {
     let up = echo_upstream("a").await;
-    let base = format!("address: 127.0.0.1:{{port}}\nroutes:\n{}", route("one.localhost", &up.addr.to_string()));
+    let base = format!(
+        "address: 127.0.0.1:{{port}}\nroutes:\n{}",
+        route("one.localhost", &up.addr.to_string())
+    );
     let gh = Gatehouse::start(&base);
     let c = gh.client(&["one.localhost", "two.localhost"]);
-    assert_eq!(c.get(gh.url("two.localhost", "/")).send().await.unwrap().status(), 404);
+    assert_eq!(
+        c.get(gh.url("two.localhost", "/"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
 
     // A slow request in flight on the old configuration...
     let slow = tokio::spawn({
@@ -26,43 +38,108 @@ async fn a_valid_change_applies_without_dropping_requests() {
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     // ...while a route is added.
-    gh.write_config(&format!("{base}{}", route("two.localhost", &up.addr.to_string())));
-    assert!(gh.wait_log("configuration reloaded", 0), "{}", gh.log_text());
-    assert_eq!(c.get(gh.url("two.localhost", "/")).send().await.unwrap().status(), 200);
+    gh.write_config(&format!(
+        "{base}{}",
+        route("two.localhost", &up.addr.to_string())
+    ));
+    assert!(
+        gh.wait_log("configuration reloaded", 0),
+        "{}",
+        gh.log_text()
+    );
+    assert_eq!(
+        c.get(gh.url("two.localhost", "/"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let resp = slow.await.unwrap();
     assert_eq!(resp.status(), 200, "the in-flight request finished");
     assert_eq!(resp.text().await.unwrap(), "slow done");
     // The client's pooled HTTP/2 connection kept working across the reload.
-    assert_eq!(c.get(gh.url("one.localhost", "/")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(gh.url("one.localhost", "/"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_broken_change_keeps_the_last_good_config() {
     let up = echo_upstream("a").await;
-    let base = format!("address: 127.0.0.1:{{port}}\nroutes:\n{}", route("one.localhost", &up.addr.to_string()));
+    let base = format!(
+        "address: 127.0.0.1:{{port}}\nroutes:\n{}",
+        route("one.localhost", &up.addr.to_string())
+    );
     let gh = Gatehouse::start(&base);
     let c = gh.client(&["one.localhost", "two.localhost"]);
-    gh.write_config(&format!("{base}  - {{from: 'https://two.localhost/bad', to: 'http://x'}}\n"));
+    gh.write_config(&format!(
+        "{base}  - {{from: 'https://two.localhost/bad', to: 'http://x'}}\n"
+    ));
     assert!(gh.wait_log("reload rejected", 0), "{}", gh.log_text());
     let log = gh.log_text();
-    assert!(log.contains("config.yaml:4:12: `from` must not have a path"), "{log}");
-    assert_eq!(c.get(gh.url("one.localhost", "/")).send().await.unwrap().status(), 200, "old config still serves");
+    assert!(
+        log.contains("config.yaml:4:12: `from` must not have a path"),
+        "{log}"
+    );
+    assert_eq!(
+        c.get(gh.url("one.localhost", "/"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "old config still serves"
+    );
 
     // Fixing the file applies it.
-    gh.write_config(&format!("{base}{}", route("two.localhost", &up.addr.to_string())));
-    assert!(gh.wait_log("configuration reloaded", 0), "{}", gh.log_text());
-    assert_eq!(c.get(gh.url("two.localhost", "/")).send().await.unwrap().status(), 200);
+    gh.write_config(&format!(
+        "{base}{}",
+        route("two.localhost", &up.addr.to_string())
+    ));
+    assert!(
+        gh.wait_log("configuration reloaded", 0),
+        "{}",
+        gh.log_text()
+    );
+    assert_eq!(
+        c.get(gh.url("two.localhost", "/"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_reloads() {
     let up = echo_upstream("a").await;
-    let gh = Gatehouse::start(&format!("address: 127.0.0.1:{{port}}\nroutes:\n{}", route("one.localhost", &up.addr.to_string())));
+    let gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}\nroutes:\n{}",
+        route("one.localhost", &up.addr.to_string())
+    ));
     gh.signal("HUP");
     assert!(gh.wait_log("SIGHUP received", 0), "{}", gh.log_text());
-    assert!(gh.wait_log("configuration reloaded", 0), "{}", gh.log_text());
+    assert!(
+        gh.wait_log("configuration reloaded", 0),
+        "{}",
+        gh.log_text()
+    );
     let c = gh.client(&["one.localhost"]);
-    assert_eq!(c.get(gh.url("one.localhost", "/")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(gh.url("one.localhost", "/"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -91,7 +168,12 @@ async fn certificate_files_are_watched() {
             .build()
             .unwrap();
         let resp = c.get(gh.url("app.localhost", "/")).send().await.unwrap();
-        resp.extensions().get::<reqwest::tls::TlsInfo>().unwrap().peer_certificate().unwrap().to_vec()
+        resp.extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .unwrap()
+            .peer_certificate()
+            .unwrap()
+            .to_vec()
     };
     assert_eq!(peer_cert().await, der1);
     let (cert2, key2, der2) = ca.leaf(&["app.localhost"]);
@@ -105,7 +187,11 @@ async fn certificate_files_are_watched() {
         if peer_cert().await == der2 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "new certificate not served; log:\n{}", gh.log_text());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "new certificate not served; log:\n{}",
+            gh.log_text()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(gh.log_count("configuration reloaded") > reloads);
@@ -114,7 +200,10 @@ async fn certificate_files_are_watched() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_drains_in_flight_requests() {
     let up = echo_upstream("a").await;
-    let mut gh = Gatehouse::start(&format!("address: 127.0.0.1:{{port}}\nroutes:\n{}", route("one.localhost", &up.addr.to_string())));
+    let mut gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}\nroutes:\n{}",
+        route("one.localhost", &up.addr.to_string())
+    ));
     let c = gh.client(&["one.localhost"]);
     let slow = tokio::spawn({
         let c = c.clone();
@@ -126,7 +215,10 @@ async fn sigterm_drains_in_flight_requests() {
     assert!(gh.wait_log("draining", 0), "{}", gh.log_text());
     // New connections are refused once draining starts.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(std::net::TcpStream::connect(gh.addr()).is_err(), "listener closed");
+    assert!(
+        std::net::TcpStream::connect(gh.addr()).is_err(),
+        "listener closed"
+    );
     let resp = slow.await.unwrap().expect("in-flight request completed");
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.text().await.unwrap(), "slow done");

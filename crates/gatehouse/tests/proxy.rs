@@ -25,7 +25,12 @@ async fn tls_sni_and_http_versions() {
     let dir = tempfile::tempdir().unwrap();
     let (a_cert, a_key, a_der) = ca.leaf(&["a.localhost"]);
     let (b_cert, b_key, b_der) = ca.leaf(&["*.wild.localhost"]);
-    for (n, c) in [("a.crt", &a_cert), ("a.key", &a_key), ("b.crt", &b_cert), ("b.key", &b_key)] {
+    for (n, c) in [
+        ("a.crt", &a_cert),
+        ("a.key", &a_key),
+        ("b.crt", &b_cert),
+        ("b.key", &b_key),
+    ] {
         std::fs::write(dir.path().join(n), c).unwrap();
     }
     let yaml = format!(
@@ -57,7 +62,11 @@ routes:
         assert_eq!(resp.status(), 200, "{host}");
         assert_eq!(resp.version(), reqwest::Version::HTTP_2, "ALPN picks h2");
         let info = resp.extensions().get::<reqwest::tls::TlsInfo>().unwrap();
-        assert_eq!(info.peer_certificate().unwrap(), der.as_slice(), "SNI picks the certificate for {host}");
+        assert_eq!(
+            info.peer_certificate().unwrap(),
+            der.as_slice(),
+            "SNI picks the certificate for {host}"
+        );
         // HSTS is a default once real certificates are configured.
         assert!(resp.headers().get("strict-transport-security").is_some());
     }
@@ -80,10 +89,22 @@ async fn self_signed_certificate_when_none_is_configured() {
         "address: 127.0.0.1:{{port}}\nroutes:\n  - from: https://app.localhost\n    to: http://{}\n    allow_public_unauthenticated_access: true\n",
         up.addr
     ));
-    let resp = gh.client(&["app.localhost"]).get(gh.url("app.localhost", "/")).send().await.unwrap();
+    let resp = gh
+        .client(&["app.localhost"])
+        .get(gh.url("app.localhost", "/"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(resp.headers().get("strict-transport-security").is_none(), "no HSTS on a self-signed certificate");
-    assert!(gh.log_text().contains("NO CERTIFICATE CONFIGURED"), "{}", gh.log_text());
+    assert!(
+        resp.headers().get("strict-transport-security").is_none(),
+        "no HSTS on a self-signed certificate"
+    );
+    assert!(
+        gh.log_text().contains("NO CERTIFICATE CONFIGURED"),
+        "{}",
+        gh.log_text()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -120,7 +141,13 @@ routes:
 ",
         a = up.addr
     ));
-    let hosts = ["plain.localhost", "preserve.localhost", "literal.localhost", "fromheader.localhost", "noheaders.localhost"];
+    let hosts = [
+        "plain.localhost",
+        "preserve.localhost",
+        "literal.localhost",
+        "fromheader.localhost",
+        "noheaders.localhost",
+    ];
     let c = gh.client(&hosts);
     let resp = c
         .get(gh.url("plain.localhost", "/h"))
@@ -140,23 +167,61 @@ routes:
     assert_eq!(h["x-frame-options"], "SAMEORIGIN");
     assert_eq!(h["x-xss-protection"], "1; mode=block");
     assert_eq!(h["x-route"], "yes");
-    assert!(h.get("keep-alive").is_none(), "hop-by-hop response headers are dropped");
+    assert!(
+        h.get("keep-alive").is_none(),
+        "hop-by-hop response headers are dropped"
+    );
     assert!(h.get("via").is_none());
     let echo = json(resp).await;
-    assert_eq!(header(&echo, "host"), Some(up.addr.to_string().as_str()), "Host is the upstream's by default");
-    assert_eq!(header(&echo, "x-forwarded-for"), Some("203.0.113.9, 127.0.0.1"));
+    assert_eq!(
+        header(&echo, "host"),
+        Some(up.addr.to_string().as_str()),
+        "Host is the upstream's by default"
+    );
+    assert_eq!(
+        header(&echo, "x-forwarded-for"),
+        Some("203.0.113.9, 127.0.0.1")
+    );
     assert_eq!(header(&echo, "x-forwarded-proto"), Some("https"));
-    assert_eq!(header(&echo, "x-forwarded-host"), Some(format!("plain.localhost:{}", gh.port).as_str()));
+    assert_eq!(
+        header(&echo, "x-forwarded-host"),
+        Some(format!("plain.localhost:{}", gh.port).as_str())
+    );
     assert_eq!(header(&echo, "x-request-id"), Some("req-123"));
     assert_eq!(header(&echo, "x-static"), Some("hello"));
     assert_eq!(header(&echo, "x-copied"), Some("from src $5"));
-    for absent in ["x-secret", "connection", "x-pomerium-jwt-assertion", "x-pomerium-claim-email", "x-remove-me", "via"] {
-        assert!(echo["headers"].get(absent).is_none(), "{absent} must not reach the upstream: {echo}");
+    for absent in [
+        "x-secret",
+        "connection",
+        "x-pomerium-jwt-assertion",
+        "x-pomerium-claim-email",
+        "x-remove-me",
+        "via",
+    ] {
+        assert!(
+            echo["headers"].get(absent).is_none(),
+            "{absent} must not reach the upstream: {echo}"
+        );
     }
 
-    let echo = json(c.get(gh.url("preserve.localhost", "/")).send().await.unwrap()).await;
-    assert_eq!(header(&echo, "host"), Some(format!("preserve.localhost:{}", gh.port).as_str()));
-    let echo = json(c.get(gh.url("literal.localhost", "/")).send().await.unwrap()).await;
+    let echo = json(
+        c.get(gh.url("preserve.localhost", "/"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        header(&echo, "host"),
+        Some(format!("preserve.localhost:{}", gh.port).as_str())
+    );
+    let echo = json(
+        c.get(gh.url("literal.localhost", "/"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(header(&echo, "host"), Some("backend.internal"));
     let echo = json(
         c.get(gh.url("fromheader.localhost", "/"))
@@ -167,8 +232,15 @@ routes:
     )
     .await;
     assert_eq!(header(&echo, "host"), Some("chosen.internal"));
-    let resp = c.get(gh.url("noheaders.localhost", "/")).send().await.unwrap();
-    assert!(resp.headers().get("x-frame-options").is_none(), "`disable: true` clears the defaults");
+    let resp = c
+        .get(gh.url("noheaders.localhost", "/"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.headers().get("x-frame-options").is_none(),
+        "`disable: true` clears the defaults"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -185,23 +257,56 @@ routes:
   - {{from: 'https://one.apps.localhost', to: 'http://{a}', prefix_rewrite: /exact-host/, allow_public_unauthenticated_access: true}}
 ",
     ));
-    let c = gh.client(&["app.localhost", "one.apps.localhost", "two.apps.localhost", "unknown.localhost"]);
+    let c = gh.client(&[
+        "app.localhost",
+        "one.apps.localhost",
+        "two.apps.localhost",
+        "unknown.localhost",
+    ]);
     let path = |v: Value| v["path"].as_str().unwrap().to_string();
     let get = |host: &'static str, p: &'static str| {
         let c = c.clone();
         let url = gh.url(host, p);
         async move { c.get(url).send().await.unwrap() }
     };
-    assert_eq!(path(json(get("app.localhost", "/api/exact").await).await), "/api/exact");
-    assert_eq!(path(json(get("app.localhost", "/api/users?x=1").await).await), "/v1/users");
-    assert_eq!(path(json(get("app.localhost", "/svc/billing/invoices").await).await), "/invoices/on/billing");
-    assert_eq!(path(json(get("app.localhost", "/other").await).await), "/root/other", "a path in `to` prefixes");
+    assert_eq!(
+        path(json(get("app.localhost", "/api/exact").await).await),
+        "/api/exact"
+    );
+    assert_eq!(
+        path(json(get("app.localhost", "/api/users?x=1").await).await),
+        "/v1/users"
+    );
+    assert_eq!(
+        path(json(get("app.localhost", "/svc/billing/invoices").await).await),
+        "/invoices/on/billing"
+    );
+    assert_eq!(
+        path(json(get("app.localhost", "/other").await).await),
+        "/root/other",
+        "a path in `to` prefixes"
+    );
     // Normalized before matching: these all reach the /api route.
-    for p in ["/%61pi/users", "/./api/users", "//api/users", "/x/../api/users"] {
-        assert_eq!(path(json(get("app.localhost", p).await).await), "/v1/users", "{p}");
+    for p in [
+        "/%61pi/users",
+        "/./api/users",
+        "//api/users",
+        "/x/../api/users",
+    ] {
+        assert_eq!(
+            path(json(get("app.localhost", p).await).await),
+            "/v1/users",
+            "{p}"
+        );
     }
-    assert_eq!(path(json(get("one.apps.localhost", "/p").await).await), "/exact-host/p");
-    assert_eq!(path(json(get("two.apps.localhost", "/p").await).await), "/wild/p");
+    assert_eq!(
+        path(json(get("one.apps.localhost", "/p").await).await),
+        "/exact-host/p"
+    );
+    assert_eq!(
+        path(json(get("two.apps.localhost", "/p").await).await),
+        "/wild/p"
+    );
     assert_eq!(get("unknown.localhost", "/").await.status(), 404);
 }
 
@@ -241,7 +346,13 @@ routes:
             ca_b64 = base64_encode(ca.pem().as_bytes()),
         ),
     );
-    let c = gh.client(&["h2c.localhost", "tls.localhost", "tls-inline.localhost", "untrusted.localhost", "skip.localhost"]);
+    let c = gh.client(&[
+        "h2c.localhost",
+        "tls.localhost",
+        "tls-inline.localhost",
+        "untrusted.localhost",
+        "skip.localhost",
+    ]);
     let echo = json(c.get(gh.url("h2c.localhost", "/")).send().await.unwrap()).await;
     assert_eq!(echo["version"], "HTTP/2.0");
     for host in ["tls.localhost", "tls-inline.localhost"] {
@@ -249,8 +360,16 @@ routes:
         assert_eq!(echo["upstream"], "tls");
         assert_eq!(echo["version"], "HTTP/2.0", "ALPN h2 to the upstream");
     }
-    let resp = c.get(gh.url("untrusted.localhost", "/")).send().await.unwrap();
-    assert_eq!(resp.status(), 502, "an unverifiable upstream certificate is a 502");
+    let resp = c
+        .get(gh.url("untrusted.localhost", "/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        502,
+        "an unverifiable upstream certificate is a 502"
+    );
     let echo = json(c.get(gh.url("skip.localhost", "/")).send().await.unwrap()).await;
     assert_eq!(echo["upstream"], "tls");
 }
@@ -259,7 +378,11 @@ fn base64_encode(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -307,20 +430,31 @@ async fn websockets_when_allowed() {
             .header("Connection", "Upgrade")
             .header("Upgrade", "websocket")
             .header("Sec-WebSocket-Version", "13")
-            .header("Sec-WebSocket-Key", tokio_tungstenite::tungstenite::handshake::client::generate_key())
+            .header(
+                "Sec-WebSocket-Key",
+                tokio_tungstenite::tungstenite::handshake::client::generate_key(),
+            )
             .body(())
             .unwrap();
         tokio_tungstenite::connect_async(req)
     };
-    let (mut socket, resp) = connect("ws.localhost").await.expect("websocket through gatehouse");
+    let (mut socket, resp) = connect("ws.localhost")
+        .await
+        .expect("websocket through gatehouse");
     assert_eq!(resp.status(), 101);
     for i in 0..3 {
-        socket.send(Message::text(format!("hello {i}"))).await.unwrap();
+        socket
+            .send(Message::text(format!("hello {i}")))
+            .await
+            .unwrap();
         let msg = socket.next().await.unwrap().unwrap();
         assert_eq!(msg.into_text().unwrap().as_str(), format!("hello {i}"));
     }
     socket.close(None).await.unwrap();
-    assert!(connect("nows.localhost").await.is_err(), "no upgrade without allow_websockets");
+    assert!(
+        connect("nows.localhost").await.is_err(),
+        "no upgrade without allow_websockets"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -337,16 +471,35 @@ routes:
 ",
         a = up.addr
     ));
-    let c = gh.client(&["down.localhost", "slow.localhost", "ok.localhost", "nowhere.localhost", "private.localhost"]);
+    let c = gh.client(&[
+        "down.localhost",
+        "slow.localhost",
+        "ok.localhost",
+        "nowhere.localhost",
+        "private.localhost",
+    ]);
 
-    let resp = c.get(gh.url("nowhere.localhost", "/x")).header("Accept", "text/html").send().await.unwrap();
+    let resp = c
+        .get(gh.url("nowhere.localhost", "/x"))
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 404);
     assert_eq!(resp.headers()["content-type"], "text/html; charset=utf-8");
     let rid = resp.headers()["x-request-id"].to_str().unwrap().to_string();
     let page = resp.text().await.unwrap();
-    assert!(page.contains("404 Not Found") && page.contains(&rid), "{page}");
+    assert!(
+        page.contains("404 Not Found") && page.contains(&rid),
+        "{page}"
+    );
 
-    let resp = c.get(gh.url("nowhere.localhost", "/x")).header("Accept", "application/json").send().await.unwrap();
+    let resp = c
+        .get(gh.url("nowhere.localhost", "/x"))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 404);
     let body = json(resp).await;
     assert_eq!(body["error"], "no_route");
@@ -356,16 +509,37 @@ routes:
     assert_eq!(resp.status(), 502);
     assert!(resp.text().await.unwrap().contains("not reachable"));
 
-    let resp = c.get(gh.url("ok.localhost", "/reset")).send().await.unwrap();
+    let resp = c
+        .get(gh.url("ok.localhost", "/reset"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 502, "a reset upstream is a 502");
 
-    let resp = c.get(gh.url("slow.localhost", "/slow?ms=5000")).send().await.unwrap();
+    let resp = c
+        .get(gh.url("slow.localhost", "/slow?ms=5000"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 504);
-    let resp = c.get(gh.url("slow.localhost", "/slow?ms=10")).send().await.unwrap();
+    let resp = c
+        .get(gh.url("slow.localhost", "/slow?ms=10"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200, "answers within the timeout pass");
 
-    let resp = c.get(gh.url("private.localhost", "/")).header("Accept", "application/json").send().await.unwrap();
-    assert_eq!(resp.status(), 401, "non-public routes are closed until sign-in exists");
+    let resp = c
+        .get(gh.url("private.localhost", "/"))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        401,
+        "non-public routes are closed until sign-in exists"
+    );
 
     for p in ["/ping", "/healthz"] {
         let resp = c.get(gh.url("nowhere.localhost", p)).send().await.unwrap();
@@ -383,7 +557,9 @@ async fn hostile_clients() {
         up.addr
     ));
     async fn exchange(port: u16, raw: &[u8]) -> String {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
         s.write_all(raw).await.unwrap();
         let mut out = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
@@ -391,11 +567,18 @@ async fn hostile_clients() {
     }
 
     // Sanity: a well-formed request works on this listener.
-    let ok = exchange(gh.port, b"GET / HTTP/1.1\r\nHost: ok.localhost\r\nConnection: close\r\n\r\n").await;
+    let ok = exchange(
+        gh.port,
+        b"GET / HTTP/1.1\r\nHost: ok.localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
 
     // Oversized request headers: 431.
-    let big = format!("GET / HTTP/1.1\r\nHost: ok.localhost\r\nX-Big: {}\r\n\r\n", "a".repeat(100 * 1024));
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: ok.localhost\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
     let resp = exchange(gh.port, big.as_bytes()).await;
     assert!(resp.starts_with("HTTP/1.1 431"), "{resp}");
 
@@ -405,26 +588,47 @@ async fn hostile_clients() {
     // request never runs and the upstream sees an unambiguous request.
     let smuggle = b"POST /upload HTTP/1.1\r\nHost: ok.localhost\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /echo-smuggled HTTP/1.1\r\nHost: ok.localhost\r\n\r\n";
     let resp = exchange(gh.port, smuggle).await;
-    assert_eq!(resp.matches("HTTP/1.1 ").count(), 1, "exactly one response: {resp}");
+    assert_eq!(
+        resp.matches("HTTP/1.1 ").count(),
+        1,
+        "exactly one response: {resp}"
+    );
     assert!(resp.contains("connection: close"), "{resp}");
-    assert!(resp.ends_with("{\"received\":0}"), "the body was read as chunked (empty): {resp}");
-    assert!(!resp.contains("echo-smuggled"), "the smuggled request never ran: {resp}");
+    assert!(
+        resp.ends_with("{\"received\":0}"),
+        "the body was read as chunked (empty): {resp}"
+    );
+    assert!(
+        !resp.contains("echo-smuggled"),
+        "the smuggled request never ran: {resp}"
+    );
 
     // Two different Content-Length values.
     let resp = exchange(gh.port, b"POST /upload HTTP/1.1\r\nHost: ok.localhost\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\nabcde").await;
     assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
 
     // Invalid bytes in a header name.
-    let resp = exchange(gh.port, b"GET / HTTP/1.1\r\nHost: ok.localhost\r\nBad Header: x\r\n\r\n").await;
+    let resp = exchange(
+        gh.port,
+        b"GET / HTTP/1.1\r\nHost: ok.localhost\r\nBad Header: x\r\n\r\n",
+    )
+    .await;
     assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
 
     // Slowloris: headers that never finish; the connection is closed after
     // timeout_read (1s) and nothing is answered but the close.
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", gh.port)).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: ok.localhost\r\nX-Slow: ").await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", gh.port))
+        .await
+        .unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: ok.localhost\r\nX-Slow: ")
+        .await
+        .unwrap();
     let mut buf = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut buf)).await;
-    assert!(closed.is_ok(), "a client that never finishes its headers is disconnected");
+    assert!(
+        closed.is_ok(),
+        "a client that never finishes its headers is disconnected"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -444,9 +648,16 @@ routes:
     let resp = c.get(gh.url("resp.localhost", "/")).send().await.unwrap();
     assert_eq!(resp.status(), 418);
     assert_eq!(resp.text().await.unwrap(), "teapot");
-    let resp = c.get(gh.url("redir.localhost", "/p?q=1")).send().await.unwrap();
+    let resp = c
+        .get(gh.url("redir.localhost", "/p?q=1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 302);
-    assert_eq!(resp.headers()["location"], format!("https://elsewhere.localhost:{}/p?q=1", gh.port));
+    assert_eq!(
+        resp.headers()["location"],
+        format!("https://elsewhere.localhost:{}/p?q=1", gh.port)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -455,7 +666,11 @@ async fn http_redirect_listener() {
     let gh = Gatehouse::start(&format!(
         "address: 127.0.0.1:{{port}}\nhttp_redirect_addr: 127.0.0.1:{redirect_port}\nroutes:\n  - {{from: 'https://app.localhost', response: {{status: 200, body: ok}}, allow_public_unauthenticated_access: true}}\n"
     ));
-    let c = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).no_proxy().build().unwrap();
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap();
     let resp = c
         .get(format!("http://127.0.0.1:{redirect_port}/path?x=1"))
         .header("Host", "app.localhost")
@@ -463,7 +678,10 @@ async fn http_redirect_listener() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 301);
-    assert_eq!(resp.headers()["location"], format!("https://app.localhost:{}/path?x=1", gh.port));
+    assert_eq!(
+        resp.headers()["location"],
+        format!("https://app.localhost:{}/path?x=1", gh.port)
+    );
 }
 
 /// 1 GiB up and 1 GiB down through the proxy without buffering.
@@ -497,7 +715,8 @@ async fn large_bodies_stream_in_bounded_memory() {
 
     let chunk = bytes::Bytes::from(vec![b'u'; 256 * 1024]);
     let n = GIB / chunk.len() as u64;
-    let body = futures_util::stream::iter((0..n).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+    let body =
+        futures_util::stream::iter((0..n).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
     let resp = c
         .post(gh.http_url("big.localhost", "/upload"))
         .body(reqwest::Body::wrap_stream(body))

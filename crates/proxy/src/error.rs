@@ -35,7 +35,9 @@ impl ProxyError {
             ProxyError::BadPath | ProxyError::NoHost => StatusCode::BAD_REQUEST,
             ProxyError::MethodNotSupported => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::SignInRequired => StatusCode::UNAUTHORIZED,
-            ProxyError::UpstreamConnect(_) | ProxyError::UpstreamReset(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamConnect(_) | ProxyError::UpstreamReset(_) => {
+                StatusCode::BAD_GATEWAY
+            }
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -52,8 +54,12 @@ impl ProxyError {
                 "This route needs sign-in, and sign-in is not available in this gatehouse build."
             }
             ProxyError::UpstreamConnect(_) => "The service behind this address is not reachable.",
-            ProxyError::UpstreamReset(_) => "The service behind this address closed the connection.",
-            ProxyError::UpstreamTimeout => "The service behind this address did not answer in time.",
+            ProxyError::UpstreamReset(_) => {
+                "The service behind this address closed the connection."
+            }
+            ProxyError::UpstreamTimeout => {
+                "The service behind this address did not answer in time."
+            }
             ProxyError::Internal(_) => "Something went wrong inside gatehouse.",
         }
     }

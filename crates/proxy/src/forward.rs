@@ -44,7 +44,9 @@ pub async fn handle(rt: &Runtime, req: Request<Incoming>, conn: ConnInfo) -> Res
     let json = pages::wants_json(req.headers());
 
     // Health checks answer on every host, before routing.
-    if matches!(req.uri().path(), "/ping" | "/healthz") && matches!(*req.method(), Method::GET | Method::HEAD) {
+    if matches!(req.uri().path(), "/ping" | "/healthz")
+        && matches!(*req.method(), Method::GET | Method::HEAD)
+    {
         return pages::ok_text();
     }
 
@@ -94,7 +96,11 @@ fn request_id(headers: &HeaderMap) -> String {
 }
 
 /// Host (lower-case, no port), port and normalized path → route.
-fn locate(rt: &Runtime, req: &Request<Incoming>, conn: ConnInfo) -> Result<(usize, String), ProxyError> {
+fn locate(
+    rt: &Runtime,
+    req: &Request<Incoming>,
+    conn: ConnInfo,
+) -> Result<(usize, String), ProxyError> {
     if req.method() == Method::CONNECT {
         return Err(ProxyError::MethodNotSupported);
     }
@@ -130,7 +136,9 @@ fn split_authority(authority: &str) -> Option<(&str, Option<u16>)> {
     }
     if let Some(rest) = authority.strip_prefix('[') {
         let end = rest.find(']')?;
-        let port = rest[end + 1..].strip_prefix(':').and_then(|p| p.parse().ok());
+        let port = rest[end + 1..]
+            .strip_prefix(':')
+            .and_then(|p| p.parse().ok());
         return Some((&authority[..end + 2], port));
     }
     match authority.rsplit_once(':') {
@@ -151,16 +159,26 @@ async fn act(
         RouteAction::Respond { status, body } => {
             let mut resp = Response::new(body::full(body.clone().into()));
             *resp.status_mut() = *status;
-            resp.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
             Ok(resp)
         }
         RouteAction::Redirect(r) => Ok(redirect(r, route, &req, path, conn)),
-        RouteAction::Forward(targets) => forward(route, state, targets, req, path, conn, request_id).await,
+        RouteAction::Forward(targets) => {
+            forward(route, state, targets, req, path, conn, request_id).await
+        }
     }
 }
 
-fn redirect(r: &Redirect, route: &Route, req: &Request<Incoming>, path: &str, conn: ConnInfo) -> Response<Body> {
+fn redirect(
+    r: &Redirect,
+    route: &Route,
+    req: &Request<Incoming>,
+    path: &str,
+    conn: ConnInfo,
+) -> Response<Body> {
     let scheme = if r.https_redirect {
         "https"
     } else if let Some(s) = &r.scheme_redirect {
@@ -174,16 +192,28 @@ fn redirect(r: &Redirect, route: &Route, req: &Request<Incoming>, path: &str, co
         .uri()
         .authority()
         .map(|a| a.as_str().to_string())
-        .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(String::from))
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(String::from)
+        })
         .unwrap_or_default();
     let (req_host, req_port) = split_authority(&req_authority).unwrap_or(("", None));
-    let host = r.host_redirect.clone().unwrap_or_else(|| req_host.to_string());
-    let port = r.port_redirect.or(if r.https_redirect { None } else { req_port });
+    let host = r
+        .host_redirect
+        .clone()
+        .unwrap_or_else(|| req_host.to_string());
+    let port = r
+        .port_redirect
+        .or(if r.https_redirect { None } else { req_port });
     let new_path = if let Some(p) = &r.path_redirect {
         p.clone()
     } else if let Some(p) = &r.prefix_rewrite {
         let matched = match &route.path_match {
-            gatehouse_config::PathMatch::Prefix(m) | gatehouse_config::PathMatch::Exact(m) => m.as_str(),
+            gatehouse_config::PathMatch::Prefix(m) | gatehouse_config::PathMatch::Exact(m) => {
+                m.as_str()
+            }
             _ => "/",
         };
         match path.strip_prefix(matched) {
@@ -204,7 +234,8 @@ fn redirect(r: &Redirect, route: &Route, req: &Request<Incoming>, path: &str, co
         }
     }
     let mut resp = Response::new(body::empty());
-    *resp.status_mut() = StatusCode::from_u16(r.response_code).unwrap_or(StatusCode::MOVED_PERMANENTLY);
+    *resp.status_mut() =
+        StatusCode::from_u16(r.response_code).unwrap_or(StatusCode::MOVED_PERMANENTLY);
     if let Ok(v) = HeaderValue::from_str(&location) {
         resp.headers_mut().insert(header::LOCATION, v);
     }
@@ -215,12 +246,18 @@ fn is_websocket(headers: &HeaderMap) -> bool {
     let upgrade = headers
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("websocket")));
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
+        });
     let connection = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")));
+        .any(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        });
     upgrade && connection
 }
 
@@ -233,7 +270,8 @@ async fn forward(
     conn: ConnInfo,
     request_id: &str,
 ) -> Result<Response<Body>, ProxyError> {
-    let upgrade = route.allow_websockets && is_websocket(req.headers()) && req.version() == Version::HTTP_11;
+    let upgrade =
+        route.allow_websockets && is_websocket(req.headers()) && req.version() == Version::HTTP_11;
     let target_index = state.balancer.pick();
     let target = &targets[target_index];
 
@@ -257,19 +295,40 @@ async fn forward(
         .uri()
         .authority()
         .map(|a| a.as_str().to_string())
-        .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(String::from))
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(String::from)
+        })
         .unwrap_or_default();
     let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
-    let host_value = upstream_host(route, &state.target_hosts[target_index], req.headers(), &original_host, path);
-    upstream_request_headers(req.headers_mut(), route, conn, &original_host, request_id, host_value, upgrade);
+    let host_value = upstream_host(
+        route,
+        &state.target_hosts[target_index],
+        req.headers(),
+        &original_host,
+        path,
+    );
+    upstream_request_headers(
+        req.headers_mut(),
+        route,
+        conn,
+        &original_host,
+        request_id,
+        host_value,
+        upgrade,
+    );
 
     let client = state.clients.for_target(target.scheme, upgrade);
     let fut = client.request(req);
     let result = match route.timeout {
-        Some(t) => tokio::time::timeout(t, fut).await.map_err(|_| ProxyError::UpstreamTimeout)?,
+        Some(t) => tokio::time::timeout(t, fut)
+            .await
+            .map_err(|_| ProxyError::UpstreamTimeout)?,
         None => fut.await,
     };
     let mut resp = result.map_err(|e| {
@@ -280,7 +339,8 @@ async fn forward(
         }
     })?;
 
-    if let (Some(downstream), StatusCode::SWITCHING_PROTOCOLS) = (downstream_upgrade, resp.status()) {
+    if let (Some(downstream), StatusCode::SWITCHING_PROTOCOLS) = (downstream_upgrade, resp.status())
+    {
         let upstream = hyper::upgrade::on(&mut resp);
         tokio::spawn(async move {
             match tokio::try_join!(downstream, upstream) {
@@ -311,7 +371,10 @@ async fn tunnel(down: hyper::upgrade::Upgraded, up: hyper::upgrade::Upgraded) {
 fn rewrite_path<'a>(rewrite: &PathRewrite, path: &'a str) -> std::borrow::Cow<'a, str> {
     match rewrite {
         PathRewrite::None => path.into(),
-        PathRewrite::Prefix { matched, replacement } => match path.strip_prefix(matched.as_str()) {
+        PathRewrite::Prefix {
+            matched,
+            replacement,
+        } => match path.strip_prefix(matched.as_str()) {
             Some(rest) => {
                 let mut out = replacement.clone();
                 if out.ends_with('/') && rest.starts_with('/') {
@@ -326,7 +389,10 @@ fn rewrite_path<'a>(rewrite: &PathRewrite, path: &'a str) -> std::borrow::Cow<'a
             }
             None => path.into(),
         },
-        PathRewrite::Regex { pattern, substitution } => {
+        PathRewrite::Regex {
+            pattern,
+            substitution,
+        } => {
             let out = pattern.replace_all(path, substitution.as_str());
             if out.starts_with('/') {
                 out.into_owned().into()
@@ -337,13 +403,27 @@ fn rewrite_path<'a>(rewrite: &PathRewrite, path: &'a str) -> std::borrow::Cow<'a
     }
 }
 
-fn upstream_host(route: &Route, target_host: &HeaderValue, headers: &HeaderMap, original_host: &str, path: &str) -> HeaderValue {
+fn upstream_host(
+    route: &Route,
+    target_host: &HeaderValue,
+    headers: &HeaderMap,
+    original_host: &str,
+    path: &str,
+) -> HeaderValue {
     match &route.host {
         HostHeader::Upstream => target_host.clone(),
-        HostHeader::Preserve => HeaderValue::from_str(original_host).unwrap_or_else(|_| target_host.clone()),
+        HostHeader::Preserve => {
+            HeaderValue::from_str(original_host).unwrap_or_else(|_| target_host.clone())
+        }
         HostHeader::Literal(v) => v.clone(),
-        HostHeader::FromHeader(name) => headers.get(name).cloned().unwrap_or_else(|| target_host.clone()),
-        HostHeader::PathRegex { pattern, substitution } => {
+        HostHeader::FromHeader(name) => headers
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| target_host.clone()),
+        HostHeader::PathRegex {
+            pattern,
+            substitution,
+        } => {
             let host = pattern.replace(path, substitution.as_str());
             HeaderValue::from_str(&host).unwrap_or_else(|_| target_host.clone())
         }
@@ -390,7 +470,9 @@ fn strip_identity_headers(headers: &mut HeaderMap) {
         .keys()
         .filter(|n| {
             let n = n.as_str();
-            n == "x-pomerium-jwt-assertion" || n == "x-pomerium-jwt-assertion-for" || n.starts_with("x-pomerium-claim-")
+            n == "x-pomerium-jwt-assertion"
+                || n == "x-pomerium-jwt-assertion-for"
+                || n.starts_with("x-pomerium-claim-")
         })
         .cloned()
         .collect();
@@ -463,7 +545,10 @@ fn render_template(parts: &[TemplatePart], headers: &HeaderMap) -> Option<Header
                     out.push_str(v);
                 }
             }
-            TemplatePart::AccessToken | TemplatePart::IdToken | TemplatePart::Jwt | TemplatePart::ClientCertFingerprint => {}
+            TemplatePart::AccessToken
+            | TemplatePart::IdToken
+            | TemplatePart::Jwt
+            | TemplatePart::ClientCertFingerprint => {}
         }
     }
     HeaderValue::from_str(&out).ok()
@@ -505,13 +590,25 @@ mod tests {
     #[test]
     fn hop_by_hop_and_spoofed_headers_are_removed() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("close, X-Secret"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, X-Secret"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(header::TE, HeaderValue::from_static("gzip"));
-        h.insert("X-Pomerium-Jwt-Assertion", HeaderValue::from_static("forged"));
-        h.append("x-pomerium-jwt-assertion", HeaderValue::from_static("forged2"));
-        h.insert("X-POMERIUM-CLAIM-EMAIL", HeaderValue::from_static("ceo@example.com"));
+        h.insert(
+            "X-Pomerium-Jwt-Assertion",
+            HeaderValue::from_static("forged"),
+        );
+        h.append(
+            "x-pomerium-jwt-assertion",
+            HeaderValue::from_static("forged2"),
+        );
+        h.insert(
+            "X-POMERIUM-CLAIM-EMAIL",
+            HeaderValue::from_static("ceo@example.com"),
+        );
         h.insert("x-kept", HeaderValue::from_static("1"));
         strip_hop_by_hop(&mut h, false);
         strip_identity_headers(&mut h);
@@ -521,8 +618,14 @@ mod tests {
 
     #[test]
     fn authority_split() {
-        assert_eq!(split_authority("a.example.com:8443"), Some(("a.example.com", Some(8443))));
-        assert_eq!(split_authority("a.example.com"), Some(("a.example.com", None)));
+        assert_eq!(
+            split_authority("a.example.com:8443"),
+            Some(("a.example.com", Some(8443)))
+        );
+        assert_eq!(
+            split_authority("a.example.com"),
+            Some(("a.example.com", None))
+        );
         assert_eq!(split_authority("[::1]:8443"), Some(("[::1]", Some(8443))));
         assert_eq!(split_authority("a:bad"), None);
         assert_eq!(split_authority(""), None);

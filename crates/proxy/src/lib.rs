@@ -26,7 +26,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use gatehouse_config::Config;
 
-pub use server::{bind, serve, Listeners};
+pub use server::{Listeners, bind, serve};
 
 /// Listener settings fixed at start; changing them needs a restart.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +46,11 @@ impl Settings {
             address: config.address.clone(),
             insecure: config.insecure_server,
             http_redirect_addr: config.http_redirect_addr.clone(),
-            http1_only: config.options.codec_type.as_ref().is_some_and(|c| c.value == "http1"),
+            http1_only: config
+                .options
+                .codec_type
+                .as_ref()
+                .is_some_and(|c| c.value == "http1"),
             timeout_read: config.timeout_read,
             https_port: config
                 .address

@@ -3,9 +3,9 @@
 //! prefers it.
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
-use crate::body::{full, Body};
+use crate::body::{Body, full};
 
 /// True when the client's `Accept` prefers JSON over HTML (API clients,
 /// fetch/XHR with `Accept: application/json`).
@@ -19,7 +19,11 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
         let mut it = part.split(';');
         let media = it.next().unwrap_or("").trim().to_ascii_lowercase();
         let q = it
-            .find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()))
+            .find_map(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+            })
             .unwrap_or(1.0);
         match media.as_str() {
             "text/html" | "application/xhtml+xml" => best_html = best_html.max(q),
@@ -32,7 +36,13 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
 }
 
 /// Renders an error or status page.
-pub fn page(status: StatusCode, reason: &str, code: &str, request_id: &str, json: bool) -> Response<Body> {
+pub fn page(
+    status: StatusCode,
+    reason: &str,
+    code: &str,
+    request_id: &str,
+    json: bool,
+) -> Response<Body> {
     let (content_type, body) = if json {
         let body = format!(
             "{{\"status\":{},\"error\":\"{}\",\"message\":\"{}\",\"request_id\":\"{}\"}}\n",
@@ -43,7 +53,11 @@ pub fn page(status: StatusCode, reason: &str, code: &str, request_id: &str, json
         );
         ("application/json", body)
     } else {
-        let title = format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or(""));
+        let title = format!(
+            "{} {}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        );
         let body = format!(
             "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
@@ -61,15 +75,20 @@ pub fn page(status: StatusCode, reason: &str, code: &str, request_id: &str, json
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert("x-pomerium-intercepted-response", HeaderValue::from_static("true"));
+    h.insert(
+        "x-pomerium-intercepted-response",
+        HeaderValue::from_static("true"),
+    );
     resp
 }
 
 /// A plain-text `OK` (health checks).
 pub fn ok_text() -> Response<Body> {
     let mut resp = Response::new(full(Bytes::from_static(b"OK")));
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }
 
@@ -123,7 +142,9 @@ mod tests {
     fn json_only_when_preferred() {
         assert!(wants_json(&accept("application/json")));
         assert!(wants_json(&accept("application/problem+json")));
-        assert!(!wants_json(&accept("text/html,application/xhtml+xml,*/*;q=0.8")));
+        assert!(!wants_json(&accept(
+            "text/html,application/xhtml+xml,*/*;q=0.8"
+        )));
         assert!(!wants_json(&accept("*/*")));
         assert!(!wants_json(&HeaderMap::new()));
         assert!(wants_json(&accept("text/html;q=0.5, application/json")));
@@ -131,7 +152,13 @@ mod tests {
 
     #[test]
     fn pages_escape_their_input() {
-        let resp = page(StatusCode::NOT_FOUND, "<script>", "no_route", "id\"1", false);
+        let resp = page(
+            StatusCode::NOT_FOUND,
+            "<script>",
+            "no_route",
+            "id\"1",
+            false,
+        );
         assert_eq!(resp.status(), 404);
         let resp = page(StatusCode::BAD_GATEWAY, "a \"b\"", "upstream", "x", true);
         assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");

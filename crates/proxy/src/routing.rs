@@ -62,7 +62,8 @@ impl RouteTable {
         }
         for hr in table.exact.values_mut().chain(table.wildcard.values_mut()) {
             // Stable sort keeps file order inside a class (regexes).
-            hr.entries.sort_by(|a, b| a.class.cmp(&b.class).then(b.len.cmp(&a.len)));
+            hr.entries
+                .sort_by(|a, b| a.class.cmp(&b.class).then(b.len.cmp(&a.len)));
         }
         table
     }
@@ -96,7 +97,9 @@ impl RouteTable {
 
 impl HostRoutes {
     fn serves_port(&self, port: u16) -> bool {
-        self.entries.iter().any(|e| e.port.is_none_or(|p| p == port))
+        self.entries
+            .iter()
+            .any(|e| e.port.is_none_or(|p| p == port))
     }
 
     fn find(&self, routes: &[Route], port: u16, path: &str) -> Option<usize> {
@@ -144,7 +147,11 @@ pub fn normalize_path(path: &str) -> Option<Cow<'_, str>> {
                 if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
                     buf.push(c);
                 } else {
-                    buf.extend_from_slice(&[b'%', bytes[i + 1].to_ascii_uppercase(), bytes[i + 2].to_ascii_uppercase()]);
+                    buf.extend_from_slice(&[
+                        b'%',
+                        bytes[i + 1].to_ascii_uppercase(),
+                        bytes[i + 2].to_ascii_uppercase(),
+                    ]);
                 }
                 i += 3;
                 continue;
@@ -153,10 +160,12 @@ pub fn normalize_path(path: &str) -> Option<Cow<'_, str>> {
         buf.push(bytes[i]);
         i += 1;
     }
-    let decoded = String::from_utf8(buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    let decoded = String::from_utf8(buf)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     // 2. dot segments and empty segments.
     let mut out: Vec<&str> = Vec::new();
-    let trailing_slash = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
+    let trailing_slash =
+        decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
     for seg in decoded.split('/') {
         match seg {
             "" | "." => {}
@@ -213,14 +222,20 @@ mod tests {
         assert_eq!(f("x.y.example.com", 443, "/"), Some(5));
         assert_eq!(f("z.b.example.com", 443, "/"), Some(6));
         assert_eq!(f("c.example.com", 8443, "/"), Some(7));
-        assert_eq!(f("c.example.com", 443, "/"), Some(5), "wrong port falls to the wildcard");
+        assert_eq!(
+            f("c.example.com", 443, "/"),
+            Some(5),
+            "wrong port falls to the wildcard"
+        );
         assert_eq!(f("example.com", 443, "/"), None);
         assert_eq!(f("other.org", 443, "/"), None);
     }
 
     #[test]
     fn regex_matches_the_whole_path() {
-        let r = routes("routes:\n  - {from: 'https://a.example.com', to: 'http://x', regex: '/v[0-9]'}\n");
+        let r = routes(
+            "routes:\n  - {from: 'https://a.example.com', to: 'http://x', regex: '/v[0-9]'}\n",
+        );
         let t = RouteTable::new(&r);
         assert_eq!(t.find(&r, "a.example.com", 443, "/v1"), Some(0));
         assert_eq!(t.find(&r, "a.example.com", 443, "/v1/more"), None);

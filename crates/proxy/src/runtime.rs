@@ -30,7 +30,10 @@ pub struct RuntimeError {
 }
 
 impl Runtime {
-    pub fn build(config: Config, clients: &ClientCache) -> Result<(Runtime, Vec<String>), RuntimeError> {
+    pub fn build(
+        config: Config,
+        clients: &ClientCache,
+    ) -> Result<(Runtime, Vec<String>), RuntimeError> {
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut pool_keys = Vec::new();
         for r in &config.routes {
@@ -53,15 +56,25 @@ impl Runtime {
                         let host = match (t.scheme, t.authority.port_u16()) {
                             (gatehouse_config::UpstreamScheme::Https, Some(443))
                             | (gatehouse_config::UpstreamScheme::Http, Some(80))
-                            | (gatehouse_config::UpstreamScheme::H2c, Some(80)) => t.authority.host(),
+                            | (gatehouse_config::UpstreamScheme::H2c, Some(80)) => {
+                                t.authority.host()
+                            }
                             _ => t.authority.as_str(),
                         };
-                        HeaderValue::from_str(host).unwrap_or_else(|_| HeaderValue::from_static("localhost"))
+                        HeaderValue::from_str(host)
+                            .unwrap_or_else(|_| HeaderValue::from_static("localhost"))
                     })
                     .collect(),
             });
         }
         let table = RouteTable::new(&config.routes);
-        Ok((Runtime { config, table, routes }, pool_keys))
+        Ok((
+            Runtime {
+                config,
+                table,
+                routes,
+            },
+            pool_keys,
+        ))
     }
 }

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{header, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -17,7 +17,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::body::{self, Body};
 use crate::forward::{self, ConnInfo};
-use crate::{pages, Proxy};
+use crate::{Proxy, pages};
 
 /// Largest request head accepted; bigger gets 431 (Envoy's default is 60 KiB).
 const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -37,21 +37,30 @@ impl Listeners {
 pub async fn bind(proxy: &Proxy) -> std::io::Result<Listeners> {
     let main = TcpListener::bind(&proxy.settings.address)
         .await
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", proxy.settings.address)))?;
-    let redirect = match &proxy.settings.http_redirect_addr {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?,
-        ),
-        None => None,
-    };
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {}: {e}", proxy.settings.address),
+            )
+        })?;
+    let redirect =
+        match &proxy.settings.http_redirect_addr {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+            })?),
+            None => None,
+        };
     Ok(Listeners { main, redirect })
 }
 
 /// Serves until `shutdown` completes, then stops accepting and lets
 /// in-flight requests finish for up to `drain`.
-pub async fn serve(proxy: Arc<Proxy>, listeners: Listeners, shutdown: impl Future<Output = ()>, drain: Duration) {
+pub async fn serve(
+    proxy: Arc<Proxy>,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+) {
     let graceful = Arc::new(GracefulShutdown::new());
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -71,7 +80,10 @@ pub async fn serve(proxy: Arc<Proxy>, listeners: Listeners, shutdown: impl Futur
     }
     let builder = Arc::new(builder);
     let acceptor = (!proxy.settings.insecure).then(|| {
-        TlsAcceptor::from(crate::tls::server_config(proxy.certs.clone(), !proxy.settings.http1_only))
+        TlsAcceptor::from(crate::tls::server_config(
+            proxy.certs.clone(),
+            !proxy.settings.http1_only,
+        ))
     });
 
     let redirect_task = listeners.redirect.map(|l| {
@@ -156,14 +168,22 @@ async fn serve_connection(
                     return;
                 }
             };
-            let watched = graceful.watch(builder.serve_connection_with_upgrades(TokioIo::new(tls), service).into_owned());
+            let watched = graceful.watch(
+                builder
+                    .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                    .into_owned(),
+            );
             drop(graceful);
             if let Err(e) = watched.await {
                 tracing::debug!(peer = %conn.peer, error = %e, "connection closed with an error");
             }
         }
         None => {
-            let watched = graceful.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned());
+            let watched = graceful.watch(
+                builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .into_owned(),
+            );
             drop(graceful);
             if let Err(e) = watched.await {
                 tracing::debug!(peer = %conn.peer, error = %e, "connection closed with an error");
@@ -202,7 +222,11 @@ fn redirect_to_https(req: &Request<Incoming>, https_port: u16) -> Response<Body>
         .and_then(|h| h.to_str().ok())
         .map(|h| h.rsplit_once(':').map_or(h, |(h, _)| h))
         .unwrap_or("localhost");
-    let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
     let location = if https_port == 443 {
         format!("https://{host}{pq}")
     } else {

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use gatehouse_config::{Certificate, Config, HostPattern};
+use rustls::ServerConfig;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::ServerConfig;
 
 /// The certificates in force; replaced whole on reload.
 #[derive(Debug, Default)]
@@ -23,7 +23,10 @@ pub struct CertStore {
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("certificate {origin}: unsupported private key: {source}")]
-    Key { origin: String, source: rustls::Error },
+    Key {
+        origin: String,
+        source: rustls::Error,
+    },
     #[error("certificate {origin}: the private key does not match the certificate")]
     Mismatch { origin: String },
     #[error("certificate {origin}: cannot parse: {message}")]
@@ -55,7 +58,10 @@ impl CertStore {
                 let name = name.to_ascii_lowercase();
                 match name.strip_prefix('*') {
                     Some(suffix) if suffix.starts_with('.') => {
-                        store.wildcard.entry(suffix.to_string()).or_insert_with(|| ck.clone());
+                        store
+                            .wildcard
+                            .entry(suffix.to_string())
+                            .or_insert_with(|| ck.clone());
                     }
                     _ => {
                         store.exact.entry(name).or_insert_with(|| ck.clone());
@@ -95,10 +101,11 @@ fn cert_names(c: &Certificate) -> Result<Vec<String>, TlsError> {
     let Some(leaf) = c.chain.first() else {
         return Ok(Vec::new());
     };
-    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).map_err(|e| TlsError::Parse {
-        origin: c.origin.clone(),
-        message: e.to_string(),
-    })?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(leaf.as_ref()).map_err(|e| TlsError::Parse {
+            origin: c.origin.clone(),
+            message: e.to_string(),
+        })?;
     let mut names = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for n in &san.value.general_names {
@@ -159,11 +166,14 @@ pub fn self_signed(config: &Config) -> Result<Certificate, TlsError> {
         }
     }
     let key = rcgen::KeyPair::generate().map_err(|e| TlsError::SelfSigned(e.to_string()))?;
-    let mut params = rcgen::CertificateParams::new(names).map_err(|e| TlsError::SelfSigned(e.to_string()))?;
+    let mut params =
+        rcgen::CertificateParams::new(names).map_err(|e| TlsError::SelfSigned(e.to_string()))?;
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "gatehouse self-signed");
-    let cert = params.self_signed(&key).map_err(|e| TlsError::SelfSigned(e.to_string()))?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| TlsError::SelfSigned(e.to_string()))?;
     Ok(Certificate {
         chain: vec![cert.der().clone()],
         key: rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),

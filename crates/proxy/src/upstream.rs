@@ -10,8 +10,8 @@ use std::time::Duration;
 use gatehouse_config::{UpstreamScheme, UpstreamTarget, UpstreamTls};
 use hyper::body::Incoming;
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -134,7 +134,8 @@ fn system_roots() -> Arc<RootCertStore> {
 
 fn client_tls_config(tls: &UpstreamTls) -> Result<ClientConfig, rustls::Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
     let builder = if tls.skip_verify {
         builder
             .dangerous()
@@ -176,7 +177,12 @@ impl ServerCertVerifier for NoVerify {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn verify_tls13_signature(
         &self,
@@ -184,7 +190,12 @@ impl ServerCertVerifier for NoVerify {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
@@ -201,7 +212,10 @@ pub struct Balancer {
 impl Balancer {
     pub fn new(targets: &[UpstreamTarget]) -> Balancer {
         let gcd = targets.iter().map(|t| t.weight).fold(0, gcd);
-        let mut weights: Vec<u64> = targets.iter().map(|t| u64::from(t.weight / gcd.max(1))).collect();
+        let mut weights: Vec<u64> = targets
+            .iter()
+            .map(|t| u64::from(t.weight / gcd.max(1)))
+            .collect();
         // Keep the schedule small for huge weights, preserving proportions.
         let total: u64 = weights.iter().sum();
         if total > 4096 {

@@ -108,7 +108,12 @@ impl Gatehouse {
     }
 
     pub fn log_count(&self, needle: &str) -> usize {
-        self.log.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
     }
 
     pub fn write_config(&self, yaml: &str) {
@@ -185,7 +190,12 @@ pub fn check(yaml: &str) -> (i32, String) {
 }
 
 pub fn check_file(config: &Path) -> (i32, String) {
-    let out = Command::new(BIN).arg("check").arg("-c").arg(config).output().unwrap();
+    let out = Command::new(BIN)
+        .arg("check")
+        .arg("-c")
+        .arg(config)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
@@ -231,7 +241,10 @@ async fn echo(name: &'static str, req: Request<Incoming>) -> Result<Response<UpB
                         return None;
                     }
                     let n = left.min(chunk.len() as u64);
-                    Some((Ok::<_, std::io::Error>(Frame::data(chunk.slice(..n as usize))), left - n))
+                    Some((
+                        Ok::<_, std::io::Error>(Frame::data(chunk.slice(..n as usize))),
+                        left - n,
+                    ))
                 }
             });
             let mut resp = Response::new(StreamBody::new(stream).boxed());
@@ -256,7 +269,9 @@ async fn echo(name: &'static str, req: Request<Incoming>) -> Result<Response<UpB
                     .entry(k.as_str().to_string())
                     .or_insert_with(|| serde_json::Value::Array(vec![]));
                 if let serde_json::Value::Array(a) = entry {
-                    a.push(serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into()));
+                    a.push(serde_json::Value::String(
+                        String::from_utf8_lossy(v.as_bytes()).into(),
+                    ));
                 }
             }
             let body = serde_json::json!({
@@ -268,10 +283,13 @@ async fn echo(name: &'static str, req: Request<Incoming>) -> Result<Response<UpB
                 "headers": headers,
             });
             let mut resp = Response::new(full(body.to_string()));
-            resp.headers_mut().insert("content-type", "application/json".parse().unwrap());
-            resp.headers_mut().insert("x-upstream", name.parse().unwrap());
+            resp.headers_mut()
+                .insert("content-type", "application/json".parse().unwrap());
+            resp.headers_mut()
+                .insert("x-upstream", name.parse().unwrap());
             // Hop-by-hop headers that must not reach the client.
-            resp.headers_mut().insert("keep-alive", "timeout=5".parse().unwrap());
+            resp.headers_mut()
+                .insert("keep-alive", "timeout=5".parse().unwrap());
             Ok(resp)
         }
     }
@@ -304,7 +322,9 @@ pub fn echo_upstream_on(name: &'static str, listener: TcpListener) -> Upstream {
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<Incoming>| {
                     let reset = req.uri().path() == "/reset";
@@ -336,7 +356,9 @@ impl TestCa {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.distinguished_name.push(rcgen::DnType::CommonName, "gatehouse test CA");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "gatehouse test CA");
         let cert = params.self_signed(&key).unwrap();
         let issuer = rcgen::Issuer::new(params, key);
         TestCa { cert, issuer }
@@ -349,8 +371,12 @@ impl TestCa {
     /// A leaf certificate for `names`: (cert PEM, key PEM, cert DER).
     pub fn leaf(&self, names: &[&str]) -> (String, String, Vec<u8>) {
         let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, names[0]);
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, names[0]);
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         (cert.pem(), key.serialize_pem(), cert.der().to_vec())
     }
@@ -362,23 +388,33 @@ pub async fn tls_upstream(name: &'static str, ca: &TestCa, names: &[&str]) -> Up
     let certs: Vec<_> = rustls::pki_types::pem::PemObject::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<Vec<rustls::pki_types::CertificateDer<'static>>, _>>()
         .unwrap();
-    let key = <rustls::pki_types::PrivateKeyDer as rustls::pki_types::pem::PemObject>::from_pem_slice(key_pem.as_bytes()).unwrap();
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
+    let key =
+        <rustls::pki_types::PrivateKeyDer as rustls::pki_types::pem::PemObject>::from_pem_slice(
+            key_pem.as_bytes(),
+        )
         .unwrap();
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(stream).await else { return };
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
                 let svc = service_fn(move |req| echo(name, req));
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(tls), svc)
@@ -396,14 +432,16 @@ pub async fn ws_upstream() -> Upstream {
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { return };
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
                 while let Some(Ok(msg)) = ws.next().await {
-                    if msg.is_text() || msg.is_binary() {
-                        if ws.send(msg).await.is_err() {
-                            break;
-                        }
+                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                        break;
                     }
                 }
             });
