@@ -8,12 +8,14 @@
 //!    which headers an upstream sees; the body streams through untouched.
 //! 6. **respond**: hop-by-hop headers dropped, route response headers set.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use gatehouse_config::{
     Access, HostHeader, PathRewrite, Redirect, Route, RouteAction, TemplatePart, UpstreamScheme,
 };
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
@@ -23,12 +25,27 @@ use crate::pages;
 use crate::routing::normalize_path;
 use crate::runtime::{RouteState, Runtime};
 
-/// Facts about the connection a request arrived on.
-#[derive(Debug, Clone, Copy)]
+/// Facts about the connection a request arrived on, built once per connection.
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub local_port: u16,
     pub tls: bool,
+    /// The client's IP as a header value, for `X-Forwarded-For`.
+    pub peer_ip: HeaderValue,
+}
+
+impl ConnInfo {
+    pub fn new(peer: SocketAddr, local_port: u16, tls: bool) -> ConnInfo {
+        let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        ConnInfo {
+            peer,
+            local_port,
+            tls,
+            peer_ip,
+        }
+    }
 }
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -39,7 +56,7 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Serves one request against the runtime in force when it arrived.
-pub async fn handle(rt: &Runtime, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+pub async fn handle(rt: &Runtime, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
     let request_id = request_id(req.headers());
     let json = pages::wants_json(req.headers());
 
@@ -50,7 +67,7 @@ pub async fn handle(rt: &Runtime, req: Request<Incoming>, conn: ConnInfo) -> Res
         return pages::ok_text();
     }
 
-    let (route_index, path) = match locate(rt, &req, conn) {
+    let (route_index, normalized) = match locate(rt, &req, conn) {
         Ok(found) => found,
         Err(e) => return error_response(&e, &request_id, json),
     };
@@ -58,14 +75,14 @@ pub async fn handle(rt: &Runtime, req: Request<Incoming>, conn: ConnInfo) -> Res
     let state = &rt.routes[route_index];
 
     let result = match route.access {
-        Access::Public => act(route, state, req, &path, conn, &request_id).await,
+        Access::Public => act(route, state, req, normalized, conn, &request_id).await,
         Access::SignInRequired => Err(ProxyError::SignInRequired),
     };
     let mut resp = match result {
         Ok(resp) => resp,
         Err(e) => {
             if e.status().is_server_error() {
-                tracing::warn!(route = %route.label(), request_id = %request_id, error = %e, source = ?std::error::Error::source(&e), "upstream request failed");
+                tracing::warn!(route = %route.label(), request_id = ?request_id, error = %e, source = ?std::error::Error::source(&e), "upstream request failed");
             }
             error_response(&e, &request_id, json)
         }
@@ -76,43 +93,41 @@ pub async fn handle(rt: &Runtime, req: Request<Incoming>, conn: ConnInfo) -> Res
     resp
 }
 
-fn error_response(e: &ProxyError, request_id: &str, json: bool) -> Response<Body> {
-    let mut resp = pages::page(e.status(), e.reason(), e.code(), request_id, json);
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
-    }
+fn error_response(e: &ProxyError, request_id: &HeaderValue, json: bool) -> Response<Body> {
+    let id = request_id.to_str().unwrap_or_default();
+    let mut resp = pages::page(e.status(), e.reason(), e.code(), id, json);
+    resp.headers_mut()
+        .insert(X_REQUEST_ID.clone(), request_id.clone());
     resp
 }
 
 /// The client's `X-Request-Id` when it is sane, else a new random one.
-fn request_id(headers: &HeaderMap) -> String {
-    if let Some(v) = headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()) {
-        if !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()) {
-            return v.to_string();
+fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get(&X_REQUEST_ID) {
+        let b = v.as_bytes();
+        if !b.is_empty() && b.len() <= 128 && b.iter().all(u8::is_ascii_graphic) {
+            return v.clone();
         }
     }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let n: u128 = rand::random();
-    format!("{n:032x}")
+    let mut buf = [0u8; 32];
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = HEX[((n >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 /// Host (lower-case, no port), port and normalized path → route.
 fn locate(
     rt: &Runtime,
     req: &Request<Incoming>,
-    conn: ConnInfo,
-) -> Result<(usize, String), ProxyError> {
+    conn: &ConnInfo,
+) -> Result<(usize, Option<String>), ProxyError> {
     if req.method() == Method::CONNECT {
         return Err(ProxyError::MethodNotSupported);
     }
-    let authority = match req.uri().authority() {
-        Some(a) => a.as_str(),
-        None => req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .ok_or(ProxyError::NoHost)?,
-    };
-    let (host, port) = split_authority(authority).ok_or(ProxyError::NoHost)?;
+    let (host, port) = split_authority(authority(req)).ok_or(ProxyError::NoHost)?;
     let port = port.unwrap_or(conn.local_port);
     let host = host.trim_end_matches('.');
     let lower;
@@ -127,7 +142,24 @@ fn locate(
         .table
         .find(&rt.config.routes, host, port, &path)
         .ok_or(ProxyError::NoRoute)?;
-    Ok((index, path.into_owned()))
+    let changed = match path {
+        std::borrow::Cow::Borrowed(_) => None,
+        std::borrow::Cow::Owned(p) => Some(p),
+    };
+    Ok((index, changed))
+}
+
+/// The host the client asked for: HTTP/2 `:authority` (or an absolute
+/// URI), else `Host`; empty when neither is there.
+fn authority<B>(req: &Request<B>) -> &str {
+    match req.uri().authority() {
+        Some(a) => a.as_str(),
+        None => req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or(""),
+    }
 }
 
 fn split_authority(authority: &str) -> Option<(&str, Option<u16>)> {
@@ -151,9 +183,9 @@ async fn act(
     route: &Route,
     state: &RouteState,
     req: Request<Incoming>,
-    path: &str,
-    conn: ConnInfo,
-    request_id: &str,
+    normalized: Option<String>,
+    conn: &ConnInfo,
+    request_id: &HeaderValue,
 ) -> Result<Response<Body>, ProxyError> {
     match &route.action {
         RouteAction::Respond { status, body } => {
@@ -165,9 +197,12 @@ async fn act(
             );
             Ok(resp)
         }
-        RouteAction::Redirect(r) => Ok(redirect(r, route, &req, path, conn)),
+        RouteAction::Redirect(r) => {
+            let path = normalized.as_deref().unwrap_or(req.uri().path());
+            Ok(redirect(r, route, &req, path, conn))
+        }
         RouteAction::Forward(targets) => {
-            forward(route, state, targets, req, path, conn, request_id).await
+            forward(route, state, targets, req, normalized, conn, request_id).await
         }
     }
 }
@@ -177,7 +212,7 @@ fn redirect(
     route: &Route,
     req: &Request<Incoming>,
     path: &str,
-    conn: ConnInfo,
+    conn: &ConnInfo,
 ) -> Response<Body> {
     let scheme = if r.https_redirect {
         "https"
@@ -266,58 +301,66 @@ async fn forward(
     state: &RouteState,
     targets: &[gatehouse_config::UpstreamTarget],
     mut req: Request<Incoming>,
-    path: &str,
-    conn: ConnInfo,
-    request_id: &str,
+    normalized: Option<String>,
+    conn: &ConnInfo,
+    request_id: &HeaderValue,
 ) -> Result<Response<Body>, ProxyError> {
     let upgrade =
         route.allow_websockets && is_websocket(req.headers()) && req.version() == Version::HTTP_11;
     let target_index = state.balancer.pick();
     let target = &targets[target_index];
 
-    let new_path = rewrite_path(&route.rewrite, path);
-    let path_and_query = match req.uri().query() {
-        Some(q) => format!("{new_path}?{q}"),
-        None => new_path.into_owned(),
+    // The path upstream: normalized, then rewritten; the original bytes are
+    // reused when neither changed anything (the common case).
+    let path_and_query = {
+        let path = normalized.as_deref().unwrap_or(req.uri().path());
+        match (rewrite_path(&route.rewrite, path), &normalized) {
+            (Cow::Borrowed(_), None) => match req.uri().path_and_query() {
+                Some(pq) => pq.clone(),
+                None => PathAndQuery::from_static("/"),
+            },
+            (new_path, _) => {
+                let pq = match req.uri().query() {
+                    Some(q) => format!("{new_path}?{q}"),
+                    None => new_path.into_owned(),
+                };
+                PathAndQuery::try_from(pq)
+                    .map_err(|e| ProxyError::Internal(format!("upstream path: {e}")))?
+            }
+        }
     };
     let scheme = match target.scheme {
-        UpstreamScheme::Https => "https",
-        UpstreamScheme::Http | UpstreamScheme::H2c => "http",
+        UpstreamScheme::Https => Scheme::HTTPS,
+        UpstreamScheme::Http | UpstreamScheme::H2c => Scheme::HTTP,
     };
-    let uri = Uri::builder()
-        .scheme(scheme)
-        .authority(target.authority.clone())
-        .path_and_query(path_and_query)
-        .build()
-        .map_err(|e| ProxyError::Internal(format!("upstream URI: {e}")))?;
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(scheme);
+    parts.authority = Some(target.authority.clone());
+    parts.path_and_query = Some(path_and_query);
+    let uri =
+        Uri::from_parts(parts).map_err(|e| ProxyError::Internal(format!("upstream URI: {e}")))?;
 
-    let original_host = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(String::from)
-        })
-        .unwrap_or_default();
+    let original_host = match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => req.headers().get(header::HOST).cloned(),
+    };
     let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
-    *req.uri_mut() = uri;
-    *req.version_mut() = Version::HTTP_11;
+    let path = normalized.as_deref().unwrap_or(req.uri().path());
     let host_value = upstream_host(
         route,
         &state.target_hosts[target_index],
         req.headers(),
-        &original_host,
+        original_host.as_ref(),
         path,
     );
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_11;
     upstream_request_headers(
         req.headers_mut(),
         route,
         conn,
-        &original_host,
+        original_host,
         request_id,
         host_value,
         upgrade,
@@ -368,7 +411,7 @@ async fn tunnel(down: hyper::upgrade::Upgraded, up: hyper::upgrade::Upgraded) {
     }
 }
 
-fn rewrite_path<'a>(rewrite: &PathRewrite, path: &'a str) -> std::borrow::Cow<'a, str> {
+fn rewrite_path<'a>(rewrite: &PathRewrite, path: &'a str) -> Cow<'a, str> {
     match rewrite {
         PathRewrite::None => path.into(),
         PathRewrite::Prefix {
@@ -407,14 +450,14 @@ fn upstream_host(
     route: &Route,
     target_host: &HeaderValue,
     headers: &HeaderMap,
-    original_host: &str,
+    original_host: Option<&HeaderValue>,
     path: &str,
 ) -> HeaderValue {
     match &route.host {
         HostHeader::Upstream => target_host.clone(),
-        HostHeader::Preserve => {
-            HeaderValue::from_str(original_host).unwrap_or_else(|_| target_host.clone())
-        }
+        HostHeader::Preserve => original_host
+            .cloned()
+            .unwrap_or_else(|| target_host.clone()),
         HostHeader::Literal(v) => v.clone(),
         HostHeader::FromHeader(name) => headers
             .get(name)
@@ -432,18 +475,20 @@ fn upstream_host(
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
 fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in listed {
-        if keep_upgrade && name == header::UPGRADE {
-            continue;
+    if headers.contains_key(header::CONNECTION) {
+        let listed: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for name in listed {
+            if keep_upgrade && name == header::UPGRADE {
+                continue;
+            }
+            headers.remove(&name);
         }
-        headers.remove(&name);
     }
     headers.remove(&KEEP_ALIVE);
     headers.remove(&PROXY_CONNECTION);
@@ -466,6 +511,12 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 /// Identity headers only gatehouse may set: a client's copies are dropped on
 /// every route, whatever `pass_identity_headers` says.
 fn strip_identity_headers(headers: &mut HeaderMap) {
+    if !headers
+        .keys()
+        .any(|n| n.as_str().starts_with("x-pomerium-"))
+    {
+        return;
+    }
     let spoofed: Vec<HeaderName> = headers
         .keys()
         .filter(|n| {
@@ -485,9 +536,9 @@ fn strip_identity_headers(headers: &mut HeaderMap) {
 fn upstream_request_headers(
     headers: &mut HeaderMap,
     route: &Route,
-    conn: ConnInfo,
-    original_host: &str,
-    request_id: &str,
+    conn: &ConnInfo,
+    original_host: Option<HeaderValue>,
+    request_id: &HeaderValue,
     host: HeaderValue,
     upgrade: bool,
 ) {
@@ -498,24 +549,23 @@ fn upstream_request_headers(
     }
 
     // X-Forwarded-For: append the client address (Envoy's default).
-    let peer_ip = conn.peer.ip().to_string();
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {peer_ip}"),
-        _ => peer_ip,
+        Some(prev) if !prev.trim().is_empty() => {
+            HeaderValue::from_str(&format!("{prev}, {}", conn.peer.ip()))
+                .unwrap_or_else(|_| conn.peer_ip.clone())
+        }
+        _ => conn.peer_ip.clone(),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
-    }
+    headers.insert(X_FORWARDED_FOR.clone(), xff);
     headers.insert(
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
     );
-    if let Ok(v) = HeaderValue::from_str(original_host) {
-        headers.insert(X_FORWARDED_HOST.clone(), v);
-    }
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        headers.insert(X_REQUEST_ID.clone(), v);
-    }
+    match original_host {
+        Some(h) => headers.insert(X_FORWARDED_HOST.clone(), h),
+        None => headers.remove(&X_FORWARDED_HOST),
+    };
+    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
     headers.insert(header::HOST, host);
 
     for (name, template) in &route.set_request_headers {

@@ -107,7 +107,7 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let local_port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
-                let conn = ConnInfo { peer, local_port, tls: acceptor.is_some() };
+                let conn = ConnInfo::new(peer, local_port, acceptor.is_some());
                 let proxy = proxy.clone();
                 let builder = builder.clone();
                 let acceptor = acceptor.clone();
@@ -148,47 +148,55 @@ async fn serve_connection(
     conn: ConnInfo,
 ) {
     let handshake_timeout = proxy.settings.timeout_read;
+    let peer = conn.peer;
+    let conn = Arc::new(conn);
     let service = service_fn(move |req: Request<Incoming>| {
         let proxy = proxy.clone();
+        let conn = conn.clone();
         async move {
             let rt = proxy.runtime.load_full();
-            Ok::<_, std::convert::Infallible>(forward::handle(&rt, req, conn).await)
+            Ok::<_, std::convert::Infallible>(forward::handle(&rt, req, &conn).await)
         }
     });
     match acceptor {
         Some(acceptor) => {
-            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(peer = %conn.peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(peer = %conn.peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let watched = graceful.watch(
-                builder
-                    .serve_connection_with_upgrades(TokioIo::new(tls), service)
-                    .into_owned(),
-            );
-            drop(graceful);
-            if let Err(e) = watched.await {
-                tracing::debug!(peer = %conn.peer, error = %e, "connection closed with an error");
+            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => serve_io(&builder, graceful, TokioIo::new(tls), service, peer).await,
+                Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
             }
         }
-        None => {
-            let watched = graceful.watch(
-                builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .into_owned(),
-            );
-            drop(graceful);
-            if let Err(e) = watched.await {
-                tracing::debug!(peer = %conn.peer, error = %e, "connection closed with an error");
-            }
-        }
+        None => serve_io(&builder, graceful, TokioIo::new(stream), service, peer).await,
+    }
+}
+
+/// Serves HTTP on an established (TLS or plain) connection, watched by the
+/// graceful-shutdown tracker.
+async fn serve_io<I, S>(
+    builder: &auto::Builder<TokioExecutor>,
+    graceful: Arc<GracefulShutdown>,
+    io: I,
+    service: S,
+    peer: std::net::SocketAddr,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<Body>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let watched = graceful.watch(
+        builder
+            .serve_connection_with_upgrades(io, service)
+            .into_owned(),
+    );
+    drop(graceful);
+    if let Err(e) = watched.await {
+        tracing::debug!(peer = %peer, error = %e, "connection closed with an error");
     }
 }
 
