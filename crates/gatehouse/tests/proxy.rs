@@ -730,3 +730,32 @@ async fn large_bodies_stream_in_bounded_memory() {
     eprintln!("gatehouse peak RSS after 1 GiB each way: {peak_mib} MiB");
     assert!(peak_mib < 64, "peak RSS {peak_mib} MiB");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_timeout_cuts_stalled_streams() {
+    let up = echo_upstream("a").await;
+    let gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}\nroutes:\n  - {{from: 'https://idle.localhost', to: 'http://{}', idle_timeout: 300ms, allow_public_unauthenticated_access: true}}\n",
+        up.addr
+    ));
+    let c = gh.client(&["idle.localhost"]);
+    // Short pauses pass...
+    let resp = c
+        .get(gh.url("idle.localhost", "/stall?ms=20"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.text().await.unwrap(), "startend");
+    // ...a stream silent for longer than idle_timeout is cut (the route has
+    // no overall timeout: as in Pomerium, idle_timeout alone removes it).
+    let resp = c
+        .get(gh.url("idle.localhost", "/stall?ms=5000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.text().await.is_err(),
+        "the stalled body ends with an error, not `startend`"
+    );
+}

@@ -367,6 +367,7 @@ async fn forward(
     );
 
     let client = state.clients.for_target(target.scheme, upgrade);
+    let req = req.map(|b| body::stream_with_idle(b, route.idle_timeout));
     let fut = client.request(req);
     let result = match route.timeout {
         Some(t) => tokio::time::timeout(t, fut)
@@ -398,7 +399,7 @@ async fn forward(
     }
 
     let (parts, incoming) = resp.into_parts();
-    let mut out = Response::from_parts(parts, body::stream(incoming));
+    let mut out = Response::from_parts(parts, body::stream_with_idle(incoming, route.idle_timeout));
     strip_hop_by_hop(out.headers_mut(), false);
     Ok(out)
 }

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use gatehouse_config::{UpstreamScheme, UpstreamTarget, UpstreamTls};
-use hyper::body::Incoming;
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -17,7 +16,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Incoming>;
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, crate::body::Body>;
 
 /// How to reach one route's upstreams.
 #[derive(Clone)]

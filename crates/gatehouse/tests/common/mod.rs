@@ -214,6 +214,7 @@ fn full(s: impl Into<Bytes>) -> UpBody {
 /// - `/slow?ms=N`: answer after N ms;
 /// - `/download?bytes=N`: stream N bytes;
 /// - `/upload`: count the request body, answer `{"received": N}`;
+/// - `/stall?ms=N`: send `start`, stay silent N ms, then send `end`;
 /// - `/reset`: close the connection without answering;
 /// - anything else: JSON echo of method, path, version and headers.
 async fn echo(name: &'static str, req: Request<Incoming>) -> Result<Response<UpBody>, Infallible> {
@@ -250,6 +251,23 @@ async fn echo(name: &'static str, req: Request<Incoming>) -> Result<Response<UpB
             let mut resp = Response::new(StreamBody::new(stream).boxed());
             resp.headers_mut().insert("content-length", total.into());
             Ok(resp)
+        }
+        "/stall" => {
+            let ms = param("ms");
+            let stream = futures_util::stream::unfold(0u8, move |step| async move {
+                match step {
+                    0 => Some((
+                        Ok::<_, std::io::Error>(Frame::data(Bytes::from_static(b"start"))),
+                        1,
+                    )),
+                    1 => {
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                        Some((Ok(Frame::data(Bytes::from_static(b"end"))), 2))
+                    }
+                    _ => None,
+                }
+            });
+            Ok(Response::new(StreamBody::new(stream).boxed()))
         }
         "/upload" => {
             let mut body = req.into_body();
