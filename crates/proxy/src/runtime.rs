@@ -67,6 +67,17 @@ impl Runtime {
                     .collect(),
             });
         }
+        for r in config
+            .routes
+            .iter()
+            .filter(|r| r.access == gatehouse_config::Access::SignInRequired)
+        {
+            tracing::warn!(
+                route = %r.label(),
+                at = %r.mark,
+                "route is not public and this gatehouse build cannot sign users in yet: its requests get 401"
+            );
+        }
         let table = RouteTable::new(&config.routes);
         Ok((
             Runtime {
