@@ -333,3 +333,64 @@ fn templates_parse() {
     );
     assert!(parse_template("${pomerium.nope}").is_err());
 }
+
+/// Hostile input: thousands of mutations of a full file (bytes flipped,
+/// deleted, duplicated, truncated) never panic the loader, and every
+/// rejection names a position.
+#[test]
+fn mutated_configs_never_panic() {
+    use rand::{Rng, SeedableRng};
+    let seed_text = r#"address: 127.0.0.1:8443
+certificates:
+  - {cert: a.crt, key: a.key}
+set_response_headers: {X-A: b, disable: false}
+routes:
+  - from: https://a.example.com:8443
+    to: ['http://127.0.0.1:1,2', 'h2c://b:2']
+    prefix: /api
+    prefix_rewrite: /
+    set_request_headers: {X-T: '${pomerium.request.headers["X"]} $$'}
+    timeout: 1m30s
+    policy: [{allow: {or: [{email: {is: a@b.c}}]}}]
+  - from: https://*.example.com
+    redirect: {https_redirect: true, response_code: 308}
+    regex: '^/x/[0-9]+$'
+"#;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x9a7e_4015e);
+    let bytes = seed_text.as_bytes();
+    for _ in 0..3000 {
+        let mut b = bytes.to_vec();
+        for _ in 0..rng.random_range(1..6) {
+            let i = rng.random_range(0..b.len().max(1));
+            match rng.random_range(0..5) {
+                0 => b[i] = rng.random_range(0x20..0x7f),
+                1 => {
+                    b.remove(i);
+                }
+                2 => {
+                    const PUNCT: &[u8] = b"{}[]:,-'\"&*!%@ \n\t#|>";
+                    b.insert(i, PUNCT[rng.random_range(0..PUNCT.len())])
+                }
+                3 => b.truncate(i),
+                _ => {
+                    let end = (i + rng.random_range(1..40)).min(b.len());
+                    let dup = b[i..end].to_vec();
+                    b.splice(i..i, dup);
+                }
+            }
+            if b.is_empty() {
+                break;
+            }
+        }
+        let text = String::from_utf8_lossy(&b);
+        if let Err(r) = load_str(&text, "m.yaml", Path::new("/nonexistent"), &|_| None) {
+            assert!(!r.diagnostics.is_empty());
+            for d in r.diagnostics.iter().filter(|d| d.is_error()) {
+                assert!(
+                    d.mark.line >= 1,
+                    "error without a position: {d} for:\n{text}"
+                );
+            }
+        }
+    }
+}

@@ -140,22 +140,32 @@ pub fn normalize_path(path: &str) -> Option<Cow<'_, str>> {
     let mut buf: Vec<u8> = Vec::with_capacity(path.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
+        if bytes[i] == b'%' {
             let hex = |b: u8| (b as char).to_digit(16);
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                let c = (h * 16 + l) as u8;
-                if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
-                    buf.push(c);
-                } else {
-                    buf.extend_from_slice(&[
-                        b'%',
-                        bytes[i + 1].to_ascii_uppercase(),
-                        bytes[i + 2].to_ascii_uppercase(),
-                    ]);
-                }
-                i += 3;
+            let pair = match (bytes.get(i + 1), bytes.get(i + 2)) {
+                (Some(&h), Some(&l)) => hex(h).zip(hex(l)),
+                _ => None,
+            };
+            // A bare `%` is encoded, so decoding what follows can never form a
+            // new escape (`%%36%31` must not become `%61`, which an upstream
+            // would decode once more to `a`).
+            let Some((h, l)) = pair else {
+                buf.extend_from_slice(b"%25");
+                i += 1;
                 continue;
+            };
+            let c = (h * 16 + l) as u8;
+            if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
+                buf.push(c);
+            } else {
+                buf.extend_from_slice(&[
+                    b'%',
+                    bytes[i + 1].to_ascii_uppercase(),
+                    bytes[i + 2].to_ascii_uppercase(),
+                ]);
             }
+            i += 3;
+            continue;
         }
         buf.push(bytes[i]);
         i += 1;
@@ -252,8 +262,44 @@ mod tests {
         assert_eq!(n("/../../etc").as_deref(), Some("/etc"));
         assert_eq!(n("/a/b/..").as_deref(), Some("/a/"));
         assert_eq!(n("/a%2fb").as_deref(), Some("/a%2Fb"));
-        assert_eq!(n("/a%2").as_deref(), Some("/a%2"));
+        assert_eq!(n("/a%2").as_deref(), Some("/a%252"));
+        assert_eq!(
+            n("/%%36%31dmin").as_deref(),
+            Some("/%2561dmin"),
+            "no double decoding"
+        );
         assert_eq!(n("/dir/").as_deref(), Some("/dir/"));
         assert_eq!(n("*"), None);
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::normalize_path;
+    use rand::{Rng, SeedableRng};
+
+    /// Normalization is idempotent and leaves no `//`, `.` or `..` segment,
+    /// so no spelling of a path can reach a different route than its
+    /// normalized form.
+    #[test]
+    fn normalization_is_a_fixed_point() {
+        const PARTS: &[&str] = &[
+            "/", "a", ".", "..", "%2e", "%2E%2e", "%2f", "%61", "%", "%zz", "//", "~", "é", "?",
+        ];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..20_000 {
+            let mut p = String::from("/");
+            for _ in 0..rng.random_range(0..12) {
+                p.push_str(PARTS[rng.random_range(0..PARTS.len())]);
+            }
+            let once = normalize_path(&p).unwrap().into_owned();
+            let twice = normalize_path(&once).unwrap().into_owned();
+            assert_eq!(once, twice, "not idempotent for {p:?}");
+            assert!(once.starts_with('/'), "{p:?} -> {once:?}");
+            assert!(!once.contains("//"), "{p:?} -> {once:?}");
+            for seg in once.split('/') {
+                assert!(seg != "." && seg != "..", "{p:?} -> {once:?}");
+            }
+        }
     }
 }
