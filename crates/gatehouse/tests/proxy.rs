@@ -759,3 +759,63 @@ async fn idle_timeout_cuts_stalled_streams() {
         "the stalled body ends with an error, not `startend`"
     );
 }
+
+/// `timeout_read` bounds a request head; `timeout_idle` bounds a connection
+/// with nothing in flight. A keep-alive connection may rest longer than
+/// `timeout_read`, and is closed once it rests longer than `timeout_idle`.
+#[tokio::test(flavor = "multi_thread")]
+async fn keep_alive_lives_for_timeout_idle_not_timeout_read() {
+    let up = echo_upstream("a").await;
+    let gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}\ninsecure_server: true\ntimeout_read: 400ms\ntimeout_idle: 2s\nroutes:\n  - {{from: 'https://ok.localhost', to: 'http://{}', allow_public_unauthenticated_access: true}}\n",
+        up.addr
+    ));
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", gh.port))
+        .await
+        .unwrap();
+    async fn request(s: &mut tokio::net::TcpStream, path: &str, ends_with: &[u8]) -> String {
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: ok.localhost\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.ends_with(ends_with) {
+            let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                n > 0,
+                "connection closed early: {}",
+                String::from_utf8_lossy(&got)
+            );
+            got.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    }
+    assert!(
+        request(&mut s, "/slow?ms=0", b"slow done")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    // An instant answer (health check) must not leave a stale head timer.
+    assert!(
+        request(&mut s, "/ping", b"OK")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    // Resting longer than timeout_read (but not timeout_idle) is fine.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(
+        request(&mut s, "/slow?ms=0", b"slow done")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    // Resting longer than timeout_idle: the server closes the connection.
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(15), s.read(&mut buf)).await;
+    assert!(
+        matches!(n, Ok(Ok(0)) | Ok(Err(_))),
+        "expected the idle connection to be closed, got {n:?}"
+    );
+}

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod body;
+pub mod deadline;
 pub mod error;
 pub mod forward;
 pub mod pages;
@@ -36,6 +37,7 @@ pub struct Settings {
     pub http_redirect_addr: Option<String>,
     pub http1_only: bool,
     pub timeout_read: Duration,
+    pub timeout_idle: Duration,
     /// Port HTTPS is served on, for redirects from `http_redirect_addr`.
     pub https_port: u16,
 }
@@ -52,6 +54,7 @@ impl Settings {
                 .as_ref()
                 .is_some_and(|c| c.value == "http1"),
             timeout_read: config.timeout_read,
+            timeout_idle: config.timeout_idle,
             https_port: config
                 .address
                 .rsplit_once(':')
@@ -101,7 +104,7 @@ impl Proxy {
         let new_settings = Settings::of(&config);
         if new_settings != self.settings {
             tracing::warn!(
-                "listener settings (address, insecure_server, http_redirect_addr, codec_type, timeout_read) changed: they apply after a restart"
+                "listener settings (address, insecure_server, http_redirect_addr, codec_type, timeout_read, timeout_idle) changed: they apply after a restart"
             );
         }
         let store = cert_store(&config)?;

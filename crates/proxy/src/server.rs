@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::body::{self, Body};
+use crate::deadline::{Activity, Deadlines, Tracked};
 use crate::forward::{self, ConnInfo};
 use crate::{Proxy, pages};
 
@@ -66,7 +67,8 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(proxy.settings.timeout_read)
+        // Replaced by `deadline::Deadlines`, which also honours timeout_idle.
+        .header_read_timeout(None)
         .max_buf_size(MAX_HEADER_BYTES)
         .keep_alive(true);
     builder
@@ -147,26 +149,41 @@ async fn serve_connection(
     stream: TcpStream,
     conn: ConnInfo,
 ) {
-    let handshake_timeout = proxy.settings.timeout_read;
+    let (read_timeout, idle_timeout) = (proxy.settings.timeout_read, proxy.settings.timeout_idle);
     let peer = conn.peer;
     let conn = Arc::new(conn);
+    let activity = Arc::new(Activity::default());
+    let tracker = activity.clone();
     let service = service_fn(move |req: Request<Incoming>| {
         let proxy = proxy.clone();
         let conn = conn.clone();
+        let in_flight = tracker.start();
+        let tracker = tracker.clone();
         async move {
             let rt = proxy.runtime.load_full();
-            Ok::<_, std::convert::Infallible>(forward::handle(&rt, req, &conn).await)
+            let resp = forward::handle(&rt, req, &conn).await;
+            if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                tracker.upgraded();
+            }
+            Ok::<_, std::convert::Infallible>(resp.map(|body| Tracked {
+                body,
+                _in_flight: in_flight,
+            }))
         }
     });
     match acceptor {
-        Some(acceptor) => {
-            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => serve_io(&builder, graceful, TokioIo::new(tls), service, peer).await,
-                Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
+        Some(acceptor) => match tokio::time::timeout(read_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => {
+                let io = Deadlines::new(tls, activity, read_timeout, idle_timeout);
+                serve_io(&builder, graceful, TokioIo::new(io), service, peer).await
             }
+            Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
+        },
+        None => {
+            let io = Deadlines::new(stream, activity, read_timeout, idle_timeout);
+            serve_io(&builder, graceful, TokioIo::new(io), service, peer).await
         }
-        None => serve_io(&builder, graceful, TokioIo::new(stream), service, peer).await,
     }
 }
 
@@ -182,7 +199,7 @@ async fn serve_io<I, S>(
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     S: hyper::service::Service<
             Request<Incoming>,
-            Response = Response<Body>,
+            Response = Response<Tracked<Body>>,
             Error = std::convert::Infallible,
         > + Clone
         + Send

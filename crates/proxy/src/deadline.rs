@@ -1,0 +1,368 @@
+//! Downstream connection deadlines, as Pomerium's options mean them:
+//!
+//! - `timeout_read`: a request head must arrive completely within this time
+//!   of its first byte (and a new connection must send one within it): slow
+//!   clients (slowloris) are disconnected;
+//! - `timeout_idle`: a connection with no request in flight is closed after
+//!   this long, whatever its protocol (HTTP/2 pings do not count as use).
+//!
+//! hyper's own header timer also runs while a keep-alive connection waits,
+//! which would cut idle connections at `timeout_read`; this wrapper replaces
+//! it. Upgraded connections (websockets) are left alone.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// What the service tells the connection's deadline keeper.
+#[derive(Debug, Default)]
+pub struct Activity {
+    in_flight: AtomicU32,
+    /// Requests ever started, so the reader notices one that came and went
+    /// between two of its polls.
+    started: AtomicU64,
+    upgraded: AtomicBool,
+}
+
+impl Activity {
+    /// Marks a request in flight until the returned guard is dropped (with
+    /// the response body, once it has been sent).
+    pub fn start(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.started.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    /// The connection now carries a tunnel (101 Switching Protocols).
+    pub fn upgraded(&self) {
+        self.upgraded.store(true, Ordering::Relaxed);
+    }
+}
+
+pub struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body that keeps its request counted as in flight until it is
+/// done.
+pub struct Tracked<B> {
+    pub body: B,
+    pub _in_flight: InFlight,
+}
+
+impl<B: http_body::Body<Data = Bytes> + Unpin> http_body::Body for Tracked<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, B::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for (the rest of) a request head: `timeout_read` runs.
+    Head,
+    /// A request is in flight: no connection deadline.
+    Busy,
+    /// Nothing in flight: `timeout_idle` runs.
+    Idle,
+}
+
+/// An IO stream with the deadlines above.
+pub struct Deadlines<T> {
+    io: T,
+    activity: Arc<Activity>,
+    read_timeout: Duration,
+    idle_timeout: Duration,
+    sleep: Pin<Box<Sleep>>,
+    phase: Phase,
+    /// First bytes not seen yet (protocol detection).
+    first: bool,
+    /// HTTP/2: no request heads to time, pings are not use.
+    h2: bool,
+    /// `Activity::started` as of the last poll.
+    seen: u64,
+}
+
+impl<T> Deadlines<T> {
+    pub fn new(
+        io: T,
+        activity: Arc<Activity>,
+        read_timeout: Duration,
+        idle_timeout: Duration,
+    ) -> Self {
+        Deadlines {
+            io,
+            activity,
+            read_timeout,
+            idle_timeout,
+            sleep: Box::pin(tokio::time::sleep(read_timeout)),
+            phase: Phase::Head,
+            first: true,
+            h2: false,
+            seen: 0,
+        }
+    }
+
+    /// Folds in what the service did since the last poll; true while a
+    /// request is in flight.
+    fn sync(&mut self) -> bool {
+        let started = self.activity.started.load(Ordering::Relaxed);
+        if started != self.seen {
+            // A request head was completed: its timer is over.
+            self.seen = started;
+            self.phase = Phase::Busy;
+        }
+        let busy = self.activity.in_flight.load(Ordering::Relaxed) > 0;
+        if busy {
+            self.phase = Phase::Busy;
+        }
+        busy
+    }
+
+    fn arm(&mut self, d: Duration) {
+        self.sleep.as_mut().reset(Instant::now() + d);
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Deadlines<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.activity.upgraded.load(Ordering::Relaxed) {
+            return Pin::new(&mut this.io).poll_read(cx, buf);
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let read = &buf.filled()[before..];
+                if !read.is_empty() {
+                    if this.first {
+                        this.first = false;
+                        this.h2 = read.starts_with(b"PRI * HTTP/2.0");
+                    }
+                    // The first bytes of a new HTTP/1 request start its head timer.
+                    let busy = this.sync();
+                    if !this.h2 && !busy && this.phase != Phase::Head {
+                        this.phase = Phase::Head;
+                        let d = this.read_timeout;
+                        this.arm(d);
+                    }
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                if this.sync() {
+                    return Poll::Pending;
+                }
+                if this.phase == Phase::Busy || (this.h2 && this.phase == Phase::Head) {
+                    this.phase = Phase::Idle;
+                    let d = this.idle_timeout;
+                    this.arm(d);
+                }
+                match this.sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        let why = match this.phase {
+                            Phase::Head => "request headers not received within timeout_read",
+                            _ => "connection idle for timeout_idle",
+                        };
+                        Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, why)))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Deadlines<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const READ: Duration = Duration::from_secs(30);
+    const IDLE: Duration = Duration::from_secs(300);
+
+    /// Reads until the wrapper fails; returns how long that took.
+    async fn time_to_close(io: &mut Deadlines<tokio::io::DuplexStream>) -> Duration {
+        let start = Instant::now();
+        let mut buf = [0u8; 64];
+        loop {
+            match io.read(&mut buf).await {
+                Ok(0) => panic!("peer closed; the deadline never fired"),
+                Ok(_) => {}
+                Err(e) => {
+                    assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+                    return start.elapsed();
+                }
+            }
+        }
+    }
+
+    fn pair() -> (
+        Deadlines<tokio::io::DuplexStream>,
+        tokio::io::DuplexStream,
+        Arc<Activity>,
+    ) {
+        let (server, client) = tokio::io::duplex(1024);
+        let activity = Arc::new(Activity::default());
+        (
+            Deadlines::new(server, activity.clone(), READ, IDLE),
+            client,
+            activity,
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_new_connection_gets_timeout_read() {
+        let (mut io, _client, _) = pair();
+        assert_eq!(time_to_close(&mut io).await, READ);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unfinished_head_gets_timeout_read_after_its_first_byte() {
+        let (mut io, mut client, activity) = pair();
+        // A first request completes and its response is sent...
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 64];
+        assert!(io.read(&mut buf).await.unwrap() > 0);
+        drop(activity.start());
+        // ...the connection rests (idle), then a slow head starts.
+        let reader = tokio::spawn(async move { time_to_close(&mut io).await });
+        tokio::time::sleep(Duration::from_secs(100)).await;
+        client.write_all(b"GET / HT").await.unwrap();
+        let elapsed = reader.await.unwrap();
+        assert_eq!(elapsed, Duration::from_secs(100) + READ);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_in_flight_have_no_connection_deadline() {
+        let (mut io, mut client, activity) = pair();
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 64];
+        assert!(io.read(&mut buf).await.unwrap() > 0);
+        let in_flight = activity.start();
+        let waited = tokio::time::timeout(Duration::from_secs(3600), io.read(&mut buf)).await;
+        assert!(
+            waited.is_err(),
+            "a long request is not cut by the connection deadlines"
+        );
+        drop(in_flight);
+        // hyper polls the socket again once the response is sent: idle from then.
+        assert_eq!(time_to_close(&mut io).await, IDLE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fast_responses_do_not_leave_a_stale_head_timer() {
+        let (mut io, mut client, activity) = pair();
+        let mut buf = [0u8; 64];
+        for _ in 0..3 {
+            client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+            assert!(io.read(&mut buf).await.unwrap() > 0);
+            // Answered before the reader polled again.
+            drop(activity.start());
+            let waited = tokio::time::timeout(READ * 2, io.read(&mut buf)).await;
+            assert!(
+                waited.is_err(),
+                "the keep-alive connection outlives timeout_read"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn http2_pings_are_not_use() {
+        let (mut io, mut client, activity) = pair();
+        client
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 64];
+        assert!(io.read(&mut buf).await.unwrap() > 0);
+        drop(activity.start());
+        let reader = tokio::spawn(async move { time_to_close(&mut io).await });
+        // Ping traffic every minute keeps arriving; the connection still idles out.
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            if client
+                .write_all(b"\0\0\x08\x06\0\0\0\0\0pingping")
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        let elapsed = reader.await.unwrap();
+        assert_eq!(elapsed, IDLE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn upgraded_connections_are_left_alone() {
+        let (mut io, mut client, activity) = pair();
+        activity.upgraded();
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 8];
+            io.read_exact(&mut buf).await.map(|_| buf)
+        });
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        client.write_all(b"ws-frame").await.unwrap();
+        assert_eq!(&reader.await.unwrap().unwrap(), b"ws-frame");
+    }
+}
