@@ -9,12 +9,15 @@
 #
 # Prints requests/s and p99 latency for both and the ratio gatehouse/nginx,
 # then gatehouse's RSS with 1,000 idle keep-alive client connections.
-# Usage: bench/proxy.sh [seconds] [connections]
+# Usage: bench/proxy.sh [seconds] [connections] [body-bytes]
+# (the issue's figure is the default small body; larger bodies show how the
+# ratio moves when the payload, not the per-request overhead, dominates)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${1:-10}
 CONNS=${2:-64}
+BODY=${3:-0}
 PROXY_CPU=0
 LOAD_CPU=1
 [ "$(nproc)" -lt 2 ] && LOAD_CPU=0
@@ -65,7 +68,15 @@ http {
 NGX
 }
 
-nginx_conf up $UP_PORT "server { listen 127.0.0.1:$UP_PORT; location / { return 200 'hello from upstream\n'; } }"
+if [ "$BODY" -gt 0 ]; then
+  mkdir -p "$WORK/www"
+  head -c "$BODY" /dev/zero | tr '\0' 'x' > "$WORK/www/index.html"
+  printf 'hello from upstream\n' >> "$WORK/www/index.html"
+  UP_LOCATION="location / { root $WORK/www; }"
+else
+  UP_LOCATION="location / { return 200 'hello from upstream\n'; }"
+fi
+nginx_conf up $UP_PORT "server { listen 127.0.0.1:$UP_PORT; $UP_LOCATION }"
 nginx_conf px $NGX_PORT "upstream backend { server 127.0.0.1:$UP_PORT; keepalive 128; }
   server { listen 127.0.0.1:$NGX_PORT; location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host \$host; } }"
 
@@ -101,7 +112,7 @@ run_wrk() { # port -> "rps p99_ms"
   echo "$rps $p99"
 }
 
-echo "gatehouse bench: ${DURATION}s per proxy, $CONNS connections, proxies on CPU $PROXY_CPU, wrk on CPU $LOAD_CPU"
+echo "gatehouse bench: ${DURATION}s per proxy, $CONNS connections, body $((BODY + 20)) bytes, proxies on CPU $PROXY_CPU, wrk on CPU $LOAD_CPU"
 read -r NGX_RPS NGX_P99 < <(run_wrk $NGX_PORT)
 read -r GH_RPS GH_P99 < <(run_wrk $GH_PORT)
 printf '%-22s %12s %10s\n' proxy "requests/s" "p99 ms"
