@@ -1,6 +1,15 @@
-//! Sign-in and sessions: OIDC relying party, GitHub OAuth2, the built-in user
-//! directory, session records and stores, the cookie codec and CSRF state.
+//! Sign-in and sessions: the built-in user directory, the OIDC relying party
+//! (next step), session records and their stores (memory, file), the cookie
+//! codec and the one-time sign-in hand-off.
 //!
-//! Must not: route requests or sign upstream assertions. Filled in by the
-//! sign-in issue.
+//! Pure where it can be: codecs, password checks and throttling take their
+//! inputs (time included) as arguments. Must not: route requests, render
+//! pages or sign upstream assertions.
 #![forbid(unsafe_code)]
+
+pub mod cookie;
+pub mod local;
+pub mod session;
+pub mod store;
+
+pub use session::{Identity, Session, SessionId};

@@ -1,0 +1,182 @@
+//! The session cookie: a small AEAD-sealed handle (session id + expiry), never
+//! the session itself, so cookies stay tiny (no 431s from split cookies) and
+//! tokens never leave the server. The same sealing protects the one-time
+//! sign-in hand-off parameter.
+//!
+//! Sealed value = base64url(nonce ‖ AES-256-GCM(plaintext)), with the cookie
+//! name (or the purpose) as associated data, so a value minted for one use
+//! cannot be replayed as another.
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::session::SessionId;
+
+/// Seals and opens values with one 256-bit key.
+pub struct Sealer {
+    key: LessSafeKey,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealer(..)")
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("cookie_secret must be base64 of 32 bytes")]
+pub struct BadKey;
+
+impl Sealer {
+    pub fn new(key: &[u8; 32]) -> Sealer {
+        // Infallible for a 32-byte key and AES-256-GCM.
+        let unbound = UnboundKey::new(&AES_256_GCM, key).expect("AES-256-GCM takes a 32-byte key");
+        Sealer {
+            key: LessSafeKey::new(unbound),
+        }
+    }
+
+    /// From a base64 secret as written in `cookie_secret` / `shared_secret`.
+    pub fn from_base64(secret: &str) -> Result<Sealer, BadKey> {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(secret.trim())
+            .or_else(|_| URL_SAFE_NO_PAD.decode(secret.trim()))
+            .map_err(|_| BadKey)?;
+        let key: [u8; 32] = raw.try_into().map_err(|_| BadKey)?;
+        Ok(Sealer::new(&key))
+    }
+
+    pub fn seal(&self, purpose: &str, plaintext: &[u8]) -> String {
+        let nonce_bytes: [u8; NONCE_LEN] = rand::random();
+        let mut buf = plaintext.to_vec();
+        let nonce = Nonce::assume_unique_for_key(nonce_bytes);
+        // Sealing with a valid key cannot fail for inputs under 64 GiB.
+        self.key
+            .seal_in_place_append_tag(nonce, Aad::from(purpose.as_bytes()), &mut buf)
+            .expect("AES-GCM seal");
+        let mut out = Vec::with_capacity(NONCE_LEN + buf.len());
+        out.extend_from_slice(&nonce_bytes);
+        out.extend_from_slice(&buf);
+        URL_SAFE_NO_PAD.encode(out)
+    }
+
+    /// `None` for anything tampered, truncated, foreign or malformed.
+    pub fn open(&self, purpose: &str, sealed: &str) -> Option<Vec<u8>> {
+        if sealed.len() > 4096 {
+            return None;
+        }
+        let raw = URL_SAFE_NO_PAD.decode(sealed.trim()).ok()?;
+        if raw.len() < NONCE_LEN + AES_256_GCM.tag_len() {
+            return None;
+        }
+        let (nonce, ct) = raw.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut buf = ct.to_vec();
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::from(purpose.as_bytes()), &mut buf)
+            .ok()?;
+        Some(plain.to_vec())
+    }
+}
+
+/// What the session cookie holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handle {
+    pub session: SessionId,
+    /// Unix seconds; an expired handle is "signed out" without a store lookup.
+    pub expires_at: u64,
+}
+
+impl Handle {
+    pub fn seal(&self, sealer: &Sealer, cookie_name: &str) -> String {
+        let mut plain = [0u8; 24];
+        plain[..16].copy_from_slice(&self.session.0);
+        plain[16..].copy_from_slice(&self.expires_at.to_be_bytes());
+        sealer.seal(cookie_name, &plain)
+    }
+
+    /// The handle in a cookie value, if it is genuine and not expired.
+    pub fn open(sealer: &Sealer, cookie_name: &str, value: &str, now: u64) -> Option<Handle> {
+        let plain = sealer.open(cookie_name, value)?;
+        let plain: [u8; 24] = plain.try_into().ok()?;
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&plain[..16]);
+        let mut exp = [0u8; 8];
+        exp.copy_from_slice(&plain[16..]);
+        let handle = Handle {
+            session: SessionId(id),
+            expires_at: u64::from_be_bytes(exp),
+        };
+        (now < handle.expires_at).then_some(handle)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sealer() -> Sealer {
+        Sealer::new(&[7u8; 32])
+    }
+
+    #[test]
+    fn round_trip() {
+        let s = sealer();
+        let h = Handle {
+            session: SessionId([1; 16]),
+            expires_at: 2000,
+        };
+        let v = h.seal(&s, "_pomerium");
+        assert!(v.len() < 80, "cookie stays small: {}", v.len());
+        assert_eq!(Handle::open(&s, "_pomerium", &v, 1000), Some(h));
+    }
+
+    #[test]
+    fn expired_tampered_truncated_and_foreign_values_are_signed_out() {
+        let s = sealer();
+        let h = Handle {
+            session: SessionId([1; 16]),
+            expires_at: 2000,
+        };
+        let v = h.seal(&s, "_pomerium");
+        assert_eq!(Handle::open(&s, "_pomerium", &v, 2000), None, "expired");
+        assert_eq!(
+            Handle::open(&s, "_other", &v, 1000),
+            None,
+            "bound to its cookie name"
+        );
+        assert_eq!(
+            Handle::open(&Sealer::new(&[8u8; 32]), "_pomerium", &v, 1000),
+            None,
+            "other key"
+        );
+        assert_eq!(
+            Handle::open(&s, "_pomerium", &v[..v.len() - 1], 1000),
+            None,
+            "truncated"
+        );
+        let mut bytes = URL_SAFE_NO_PAD.decode(&v).unwrap();
+        for i in 0..bytes.len() {
+            bytes[i] ^= 1;
+            let t = URL_SAFE_NO_PAD.encode(&bytes);
+            assert_eq!(
+                Handle::open(&s, "_pomerium", &t, 1000),
+                None,
+                "bit {i} flipped"
+            );
+            bytes[i] ^= 1;
+        }
+        for junk in ["", "x", "!!!", "AAAA", &"A".repeat(10_000)] {
+            assert_eq!(Handle::open(&s, "_pomerium", junk, 1000), None);
+        }
+    }
+
+    #[test]
+    fn secrets_are_checked() {
+        assert!(Sealer::from_base64("c2hvcnQ=").is_err());
+        let b64 = base64::engine::general_purpose::STANDARD.encode([3u8; 32]);
+        assert!(Sealer::from_base64(&b64).is_ok());
+    }
+}

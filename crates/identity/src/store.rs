@@ -1,0 +1,263 @@
+//! Session stores (`databroker_storage_type`): `memory` (default; sessions
+//! end with the process) and `file` (an embedded redb database: pure Rust,
+//! ACID, crash-safe, one file, so sessions survive restarts without a
+//! server to run). Redis comes with the scale-out work.
+//!
+//! Besides sessions, a store keeps one-time tokens: the sign-in hand-off to a
+//! route host must work once, and only once.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use crate::session::{Session, SessionId};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("session store: {0}")]
+    Backend(String),
+    #[error("session store: a record is corrupt: {0}")]
+    Corrupt(String),
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn get(&self, id: &SessionId) -> Result<Option<Session>, StoreError>;
+    async fn put(&self, session: &Session) -> Result<(), StoreError>;
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError>;
+    /// Remembers a one-time token until `expires_at` (unix seconds).
+    async fn put_once(&self, token: [u8; 16], expires_at: u64) -> Result<(), StoreError>;
+    /// True the first time a live token is taken; false after, or once expired.
+    async fn take_once(&self, token: [u8; 16], now: u64) -> Result<bool, StoreError>;
+}
+
+/// Opens the store the configuration names.
+pub fn open(kind: &str, connection: Option<&str>) -> Result<Arc<dyn SessionStore>, StoreError> {
+    match kind {
+        "" | "memory" => Ok(Arc::new(MemoryStore::default())),
+        "file" => {
+            let path = connection
+                .map(|c| c.strip_prefix("file://").unwrap_or(c))
+                .filter(|p| !p.is_empty())
+                .unwrap_or("gatehouse-sessions.redb");
+            Ok(Arc::new(FileStore::open(Path::new(path))?))
+        }
+        other => Err(StoreError::Backend(format!(
+            "databroker_storage_type `{other}` is not supported (memory or file)"
+        ))),
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryStore {
+    sessions: Mutex<HashMap<SessionId, Session>>,
+    once: Mutex<HashMap<[u8; 16], u64>>,
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn get(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        Ok(self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned())
+    }
+
+    async fn put(&self, session: &Session) -> Result<(), StoreError> {
+        let mut map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() % 1024 == 1023 {
+            let now = crate::session::unix_now();
+            map.retain(|_, s| s.is_live(now));
+        }
+        map.insert(session.id, session.clone());
+        Ok(())
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        Ok(())
+    }
+
+    async fn put_once(&self, token: [u8; 16], expires_at: u64) -> Result<(), StoreError> {
+        let mut map = self.once.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() % 1024 == 1023 {
+            let now = crate::session::unix_now();
+            map.retain(|_, &mut exp| exp > now);
+        }
+        map.insert(token, expires_at);
+        Ok(())
+    }
+
+    async fn take_once(&self, token: [u8; 16], now: u64) -> Result<bool, StoreError> {
+        let taken = self
+            .once
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&token);
+        Ok(taken.is_some_and(|exp| exp > now))
+    }
+}
+
+const SESSIONS: redb::TableDefinition<&[u8; 16], &[u8]> = redb::TableDefinition::new("sessions");
+const ONCE: redb::TableDefinition<&[u8; 16], u64> = redb::TableDefinition::new("once");
+
+pub struct FileStore {
+    db: Arc<redb::Database>,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl FileStore {
+    pub fn open(path: &Path) -> Result<FileStore, StoreError> {
+        let db = redb::Database::create(path)
+            .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
+        let tx = db.begin_write().map_err(backend)?;
+        tx.open_table(SESSIONS).map_err(backend)?;
+        tx.open_table(ONCE).map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        Ok(FileStore { db: Arc::new(db) })
+    }
+
+    /// redb is blocking: run it off the async workers.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&redb::Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(backend)?
+    }
+}
+
+#[async_trait]
+impl SessionStore for FileStore {
+    async fn get(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        let key = id.0;
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(backend)?;
+            let table = tx.open_table(SESSIONS).map_err(backend)?;
+            match table.get(&key).map_err(backend)? {
+                None => Ok(None),
+                Some(v) => serde_json::from_slice(v.value())
+                    .map(Some)
+                    .map_err(|e| StoreError::Corrupt(e.to_string())),
+            }
+        })
+        .await
+    }
+
+    async fn put(&self, session: &Session) -> Result<(), StoreError> {
+        let key = session.id.0;
+        let value = serde_json::to_vec(session).map_err(backend)?;
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(backend)?;
+            {
+                let mut table = tx.open_table(SESSIONS).map_err(backend)?;
+                table.insert(&key, value.as_slice()).map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        let key = id.0;
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(backend)?;
+            {
+                let mut table = tx.open_table(SESSIONS).map_err(backend)?;
+                table.remove(&key).map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn put_once(&self, token: [u8; 16], expires_at: u64) -> Result<(), StoreError> {
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(backend)?;
+            {
+                let mut table = tx.open_table(ONCE).map_err(backend)?;
+                table.insert(&token, expires_at).map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn take_once(&self, token: [u8; 16], now: u64) -> Result<bool, StoreError> {
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(backend)?;
+            let taken = {
+                let mut table = tx.open_table(ONCE).map_err(backend)?;
+                let v = table.remove(&token).map_err(backend)?.map(|v| v.value());
+                v
+            };
+            tx.commit().map_err(backend)?;
+            Ok(taken.is_some_and(|exp| exp > now))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::Identity;
+
+    async fn exercise(store: &dyn SessionStore) {
+        let s = Session::new(
+            Identity {
+                sub: "alice".into(),
+                groups: vec!["a".into()],
+                ..Identity::default()
+            },
+            1000,
+            3600,
+        );
+        assert_eq!(store.get(&s.id).await.unwrap(), None);
+        store.put(&s).await.unwrap();
+        assert_eq!(store.get(&s.id).await.unwrap(), Some(s.clone()));
+        store.delete(&s.id).await.unwrap();
+        assert_eq!(store.get(&s.id).await.unwrap(), None);
+
+        store.put_once([9; 16], 2000).await.unwrap();
+        assert!(store.take_once([9; 16], 1500).await.unwrap(), "first use");
+        assert!(
+            !store.take_once([9; 16], 1500).await.unwrap(),
+            "never twice"
+        );
+        store.put_once([8; 16], 2000).await.unwrap();
+        assert!(!store.take_once([8; 16], 2000).await.unwrap(), "expired");
+        assert!(!store.take_once([7; 16], 1500).await.unwrap(), "unknown");
+    }
+
+    #[tokio::test]
+    async fn memory_store() {
+        exercise(&MemoryStore::default()).await;
+    }
+
+    #[tokio::test]
+    async fn file_store_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sessions.redb");
+        let store = FileStore::open(&path).unwrap();
+        exercise(&store).await;
+        let s = Session::new(Identity::default(), 1000, 3600);
+        store.put(&s).await.unwrap();
+        drop(store);
+        let reopened = FileStore::open(&path).unwrap();
+        assert_eq!(reopened.get(&s.id).await.unwrap(), Some(s));
+    }
+}
