@@ -69,9 +69,10 @@ NGX
 }
 
 if [ "$BODY" -gt 0 ]; then
-  mkdir -p "$WORK/www"
+  mkdir -p "$WORK/www"; chmod 755 "$WORK" "$WORK/www"
   head -c "$BODY" /dev/zero | tr '\0' 'x' > "$WORK/www/index.html"
   printf 'hello from upstream\n' >> "$WORK/www/index.html"
+  chmod 644 "$WORK/www/index.html"
   UP_LOCATION="location / { root $WORK/www; }"
 else
   UP_LOCATION="location / { return 200 'hello from upstream\n'; }"
