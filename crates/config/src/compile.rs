@@ -265,6 +265,7 @@ impl Compiler<'_> {
 
         self.removed_and_unsupported(&opts);
 
+        let sign_in = self.sign_in(&opts);
         let pass_identity_default = opts.pass_identity_headers.unwrap_or(false);
         let mut routes: Vec<Route> = Vec::new();
         let all_routes = opts
@@ -318,9 +319,211 @@ impl Compiler<'_> {
             default_upstream_timeout,
             skip_xff_append: opts.skip_xff_append.unwrap_or(false),
             routes,
+            sign_in,
             watched_files: std::mem::take(&mut self.watched),
             options: opts,
         })
+    }
+
+    fn secret(&mut self, v: &Option<Spanned<String>>, what: &str) -> Option<[u8; 32]> {
+        let v = v.as_ref()?;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(v.value.trim())
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(v.value.trim()));
+        match raw.ok().and_then(|r| <[u8; 32]>::try_from(r).ok()) {
+            Some(k) => Some(k),
+            None => {
+                self.error(&v.mark, format!("{what} must be base64 of 32 random bytes (e.g. `head -c32 /dev/urandom | base64`)"));
+                None
+            }
+        }
+    }
+
+    fn sign_in(&mut self, opts: &Options) -> SignIn {
+        let provider = match opts
+            .idp_provider
+            .as_ref()
+            .map(|p| (p.value.to_ascii_lowercase(), p.mark.clone()))
+        {
+            None => {
+                if let Some(u) = opts.local_users.as_ref().and_then(|u| u.first()) {
+                    self.warn(
+                        &u.mark,
+                        "local_users are ignored unless `idp_provider: local` is set",
+                    );
+                }
+                Provider::None
+            }
+            Some((p, mark)) if p == "local" => {
+                let mut users: Vec<crate::model::LocalUser> = opts
+                    .local_users
+                    .iter()
+                    .flatten()
+                    .map(|u| u.value.clone())
+                    .collect();
+                for u in opts.local_users.iter().flatten() {
+                    self.check_local_user(&u.value, &u.mark);
+                }
+                if let Some(file) = &opts.local_users_file {
+                    users.extend(self.local_users_file(file));
+                }
+                if users.is_empty() {
+                    self.error(&mark, "`idp_provider: local` needs users: set `local_users` or `local_users_file`");
+                }
+                Provider::Local(users)
+            }
+            Some((p, mark)) => {
+                const KNOWN: &[&str] = &[
+                    "oidc", "google", "azure", "okta", "auth0", "gitlab", "cognito", "github",
+                    "apple", "onelogin", "ping", "hosted",
+                ];
+                if !KNOWN.contains(&p.as_str()) {
+                    self.error(&mark, format!("unknown idp_provider `{p}` (local, oidc, google, azure, okta, auth0, gitlab, cognito, github, ...)"));
+                }
+                Provider::NotYetSupported(p)
+            }
+        };
+        let authenticate = opts.authenticate_service_url.as_ref().and_then(|u| {
+            let from = self.from(u)?;
+            match from.host {
+                HostPattern::Exact(host) => Some(AuthenticateUrl {
+                    https: from.https,
+                    host,
+                    port: from.port,
+                }),
+                HostPattern::Wildcard(_) => {
+                    self.error(
+                        &u.mark,
+                        "authenticate_service_url cannot be a wildcard host",
+                    );
+                    None
+                }
+            }
+        });
+        let same_site = match opts.cookie_same_site.as_ref() {
+            None => None,
+            Some(v) => match v.value.to_ascii_lowercase().as_str() {
+                "" => None,
+                "lax" => Some(SameSite::Lax),
+                "strict" => Some(SameSite::Strict),
+                "none" => Some(SameSite::None),
+                other => {
+                    self.error(
+                        &v.mark,
+                        format!("cookie_same_site `{other}` must be lax, strict or none"),
+                    );
+                    None
+                }
+            },
+        };
+        let name = opts
+            .cookie_name
+            .as_ref()
+            .map(|n| n.value.clone())
+            .unwrap_or_else(|| "_pomerium".into());
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            || name.is_empty()
+        {
+            let mark = opts
+                .cookie_name
+                .as_ref()
+                .map(|n| n.mark.clone())
+                .unwrap_or(self.file_mark.clone());
+            self.error(
+                &mark,
+                format!("cookie_name `{name}` may only use letters, digits, `-`, `_` and `.`"),
+            );
+        }
+        let throttle = LoginThrottle {
+            failures: opts
+                .login_throttle_failures
+                .as_ref()
+                .map_or(5, |f| f.value.max(1) as usize),
+            window: dur(&opts.login_throttle_window).unwrap_or(Duration::from_secs(120)),
+            lockout: dur(&opts.login_throttle_lockout).unwrap_or(Duration::from_secs(300)),
+        };
+        SignIn {
+            provider,
+            authenticate,
+            cookie: CookieSettings {
+                name,
+                expire: dur(&opts.cookie_expire)
+                    .filter(|d| !d.is_zero())
+                    .unwrap_or(Duration::from_secs(14 * 3600)),
+                domain: opts
+                    .cookie_domain
+                    .as_ref()
+                    .map(|d| d.value.trim_start_matches('.').to_ascii_lowercase())
+                    .filter(|d| !d.is_empty()),
+                http_only: opts.cookie_http_only.unwrap_or(true),
+                same_site,
+            },
+            cookie_secret: self.secret(&opts.cookie_secret, "cookie_secret"),
+            shared_secret: self.secret(&opts.shared_secret, "shared_secret"),
+            signout_redirect_url: opts.signout_redirect_url.as_ref().map(|u| u.value.clone()),
+            storage_type: opts
+                .databroker_storage_type
+                .as_ref()
+                .map(|t| t.value.to_ascii_lowercase())
+                .unwrap_or_else(|| "memory".into()),
+            storage_connection: opts
+                .databroker_storage_connection_string
+                .as_ref()
+                .map(|c| c.value.clone()),
+            throttle,
+        }
+    }
+
+    fn check_local_user(&mut self, u: &crate::model::LocalUser, mark: &Mark) {
+        if u.username.trim().is_empty() {
+            self.error(mark, "a local user needs a `username`");
+        }
+        if !u.password_hash.starts_with("$argon2id$") {
+            self.error(
+                mark,
+                format!(
+                    "user `{}`: password_hash must be an argon2id PHC string (`$argon2id$...`); make one with `gatehouse hash-password`",
+                    u.username
+                ),
+            );
+        }
+    }
+
+    /// `local_users_file`: a YAML/JSON list of users, or `{users: [...]}`.
+    fn local_users_file(&mut self, file: &Spanned<String>) -> Vec<crate::model::LocalUser> {
+        let Some(bytes) = self.read_file(file, "local_users_file") else {
+            return Vec::new();
+        };
+        let origin = self.resolve(&file.value).display().to_string();
+        let text = String::from_utf8_lossy(&bytes);
+        let node = match crate::yaml::parse(&text, &origin) {
+            Ok(n) => n,
+            Err(e) => {
+                self.diags.push(Diagnostic::error(e.mark, e.message));
+                return Vec::new();
+            }
+        };
+        let list = node.get("users").cloned().unwrap_or(node);
+        let ctx = crate::de::Context::default();
+        let users: Vec<Spanned<crate::model::LocalUser>> = match crate::de::from_node(&list, &ctx) {
+            Ok(u) => u,
+            Err(e) => {
+                self.diags.push(Diagnostic::error(
+                    e.mark.unwrap_or(file.mark.clone()),
+                    e.message,
+                ));
+                return Vec::new();
+            }
+        };
+        for (key, mark) in ctx.unknown_keys.into_inner() {
+            self.warn(&mark, format!("unknown user option `{key}` (ignored)"));
+        }
+        for u in &users {
+            self.check_local_user(&u.value, &u.mark);
+        }
+        users.into_iter().map(|u| u.value).collect()
     }
 
     /// `:443` → `0.0.0.0:443`; `localhost:8443` stays as written.
@@ -980,7 +1183,21 @@ impl Compiler<'_> {
                 }
                 Access::Public
             }
-            _ => Access::SignInRequired,
+            _ => {
+                let any_user = o
+                    .allow_any_authenticated_user
+                    .as_ref()
+                    .is_some_and(|b| b.value);
+                let others = o.allowed_users.is_some()
+                    || o.allowed_domains.is_some()
+                    || o.allowed_idp_claims.is_some()
+                    || o.policy.is_some();
+                if any_user && !others {
+                    Access::AnyAuthenticatedUser
+                } else {
+                    Access::Policy
+                }
+            }
         }
     }
 }

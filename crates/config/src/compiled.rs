@@ -33,6 +33,7 @@ pub struct Config {
     pub default_upstream_timeout: Duration,
     pub skip_xff_append: bool,
     pub routes: Vec<Route>,
+    pub sign_in: SignIn,
     /// Files whose change should trigger a reload (config and referenced files).
     pub watched_files: Vec<PathBuf>,
     /// Everything as written, for options that later layers interpret.
@@ -101,8 +102,85 @@ impl Route {
 pub enum Access {
     /// `allow_public_unauthenticated_access: true`.
     Public,
-    /// Everything else needs sign-in.
-    SignInRequired,
+    /// `allow_any_authenticated_user: true` (and nothing else).
+    AnyAuthenticatedUser,
+    /// A PPL policy or legacy allow lists: needs the policy engine; until
+    /// then signed-in users are denied (fail closed).
+    Policy,
+}
+
+/// How users sign in and how sessions are kept.
+#[derive(Debug, Clone)]
+pub struct SignIn {
+    pub provider: Provider,
+    /// `authenticate_service_url`: the host that runs sign-in for every
+    /// route host; `None` means each route host signs users in itself.
+    pub authenticate: Option<AuthenticateUrl>,
+    pub cookie: CookieSettings,
+    /// `cookie_secret` (32 bytes): seals the session cookie.
+    pub cookie_secret: Option<[u8; 32]>,
+    /// `shared_secret` (32 bytes): seals the hand-off between hosts.
+    pub shared_secret: Option<[u8; 32]>,
+    pub signout_redirect_url: Option<String>,
+    /// `databroker_storage_type` and its connection string.
+    pub storage_type: String,
+    pub storage_connection: Option<String>,
+    pub throttle: LoginThrottle,
+}
+
+#[derive(Debug, Clone)]
+pub enum Provider {
+    /// No `idp_provider`: only public routes work.
+    None,
+    /// `idp_provider: local` with its users.
+    Local(Vec<crate::model::LocalUser>),
+    /// A provider gatehouse does not implement yet (name kept for messages).
+    NotYetSupported(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthenticateUrl {
+    pub https: bool,
+    /// Lower-case host name.
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+impl AuthenticateUrl {
+    /// `https://host[:port]`
+    pub fn origin(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        match self.port {
+            Some(p) => format!("{scheme}://{}:{p}", self.host),
+            None => format!("{scheme}://{}", self.host),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CookieSettings {
+    pub name: String,
+    pub expire: Duration,
+    pub domain: Option<String>,
+    pub http_only: bool,
+    /// `None`: no SameSite attribute (browsers treat it as Lax).
+    pub same_site: Option<SameSite>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    Lax,
+    Strict,
+    None,
+}
+
+/// After `failures` wrong passwords within `window` for one user or one
+/// address, sign-in waits `lockout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginThrottle {
+    pub failures: usize,
+    pub window: Duration,
+    pub lockout: Duration,
 }
 
 /// `from`: scheme, host pattern and optional port.

@@ -62,6 +62,10 @@ pub struct Options {
     pub bearer_token_format: S<String>,
     pub local_users_file: S<String>,
     pub local_users: Option<Vec<Spanned<LocalUser>>>,
+    /// gatehouse: wrong passwords allowed per user/address within the window.
+    pub login_throttle_failures: Option<Spanned<u32>>,
+    pub login_throttle_window: S<GoDuration>,
+    pub login_throttle_lockout: S<GoDuration>,
     pub signout_redirect_url: S<String>,
     pub programmatic_redirect_domain_whitelist: S<StringList>,
 

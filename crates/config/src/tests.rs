@@ -245,7 +245,7 @@ routes:
         ("x-pomerium-claim-groups".to_string(), "groups".to_string())
     );
     let r = &cfg.routes[1];
-    assert_eq!(r.access, Access::SignInRequired);
+    assert_eq!(r.access, Access::AnyAuthenticatedUser);
     assert_eq!(
         r.set_request_headers[0].1.parts,
         vec![TemplatePart::AccessToken]

@@ -19,6 +19,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
@@ -30,13 +31,16 @@ pub struct Activity {
     /// between two of its polls.
     started: AtomicU64,
     upgraded: AtomicBool,
+    /// The reader waiting while requests were in flight: woken when the last
+    /// one ends so the idle deadline gets armed.
+    reader: AtomicWaker,
 }
 
 impl Activity {
     /// Marks a request in flight until the returned guard is dropped (with
     /// the response body, once it has been sent).
     pub fn start(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.started.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
     }
@@ -51,7 +55,9 @@ pub struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.reader.wake();
+        }
     }
 }
 
@@ -137,7 +143,7 @@ impl<T> Deadlines<T> {
             self.seen = started;
             self.phase = Phase::Busy;
         }
-        let busy = self.activity.in_flight.load(Ordering::Relaxed) > 0;
+        let busy = self.activity.in_flight.load(Ordering::Acquire) > 0;
         if busy {
             self.phase = Phase::Busy;
         }
@@ -180,6 +186,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Deadlines<T> {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
+                this.activity.reader.register(cx.waker());
                 if this.sync() {
                     return Poll::Pending;
                 }
@@ -308,6 +315,22 @@ mod tests {
         drop(in_flight);
         // hyper polls the socket again once the response is sent: idle from then.
         assert_eq!(time_to_close(&mut io).await, IDLE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_waiting_when_the_last_request_ends_is_woken() {
+        let (mut io, mut client, activity) = pair();
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 64];
+        assert!(io.read(&mut buf).await.unwrap() > 0);
+        let in_flight = activity.start();
+        // The reader is parked while the request is in flight...
+        let reader = tokio::spawn(async move { time_to_close(&mut io).await });
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        // ...and the request ends without any byte arriving.
+        drop(in_flight);
+        let elapsed = reader.await.unwrap();
+        assert_eq!(elapsed, Duration::from_secs(10) + IDLE);
     }
 
     #[tokio::test(start_paused = true)]

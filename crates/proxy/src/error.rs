@@ -16,8 +16,10 @@ pub enum ProxyError {
     NoHost,
     #[error("method not supported by gatehouse")]
     MethodNotSupported,
-    #[error("this route requires sign-in, which this gatehouse build cannot do yet")]
-    SignInRequired,
+    #[error(
+        "this route's policy needs the policy engine, which this gatehouse build does not have yet"
+    )]
+    PolicyNotSupported,
     #[error("could not connect to the upstream")]
     UpstreamConnect(#[source] hyper_util::client::legacy::Error),
     #[error("the upstream closed or reset the connection")]
@@ -34,7 +36,7 @@ impl ProxyError {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::BadPath | ProxyError::NoHost => StatusCode::BAD_REQUEST,
             ProxyError::MethodNotSupported => StatusCode::METHOD_NOT_ALLOWED,
-            ProxyError::SignInRequired => StatusCode::UNAUTHORIZED,
+            ProxyError::PolicyNotSupported => StatusCode::FORBIDDEN,
             ProxyError::UpstreamConnect(_) | ProxyError::UpstreamReset(_) => {
                 StatusCode::BAD_GATEWAY
             }
@@ -50,8 +52,8 @@ impl ProxyError {
             ProxyError::BadPath => "The request path is not valid.",
             ProxyError::NoHost => "The request did not say which host it is for.",
             ProxyError::MethodNotSupported => "This request method is not supported.",
-            ProxyError::SignInRequired => {
-                "This route needs sign-in, and sign-in is not available in this gatehouse build."
+            ProxyError::PolicyNotSupported => {
+                "Access denied: this route's policy cannot be evaluated by this gatehouse build yet (only public and any-authenticated-user routes can)."
             }
             ProxyError::UpstreamConnect(_) => "The service behind this address is not reachable.",
             ProxyError::UpstreamReset(_) => {
@@ -71,7 +73,7 @@ impl ProxyError {
             ProxyError::BadPath => "bad_path",
             ProxyError::NoHost => "no_host",
             ProxyError::MethodNotSupported => "method_not_supported",
-            ProxyError::SignInRequired => "sign_in_required",
+            ProxyError::PolicyNotSupported => "policy_not_supported",
             ProxyError::UpstreamConnect(_) => "upstream_connect",
             ProxyError::UpstreamReset(_) => "upstream_reset",
             ProxyError::UpstreamTimeout => "upstream_timeout",

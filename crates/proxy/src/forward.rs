@@ -24,6 +24,7 @@ use crate::error::ProxyError;
 use crate::pages;
 use crate::routing::normalize_path;
 use crate::runtime::{RouteState, Runtime};
+use crate::signin::{self, IdentityState};
 
 /// Facts about the connection a request arrived on, built once per connection.
 #[derive(Debug, Clone)]
@@ -56,7 +57,12 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Serves one request against the runtime in force when it arrived.
-pub async fn handle(rt: &Runtime, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
+pub async fn handle(
+    rt: &Runtime,
+    identity: &IdentityState,
+    req: Request<Incoming>,
+    conn: &ConnInfo,
+) -> Response<Body> {
     let request_id = request_id(req.headers());
     let json = pages::wants_json(req.headers());
 
@@ -66,17 +72,115 @@ pub async fn handle(rt: &Runtime, req: Request<Incoming>, conn: &ConnInfo) -> Re
     {
         return pages::ok_text();
     }
+    if req.method() == Method::CONNECT {
+        return error_response(&ProxyError::MethodNotSupported, &request_id, json);
+    }
+    let Some((host, port)) = request_host(&req, conn) else {
+        return error_response(&ProxyError::NoHost, &request_id, json);
+    };
+    let host_info = signin::Host {
+        name: &host,
+        origin: origin(conn, authority(&req)),
+    };
+    let auth = &rt.auth;
+    let served = rt.table.serves_host(&host, port);
+    let is_authenticate = rt
+        .config
+        .sign_in
+        .authenticate
+        .as_ref()
+        .is_some_and(|a| a.host == host);
 
-    let (route_index, normalized) = match locate(rt, &req, conn) {
+    // Gatehouse's own endpoints, on route hosts and the authenticate host.
+    let req = if (served || is_authenticate) && req.uri().path().starts_with("/.pomerium") {
+        let allowed = |h: &str, p: Option<u16>| {
+            rt.table.serves_host(h, p.unwrap_or(port))
+                || rt
+                    .config
+                    .sign_in
+                    .authenticate
+                    .as_ref()
+                    .is_some_and(|a| a.host == h)
+        };
+        let id = request_id.to_str().unwrap_or_default();
+        match signin::endpoint(
+            auth,
+            identity,
+            req,
+            &host_info,
+            &allowed,
+            conn.peer.ip(),
+            conn.tls,
+            id,
+        )
+        .await
+        {
+            Ok(resp) => return resp,
+            Err(req) => req,
+        }
+    } else {
+        req
+    };
+    if is_authenticate && !served {
+        let resp = if req.uri().path() == "/" {
+            let mut r = Response::new(body::empty());
+            *r.status_mut() = StatusCode::FOUND;
+            r.headers_mut()
+                .insert(header::LOCATION, HeaderValue::from_static("/.pomerium/"));
+            r
+        } else {
+            error_response(&ProxyError::NoRoute, &request_id, json)
+        };
+        return resp;
+    }
+
+    let (route_index, normalized) = match locate(rt, &req, &host, port) {
         Ok(found) => found,
         Err(e) => return error_response(&e, &request_id, json),
     };
     let route = &rt.config.routes[route_index];
     let state = &rt.routes[route_index];
 
+    // Authorize: public routes pass; others need a session (and, until the
+    // policy engine exists, only "any authenticated user" can be decided).
     let result = match route.access {
-        Access::Public => act(route, state, req, normalized, conn, &request_id).await,
-        Access::SignInRequired => Err(ProxyError::SignInRequired),
+        Access::Public => {
+            act(
+                route,
+                state,
+                req,
+                normalized,
+                conn,
+                &request_id,
+                &auth.cookie.name,
+            )
+            .await
+        }
+        Access::AnyAuthenticatedUser | Access::Policy => {
+            match signin::session(auth, identity, req.headers(), &host).await {
+                None => {
+                    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                    let id = request_id.to_str().unwrap_or_default();
+                    let mut resp = signin::unauthenticated(auth, req.headers(), &host_info, pq, id);
+                    resp.headers_mut()
+                        .insert(X_REQUEST_ID.clone(), request_id.clone());
+                    Ok(resp)
+                }
+                Some(_) if route.access == Access::Policy => Err(ProxyError::PolicyNotSupported),
+                Some(_) => {
+                    act(
+                        route,
+                        state,
+                        req,
+                        normalized,
+                        conn,
+                        &request_id,
+                        &auth.cookie.name,
+                    )
+                    .await
+                }
+            }
+        }
     };
     let mut resp = match result {
         Ok(resp) => resp,
@@ -91,6 +195,21 @@ pub async fn handle(rt: &Runtime, req: Request<Incoming>, conn: &ConnInfo) -> Re
         resp.headers_mut().insert(name.clone(), value.clone());
     }
     resp
+}
+
+/// `scheme://host[:port]` as the client addressed this gatehouse.
+fn origin(conn: &ConnInfo, authority: &str) -> String {
+    let scheme = if conn.tls { "https" } else { "http" };
+    format!("{scheme}://{}", authority.to_ascii_lowercase())
+}
+
+/// The request's host (lower-case, no port, no trailing dot) and port.
+fn request_host(req: &Request<Incoming>, conn: &ConnInfo) -> Option<(String, u16)> {
+    let (host, port) = split_authority(authority(req))?;
+    Some((
+        host.trim_end_matches('.').to_ascii_lowercase(),
+        port.unwrap_or(conn.local_port),
+    ))
 }
 
 fn error_response(e: &ProxyError, request_id: &HeaderValue, json: bool) -> Response<Body> {
@@ -122,29 +241,17 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
 fn locate(
     rt: &Runtime,
     req: &Request<Incoming>,
-    conn: &ConnInfo,
+    host: &str,
+    port: u16,
 ) -> Result<(usize, Option<String>), ProxyError> {
-    if req.method() == Method::CONNECT {
-        return Err(ProxyError::MethodNotSupported);
-    }
-    let (host, port) = split_authority(authority(req)).ok_or(ProxyError::NoHost)?;
-    let port = port.unwrap_or(conn.local_port);
-    let host = host.trim_end_matches('.');
-    let lower;
-    let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        lower = host.to_ascii_lowercase();
-        lower.as_str()
-    } else {
-        host
-    };
     let path = normalize_path(req.uri().path()).ok_or(ProxyError::BadPath)?;
     let index = rt
         .table
         .find(&rt.config.routes, host, port, &path)
         .ok_or(ProxyError::NoRoute)?;
     let changed = match path {
-        std::borrow::Cow::Borrowed(_) => None,
-        std::borrow::Cow::Owned(p) => Some(p),
+        Cow::Borrowed(_) => None,
+        Cow::Owned(p) => Some(p),
     };
     Ok((index, changed))
 }
@@ -186,6 +293,7 @@ async fn act(
     normalized: Option<String>,
     conn: &ConnInfo,
     request_id: &HeaderValue,
+    cookie_name: &str,
 ) -> Result<Response<Body>, ProxyError> {
     match &route.action {
         RouteAction::Respond { status, body } => {
@@ -202,7 +310,17 @@ async fn act(
             Ok(redirect(r, route, &req, path, conn))
         }
         RouteAction::Forward(targets) => {
-            forward(route, state, targets, req, normalized, conn, request_id).await
+            forward(
+                route,
+                state,
+                targets,
+                req,
+                normalized,
+                conn,
+                request_id,
+                cookie_name,
+            )
+            .await
         }
     }
 }
@@ -304,6 +422,7 @@ async fn forward(
     normalized: Option<String>,
     conn: &ConnInfo,
     request_id: &HeaderValue,
+    cookie_name: &str,
 ) -> Result<Response<Body>, ProxyError> {
     let upgrade =
         route.allow_websockets && is_websocket(req.headers()) && req.version() == Version::HTTP_11;
@@ -364,6 +483,7 @@ async fn forward(
         request_id,
         host_value,
         upgrade,
+        cookie_name,
     );
 
     let client = state.clients.for_target(target.scheme, upgrade);
@@ -542,9 +662,11 @@ fn upstream_request_headers(
     request_id: &HeaderValue,
     host: HeaderValue,
     upgrade: bool,
+    cookie_name: &str,
 ) {
     strip_hop_by_hop(headers, upgrade);
     strip_identity_headers(headers);
+    crate::signin::strip_cookies(headers, cookie_name);
     for name in &route.remove_request_headers {
         headers.remove(name);
     }

@@ -18,6 +18,7 @@ pub mod pages;
 pub mod routing;
 pub mod runtime;
 pub mod server;
+pub mod signin;
 pub mod tls;
 pub mod upstream;
 
@@ -71,6 +72,8 @@ pub enum ApplyError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Runtime(#[from] runtime::RuntimeError),
+    #[error(transparent)]
+    Store(#[from] gatehouse_identity::store::StoreError),
 }
 
 /// The running proxy: the current runtime and certificates, both swapped
@@ -79,6 +82,7 @@ pub struct Proxy {
     pub(crate) runtime: ArcSwap<runtime::Runtime>,
     pub(crate) certs: Arc<tls::CertResolver>,
     clients: upstream::ClientCache,
+    pub(crate) identity: signin::IdentityState,
     pub(crate) settings: Settings,
 }
 
@@ -87,13 +91,15 @@ impl Proxy {
         let settings = Settings::of(&config);
         let clients = upstream::ClientCache::default();
         let store = cert_store(&config)?;
-        let (rt, _) = runtime::Runtime::build(config, &clients)?;
+        let identity = signin::IdentityState::new(&config.sign_in)?;
+        let (rt, _) = runtime::Runtime::build(config, &clients, &identity)?;
         Ok(Arc::new(Proxy {
             runtime: ArcSwap::from_pointee(rt),
             certs: Arc::new(tls::CertResolver {
                 store: ArcSwap::from_pointee(store),
             }),
             clients,
+            identity,
             settings,
         }))
     }
@@ -108,7 +114,7 @@ impl Proxy {
             );
         }
         let store = cert_store(&config)?;
-        let (rt, keys) = runtime::Runtime::build(config, &self.clients)?;
+        let (rt, keys) = runtime::Runtime::build(config, &self.clients, &self.identity)?;
         self.certs.store.store(Arc::new(store));
         self.runtime.store(Arc::new(rt));
         self.clients.retain(&keys);

@@ -86,6 +86,25 @@ impl RouteTable {
         None
     }
 
+    /// True when some route serves this host (any path) on this port.
+    pub fn serves_host(&self, host: &str, port: u16) -> bool {
+        if self.exact.get(host).is_some_and(|hr| hr.serves_port(port)) {
+            return true;
+        }
+        let mut rest = host;
+        while let Some(dot) = rest.find('.') {
+            if self
+                .wildcard
+                .get(&rest[dot..])
+                .is_some_and(|hr| hr.serves_port(port))
+            {
+                return true;
+            }
+            rest = &rest[dot + 1..];
+        }
+        false
+    }
+
     /// Every host name the table serves exactly, and every wildcard suffix.
     pub fn hosts(&self) -> (Vec<&str>, Vec<&str>) {
         (

@@ -10,6 +10,7 @@ use crate::upstream::{Balancer, ClientCache, UpstreamClients};
 
 pub struct Runtime {
     pub config: Config,
+    pub auth: crate::signin::Auth,
     pub table: RouteTable,
     /// Same order as `config.routes`.
     pub routes: Vec<RouteState>,
@@ -23,17 +24,24 @@ pub struct RouteState {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("route `{route}`: upstream TLS settings rejected: {source}")]
-pub struct RuntimeError {
-    route: String,
-    source: rustls::Error,
+#[non_exhaustive]
+pub enum RuntimeError {
+    #[error("route `{route}`: upstream TLS settings rejected: {source}")]
+    UpstreamTls {
+        route: String,
+        source: rustls::Error,
+    },
+    #[error(transparent)]
+    Auth(#[from] crate::signin::AuthError),
 }
 
 impl Runtime {
     pub fn build(
         config: Config,
         clients: &ClientCache,
+        identity: &crate::signin::IdentityState,
     ) -> Result<(Runtime, Vec<String>), RuntimeError> {
+        let auth = crate::signin::Auth::new(&config.sign_in, identity)?;
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut pool_keys = Vec::new();
         for r in &config.routes {
@@ -41,10 +49,12 @@ impl Runtime {
                 RouteAction::Forward(t) => t.as_slice(),
                 _ => &[],
             };
-            let c = clients.get(&r.tls).map_err(|source| RuntimeError {
-                route: r.label(),
-                source,
-            })?;
+            let c = clients
+                .get(&r.tls)
+                .map_err(|source| RuntimeError::UpstreamTls {
+                    route: r.label(),
+                    source,
+                })?;
             pool_keys.push(r.tls.pool_key());
             routes.push(RouteState {
                 balancer: Balancer::new(targets),
@@ -70,18 +80,19 @@ impl Runtime {
         for r in config
             .routes
             .iter()
-            .filter(|r| r.access == gatehouse_config::Access::SignInRequired)
+            .filter(|r| r.access != gatehouse_config::Access::Public)
         {
-            tracing::warn!(
-                route = %r.label(),
-                at = %r.mark,
-                "route is not public and this gatehouse build cannot sign users in yet: its requests get 401"
-            );
+            if !auth.can_sign_in() {
+                tracing::warn!(route = %r.label(), at = %r.mark, "route needs sign-in but no supported idp_provider is configured: its requests get 401");
+            } else if r.access == gatehouse_config::Access::Policy {
+                tracing::warn!(route = %r.label(), at = %r.mark, "route has a policy the policy engine (not built yet) must decide: signed-in users get 403");
+            }
         }
         let table = RouteTable::new(&config.routes);
         Ok((
             Runtime {
                 config,
+                auth,
                 table,
                 routes,
             },

@@ -161,7 +161,7 @@ async fn serve_connection(
         let tracker = tracker.clone();
         async move {
             let rt = proxy.runtime.load_full();
-            let resp = forward::handle(&rt, req, &conn).await;
+            let resp = forward::handle(&rt, &proxy.identity, req, &conn).await;
             if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
                 tracker.upgraded();
             }

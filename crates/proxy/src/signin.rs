@@ -1,0 +1,960 @@
+//! Sign-in on the HTTP side: the login page of the built-in directory, the
+//! one-time hand-off from the authenticate host to a route host, the session
+//! lookup on every protected request, and the `/.pomerium/` endpoints.
+//!
+//! Flow (Pomerium's, with the built-in directory as the IdP):
+//! 1. a route host answers an unauthenticated page request with a 302 to
+//!    `<authenticate>/.pomerium/sign_in?pomerium_redirect_uri=<original URL>`
+//!    (the authenticate host is `authenticate_service_url`, or the route host
+//!    itself); API clients get 401;
+//! 2. the login form posts back; a right password creates the session and the
+//!    authenticate host's cookie;
+//! 3. the route host receives `/.pomerium/callback/?pomerium_session_encrypted=`
+//!    — sealed with `shared_secret`, bound to that host, valid 5 minutes and
+//!    usable once — and sets its own cookie, then redirects to the original URL.
+//!
+//! Redirect targets are only ever hosts gatehouse serves (no open redirects).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use gatehouse_config::{CookieSettings, Provider, SameSite, SignIn};
+use gatehouse_identity::cookie::{Handle, Sealer};
+use gatehouse_identity::local::{Directory, Throttle};
+use gatehouse_identity::session::{Session, SessionId, unix_now};
+use gatehouse_identity::store::SessionStore;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::body::{self, Body};
+use crate::pages::{self, html_escape};
+
+/// Lifetime of a sign-in hand-off and of a login form.
+const HANDOFF_SECS: u64 = 300;
+const FORM_SECS: u64 = 1800;
+/// Largest login form accepted.
+const MAX_FORM: usize = 16 * 1024;
+
+/// State that outlives configuration reloads: sessions, throttling, and the
+/// random secrets used when none are configured.
+pub struct IdentityState {
+    pub store: Arc<dyn SessionStore>,
+    pub throttle: Throttle,
+    random_cookie_key: [u8; 32],
+    random_shared_key: [u8; 32],
+}
+
+impl IdentityState {
+    pub fn new(sign_in: &SignIn) -> Result<IdentityState, gatehouse_identity::store::StoreError> {
+        let store = gatehouse_identity::store::open(
+            &sign_in.storage_type,
+            sign_in.storage_connection.as_deref(),
+        )?;
+        let t = sign_in.throttle;
+        if sign_in.cookie_secret.is_none() && !matches!(sign_in.provider, Provider::None) {
+            tracing::warn!(
+                "no cookie_secret configured: using a random one; sessions end when gatehouse restarts"
+            );
+        }
+        if sign_in.shared_secret.is_none() && sign_in.authenticate.is_some() {
+            tracing::warn!(
+                "no shared_secret configured: using a random one; other gatehouse instances cannot complete sign-ins started here"
+            );
+        }
+        Ok(IdentityState {
+            store,
+            throttle: Throttle::new(t.failures, t.window.as_secs(), t.lockout.as_secs()),
+            random_cookie_key: rand::random(),
+            random_shared_key: rand::random(),
+        })
+    }
+}
+
+/// Sign-in settings of one running configuration.
+pub struct Auth {
+    pub cookie: CookieSettings,
+    cookie_sealer: Sealer,
+    shared_sealer: Sealer,
+    directory: Option<Arc<Directory>>,
+    /// Name of a configured provider that is not built yet.
+    unsupported: Option<String>,
+    authenticate: Option<gatehouse_config::AuthenticateUrl>,
+    signout_redirect: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("built-in user directory: {0}")]
+pub struct AuthError(#[from] gatehouse_identity::local::DirectoryError);
+
+impl Auth {
+    pub fn new(sign_in: &SignIn, state: &IdentityState) -> Result<Auth, AuthError> {
+        let (directory, unsupported) = match &sign_in.provider {
+            Provider::None => (None, None),
+            Provider::Local(users) => (Some(Arc::new(Directory::new(users.clone())?)), None),
+            Provider::NotYetSupported(p) => (None, Some(p.clone())),
+        };
+        Ok(Auth {
+            cookie: sign_in.cookie.clone(),
+            cookie_sealer: Sealer::new(
+                sign_in
+                    .cookie_secret
+                    .as_ref()
+                    .unwrap_or(&state.random_cookie_key),
+            ),
+            shared_sealer: Sealer::new(
+                sign_in
+                    .shared_secret
+                    .as_ref()
+                    .unwrap_or(&state.random_shared_key),
+            ),
+            directory,
+            unsupported,
+            authenticate: sign_in.authenticate.clone(),
+            signout_redirect: sign_in.signout_redirect_url.clone(),
+        })
+    }
+
+    pub fn can_sign_in(&self) -> bool {
+        self.directory.is_some()
+    }
+
+    /// The cookie this host uses: the authenticate host has its own.
+    fn cookie_name(&self, host: &str) -> String {
+        match &self.authenticate {
+            Some(a) if a.host == host => format!("{}_authenticate", self.cookie.name),
+            _ => self.cookie.name.clone(),
+        }
+    }
+
+    fn is_authenticate_host(&self, host: &str) -> bool {
+        self.authenticate.as_ref().is_some_and(|a| a.host == host)
+    }
+
+    /// Where sign-in happens for a request on `origin` (scheme://host[:port]).
+    fn sign_in_origin(&self, origin: &str) -> String {
+        match &self.authenticate {
+            Some(a) => a.origin(),
+            None => origin.to_string(),
+        }
+    }
+
+    pub fn cookie_header_name(&self) -> &str {
+        &self.cookie.name
+    }
+}
+
+/// What the proxy knows about the request's host.
+pub struct Host<'a> {
+    /// Lower-case host name without port.
+    pub name: &'a str,
+    /// `scheme://host[:port]` as the client addressed it.
+    pub origin: String,
+}
+
+/// The signed-in session of a request, if any. Anything wrong with the
+/// cookie (tampered, expired, unknown, store error) means signed out.
+pub async fn session(
+    auth: &Auth,
+    state: &IdentityState,
+    headers: &HeaderMap,
+    host: &str,
+) -> Option<Session> {
+    let name = auth.cookie_name(host);
+    let value = cookie_value(headers, &name)?;
+    let now = unix_now();
+    let handle = Handle::open(&auth.cookie_sealer, &name, value, now)?;
+    match state.store.get(&handle.session).await {
+        Ok(Some(s)) if s.is_live(now) => Some(s),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "session lookup failed; treating the request as signed out");
+            None
+        }
+    }
+}
+
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"'))
+}
+
+/// Removes gatehouse's own cookies from what the upstream sees.
+pub fn strip_cookies(headers: &mut HeaderMap, name: &str) {
+    let values: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
+    if !values
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|s| s.contains(name)))
+    {
+        return;
+    }
+    headers.remove(header::COOKIE);
+    let prefix = format!("{name}_");
+    for v in values {
+        let Ok(s) = v.to_str() else { continue };
+        let kept: Vec<&str> = s
+            .split(';')
+            .map(str::trim)
+            .filter(|pair| {
+                let k = pair.split_once('=').map_or(*pair, |(k, _)| k);
+                k != name && !k.starts_with(&prefix)
+            })
+            .filter(|p| !p.is_empty())
+            .collect();
+        if !kept.is_empty() {
+            if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
+                headers.append(header::COOKIE, v);
+            }
+        }
+    }
+}
+
+fn set_cookie(
+    auth: &Auth,
+    name: &str,
+    value: &str,
+    max_age: Option<u64>,
+    secure: bool,
+) -> HeaderValue {
+    let c = &auth.cookie;
+    let mut s = format!("{name}={value}; Path=/");
+    match max_age {
+        Some(a) => s.push_str(&format!("; Max-Age={a}")),
+        None => s.push_str("; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"),
+    }
+    if let Some(d) = &c.domain {
+        s.push_str(&format!("; Domain={d}"));
+    }
+    if secure || c.same_site == Some(SameSite::None) {
+        s.push_str("; Secure");
+    }
+    if c.http_only {
+        s.push_str("; HttpOnly");
+    }
+    match c.same_site {
+        Some(SameSite::Lax) => s.push_str("; SameSite=Lax"),
+        Some(SameSite::Strict) => s.push_str("; SameSite=Strict"),
+        Some(SameSite::None) => s.push_str("; SameSite=None; Partitioned"),
+        None => {}
+    }
+    HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("_invalid=1"))
+}
+
+fn session_cookie(auth: &Auth, host: &str, session: &Session, secure: bool) -> HeaderValue {
+    let name = auth.cookie_name(host);
+    let handle = Handle {
+        session: session.id,
+        expires_at: session.expires_at,
+    };
+    let value = handle.seal(&auth.cookie_sealer, &name);
+    let max_age = session.expires_at.saturating_sub(unix_now());
+    set_cookie(auth, &name, &value, Some(max_age), secure)
+}
+
+fn redirect(location: &str) -> Response<Body> {
+    let mut resp = Response::new(body::empty());
+    *resp.status_mut() = StatusCode::FOUND;
+    if let Ok(v) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn html(status: StatusCode, page: String) -> Response<Body> {
+    let mut resp = Response::new(body::full(Bytes::from(page)));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::HeaderName::from_static("content-security-policy"),
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
+    );
+    resp
+}
+
+fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
+    let mut resp = Response::new(body::full(Bytes::from(value.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn query_param(query: Option<&str>, key: &str) -> Option<String> {
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// The answer for a protected route without a session: a redirect to sign
+/// in for page loads, 401 for API calls (fetch/XHR never get a redirect).
+pub fn unauthenticated(
+    auth: &Auth,
+    headers: &HeaderMap,
+    host: &Host<'_>,
+    path_and_query: &str,
+    request_id: &str,
+) -> Response<Body> {
+    if !auth.can_sign_in() {
+        let reason = match &auth.unsupported {
+            Some(p) => format!("This route needs sign-in, and the `{p}` identity provider is not supported by this gatehouse build yet."),
+            None => "This route needs sign-in, and no identity provider is configured (set `idp_provider`).".to_string(),
+        };
+        return pages::page(
+            StatusCode::UNAUTHORIZED,
+            &reason,
+            "sign_in_unavailable",
+            request_id,
+            pages::wants_json(headers),
+        );
+    }
+    if !prefers_html(headers) {
+        let mut resp = pages::page(
+            StatusCode::UNAUTHORIZED,
+            "Sign-in required.",
+            "user-unauthenticated",
+            request_id,
+            true,
+        );
+        let login = format!(
+            "{}/.pomerium/sign_in?pomerium_redirect_uri={}",
+            auth.sign_in_origin(&host.origin),
+            enc(&format!("{}{}", host.origin, path_and_query))
+        );
+        if let Ok(v) = HeaderValue::from_str(&login) {
+            resp.headers_mut()
+                .insert(header::HeaderName::from_static("x-pomerium-sign-in-url"), v);
+        }
+        return resp;
+    }
+    let target = format!("{}{}", host.origin, path_and_query);
+    redirect(&format!(
+        "{}/.pomerium/sign_in?pomerium_redirect_uri={}",
+        auth.sign_in_origin(&host.origin),
+        enc(&target)
+    ))
+}
+
+/// Page navigations get redirects; everything else (fetch, XHR, curl) 401.
+fn prefers_html(headers: &HeaderMap) -> bool {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    accept.split(',').any(|p| {
+        let media = p.split(';').next().unwrap_or("").trim();
+        media.eq_ignore_ascii_case("text/html")
+            || media.eq_ignore_ascii_case("application/xhtml+xml")
+    }) && !pages::wants_json(headers)
+}
+
+/// The gatehouse endpoints under `/.pomerium/`, on route hosts and on the
+/// authenticate host. `None` when the path is not one of them.
+pub async fn endpoint(
+    auth: &Auth,
+    state: &IdentityState,
+    req: Request<Incoming>,
+    host: &Host<'_>,
+    allowed_redirect: &(dyn Fn(&str, Option<u16>) -> bool + Sync),
+    peer: IpAddr,
+    secure: bool,
+    request_id: &str,
+) -> Result<Response<Body>, Request<Incoming>> {
+    let path = req.uri().path();
+    let method = req.method().clone();
+    match (path, &method) {
+        ("/.pomerium/sign_in", &Method::GET) => {
+            Ok(sign_in_page(auth, state, &req, host, allowed_redirect, secure).await)
+        }
+        ("/.pomerium/sign_in", &Method::POST) => {
+            Ok(sign_in_post(auth, state, req, host, allowed_redirect, peer, secure).await)
+        }
+        ("/.pomerium/callback" | "/.pomerium/callback/", &Method::GET) => {
+            Ok(callback(auth, state, &req, host, secure).await)
+        }
+        ("/.pomerium/user", &Method::GET) => {
+            Ok(match session(auth, state, req.headers(), host.name).await {
+                Some(s) => json(StatusCode::OK, user_json(&s)),
+                None => pages::page(
+                    StatusCode::UNAUTHORIZED,
+                    "Not signed in.",
+                    "user-unauthenticated",
+                    request_id,
+                    true,
+                ),
+            })
+        }
+        ("/.pomerium" | "/.pomerium/", &Method::GET) => {
+            let s = session(auth, state, req.headers(), host.name).await;
+            Ok(html(StatusCode::OK, user_page(auth, s.as_ref(), host)))
+        }
+        ("/.pomerium/sign_out", &Method::GET) => {
+            let s = session(auth, state, req.headers(), host.name).await;
+            Ok(html(StatusCode::OK, sign_out_page(auth, s.as_ref())))
+        }
+        ("/.pomerium/sign_out", &Method::POST) => {
+            Ok(sign_out_post(auth, state, req, host, allowed_redirect, secure).await)
+        }
+        ("/.pomerium/signed_out", &Method::GET) => Ok(html(
+            StatusCode::OK,
+            page_shell(
+                "Signed out",
+                "<h1>You are signed out</h1><p>You can close this page.</p>",
+            ),
+        )),
+        _ if path.starts_with("/.pomerium/")
+            && matches!(
+                path,
+                "/.pomerium/sign_in" | "/.pomerium/sign_out" | "/.pomerium/user"
+            ) =>
+        {
+            let mut resp = pages::page(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Method not allowed.",
+                "method_not_allowed",
+                request_id,
+                false,
+            );
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+            Ok(resp)
+        }
+        _ => Err(req),
+    }
+}
+
+fn user_json(s: &Session) -> serde_json::Value {
+    let id = &s.identity;
+    let mut v = serde_json::json!({
+        "sub": id.sub,
+        "user": id.sub,
+        "email": id.email,
+        "groups": id.groups,
+        "name": id.name,
+        "sid": s.id.to_hex(),
+        "idp": id.idp,
+        "expires_at": s.expires_at,
+    });
+    if let serde_json::Value::Object(map) = &mut v {
+        for (k, val) in &id.claims {
+            map.entry(k.clone()).or_insert(val.clone());
+        }
+    }
+    v
+}
+
+/// Checks a `pomerium_redirect_uri`: absolute http(s) URL to a host gatehouse serves.
+fn checked_redirect(
+    target: &str,
+    allowed: &(dyn Fn(&str, Option<u16>) -> bool + Sync),
+) -> Option<url::Url> {
+    let url = url::Url::parse(target).ok()?;
+    if !matches!(url.scheme(), "https" | "http")
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return None;
+    }
+    let host = url.host_str()?.to_ascii_lowercase();
+    allowed(&host, url.port()).then_some(url)
+}
+
+fn form_token(auth: &Auth, purpose: &str, payload: &str) -> String {
+    let exp = unix_now() + FORM_SECS;
+    let mut plain = exp.to_be_bytes().to_vec();
+    plain.extend_from_slice(payload.as_bytes());
+    auth.cookie_sealer.seal(purpose, &plain)
+}
+
+fn open_form_token(auth: &Auth, purpose: &str, token: &str) -> Option<String> {
+    let plain = auth.cookie_sealer.open(purpose, token)?;
+    if plain.len() < 8 {
+        return None;
+    }
+    let exp = u64::from_be_bytes(plain[..8].try_into().ok()?);
+    if unix_now() >= exp {
+        return None;
+    }
+    String::from_utf8(plain[8..].to_vec()).ok()
+}
+
+/// A cross-site POST carries a foreign `Origin`; refuse it.
+fn same_origin(headers: &HeaderMap, origin: &str) -> bool {
+    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        None | Some("null") => headers.get(header::ORIGIN).is_none(),
+        Some(o) => o.eq_ignore_ascii_case(origin),
+    }
+}
+
+async fn sign_in_page(
+    auth: &Auth,
+    state: &IdentityState,
+    req: &Request<Incoming>,
+    host: &Host<'_>,
+    allowed: &(dyn Fn(&str, Option<u16>) -> bool + Sync),
+    secure: bool,
+) -> Response<Body> {
+    let target = query_param(req.uri().query(), "pomerium_redirect_uri")
+        .unwrap_or_else(|| format!("{}/.pomerium/", host.origin));
+    let Some(target_url) = checked_redirect(&target, allowed) else {
+        return html(
+            StatusCode::BAD_REQUEST,
+            page_shell(
+                "Sign in",
+                "<h1>Cannot sign in</h1><p>The address to return to after sign-in is not one this gatehouse serves.</p>",
+            ),
+        );
+    };
+    if !auth.can_sign_in() {
+        return html(
+            StatusCode::SERVICE_UNAVAILABLE,
+            page_shell(
+                "Sign in",
+                "<h1>Sign-in is not available</h1><p>No supported identity provider is configured.</p>",
+            ),
+        );
+    }
+    // Already signed in on the authenticate host: hand the session over at once.
+    if let Some(s) = session(auth, state, req.headers(), host.name).await {
+        return finish(auth, state, &s, host, &target_url, secure, None).await;
+    }
+    html(StatusCode::OK, login_form(auth, &target, None))
+}
+
+async fn sign_in_post(
+    auth: &Auth,
+    state: &IdentityState,
+    req: Request<Incoming>,
+    host: &Host<'_>,
+    allowed: &(dyn Fn(&str, Option<u16>) -> bool + Sync),
+    peer: IpAddr,
+    secure: bool,
+) -> Response<Body> {
+    let bad = |msg: &str| {
+        html(
+            StatusCode::BAD_REQUEST,
+            page_shell(
+                "Sign in",
+                &format!("<h1>Cannot sign in</h1><p>{}</p>", html_escape(msg)),
+            ),
+        )
+    };
+    let Some(directory) = auth.directory.clone() else {
+        return bad("No supported identity provider is configured.");
+    };
+    if !same_origin(req.headers(), &host.origin) {
+        return bad("The sign-in form was sent from another site.");
+    }
+    let form = match read_form(req).await {
+        Some(f) => f,
+        None => return bad("The sign-in form could not be read."),
+    };
+    let field = |k: &str| {
+        form.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    };
+    let Some(target) = open_form_token(auth, "login-form", field("token")) else {
+        return bad("The sign-in form has expired. Go back and reload the page.");
+    };
+    let Some(target_url) = checked_redirect(&target, allowed) else {
+        return bad("The address to return to after sign-in is not one this gatehouse serves.");
+    };
+    let username = field("username").trim().to_string();
+    let password = field("password").to_string();
+    let now = unix_now();
+    if let Err(wait) = state.throttle.check(&username, peer, now) {
+        let minutes = wait.div_ceil(60);
+        let msg = format!(
+            "Too many failed sign-in attempts. Try again in {minutes} minute{}.",
+            if minutes == 1 { "" } else { "s" }
+        );
+        let mut resp = html(
+            StatusCode::TOO_MANY_REQUESTS,
+            login_form(auth, &target, Some(&msg)),
+        );
+        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return resp;
+    }
+    let user = username.clone();
+    let verified = tokio::task::spawn_blocking(move || directory.verify(&user, &password))
+        .await
+        .ok()
+        .flatten();
+    let Some(identity) = verified else {
+        state.throttle.failure(&username, peer, now);
+        tracing::info!(user = %username, client = %peer, "sign-in failed");
+        return html(
+            StatusCode::UNAUTHORIZED,
+            login_form(auth, &target, Some("Wrong username or password.")),
+        );
+    };
+    state.throttle.success(&username, peer);
+    let session = Session::new(identity, now, auth.cookie.expire.as_secs());
+    if let Err(e) = state.store.put(&session).await {
+        tracing::error!(error = %e, "cannot store the new session");
+        return html(
+            StatusCode::SERVICE_UNAVAILABLE,
+            page_shell(
+                "Sign in",
+                "<h1>Sign-in is unavailable</h1><p>Sessions cannot be stored right now. Try again shortly.</p>",
+            ),
+        );
+    }
+    tracing::info!(user = %session.identity.sub, idp = "local", "signed in");
+    let cookie = session_cookie(auth, host.name, &session, secure);
+    finish(
+        auth,
+        state,
+        &session,
+        host,
+        &target_url,
+        secure,
+        Some(cookie),
+    )
+    .await
+}
+
+/// After sign-in: straight back when the target is this host, else through
+/// the target host's `/.pomerium/callback/` with a one-time hand-off.
+async fn finish(
+    auth: &Auth,
+    state: &IdentityState,
+    session: &Session,
+    host: &Host<'_>,
+    target: &url::Url,
+    _secure: bool,
+    cookie: Option<HeaderValue>,
+) -> Response<Body> {
+    let target_host = target.host_str().unwrap_or("").to_ascii_lowercase();
+    let shares_cookie = auth.cookie.domain.as_ref().is_some_and(|d| {
+        (target_host == *d || target_host.ends_with(&format!(".{d}")))
+            && !auth.is_authenticate_host(host.name)
+    });
+    let mut resp = if target_host == host.name || shares_cookie {
+        redirect(target.as_str())
+    } else {
+        let token: [u8; 16] = rand::random();
+        let expires = unix_now() + HANDOFF_SECS;
+        if let Err(e) = state.store.put_once(token, expires).await {
+            tracing::error!(error = %e, "cannot store the sign-in hand-off");
+            return html(
+                StatusCode::SERVICE_UNAVAILABLE,
+                page_shell(
+                    "Sign in",
+                    "<h1>Sign-in is unavailable</h1><p>Try again shortly.</p>",
+                ),
+            );
+        }
+        let mut plain = Vec::with_capacity(48 + target_host.len());
+        plain.extend_from_slice(&session.id.0);
+        plain.extend_from_slice(&token);
+        plain.extend_from_slice(&expires.to_be_bytes());
+        plain.extend_from_slice(target_host.as_bytes());
+        let sealed = auth.shared_sealer.seal("handoff", &plain);
+        let origin = target.origin().ascii_serialization();
+        redirect(&format!(
+            "{origin}/.pomerium/callback/?pomerium_session_encrypted={sealed}&pomerium_redirect_uri={}",
+            enc(target.as_str())
+        ))
+    };
+    if let Some(c) = cookie {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
+    resp
+}
+
+async fn callback(
+    auth: &Auth,
+    state: &IdentityState,
+    req: &Request<Incoming>,
+    host: &Host<'_>,
+    secure: bool,
+) -> Response<Body> {
+    let fail = || {
+        html(
+            StatusCode::BAD_REQUEST,
+            page_shell(
+                "Sign in",
+                "<h1>This sign-in link is not valid</h1><p>It has expired, was already used, or was meant for another site. Go back to the page you wanted and sign in again.</p>",
+            ),
+        )
+    };
+    let q = req.uri().query();
+    let (Some(sealed), Some(target)) = (
+        query_param(q, "pomerium_session_encrypted"),
+        query_param(q, "pomerium_redirect_uri"),
+    ) else {
+        return fail();
+    };
+    let Some(plain) = auth.shared_sealer.open("handoff", &sealed) else {
+        return fail();
+    };
+    if plain.len() < 40 {
+        return fail();
+    }
+    let id = SessionId(plain[..16].try_into().unwrap_or_default());
+    let token: [u8; 16] = plain[16..32].try_into().unwrap_or_default();
+    let expires = u64::from_be_bytes(plain[32..40].try_into().unwrap_or_default());
+    let bound_host = String::from_utf8_lossy(&plain[40..]);
+    let now = unix_now();
+    if now >= expires || bound_host != host.name {
+        return fail();
+    }
+    // The return address must be on this very host.
+    let Some(target_url) = url::Url::parse(&target).ok().filter(|u| {
+        u.host_str()
+            .is_some_and(|h| h.eq_ignore_ascii_case(host.name))
+    }) else {
+        return fail();
+    };
+    match state.store.take_once(token, now).await {
+        Ok(true) => {}
+        Ok(false) => return fail(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot check the sign-in hand-off");
+            return fail();
+        }
+    }
+    let session = match state.store.get(&id).await {
+        Ok(Some(s)) if s.is_live(now) => s,
+        _ => return fail(),
+    };
+    let mut resp = redirect(target_url.as_str());
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        session_cookie(auth, host.name, &session, secure),
+    );
+    resp
+}
+
+async fn sign_out_post(
+    auth: &Auth,
+    state: &IdentityState,
+    req: Request<Incoming>,
+    host: &Host<'_>,
+    allowed: &(dyn Fn(&str, Option<u16>) -> bool + Sync),
+    secure: bool,
+) -> Response<Body> {
+    if !same_origin(req.headers(), &host.origin) {
+        return html(
+            StatusCode::BAD_REQUEST,
+            page_shell(
+                "Sign out",
+                "<h1>Cannot sign out</h1><p>The form was sent from another site.</p>",
+            ),
+        );
+    }
+    let current = session(auth, state, req.headers(), host.name).await;
+    let query_target = query_param(req.uri().query(), "pomerium_redirect_uri");
+    let form = read_form(req).await.unwrap_or_default();
+    let token = form
+        .iter()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
+    if let Some(s) = &current {
+        if open_form_token(auth, "sign-out", token).as_deref() != Some(s.id.to_hex().as_str()) {
+            return html(
+                StatusCode::BAD_REQUEST,
+                page_shell(
+                    "Sign out",
+                    "<h1>Cannot sign out</h1><p>The sign-out form has expired. Reload the page and try again.</p>",
+                ),
+            );
+        }
+        if let Err(e) = state.store.delete(&s.id).await {
+            tracing::error!(error = %e, "cannot delete the session at sign-out");
+        }
+        tracing::info!(user = %s.identity.sub, "signed out");
+    }
+    let target = query_target
+        .and_then(|t| checked_redirect(&t, allowed))
+        .map(|u| u.to_string())
+        .or_else(|| auth.signout_redirect.clone())
+        .unwrap_or_else(|| format!("{}/.pomerium/signed_out", host.origin));
+    let mut resp = redirect(&target);
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(auth, &auth.cookie_name(host.name), "", None, secure),
+    );
+    resp
+}
+
+async fn read_form(req: Request<Incoming>) -> Option<Vec<(String, String)>> {
+    let limited = http_body_util::Limited::new(req.into_body(), MAX_FORM);
+    let bytes = tokio::time::timeout(Duration::from_secs(30), limited.collect())
+        .await
+        .ok()?
+        .ok()?
+        .to_bytes();
+    Some(url::form_urlencoded::parse(&bytes).into_owned().collect())
+}
+
+fn page_shell(title: &str, content: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{} · gatehouse</title>\
+<style>{STYLE}</style></head><body><main>{content}<footer>gatehouse</footer></main></body></html>\n",
+        html_escape(title)
+    )
+}
+
+fn login_form(auth: &Auth, target: &str, error: Option<&str>) -> String {
+    let token = form_token(auth, "login-form", target);
+    let error = error
+        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", html_escape(e)))
+        .unwrap_or_default();
+    page_shell(
+        "Sign in",
+        &format!(
+            "<h1>Sign in</h1>{error}<form method=\"post\" action=\"/.pomerium/sign_in\">\
+<input type=\"hidden\" name=\"token\" value=\"{token}\">\
+<label for=\"username\">Username or email</label>\
+<input id=\"username\" name=\"username\" autocomplete=\"username\" autofocus required>\
+<label for=\"password\">Password</label>\
+<input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+<button type=\"submit\">Sign in</button></form>"
+        ),
+    )
+}
+
+fn user_page(auth: &Auth, s: Option<&Session>, host: &Host<'_>) -> String {
+    let Some(s) = s else {
+        let link = format!(
+            "/.pomerium/sign_in?pomerium_redirect_uri={}",
+            enc(&format!("{}/.pomerium/", host.origin))
+        );
+        let sign_in = if auth.can_sign_in() && auth.authenticate.is_none() {
+            format!(
+                "<p><a class=\"button\" href=\"{}\">Sign in</a></p>",
+                html_escape(&link)
+            )
+        } else {
+            String::new()
+        };
+        return page_shell(
+            "Not signed in",
+            &format!("<h1>You are not signed in</h1>{sign_in}"),
+        );
+    };
+    let id = &s.identity;
+    let groups = if id.groups.is_empty() {
+        "none".to_string()
+    } else {
+        id.groups.join(", ")
+    };
+    let claims = serde_json::to_string_pretty(&user_json(s)).unwrap_or_default();
+    let remaining = s.expires_at.saturating_sub(unix_now());
+    page_shell(
+        "Who am I",
+        &format!(
+            "<h1>{name}</h1><dl><dt>User</dt><dd>{sub}</dd><dt>Email</dt><dd>{email}</dd><dt>Groups</dt><dd>{groups}</dd>\
+<dt>Signed in with</dt><dd>{idp}</dd><dt>Session ends in</dt><dd>{h} h {m} min</dd></dl>\
+<details><summary>All claims</summary><pre>{claims}</pre></details>\
+<form method=\"post\" action=\"/.pomerium/sign_out\"><input type=\"hidden\" name=\"token\" value=\"{token}\">\
+<button type=\"submit\">Sign out</button></form>",
+            name = html_escape(&id.name),
+            sub = html_escape(&id.sub),
+            email = html_escape(&id.email),
+            groups = html_escape(&groups),
+            idp = html_escape(&id.idp),
+            h = remaining / 3600,
+            m = remaining % 3600 / 60,
+            claims = html_escape(&claims),
+            token = form_token(auth, "sign-out", &s.id.to_hex()),
+        ),
+    )
+}
+
+fn sign_out_page(auth: &Auth, s: Option<&Session>) -> String {
+    match s {
+        None => page_shell("Sign out", "<h1>You are not signed in</h1>"),
+        Some(s) => page_shell(
+            "Sign out",
+            &format!(
+                "<h1>Sign out?</h1><p>You are signed in as {}.</p><form method=\"post\" action=\"/.pomerium/sign_out\">\
+<input type=\"hidden\" name=\"token\" value=\"{}\"><button type=\"submit\">Sign out</button></form>",
+                html_escape(&s.identity.email),
+                form_token(auth, "sign-out", &s.id.to_hex())
+            ),
+        ),
+    }
+}
+
+const STYLE: &str = "body{margin:0;font:16px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;background:#f5f6f8;color:#1f2430}\
+main{max-width:26rem;margin:10vh auto;padding:2rem 2.25rem;background:#fff;border-radius:12px;\
+box-shadow:0 1px 3px rgba(0,0,0,.08),0 8px 24px rgba(0,0,0,.06)}h1{margin:0 0 1rem;font-size:1.4rem}\
+label{display:block;margin:.75rem 0 .25rem;font-weight:600;font-size:.9rem}\
+input{box-sizing:border-box;width:100%;padding:.55rem .7rem;border:1px solid #c9ced8;border-radius:8px;font:inherit}\
+input:focus{outline:2px solid #3b6ef5;outline-offset:1px}\
+button,.button{display:inline-block;margin-top:1.25rem;padding:.6rem 1.2rem;border:0;border-radius:8px;background:#3b6ef5;\
+color:#fff;font:inherit;font-weight:600;cursor:pointer;text-decoration:none}button:focus{outline:2px solid #1f2430}\
+.error{padding:.6rem .8rem;border-radius:8px;background:#fdecec;color:#9b1c1c}dl{display:grid;grid-template-columns:auto 1fr;\
+gap:.3rem 1rem}dt{color:#5b6170}dd{margin:0}pre{overflow:auto;font-size:.8rem;background:#f5f6f8;padding:.75rem;border-radius:8px}\
+footer{margin-top:1.5rem;color:#9aa0ad;font-size:.8rem}@media (prefers-color-scheme:dark){body{background:#15171c;color:#e6e8ee}\
+main{background:#1f2229;box-shadow:none}input{background:#15171c;color:#e6e8ee;border-color:#3a3f4b}pre{background:#15171c}}";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_cookies_are_stripped_others_kept() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; _pomerium=secret; b=2"),
+        );
+        h.append(header::COOKIE, HeaderValue::from_static("_pomerium_csrf=x"));
+        strip_cookies(&mut h, "_pomerium");
+        let all: Vec<&str> = h
+            .get_all(header::COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(all, ["a=1; b=2"]);
+    }
+
+    #[test]
+    fn redirect_targets_are_checked() {
+        let allowed = |h: &str, _p: Option<u16>| h == "app.localhost";
+        assert!(checked_redirect("https://app.localhost:8443/x?y=1", &allowed).is_some());
+        for bad in [
+            "https://evil.example/",
+            "//evil.example/",
+            "/relative",
+            "javascript:alert(1)",
+            "https://app.localhost@evil.example/",
+            "https://user:pw@app.localhost/",
+            "https://evil.example\\@app.localhost/",
+        ] {
+            assert!(checked_redirect(bad, &allowed).is_none(), "{bad}");
+        }
+    }
+}
