@@ -175,7 +175,11 @@ fn environment_errors_name_the_variable() {
 #[test]
 fn secret_files_are_read() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("secret"), "c2VjcmV0\n").unwrap();
+    std::fs::write(
+        dir.path().join("secret"),
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n",
+    )
+    .unwrap();
     let cfg = load_str(
         "shared_secret_file: secret\n",
         "c.yaml",
@@ -184,7 +188,14 @@ fn secret_files_are_read() {
     )
     .unwrap()
     .config;
-    assert_eq!(cfg.options.shared_secret.unwrap().value, "c2VjcmV0");
+    assert_eq!(
+        cfg.options.shared_secret.unwrap().value,
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+    );
+    assert_eq!(
+        cfg.sign_in.shared_secret,
+        Some(std::array::from_fn(|i| i as u8))
+    );
 }
 
 #[test]
@@ -197,8 +208,8 @@ idp_client_id: client
 idp_client_secret: secret
 idp_scopes: openid,profile,email,offline_access
 idp_request_params: {prompt: login}
-shared_secret: YmFzZTY0LWVuY29kZWQtMzItYnl0ZS1zZWNyZXQtLS0tLQ==
-cookie_secret: YmFzZTY0LWVuY29kZWQtMzItYnl0ZS1zZWNyZXQtLS0tLQ==
+shared_secret: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
+cookie_secret: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
 cookie_name: _gh
 cookie_expire: 8h
 cookie_same_site: lax
@@ -393,4 +404,52 @@ routes:
             }
         }
     }
+}
+
+#[test]
+fn secrets_must_be_32_bytes() {
+    let all = errors("cookie_secret: c2hvcnQ=\n").join("\n");
+    assert!(
+        all.contains("c.yaml:1:16: cookie_secret must be base64 of 32 random bytes"),
+        "{all}"
+    );
+}
+
+#[test]
+fn local_users_inline_and_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$7mGgVLGYtDkmTqj0XxdWbvlXkLRqVbP3kxz4lyiR2o8";
+    std::fs::write(
+        dir.path().join("users.yaml"),
+        format!("users:\n  - {{username: bob, email: bob@example.com, password_hash: '{hash}'}}\n"),
+    )
+    .unwrap();
+    let cfg = load_str(
+        &format!("idp_provider: local\nlocal_users_file: users.yaml\nlocal_users:\n  - {{username: alice, groups: [admins], password_hash: '{hash}'}}\n"),
+        "c.yaml",
+        dir.path(),
+        &|_| None,
+    )
+    .unwrap()
+    .config;
+    let Provider::Local(users) = &cfg.sign_in.provider else {
+        panic!()
+    };
+    let names: Vec<&str> = users.iter().map(|u| u.username.as_str()).collect();
+    assert_eq!(names, ["alice", "bob"]);
+    assert!(
+        cfg.watched_files.iter().any(|f| f.ends_with("users.yaml")),
+        "the user file is watched"
+    );
+
+    let all = errors(
+        "idp_provider: local\nlocal_users:\n  - {username: carol, password_hash: plaintext}\n",
+    )
+    .join("\n");
+    assert!(
+        all.contains("c.yaml:3:5: user `carol`: password_hash must be an argon2id PHC string"),
+        "{all}"
+    );
+    let all = errors("idp_provider: local\n").join("\n");
+    assert!(all.contains("needs users"), "{all}");
 }

@@ -201,8 +201,7 @@ impl SessionStore for FileStore {
             let tx = db.begin_write().map_err(backend)?;
             let taken = {
                 let mut table = tx.open_table(ONCE).map_err(backend)?;
-                let v = table.remove(&token).map_err(backend)?.map(|v| v.value());
-                v
+                table.remove(&token).map_err(backend)?.map(|v| v.value())
             };
             tx.commit().map_err(backend)?;
             Ok(taken.is_some_and(|exp| exp > now))

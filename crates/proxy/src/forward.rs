@@ -26,6 +26,14 @@ use crate::routing::normalize_path;
 use crate::runtime::{RouteState, Runtime};
 use crate::signin::{self, IdentityState};
 
+/// Per-request facts the forwarding phases share.
+pub struct RequestCtx<'a> {
+    pub conn: &'a ConnInfo,
+    pub request_id: &'a HeaderValue,
+    /// gatehouse's session cookie, never forwarded.
+    pub cookie_name: &'a str,
+}
+
 /// Facts about the connection a request arrived on, built once per connection.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
@@ -103,18 +111,7 @@ pub async fn handle(
                     .is_some_and(|a| a.host == h)
         };
         let id = request_id.to_str().unwrap_or_default();
-        match signin::endpoint(
-            auth,
-            identity,
-            req,
-            &host_info,
-            &allowed,
-            conn.peer.ip(),
-            conn.tls,
-            id,
-        )
-        .await
-        {
+        match signin::endpoint(auth, identity, req, &host_info, &allowed, conn, id).await {
             Ok(resp) => return resp,
             Err(req) => req,
         }
@@ -141,21 +138,15 @@ pub async fn handle(
     let route = &rt.config.routes[route_index];
     let state = &rt.routes[route_index];
 
+    let ctx = RequestCtx {
+        conn,
+        request_id: &request_id,
+        cookie_name: &auth.cookie.name,
+    };
     // Authorize: public routes pass; others need a session (and, until the
     // policy engine exists, only "any authenticated user" can be decided).
     let result = match route.access {
-        Access::Public => {
-            act(
-                route,
-                state,
-                req,
-                normalized,
-                conn,
-                &request_id,
-                &auth.cookie.name,
-            )
-            .await
-        }
+        Access::Public => act(route, state, req, normalized, &ctx).await,
         Access::AnyAuthenticatedUser | Access::Policy => {
             match signin::session(auth, identity, req.headers(), &host).await {
                 None => {
@@ -167,18 +158,7 @@ pub async fn handle(
                     Ok(resp)
                 }
                 Some(_) if route.access == Access::Policy => Err(ProxyError::PolicyNotSupported),
-                Some(_) => {
-                    act(
-                        route,
-                        state,
-                        req,
-                        normalized,
-                        conn,
-                        &request_id,
-                        &auth.cookie.name,
-                    )
-                    .await
-                }
+                Some(_) => act(route, state, req, normalized, &ctx).await,
             }
         }
     };
@@ -291,9 +271,7 @@ async fn act(
     state: &RouteState,
     req: Request<Incoming>,
     normalized: Option<String>,
-    conn: &ConnInfo,
-    request_id: &HeaderValue,
-    cookie_name: &str,
+    ctx: &RequestCtx<'_>,
 ) -> Result<Response<Body>, ProxyError> {
     match &route.action {
         RouteAction::Respond { status, body } => {
@@ -307,21 +285,9 @@ async fn act(
         }
         RouteAction::Redirect(r) => {
             let path = normalized.as_deref().unwrap_or(req.uri().path());
-            Ok(redirect(r, route, &req, path, conn))
+            Ok(redirect(r, route, &req, path, ctx.conn))
         }
-        RouteAction::Forward(targets) => {
-            forward(
-                route,
-                state,
-                targets,
-                req,
-                normalized,
-                conn,
-                request_id,
-                cookie_name,
-            )
-            .await
-        }
+        RouteAction::Forward(targets) => forward(route, state, targets, req, normalized, ctx).await,
     }
 }
 
@@ -420,9 +386,7 @@ async fn forward(
     targets: &[gatehouse_config::UpstreamTarget],
     mut req: Request<Incoming>,
     normalized: Option<String>,
-    conn: &ConnInfo,
-    request_id: &HeaderValue,
-    cookie_name: &str,
+    ctx: &RequestCtx<'_>,
 ) -> Result<Response<Body>, ProxyError> {
     let upgrade =
         route.allow_websockets && is_websocket(req.headers()) && req.version() == Version::HTTP_11;
@@ -478,12 +442,10 @@ async fn forward(
     upstream_request_headers(
         req.headers_mut(),
         route,
-        conn,
+        ctx,
         original_host,
-        request_id,
         host_value,
         upgrade,
-        cookie_name,
     );
 
     let client = state.clients.for_target(target.scheme, upgrade);
@@ -657,21 +619,20 @@ fn strip_identity_headers(headers: &mut HeaderMap) {
 fn upstream_request_headers(
     headers: &mut HeaderMap,
     route: &Route,
-    conn: &ConnInfo,
+    ctx: &RequestCtx<'_>,
     original_host: Option<HeaderValue>,
-    request_id: &HeaderValue,
     host: HeaderValue,
     upgrade: bool,
-    cookie_name: &str,
 ) {
     strip_hop_by_hop(headers, upgrade);
     strip_identity_headers(headers);
-    crate::signin::strip_cookies(headers, cookie_name);
+    crate::signin::strip_cookies(headers, ctx.cookie_name);
     for name in &route.remove_request_headers {
         headers.remove(name);
     }
 
     // X-Forwarded-For: append the client address (Envoy's default).
+    let conn = ctx.conn;
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prev) if !prev.trim().is_empty() => {
             HeaderValue::from_str(&format!("{prev}, {}", conn.peer.ip()))
@@ -688,7 +649,7 @@ fn upstream_request_headers(
         Some(h) => headers.insert(X_FORWARDED_HOST.clone(), h),
         None => headers.remove(&X_FORWARDED_HOST),
     };
-    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+    headers.insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
     headers.insert(header::HOST, host);
 
     for (name, template) in &route.set_request_headers {

@@ -378,10 +378,10 @@ pub async fn endpoint(
     req: Request<Incoming>,
     host: &Host<'_>,
     allowed_redirect: &(dyn Fn(&str, Option<u16>) -> bool + Sync),
-    peer: IpAddr,
-    secure: bool,
+    conn: &crate::forward::ConnInfo,
     request_id: &str,
 ) -> Result<Response<Body>, Request<Incoming>> {
+    let (peer, secure) = (conn.peer.ip(), conn.tls);
     let path = req.uri().path();
     let method = req.method().clone();
     match (path, &method) {
