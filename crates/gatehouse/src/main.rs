@@ -33,6 +33,9 @@ enum Command {
     /// Validate a configuration file: print every problem as FILE:LINE:COL
     /// and exit 1 if there are errors (warnings alone exit 0).
     Check(ConfigArg),
+    /// Read a password on standard input and print its argon2id hash, for
+    /// `password_hash` in `local_users`.
+    HashPassword,
 }
 
 #[derive(Args, Clone)]
@@ -74,8 +77,28 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Check(args)) => check(&args.config),
         Some(Command::Run(args)) => run(args),
+        Some(Command::HashPassword) => hash_password(),
         None => run(cli.run),
     }
+}
+
+fn hash_password() -> ExitCode {
+    use std::io::{BufRead, IsTerminal};
+    if std::io::stdin().is_terminal() {
+        eprintln!("Password (input is shown; pipe it in to hide it):");
+    }
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().lock().read_line(&mut line) {
+        eprintln!("gatehouse: cannot read the password: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        eprintln!("gatehouse: empty password");
+        return ExitCode::FAILURE;
+    }
+    println!("{}", gatehouse_identity::local::hash_password(password));
+    ExitCode::SUCCESS
 }
 
 fn check(path: &Path) -> ExitCode {

@@ -1,0 +1,524 @@
+//! Sign-in with the built-in user directory, end to end over HTTPS: the
+//! redirect, the login form, sessions, the hand-off between hosts, sign-out,
+//! and the attacks on each step.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+fn hash(password: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(password.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+const SECRET: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+fn config(upstream: &str, extra: &str) -> String {
+    format!(
+        "address: 127.0.0.1:{{port}}
+idp_provider: local
+cookie_secret: {SECRET}
+shared_secret: {SECRET}
+login_throttle_failures: 3
+local_users:
+  - username: alice
+    email: alice@example.com
+    name: Alice Liddell
+    groups: [staff, admins]
+    password_hash: '{hash}'
+{extra}routes:
+  - {{from: 'https://app.localhost', to: 'http://{upstream}', allow_any_authenticated_user: true}}
+  - {{from: 'https://other.localhost', to: 'http://{upstream}', allow_any_authenticated_user: true}}
+  - {{from: 'https://policy.localhost', to: 'http://{upstream}', allowed_domains: [example.com]}}
+  - {{from: 'https://public.localhost', to: 'http://{upstream}', allow_public_unauthenticated_access: true}}
+",
+        hash = hash("wonderland")
+    )
+}
+
+fn browser(gh: &Gatehouse) -> reqwest::Client {
+    reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .resolve("app.localhost", gh.addr())
+        .resolve("other.localhost", gh.addr())
+        .resolve("policy.localhost", gh.addr())
+        .resolve("public.localhost", gh.addr())
+        .resolve("auth.localhost", gh.addr())
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+async fn get_html(c: &reqwest::Client, url: &str) -> reqwest::Response {
+    c.get(url)
+        .header("Accept", "text/html,application/xhtml+xml")
+        .send()
+        .await
+        .unwrap()
+}
+
+fn location(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+fn form_token(page: &str) -> String {
+    let start = page.find("name=\"token\" value=\"").expect("form token") + 20;
+    page[start..].split('"').next().unwrap().to_string()
+}
+
+/// Loads the sign-in page behind `login_url` and posts the credentials.
+async fn submit_login(
+    c: &reqwest::Client,
+    login_url: &str,
+    user: &str,
+    password: &str,
+) -> reqwest::Response {
+    let page = get_html(c, login_url).await;
+    assert_eq!(page.status(), 200, "login page");
+    let page = page.text().await.unwrap();
+    let token = form_token(&page);
+    let origin = {
+        let u = url::Url::parse(login_url).unwrap();
+        u.origin().ascii_serialization()
+    };
+    c.post(format!("{origin}/.pomerium/sign_in"))
+        .header("Origin", &origin)
+        .form(&[
+            ("username", user),
+            ("password", password),
+            ("token", &token),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_redirect_to_sign_in_and_apis_get_401() {
+    let up = echo_upstream("a").await;
+    let gh = Gatehouse::start(&config(&up.addr.to_string(), ""));
+    let c = browser(&gh);
+    let resp = get_html(&c, &gh.url("app.localhost", "/dash?x=1&y=2")).await;
+    assert_eq!(resp.status(), 302);
+    let expected = format!(
+        "https://app.localhost:{p}/.pomerium/sign_in?pomerium_redirect_uri=https%3A%2F%2Fapp.localhost%3A{p}%2Fdash%3Fx%3D1%26y%3D2",
+        p = gh.port
+    );
+    assert_eq!(location(&resp), expected);
+    for accept in ["application/json", "*/*"] {
+        let resp = c
+            .get(gh.url("app.localhost", "/api"))
+            .header("Accept", accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            401,
+            "fetch/XHR ({accept}) never get a redirect"
+        );
+        assert!(resp.headers().get("x-pomerium-sign-in-url").is_some());
+    }
+    // Public routes stay public.
+    assert_eq!(
+        get_html(&c, &gh.url("public.localhost", "/"))
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signing_in_lands_on_the_original_url() {
+    let up = echo_upstream("a").await;
+    let gh = Gatehouse::start(&config(&up.addr.to_string(), ""));
+    let c = browser(&gh);
+    let resp = get_html(&c, &gh.url("app.localhost", "/dash?x=1")).await;
+    let resp = submit_login(&c, &location(&resp), "alice", "wonderland").await;
+    assert_eq!(resp.status(), 302, "{:?}", resp.text().await);
+    assert_eq!(location(&resp), gh.url("app.localhost", "/dash?x=1"));
+    let cookie = resp
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(cookie.starts_with("_pomerium="), "{cookie}");
+    for attr in ["Path=/", "Secure", "HttpOnly", "Max-Age="] {
+        assert!(cookie.contains(attr), "{attr} in {cookie}");
+    }
+    assert!(cookie.len() < 200, "the cookie is a small handle: {cookie}");
+
+    let session = cookie.split(';').next().unwrap().to_string();
+    let resp = c
+        .get(gh.url("app.localhost", "/dash?x=1"))
+        .header("Cookie", format!("theme=dark; {session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let echo: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    assert_eq!(echo["path"], "/dash");
+    assert_eq!(
+        echo["headers"]["cookie"],
+        serde_json::json!(["theme=dark"]),
+        "only the app's own cookies reach it"
+    );
+
+    let me: Value = serde_json::from_str(
+        &c.get(gh.url("app.localhost", "/.pomerium/user"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(me["sub"], "alice");
+    assert_eq!(me["email"], "alice@example.com");
+    assert_eq!(me["name"], "Alice Liddell");
+    assert_eq!(me["groups"], serde_json::json!(["staff", "admins"]));
+    let page = get_html(&c, &gh.url("app.localhost", "/.pomerium/"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Alice Liddell") && page.contains("Sign out"),
+        "{page}"
+    );
+
+    // A policy route needs the policy engine: signed-in users get 403, not access.
+    let resp = get_html(&c, &gh.url("policy.localhost", "/")).await;
+    assert_eq!(resp.status(), 302, "each host has its own cookie");
+    let resp = submit_login(&c, &location(&resp), "alice", "wonderland").await;
+    assert_eq!(location(&resp), gh.url("policy.localhost", "/"));
+    let resp = get_html(&c, &gh.url("policy.localhost", "/")).await;
+    assert_eq!(
+        resp.status(),
+        403,
+        "fail closed until the policy engine exists"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_passwords_get_one_message_and_are_throttled() {
+    let up = echo_upstream("a").await;
+    let gh = Gatehouse::start(&config(&up.addr.to_string(), ""));
+    let c = browser(&gh);
+    let login = format!(
+        "{}/.pomerium/sign_in?pomerium_redirect_uri={}",
+        gh.url("app.localhost", ""),
+        gh.url("app.localhost", "/")
+    );
+    let wrong = submit_login(&c, &login, "alice", "nope").await;
+    assert_eq!(wrong.status(), 401);
+    let wrong = wrong.text().await.unwrap();
+    let unknown = submit_login(&c, &login, "mallory", "nope")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let msg = "Wrong username or password.";
+    assert!(
+        wrong.contains(msg) && unknown.contains(msg),
+        "the same generic message"
+    );
+    submit_login(&c, &login, "alice", "still wrong").await;
+    // Three failures from this address: locked, even with the right password.
+    let locked = submit_login(&c, &login, "alice", "wonderland").await;
+    assert_eq!(locked.status(), 429);
+    assert_eq!(locked.headers()["retry-after"], "300");
+    assert!(
+        locked
+            .text()
+            .await
+            .unwrap()
+            .contains("Too many failed sign-in attempts. Try again in 5 minutes.")
+    );
+    assert!(gh.log_text().contains("sign-in failed"));
+    assert!(
+        !gh.log_text().contains("nope"),
+        "passwords never reach the log"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tampered_and_foreign_cookies_mean_signed_out() {
+    let up = echo_upstream("a").await;
+    let gh = Gatehouse::start(&config(&up.addr.to_string(), ""));
+    let c = gh.client(&["app.localhost"]);
+    for cookie in [
+        "_pomerium=garbage",
+        "_pomerium=",
+        "_pomerium=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        &format!("_pomerium={}", "A".repeat(8000)),
+    ] {
+        let resp = c
+            .get(gh.url("app.localhost", "/"))
+            .header("Accept", "text/html")
+            .header("Cookie", cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            302,
+            "{cookie:.40}: signed out, never an error"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_out_ends_the_session_everywhere() {
+    let up = echo_upstream("a").await;
+    let gh = Gatehouse::start(&config(&up.addr.to_string(), ""));
+    let c = browser(&gh);
+    let login = location(&get_html(&c, &gh.url("app.localhost", "/")).await);
+    let resp = submit_login(&c, &login, "alice", "wonderland").await;
+    let cookie = resp.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        c.get(gh.url("app.localhost", "/"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let page = get_html(&c, &gh.url("app.localhost", "/.pomerium/sign_out"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let token = form_token(&page);
+    // A forged cross-site POST does nothing.
+    let forged = c
+        .post(gh.url("app.localhost", "/.pomerium/sign_out"))
+        .header("Origin", "https://evil.example")
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 400);
+    let resp = c
+        .post(gh.url(
+            "app.localhost",
+            "/.pomerium/sign_out?pomerium_redirect_uri=https%3A%2F%2Fevil.example%2F",
+        ))
+        .header("Origin", gh.url("app.localhost", ""))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 302);
+    assert_eq!(
+        location(&resp),
+        gh.url("app.localhost", "/.pomerium/signed_out"),
+        "no open redirect at sign-out"
+    );
+    assert!(
+        resp.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    assert_eq!(
+        get_html(&c, &gh.url("app.localhost", "/")).await.status(),
+        302
+    );
+    // Replaying the old cookie: the session record is gone.
+    let replay = gh
+        .client(&["app.localhost"])
+        .get(gh.url("app.localhost", "/"))
+        .header("Accept", "text/html")
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), 302);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redirect_targets_must_be_served_hosts() {
+    let up = echo_upstream("a").await;
+    let gh = Gatehouse::start(&config(&up.addr.to_string(), ""));
+    let c = browser(&gh);
+    for target in [
+        "https://evil.example/",
+        "//evil.example/",
+        "javascript:alert(1)",
+        "https://app.localhost@evil.example/",
+        "/relative",
+    ] {
+        let url = format!(
+            "{}/.pomerium/sign_in?pomerium_redirect_uri={}",
+            gh.url("app.localhost", ""),
+            url::form_urlencoded::byte_serialize(target.as_bytes()).collect::<String>()
+        );
+        assert_eq!(get_html(&c, &url).await.status(), 400, "{target}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_authenticate_host_hands_sessions_to_other_domains() {
+    let up = echo_upstream("a").await;
+    let gh = Gatehouse::start(&config(
+        &up.addr.to_string(),
+        "authenticate_service_url: https://auth.localhost:{port}\n",
+    ));
+    let c = browser(&gh);
+    let resp = get_html(&c, &gh.url("app.localhost", "/a?b=c")).await;
+    let login = location(&resp);
+    assert!(
+        login.starts_with(&gh.url("auth.localhost", "/.pomerium/sign_in?")),
+        "{login}"
+    );
+    let resp = submit_login(&c, &login, "alice", "wonderland").await;
+    assert_eq!(resp.status(), 302);
+    assert!(
+        resp.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .starts_with("_pomerium_authenticate=")
+    );
+    let callback = location(&resp);
+    assert!(
+        callback.starts_with(&gh.url(
+            "app.localhost",
+            "/.pomerium/callback/?pomerium_session_encrypted="
+        )),
+        "{callback}"
+    );
+    let resp = c.get(&callback).send().await.unwrap();
+    assert_eq!(resp.status(), 302);
+    assert_eq!(location(&resp), gh.url("app.localhost", "/a?b=c"));
+    assert_eq!(
+        c.get(gh.url("app.localhost", "/a?b=c"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let me: Value = serde_json::from_str(
+        &c.get(gh.url("app.localhost", "/.pomerium/user"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let sid = me["sid"].as_str().unwrap();
+    assert!(!callback.contains(sid), "no bare session id in a URL");
+
+    // The hand-off works once.
+    let replay = gh
+        .client(&["app.localhost"])
+        .get(&callback)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), 400, "a used hand-off is refused");
+    // ...and only on the host it was made for.
+    let moved = callback.replace("app.localhost", "other.localhost");
+    assert_eq!(
+        gh.client(&["other.localhost"])
+            .get(&moved)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+
+    // A second domain: the authenticate host remembers the user, no password again.
+    let resp = get_html(&c, &gh.url("other.localhost", "/")).await;
+    let resp = get_html(&c, &location(&resp)).await;
+    assert_eq!(resp.status(), 302);
+    let callback = location(&resp);
+    assert!(
+        callback.starts_with(&gh.url("other.localhost", "/.pomerium/callback/")),
+        "{callback}"
+    );
+    let resp = c.get(&callback).send().await.unwrap();
+    assert_eq!(location(&resp), gh.url("other.localhost", "/"));
+    assert_eq!(
+        c.get(gh.url("other.localhost", "/"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn file_store_sessions_survive_a_restart() {
+    let up = echo_upstream("a").await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sessions.redb");
+    let yaml = config(
+        &up.addr.to_string(),
+        &format!(
+            "databroker_storage_type: file\ndatabroker_storage_connection_string: file://{}\n",
+            db.display()
+        ),
+    );
+    let gh = Gatehouse::start(&yaml);
+    let c = browser(&gh);
+    let login = location(&get_html(&c, &gh.url("app.localhost", "/")).await);
+    let resp = submit_login(&c, &login, "alice", "wonderland").await;
+    let cookie = resp.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    drop(gh);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Host-only cookies do not care about the port the new process gets.
+    let gh = Gatehouse::start(&yaml);
+    let resp = gh
+        .client(&["app.localhost"])
+        .get(gh.url("app.localhost", "/"))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "signed in after the restart");
+}
