@@ -9,8 +9,8 @@ cd "$(dirname "$0")/.."
 log() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the tests need, installed only when missing.
-# (Later suites add: nginx, caddy, redis-server, chromium.)
-APT_PACKAGES=()
+# chromium: the browser tests (tests/e2e, driven by playwright-core).
+APT_PACKAGES=(chromium)
 apt_install() {
   local missing=()
   for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -34,3 +34,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 log "cargo test (unit + end-to-end)"
 cargo test --workspace --locked
+
+command -v node >/dev/null || { echo "node not found: install Node.js 20 first" >&2; exit 1; }
+log "browser tests (headless Chromium + playwright-core)"
+( cd tests/e2e && npm ci --no-audit --no-fund --silent )
+cargo build -q -p gatehouse --locked
+( cd tests/e2e && node --test )

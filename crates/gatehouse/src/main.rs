@@ -36,6 +36,21 @@ enum Command {
     /// Read a password on standard input and print its argon2id hash, for
     /// `password_hash` in `local_users`.
     HashPassword,
+    /// Start a local demo: HTTPS on *.localhost with a self-signed
+    /// certificate, the built-in user directory with a demo user (the
+    /// password is printed), and a page that shows who you are.
+    Quickstart(QuickstartArgs),
+}
+
+#[derive(Args, Clone)]
+struct QuickstartArgs {
+    /// Port to serve HTTPS on (loopback only).
+    #[arg(long, default_value_t = 8443)]
+    port: u16,
+    /// Where to write the generated configuration (default: a new
+    /// temporary directory).
+    #[arg(long)]
+    dir: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -78,8 +93,72 @@ fn main() -> ExitCode {
         Some(Command::Check(args)) => check(&args.config),
         Some(Command::Run(args)) => run(args),
         Some(Command::HashPassword) => hash_password(),
+        Some(Command::Quickstart(args)) => quickstart(args),
         None => run(cli.run),
     }
+}
+
+fn quickstart(args: QuickstartArgs) -> ExitCode {
+    use std::fmt::Write;
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let password: String = (0..16)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect();
+    let dir = match args.dir {
+        Some(d) => d,
+        None => std::env::temp_dir().join(format!("gatehouse-quickstart-{}", std::process::id())),
+    };
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("gatehouse: cannot create {}: {e}", dir.display());
+        return ExitCode::FAILURE;
+    }
+    let hash = gatehouse_identity::local::hash_password(&password);
+    let mut config = String::new();
+    let _ = write!(
+        config,
+        "# Written by `gatehouse quickstart`. Edit and save: changes apply live.
+address: 127.0.0.1:{port}
+idp_provider: local
+local_users:
+  - username: demo
+    email: demo@example.com
+    name: Demo User
+    groups: [demo]
+    password_hash: '{hash}'
+routes:
+  # Sign in, then see who gatehouse says you are.
+  - from: https://verify.localhost
+    redirect: {{path_redirect: /.pomerium/, response_code: 302}}
+    allow_any_authenticated_user: true
+  # A public page served by gatehouse itself.
+  - from: https://hello.localhost
+    response: {{status: 200, body: \"gatehouse is running\\n\"}}
+    allow_public_unauthenticated_access: true
+",
+        port = args.port
+    );
+    let path = dir.join("config.yaml");
+    if let Err(e) = std::fs::write(&path, config) {
+        eprintln!("gatehouse: cannot write {}: {e}", path.display());
+        return ExitCode::FAILURE;
+    }
+    println!("gatehouse quickstart");
+    println!(
+        "  open      https://verify.localhost:{} (accept the self-signed certificate)",
+        args.port
+    );
+    println!("  username  demo");
+    println!("  password  {password}");
+    println!(
+        "  config    {} (edit it: changes apply live)",
+        path.display()
+    );
+    println!();
+    run(RunArgs {
+        config: ConfigArg { config: path },
+        log_format: Some(LogFormat::Console),
+        drain_timeout: Duration::from_secs(5),
+    })
 }
 
 fn hash_password() -> ExitCode {

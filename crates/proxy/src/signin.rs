@@ -540,7 +540,7 @@ async fn sign_in_page(
     if let Some(s) = session(auth, state, req.headers(), host.name).await {
         return finish(auth, state, &s, host, &target_url, secure, None).await;
     }
-    html(StatusCode::OK, login_form(auth, &target, None))
+    html(StatusCode::OK, login_form(auth, &target, None, ""))
 }
 
 async fn sign_in_post(
@@ -594,7 +594,7 @@ async fn sign_in_post(
         );
         let mut resp = html(
             StatusCode::TOO_MANY_REQUESTS,
-            login_form(auth, &target, Some(&msg)),
+            login_form(auth, &target, Some(&msg), &username),
         );
         if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
@@ -611,7 +611,12 @@ async fn sign_in_post(
         tracing::info!(user = %username, client = %peer, "sign-in failed");
         return html(
             StatusCode::UNAUTHORIZED,
-            login_form(auth, &target, Some("Wrong username or password.")),
+            login_form(
+                auth,
+                &target,
+                Some("Wrong username or password."),
+                &username,
+            ),
         );
     };
     state.throttle.success(&username, peer);
@@ -825,7 +830,7 @@ fn page_shell(title: &str, content: &str) -> String {
     )
 }
 
-fn login_form(auth: &Auth, target: &str, error: Option<&str>) -> String {
+fn login_form(auth: &Auth, target: &str, error: Option<&str>, username: &str) -> String {
     let token = form_token(auth, "login-form", target);
     let error = error
         .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", html_escape(e)))
@@ -836,10 +841,13 @@ fn login_form(auth: &Auth, target: &str, error: Option<&str>) -> String {
             "<h1>Sign in</h1>{error}<form method=\"post\" action=\"/.pomerium/sign_in\">\
 <input type=\"hidden\" name=\"token\" value=\"{token}\">\
 <label for=\"username\">Username or email</label>\
-<input id=\"username\" name=\"username\" autocomplete=\"username\" autofocus required>\
+<input id=\"username\" name=\"username\" value=\"{username}\" autocomplete=\"username\" {focus_user} required>\
 <label for=\"password\">Password</label>\
-<input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
-<button type=\"submit\">Sign in</button></form>"
+<input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" {focus_password} required>\
+<button type=\"submit\">Sign in</button></form>",
+            username = html_escape(username),
+            focus_user = if username.is_empty() { "autofocus" } else { "" },
+            focus_password = if username.is_empty() { "" } else { "autofocus" },
         ),
     )
 }
