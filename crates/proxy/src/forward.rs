@@ -83,24 +83,35 @@ pub async fn handle(
     if req.method() == Method::CONNECT {
         return error_response(&ProxyError::MethodNotSupported, &request_id, json);
     }
-    let Some((host, port)) = request_host(&req, conn) else {
+    // A refcounted copy of the authority: the host can be borrowed from it
+    // while the request itself moves on.
+    let authority_buf = match req.uri().authority() {
+        Some(a) => AuthorityBuf::Uri(a.clone()),
+        None => match req.headers().get(header::HOST) {
+            Some(h) => AuthorityBuf::Header(h.clone()),
+            None => return error_response(&ProxyError::NoHost, &request_id, json),
+        },
+    };
+    let Some((host, port)) = request_host(authority_buf.as_str(), conn) else {
         return error_response(&ProxyError::NoHost, &request_id, json);
     };
-    let host_info = signin::Host {
-        name: &host,
-        origin: origin(conn, authority(&req)),
-    };
     let auth = &rt.auth;
-    let served = rt.table.serves_host(&host, port);
+    let host_info = || signin::Host {
+        name: &host,
+        origin: origin(conn, authority_buf.as_str()),
+    };
     let is_authenticate = rt
         .config
         .sign_in
         .authenticate
         .as_ref()
-        .is_some_and(|a| a.host == host);
+        .is_some_and(|a| a.host == *host);
 
     // Gatehouse's own endpoints, on route hosts and the authenticate host.
-    let req = if (served || is_authenticate) && req.uri().path().starts_with("/.pomerium") {
+    let own_endpoint = req.uri().path().starts_with("/.pomerium")
+        && (is_authenticate || rt.table.serves_host(&host, port));
+    let req = if own_endpoint {
+        let host_info = host_info();
         let allowed = |h: &str, p: Option<u16>| {
             rt.table.serves_host(h, p.unwrap_or(port))
                 || rt
@@ -118,7 +129,7 @@ pub async fn handle(
     } else {
         req
     };
-    if is_authenticate && !served {
+    if is_authenticate && !rt.table.serves_host(&host, port) {
         let resp = if req.uri().path() == "/" {
             let mut r = Response::new(body::empty());
             *r.status_mut() = StatusCode::FOUND;
@@ -152,7 +163,8 @@ pub async fn handle(
                 None => {
                     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
                     let id = request_id.to_str().unwrap_or_default();
-                    let mut resp = signin::unauthenticated(auth, req.headers(), &host_info, pq, id);
+                    let mut resp =
+                        signin::unauthenticated(auth, req.headers(), &host_info(), pq, id);
                     resp.headers_mut()
                         .insert(X_REQUEST_ID.clone(), request_id.clone());
                     Ok(resp)
@@ -183,13 +195,32 @@ fn origin(conn: &ConnInfo, authority: &str) -> String {
     format!("{scheme}://{}", authority.to_ascii_lowercase())
 }
 
-/// The request's host (lower-case, no port, no trailing dot) and port.
-fn request_host(req: &Request<Incoming>, conn: &ConnInfo) -> Option<(String, u16)> {
-    let (host, port) = split_authority(authority(req))?;
-    Some((
-        host.trim_end_matches('.').to_ascii_lowercase(),
-        port.unwrap_or(conn.local_port),
-    ))
+/// The authority a request named, held without borrowing the request.
+enum AuthorityBuf {
+    Uri(http::uri::Authority),
+    Header(HeaderValue),
+}
+
+impl AuthorityBuf {
+    fn as_str(&self) -> &str {
+        match self {
+            AuthorityBuf::Uri(a) => a.as_str(),
+            AuthorityBuf::Header(h) => h.to_str().unwrap_or(""),
+        }
+    }
+}
+
+/// The request's host (lower-case, no port, no trailing dot) and port;
+/// borrowed unless it had to be lower-cased.
+fn request_host<'a>(authority: &'a str, conn: &ConnInfo) -> Option<(Cow<'a, str>, u16)> {
+    let (host, port) = split_authority(authority)?;
+    let host = host.trim_end_matches('.');
+    let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    };
+    Some((host, port.unwrap_or(conn.local_port)))
 }
 
 fn error_response(e: &ProxyError, request_id: &HeaderValue, json: bool) -> Response<Body> {
@@ -307,18 +338,7 @@ fn redirect(
     } else {
         "http"
     };
-    let req_authority = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(String::from)
-        })
-        .unwrap_or_default();
-    let (req_host, req_port) = split_authority(&req_authority).unwrap_or(("", None));
+    let (req_host, req_port) = split_authority(authority(req)).unwrap_or(("", None));
     let host = r
         .host_redirect
         .clone()
