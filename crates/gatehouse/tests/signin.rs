@@ -522,3 +522,60 @@ async fn file_store_sessions_survive_a_restart() {
         .unwrap();
     assert_eq!(resp.status(), 200, "signed in after the restart");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cookie_domain_shares_the_session_across_subdomains() {
+    let up = echo_upstream("a").await;
+    let gh = Gatehouse::start(&config(&up.addr.to_string(), "cookie_domain: localhost\n"));
+    let c = browser(&gh);
+    let login = location(&get_html(&c, &gh.url("app.localhost", "/")).await);
+    let resp = submit_login(&c, &login, "alice", "wonderland").await;
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(cookie.contains("Domain=localhost"), "{cookie}");
+    assert_eq!(location(&resp), gh.url("app.localhost", "/"));
+    // The same cookie works on another host under the domain.
+    let pair = cookie.split(';').next().unwrap();
+    let resp = gh
+        .client(&["other.localhost"])
+        .get(gh.url("other.localhost", "/"))
+        .header("Cookie", pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_user_file_is_re_read_on_change() {
+    let up = echo_upstream("a").await;
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.yaml");
+    std::fs::write(&users, "[]\n").unwrap();
+    let yaml = config(
+        &up.addr.to_string(),
+        &format!("local_users_file: {}\n", users.display()),
+    );
+    let gh = Gatehouse::start_in(dir, &yaml);
+    let c = browser(&gh);
+    let login = location(&get_html(&c, &gh.url("app.localhost", "/")).await);
+    assert_eq!(
+        submit_login(&c, &login, "bob", "builder").await.status(),
+        401
+    );
+    let reloads = gh.log_count("configuration reloaded");
+    std::fs::write(
+        &users,
+        format!(
+            "- {{username: bob, email: bob@example.com, password_hash: '{}'}}\n",
+            hash("builder")
+        ),
+    )
+    .unwrap();
+    assert!(
+        gh.wait_log("configuration reloaded", reloads),
+        "{}",
+        gh.log_text()
+    );
+    let resp = submit_login(&c, &login, "bob", "builder").await;
+    assert_eq!(resp.status(), 302, "bob signs in without a restart");
+}
