@@ -32,11 +32,13 @@ cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+command -v node >/dev/null || { echo "node not found: install Node.js 20 first" >&2; exit 1; }
+log "npm packages for the end-to-end tests (oidc-provider, playwright-core)"
+( cd tests/e2e && npm ci --no-audit --no-fund --silent )
+
 log "cargo test (unit + end-to-end)"
 cargo test --workspace --locked
 
-command -v node >/dev/null || { echo "node not found: install Node.js 20 first" >&2; exit 1; }
 log "browser tests (headless Chromium + playwright-core)"
-( cd tests/e2e && npm ci --no-audit --no-fund --silent )
 cargo build -q -p gatehouse --locked
 ( cd tests/e2e && node --test )

@@ -372,6 +372,54 @@ impl Compiler<'_> {
                 }
                 Provider::Local(users)
             }
+            Some((p, mark)) if p == "oidc" => {
+                let mut need = |v: &Option<Spanned<String>>, key: &str| match v {
+                    Some(v) if !v.value.trim().is_empty() => v.value.trim().to_string(),
+                    _ => {
+                        self.error(&mark, format!("`idp_provider: oidc` needs `{key}`"));
+                        String::new()
+                    }
+                };
+                let issuer = need(&opts.idp_provider_url, "idp_provider_url");
+                let client_id = need(&opts.idp_client_id, "idp_client_id");
+                let client_secret = need(
+                    &opts.idp_client_secret,
+                    "idp_client_secret (or idp_client_secret_file)",
+                );
+                if let Some(u) = &opts.idp_provider_url {
+                    if url::Url::parse(u.value.trim())
+                        .map(|u| !matches!(u.scheme(), "https" | "http"))
+                        .unwrap_or(true)
+                    {
+                        self.error(
+                            &u.mark,
+                            format!("idp_provider_url `{}` must be an http(s) URL", u.value),
+                        );
+                    }
+                }
+                let scopes = opts
+                    .idp_scopes
+                    .as_ref()
+                    .map(|s| s.value.0.clone())
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| {
+                        ["openid", "profile", "email", "offline_access"]
+                            .map(String::from)
+                            .to_vec()
+                    });
+                Provider::Oidc(OidcProvider {
+                    name: p,
+                    issuer,
+                    client_id,
+                    client_secret,
+                    scopes,
+                    request_params: opts
+                        .idp_request_params
+                        .as_ref()
+                        .map(|m| m.value.0.clone())
+                        .unwrap_or_default(),
+                })
+            }
             Some((p, mark)) => {
                 const KNOWN: &[&str] = &[
                     "oidc", "google", "azure", "okta", "auth0", "gitlab", "cognito", "github",

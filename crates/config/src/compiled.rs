@@ -134,8 +134,31 @@ pub enum Provider {
     None,
     /// `idp_provider: local` with its users.
     Local(Vec<crate::model::LocalUser>),
+    /// `idp_provider: oidc`: any OpenID Connect provider by discovery.
+    Oidc(OidcProvider),
     /// A provider gatehouse does not implement yet (name kept for messages).
     NotYetSupported(String),
+}
+
+#[derive(Clone)]
+pub struct OidcProvider {
+    pub name: String,
+    /// `idp_provider_url`: the issuer.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub scopes: Vec<String>,
+    pub request_params: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for OidcProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcProvider")
+            .field("name", &self.name)
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,6 +9,7 @@
 
 pub mod cookie;
 pub mod local;
+pub mod oidc;
 pub mod session;
 pub mod store;
 

@@ -50,6 +50,9 @@ pub struct Session {
     pub issued_at: u64,
     /// Unix seconds; `issued_at + cookie_expire`.
     pub expires_at: u64,
+    /// The identity provider's tokens (OIDC sign-ins only).
+    #[serde(default)]
+    pub tokens: Option<crate::oidc::Tokens>,
 }
 
 impl Session {
@@ -59,6 +62,7 @@ impl Session {
             identity,
             issued_at: now,
             expires_at: now.saturating_add(lifetime_secs),
+            tokens: None,
         }
     }
 

@@ -108,7 +108,8 @@ pub async fn handle(
         .is_some_and(|a| a.host == *host);
 
     // Gatehouse's own endpoints, on route hosts and the authenticate host.
-    let own_endpoint = req.uri().path().starts_with("/.pomerium")
+    let own_endpoint = (req.uri().path().starts_with("/.pomerium")
+        || req.uri().path() == "/oauth2/callback")
         && (is_authenticate || rt.table.serves_host(&host, port));
     let req = if own_endpoint {
         let host_info = host_info();

@@ -23,6 +23,7 @@ use bytes::Bytes;
 use gatehouse_config::{CookieSettings, Provider, SameSite, SignIn};
 use gatehouse_identity::cookie::{Handle, Sealer};
 use gatehouse_identity::local::{Directory, Throttle};
+use gatehouse_identity::oidc::{Oidc, OidcSettings};
 use gatehouse_identity::session::{Session, SessionId, unix_now};
 use gatehouse_identity::store::SessionStore;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -74,12 +75,31 @@ impl IdentityState {
     }
 }
 
+/// An OpenID provider, discovered on first use (and again after a failure).
+struct LazyOidc {
+    settings: OidcSettings,
+    discovered: tokio::sync::Mutex<Option<Arc<Oidc>>>,
+}
+
+impl LazyOidc {
+    async fn get(&self) -> Result<Arc<Oidc>, gatehouse_identity::oidc::OidcError> {
+        let mut slot = self.discovered.lock().await;
+        if let Some(o) = &*slot {
+            return Ok(o.clone());
+        }
+        let o = Arc::new(Oidc::discover(self.settings.clone()).await?);
+        *slot = Some(o.clone());
+        Ok(o)
+    }
+}
+
 /// Sign-in settings of one running configuration.
 pub struct Auth {
     pub cookie: CookieSettings,
     cookie_sealer: Sealer,
     shared_sealer: Sealer,
     directory: Option<Arc<Directory>>,
+    oidc: Option<Arc<LazyOidc>>,
     /// Name of a configured provider that is not built yet.
     unsupported: Option<String>,
     authenticate: Option<gatehouse_config::AuthenticateUrl>,
@@ -92,10 +112,25 @@ pub struct AuthError(#[from] gatehouse_identity::local::DirectoryError);
 
 impl Auth {
     pub fn new(sign_in: &SignIn, state: &IdentityState) -> Result<Auth, AuthError> {
-        let (directory, unsupported) = match &sign_in.provider {
-            Provider::None => (None, None),
-            Provider::Local(users) => (Some(Arc::new(Directory::new(users.clone())?)), None),
-            Provider::NotYetSupported(p) => (None, Some(p.clone())),
+        let (directory, oidc, unsupported) = match &sign_in.provider {
+            Provider::None => (None, None, None),
+            Provider::Local(users) => (Some(Arc::new(Directory::new(users.clone())?)), None, None),
+            Provider::Oidc(p) => {
+                let settings = OidcSettings {
+                    provider: p.name.clone(),
+                    issuer: p.issuer.clone(),
+                    client_id: p.client_id.clone(),
+                    client_secret: p.client_secret.clone(),
+                    scopes: p.scopes.clone(),
+                    request_params: p.request_params.clone(),
+                };
+                let lazy = LazyOidc {
+                    settings,
+                    discovered: tokio::sync::Mutex::new(None),
+                };
+                (None, Some(Arc::new(lazy)), None)
+            }
+            Provider::NotYetSupported(p) => (None, None, Some(p.clone())),
         };
         Ok(Auth {
             cookie: sign_in.cookie.clone(),
@@ -112,6 +147,7 @@ impl Auth {
                     .unwrap_or(&state.random_shared_key),
             ),
             directory,
+            oidc,
             unsupported,
             authenticate: sign_in.authenticate.clone(),
             signout_redirect: sign_in.signout_redirect_url.clone(),
@@ -119,7 +155,7 @@ impl Auth {
     }
 
     pub fn can_sign_in(&self) -> bool {
-        self.directory.is_some()
+        self.directory.is_some() || self.oidc.is_some()
     }
 
     /// The cookie this host uses: the authenticate host has its own.
@@ -394,6 +430,9 @@ pub async fn endpoint(
         ("/.pomerium/callback" | "/.pomerium/callback/", &Method::GET) => {
             Ok(callback(auth, state, &req, host, secure).await)
         }
+        ("/oauth2/callback", &Method::GET) => {
+            Ok(oidc_callback(auth, state, &req, host, allowed_redirect, secure).await)
+        }
         ("/.pomerium/user", &Method::GET) => {
             Ok(match session(auth, state, req.headers(), host.name).await {
                 Some(s) => json(StatusCode::OK, user_json(&s)),
@@ -539,6 +578,9 @@ async fn sign_in_page(
     // Already signed in on the authenticate host: hand the session over at once.
     if let Some(s) = session(auth, state, req.headers(), host.name).await {
         return finish(auth, state, &s, host, &target_url, secure, None).await;
+    }
+    if let Some(lazy) = &auth.oidc {
+        return start_oidc(auth, lazy, host, &target, secure).await;
     }
     html(StatusCode::OK, login_form(auth, &target, None, ""))
 }
@@ -694,6 +736,188 @@ async fn finish(
     resp
 }
 
+/// Lifetime of an OpenID sign-in round trip.
+const OIDC_FLOW_SECS: u64 = 600;
+
+fn idp_unavailable(e: &dyn std::fmt::Display) -> Response<Body> {
+    tracing::error!(error = %e, "identity provider unavailable");
+    html(
+        StatusCode::SERVICE_UNAVAILABLE,
+        page_shell(
+            "Sign in",
+            "<h1>Sign-in is unavailable</h1><p>The identity provider cannot be reached right now. Try again in a moment.</p>",
+        ),
+    )
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The authorization URL, with the flow's secrets sealed into `state`.
+fn authorize_flow(
+    auth: &Auth,
+    oidc: &Oidc,
+    redirect_uri: &str,
+    target: &str,
+    flow_id: &str,
+    binding: &str,
+    exp: u64,
+) -> Result<gatehouse_identity::oidc::Authorization, gatehouse_identity::oidc::OidcError> {
+    oidc.authorize(redirect_uri, |verifier, nonce| {
+        let flow = serde_json::json!({"t": target, "v": verifier, "n": nonce, "f": flow_id, "b": binding, "e": exp});
+        auth.cookie_sealer.seal("oidc-state", flow.to_string().as_bytes())
+    })
+}
+
+/// Sends the browser to the OpenID provider. The flow's secrets travel in
+/// the sealed `state`; a cookie named after this one flow binds it to the
+/// browser (login CSRF), so several tabs can sign in at once.
+async fn start_oidc(
+    auth: &Auth,
+    lazy: &LazyOidc,
+    host: &Host<'_>,
+    target: &str,
+    secure: bool,
+) -> Response<Body> {
+    let oidc = match lazy.get().await {
+        Ok(o) => o,
+        Err(e) => return idp_unavailable(&e),
+    };
+    let flow_id = hex(&rand::random::<[u8; 6]>());
+    let binding = hex(&rand::random::<[u8; 16]>());
+    let redirect_uri = format!("{}/oauth2/callback", host.origin);
+    let exp = unix_now() + OIDC_FLOW_SECS;
+    let authz = match authorize_flow(auth, &oidc, &redirect_uri, target, &flow_id, &binding, exp) {
+        Ok(a) => a,
+        Err(e) => return idp_unavailable(&e),
+    };
+    let mut resp = redirect(&authz.url);
+    let name = format!("{}_csrf_{flow_id}", auth.cookie.name);
+    let cookie = format!(
+        "{name}={binding}; Path=/oauth2/callback; Max-Age={OIDC_FLOW_SECS}; HttpOnly; SameSite=Lax{}",
+        if secure { "; Secure" } else { "" }
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+fn sign_in_failed(status: StatusCode, msg: &str) -> Response<Body> {
+    html(
+        status,
+        page_shell(
+            "Sign in",
+            &format!("<h1>Sign-in failed</h1><p>{}</p>", html_escape(msg)),
+        ),
+    )
+}
+
+fn flow_field(flow: &serde_json::Value, key: &'static str) -> String {
+    flow[key].as_str().unwrap_or_default().to_string()
+}
+
+/// `/oauth2/callback`: the provider sends the browser back with a code.
+async fn oidc_callback(
+    auth: &Auth,
+    state: &IdentityState,
+    req: &Request<Incoming>,
+    host: &Host<'_>,
+    allowed: &(dyn Fn(&str, Option<u16>) -> bool + Sync),
+    secure: bool,
+) -> Response<Body> {
+    let Some(lazy) = &auth.oidc else {
+        return sign_in_failed(StatusCode::NOT_FOUND, "No OpenID provider is configured.");
+    };
+    let q = req.uri().query();
+    if let Some(err) = query_param(q, "error") {
+        let desc = query_param(q, "error_description").unwrap_or_default();
+        return sign_in_failed(
+            StatusCode::UNAUTHORIZED,
+            &format!("The identity provider refused the sign-in: {err} {desc}"),
+        );
+    }
+    let (Some(code), Some(sealed)) = (query_param(q, "code"), query_param(q, "state")) else {
+        return sign_in_failed(
+            StatusCode::BAD_REQUEST,
+            "The identity provider's answer is incomplete.",
+        );
+    };
+    let Some(flow) = auth
+        .cookie_sealer
+        .open("oidc-state", &sealed)
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    else {
+        return sign_in_failed(
+            StatusCode::BAD_REQUEST,
+            "This sign-in answer is not valid. Go back to the page you wanted and try again.",
+        );
+    };
+    let field = |k| flow_field(&flow, k);
+    let now = unix_now();
+    if flow["e"].as_u64().unwrap_or(0) <= now {
+        return sign_in_failed(
+            StatusCode::BAD_REQUEST,
+            "This sign-in took too long. Go back to the page you wanted and try again.",
+        );
+    }
+    let cookie_name = format!("{}_csrf_{}", auth.cookie.name, field("f"));
+    if cookie_value(req.headers(), &cookie_name) != Some(field("b").as_str()) {
+        return sign_in_failed(
+            StatusCode::BAD_REQUEST,
+            "This sign-in was not started in this browser.",
+        );
+    }
+    let Some(target_url) = checked_redirect(&field("t"), allowed) else {
+        return sign_in_failed(
+            StatusCode::BAD_REQUEST,
+            "The address to return to is not one this gatehouse serves.",
+        );
+    };
+    let oidc = match lazy.get().await {
+        Ok(o) => o,
+        Err(e) => return idp_unavailable(&e),
+    };
+    let redirect_uri = format!("{}/oauth2/callback", host.origin);
+    let (identity, tokens) = match oidc
+        .exchange(&redirect_uri, &code, &field("v"), &field("n"), now)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, idp = oidc.provider(), "sign-in failed");
+            return sign_in_failed(StatusCode::UNAUTHORIZED, &e.to_string());
+        }
+    };
+    let mut session = Session::new(identity, now, auth.cookie.expire.as_secs());
+    session.tokens = Some(tokens);
+    if let Err(e) = state.store.put(&session).await {
+        tracing::error!(error = %e, "cannot store the new session");
+        return sign_in_failed(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Sessions cannot be stored right now. Try again shortly.",
+        );
+    }
+    tracing::info!(user = %session.identity.sub, idp = oidc.provider(), "signed in");
+    let cookie = session_cookie(auth, host.name, &session, secure);
+    let mut resp = finish(
+        auth,
+        state,
+        &session,
+        host,
+        &target_url,
+        secure,
+        Some(cookie),
+    )
+    .await;
+    let clear = format!("{cookie_name}=; Path=/oauth2/callback; Max-Age=0; HttpOnly; SameSite=Lax");
+    if let Ok(v) = HeaderValue::from_str(&clear) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
 async fn callback(
     auth: &Auth,
     state: &IdentityState,
@@ -803,7 +1027,15 @@ async fn sign_out_post(
         .map(|u| u.to_string())
         .or_else(|| auth.signout_redirect.clone())
         .unwrap_or_else(|| format!("{}/.pomerium/signed_out", host.origin));
-    let mut resp = redirect(&target);
+    // End the provider's session too (RP-initiated logout), then come back.
+    let mut idp_logout = None;
+    if let (Some(lazy), Some(s)) = (&auth.oidc, &current) {
+        if let Ok(oidc) = lazy.get().await {
+            let hint = s.tokens.as_ref().and_then(|t| t.id_token.as_deref());
+            idp_logout = oidc.end_session_url(hint, &target);
+        }
+    }
+    let mut resp = redirect(idp_logout.as_deref().unwrap_or(&target));
     resp.headers_mut().append(
         header::SET_COOKIE,
         set_cookie(auth, &auth.cookie_name(host.name), "", None, secure),

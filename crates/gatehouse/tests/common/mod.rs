@@ -45,7 +45,11 @@ impl Gatehouse {
     }
 
     pub fn start_in(dir: tempfile::TempDir, yaml: &str) -> Gatehouse {
-        let port = free_port();
+        Self::start_on(free_port(), dir, yaml)
+    }
+
+    /// Starts on a port chosen beforehand (when a peer must know it first).
+    pub fn start_on(port: u16, dir: tempfile::TempDir, yaml: &str) -> Gatehouse {
         let config = dir.path().join("config.yaml");
         std::fs::write(&config, yaml.replace("{port}", &port.to_string())).expect("write config");
         let mut child = Command::new(BIN)
@@ -470,4 +474,44 @@ pub async fn ws_upstream() -> Upstream {
 
 pub fn install_crypto() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// The test OpenID Provider (npm `oidc-provider`, tests/e2e/idp.mjs).
+pub struct Idp {
+    child: Child,
+    pub issuer: String,
+}
+
+impl Idp {
+    pub fn start(redirect_uris: &[String], post_logout_redirect_uris: &[String]) -> Idp {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/idp.mjs");
+        let mut child = Command::new("node")
+            .arg(&script)
+            .args(["--port", "0", "--redirect-uris", &redirect_uris.join(",")])
+            .args([
+                "--post-logout-redirect-uris",
+                &post_logout_redirect_uris.join(","),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node must be installed (scripts/test.sh installs the npm packages)");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let issuer = line
+            .strip_prefix("ready ")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|| {
+                panic!("the test IdP did not start (run `npm ci` in tests/e2e): {line}")
+            });
+        Idp { child, issuer }
+    }
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

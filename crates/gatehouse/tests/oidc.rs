@@ -1,0 +1,265 @@
+//! Sign-in through a real OpenID Provider (the certified npm `oidc-provider`,
+//! started by the test): discovery, code flow with PKCE and nonce, ID-token
+//! validation, userinfo, the authenticate-host hand-off, sign-out through the
+//! provider, and attacks on the callback.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+struct Setup {
+    gh: Gatehouse,
+    idp: Idp,
+    _up: Upstream,
+}
+
+async fn setup(extra: &str) -> Setup {
+    let up = echo_upstream("a").await;
+    let port = free_port();
+    let callbacks: Vec<String> = ["app", "other", "auth"]
+        .iter()
+        .map(|h| format!("https://{h}.localhost:{port}/oauth2/callback"))
+        .collect();
+    let logouts = vec![format!("https://app.localhost:{port}/.pomerium/signed_out")];
+    let idp = Idp::start(&callbacks, &logouts);
+    let yaml = format!(
+        "address: 127.0.0.1:{{port}}
+idp_provider: oidc
+idp_provider_url: {issuer}
+idp_client_id: gatehouse
+idp_client_secret: gatehouse-secret
+idp_scopes: openid profile email groups offline_access
+cookie_secret: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
+shared_secret: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
+{extra}routes:
+  - {{from: 'https://app.localhost', to: 'http://{up}', allow_any_authenticated_user: true}}
+  - {{from: 'https://other.localhost', to: 'http://{up}', allow_any_authenticated_user: true}}
+",
+        issuer = idp.issuer,
+        up = up.addr
+    );
+    let gh = Gatehouse::start_on(port, tempfile::tempdir().unwrap(), &yaml);
+    Setup { gh, idp, _up: up }
+}
+
+/// A browser-like client: cookies, redirects followed.
+fn browser(gh: &Gatehouse, follow: bool) -> reqwest::Client {
+    let policy = if follow {
+        reqwest::redirect::Policy::limited(20)
+    } else {
+        reqwest::redirect::Policy::none()
+    };
+    reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .redirect(policy)
+        .cookie_store(true)
+        .resolve("app.localhost", gh.addr())
+        .resolve("other.localhost", gh.addr())
+        .resolve("auth.localhost", gh.addr())
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+async fn page(c: &reqwest::Client, url: &str) -> reqwest::Response {
+    c.get(url)
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_code_flow_signs_in_and_lands_on_the_original_url() {
+    let s = setup("").await;
+    let gh = &s.gh;
+    let c = browser(gh, true);
+    let resp = page(&c, &gh.url("app.localhost", "/dash?x=1")).await;
+    assert_eq!(resp.status(), 200, "{}", gh.log_text());
+    assert_eq!(resp.url().as_str(), gh.url("app.localhost", "/dash?x=1"));
+    let echo: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    assert_eq!(echo["path"], "/dash");
+
+    let me: Value = serde_json::from_str(
+        &c.get(gh.url("app.localhost", "/.pomerium/user"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(me["sub"], "alice");
+    assert_eq!(me["email"], "alice@example.com");
+    assert_eq!(me["name"], "Alice Liddell");
+    assert_eq!(me["groups"], serde_json::json!(["staff", "admins"]));
+    assert_eq!(me["idp"], "oidc");
+    assert!(gh.log_text().contains("signed in"));
+    assert!(
+        !gh.log_text().contains("gatehouse-secret"),
+        "secrets never reach the log"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_out_goes_through_the_provider() {
+    let s = setup("").await;
+    let gh = &s.gh;
+    let c = browser(gh, true);
+    assert_eq!(page(&c, &gh.url("app.localhost", "/")).await.status(), 200);
+    let html = page(&c, &gh.url("app.localhost", "/.pomerium/sign_out"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let start = html.find("name=\"token\" value=\"").unwrap() + 20;
+    let token = html[start..].split('"').next().unwrap().to_string();
+    let no_follow = browser(gh, false);
+    // Carry the session cookie over by hand (separate jar).
+    let me: Value = serde_json::from_str(
+        &c.get(gh.url("app.localhost", "/.pomerium/user"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(me["sub"], "alice");
+    let resp = c
+        .post(gh.url("app.localhost", "/.pomerium/sign_out"))
+        .header("Origin", gh.url("app.localhost", ""))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    // The provider's logout page needs JavaScript; the redirect to it is what matters.
+    let final_url = resp.url().to_string();
+    assert!(
+        final_url.starts_with(&format!("{}/session/end", s.idp.issuer)),
+        "{final_url}"
+    );
+    let q: Vec<(String, String)> = url::Url::parse(&final_url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    assert!(get("id_token_hint").is_some_and(|t| t.split('.').count() == 3));
+    assert_eq!(
+        get("post_logout_redirect_uri"),
+        Some(gh.url("app.localhost", "/.pomerium/signed_out"))
+    );
+    assert_eq!(get("client_id").as_deref(), Some("gatehouse"));
+    // Signed out at gatehouse.
+    let resp = no_follow
+        .get(gh.url("app.localhost", "/"))
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 302);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_authenticate_host_runs_the_provider_flow_for_every_domain() {
+    let s = setup("authenticate_service_url: https://auth.localhost:{port}\n").await;
+    let gh = &s.gh;
+    let c = browser(gh, true);
+    let resp = page(&c, &gh.url("app.localhost", "/a")).await;
+    assert_eq!(resp.status(), 200, "{}", gh.log_text());
+    assert_eq!(resp.url().as_str(), gh.url("app.localhost", "/a"));
+    // The second domain signs in through the authenticate host's session.
+    let resp = page(&c, &gh.url("other.localhost", "/b")).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.url().as_str(), gh.url("other.localhost", "/b"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_callback_refuses_forged_and_foreign_answers() {
+    let s = setup("").await;
+    let gh = &s.gh;
+    // Start a flow without following: the IdP URL carries our sealed state.
+    let starter = browser(gh, false);
+    let resp = page(&starter, &gh.url("app.localhost", "/")).await;
+    let sign_in = resp.headers()["location"].to_str().unwrap().to_string();
+    let resp = page(&starter, &sign_in).await;
+    let idp_url = url::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+    assert!(idp_url.as_str().starts_with(&s.idp.issuer));
+    let params: Vec<(String, String)> = idp_url.query_pairs().into_owned().collect();
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(get("code_challenge_method"), "S256");
+    assert!(!get("nonce").is_empty());
+    let state = get("state");
+
+    // Another browser (no flow cookie) presenting this state: login CSRF.
+    let other = browser(gh, false);
+    let cb = format!(
+        "{}/oauth2/callback?code=abc&state={}",
+        gh.url("app.localhost", ""),
+        url::form_urlencoded::byte_serialize(state.as_bytes()).collect::<String>()
+    );
+    let resp = page(&other, &cb).await;
+    assert_eq!(resp.status(), 400);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("not started in this browser")
+    );
+    // A tampered state.
+    let resp = page(
+        &starter,
+        &format!(
+            "{}/oauth2/callback?code=abc&state=AAAA{}",
+            gh.url("app.localhost", ""),
+            &state[4..]
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    // The right browser with a forged code: the provider refuses the exchange.
+    let resp = page(&starter, &cb).await;
+    assert_eq!(resp.status(), 401);
+    // The provider reporting an error.
+    let resp = page(
+        &starter,
+        &format!(
+            "{}/oauth2/callback?error=access_denied&error_description=nope",
+            gh.url("app.localhost", "")
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_provider_is_a_clear_503() {
+    let port = free_port();
+    let dead = free_port();
+    let gh = Gatehouse::start_on(
+        port,
+        tempfile::tempdir().unwrap(),
+        &format!(
+            "address: 127.0.0.1:{{port}}\nidp_provider: oidc\nidp_provider_url: http://127.0.0.1:{dead}\nidp_client_id: x\nidp_client_secret: y\nroutes:\n  - {{from: 'https://app.localhost', response: {{status: 200, body: ok}}, allow_any_authenticated_user: true}}\n"
+        ),
+    );
+    let c = browser(&gh, true);
+    let resp = page(&c, &gh.url("app.localhost", "/")).await;
+    assert_eq!(resp.status(), 503);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("identity provider cannot be reached")
+    );
+}

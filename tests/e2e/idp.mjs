@@ -1,0 +1,93 @@
+// A real OpenID Provider for the tests: the certified `oidc-provider`
+// package, on loopback, with test accounts. Interactions complete without a
+// form: the account is `login_hint` (default alice), consent is granted.
+//
+//   node idp.mjs --port 0 --redirect-uris https://app.localhost:8443/oauth2/callback[,...]
+//
+// Prints `ready <issuer>` once listening. Short token lifetimes so refresh
+// can be tested; RP-initiated logout enabled.
+import http from 'node:http';
+import { parseArgs } from 'node:util';
+import Provider from 'oidc-provider';
+
+const { values } = parseArgs({
+  options: {
+    port: { type: 'string', default: '0' },
+    'redirect-uris': { type: 'string', default: '' },
+    'post-logout-redirect-uris': { type: 'string', default: '' },
+    'access-token-ttl': { type: 'string', default: '120' },
+  },
+});
+
+const ACCOUNTS = {
+  alice: { email: 'alice@example.com', email_verified: true, name: 'Alice Liddell', groups: ['staff', 'admins'] },
+  bob: { email: 'bob@example.org', email_verified: true, name: 'Bob Builder', groups: [] },
+};
+
+const server = http.createServer();
+await new Promise((r) => server.listen(Number(values.port), '127.0.0.1', r));
+const issuer = `http://127.0.0.1:${server.address().port}`;
+
+const provider = new Provider(issuer, {
+  clients: [{
+    client_id: 'gatehouse',
+    client_secret: 'gatehouse-secret',
+    redirect_uris: values['redirect-uris'].split(',').filter(Boolean),
+    post_logout_redirect_uris: values['post-logout-redirect-uris'].split(',').filter(Boolean),
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    token_endpoint_auth_method: 'client_secret_basic',
+  }],
+  async findAccount(ctx, id) {
+    const account = ACCOUNTS[id];
+    if (!account) return undefined;
+    return { accountId: id, async claims() { return { sub: id, ...account }; } };
+  },
+  claims: {
+    openid: ['sub'],
+    email: ['email', 'email_verified'],
+    profile: ['name'],
+    groups: ['groups'],
+  },
+  scopes: ['openid', 'offline_access', 'email', 'profile', 'groups'],
+  pkce: { required: () => true },
+  features: {
+    devInteractions: { enabled: false },
+    rpInitiatedLogout: { enabled: true, logoutSource: async (ctx, form) => {
+      // Submit the logout confirmation form automatically.
+      ctx.body = `<!doctype html><html><body>${form}<script>document.forms[0].submit()</script></body></html>`;
+    } },
+  },
+  ttl: { AccessToken: Number(values['access-token-ttl']), IdToken: 3600, RefreshToken: 86400, Session: 86400, Grant: 86400, Interaction: 600 },
+  issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
+  conformIdTokenClaims: false,
+  interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
+  cookies: { keys: ['gatehouse-test-idp-cookie-key'] },
+});
+provider.proxy = false;
+
+server.on('request', async (req, res) => {
+  const m = /^\/interaction\/([^/?]+)/.exec(req.url);
+  if (!m) return provider.callback()(req, res);
+  try {
+    const details = await provider.interactionDetails(req, res);
+    const { prompt, params } = details;
+    if (prompt.name === 'login') {
+      const accountId = ACCOUNTS[params.login_hint] ? params.login_hint : 'alice';
+      return await provider.interactionFinished(req, res, { login: { accountId } }, { mergeWithLastSubmission: false });
+    }
+    const grant = details.grantId
+      ? await provider.Grant.find(details.grantId)
+      : new provider.Grant({ accountId: details.session.accountId, clientId: params.client_id });
+    if (prompt.details.missingOIDCScope) grant.addOIDCScope(prompt.details.missingOIDCScope.join(' '));
+    if (prompt.details.missingOIDCClaims) grant.addOIDCClaims(prompt.details.missingOIDCClaims);
+    const grantId = await grant.save();
+    return await provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
+  } catch (err) {
+    res.statusCode = 500;
+    res.end(String(err));
+  }
+});
+
+process.stdout.write(`ready ${issuer}\n`);
+process.on('SIGTERM', () => server.close(() => process.exit(0)));
