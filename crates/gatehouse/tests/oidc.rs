@@ -15,6 +15,10 @@ struct Setup {
 }
 
 async fn setup(extra: &str) -> Setup {
+    setup_with(extra, &[]).await
+}
+
+async fn setup_with(extra: &str, idp_args: &[&str]) -> Setup {
     let up = echo_upstream("a").await;
     let port = free_port();
     let callbacks: Vec<String> = ["app", "other", "auth"]
@@ -22,7 +26,7 @@ async fn setup(extra: &str) -> Setup {
         .map(|h| format!("https://{h}.localhost:{port}/oauth2/callback"))
         .collect();
     let logouts = vec![format!("https://app.localhost:{port}/.pomerium/signed_out")];
-    let idp = Idp::start(&callbacks, &logouts);
+    let idp = Idp::start_with(0, &callbacks, &logouts, idp_args);
     let yaml = format!(
         "address: 127.0.0.1:{{port}}
 idp_provider: oidc
@@ -261,5 +265,74 @@ async fn an_unreachable_provider_is_a_clear_503() {
             .await
             .unwrap()
             .contains("identity provider cannot be reached")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_refresh_once_survive_outages_and_end_on_revocation() {
+    // Access tokens live 2 s: every request after the 10 s cool-off refreshes.
+    let mut s = setup_with("", &["--access-token-ttl", "2"]).await;
+    let gh = &s.gh;
+    let c = browser(gh, true);
+    assert_eq!(page(&c, &gh.url("app.localhost", "/")).await.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+
+    // Eight requests at once: one refresh at the provider.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let c = c.clone();
+        let url = gh.url("app.localhost", &format!("/r{i}"));
+        tasks.push(tokio::spawn(async move {
+            c.get(url).send().await.unwrap().status()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(
+        gh.log_count("refreshed session tokens"),
+        1,
+        "{}",
+        gh.log_text()
+    );
+
+    // The provider goes down: the session keeps working.
+    let port = s.idp.port();
+    let callbacks = vec![gh.url("app.localhost", "/oauth2/callback")];
+    drop(std::mem::replace(
+        &mut s.idp,
+        Idp::start_with(0, &callbacks, &[], &[]),
+    ));
+    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+    assert_eq!(
+        c.get(gh.url("app.localhost", "/"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert!(
+        gh.log_count("token refresh failed for now") >= 1,
+        "{}",
+        gh.log_text()
+    );
+
+    // It comes back without the grant (in-memory state lost): invalid_grant ends the session.
+    drop(std::mem::replace(
+        &mut s.idp,
+        Idp::start_with(port, &callbacks, &[], &["--access-token-ttl", "2"]),
+    ));
+    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+    let resp = c
+        .get(gh.url("app.localhost", "/"))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401, "{}", gh.log_text());
+    assert!(
+        gh.log_text()
+            .contains("token refresh refused: ending the session")
     );
 }

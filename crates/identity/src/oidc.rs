@@ -68,6 +68,32 @@ pub struct Tokens {
     pub id_token: Option<String>,
     /// Unix seconds, when the IdP said.
     pub expires_at: Option<u64>,
+    /// Unix seconds of the last refresh (never two within 10 s).
+    #[serde(default)]
+    pub refreshed_at: u64,
+}
+
+/// Why a refresh did not work.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// The provider will never accept this refresh token again (e.g.
+    /// `invalid_grant`): the session must end.
+    #[error("the identity provider revoked the session: {0}")]
+    Permanent(String),
+    /// The provider could not be reached or failed: try again later, keep
+    /// the session meanwhile.
+    #[error("token refresh failed for now: {0}")]
+    Temporary(String),
+}
+
+impl Tokens {
+    /// True when the access token expires within a minute (and the last
+    /// refresh is more than 10 s ago) and a refresh token is at hand.
+    pub fn needs_refresh(&self, now: u64) -> bool {
+        self.refresh_token.is_some()
+            && self.expires_at.is_some_and(|exp| exp <= now + 60)
+            && now >= self.refreshed_at + 10
+    }
 }
 
 impl std::fmt::Debug for Tokens {
@@ -260,11 +286,61 @@ impl Oidc {
             refresh_token: response.refresh_token().map(|t| t.secret().clone()),
             id_token: Some(raw_id_token),
             expires_at: response.expires_in().map(|d| now + d.as_secs()),
+            refreshed_at: now,
         };
         Ok((
             identity_from_claims(&self.settings.provider, claims),
             tokens,
         ))
+    }
+
+    /// Uses the refresh token; the provider may rotate it.
+    pub async fn refresh(&self, tokens: &Tokens, now: u64) -> Result<Tokens, RefreshError> {
+        use openidconnect::RequestTokenError;
+        let Some(refresh_token) = &tokens.refresh_token else {
+            return Err(RefreshError::Permanent("no refresh token".into()));
+        };
+        let refresh_token = openidconnect::RefreshToken::new(refresh_token.clone());
+        let request = self
+            .client
+            .exchange_refresh_token(&refresh_token)
+            .map_err(|e| RefreshError::Temporary(e.to_string()))?;
+        let response = match request.request_async(&self.http).await {
+            Ok(r) => r,
+            Err(RequestTokenError::ServerResponse(e)) => {
+                use openidconnect::core::CoreErrorResponseType as E;
+                let permanent = matches!(
+                    e.error(),
+                    E::InvalidGrant | E::InvalidClient | E::UnauthorizedClient
+                );
+                let msg = format!(
+                    "{}{}",
+                    e.error(),
+                    e.error_description()
+                        .map(|d| format!(": {d}"))
+                        .unwrap_or_default()
+                );
+                return Err(if permanent {
+                    RefreshError::Permanent(msg)
+                } else {
+                    RefreshError::Temporary(msg)
+                });
+            }
+            Err(e) => return Err(RefreshError::Temporary(error_chain(&e))),
+        };
+        Ok(Tokens {
+            access_token: response.access_token().secret().clone(),
+            refresh_token: response
+                .refresh_token()
+                .map(|t| t.secret().clone())
+                .or_else(|| tokens.refresh_token.clone()),
+            id_token: response
+                .id_token()
+                .map(|t| t.to_string())
+                .or_else(|| tokens.id_token.clone()),
+            expires_at: response.expires_in().map(|d| now + d.as_secs()),
+            refreshed_at: now,
+        })
     }
 
     async fn userinfo(

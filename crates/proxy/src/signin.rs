@@ -45,6 +45,8 @@ const MAX_FORM: usize = 16 * 1024;
 pub struct IdentityState {
     pub store: Arc<dyn SessionStore>,
     pub throttle: Throttle,
+    /// One lock per session being refreshed, so concurrent requests refresh once.
+    refreshing: std::sync::Mutex<std::collections::HashMap<SessionId, Arc<tokio::sync::Mutex<()>>>>,
     random_cookie_key: [u8; 32],
     random_shared_key: [u8; 32],
 }
@@ -69,6 +71,7 @@ impl IdentityState {
         Ok(IdentityState {
             store,
             throttle: Throttle::new(t.failures, t.window.as_secs(), t.lockout.as_secs()),
+            refreshing: Default::default(),
             random_cookie_key: rand::random(),
             random_shared_key: rand::random(),
         })
@@ -203,12 +206,95 @@ pub async fn session(
     let value = cookie_value(headers, &name)?;
     let now = unix_now();
     let handle = Handle::open(&auth.cookie_sealer, &name, value, now)?;
-    match state.store.get(&handle.session).await {
-        Ok(Some(s)) if s.is_live(now) => Some(s),
-        Ok(_) => None,
+    let session = match state.store.get(&handle.session).await {
+        Ok(Some(s)) if s.is_live(now) => s,
+        Ok(_) => return None,
         Err(e) => {
             tracing::warn!(error = %e, "session lookup failed; treating the request as signed out");
-            None
+            return None;
+        }
+    };
+    match &session.tokens {
+        Some(t) if t.needs_refresh(now) => refresh(auth, state, session, now).await,
+        _ => Some(session),
+    }
+}
+
+/// Refreshes the provider's tokens about a minute before they expire, once
+/// per session however many requests arrive together. A permanent refusal
+/// ends the session; an outage keeps it until it expires.
+async fn refresh(
+    auth: &Auth,
+    state: &IdentityState,
+    session: Session,
+    now: u64,
+) -> Option<Session> {
+    let Some(lazy) = &auth.oidc else {
+        return Some(session);
+    };
+    let lock = {
+        let mut map = state.refreshing.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(session.id).or_default().clone()
+    };
+    let result = {
+        let _guard = lock.lock().await;
+        refresh_locked(lazy, state, session, now).await
+    };
+    let mut map = state.refreshing.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(l) = map.get(&result.0) {
+        if Arc::strong_count(l) <= 2 {
+            map.remove(&result.0);
+        }
+    }
+    result.1
+}
+
+async fn refresh_locked(
+    lazy: &LazyOidc,
+    state: &IdentityState,
+    session: Session,
+    now: u64,
+) -> (SessionId, Option<Session>) {
+    let id = session.id;
+    // Another request may have refreshed while this one waited.
+    let mut current = match state.store.get(&id).await {
+        Ok(Some(s)) if s.is_live(now) => s,
+        Ok(_) => return (id, None),
+        Err(_) => return (id, Some(session)),
+    };
+    let Some(tokens) = current.tokens.clone().filter(|t| t.needs_refresh(now)) else {
+        return (id, Some(current));
+    };
+    let outcome = match lazy.get().await {
+        Ok(oidc) => oidc.refresh(&tokens, now).await,
+        Err(e) => Err(gatehouse_identity::oidc::RefreshError::Temporary(
+            e.to_string(),
+        )),
+    };
+    match outcome {
+        Ok(new) => {
+            current.tokens = Some(new);
+            if let Err(e) = state.store.put(&current).await {
+                tracing::warn!(error = %e, "cannot store refreshed tokens");
+            }
+            tracing::info!(user = %current.identity.sub, "refreshed session tokens");
+            (id, Some(current))
+        }
+        Err(gatehouse_identity::oidc::RefreshError::Permanent(why)) => {
+            tracing::warn!(user = %current.identity.sub, reason = %why, "token refresh refused: ending the session");
+            if let Err(e) = state.store.delete(&id).await {
+                tracing::warn!(error = %e, "cannot delete the session");
+            }
+            (id, None)
+        }
+        Err(gatehouse_identity::oidc::RefreshError::Temporary(why)) => {
+            tracing::warn!(user = %current.identity.sub, reason = %why, "token refresh failed for now; the session continues");
+            // Do not hammer a provider that is down: wait before the next try.
+            let mut t = tokens;
+            t.refreshed_at = now;
+            current.tokens = Some(t);
+            let _ = state.store.put(&current).await;
+            (id, Some(current))
         }
     }
 }

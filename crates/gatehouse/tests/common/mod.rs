@@ -484,10 +484,26 @@ pub struct Idp {
 
 impl Idp {
     pub fn start(redirect_uris: &[String], post_logout_redirect_uris: &[String]) -> Idp {
+        Self::start_with(0, redirect_uris, post_logout_redirect_uris, &[])
+    }
+
+    /// On a given port (0: any), with extra `idp.mjs` arguments.
+    pub fn start_with(
+        port: u16,
+        redirect_uris: &[String],
+        post_logout_redirect_uris: &[String],
+        extra: &[&str],
+    ) -> Idp {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/idp.mjs");
         let mut child = Command::new("node")
             .arg(&script)
-            .args(["--port", "0", "--redirect-uris", &redirect_uris.join(",")])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--redirect-uris",
+                &redirect_uris.join(","),
+            ])
+            .args(extra)
             .args([
                 "--post-logout-redirect-uris",
                 &post_logout_redirect_uris.join(","),
@@ -506,6 +522,16 @@ impl Idp {
                 panic!("the test IdP did not start (run `npm ci` in tests/e2e): {line}")
             });
         Idp { child, issuer }
+    }
+}
+
+impl Idp {
+    pub fn port(&self) -> u16 {
+        self.issuer
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
     }
 }
 
