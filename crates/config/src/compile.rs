@@ -372,19 +372,35 @@ impl Compiler<'_> {
                 }
                 Provider::Local(users)
             }
-            Some((p, mark)) if p == "oidc" => {
-                let mut need = |v: &Option<Spanned<String>>, key: &str| match v {
-                    Some(v) if !v.value.trim().is_empty() => v.value.trim().to_string(),
-                    _ => {
-                        self.error(&mark, format!("`idp_provider: oidc` needs `{key}`"));
-                        String::new()
-                    }
+            Some((p, mark))
+                if matches!(
+                    p.as_str(),
+                    "oidc" | "google" | "azure" | "okta" | "auth0" | "gitlab" | "cognito"
+                ) =>
+            {
+                // Named providers are OpenID Connect with Pomerium's defaults.
+                let default_issuer = match p.as_str() {
+                    "google" => Some("https://accounts.google.com"),
+                    "gitlab" => Some("https://gitlab.com"),
+                    _ => None,
                 };
-                let issuer = need(&opts.idp_provider_url, "idp_provider_url");
-                let client_id = need(&opts.idp_client_id, "idp_client_id");
+                let mut need =
+                    |v: &Option<Spanned<String>>, key: &str, default: Option<&str>| match v {
+                        Some(v) if !v.value.trim().is_empty() => v.value.trim().to_string(),
+                        _ => match default {
+                            Some(d) => d.to_string(),
+                            None => {
+                                self.error(&mark, format!("`idp_provider: {p}` needs `{key}`"));
+                                String::new()
+                            }
+                        },
+                    };
+                let issuer = need(&opts.idp_provider_url, "idp_provider_url", default_issuer);
+                let client_id = need(&opts.idp_client_id, "idp_client_id", None);
                 let client_secret = need(
                     &opts.idp_client_secret,
                     "idp_client_secret (or idp_client_secret_file)",
+                    None,
                 );
                 if let Some(u) = &opts.idp_provider_url {
                     if url::Url::parse(u.value.trim())
@@ -397,27 +413,39 @@ impl Compiler<'_> {
                         );
                     }
                 }
+                let default_scopes: &[&str] = match p.as_str() {
+                    // Google refuses offline_access; it uses access_type=offline instead.
+                    "google" => &["openid", "profile", "email"],
+                    _ => &["openid", "profile", "email", "offline_access"],
+                };
                 let scopes = opts
                     .idp_scopes
                     .as_ref()
                     .map(|s| s.value.0.clone())
                     .filter(|s| !s.is_empty())
-                    .unwrap_or_else(|| {
-                        ["openid", "profile", "email", "offline_access"]
-                            .map(String::from)
-                            .to_vec()
-                    });
+                    .unwrap_or_else(|| default_scopes.iter().map(|s| s.to_string()).collect());
+                let mut request_params: Vec<(String, String)> = opts
+                    .idp_request_params
+                    .as_ref()
+                    .map(|m| m.value.0.clone())
+                    .unwrap_or_default();
+                if p == "google" {
+                    for (k, v) in [
+                        ("access_type", "offline"),
+                        ("prompt", "select_account consent"),
+                    ] {
+                        if !request_params.iter().any(|(n, _)| n == k) {
+                            request_params.push((k.to_string(), v.to_string()));
+                        }
+                    }
+                }
                 Provider::Oidc(OidcProvider {
                     name: p,
                     issuer,
                     client_id,
                     client_secret,
                     scopes,
-                    request_params: opts
-                        .idp_request_params
-                        .as_ref()
-                        .map(|m| m.value.0.clone())
-                        .unwrap_or_default(),
+                    request_params,
                 })
             }
             Some((p, mark)) => {

@@ -453,3 +453,36 @@ fn local_users_inline_and_from_a_file() {
     let all = errors("idp_provider: local\n").join("\n");
     assert!(all.contains("needs users"), "{all}");
 }
+
+#[test]
+fn named_providers_get_pomeriums_defaults() {
+    let cfg = load("idp_provider: google\nidp_client_id: id\nidp_client_secret: s\n")
+        .unwrap()
+        .config;
+    let Provider::Oidc(p) = &cfg.sign_in.provider else {
+        panic!()
+    };
+    assert_eq!(p.issuer, "https://accounts.google.com");
+    assert_eq!(p.scopes, ["openid", "profile", "email"]);
+    assert!(
+        p.request_params
+            .contains(&("access_type".into(), "offline".into()))
+    );
+    let cfg = load("idp_provider: oidc\nidp_provider_url: https://kc.example.com/realms/x\nidp_client_id: id\nidp_client_secret: s\nidp_scopes: openid,email\nidp_request_params: {login_hint: bob}\n").unwrap().config;
+    let Provider::Oidc(p) = &cfg.sign_in.provider else {
+        panic!()
+    };
+    assert_eq!(p.scopes, ["openid", "email"]);
+    assert_eq!(
+        p.request_params,
+        [("login_hint".to_string(), "bob".to_string())]
+    );
+    let all = errors("idp_provider: azure\nidp_client_id: id\nidp_client_secret: s\n").join("\n");
+    assert!(
+        all.contains("c.yaml:1:15: `idp_provider: azure` needs `idp_provider_url`"),
+        "{all}"
+    );
+    // GitHub is plain OAuth2: loads, not supported yet.
+    let cfg = load("idp_provider: github\n").unwrap().config;
+    assert!(matches!(cfg.sign_in.provider, Provider::NotYetSupported(ref p) if p == "github"));
+}

@@ -336,3 +336,23 @@ async fn tokens_refresh_once_survive_outages_and_end_on_revocation() {
             .contains("token refresh refused: ending the session")
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_params_reach_the_provider_and_empty_groups_stay_a_list() {
+    let s = setup("idp_request_params: {login_hint: bob}\n").await;
+    let gh = &s.gh;
+    let c = browser(gh, true);
+    assert_eq!(page(&c, &gh.url("app.localhost", "/")).await.status(), 200);
+    let me: Value = serde_json::from_str(
+        &c.get(gh.url("app.localhost", "/.pomerium/user"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(me["sub"], "bob");
+    assert_eq!(me["groups"], serde_json::json!([]), "never null");
+}
