@@ -8,6 +8,7 @@
 // can be tested; RP-initiated logout enabled.
 import http from 'node:http';
 import { parseArgs } from 'node:util';
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import Provider from 'oidc-provider';
 
 const { values } = parseArgs({
@@ -16,6 +17,8 @@ const { values } = parseArgs({
     'redirect-uris': { type: 'string', default: '' },
     'post-logout-redirect-uris': { type: 'string', default: '' },
     'access-token-ttl': { type: 'string', default: '120' },
+    // A new signing key at every start (to test key rotation).
+    'fresh-keys': { type: 'boolean', default: false },
   },
 });
 
@@ -63,7 +66,13 @@ const provider = new Provider(issuer, {
   conformIdTokenClaims: false,
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
   cookies: { keys: ['gatehouse-test-idp-cookie-key'] },
+  ...(values['fresh-keys'] ? { jwks: { keys: [freshKey()] } } : {}),
 });
+
+function freshKey() {
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  return { ...privateKey.export({ format: 'jwk' }), kid: randomUUID(), use: 'sig', alg: 'RS256' };
+}
 provider.proxy = false;
 
 server.on('request', async (req, res) => {

@@ -356,3 +356,27 @@ async fn request_params_reach_the_provider_and_empty_groups_stay_a_list() {
     assert_eq!(me["sub"], "bob");
     assert_eq!(me["groups"], serde_json::json!([]), "never null");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_providers_key_rotation_is_followed() {
+    let mut s = setup_with("", &["--fresh-keys"]).await;
+    let gh = &s.gh;
+    assert_eq!(
+        page(&browser(gh, true), &gh.url("app.localhost", "/"))
+            .await
+            .status(),
+        200
+    );
+    // The provider restarts with a new signing key (same issuer).
+    let port = s.idp.port();
+    let callbacks = vec![gh.url("app.localhost", "/oauth2/callback")];
+    s.idp.stop();
+    s.idp = Idp::start_with(port, &callbacks, &[], &["--fresh-keys"]);
+    // A new browser signs in: its ID token is signed by a key gatehouse has not seen.
+    let resp = page(&browser(gh, true), &gh.url("app.localhost", "/")).await;
+    assert_eq!(resp.status(), 200, "{}", gh.log_text());
+    assert!(
+        gh.log_text()
+            .contains("refetched the provider's signing keys")
+    );
+}

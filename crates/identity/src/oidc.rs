@@ -138,6 +138,12 @@ impl<'c> openidconnect::AsyncHttpClient<'c> for Http {
 pub struct Oidc {
     client: Client,
     http: Http,
+    issuer: IssuerUrl,
+    jwks_uri: openidconnect::JsonWebKeySetUrl,
+    /// The provider's signing keys; re-fetched when a signature does not
+    /// verify (key rotation), at most every 30 s.
+    jwks: std::sync::RwLock<openidconnect::core::CoreJsonWebKeySet>,
+    jwks_fetched: tokio::sync::Mutex<std::time::Instant>,
     settings: OidcSettings,
     end_session: Option<String>,
     userinfo: Option<String>,
@@ -157,7 +163,7 @@ impl Oidc {
         let issuer =
             IssuerUrl::new(settings.issuer.clone()).map_err(|e| OidcError::Url(e.to_string()))?;
         let http = Http(http);
-        let metadata = CoreProviderMetadata::discover_async(issuer, &http)
+        let metadata = CoreProviderMetadata::discover_async(issuer.clone(), &http)
             .await
             .map_err(|e| OidcError::Discovery {
                 issuer: settings.issuer.clone(),
@@ -184,6 +190,8 @@ impl Oidc {
             .unwrap_or_default();
         let end_session = raw["end_session_endpoint"].as_str().map(String::from);
         let userinfo = raw["userinfo_endpoint"].as_str().map(String::from);
+        let jwks_uri = metadata.jwks_uri().clone();
+        let jwks = metadata.jwks().clone();
         let client = CoreClient::from_provider_metadata(
             metadata,
             ClientId::new(settings.client_id.clone()),
@@ -192,6 +200,15 @@ impl Oidc {
         Ok(Oidc {
             client,
             http,
+            issuer,
+            jwks_uri,
+            jwks: std::sync::RwLock::new(jwks),
+            // Allow a first re-fetch at once.
+            jwks_fetched: tokio::sync::Mutex::new(
+                std::time::Instant::now()
+                    .checked_sub(Duration::from_secs(30))
+                    .unwrap_or_else(std::time::Instant::now),
+            ),
             settings,
             end_session,
             userinfo,
@@ -261,10 +278,29 @@ impl Oidc {
         let id_token = response
             .id_token()
             .ok_or_else(|| OidcError::IdToken("the token response has no id_token".into()))?;
-        let verifier = client.id_token_verifier();
-        id_token
-            .claims(&verifier, &Nonce::new(nonce.to_string()))
-            .map_err(|e| OidcError::IdToken(error_chain(&e)))?;
+        let nonce = Nonce::new(nonce.to_string());
+        let verify = |keys: openidconnect::core::CoreJsonWebKeySet| {
+            let verifier = openidconnect::core::CoreIdTokenVerifier::new_confidential_client(
+                ClientId::new(self.settings.client_id.clone()),
+                ClientSecret::new(self.settings.client_secret.clone()),
+                self.issuer.clone(),
+                keys,
+            );
+            id_token.claims(&verifier, &nonce).map(|_| ())
+        };
+        let current = self.jwks.read().unwrap_or_else(|e| e.into_inner()).clone();
+        match verify(current) {
+            Ok(()) => {}
+            Err(openidconnect::ClaimsVerificationError::SignatureVerification(first)) => {
+                // The provider may have rotated its keys: fetch them again.
+                let fresh = self
+                    .refetch_jwks()
+                    .await
+                    .ok_or_else(|| OidcError::IdToken(error_chain(&first)))?;
+                verify(fresh).map_err(|e| OidcError::IdToken(error_chain(&e)))?;
+            }
+            Err(e) => return Err(OidcError::IdToken(error_chain(&e))),
+        }
         // Verified above: read every claim, not just the standard ones.
         let raw_id_token = id_token.to_string();
         let mut claims = jwt_payload(&raw_id_token)
@@ -292,6 +328,28 @@ impl Oidc {
             identity_from_claims(&self.settings.provider, claims),
             tokens,
         ))
+    }
+
+    /// Fetches the provider's keys again, unless that was done in the last
+    /// 30 s (forged tokens must not make gatehouse hammer the provider).
+    async fn refetch_jwks(&self) -> Option<openidconnect::core::CoreJsonWebKeySet> {
+        let mut last = self.jwks_fetched.lock().await;
+        if last.elapsed() < Duration::from_secs(30) {
+            return None;
+        }
+        *last = std::time::Instant::now();
+        match openidconnect::core::CoreJsonWebKeySet::fetch_async(&self.jwks_uri, &self.http).await
+        {
+            Ok(keys) => {
+                tracing::info!(provider = %self.settings.provider, "refetched the provider's signing keys");
+                *self.jwks.write().unwrap_or_else(|e| e.into_inner()) = keys.clone();
+                Some(keys)
+            }
+            Err(e) => {
+                tracing::warn!(error = %error_chain(&e), "cannot fetch the provider's signing keys");
+                None
+            }
+        }
     }
 
     /// Uses the refresh token; the provider may rotate it.

@@ -526,6 +526,12 @@ impl Idp {
 }
 
 impl Idp {
+    /// Stops the provider now (before starting another on its port).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn port(&self) -> u16 {
         self.issuer
             .rsplit(':')
