@@ -448,6 +448,35 @@ impl Compiler<'_> {
                     request_params,
                 })
             }
+            Some((p, mark)) if p == "github" => {
+                let mut need = |v: &Option<Spanned<String>>, key: &str| match v {
+                    Some(v) if !v.value.trim().is_empty() => v.value.trim().to_string(),
+                    _ => {
+                        self.error(&mark, format!("`idp_provider: github` needs `{key}`"));
+                        String::new()
+                    }
+                };
+                let client_id = need(&opts.idp_client_id, "idp_client_id");
+                let client_secret = need(
+                    &opts.idp_client_secret,
+                    "idp_client_secret (or idp_client_secret_file)",
+                );
+                let scopes = opts
+                    .idp_scopes
+                    .as_ref()
+                    .map(|s| s.value.0.clone())
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| vec!["user:email".into(), "read:org".into()]);
+                Provider::GitHub(GitHubProvider {
+                    url: opts
+                        .idp_provider_url
+                        .as_ref()
+                        .map(|u| u.value.trim().to_string()),
+                    client_id,
+                    client_secret,
+                    scopes,
+                })
+            }
             Some((p, mark)) => {
                 const KNOWN: &[&str] = &[
                     "oidc", "google", "azure", "okta", "auth0", "gitlab", "cognito", "github",

@@ -136,6 +136,9 @@ pub enum Provider {
     Local(Vec<crate::model::LocalUser>),
     /// `idp_provider: oidc`: any OpenID Connect provider by discovery.
     Oidc(OidcProvider),
+    /// `idp_provider: github`: OAuth2 and GitHub's API (github.com or
+    /// Enterprise at `idp_provider_url`).
+    GitHub(GitHubProvider),
     /// A provider gatehouse does not implement yet (name kept for messages).
     NotYetSupported(String),
 }
@@ -156,6 +159,23 @@ impl std::fmt::Debug for OidcProvider {
         f.debug_struct("OidcProvider")
             .field("name", &self.name)
             .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone)]
+pub struct GitHubProvider {
+    pub url: Option<String>,
+    pub client_id: String,
+    pub client_secret: String,
+    pub scopes: Vec<String>,
+}
+
+impl std::fmt::Debug for GitHubProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitHubProvider")
+            .field("url", &self.url)
             .field("client_id", &self.client_id)
             .finish_non_exhaustive()
     }

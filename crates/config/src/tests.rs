@@ -482,7 +482,12 @@ fn named_providers_get_pomeriums_defaults() {
         all.contains("c.yaml:1:15: `idp_provider: azure` needs `idp_provider_url`"),
         "{all}"
     );
-    // GitHub is plain OAuth2: loads, not supported yet.
-    let cfg = load("idp_provider: github\n").unwrap().config;
-    assert!(matches!(cfg.sign_in.provider, Provider::NotYetSupported(ref p) if p == "github"));
+    let cfg = load("idp_provider: github\nidp_client_id: id\nidp_client_secret: s\n")
+        .unwrap()
+        .config;
+    let Provider::GitHub(g) = &cfg.sign_in.provider else {
+        panic!()
+    };
+    assert_eq!(g.scopes, ["user:email", "read:org"]);
+    assert_eq!(g.url, None);
 }

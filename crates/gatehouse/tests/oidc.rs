@@ -299,10 +299,8 @@ async fn tokens_refresh_once_survive_outages_and_end_on_revocation() {
     // The provider goes down: the session keeps working.
     let port = s.idp.port();
     let callbacks = vec![gh.url("app.localhost", "/oauth2/callback")];
-    drop(std::mem::replace(
-        &mut s.idp,
-        Idp::start_with(0, &callbacks, &[], &[]),
-    ));
+    s.idp.stop();
+    s.idp = Idp::start_with(0, &callbacks, &[], &[]);
     tokio::time::sleep(std::time::Duration::from_secs(11)).await;
     assert_eq!(
         c.get(gh.url("app.localhost", "/"))
@@ -319,10 +317,8 @@ async fn tokens_refresh_once_survive_outages_and_end_on_revocation() {
     );
 
     // It comes back without the grant (in-memory state lost): invalid_grant ends the session.
-    drop(std::mem::replace(
-        &mut s.idp,
-        Idp::start_with(port, &callbacks, &[], &["--access-token-ttl", "2"]),
-    ));
+    s.idp.stop();
+    s.idp = Idp::start_with(port, &callbacks, &[], &["--access-token-ttl", "2"]);
     tokio::time::sleep(std::time::Duration::from_secs(11)).await;
     let resp = c
         .get(gh.url("app.localhost", "/"))
@@ -333,7 +329,9 @@ async fn tokens_refresh_once_survive_outages_and_end_on_revocation() {
     assert_eq!(resp.status(), 401, "{}", gh.log_text());
     assert!(
         gh.log_text()
-            .contains("token refresh refused: ending the session")
+            .contains("token refresh refused: ending the session"),
+        "{}",
+        gh.log_text()
     );
 }
 
@@ -379,4 +377,48 @@ async fn the_providers_key_rotation_is_followed() {
         gh.log_text()
             .contains("refetched the provider's signing keys")
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn github_sign_in_uses_the_user_email_and_org_apis() {
+    let github = Idp::github();
+    let up = echo_upstream("a").await;
+    let gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}
+idp_provider: github
+idp_provider_url: {base}
+idp_client_id: gh-client
+idp_client_secret: gh-secret
+routes:
+  - {{from: 'https://app.localhost', to: 'http://{up}', allow_any_authenticated_user: true}}
+",
+        base = github.issuer,
+        up = up.addr
+    ));
+    let c = browser(&gh, true);
+    let resp = page(&c, &gh.url("app.localhost", "/repo?tab=1")).await;
+    assert_eq!(resp.status(), 200, "{}", gh.log_text());
+    assert_eq!(resp.url().as_str(), gh.url("app.localhost", "/repo?tab=1"));
+    let me: Value = serde_json::from_str(
+        &c.get(gh.url("app.localhost", "/.pomerium/user"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(me["sub"], "4242");
+    assert_eq!(me["name"], "The Octocat");
+    assert_eq!(
+        me["email"], "octocat@example.com",
+        "the verified primary email"
+    );
+    assert_eq!(
+        me["groups"],
+        serde_json::json!(["gatehouse-org", "octo-org"])
+    );
+    assert_eq!(me["preferred_username"], "octocat");
+    assert_eq!(me["idp"], "github");
 }

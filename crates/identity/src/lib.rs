@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cookie;
+pub mod github;
 pub mod local;
 pub mod oidc;
 pub mod session;

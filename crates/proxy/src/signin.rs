@@ -22,6 +22,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use gatehouse_config::{CookieSettings, Provider, SameSite, SignIn};
 use gatehouse_identity::cookie::{Handle, Sealer};
+use gatehouse_identity::github::{GitHub, GitHubSettings};
 use gatehouse_identity::local::{Directory, Throttle};
 use gatehouse_identity::oidc::{Oidc, OidcSettings};
 use gatehouse_identity::session::{Session, SessionId, unix_now};
@@ -103,6 +104,7 @@ pub struct Auth {
     shared_sealer: Sealer,
     directory: Option<Arc<Directory>>,
     oidc: Option<Arc<LazyOidc>>,
+    github: Option<Arc<GitHub>>,
     /// Name of a configured provider that is not built yet.
     unsupported: Option<String>,
     authenticate: Option<gatehouse_config::AuthenticateUrl>,
@@ -110,14 +112,30 @@ pub struct Auth {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("built-in user directory: {0}")]
-pub struct AuthError(#[from] gatehouse_identity::local::DirectoryError);
+#[non_exhaustive]
+pub enum AuthError {
+    #[error("built-in user directory: {0}")]
+    Directory(#[from] gatehouse_identity::local::DirectoryError),
+    #[error("github: {0}")]
+    GitHub(gatehouse_identity::github::GitHubError),
+}
 
 impl Auth {
     pub fn new(sign_in: &SignIn, state: &IdentityState) -> Result<Auth, AuthError> {
+        let mut github = None;
         let (directory, oidc, unsupported) = match &sign_in.provider {
             Provider::None => (None, None, None),
             Provider::Local(users) => (Some(Arc::new(Directory::new(users.clone())?)), None, None),
+            Provider::GitHub(g) => {
+                let settings = GitHubSettings::new(
+                    g.url.as_deref(),
+                    g.client_id.clone(),
+                    g.client_secret.clone(),
+                    g.scopes.clone(),
+                );
+                github = Some(Arc::new(GitHub::new(settings).map_err(AuthError::GitHub)?));
+                (None, None, None)
+            }
             Provider::Oidc(p) => {
                 let settings = OidcSettings {
                     provider: p.name.clone(),
@@ -151,6 +169,7 @@ impl Auth {
             ),
             directory,
             oidc,
+            github,
             unsupported,
             authenticate: sign_in.authenticate.clone(),
             signout_redirect: sign_in.signout_redirect_url.clone(),
@@ -158,7 +177,7 @@ impl Auth {
     }
 
     pub fn can_sign_in(&self) -> bool {
-        self.directory.is_some() || self.oidc.is_some()
+        self.directory.is_some() || self.oidc.is_some() || self.github.is_some()
     }
 
     /// The cookie this host uses: the authenticate host has its own.
@@ -668,6 +687,9 @@ async fn sign_in_page(
     if let Some(lazy) = &auth.oidc {
         return start_oidc(auth, lazy, host, &target, secure).await;
     }
+    if let Some(github) = &auth.github {
+        return start_github(auth, github, host, &target, secure);
+    }
     html(StatusCode::OK, login_form(auth, &target, None, ""))
 }
 
@@ -904,6 +926,35 @@ fn flow_field(flow: &serde_json::Value, key: &'static str) -> String {
     flow[key].as_str().unwrap_or_default().to_string()
 }
 
+/// Sends the browser to GitHub; the same sealed state and per-flow cookie
+/// as the OpenID flow (no PKCE or nonce: GitHub is plain OAuth2).
+fn start_github(
+    auth: &Auth,
+    github: &GitHub,
+    host: &Host<'_>,
+    target: &str,
+    secure: bool,
+) -> Response<Body> {
+    let flow_id = hex(&rand::random::<[u8; 6]>());
+    let binding = hex(&rand::random::<[u8; 16]>());
+    let exp = unix_now() + OIDC_FLOW_SECS;
+    let flow = serde_json::json!({"t": target, "f": flow_id, "b": binding, "e": exp});
+    let state = auth
+        .cookie_sealer
+        .seal("oidc-state", flow.to_string().as_bytes());
+    let redirect_uri = format!("{}/oauth2/callback", host.origin);
+    let mut resp = redirect(&github.authorize_url(&redirect_uri, &state));
+    let name = format!("{}_csrf_{flow_id}", auth.cookie.name);
+    let cookie = format!(
+        "{name}={binding}; Path=/oauth2/callback; Max-Age={OIDC_FLOW_SECS}; HttpOnly; SameSite=Lax{}",
+        if secure { "; Secure" } else { "" }
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
 /// `/oauth2/callback`: the provider sends the browser back with a code.
 async fn oidc_callback(
     auth: &Auth,
@@ -913,9 +964,12 @@ async fn oidc_callback(
     allowed: &(dyn Fn(&str, Option<u16>) -> bool + Sync),
     secure: bool,
 ) -> Response<Body> {
-    let Some(lazy) = &auth.oidc else {
-        return sign_in_failed(StatusCode::NOT_FOUND, "No OpenID provider is configured.");
-    };
+    if auth.oidc.is_none() && auth.github.is_none() {
+        return sign_in_failed(
+            StatusCode::NOT_FOUND,
+            "No OAuth2 or OpenID provider is configured.",
+        );
+    }
     let q = req.uri().query();
     if let Some(err) = query_param(q, "error") {
         let desc = query_param(q, "error_description").unwrap_or_default();
@@ -961,19 +1015,28 @@ async fn oidc_callback(
             "The address to return to is not one this gatehouse serves.",
         );
     };
-    let oidc = match lazy.get().await {
-        Ok(o) => o,
-        Err(e) => return idp_unavailable(&e),
-    };
     let redirect_uri = format!("{}/oauth2/callback", host.origin);
-    let (identity, tokens) = match oidc
-        .exchange(&redirect_uri, &code, &field("v"), &field("n"), now)
-        .await
-    {
+    let exchanged = match (&auth.github, &auth.oidc) {
+        (Some(github), _) => github
+            .exchange(&redirect_uri, &code)
+            .await
+            .map_err(|e| e.to_string()),
+        (None, Some(lazy)) => {
+            let oidc = match lazy.get().await {
+                Ok(o) => o,
+                Err(e) => return idp_unavailable(&e),
+            };
+            oidc.exchange(&redirect_uri, &code, &field("v"), &field("n"), now)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        (None, None) => Err("no provider".to_string()),
+    };
+    let (identity, tokens) = match exchanged {
         Ok(r) => r,
         Err(e) => {
-            tracing::warn!(error = %e, idp = oidc.provider(), "sign-in failed");
-            return sign_in_failed(StatusCode::UNAUTHORIZED, &e.to_string());
+            tracing::warn!(error = %e, "sign-in failed");
+            return sign_in_failed(StatusCode::UNAUTHORIZED, &e);
         }
     };
     let mut session = Session::new(identity, now, auth.cookie.expire.as_secs());
@@ -985,7 +1048,7 @@ async fn oidc_callback(
             "Sessions cannot be stored right now. Try again shortly.",
         );
     }
-    tracing::info!(user = %session.identity.sub, idp = oidc.provider(), "signed in");
+    tracing::info!(user = %session.identity.sub, idp = %session.identity.idp, "signed in");
     let cookie = session_cookie(auth, host.name, &session, secure);
     let mut resp = finish(
         auth,

@@ -494,33 +494,51 @@ impl Idp {
         post_logout_redirect_uris: &[String],
         extra: &[&str],
     ) -> Idp {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/idp.mjs");
+        let port = port.to_string();
+        let redirects = redirect_uris.join(",");
+        let logouts = post_logout_redirect_uris.join(",");
+        let mut args = vec![
+            "--port",
+            port.as_str(),
+            "--redirect-uris",
+            redirects.as_str(),
+            "--post-logout-redirect-uris",
+            logouts.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        Self::node("idp.mjs", &args)
+    }
+
+    /// The GitHub stand-in (tests/e2e/github-standin.mjs).
+    pub fn github() -> Idp {
+        Self::node("github-standin.mjs", &["--port", "0"])
+    }
+
+    fn node(script: &str, args: &[&str]) -> Idp {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/e2e")
+            .join(script);
         let mut child = Command::new("node")
             .arg(&script)
-            .args([
-                "--port",
-                &port.to_string(),
-                "--redirect-uris",
-                &redirect_uris.join(","),
-            ])
-            .args(extra)
-            .args([
-                "--post-logout-redirect-uris",
-                &post_logout_redirect_uris.join(","),
-            ])
+            .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("node must be installed (scripts/test.sh installs the npm packages)");
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).unwrap();
-        let issuer = line
-            .strip_prefix("ready ")
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|| {
-                panic!("the test IdP did not start (run `npm ci` in tests/e2e): {line}")
-            });
+        let Some(issuer) = line.strip_prefix("ready ").map(|s| s.trim().to_string()) else {
+            let mut err = String::new();
+            let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err);
+            panic!(
+                "{} did not start (run `npm ci` in tests/e2e): {line}{err}",
+                script.display()
+            );
+        };
+        // Keep draining stderr so the process never blocks on a full pipe.
+        let mut stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
         Idp { child, issuer }
     }
 }
