@@ -140,7 +140,13 @@ async fn sign_out_goes_through_the_provider() {
         .send()
         .await
         .unwrap();
-    // The provider's logout page needs JavaScript; the redirect to it is what matters.
+    // The provider accepted our id_token_hint and return address: it answers
+    // with its logout confirmation (submitted by JavaScript in a browser).
+    assert_eq!(
+        resp.status(),
+        200,
+        "the provider accepted the logout request"
+    );
     let final_url = resp.url().to_string();
     assert!(
         final_url.starts_with(&format!("{}/session/end", s.idp.issuer)),
@@ -421,4 +427,46 @@ routes:
     );
     assert_eq!(me["preferred_username"], "octocat");
     assert_eq!(me["idp"], "github");
+}
+
+/// Follows redirects by hand with one cookie jar (two flows interleaved).
+async fn follow(c: &reqwest::Client, mut url: String) -> reqwest::Response {
+    for _ in 0..20 {
+        let resp = page(c, &url).await;
+        if !resp.status().is_redirection() {
+            return resp;
+        }
+        let next = resp.headers()["location"].to_str().unwrap().to_string();
+        url = reqwest::Url::parse(&url)
+            .unwrap()
+            .join(&next)
+            .unwrap()
+            .to_string();
+    }
+    panic!("too many redirects");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_tabs_signing_in_at_once_both_land() {
+    let s = setup("").await;
+    let gh = &s.gh;
+    let c = browser(gh, false);
+    // Both tabs reach the provider before either comes back.
+    let mut at_idp = Vec::new();
+    for tab in ["1", "2"] {
+        let resp = page(&c, &gh.url("app.localhost", &format!("/?tab={tab}"))).await;
+        let resp = page(&c, resp.headers()["location"].to_str().unwrap()).await;
+        at_idp.push(resp.headers()["location"].to_str().unwrap().to_string());
+    }
+    // The second tab finishes first, then the first.
+    let second = follow(&c, at_idp[1].clone()).await;
+    assert_eq!(second.status(), 200);
+    assert_eq!(second.url().as_str(), gh.url("app.localhost", "/?tab=2"));
+    let first = follow(&c, at_idp[0].clone()).await;
+    assert_eq!(
+        first.status(),
+        200,
+        "no single state cookie for the second tab to overwrite"
+    );
+    assert_eq!(first.url().as_str(), gh.url("app.localhost", "/?tab=1"));
 }

@@ -421,6 +421,19 @@ async fn the_authenticate_host_hands_sessions_to_other_domains() {
         )),
         "{callback}"
     );
+    // The return address inside the hand-off cannot be swapped for another site.
+    let (base, _) = callback.split_once("&pomerium_redirect_uri=").unwrap();
+    for evil in [
+        "https%3A%2F%2Fevil.example%2F",
+        "https%3A%2F%2Fother.localhost%2F",
+    ] {
+        let tampered = format!("{base}&pomerium_redirect_uri={evil}");
+        assert_eq!(
+            c.get(&tampered).send().await.unwrap().status(),
+            400,
+            "{evil}"
+        );
+    }
     let resp = c.get(&callback).send().await.unwrap();
     assert_eq!(resp.status(), 302);
     assert_eq!(location(&resp), gh.url("app.localhost", "/a?b=c"));
@@ -578,4 +591,60 @@ async fn the_user_file_is_re_read_on_change() {
     );
     let resp = submit_login(&c, &login, "bob", "builder").await;
     assert_eq!(resp.status(), 302, "bob signs in without a restart");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_sign_out_link_works_only_for_its_session() {
+    let up = echo_upstream("a").await;
+    let gh = Gatehouse::start(&config(&up.addr.to_string(), ""));
+    let (c1, c2) = (browser(&gh), browser(&gh));
+    for c in [&c1, &c2] {
+        let login = location(&get_html(c, &gh.url("app.localhost", "/")).await);
+        assert_eq!(
+            submit_login(c, &login, "alice", "wonderland")
+                .await
+                .status(),
+            302
+        );
+    }
+    let page = get_html(&c1, &gh.url("app.localhost", "/.pomerium/sign_out"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let token = form_token(&page);
+    let link = gh.url(
+        "app.localhost",
+        &format!("/.pomerium/sign_out?token={token}"),
+    );
+    // Someone else's session cannot be ended with it (nor with junk).
+    assert_eq!(c2.get(&link).send().await.unwrap().status(), 400);
+    assert_eq!(
+        c2.get(gh.url("app.localhost", "/.pomerium/sign_out?token=junk"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(
+        c2.get(gh.url("app.localhost", "/"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "c2 still signed in"
+    );
+    // Its own session ends with a plain GET.
+    let resp = c1.get(&link).send().await.unwrap();
+    assert_eq!(resp.status(), 302);
+    assert_eq!(
+        location(&resp),
+        gh.url("app.localhost", "/.pomerium/signed_out")
+    );
+    assert_eq!(
+        get_html(&c1, &gh.url("app.localhost", "/")).await.status(),
+        302
+    );
 }

@@ -554,6 +554,12 @@ pub async fn endpoint(
             let s = session(auth, state, req.headers(), host.name).await;
             Ok(html(StatusCode::OK, user_page(auth, s.as_ref(), host)))
         }
+        // A signed link (the session's own sign-out token) signs out at once.
+        ("/.pomerium/sign_out", &Method::GET)
+            if query_param(req.uri().query(), "token").is_some() =>
+        {
+            Ok(sign_out_post(auth, state, req, host, allowed_redirect, secure).await)
+        }
         ("/.pomerium/sign_out", &Method::GET) => {
             let s = session(auth, state, req.headers(), host.name).await;
             Ok(html(StatusCode::OK, sign_out_page(auth, s.as_ref())))
@@ -1139,7 +1145,9 @@ async fn sign_out_post(
     allowed: &(dyn Fn(&str, Option<u16>) -> bool + Sync),
     secure: bool,
 ) -> Response<Body> {
-    if !same_origin(req.headers(), &host.origin) {
+    // A form must come from this site; a link carries its token in the query.
+    let link = req.method() == Method::GET;
+    if !link && !same_origin(req.headers(), &host.origin) {
         return html(
             StatusCode::BAD_REQUEST,
             page_shell(
@@ -1150,12 +1158,16 @@ async fn sign_out_post(
     }
     let current = session(auth, state, req.headers(), host.name).await;
     let query_target = query_param(req.uri().query(), "pomerium_redirect_uri");
-    let form = read_form(req).await.unwrap_or_default();
-    let token = form
-        .iter()
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("");
+    let token = if link {
+        query_param(req.uri().query(), "token").unwrap_or_default()
+    } else {
+        let form = read_form(req).await.unwrap_or_default();
+        form.into_iter()
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v)
+            .unwrap_or_default()
+    };
+    let token = token.as_str();
     if let Some(s) = &current {
         if open_form_token(auth, "sign-out", token).as_deref() != Some(s.id.to_hex().as_str()) {
             return html(
@@ -1284,15 +1296,18 @@ fn user_page(auth: &Auth, s: Option<&Session>, host: &Host<'_>) -> String {
 fn sign_out_page(auth: &Auth, s: Option<&Session>) -> String {
     match s {
         None => page_shell("Sign out", "<h1>You are not signed in</h1>"),
-        Some(s) => page_shell(
-            "Sign out",
-            &format!(
-                "<h1>Sign out?</h1><p>You are signed in as {}.</p><form method=\"post\" action=\"/.pomerium/sign_out\">\
-<input type=\"hidden\" name=\"token\" value=\"{}\"><button type=\"submit\">Sign out</button></form>",
-                html_escape(&s.identity.email),
-                form_token(auth, "sign-out", &s.id.to_hex())
-            ),
-        ),
+        Some(s) => {
+            let token = form_token(auth, "sign-out", &s.id.to_hex());
+            page_shell(
+                "Sign out",
+                &format!(
+                    "<h1>Sign out?</h1><p>You are signed in as {}.</p><form method=\"post\" action=\"/.pomerium/sign_out\">\
+<input type=\"hidden\" name=\"token\" value=\"{token}\"><button type=\"submit\">Sign out</button></form>\
+<p class=\"id\">Or use this <a href=\"/.pomerium/sign_out?token={token}\" rel=\"nofollow\">sign-out link</a> (valid 30 minutes, for this session only).</p>",
+                    html_escape(&s.identity.email),
+                ),
+            )
+        }
     }
 }
 
