@@ -3,55 +3,19 @@
 // Run by scripts/test.sh after `cargo build`; screenshots go to artifacts/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const binary = process.env.GATEHOUSE_BIN ?? join(root, 'target', 'debug', 'gatehouse');
-const artifacts = join(root, 'artifacts');
-mkdirSync(artifacts, { recursive: true });
-
-const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
+import { artifacts, binary, CHROMIUM, CHROMIUM_ARGS, freePort, start } from './helpers.mjs';
 
 /** Starts `gatehouse quickstart` and reads the printed demo password. */
 async function startQuickstart() {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'gatehouse-browser-'));
-  const child = spawn(binary, ['quickstart', '--port', String(port), '--dir', dir], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout.on('data', (d) => { out += d; });
-  child.stderr.on('data', (d) => { out += d; });
-  const deadline = Date.now() + 20000;
-  while (!/gatehouse is listening/.test(out)) {
-    if (Date.now() > deadline || child.exitCode !== null) {
-      child.kill();
-      throw new Error(`gatehouse quickstart did not start:\n${out}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  const password = /password\s+(\S+)/.exec(out)[1];
-  return { child, port, password, log: () => out };
+  const gh = await start(binary, ['quickstart', '--port', String(port), '--dir', dir], /gatehouse is listening/);
+  const password = /password\s+(\S+)/.exec(gh.output())[1];
+  return { child: gh.child, port, password };
 }
 
 let gh;
@@ -60,7 +24,7 @@ let browser;
 before(async () => {
   gh = await startQuickstart();
   browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    executablePath: CHROMIUM,
     // launch() gives Chromium a new, empty profile directory of its own.
     args: CHROMIUM_ARGS,
   });

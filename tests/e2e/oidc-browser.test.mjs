@@ -2,52 +2,11 @@
 // real binary) in front of an app, the certified oidc-provider as the IdP.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-
-const here = dirname(fileURLToPath(import.meta.url));
-const root = join(here, '..', '..');
-const binary = process.env.GATEHOUSE_BIN ?? join(root, 'target', 'debug', 'gatehouse');
-const artifacts = join(root, 'artifacts');
-mkdirSync(artifacts, { recursive: true });
-
-const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
-
-/** Spawns a process and waits until its output matches `ready`. */
-async function start(cmd, args, ready) {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (d) => { out += d; });
-  child.stderr.on('data', (d) => { out += d; });
-  const deadline = Date.now() + 20000;
-  while (!ready.test(out)) {
-    if (Date.now() > deadline || child.exitCode !== null) {
-      child.kill();
-      throw new Error(`${cmd} did not start:\n${out}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { child, output: () => out };
-}
+import { artifacts, binary, CHROMIUM, CHROMIUM_ARGS, freePort, here, start } from './helpers.mjs';
 
 let idp;
 let gh;
@@ -74,7 +33,7 @@ routes:
 `);
   gh = await start(binary, ['run', '-c', config, '--log-format', 'json'], /gatehouse is listening/);
   browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    executablePath: CHROMIUM,
     args: CHROMIUM_ARGS,
   });
 });

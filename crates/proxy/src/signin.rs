@@ -907,14 +907,7 @@ async fn start_oidc(
         Err(e) => return idp_unavailable(&e),
     };
     let mut resp = redirect(&authz.url);
-    let name = format!("{}_csrf_{flow_id}", auth.cookie.name);
-    let cookie = format!(
-        "{name}={binding}; Path=/oauth2/callback; Max-Age={OIDC_FLOW_SECS}; HttpOnly; SameSite=Lax{}",
-        if secure { "; Secure" } else { "" }
-    );
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        resp.headers_mut().append(header::SET_COOKIE, v);
-    }
+    bind_flow(auth, &mut resp, &flow_id, &binding, secure);
     resp
 }
 
@@ -950,6 +943,14 @@ fn start_github(
         .seal("oidc-state", flow.to_string().as_bytes());
     let redirect_uri = format!("{}/oauth2/callback", host.origin);
     let mut resp = redirect(&github.authorize_url(&redirect_uri, &state));
+    bind_flow(auth, &mut resp, &flow_id, &binding, secure);
+    resp
+}
+
+/// Binds a sign-in flow to this browser: a cookie named after the one flow
+/// (so concurrent tabs never overwrite each other's), read back at
+/// `/oauth2/callback`.
+fn bind_flow(auth: &Auth, resp: &mut Response<Body>, flow_id: &str, binding: &str, secure: bool) {
     let name = format!("{}_csrf_{flow_id}", auth.cookie.name);
     let cookie = format!(
         "{name}={binding}; Path=/oauth2/callback; Max-Age={OIDC_FLOW_SECS}; HttpOnly; SameSite=Lax{}",
@@ -958,7 +959,6 @@ fn start_github(
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
-    resp
 }
 
 /// `/oauth2/callback`: the provider sends the browser back with a code.
