@@ -3,7 +3,8 @@
 // Run by scripts/test.sh after `cargo build`; screenshots go to artifacts/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -89,4 +90,39 @@ test('two tabs signing in at once both succeed', async () => {
   await a.waitForURL(/\/\.pomerium\/\?tab=a$/);
   await b.waitForURL(/\/\.pomerium\/\?tab=b$/);
   await context.close();
+});
+
+test('the authenticate host hands a browser session to another domain', async () => {
+  // A configuration with a separate authenticate host and the built-in directory.
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-handoff-'));
+  const hash = execFileSync(binary, ['hash-password'], { input: 'handoff-pass' }).toString().trim();
+  const config = join(dir, 'config.yaml');
+  writeFileSync(config, `address: 127.0.0.1:${port}
+authenticate_service_url: https://auth.localhost:${port}
+idp_provider: local
+local_users:
+  - {username: carol, email: carol@example.com, name: Carol, password_hash: '${hash}'}
+routes:
+  - from: https://app.localhost
+    redirect: {path_redirect: /.pomerium/, response_code: 302}
+    allow_any_authenticated_user: true
+`);
+  const gh2 = await start(binary, ['run', '-c', config, '--log-format', 'json'], /gatehouse is listening/);
+  try {
+    const context = await browser.newContext({ ignoreHTTPSErrors: true });
+    const page = await context.newPage();
+    await page.goto(`https://app.localhost:${port}/`);
+    assert.match(page.url(), new RegExp(`^https://auth\\.localhost:${port}/\\.pomerium/sign_in`));
+    await page.fill('#username', 'carol');
+    await page.fill('#password', 'handoff-pass');
+    await page.click('button[type=submit]');
+    // Form post on auth.localhost, redirects through app.localhost's callback.
+    await page.waitForURL(`https://app.localhost:${port}/.pomerium/`);
+    assert.match(await page.locator('main').textContent(), /carol@example\.com/);
+    await page.screenshot({ path: join(artifacts, 'handoff-signed-in.png') });
+    await context.close();
+  } finally {
+    gh2.child.kill();
+  }
 });
