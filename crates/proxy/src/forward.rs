@@ -45,6 +45,15 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
+    /// The scheme the client used. A plain-HTTP listener is
+    /// `insecure_server`, which (as in Pomerium) sits behind a
+    /// TLS-terminating load balancer: the client side is HTTPS either way.
+    /// URLs gatehouse builds for the browser and cookie flags follow this;
+    /// `X-Forwarded-Proto` reports the hop as it really is.
+    pub fn external_https(&self) -> bool {
+        true
+    }
+
     pub fn new(peer: SocketAddr, local_port: u16, tls: bool) -> ConnInfo {
         let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
@@ -192,7 +201,11 @@ pub async fn handle(
 
 /// `scheme://host[:port]` as the client addressed this gatehouse.
 fn origin(conn: &ConnInfo, authority: &str) -> String {
-    let scheme = if conn.tls { "https" } else { "http" };
+    let scheme = if conn.external_https() {
+        "https"
+    } else {
+        "http"
+    };
     format!("{scheme}://{}", authority.to_ascii_lowercase())
 }
 
@@ -334,7 +347,7 @@ fn redirect(
         "https"
     } else if let Some(s) = &r.scheme_redirect {
         s.as_str()
-    } else if conn.tls {
+    } else if conn.external_https() {
         "https"
     } else {
         "http"

@@ -524,7 +524,7 @@ pub async fn endpoint(
     conn: &crate::forward::ConnInfo,
     request_id: &str,
 ) -> Result<Response<Body>, Request<Incoming>> {
-    let (peer, secure) = (conn.peer.ip(), conn.tls);
+    let (peer, secure) = (conn.peer.ip(), conn.external_https());
     let path = req.uri().path();
     let method = req.method().clone();
     match (path, &method) {
