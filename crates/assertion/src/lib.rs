@@ -1,6 +1,290 @@
-//! Upstream identity: signing keys (PEM, rotation, derived key), minting and
-//! caching the `X-Pomerium-Jwt-Assertion` JWT, and the JWKS documents.
+//! Upstream identity: signing keys (PEM, rotation, a key derived from
+//! `shared_secret`), minting the `X-Pomerium-Jwt-Assertion` JWT, and the
+//! JWKS document that apps verify it with.
 //!
-//! Must not: know about sessions storage or HTTP. Filled in by the assertion
-//! issue.
+//! Keys are parsed once, when a configuration is loaded, never per request.
+//! Must not: know about sessions, storage or HTTP.
 #![forbid(unsafe_code)]
+
+use aws_lc_rs::agreement;
+use aws_lc_rs::digest;
+use aws_lc_rs::hkdf;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use rustls_pki_types::pem::{PemObject, SectionKind};
+
+/// How long an assertion is valid (Pomerium: 5 minutes).
+pub const LIFETIME_SECS: u64 = 300;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyError {
+    #[error("signing_key: no PEM private key found (expected EC P-256 as `EC PRIVATE KEY` or `PRIVATE KEY`, raw or base64)")]
+    NoKey,
+    #[error("signing_key: key {index} is not a usable P-256 private key: {why}")]
+    Unusable { index: usize, why: String },
+}
+
+/// One published key.
+struct PublicKey {
+    kid: String,
+    x: String,
+    y: String,
+}
+
+/// The keys in force: the first signs, all are published.
+pub struct SigningKeys {
+    signer: EcdsaKeyPair,
+    kid: String,
+    /// The header part of every JWT, encoded once.
+    header_b64: String,
+    jwks: Vec<u8>,
+    etag: String,
+}
+
+impl std::fmt::Debug for SigningKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SigningKeys(kid {})", self.kid)
+    }
+}
+
+impl SigningKeys {
+    /// From `signing_key`: PEM (one or more blocks: the first signs, all are
+    /// published), raw or base64-encoded.
+    pub fn from_pem(text: &str) -> Result<SigningKeys, KeyError> {
+        let trimmed = text.trim();
+        let pem = if trimmed.contains("-----BEGIN") {
+            trimmed.as_bytes().to_vec()
+        } else {
+            let compact: String = trimmed.split_whitespace().collect();
+            STANDARD.decode(compact).map_err(|_| KeyError::NoKey)?
+        };
+        let mut pairs = Vec::new();
+        for (index, section) in <(SectionKind, Vec<u8>)>::pem_slice_iter(&pem).enumerate() {
+            let Ok((kind, der)) = section else { return Err(KeyError::NoKey) };
+            if !matches!(kind, SectionKind::EcPrivateKey | SectionKind::PrivateKey) {
+                continue;
+            }
+            let pair = EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
+                .map_err(|e| KeyError::Unusable { index: index + 1, why: e.to_string() })?;
+            pairs.push(pair);
+        }
+        Self::from_pairs(pairs)
+    }
+
+    /// A P-256 key derived from `shared_secret` (HKDF-SHA256, info
+    /// `derived-jwt-signing-key`), so every replica with the secret agrees.
+    pub fn derive(shared_secret: &[u8]) -> SigningKeys {
+        let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, &[]);
+        let prk = salt.extract(shared_secret);
+        // A scalar outside [1, n) is vanishingly rare; try the next block then.
+        for counter in 0u8..=255 {
+            let info = [b"derived-jwt-signing-key".as_slice(), &[counter][..counter.min(1) as usize]];
+            let mut scalar = [0u8; 32];
+            let okm = prk.expand(&info, Scalar).expect("32 bytes is a valid HKDF length");
+            okm.fill(&mut scalar).expect("32 bytes");
+            if let Some(pair) = pair_from_scalar(&scalar) {
+                return Self::from_pairs(vec![pair]).expect("one key");
+            }
+        }
+        unreachable!("no valid P-256 scalar in 256 HKDF blocks")
+    }
+
+    fn from_pairs(pairs: Vec<EcdsaKeyPair>) -> Result<SigningKeys, KeyError> {
+        let mut published = Vec::new();
+        for pair in &pairs {
+            let point = pair.public_key().as_ref();
+            // Uncompressed point: 0x04 || X || Y.
+            let (x, y) = (URL_SAFE_NO_PAD.encode(&point[1..33]), URL_SAFE_NO_PAD.encode(&point[33..65]));
+            let thumbprint_input = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+            let kid = hex(digest::digest(&digest::SHA256, thumbprint_input.as_bytes()).as_ref());
+            published.push(PublicKey { kid, x, y });
+        }
+        let signer = pairs.into_iter().next().ok_or(KeyError::NoKey)?;
+        let kid = published[0].kid.clone();
+        let keys: Vec<serde_json::Value> = published
+            .iter()
+            .map(|k| {
+                serde_json::json!({"use": "sig", "kty": "EC", "kid": k.kid, "crv": "P-256", "alg": "ES256", "x": k.x, "y": k.y})
+            })
+            .collect();
+        let jwks = serde_json::to_vec(&serde_json::json!({ "keys": keys })).expect("JSON");
+        // FNV-64 of the body, as Pomerium's ETag.
+        let etag = format!(
+            "\"{:016x}\"",
+            jwks.iter().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3))
+        );
+        let header = serde_json::json!({"alg": "ES256", "kid": kid, "typ": "JWT"});
+        Ok(SigningKeys {
+            header_b64: URL_SAFE_NO_PAD.encode(header.to_string()),
+            signer,
+            kid,
+            jwks,
+            etag,
+        })
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// `/.well-known/pomerium/jwks.json` and its ETag.
+    pub fn jwks(&self) -> (&[u8], &str) {
+        (&self.jwks, &self.etag)
+    }
+
+    /// Signs `claims` (a JSON object) as an ES256 JWT.
+    pub fn sign(&self, claims: &serde_json::Value) -> String {
+        let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+        let signing_input = format!("{}.{payload}", self.header_b64);
+        let sig = self
+            .signer
+            .sign(&SystemRandom::new(), signing_input.as_bytes())
+            .expect("ECDSA signing with a valid key");
+        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+    }
+}
+
+struct Scalar;
+
+impl hkdf::KeyType for Scalar {
+    fn len(&self) -> usize {
+        32
+    }
+}
+
+fn pair_from_scalar(scalar: &[u8; 32]) -> Option<EcdsaKeyPair> {
+    let private = agreement::PrivateKey::from_private_key(&agreement::ECDH_P256, scalar).ok()?;
+    let public = private.compute_public_key().ok()?;
+    EcdsaKeyPair::from_private_key_and_public_key(&ECDSA_P256_SHA256_FIXED_SIGNING, scalar, public.as_ref()).ok()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A new P-256 private key as PKCS#8 PEM (`gatehouse keygen`).
+pub fn generate_pem() -> String {
+    let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+        .expect("key generation");
+    let b64 = STANDARD.encode(doc.as_ref());
+    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        pem.push('\n');
+    }
+    pem.push_str("-----END PRIVATE KEY-----\n");
+    pem
+}
+
+/// Who the assertion is about (empty for public routes).
+pub struct Subject<'a> {
+    pub user: &'a str,
+    pub email: &'a str,
+    pub name: &'a str,
+    pub groups: &'a [String],
+    pub sid: &'a str,
+}
+
+/// The claims Pomerium puts in the assertion: `iss` (host, or
+/// `https://host/` with `jwt_issuer_format: uri`), `aud` (host), `sub` =
+/// `user`, `email`, `groups` (always a list), `name`, `sid`, `jti`, `iat`,
+/// `exp` = `iat` + 300.
+pub fn claims(host: &str, issuer_uri: bool, subject: &Subject<'_>, now: u64) -> serde_json::Value {
+    let iss = if issuer_uri { format!("https://{host}/") } else { host.to_string() };
+    let jti: [u8; 16] = {
+        let mut b = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut b).expect("system randomness");
+        b[6] = (b[6] & 0x0f) | 0x40; // UUID v4
+        b[8] = (b[8] & 0x3f) | 0x80;
+        b
+    };
+    let h = hex(&jti);
+    let jti = format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..]);
+    serde_json::json!({
+        "iss": iss,
+        "aud": host,
+        "sub": subject.user,
+        "user": subject.user,
+        "email": subject.email,
+        "groups": subject.groups,
+        "name": subject.name,
+        "sid": subject.sid,
+        "jti": jti,
+        "iat": now,
+        "exp": now + LIFETIME_SECS,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // `openssl ecparam -genkey -name prime256v1 -noout` (SEC1), as Pomerium's docs.
+    const SEC1: &str = "-----BEGIN EC PRIVATE KEY-----
+MHcCAQEEIPKaSw6GOJ/2V1RFF9ebbj1Pc+L3+ttvyWEebyxdfLyHoAoGCCqGSM49
+AwEHoUQDQgAEtL5dYvN1Bb81vxBBKgsnlvayY+w3VO50Lp7e/tbhsjfemIpp3IZV
+JRisZ5KzajB3IIfBqhIJ7C97f7FpUBk5Ow==
+-----END EC PRIVATE KEY-----
+";
+
+    #[test]
+    fn sec1_pem_raw_or_base64_and_rotation() {
+        let a = SigningKeys::from_pem(SEC1).unwrap();
+        let b = SigningKeys::from_pem(&STANDARD.encode(SEC1)).unwrap();
+        assert_eq!(a.kid(), b.kid());
+        assert_eq!(a.kid().len(), 64);
+        let second = generate_pem();
+        let both = SigningKeys::from_pem(&format!("{SEC1}{second}")).unwrap();
+        assert_eq!(both.kid(), a.kid(), "the first key signs");
+        let (jwks, etag) = both.jwks();
+        let doc: serde_json::Value = serde_json::from_slice(jwks).unwrap();
+        assert_eq!(doc["keys"].as_array().unwrap().len(), 2, "all keys are published");
+        assert_eq!(doc["keys"][0]["kid"], a.kid());
+        assert!(etag.starts_with('"'));
+        assert_eq!(SigningKeys::from_pem("nonsense").unwrap_err(), KeyError::NoKey);
+    }
+
+    #[test]
+    fn derived_keys_agree_across_replicas() {
+        let a = SigningKeys::derive(&[7u8; 32]);
+        let b = SigningKeys::derive(&[7u8; 32]);
+        let c = SigningKeys::derive(&[8u8; 32]);
+        assert_eq!(a.kid(), b.kid());
+        assert_ne!(a.kid(), c.kid());
+    }
+
+    #[test]
+    fn tokens_verify_with_the_published_key() {
+        let keys = SigningKeys::from_pem(SEC1).unwrap();
+        let groups: Vec<String> = vec![];
+        let c = claims(
+            "app.example.com",
+            false,
+            &Subject { user: "u", email: "e", name: "n", groups: &groups, sid: "s" },
+            1000,
+        );
+        assert_eq!(c["groups"], serde_json::json!([]), "never null");
+        assert_eq!(c["exp"], 1300);
+        let token = keys.sign(&c);
+        let parts: Vec<&str> = token.split('.').collect();
+        let header: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+        assert_eq!(header, serde_json::json!({"alg": "ES256", "kid": keys.kid(), "typ": "JWT"}));
+        // Verify with the JWKS coordinates.
+        let (jwks, _) = keys.jwks();
+        let doc: serde_json::Value = serde_json::from_slice(jwks).unwrap();
+        let x = URL_SAFE_NO_PAD.decode(doc["keys"][0]["x"].as_str().unwrap()).unwrap();
+        let y = URL_SAFE_NO_PAD.decode(doc["keys"][0]["y"].as_str().unwrap()).unwrap();
+        let mut point = vec![4u8];
+        point.extend(x);
+        point.extend(y);
+        let public = aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED, point);
+        let sig = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
+        public.verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig).unwrap();
+        let uri = claims("h", true, &Subject { user: "", email: "", name: "", groups: &groups, sid: "" }, 0);
+        assert_eq!(uri["iss"], "https://h/");
+        assert_eq!(uri["aud"], "h");
+    }
+}
