@@ -10,9 +10,9 @@ use aws_lc_rs::agreement;
 use aws_lc_rs::digest;
 use aws_lc_rs::hkdf;
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use rustls_pki_types::pem::{PemObject, SectionKind};
 
 /// How long an assertion is valid (Pomerium: 5 minutes).
@@ -21,7 +21,9 @@ pub const LIFETIME_SECS: u64 = 300;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum KeyError {
-    #[error("signing_key: no PEM private key found (expected EC P-256 as `EC PRIVATE KEY` or `PRIVATE KEY`, raw or base64)")]
+    #[error(
+        "signing_key: no PEM private key found (expected EC P-256 as `EC PRIVATE KEY` or `PRIVATE KEY`, raw or base64)"
+    )]
     NoKey,
     #[error("signing_key: key {index} is not a usable P-256 private key: {why}")]
     Unusable { index: usize, why: String },
@@ -63,12 +65,17 @@ impl SigningKeys {
         };
         let mut pairs = Vec::new();
         for (index, section) in <(SectionKind, Vec<u8>)>::pem_slice_iter(&pem).enumerate() {
-            let Ok((kind, der)) = section else { return Err(KeyError::NoKey) };
+            let Ok((kind, der)) = section else {
+                return Err(KeyError::NoKey);
+            };
             if !matches!(kind, SectionKind::EcPrivateKey | SectionKind::PrivateKey) {
                 continue;
             }
             let pair = EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
-                .map_err(|e| KeyError::Unusable { index: index + 1, why: e.to_string() })?;
+                .map_err(|e| KeyError::Unusable {
+                index: index + 1,
+                why: e.to_string(),
+            })?;
             pairs.push(pair);
         }
         Self::from_pairs(pairs)
@@ -81,9 +88,14 @@ impl SigningKeys {
         let prk = salt.extract(shared_secret);
         // A scalar outside [1, n) is vanishingly rare; try the next block then.
         for counter in 0u8..=255 {
-            let info = [b"derived-jwt-signing-key".as_slice(), &[counter][..counter.min(1) as usize]];
+            let info = [
+                b"derived-jwt-signing-key".as_slice(),
+                &[counter][..counter.min(1) as usize],
+            ];
             let mut scalar = [0u8; 32];
-            let okm = prk.expand(&info, Scalar).expect("32 bytes is a valid HKDF length");
+            let okm = prk
+                .expand(&info, Scalar)
+                .expect("32 bytes is a valid HKDF length");
             okm.fill(&mut scalar).expect("32 bytes");
             if let Some(pair) = pair_from_scalar(&scalar) {
                 return Self::from_pairs(vec![pair]).expect("one key");
@@ -97,7 +109,10 @@ impl SigningKeys {
         for pair in &pairs {
             let point = pair.public_key().as_ref();
             // Uncompressed point: 0x04 || X || Y.
-            let (x, y) = (URL_SAFE_NO_PAD.encode(&point[1..33]), URL_SAFE_NO_PAD.encode(&point[33..65]));
+            let (x, y) = (
+                URL_SAFE_NO_PAD.encode(&point[1..33]),
+                URL_SAFE_NO_PAD.encode(&point[33..65]),
+            );
             let thumbprint_input = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
             let kid = hex(digest::digest(&digest::SHA256, thumbprint_input.as_bytes()).as_ref());
             published.push(PublicKey { kid, x, y });
@@ -114,7 +129,9 @@ impl SigningKeys {
         // FNV-64 of the body, as Pomerium's ETag.
         let etag = format!(
             "\"{:016x}\"",
-            jwks.iter().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3))
+            jwks.iter()
+                .fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(*b))
+                    .wrapping_mul(0x100000001b3))
         );
         let header = serde_json::json!({"alg": "ES256", "kid": kid, "typ": "JWT"});
         Ok(SigningKeys {
@@ -158,7 +175,12 @@ impl hkdf::KeyType for Scalar {
 fn pair_from_scalar(scalar: &[u8; 32]) -> Option<EcdsaKeyPair> {
     let private = agreement::PrivateKey::from_private_key(&agreement::ECDH_P256, scalar).ok()?;
     let public = private.compute_public_key().ok()?;
-    EcdsaKeyPair::from_private_key_and_public_key(&ECDSA_P256_SHA256_FIXED_SIGNING, scalar, public.as_ref()).ok()
+    EcdsaKeyPair::from_private_key_and_public_key(
+        &ECDSA_P256_SHA256_FIXED_SIGNING,
+        scalar,
+        public.as_ref(),
+    )
+    .ok()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -193,7 +215,11 @@ pub struct Subject<'a> {
 /// `user`, `email`, `groups` (always a list), `name`, `sid`, `jti`, `iat`,
 /// `exp` = `iat` + 300.
 pub fn claims(host: &str, issuer_uri: bool, subject: &Subject<'_>, now: u64) -> serde_json::Value {
-    let iss = if issuer_uri { format!("https://{host}/") } else { host.to_string() };
+    let iss = if issuer_uri {
+        format!("https://{host}/")
+    } else {
+        host.to_string()
+    };
     let jti: [u8; 16] = {
         let mut b = [0u8; 16];
         aws_lc_rs::rand::fill(&mut b).expect("system randomness");
@@ -202,7 +228,14 @@ pub fn claims(host: &str, issuer_uri: bool, subject: &Subject<'_>, now: u64) -> 
         b
     };
     let h = hex(&jti);
-    let jti = format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..]);
+    let jti = format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    );
     serde_json::json!({
         "iss": iss,
         "aud": host,
@@ -241,10 +274,17 @@ JRisZ5KzajB3IIfBqhIJ7C97f7FpUBk5Ow==
         assert_eq!(both.kid(), a.kid(), "the first key signs");
         let (jwks, etag) = both.jwks();
         let doc: serde_json::Value = serde_json::from_slice(jwks).unwrap();
-        assert_eq!(doc["keys"].as_array().unwrap().len(), 2, "all keys are published");
+        assert_eq!(
+            doc["keys"].as_array().unwrap().len(),
+            2,
+            "all keys are published"
+        );
         assert_eq!(doc["keys"][0]["kid"], a.kid());
         assert!(etag.starts_with('"'));
-        assert_eq!(SigningKeys::from_pem("nonsense").unwrap_err(), KeyError::NoKey);
+        assert_eq!(
+            SigningKeys::from_pem("nonsense").unwrap_err(),
+            KeyError::NoKey
+        );
     }
 
     #[test]
@@ -263,27 +303,57 @@ JRisZ5KzajB3IIfBqhIJ7C97f7FpUBk5Ow==
         let c = claims(
             "app.example.com",
             false,
-            &Subject { user: "u", email: "e", name: "n", groups: &groups, sid: "s" },
+            &Subject {
+                user: "u",
+                email: "e",
+                name: "n",
+                groups: &groups,
+                sid: "s",
+            },
             1000,
         );
         assert_eq!(c["groups"], serde_json::json!([]), "never null");
         assert_eq!(c["exp"], 1300);
         let token = keys.sign(&c);
         let parts: Vec<&str> = token.split('.').collect();
-        let header: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
-        assert_eq!(header, serde_json::json!({"alg": "ES256", "kid": keys.kid(), "typ": "JWT"}));
+        let header: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+        assert_eq!(
+            header,
+            serde_json::json!({"alg": "ES256", "kid": keys.kid(), "typ": "JWT"})
+        );
         // Verify with the JWKS coordinates.
         let (jwks, _) = keys.jwks();
         let doc: serde_json::Value = serde_json::from_slice(jwks).unwrap();
-        let x = URL_SAFE_NO_PAD.decode(doc["keys"][0]["x"].as_str().unwrap()).unwrap();
-        let y = URL_SAFE_NO_PAD.decode(doc["keys"][0]["y"].as_str().unwrap()).unwrap();
+        let x = URL_SAFE_NO_PAD
+            .decode(doc["keys"][0]["x"].as_str().unwrap())
+            .unwrap();
+        let y = URL_SAFE_NO_PAD
+            .decode(doc["keys"][0]["y"].as_str().unwrap())
+            .unwrap();
         let mut point = vec![4u8];
         point.extend(x);
         point.extend(y);
-        let public = aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED, point);
+        let public = aws_lc_rs::signature::UnparsedPublicKey::new(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+            point,
+        );
         let sig = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
-        public.verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig).unwrap();
-        let uri = claims("h", true, &Subject { user: "", email: "", name: "", groups: &groups, sid: "" }, 0);
+        public
+            .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig)
+            .unwrap();
+        let uri = claims(
+            "h",
+            true,
+            &Subject {
+                user: "",
+                email: "",
+                name: "",
+                groups: &groups,
+                sid: "",
+            },
+            0,
+        );
         assert_eq!(uri["iss"], "https://h/");
         assert_eq!(uri["aud"], "h");
     }

@@ -280,6 +280,7 @@ impl Compiler<'_> {
                 default_upstream_timeout,
                 &global_headers,
                 pass_identity_default,
+                opts.jwt_issuer_format.as_ref(),
             ) {
                 if let Some(first) = routes
                     .iter()
@@ -724,6 +725,7 @@ impl Compiler<'_> {
         default_timeout: Duration,
         global_headers: &[(HeaderName, HeaderValue)],
         pass_identity_default: bool,
+        global_issuer_format: Option<&Spanned<String>>,
     ) -> Option<Route> {
         let before = self.diags.iter().filter(|d| d.is_error()).count();
         let o = &r.value;
@@ -919,7 +921,26 @@ impl Compiler<'_> {
             access,
             show_error_details: o.show_error_details.unwrap_or(false),
             pass_identity_headers: o.pass_identity_headers.unwrap_or(pass_identity_default),
+            issuer_uri: self.issuer_uri(o.jwt_issuer_format.as_ref().or(global_issuer_format)),
         })
+    }
+
+    /// `hostOnly` (default) or `uri`; like Pomerium, any case and the
+    /// `Issuer` prefix are accepted (`IssuerURI`).
+    fn issuer_uri(&mut self, v: Option<&Spanned<String>>) -> bool {
+        let Some(v) = v else { return false };
+        let norm = v.value.to_ascii_lowercase();
+        match norm.strip_prefix("issuer").unwrap_or(&norm) {
+            "" | "hostonly" => false,
+            "uri" => true,
+            _ => {
+                self.error(
+                    &v.mark,
+                    format!("jwt_issuer_format `{}` must be hostOnly or uri", v.value),
+                );
+                false
+            }
+        }
     }
 
     fn from(&mut self, from: &Spanned<String>) -> Option<From> {

@@ -85,6 +85,9 @@ pub struct Route {
     pub show_error_details: bool,
     /// Route value, or the global default.
     pub pass_identity_headers: bool,
+    /// `jwt_issuer_format: uri` (route value, or the global one): the
+    /// assertion's `iss` is `https://host/` instead of the host.
+    pub issuer_uri: bool,
 }
 
 impl Route {

@@ -36,6 +36,12 @@ enum Command {
     /// Read a password on standard input and print its argon2id hash, for
     /// `password_hash` in `local_users`.
     HashPassword,
+    /// Print a new P-256 private key for `signing_key` (PEM; `--base64` for
+    /// the base64 form Pomerium's docs use).
+    Keygen {
+        #[arg(long)]
+        base64: bool,
+    },
     /// Start a local demo: HTTPS on *.localhost with a self-signed
     /// certificate, the built-in user directory with a demo user (the
     /// password is printed), and a page that shows who you are.
@@ -93,6 +99,17 @@ fn main() -> ExitCode {
         Some(Command::Check(args)) => check(&args.config),
         Some(Command::Run(args)) => run(args),
         Some(Command::HashPassword) => hash_password(),
+        Some(Command::Keygen { base64 }) => {
+            let pem = gatehouse_assertion::generate_pem();
+            if base64 {
+                use std::io::Write;
+                let encoded = base64_encode(pem.as_bytes());
+                let _ = writeln!(std::io::stdout(), "{encoded}");
+            } else {
+                print!("{pem}");
+            }
+            ExitCode::SUCCESS
+        }
         Some(Command::Quickstart(args)) => quickstart(args),
         None => run(cli.run),
     }
@@ -161,6 +178,27 @@ routes:
     })
 }
 
+fn base64_encode(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            out.push(if i <= chunk.len() {
+                T[((n >> (18 - 6 * i)) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
 fn hash_password() -> ExitCode {
     use std::io::{BufRead, IsTerminal};
     if std::io::stdin().is_terminal() {
@@ -187,6 +225,12 @@ fn check(path: &Path) -> ExitCode {
                 println!("{w}");
             }
             let mut failed = false;
+            if let Some(key) = &loaded.config.options.signing_key {
+                if let Err(e) = gatehouse_assertion::SigningKeys::from_pem(&key.value) {
+                    println!("{}: {e}", key.mark);
+                    failed = true;
+                }
+            }
             if !loaded.config.insecure_server && !loaded.config.certificates.is_empty() {
                 if let Err(e) = gatehouse_proxy::tls::CertStore::new(&loaded.config.certificates) {
                     println!("{e}");

@@ -32,6 +32,8 @@ pub struct RequestCtx<'a> {
     pub request_id: &'a HeaderValue,
     /// gatehouse's session cookie, never forwarded.
     pub cookie_name: &'a str,
+    /// `X-Pomerium-Jwt-Assertion` for routes that pass identity headers.
+    pub assertion: Option<HeaderValue>,
 }
 
 /// Facts about the connection a request arrived on, built once per connection.
@@ -116,6 +118,13 @@ pub async fn handle(
         .as_ref()
         .is_some_and(|a| a.host == *host);
 
+    // Published keys and discovery: on every route host, before any policy.
+    if req.uri().path().starts_with("/.well-known/pomerium") && rt.table.serves_host(&host, port) {
+        if let Some(resp) = well_known(rt, &req, &host_info()) {
+            return resp;
+        }
+    }
+
     // Gatehouse's own endpoints, on route hosts and the authenticate host.
     let own_endpoint = (req.uri().path().starts_with("/.pomerium")
         || req.uri().path() == "/oauth2/callback")
@@ -159,29 +168,40 @@ pub async fn handle(
     let route = &rt.config.routes[route_index];
     let state = &rt.routes[route_index];
 
-    let ctx = RequestCtx {
-        conn,
-        request_id: &request_id,
-        cookie_name: &auth.cookie.name,
-    };
     // Authorize: public routes pass; others need a session (and, until the
     // policy engine exists, only "any authenticated user" can be decided).
-    let result = match route.access {
-        Access::Public => act(route, state, req, normalized, &ctx).await,
+    let session = match route.access {
+        Access::Public => None,
         Access::AnyAuthenticatedUser | Access::Policy => {
-            match signin::session(auth, identity, req.headers(), &host).await {
-                None => {
-                    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-                    let id = request_id.to_str().unwrap_or_default();
-                    let mut resp =
-                        signin::unauthenticated(auth, req.headers(), &host_info(), pq, id);
-                    resp.headers_mut()
-                        .insert(X_REQUEST_ID.clone(), request_id.clone());
-                    Ok(resp)
-                }
-                Some(_) if route.access == Access::Policy => Err(ProxyError::PolicyNotSupported),
-                Some(_) => act(route, state, req, normalized, &ctx).await,
-            }
+            signin::session(auth, identity, req.headers(), &host).await
+        }
+    };
+    let allowed = match (route.access, &session) {
+        (Access::Public, _) | (Access::AnyAuthenticatedUser, Some(_)) => Ok(()),
+        (_, None) => Err(None),
+        (Access::Policy, Some(_)) => Err(Some(ProxyError::PolicyNotSupported)),
+    };
+    let result = match allowed {
+        Ok(()) => {
+            let ctx = RequestCtx {
+                conn,
+                request_id: &request_id,
+                cookie_name: &auth.cookie.name,
+                assertion: route
+                    .pass_identity_headers
+                    .then(|| assertion(rt, &host, route, session.as_ref()))
+                    .flatten(),
+            };
+            act(route, state, req, normalized, &ctx).await
+        }
+        Err(Some(e)) => Err(e),
+        Err(None) => {
+            let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            let id = request_id.to_str().unwrap_or_default();
+            let mut resp = signin::unauthenticated(auth, req.headers(), &host_info(), pq, id);
+            resp.headers_mut()
+                .insert(X_REQUEST_ID.clone(), request_id.clone());
+            Ok(resp)
         }
     };
     let mut resp = match result {
@@ -197,6 +217,93 @@ pub async fn handle(
         resp.headers_mut().insert(name.clone(), value.clone());
     }
     resp
+}
+
+/// The signed identity for the upstream (empty identity on public routes,
+/// as Pomerium).
+fn assertion(
+    rt: &Runtime,
+    host: &str,
+    route: &Route,
+    session: Option<&gatehouse_identity::Session>,
+) -> Option<HeaderValue> {
+    let no_groups = Vec::new();
+    let sid = session.map(|s| s.id.to_hex()).unwrap_or_default();
+    let subject = match session {
+        Some(s) => gatehouse_assertion::Subject {
+            user: &s.identity.sub,
+            email: &s.identity.email,
+            name: &s.identity.name,
+            groups: &s.identity.groups,
+            sid: &sid,
+        },
+        None => gatehouse_assertion::Subject {
+            user: "",
+            email: "",
+            name: "",
+            groups: &no_groups,
+            sid: "",
+        },
+    };
+    let now = gatehouse_identity::session::unix_now();
+    let claims = gatehouse_assertion::claims(host, route.issuer_uri, &subject, now);
+    HeaderValue::from_str(&rt.signing.sign(&claims)).ok()
+}
+
+/// `/.well-known/pomerium/jwks.json` (keys, cacheable for 60 s, ETag) and
+/// `/.well-known/pomerium` (discovery), both open to any origin.
+fn well_known(
+    rt: &Runtime,
+    req: &Request<Incoming>,
+    host: &signin::Host<'_>,
+) -> Option<Response<Body>> {
+    let (status, body, etag) = match req.uri().path() {
+        "/.well-known/pomerium/jwks.json" => {
+            let (jwks, etag) = rt.signing.jwks();
+            let fresh = req
+                .headers()
+                .get(header::IF_NONE_MATCH)
+                .is_some_and(|v| v.as_bytes() == etag.as_bytes());
+            if fresh {
+                (StatusCode::NOT_MODIFIED, bytes::Bytes::new(), Some(etag))
+            } else {
+                (
+                    StatusCode::OK,
+                    bytes::Bytes::copy_from_slice(jwks),
+                    Some(etag),
+                )
+            }
+        }
+        "/.well-known/pomerium" | "/.well-known/pomerium/" => {
+            let doc = serde_json::json!({
+                "issuer": format!("{}/", host.origin),
+                "jwks_uri": format!("{}/.well-known/pomerium/jwks.json", host.origin),
+                "authentication_callback_endpoint": format!("{}/oauth2/callback", rt.auth.sign_in_origin(&host.origin)),
+                "frontchannel_logout_uri": format!("{}/.pomerium/sign_out", host.origin),
+            });
+            (StatusCode::OK, bytes::Bytes::from(doc.to_string()), None)
+        }
+        _ => return None,
+    };
+    let mut resp = Response::new(body::full(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    if let Some(etag) = etag.and_then(|e| HeaderValue::from_str(e).ok()) {
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("max-age=60"),
+        );
+        h.insert(header::ETAG, etag);
+    }
+    Some(resp)
 }
 
 /// `scheme://host[:port]` as the client addressed this gatehouse.
@@ -660,6 +767,12 @@ fn upstream_request_headers(
 ) {
     strip_hop_by_hop(headers, upgrade);
     strip_identity_headers(headers);
+    if let Some(a) = &ctx.assertion {
+        headers.insert(
+            HeaderName::from_static("x-pomerium-jwt-assertion"),
+            a.clone(),
+        );
+    }
     crate::signin::strip_cookies(headers, ctx.cookie_name);
     for name in &route.remove_request_headers {
         headers.remove(name);

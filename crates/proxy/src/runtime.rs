@@ -11,6 +11,8 @@ use crate::upstream::{Balancer, ClientCache, UpstreamClients};
 pub struct Runtime {
     pub config: Config,
     pub auth: crate::signin::Auth,
+    /// Keys for `X-Pomerium-Jwt-Assertion`, parsed once per configuration.
+    pub signing: gatehouse_assertion::SigningKeys,
     pub table: RouteTable,
     /// Same order as `config.routes`.
     pub routes: Vec<RouteState>,
@@ -33,6 +35,8 @@ pub enum RuntimeError {
     },
     #[error(transparent)]
     Auth(#[from] crate::signin::AuthError),
+    #[error(transparent)]
+    SigningKey(#[from] gatehouse_assertion::KeyError),
 }
 
 impl Runtime {
@@ -42,6 +46,19 @@ impl Runtime {
         identity: &crate::signin::IdentityState,
     ) -> Result<(Runtime, Vec<String>), RuntimeError> {
         let auth = crate::signin::Auth::new(&config.sign_in, identity)?;
+        let signing = match &config.options.signing_key {
+            Some(key) => gatehouse_assertion::SigningKeys::from_pem(&key.value)?,
+            None => {
+                let secret = config
+                    .sign_in
+                    .shared_secret
+                    .unwrap_or_else(|| identity.shared_key());
+                tracing::info!(
+                    "no signing_key configured: assertions are signed with a key derived from shared_secret"
+                );
+                gatehouse_assertion::SigningKeys::derive(&secret)
+            }
+        };
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut pool_keys = Vec::new();
         for r in &config.routes {
@@ -93,6 +110,7 @@ impl Runtime {
             Runtime {
                 config,
                 auth,
+                signing,
                 table,
                 routes,
             },

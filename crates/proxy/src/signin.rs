@@ -97,6 +97,13 @@ impl LazyOidc {
     }
 }
 
+impl IdentityState {
+    /// The shared key in force when `shared_secret` is not configured.
+    pub fn shared_key(&self) -> [u8; 32] {
+        self.random_shared_key
+    }
+}
+
 /// Sign-in settings of one running configuration.
 pub struct Auth {
     pub cookie: CookieSettings,
@@ -193,7 +200,7 @@ impl Auth {
     }
 
     /// Where sign-in happens for a request on `origin` (scheme://host[:port]).
-    fn sign_in_origin(&self, origin: &str) -> String {
+    pub fn sign_in_origin(&self, origin: &str) -> String {
         match &self.authenticate {
             Some(a) => a.origin(),
             None => origin.to_string(),

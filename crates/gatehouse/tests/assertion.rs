@@ -1,0 +1,253 @@
+//! The identity assertion upstreams receive, verified by an independent JWT
+//! library (npm `jose`) against gatehouse's published JWKS.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+const HASH_CMD_INPUT: &str = "wonderland";
+
+fn hash(password: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(password.as_bytes())
+        .unwrap();
+    String::from_utf8(child.wait_with_output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// `jose` verifies `token`; Ok(claims and header) or Err(jose's message).
+fn jose_verify(jwks: &str, token: &str, issuer: &str, audience: &str) -> Result<Value, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jwks.json");
+    std::fs::write(&file, jwks).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/verify-jwt.mjs");
+    let out = Command::new("node")
+        .arg(script)
+        .arg(&file)
+        .args([token, issuer, audience])
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstreams_get_an_assertion_that_jose_verifies() {
+    let up = echo_upstream("a").await;
+    let gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}
+idp_provider: local
+local_users:
+  - {{username: alice, email: alice@example.com, name: Alice Liddell, groups: [staff], password_hash: '{hash}'}}
+routes:
+  - {{from: 'https://app.localhost', to: 'http://{up}', allow_any_authenticated_user: true, pass_identity_headers: true}}
+  - {{from: 'https://uri.localhost', to: 'http://{up}', allow_any_authenticated_user: true, pass_identity_headers: true, jwt_issuer_format: uri}}
+  - {{from: 'https://public.localhost', to: 'http://{up}', allow_public_unauthenticated_access: true, pass_identity_headers: true}}
+  - {{from: 'https://plain.localhost', to: 'http://{up}', allow_public_unauthenticated_access: true}}
+",
+        hash = hash(HASH_CMD_INPUT),
+        up = up.addr
+    ));
+    let c = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .resolve("app.localhost", gh.addr())
+        .resolve("uri.localhost", gh.addr())
+        .resolve("public.localhost", gh.addr())
+        .resolve("plain.localhost", gh.addr())
+        .no_proxy()
+        .build()
+        .unwrap();
+
+    // JWKS: on every route host, before sign-in, cacheable, CORS open.
+    let resp = c
+        .get(gh.url("app.localhost", "/.well-known/pomerium/jwks.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["cache-control"], "max-age=60");
+    assert_eq!(resp.headers()["access-control-allow-origin"], "*");
+    let etag = resp.headers()["etag"].to_str().unwrap().to_string();
+    let jwks = resp.text().await.unwrap();
+    let keys: Value = serde_json::from_str(&jwks).unwrap();
+    let kid = keys["keys"][0]["kid"].as_str().unwrap().to_string();
+    assert_eq!(keys["keys"][0]["alg"], "ES256");
+    assert_eq!(keys["keys"][0]["use"], "sig");
+    let again = c
+        .get(gh.url("app.localhost", "/.well-known/pomerium/jwks.json"))
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    let disco: Value = serde_json::from_str(
+        &c.get(gh.url("app.localhost", "/.well-known/pomerium"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        disco["jwks_uri"],
+        gh.url("app.localhost", "/.well-known/pomerium/jwks.json")
+    );
+    assert!(gh.log_text().contains("derived from shared_secret"));
+
+    // Sign in.
+    for host in ["app.localhost", "uri.localhost"] {
+        let page = c
+            .get(
+                gh.url(
+                    host,
+                    &format!(
+                        "/.pomerium/sign_in?pomerium_redirect_uri={}",
+                        url::form_urlencoded::byte_serialize(gh.url(host, "/").as_bytes())
+                            .collect::<String>()
+                    ),
+                ),
+            )
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let start = page.find("name=\"token\" value=\"").unwrap() + 20;
+        let token = page[start..].split('"').next().unwrap().to_string();
+        let resp = c
+            .post(gh.url(host, "/.pomerium/sign_in"))
+            .header("Origin", gh.url(host, ""))
+            .form(&[
+                ("username", "alice"),
+                ("password", HASH_CMD_INPUT),
+                ("token", token.as_str()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 302);
+    }
+
+    let echo: Value = serde_json::from_str(
+        &c.get(gh.url("app.localhost", "/data"))
+            .header("X-Pomerium-Jwt-Assertion", "forged")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let tokens = echo["headers"]["x-pomerium-jwt-assertion"]
+        .as_array()
+        .unwrap();
+    assert_eq!(tokens.len(), 1, "only gatehouse's own assertion: {echo}");
+    let token = tokens[0].as_str().unwrap();
+    let verified =
+        jose_verify(&jwks, token, "app.localhost", "app.localhost").expect("jose verifies it");
+    let p = &verified["payload"];
+    assert_eq!(
+        verified["protectedHeader"],
+        serde_json::json!({"alg": "ES256", "kid": kid, "typ": "JWT"})
+    );
+    assert_eq!(p["sub"], "alice");
+    assert_eq!(p["user"], "alice");
+    assert_eq!(p["email"], "alice@example.com");
+    assert_eq!(p["name"], "Alice Liddell");
+    assert_eq!(p["groups"], serde_json::json!(["staff"]));
+    assert_eq!(p["exp"].as_u64().unwrap() - p["iat"].as_u64().unwrap(), 300);
+    assert_eq!(p["sid"].as_str().unwrap().len(), 32);
+    assert_eq!(p["jti"].as_str().unwrap().len(), 36);
+
+    // What a verifier must refuse.
+    assert!(
+        jose_verify(&jwks, token, "app.localhost", "other.localhost")
+            .unwrap_err()
+            .contains("aud")
+    );
+    let mut tampered = token.to_string();
+    let mid = tampered.find('.').unwrap() + 5;
+    let flipped = if &tampered[mid..mid + 1] == "A" {
+        "B"
+    } else {
+        "A"
+    };
+    tampered.replace_range(mid..mid + 1, flipped);
+    assert!(jose_verify(&jwks, &tampered, "app.localhost", "app.localhost").is_err());
+
+    // jwt_issuer_format: uri.
+    let echo: Value = serde_json::from_str(
+        &c.get(gh.url("uri.localhost", "/"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let token = echo["headers"]["x-pomerium-jwt-assertion"][0]
+        .as_str()
+        .unwrap();
+    jose_verify(&jwks, token, "https://uri.localhost/", "uri.localhost").expect("iss is a URI");
+
+    // Public routes: an assertion with an empty identity; groups still a list.
+    let echo: Value = serde_json::from_str(
+        &c.get(gh.url("public.localhost", "/"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let token = echo["headers"]["x-pomerium-jwt-assertion"][0]
+        .as_str()
+        .unwrap();
+    let p = jose_verify(&jwks, token, "public.localhost", "public.localhost").unwrap()["payload"]
+        .clone();
+    assert_eq!(
+        (p["sub"].as_str(), p["groups"].clone()),
+        (Some(""), serde_json::json!([]))
+    );
+
+    // Routes without pass_identity_headers: no assertion, and never a forged one.
+    let echo: Value = serde_json::from_str(
+        &c.get(gh.url("plain.localhost", "/"))
+            .header("X-Pomerium-Jwt-Assertion", "forged")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(echo["headers"].get("x-pomerium-jwt-assertion").is_none());
+}
