@@ -281,6 +281,7 @@ impl Compiler<'_> {
                 &global_headers,
                 pass_identity_default,
                 opts.jwt_issuer_format.as_ref(),
+                opts.jwt_claims_headers.as_ref(),
             ) {
                 if let Some(first) = routes
                     .iter()
@@ -726,6 +727,7 @@ impl Compiler<'_> {
         global_headers: &[(HeaderName, HeaderValue)],
         pass_identity_default: bool,
         global_issuer_format: Option<&Spanned<String>>,
+        global_claims_headers: Option<&Spanned<crate::model::ClaimsHeaders>>,
     ) -> Option<Route> {
         let before = self.diags.iter().filter(|d| d.is_error()).count();
         let o = &r.value;
@@ -922,7 +924,23 @@ impl Compiler<'_> {
             show_error_details: o.show_error_details.unwrap_or(false),
             pass_identity_headers: o.pass_identity_headers.unwrap_or(pass_identity_default),
             issuer_uri: self.issuer_uri(o.jwt_issuer_format.as_ref().or(global_issuer_format)),
+            claim_headers: self
+                .claim_headers(o.jwt_claims_headers.as_ref().or(global_claims_headers)),
         })
+    }
+
+    fn claim_headers(
+        &mut self,
+        v: Option<&Spanned<crate::model::ClaimsHeaders>>,
+    ) -> Vec<(HeaderName, String)> {
+        let Some(v) = v else { return Vec::new() };
+        let mut out = Vec::new();
+        for (header, claim) in &v.value.0 {
+            if let Some(name) = self.header_name(header, &v.mark) {
+                out.push((name, claim.clone()));
+            }
+        }
+        out
     }
 
     /// `hostOnly` (default) or `uri`; like Pomerium, any case and the

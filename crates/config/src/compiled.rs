@@ -88,6 +88,10 @@ pub struct Route {
     /// `jwt_issuer_format: uri` (route value, or the global one): the
     /// assertion's `iss` is `https://host/` instead of the host.
     pub issuer_uri: bool,
+    /// `jwt_claims_headers` (route value, or the global one): header and
+    /// the claim it carries. The headers are removed from client requests on
+    /// every route; they are set only with `pass_identity_headers`.
+    pub claim_headers: Vec<(HeaderName, String)>,
 }
 
 impl Route {

@@ -56,13 +56,20 @@ async fn upstreams_get_an_assertion_that_jose_verifies() {
     let gh = Gatehouse::start(&format!(
         "address: 127.0.0.1:{{port}}
 idp_provider: local
+jwt_claims_headers: email,groups
 local_users:
   - {{username: alice, email: alice@example.com, name: Alice Liddell, groups: [staff], password_hash: '{hash}'}}
 routes:
   - {{from: 'https://app.localhost', to: 'http://{up}', allow_any_authenticated_user: true, pass_identity_headers: true}}
   - {{from: 'https://uri.localhost', to: 'http://{up}', allow_any_authenticated_user: true, pass_identity_headers: true, jwt_issuer_format: uri}}
   - {{from: 'https://public.localhost', to: 'http://{up}', allow_public_unauthenticated_access: true, pass_identity_headers: true}}
-  - {{from: 'https://plain.localhost', to: 'http://{up}', allow_public_unauthenticated_access: true}}
+  - {{from: 'https://plain.localhost', to: 'http://{up}', allow_public_unauthenticated_access: true, jwt_claims_headers: {{X-WEBAUTH-USER: email}}}}
+  - from: https://grafana.localhost
+    to: http://{up}
+    allow_any_authenticated_user: true
+    pass_identity_headers: true
+    jwt_claims_headers: {{X-WEBAUTH-USER: email, X-WEBAUTH-NAME: name}}
+    set_request_headers: {{X-Jwt-Copy: '${{pomerium.jwt}}'}}
 ",
         hash = hash(HASH_CMD_INPUT),
         up = up.addr
@@ -75,6 +82,7 @@ routes:
         .resolve("uri.localhost", gh.addr())
         .resolve("public.localhost", gh.addr())
         .resolve("plain.localhost", gh.addr())
+        .resolve("grafana.localhost", gh.addr())
         .no_proxy()
         .build()
         .unwrap();
@@ -118,18 +126,16 @@ routes:
     assert!(gh.log_text().contains("derived from shared_secret"));
 
     // Sign in.
-    for host in ["app.localhost", "uri.localhost"] {
+    for host in ["app.localhost", "uri.localhost", "grafana.localhost"] {
         let page = c
-            .get(
-                gh.url(
-                    host,
-                    &format!(
+            .get(gh.url(
+                host,
+                &format!(
                         "/.pomerium/sign_in?pomerium_redirect_uri={}",
                         url::form_urlencoded::byte_serialize(gh.url(host, "/").as_bytes())
                             .collect::<String>()
                     ),
-                ),
-            )
+            ))
             .send()
             .await
             .unwrap()
@@ -183,6 +189,36 @@ routes:
     assert_eq!(p["exp"].as_u64().unwrap() - p["iat"].as_u64().unwrap(), 300);
     assert_eq!(p["sid"].as_str().unwrap().len(), 32);
     assert_eq!(p["jti"].as_str().unwrap().len(), 36);
+    // Global jwt_claims_headers: X-Pomerium-Claim-<claim>, lists comma-joined.
+    assert_eq!(
+        echo["headers"]["x-pomerium-claim-email"][0],
+        "alice@example.com"
+    );
+    assert_eq!(echo["headers"]["x-pomerium-claim-groups"][0], "staff");
+
+    // Grafana's auth-proxy recipe: a custom header from a claim, and the JWT
+    // copied by a template.
+    let echo: Value = serde_json::from_str(
+        &c.get(gh.url("grafana.localhost", "/"))
+            .header("X-WEBAUTH-USER", "admin@evil.example")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        echo["headers"]["x-webauth-user"],
+        serde_json::json!(["alice@example.com"]),
+        "the client's copy is gone"
+    );
+    assert_eq!(echo["headers"]["x-webauth-name"][0], "Alice Liddell");
+    assert_eq!(
+        echo["headers"]["x-jwt-copy"],
+        echo["headers"]["x-pomerium-jwt-assertion"]
+    );
 
     // What a verifier must refuse.
     assert!(
@@ -237,10 +273,12 @@ routes:
         (Some(""), serde_json::json!([]))
     );
 
-    // Routes without pass_identity_headers: no assertion, and never a forged one.
+    // Routes without pass_identity_headers: no assertion, and never a forged
+    // one or a forged claim header.
     let echo: Value = serde_json::from_str(
         &c.get(gh.url("plain.localhost", "/"))
             .header("X-Pomerium-Jwt-Assertion", "forged")
+            .header("x-webauth-user", "admin@evil.example")
             .send()
             .await
             .unwrap()
@@ -250,4 +288,5 @@ routes:
     )
     .unwrap();
     assert!(echo["headers"].get("x-pomerium-jwt-assertion").is_none());
+    assert!(echo["headers"].get("x-webauth-user").is_none(), "{echo}");
 }

@@ -37,7 +37,12 @@ idp_scopes: openid profile email groups offline_access
 cookie_secret: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
 shared_secret: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
 {extra}routes:
-  - {{from: 'https://app.localhost', to: 'http://{up}', allow_any_authenticated_user: true}}
+  - from: https://app.localhost
+    to: http://{up}
+    allow_any_authenticated_user: true
+    pass_identity_headers: true
+    jwt_claims_headers: {{X-Verified: email_verified}}
+    set_request_headers: {{X-Access-Token: '${{pomerium.access_token}}', X-Id-Token: '${{pomerium.id_token}}'}}
   - {{from: 'https://other.localhost', to: 'http://{up}', allow_any_authenticated_user: true}}
 ",
         issuer = idp.issuer,
@@ -84,6 +89,24 @@ async fn the_code_flow_signs_in_and_lands_on_the_original_url() {
     assert_eq!(resp.url().as_str(), gh.url("app.localhost", "/dash?x=1"));
     let echo: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
     assert_eq!(echo["path"], "/dash");
+    // The provider's tokens by template, a provider claim as a header and in the JWT.
+    let header = |n: &str| {
+        echo["headers"][n][0]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(header("x-access-token").len() > 20, "{echo}");
+    assert_eq!(header("x-id-token").split('.').count(), 3);
+    assert_eq!(header("x-verified"), "true");
+    let jwt = header("x-pomerium-jwt-assertion");
+    let payload = jwt.split('.').nth(1).unwrap();
+    let payload = base64_decode_url(payload);
+    let claims: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(
+        claims["email_verified"], "true",
+        "claims named in jwt_claims_headers join the JWT"
+    );
 
     let me: Value = serde_json::from_str(
         &c.get(gh.url("app.localhost", "/.pomerium/user"))
@@ -469,4 +492,25 @@ async fn two_tabs_signing_in_at_once_both_land() {
         "no single state cookie for the second tab to overwrite"
     );
     assert_eq!(first.url().as_str(), gh.url("app.localhost", "/?tab=1"));
+}
+
+fn base64_decode_url(s: &str) -> Vec<u8> {
+    let table = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'-' => 62,
+        _ => 63,
+    };
+    let bytes: Vec<u8> = s.bytes().map(table).collect();
+    let mut out = Vec::new();
+    for chunk in bytes.chunks(4) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (18 - 6 * i)));
+        let take = chunk.len() - 1;
+        out.extend_from_slice(&n.to_be_bytes()[1..1 + take]);
+    }
+    out
 }

@@ -34,6 +34,8 @@ pub struct RequestCtx<'a> {
     pub cookie_name: &'a str,
     /// `X-Pomerium-Jwt-Assertion` for routes that pass identity headers.
     pub assertion: Option<HeaderValue>,
+    /// The signed-in session, if the route needed one.
+    pub session: Option<&'a gatehouse_identity::Session>,
 }
 
 /// Facts about the connection a request arrived on, built once per connection.
@@ -191,6 +193,7 @@ pub async fn handle(
                     .pass_identity_headers
                     .then(|| assertion(rt, &host, route, session.as_ref()))
                     .flatten(),
+                session: session.as_ref(),
             };
             act(route, state, req, normalized, &ctx).await
         }
@@ -246,8 +249,45 @@ fn assertion(
         },
     };
     let now = gatehouse_identity::session::unix_now();
-    let claims = gatehouse_assertion::claims(host, route.issuer_uri, &subject, now);
+    let mut claims = gatehouse_assertion::claims(host, route.issuer_uri, &subject, now);
+    // Claims named in jwt_claims_headers that are not base claims join the JWT.
+    if let (Some(map), Some(s)) = (claims.as_object_mut(), session) {
+        for (_, claim) in &route.claim_headers {
+            if !map.contains_key(claim) {
+                map.insert(
+                    claim.clone(),
+                    serde_json::Value::String(claim_value(s, claim)),
+                );
+            }
+        }
+    }
     HeaderValue::from_str(&rt.signing.sign(&claims)).ok()
+}
+
+/// A claim as a header value: base claims first, then the IdP's; lists are
+/// comma-joined; a missing claim is empty (as Pomerium).
+fn claim_value(s: &gatehouse_identity::Session, claim: &str) -> String {
+    let id = &s.identity;
+    match claim {
+        "sub" | "user" => id.sub.clone(),
+        "email" => id.email.clone(),
+        "name" => id.name.clone(),
+        "groups" => id.groups.join(","),
+        "sid" => s.id.to_hex(),
+        other => match id.claims.get(other) {
+            None | Some(serde_json::Value::Null) => String::new(),
+            Some(serde_json::Value::String(v)) => v.clone(),
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .map(|i| match i {
+                    serde_json::Value::String(v) => v.clone(),
+                    v => v.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            Some(v) => v.to_string(),
+        },
+    }
 }
 
 /// `/.well-known/pomerium/jwks.json` (keys, cacheable for 60 s, ETag) and
@@ -767,11 +807,25 @@ fn upstream_request_headers(
 ) {
     strip_hop_by_hop(headers, upgrade);
     strip_identity_headers(headers);
+    for (name, _) in &route.claim_headers {
+        headers.remove(name);
+    }
     if let Some(a) = &ctx.assertion {
         headers.insert(
             HeaderName::from_static("x-pomerium-jwt-assertion"),
             a.clone(),
         );
+    }
+    if route.pass_identity_headers {
+        for (name, claim) in &route.claim_headers {
+            let value = ctx
+                .session
+                .map(|s| claim_value(s, claim))
+                .unwrap_or_default();
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(name.clone(), v);
+            }
+        }
     }
     crate::signin::strip_cookies(headers, ctx.cookie_name);
     for name in &route.remove_request_headers {
@@ -802,7 +856,7 @@ fn upstream_request_headers(
     for (name, template) in &route.set_request_headers {
         let value = match template.as_literal() {
             Some(lit) => HeaderValue::from_str(lit).ok(),
-            None => render_template(&template.parts, headers),
+            None => render_template(&template.parts, headers, ctx),
         };
         match value {
             Some(v) => {
@@ -815,8 +869,13 @@ fn upstream_request_headers(
     }
 }
 
-/// Renders `${pomerium.*}` parts; identity parts are empty until sign-in exists.
-fn render_template(parts: &[TemplatePart], headers: &HeaderMap) -> Option<HeaderValue> {
+/// Renders `${pomerium.*}` parts (identity parts are empty without a session).
+fn render_template(
+    parts: &[TemplatePart],
+    headers: &HeaderMap,
+    ctx: &RequestCtx<'_>,
+) -> Option<HeaderValue> {
+    let tokens = ctx.session.and_then(|s| s.tokens.as_ref());
     let mut out = String::new();
     for p in parts {
         match p {
@@ -826,10 +885,19 @@ fn render_template(parts: &[TemplatePart], headers: &HeaderMap) -> Option<Header
                     out.push_str(v);
                 }
             }
-            TemplatePart::AccessToken
-            | TemplatePart::IdToken
-            | TemplatePart::Jwt
-            | TemplatePart::ClientCertFingerprint => {}
+            TemplatePart::AccessToken => {
+                out.push_str(tokens.map_or("", |t| t.access_token.as_str()))
+            }
+            TemplatePart::IdToken => {
+                out.push_str(tokens.and_then(|t| t.id_token.as_deref()).unwrap_or(""))
+            }
+            TemplatePart::Jwt => out.push_str(
+                ctx.assertion
+                    .as_ref()
+                    .and_then(|a| a.to_str().ok())
+                    .unwrap_or(""),
+            ),
+            TemplatePart::ClientCertFingerprint => {}
         }
     }
     HeaderValue::from_str(&out).ok()
