@@ -16,6 +16,15 @@ use crate::de::Spanned;
 use crate::model::{GoDuration, Options, RouteOptions, StringMap};
 use crate::yaml::{Mark, Node, Value};
 
+/// What every route inherits from the global options.
+struct RouteDefaults<'a> {
+    timeout: Duration,
+    response_headers: &'a [(HeaderName, HeaderValue)],
+    pass_identity_headers: bool,
+    jwt_issuer_format: Option<&'a Spanned<String>>,
+    jwt_claims_headers: Option<&'a Spanned<crate::model::ClaimsHeaders>>,
+}
+
 pub(crate) struct Compiler<'a> {
     pub base_dir: &'a Path,
     pub diags: Vec<Diagnostic>,
@@ -274,15 +283,14 @@ impl Compiler<'_> {
             .flatten()
             .chain(opts.routes.iter().flatten());
         for (index, r) in all_routes.enumerate() {
-            if let Some(route) = self.route(
-                index,
-                r,
-                default_upstream_timeout,
-                &global_headers,
-                pass_identity_default,
-                opts.jwt_issuer_format.as_ref(),
-                opts.jwt_claims_headers.as_ref(),
-            ) {
+            let defaults = RouteDefaults {
+                timeout: default_upstream_timeout,
+                response_headers: &global_headers,
+                pass_identity_headers: pass_identity_default,
+                jwt_issuer_format: opts.jwt_issuer_format.as_ref(),
+                jwt_claims_headers: opts.jwt_claims_headers.as_ref(),
+            };
+            if let Some(route) = self.route(index, r, &defaults) {
                 if let Some(first) = routes
                     .iter()
                     .find(|o| o.from == route.from && o.path_match == route.path_match)
@@ -723,12 +731,13 @@ impl Compiler<'_> {
         &mut self,
         index: usize,
         r: &Spanned<RouteOptions>,
-        default_timeout: Duration,
-        global_headers: &[(HeaderName, HeaderValue)],
-        pass_identity_default: bool,
-        global_issuer_format: Option<&Spanned<String>>,
-        global_claims_headers: Option<&Spanned<crate::model::ClaimsHeaders>>,
+        defaults: &RouteDefaults<'_>,
     ) -> Option<Route> {
+        let default_timeout = defaults.timeout;
+        let global_headers = defaults.response_headers;
+        let pass_identity_default = defaults.pass_identity_headers;
+        let global_issuer_format = defaults.jwt_issuer_format;
+        let global_claims_headers = defaults.jwt_claims_headers;
         let before = self.diags.iter().filter(|d| d.is_error()).count();
         let o = &r.value;
         let Some(from_opt) = &o.from else {
