@@ -358,3 +358,88 @@ JRisZ5KzajB3IIfBqhIJ7C97f7FpUBk5Ow==
         assert_eq!(uri["aud"], "h");
     }
 }
+
+/// Signed assertions kept per (session, route, host) until they are within
+/// a minute of expiry, so the ~16 µs ES256 signature is not paid per
+/// request. Bounded; a configuration reload (and so any key change) starts
+/// an empty cache.
+pub struct Cache<V> {
+    entries: std::sync::Mutex<std::collections::HashMap<CacheKey, (V, u64)>>,
+    capacity: usize,
+}
+
+/// Session id (empty for public routes), route index, request host.
+pub type CacheKey = (String, usize, String);
+
+/// Re-mint when less than this many seconds remain.
+pub const REMINT_BEFORE_SECS: u64 = 60;
+
+impl<V: Clone> Cache<V> {
+    pub fn new(capacity: usize) -> Cache<V> {
+        Cache {
+            entries: Default::default(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The cached value for `key`, or `mint()`'s (value, expiry) stored.
+    pub fn get_or_mint(
+        &self,
+        key: CacheKey,
+        now: u64,
+        mint: impl FnOnce() -> Option<(V, u64)>,
+    ) -> Option<V> {
+        {
+            let map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((v, exp)) = map.get(&key) {
+                if *exp > now + REMINT_BEFORE_SECS {
+                    return Some(v.clone());
+                }
+            }
+        }
+        // Signed outside the lock: other requests are not held up.
+        let (value, exp) = mint()?;
+        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= self.capacity {
+            map.retain(|_, (_, e)| *e > now + REMINT_BEFORE_SECS);
+            if map.len() >= self.capacity {
+                map.clear();
+            }
+        }
+        map.insert(key, (value.clone(), exp));
+        Some(value)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    #[test]
+    fn reuses_until_a_minute_before_expiry_and_stays_bounded() {
+        let cache: Cache<u32> = Cache::new(2);
+        let key = |s: &str| (s.to_string(), 0, "h".to_string());
+        let mut mints = 0;
+        let mut get = |k: &str, now: u64| {
+            cache.get_or_mint(key(k), now, || {
+                mints += 1;
+                Some((mints, now + LIFETIME_SECS))
+            })
+        };
+        assert_eq!(get("a", 1000), Some(1));
+        assert_eq!(get("a", 1100), Some(1), "cached");
+        assert_eq!(get("a", 1239), Some(1), "61 s left: still cached");
+        assert_eq!(get("a", 1240), Some(2), "60 s left: re-minted");
+        assert_eq!(get("b", 1240), Some(3));
+        assert_eq!(get("c", 1240), Some(4), "over capacity: older entries go");
+        assert!(cache.len() <= 2);
+    }
+}

@@ -220,6 +220,23 @@ routes:
         echo["headers"]["x-pomerium-jwt-assertion"]
     );
 
+    // The signed token is reused (cached) rather than signed per request.
+    let again: Value = serde_json::from_str(
+        &c.get(gh.url("app.localhost", "/data"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        again["headers"]["x-pomerium-jwt-assertion"][0].as_str(),
+        Some(token),
+        "cached assertion"
+    );
+
     // What a verifier must refuse.
     assert!(
         jose_verify(&jwks, token, "app.localhost", "other.localhost")

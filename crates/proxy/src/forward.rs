@@ -230,6 +230,25 @@ fn assertion(
     route: &Route,
     session: Option<&gatehouse_identity::Session>,
 ) -> Option<HeaderValue> {
+    let now = gatehouse_identity::session::unix_now();
+    let key = (
+        session.map(|s| s.id.to_hex()).unwrap_or_default(),
+        route.index,
+        host.to_string(),
+    );
+    rt.assertions.get_or_mint(key, now, || {
+        let value = mint_assertion(rt, host, route, session, now)?;
+        Some((value, now + gatehouse_assertion::LIFETIME_SECS))
+    })
+}
+
+fn mint_assertion(
+    rt: &Runtime,
+    host: &str,
+    route: &Route,
+    session: Option<&gatehouse_identity::Session>,
+    now: u64,
+) -> Option<HeaderValue> {
     let no_groups = Vec::new();
     let sid = session.map(|s| s.id.to_hex()).unwrap_or_default();
     let subject = match session {
@@ -248,7 +267,6 @@ fn assertion(
             sid: "",
         },
     };
-    let now = gatehouse_identity::session::unix_now();
     let mut claims = gatehouse_assertion::claims(host, route.issuer_uri, &subject, now);
     // Claims named in jwt_claims_headers that are not base claims join the JWT.
     if let (Some(map), Some(s)) = (claims.as_object_mut(), session) {

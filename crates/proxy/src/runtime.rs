@@ -13,6 +13,8 @@ pub struct Runtime {
     pub auth: crate::signin::Auth,
     /// Keys for `X-Pomerium-Jwt-Assertion`, parsed once per configuration.
     pub signing: gatehouse_assertion::SigningKeys,
+    /// Signed assertions reused until a minute before they expire.
+    pub assertions: gatehouse_assertion::Cache<http::HeaderValue>,
     pub table: RouteTable,
     /// Same order as `config.routes`.
     pub routes: Vec<RouteState>,
@@ -111,6 +113,7 @@ impl Runtime {
                 config,
                 auth,
                 signing,
+                assertions: gatehouse_assertion::Cache::new(100_000),
                 table,
                 routes,
             },
