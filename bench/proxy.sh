@@ -84,27 +84,51 @@ nginx_conf px $NGX_PORT "upstream backend { server 127.0.0.1:$UP_PORT; keepalive
 taskset -c $LOAD_CPU "$NGINX" -c "$WORK/up.conf"
 taskset -c $PROXY_CPU "$NGINX" -c "$WORK/px.conf"
 
+HASH=$(printf 'bench-password' | "$GATEHOUSE" hash-password)
 cat > "$WORK/gatehouse.yaml" <<YAML
 address: 127.0.0.1:$GH_PORT
 insecure_server: true
 timeout_read: 5m
+idp_provider: local
+local_users:
+  - {username: bench, email: bench@example.com, name: Bench, groups: [bench], password_hash: '$HASH'}
 routes:
   - from: https://bench.localhost
     to: http://127.0.0.1:$UP_PORT
     allow_public_unauthenticated_access: true
+  - from: https://signed.localhost
+    to: http://127.0.0.1:$UP_PORT
+    allow_any_authenticated_user: true
+    pass_identity_headers: true
 YAML
-TOKIO_WORKER_THREADS=1 taskset -c $PROXY_CPU "$GATEHOUSE" run -c "$WORK/gatehouse.yaml" --log-format json 2>"$WORK/gatehouse.log" &
-GH_PID=$!
-PIDS+=("$GH_PID")
-for _ in $(seq 100); do
-  curl -fsS -H 'Host: bench.localhost' "http://127.0.0.1:$GH_PORT/" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+
+start_gatehouse() { # [env...]: starts gatehouse pinned, waits until it answers
+  env "$@" TOKIO_WORKER_THREADS=1 taskset -c $PROXY_CPU "$GATEHOUSE" run -c "$WORK/gatehouse.yaml" --log-format json 2>>"$WORK/gatehouse.log" &
+  GH_PID=$!
+  PIDS+=("$GH_PID")
+  for _ in $(seq 100); do
+    curl -fsS -H 'Host: bench.localhost' "http://127.0.0.1:$GH_PORT/" >/dev/null 2>&1 && return
+    sleep 0.1
+  done
+}
+
+sign_in() { # prints a session cookie for signed.localhost (a real login)
+  local token
+  token=$(curl -fsS -H 'Host: signed.localhost' \
+    "http://127.0.0.1:$GH_PORT/.pomerium/sign_in?pomerium_redirect_uri=https%3A%2F%2Fsigned.localhost%2F" \
+    | sed -n 's/.*name="token" value="\([^"]*\)".*/\1/p')
+  curl -sS -o /dev/null -D - -H 'Host: signed.localhost' -H 'Origin: https://signed.localhost' \
+    --data-urlencode username=bench --data-urlencode password=bench-password --data-urlencode "token=$token" \
+    "http://127.0.0.1:$GH_PORT/.pomerium/sign_in" | sed -n 's/^[Ss]et-[Cc]ookie: \(_pomerium=[^;]*\).*/\1/p'
+}
+
+start_gatehouse
 curl -fsS -H 'Host: bench.localhost' "http://127.0.0.1:$NGX_PORT/" >/dev/null
 
-run_wrk() { # port -> "rps p99_ms"
-  taskset -c $LOAD_CPU wrk -t1 -c"$CONNS" -d2s -H 'Host: bench.localhost' "http://127.0.0.1:$1/" >/dev/null
-  taskset -c $LOAD_CPU wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -H 'Host: bench.localhost' "http://127.0.0.1:$1/" > "$WORK/wrk.out"
+run_wrk() { # port [host] [cookie] -> "rps p99_ms"
+  local host=${2:-bench.localhost} cookie=${3:-x=y}
+  taskset -c $LOAD_CPU wrk -t1 -c"$CONNS" -d2s -H "Host: $host" -H "Cookie: $cookie" "http://127.0.0.1:$1/" >/dev/null
+  taskset -c $LOAD_CPU wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -H "Host: $host" -H "Cookie: $cookie" "http://127.0.0.1:$1/" > "$WORK/wrk.out"
   local rps p99 errors
   rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.out")
   p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub("us","",v); v=v/1000} else if (v ~ /ms$/) {sub("ms","",v)} else if (v ~ /s$/) {sub("s","",v); v=v*1000}; print v}' "$WORK/wrk.out")
@@ -116,14 +140,25 @@ run_wrk() { # port -> "rps p99_ms"
 echo "gatehouse bench: ${DURATION}s per proxy, $CONNS connections, body $((BODY + 20)) bytes, proxies on CPU $PROXY_CPU, wrk on CPU $LOAD_CPU"
 read -r NGX_RPS NGX_P99 < <(run_wrk $NGX_PORT)
 read -r GH_RPS GH_P99 < <(run_wrk $GH_PORT)
-printf '%-22s %12s %10s\n' proxy "requests/s" "p99 ms"
-printf '%-22s %12.0f %10.2f\n' "nginx proxy_pass" "$NGX_RPS" "$NGX_P99"
-printf '%-22s %12.0f %10.2f\n' "gatehouse (public)" "$GH_RPS" "$GH_P99"
-python3 - "$NGX_RPS" "$GH_RPS" "$NGX_P99" "$GH_P99" <<'PY'
+COOKIE=$(sign_in)
+[ -n "$COOKIE" ] || { echo "bench: sign-in failed" >&2; exit 1; }
+read -r SIG_RPS SIG_P99 < <(run_wrk $GH_PORT signed.localhost "$COOKIE")
+# The same signed-in route, signing every request (no assertion cache).
+kill "$GH_PID"; wait "$GH_PID" 2>/dev/null || true
+start_gatehouse GATEHOUSE_ASSERTION_CACHE=off
+COOKIE=$(sign_in)
+read -r NOC_RPS NOC_P99 < <(run_wrk $GH_PORT signed.localhost "$COOKIE")
+printf '%-34s %12s %10s\n' proxy "requests/s" "p99 ms"
+printf '%-34s %12.0f %10.2f\n' "nginx proxy_pass" "$NGX_RPS" "$NGX_P99"
+printf '%-34s %12.0f %10.2f\n' "gatehouse (public)" "$GH_RPS" "$GH_P99"
+printf '%-34s %12.0f %10.2f\n' "gatehouse (signed in, assertion)" "$SIG_RPS" "$SIG_P99"
+printf '%-34s %12.0f %10.2f\n' "  same, assertion cache off" "$NOC_RPS" "$NOC_P99"
+python3 - "$NGX_RPS" "$GH_RPS" "$NGX_P99" "$GH_P99" "$SIG_RPS" "$NOC_RPS" <<'PY'
 import sys
-n, g, np99, gp99 = map(float, sys.argv[1:])
+n, g, np99, gp99, s, nc = map(float, sys.argv[1:])
 print(f"ratio gatehouse/nginx requests/s: {g/n:.2f}  (target >= 0.90)")
 print(f"p99 difference gatehouse-nginx: {gp99-np99:+.2f} ms  (target <= +1.00 ms)")
+print(f"ratio signed-in with assertion/nginx: {s/n:.2f} with cache, {nc/n:.2f} without (target >= 0.85)")
 PY
 
 # Memory: 1,000 idle keep-alive connections, each after one request.

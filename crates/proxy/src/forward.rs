@@ -231,6 +231,9 @@ fn assertion(
     session: Option<&gatehouse_identity::Session>,
 ) -> Option<HeaderValue> {
     let now = gatehouse_identity::session::unix_now();
+    if !rt.cache_assertions {
+        return mint_assertion(rt, host, route, session, now);
+    }
     let key = (
         session.map(|s| s.id.to_hex()).unwrap_or_default(),
         route.index,

@@ -15,6 +15,8 @@ pub struct Runtime {
     pub signing: gatehouse_assertion::SigningKeys,
     /// Signed assertions reused until a minute before they expire.
     pub assertions: gatehouse_assertion::Cache<http::HeaderValue>,
+    /// `GATEHOUSE_ASSERTION_CACHE=off` signs every request (benchmarks).
+    pub cache_assertions: bool,
     pub table: RouteTable,
     /// Same order as `config.routes`.
     pub routes: Vec<RouteState>,
@@ -114,6 +116,8 @@ impl Runtime {
                 auth,
                 signing,
                 assertions: gatehouse_assertion::Cache::new(100_000),
+                cache_assertions: std::env::var("GATEHOUSE_ASSERTION_CACHE")
+                    .map_or(true, |v| v != "off"),
                 table,
                 routes,
             },
