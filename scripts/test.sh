@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 log() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the tests need, installed only when missing.
-# chromium: the browser tests (tests/e2e, driven by playwright-core).
-APT_PACKAGES=(chromium)
+# chromium: the browser tests (tests/e2e, driven by playwright-core);
+# openssl: test keys made the way users make them.
+APT_PACKAGES=(chromium openssl)
 apt_install() {
   local missing=()
   for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -10,7 +10,9 @@ use aws_lc_rs::agreement;
 use aws_lc_rs::digest;
 use aws_lc_rs::hkdf;
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair, RSA_PKCS1_SHA256, RsaKeyPair,
+};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use rustls_pki_types::pem::{PemObject, SectionKind};
@@ -25,20 +27,71 @@ pub enum KeyError {
         "signing_key: no PEM private key found (expected EC P-256 as `EC PRIVATE KEY` or `PRIVATE KEY`, raw or base64)"
     )]
     NoKey,
-    #[error("signing_key: key {index} is not a usable P-256 private key: {why}")]
+    #[error("signing_key: key {index} is not a usable P-256 or RSA private key: {why}")]
     Unusable { index: usize, why: String },
 }
 
-/// One published key.
-struct PublicKey {
-    kid: String,
-    x: String,
-    y: String,
+/// A key that can sign: EC P-256 (ES256) or RSA (RS256), as Pomerium.
+enum Signer {
+    Ec(EcdsaKeyPair),
+    Rsa(RsaKeyPair),
+}
+
+impl Signer {
+    fn alg(&self) -> &'static str {
+        match self {
+            Signer::Ec(_) => "ES256",
+            Signer::Rsa(_) => "RS256",
+        }
+    }
+
+    /// The public JWK members and the RFC 7638 thumbprint input.
+    fn jwk(&self) -> (serde_json::Value, String) {
+        match self {
+            Signer::Ec(pair) => {
+                // Uncompressed point: 0x04 || X || Y.
+                let point = pair.public_key().as_ref();
+                let (x, y) = (
+                    URL_SAFE_NO_PAD.encode(&point[1..33]),
+                    URL_SAFE_NO_PAD.encode(&point[33..65]),
+                );
+                let thumb = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+                (
+                    serde_json::json!({"kty": "EC", "crv": "P-256", "x": x, "y": y}),
+                    thumb,
+                )
+            }
+            Signer::Rsa(pair) => {
+                let public = pair.public_key();
+                let n = URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero());
+                let e = URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero());
+                let thumb = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
+                (serde_json::json!({"kty": "RSA", "n": n, "e": e}), thumb)
+            }
+        }
+    }
+
+    fn sign(&self, message: &[u8]) -> Vec<u8> {
+        let rng = SystemRandom::new();
+        match self {
+            Signer::Ec(pair) => pair
+                .sign(&rng, message)
+                .expect("ECDSA signing with a valid key")
+                .as_ref()
+                .to_vec(),
+            Signer::Rsa(pair) => {
+                let mut sig = vec![0u8; pair.public_modulus_len()];
+                pair.sign(&RSA_PKCS1_SHA256, &rng, message, &mut sig)
+                    .expect("RSA signing with a valid key");
+                sig
+            }
+        }
+    }
 }
 
 /// The keys in force: the first signs, all are published.
 pub struct SigningKeys {
-    signer: EcdsaKeyPair,
+    signer: Signer,
     kid: String,
     /// The header part of every JWT, encoded once.
     header_b64: String,
@@ -68,15 +121,31 @@ impl SigningKeys {
             let Ok((kind, der)) = section else {
                 return Err(KeyError::NoKey);
             };
-            if !matches!(kind, SectionKind::EcPrivateKey | SectionKind::PrivateKey) {
-                continue;
-            }
-            let pair = EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
-                .map_err(|e| KeyError::Unusable {
+            let unusable = |why: String| KeyError::Unusable {
                 index: index + 1,
-                why: e.to_string(),
-            })?;
-            pairs.push(pair);
+                why,
+            };
+            let signer = match kind {
+                SectionKind::EcPrivateKey => {
+                    EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
+                        .map(Signer::Ec)
+                        .map_err(|e| unusable(e.to_string()))?
+                }
+                SectionKind::RsaPrivateKey => RsaKeyPair::from_der(&der)
+                    .map(Signer::Rsa)
+                    .map_err(|e| unusable(e.to_string()))?,
+                SectionKind::PrivateKey => {
+                    match EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
+                    {
+                        Ok(pair) => Signer::Ec(pair),
+                        Err(ec) => RsaKeyPair::from_pkcs8(&der)
+                            .map(Signer::Rsa)
+                            .map_err(|rsa| unusable(format!("not P-256 ({ec}) nor RSA ({rsa})")))?,
+                    }
+                }
+                _ => continue,
+            };
+            pairs.push(signer);
         }
         Self::from_pairs(pairs)
     }
@@ -98,33 +167,26 @@ impl SigningKeys {
                 .expect("32 bytes is a valid HKDF length");
             okm.fill(&mut scalar).expect("32 bytes");
             if let Some(pair) = pair_from_scalar(&scalar) {
-                return Self::from_pairs(vec![pair]).expect("one key");
+                return Self::from_pairs(vec![Signer::Ec(pair)]).expect("one key");
             }
         }
         unreachable!("no valid P-256 scalar in 256 HKDF blocks")
     }
 
-    fn from_pairs(pairs: Vec<EcdsaKeyPair>) -> Result<SigningKeys, KeyError> {
-        let mut published = Vec::new();
-        for pair in &pairs {
-            let point = pair.public_key().as_ref();
-            // Uncompressed point: 0x04 || X || Y.
-            let (x, y) = (
-                URL_SAFE_NO_PAD.encode(&point[1..33]),
-                URL_SAFE_NO_PAD.encode(&point[33..65]),
-            );
-            let thumbprint_input = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+    fn from_pairs(pairs: Vec<Signer>) -> Result<SigningKeys, KeyError> {
+        let mut keys = Vec::new();
+        for signer in &pairs {
+            let (mut jwk, thumbprint_input) = signer.jwk();
             let kid = hex(digest::digest(&digest::SHA256, thumbprint_input.as_bytes()).as_ref());
-            published.push(PublicKey { kid, x, y });
+            if let Some(map) = jwk.as_object_mut() {
+                map.insert("use".into(), "sig".into());
+                map.insert("alg".into(), signer.alg().into());
+                map.insert("kid".into(), kid.into());
+            }
+            keys.push(jwk);
         }
         let signer = pairs.into_iter().next().ok_or(KeyError::NoKey)?;
-        let kid = published[0].kid.clone();
-        let keys: Vec<serde_json::Value> = published
-            .iter()
-            .map(|k| {
-                serde_json::json!({"use": "sig", "kty": "EC", "kid": k.kid, "crv": "P-256", "alg": "ES256", "x": k.x, "y": k.y})
-            })
-            .collect();
+        let kid = keys[0]["kid"].as_str().unwrap_or_default().to_string();
         let jwks = serde_json::to_vec(&serde_json::json!({ "keys": keys })).expect("JSON");
         // FNV-64 of the body, as Pomerium's ETag.
         let etag = format!(
@@ -133,7 +195,7 @@ impl SigningKeys {
                 .fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(*b))
                     .wrapping_mul(0x100000001b3))
         );
-        let header = serde_json::json!({"alg": "ES256", "kid": kid, "typ": "JWT"});
+        let header = serde_json::json!({"alg": signer.alg(), "kid": kid, "typ": "JWT"});
         Ok(SigningKeys {
             header_b64: URL_SAFE_NO_PAD.encode(header.to_string()),
             signer,
@@ -152,15 +214,17 @@ impl SigningKeys {
         (&self.jwks, &self.etag)
     }
 
-    /// Signs `claims` (a JSON object) as an ES256 JWT.
+    /// `ES256` or `RS256`, after the signing key.
+    pub fn alg(&self) -> &'static str {
+        self.signer.alg()
+    }
+
+    /// Signs `claims` (a JSON object) as a JWT.
     pub fn sign(&self, claims: &serde_json::Value) -> String {
         let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
         let signing_input = format!("{}.{payload}", self.header_b64);
-        let sig = self
-            .signer
-            .sign(&SystemRandom::new(), signing_input.as_bytes())
-            .expect("ECDSA signing with a valid key");
-        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+        let sig = self.signer.sign(signing_input.as_bytes());
+        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig))
     }
 }
 
@@ -416,6 +480,39 @@ impl<V: Clone> Cache<V> {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod rsa_tests {
+    use super::*;
+
+    #[test]
+    fn rsa_keys_sign_rs256_and_publish_n_and_e() {
+        let pem = std::process::Command::new("openssl")
+            .args(["genrsa", "2048"])
+            .output()
+            .expect("openssl is installed");
+        let keys = SigningKeys::from_pem(&String::from_utf8_lossy(&pem.stdout)).unwrap();
+        assert_eq!(keys.alg(), "RS256");
+        let doc: serde_json::Value = serde_json::from_slice(keys.jwks().0).unwrap();
+        let k = &doc["keys"][0];
+        assert_eq!(
+            (k["kty"].as_str(), k["alg"].as_str()),
+            (Some("RSA"), Some("RS256"))
+        );
+        let token = keys.sign(&serde_json::json!({"sub": "x"}));
+        let parts: Vec<&str> = token.split('.').collect();
+        let n = URL_SAFE_NO_PAD.decode(k["n"].as_str().unwrap()).unwrap();
+        let e = URL_SAFE_NO_PAD.decode(k["e"].as_str().unwrap()).unwrap();
+        let public = aws_lc_rs::signature::RsaPublicKeyComponents { n: &n, e: &e };
+        public
+            .verify(
+                &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
+                format!("{}.{}", parts[0], parts[1]).as_bytes(),
+                &URL_SAFE_NO_PAD.decode(parts[2]).unwrap(),
+            )
+            .unwrap();
     }
 }
 

@@ -57,6 +57,7 @@ async fn upstreams_get_an_assertion_that_jose_verifies() {
         "address: 127.0.0.1:{{port}}
 idp_provider: local
 jwt_claims_headers: email,groups
+runtime_flags: {{pomerium_jwt_endpoint: true}}
 local_users:
   - {{username: alice, email: alice@example.com, name: Alice Liddell, groups: [staff], password_hash: '{hash}'}}
 routes:
@@ -220,6 +221,28 @@ routes:
         echo["headers"]["x-pomerium-jwt-assertion"]
     );
 
+    // /.pomerium/jwt (enabled by the runtime flag): the same kind of token.
+    let resp = c
+        .get(gh.url("app.localhost", "/.pomerium/jwt"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "application/jwt");
+    let raw = resp.text().await.unwrap();
+    assert_eq!(
+        jose_verify(&jwks, &raw, "app.localhost", "app.localhost").unwrap()["payload"]["sub"],
+        "alice"
+    );
+    assert_eq!(
+        c.get(gh.url("plain.localhost", "/.pomerium/jwt"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401,
+        "signed out there"
+    );
+
     // The signed token is reused (cached) rather than signed per request.
     let again: Value = serde_json::from_str(
         &c.get(gh.url("app.localhost", "/data"))
@@ -306,4 +329,18 @@ routes:
     .unwrap();
     assert!(echo["headers"].get("x-pomerium-jwt-assertion").is_none());
     assert!(echo["headers"].get("x-webauth-user").is_none(), "{echo}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_raw_jwt_endpoint_is_off_by_default() {
+    let gh = Gatehouse::start(
+        "address: 127.0.0.1:{port}\nroutes:\n  - {from: 'https://app.localhost', response: {status: 200, body: ok}, allow_public_unauthenticated_access: true}\n",
+    );
+    let resp = gh
+        .client(&["app.localhost"])
+        .get(gh.url("app.localhost", "/.pomerium/jwt"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
 }

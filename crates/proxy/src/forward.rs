@@ -127,6 +127,12 @@ pub async fn handle(
         }
     }
 
+    // The raw assertion, when `runtime_flags: {pomerium_jwt_endpoint: true}`
+    // (off by default, as Pomerium).
+    if req.uri().path() == "/.pomerium/jwt" && rt.table.serves_host(&host, port) {
+        return raw_assertion(rt, identity, &req, &host, port, &request_id, json).await;
+    }
+
     // Gatehouse's own endpoints, on route hosts and the authenticate host.
     let own_endpoint = (req.uri().path().starts_with("/.pomerium")
         || req.uri().path() == "/oauth2/callback")
@@ -220,6 +226,60 @@ pub async fn handle(
         resp.headers_mut().insert(name.clone(), value.clone());
     }
     resp
+}
+
+/// `/.pomerium/jwt`: the signed-in user's assertion for this host.
+async fn raw_assertion(
+    rt: &Runtime,
+    identity: &IdentityState,
+    req: &Request<Incoming>,
+    host: &str,
+    port: u16,
+    request_id: &HeaderValue,
+    json: bool,
+) -> Response<Body> {
+    let enabled = rt
+        .config
+        .options
+        .runtime_flags
+        .as_ref()
+        .and_then(|f| f.get("pomerium_jwt_endpoint"))
+        .copied()
+        .unwrap_or(false);
+    let route = rt
+        .table
+        .find(&rt.config.routes, host, port, "/")
+        .map(|i| &rt.config.routes[i]);
+    let (true, Some(route)) = (enabled, route) else {
+        return error_response(&ProxyError::NoRoute, request_id, json);
+    };
+    let Some(session) = signin::session(&rt.auth, identity, req.headers(), host).await else {
+        let id = request_id.to_str().unwrap_or_default();
+        return pages::page(
+            StatusCode::UNAUTHORIZED,
+            "Not signed in.",
+            "user-unauthenticated",
+            id,
+            json,
+        );
+    };
+    match assertion(rt, host, route, Some(&session)) {
+        Some(jwt) => {
+            let mut resp = Response::new(body::full(bytes::Bytes::copy_from_slice(jwt.as_bytes())));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/jwt"),
+            );
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            resp
+        }
+        None => error_response(
+            &ProxyError::Internal("cannot sign".into()),
+            request_id,
+            json,
+        ),
+    }
 }
 
 /// The signed identity for the upstream (empty identity on public routes,
