@@ -432,8 +432,8 @@ pub struct Cache<V> {
     capacity: usize,
 }
 
-/// Session id (empty for public routes), route index, request host.
-pub type CacheKey = (String, usize, String);
+/// Session id (zeros for public routes), route index, request host.
+pub type CacheKey = ([u8; 16], usize, String);
 
 /// Re-mint when less than this many seconds remain.
 pub const REMINT_BEFORE_SECS: u64 = 60;
@@ -523,7 +523,7 @@ mod cache_tests {
     #[test]
     fn reuses_until_a_minute_before_expiry_and_stays_bounded() {
         let cache: Cache<u32> = Cache::new(2);
-        let key = |s: &str| (s.to_string(), 0, "h".to_string());
+        let key = |s: &str| ([s.as_bytes()[0]; 16], 0, "h".to_string());
         let mut mints = 0;
         let mut get = |k: &str, now: u64| {
             cache.get_or_mint(key(k), now, || {

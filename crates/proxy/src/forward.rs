@@ -295,7 +295,7 @@ fn assertion(
         return mint_assertion(rt, host, route, session, now);
     }
     let key = (
-        session.map(|s| s.id.to_hex()).unwrap_or_default(),
+        session.map_or([0; 16], |s| s.id.0),
         route.index,
         host.to_string(),
     );

@@ -115,6 +115,8 @@ pub struct Auth {
     /// Name of a configured provider that is not built yet.
     unsupported: Option<String>,
     authenticate: Option<gatehouse_config::AuthenticateUrl>,
+    /// The authenticate host's own cookie name, built once.
+    authenticate_cookie: String,
     signout_redirect: Option<String>,
 }
 
@@ -179,6 +181,7 @@ impl Auth {
             github,
             unsupported,
             authenticate: sign_in.authenticate.clone(),
+            authenticate_cookie: format!("{}_authenticate", sign_in.cookie.name),
             signout_redirect: sign_in.signout_redirect_url.clone(),
         })
     }
@@ -188,10 +191,10 @@ impl Auth {
     }
 
     /// The cookie this host uses: the authenticate host has its own.
-    fn cookie_name(&self, host: &str) -> String {
+    fn cookie_name(&self, host: &str) -> &str {
         match &self.authenticate {
-            Some(a) if a.host == host => format!("{}_authenticate", self.cookie.name),
-            _ => self.cookie.name.clone(),
+            Some(a) if a.host == host => &self.authenticate_cookie,
+            _ => &self.cookie.name,
         }
     }
 
@@ -229,9 +232,9 @@ pub async fn session(
     host: &str,
 ) -> Option<Session> {
     let name = auth.cookie_name(host);
-    let value = cookie_value(headers, &name)?;
+    let value = cookie_value(headers, name)?;
     let now = unix_now();
-    let handle = Handle::open(&auth.cookie_sealer, &name, value, now)?;
+    let handle = Handle::open(&auth.cookie_sealer, name, value, now)?;
     let session = match state.store.get(&handle.session).await {
         Ok(Some(s)) if s.is_live(now) => s,
         Ok(_) => return None,
@@ -403,9 +406,9 @@ fn session_cookie(auth: &Auth, host: &str, session: &Session, secure: bool) -> H
         session: session.id,
         expires_at: session.expires_at,
     };
-    let value = handle.seal(&auth.cookie_sealer, &name);
+    let value = handle.seal(&auth.cookie_sealer, name);
     let max_age = session.expires_at.saturating_sub(unix_now());
-    set_cookie(auth, &name, &value, Some(max_age), secure)
+    set_cookie(auth, name, &value, Some(max_age), secure)
 }
 
 fn redirect(location: &str) -> Response<Body> {
@@ -1208,7 +1211,7 @@ async fn sign_out_post(
     let mut resp = redirect(idp_logout.as_deref().unwrap_or(&target));
     resp.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(auth, &auth.cookie_name(host.name), "", None, secure),
+        set_cookie(auth, auth.cookie_name(host.name), "", None, secure),
     );
     resp
 }
