@@ -103,7 +103,10 @@ fn main() -> ExitCode {
             let pem = gatehouse_assertion::generate_pem();
             if base64 {
                 use std::io::Write;
-                let encoded = base64_encode(pem.as_bytes());
+                let encoded = base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    pem.as_bytes(),
+                );
                 let _ = writeln!(std::io::stdout(), "{encoded}");
             } else {
                 print!("{pem}");
@@ -176,27 +179,6 @@ routes:
         log_format: Some(LogFormat::Console),
         drain_timeout: Duration::from_secs(5),
     })
-}
-
-fn base64_encode(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            out.push(if i <= chunk.len() {
-                T[((n >> (18 - 6 * i)) & 63) as usize] as char
-            } else {
-                '='
-            });
-        }
-    }
-    out
 }
 
 fn hash_password() -> ExitCode {

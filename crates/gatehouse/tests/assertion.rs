@@ -9,27 +9,7 @@ use std::process::Command;
 use common::*;
 use serde_json::Value;
 
-const HASH_CMD_INPUT: &str = "wonderland";
-
-fn hash(password: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new(BIN)
-        .arg("hash-password")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(password.as_bytes())
-        .unwrap();
-    String::from_utf8(child.wait_with_output().unwrap().stdout)
-        .unwrap()
-        .trim()
-        .to_string()
-}
+const PASSWORD: &str = "wonderland";
 
 /// `jose` verifies `token`; Ok(claims and header) or Err(jose's message).
 fn jose_verify(jwks: &str, token: &str, issuer: &str, audience: &str) -> Result<Value, String> {
@@ -72,7 +52,7 @@ routes:
     jwt_claims_headers: {{X-WEBAUTH-USER: email, X-WEBAUTH-NAME: name}}
     set_request_headers: {{X-Jwt-Copy: '${{pomerium.jwt}}'}}
 ",
-        hash = hash(HASH_CMD_INPUT),
+        hash = hash(PASSWORD),
         up = up.addr
     ));
     let c = reqwest::Client::builder()
@@ -110,16 +90,7 @@ routes:
         .await
         .unwrap();
     assert_eq!(again.status(), 304);
-    let disco: Value = serde_json::from_str(
-        &c.get(gh.url("app.localhost", "/.well-known/pomerium"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let disco: Value = get_json(&c, &gh.url("app.localhost", "/.well-known/pomerium")).await;
     assert_eq!(
         disco["jwks_uri"],
         gh.url("app.localhost", "/.well-known/pomerium/jwks.json")
@@ -143,14 +114,13 @@ routes:
             .text()
             .await
             .unwrap();
-        let start = page.find("name=\"token\" value=\"").unwrap() + 20;
-        let token = page[start..].split('"').next().unwrap().to_string();
+        let token = form_token(&page);
         let resp = c
             .post(gh.url(host, "/.pomerium/sign_in"))
             .header("Origin", gh.url(host, ""))
             .form(&[
                 ("username", "alice"),
-                ("password", HASH_CMD_INPUT),
+                ("password", PASSWORD),
                 ("token", token.as_str()),
             ])
             .send()
@@ -159,17 +129,12 @@ routes:
         assert_eq!(resp.status(), 302);
     }
 
-    let echo: Value = serde_json::from_str(
-        &c.get(gh.url("app.localhost", "/data"))
-            .header("X-Pomerium-Jwt-Assertion", "forged")
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
+    let echo: Value = get_json_with(
+        &c,
+        &gh.url("app.localhost", "/data"),
+        &[("X-Pomerium-Jwt-Assertion", "forged")],
     )
-    .unwrap();
+    .await;
     let tokens = echo["headers"]["x-pomerium-jwt-assertion"]
         .as_array()
         .unwrap();
@@ -199,17 +164,12 @@ routes:
 
     // Grafana's auth-proxy recipe: a custom header from a claim, and the JWT
     // copied by a template.
-    let echo: Value = serde_json::from_str(
-        &c.get(gh.url("grafana.localhost", "/"))
-            .header("X-WEBAUTH-USER", "admin@evil.example")
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
+    let echo: Value = get_json_with(
+        &c,
+        &gh.url("grafana.localhost", "/"),
+        &[("X-WEBAUTH-USER", "admin@evil.example")],
     )
-    .unwrap();
+    .await;
     assert_eq!(
         echo["headers"]["x-webauth-user"],
         serde_json::json!(["alice@example.com"]),
@@ -244,16 +204,7 @@ routes:
     );
 
     // The signed token is reused (cached) rather than signed per request.
-    let again: Value = serde_json::from_str(
-        &c.get(gh.url("app.localhost", "/data"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let again: Value = get_json(&c, &gh.url("app.localhost", "/data")).await;
     assert_eq!(
         again["headers"]["x-pomerium-jwt-assertion"][0].as_str(),
         Some(token),
@@ -277,32 +228,14 @@ routes:
     assert!(jose_verify(&jwks, &tampered, "app.localhost", "app.localhost").is_err());
 
     // jwt_issuer_format: uri.
-    let echo: Value = serde_json::from_str(
-        &c.get(gh.url("uri.localhost", "/"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let echo: Value = get_json(&c, &gh.url("uri.localhost", "/")).await;
     let token = echo["headers"]["x-pomerium-jwt-assertion"][0]
         .as_str()
         .unwrap();
     jose_verify(&jwks, token, "https://uri.localhost/", "uri.localhost").expect("iss is a URI");
 
     // Public routes: an assertion with an empty identity; groups still a list.
-    let echo: Value = serde_json::from_str(
-        &c.get(gh.url("public.localhost", "/"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let echo: Value = get_json(&c, &gh.url("public.localhost", "/")).await;
     let token = echo["headers"]["x-pomerium-jwt-assertion"][0]
         .as_str()
         .unwrap();
@@ -315,18 +248,15 @@ routes:
 
     // Routes without pass_identity_headers: no assertion, and never a forged
     // one or a forged claim header.
-    let echo: Value = serde_json::from_str(
-        &c.get(gh.url("plain.localhost", "/"))
-            .header("X-Pomerium-Jwt-Assertion", "forged")
-            .header("x-webauth-user", "admin@evil.example")
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
+    let echo: Value = get_json_with(
+        &c,
+        &gh.url("plain.localhost", "/"),
+        &[
+            ("X-Pomerium-Jwt-Assertion", "forged"),
+            ("x-webauth-user", "admin@evil.example"),
+        ],
     )
-    .unwrap();
+    .await;
     assert!(echo["headers"].get("x-pomerium-jwt-assertion").is_none());
     assert!(echo["headers"].get("x-webauth-user").is_none(), "{echo}");
 }

@@ -101,23 +101,15 @@ async fn the_code_flow_signs_in_and_lands_on_the_original_url() {
     assert_eq!(header("x-verified"), "true");
     let jwt = header("x-pomerium-jwt-assertion");
     let payload = jwt.split('.').nth(1).unwrap();
-    let payload = base64_decode_url(payload);
+    let payload =
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload).unwrap();
     let claims: Value = serde_json::from_slice(&payload).unwrap();
     assert_eq!(
         claims["email_verified"], "true",
         "claims named in jwt_claims_headers join the JWT"
     );
 
-    let me: Value = serde_json::from_str(
-        &c.get(gh.url("app.localhost", "/.pomerium/user"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let me: Value = get_json(&c, &gh.url("app.localhost", "/.pomerium/user")).await;
     assert_eq!(me["sub"], "alice");
     assert_eq!(me["email"], "alice@example.com");
     assert_eq!(me["name"], "Alice Liddell");
@@ -141,20 +133,10 @@ async fn sign_out_goes_through_the_provider() {
         .text()
         .await
         .unwrap();
-    let start = html.find("name=\"token\" value=\"").unwrap() + 20;
-    let token = html[start..].split('"').next().unwrap().to_string();
+    let token = form_token(&html);
     let no_follow = browser(gh, false);
     // Carry the session cookie over by hand (separate jar).
-    let me: Value = serde_json::from_str(
-        &c.get(gh.url("app.localhost", "/.pomerium/user"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let me: Value = get_json(&c, &gh.url("app.localhost", "/.pomerium/user")).await;
     assert_eq!(me["sub"], "alice");
     let resp = c
         .post(gh.url("app.localhost", "/.pomerium/sign_out"))
@@ -370,16 +352,7 @@ async fn request_params_reach_the_provider_and_empty_groups_stay_a_list() {
     let gh = &s.gh;
     let c = browser(gh, true);
     assert_eq!(page(&c, &gh.url("app.localhost", "/")).await.status(), 200);
-    let me: Value = serde_json::from_str(
-        &c.get(gh.url("app.localhost", "/.pomerium/user"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let me: Value = get_json(&c, &gh.url("app.localhost", "/.pomerium/user")).await;
     assert_eq!(me["sub"], "bob");
     assert_eq!(me["groups"], serde_json::json!([]), "never null");
 }
@@ -428,16 +401,7 @@ routes:
     let resp = page(&c, &gh.url("app.localhost", "/repo?tab=1")).await;
     assert_eq!(resp.status(), 200, "{}", gh.log_text());
     assert_eq!(resp.url().as_str(), gh.url("app.localhost", "/repo?tab=1"));
-    let me: Value = serde_json::from_str(
-        &c.get(gh.url("app.localhost", "/.pomerium/user"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let me: Value = get_json(&c, &gh.url("app.localhost", "/.pomerium/user")).await;
     assert_eq!(me["sub"], "4242");
     assert_eq!(me["name"], "The Octocat");
     assert_eq!(
@@ -492,25 +456,4 @@ async fn two_tabs_signing_in_at_once_both_land() {
         "no single state cookie for the second tab to overwrite"
     );
     assert_eq!(first.url().as_str(), gh.url("app.localhost", "/?tab=1"));
-}
-
-fn base64_decode_url(s: &str) -> Vec<u8> {
-    let table = |c: u8| match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'-' => 62,
-        _ => 63,
-    };
-    let bytes: Vec<u8> = s.bytes().map(table).collect();
-    let mut out = Vec::new();
-    for chunk in bytes.chunks(4) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (18 - 6 * i)));
-        let take = chunk.len() - 1;
-        out.extend_from_slice(&n.to_be_bytes()[1..1 + take]);
-    }
-    out
 }

@@ -343,7 +343,7 @@ routes:
     allow_public_unauthenticated_access: true
 ",
             tls = tls.addr,
-            ca_b64 = base64_encode(ca.pem().as_bytes()),
+            ca_b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, ca.pem().as_bytes()),
         ),
     );
     let c = gh.client(&[
@@ -372,27 +372,6 @@ routes:
     );
     let echo = json(c.get(gh.url("skip.localhost", "/")).send().await.unwrap()).await;
     assert_eq!(echo["upstream"], "tls");
-}
-
-fn base64_encode(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread")]

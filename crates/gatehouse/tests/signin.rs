@@ -4,30 +4,10 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
-
-fn hash(password: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new(BIN)
-        .arg("hash-password")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(password.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
 
 const SECRET: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
@@ -82,11 +62,6 @@ fn location(resp: &reqwest::Response) -> String {
         .get("location")
         .map(|v| v.to_str().unwrap().to_string())
         .unwrap_or_default()
-}
-
-fn form_token(page: &str) -> String {
-    let start = page.find("name=\"token\" value=\"").expect("form token") + 20;
-    page[start..].split('"').next().unwrap().to_string()
 }
 
 /// Loads the sign-in page behind `login_url` and posts the credentials.
@@ -189,16 +164,7 @@ async fn signing_in_lands_on_the_original_url() {
         "only the app's own cookies reach it"
     );
 
-    let me: Value = serde_json::from_str(
-        &c.get(gh.url("app.localhost", "/.pomerium/user"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let me: Value = get_json(&c, &gh.url("app.localhost", "/.pomerium/user")).await;
     assert_eq!(me["sub"], "alice");
     assert_eq!(me["email"], "alice@example.com");
     assert_eq!(me["name"], "Alice Liddell");
@@ -451,16 +417,7 @@ async fn the_authenticate_host_hands_sessions_to_other_domains() {
             .status(),
         200
     );
-    let me: Value = serde_json::from_str(
-        &c.get(gh.url("app.localhost", "/.pomerium/user"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let me: Value = get_json(&c, &gh.url("app.localhost", "/.pomerium/user")).await;
     let sid = me["sid"].as_str().unwrap();
     assert!(!callback.contains(sid), "no bare session id in a URL");
 

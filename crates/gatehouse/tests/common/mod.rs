@@ -565,3 +565,48 @@ impl Drop for Idp {
         let _ = self.child.wait();
     }
 }
+
+/// `gatehouse hash-password` for a test user.
+pub fn hash(password: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(password.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// The sealed token of a gatehouse form (sign-in, sign-out).
+pub fn form_token(page: &str) -> String {
+    let start = page.find("name=\"token\" value=\"").expect("form token") + 20;
+    page[start..].split('"').next().unwrap().to_string()
+}
+
+/// GET `url` and parse the body as JSON.
+pub async fn get_json(c: &reqwest::Client, url: &str) -> serde_json::Value {
+    get_json_with(c, url, &[]).await
+}
+
+/// GET `url` with extra request headers and parse the body as JSON.
+pub async fn get_json_with(
+    c: &reqwest::Client,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> serde_json::Value {
+    let mut req = c.get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let text = req.send().await.unwrap().text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
