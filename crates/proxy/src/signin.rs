@@ -579,12 +579,11 @@ pub async fn endpoint(
         ("/.pomerium/sign_out", &Method::POST) => {
             Ok(sign_out_post(auth, state, req, host, allowed_redirect, secure).await)
         }
-        ("/.pomerium/signed_out", &Method::GET) => Ok(html(
+        ("/.pomerium/signed_out", &Method::GET) => Ok(notice(
             StatusCode::OK,
-            page_shell(
-                "Signed out",
-                "<h1>You are signed out</h1><p>You can close this page.</p>",
-            ),
+            "Signed out",
+            "You are signed out",
+            "You can close this page.",
         )),
         _ if path.starts_with("/.pomerium/")
             && matches!(
@@ -681,21 +680,19 @@ async fn sign_in_page(
     let target = query_param(req.uri().query(), "pomerium_redirect_uri")
         .unwrap_or_else(|| format!("{}/.pomerium/", host.origin));
     let Some(target_url) = checked_redirect(&target, allowed) else {
-        return html(
+        return notice(
             StatusCode::BAD_REQUEST,
-            page_shell(
-                "Sign in",
-                "<h1>Cannot sign in</h1><p>The address to return to after sign-in is not one this gatehouse serves.</p>",
-            ),
+            "Sign in",
+            "Cannot sign in",
+            "The address to return to after sign-in is not one this gatehouse serves.",
         );
     };
     if !auth.can_sign_in() {
-        return html(
+        return notice(
             StatusCode::SERVICE_UNAVAILABLE,
-            page_shell(
-                "Sign in",
-                "<h1>Sign-in is not available</h1><p>No supported identity provider is configured.</p>",
-            ),
+            "Sign in",
+            "Sign-in is not available",
+            "No supported identity provider is configured.",
         );
     }
     // Already signed in on the authenticate host: hand the session over at once.
@@ -720,15 +717,7 @@ async fn sign_in_post(
     peer: IpAddr,
     secure: bool,
 ) -> Response<Body> {
-    let bad = |msg: &str| {
-        html(
-            StatusCode::BAD_REQUEST,
-            page_shell(
-                "Sign in",
-                &format!("<h1>Cannot sign in</h1><p>{}</p>", html_escape(msg)),
-            ),
-        )
-    };
+    let bad = |msg: &str| notice(StatusCode::BAD_REQUEST, "Sign in", "Cannot sign in", msg);
     let Some(directory) = auth.directory.clone() else {
         return bad("No supported identity provider is configured.");
     };
@@ -791,12 +780,11 @@ async fn sign_in_post(
     let session = Session::new(identity, now, auth.cookie.expire.as_secs());
     if let Err(e) = state.store.put(&session).await {
         tracing::error!(error = %e, "cannot store the new session");
-        return html(
+        return notice(
             StatusCode::SERVICE_UNAVAILABLE,
-            page_shell(
-                "Sign in",
-                "<h1>Sign-in is unavailable</h1><p>Sessions cannot be stored right now. Try again shortly.</p>",
-            ),
+            "Sign in",
+            "Sign-in is unavailable",
+            "Sessions cannot be stored right now. Try again shortly.",
         );
     }
     tracing::info!(user = %session.identity.sub, idp = "local", "signed in");
@@ -836,12 +824,11 @@ async fn finish(
         let expires = unix_now() + HANDOFF_SECS;
         if let Err(e) = state.store.put_once(token, expires).await {
             tracing::error!(error = %e, "cannot store the sign-in hand-off");
-            return html(
+            return notice(
                 StatusCode::SERVICE_UNAVAILABLE,
-                page_shell(
-                    "Sign in",
-                    "<h1>Sign-in is unavailable</h1><p>Try again shortly.</p>",
-                ),
+                "Sign in",
+                "Sign-in is unavailable",
+                "Try again shortly.",
             );
         }
         let mut plain = Vec::with_capacity(48 + target_host.len());
@@ -867,12 +854,11 @@ const OIDC_FLOW_SECS: u64 = 600;
 
 fn idp_unavailable(e: &dyn std::fmt::Display) -> Response<Body> {
     tracing::error!(error = %e, "identity provider unavailable");
-    html(
+    notice(
         StatusCode::SERVICE_UNAVAILABLE,
-        page_shell(
-            "Sign in",
-            "<h1>Sign-in is unavailable</h1><p>The identity provider cannot be reached right now. Try again in a moment.</p>",
-        ),
+        "Sign in",
+        "Sign-in is unavailable",
+        "The identity provider cannot be reached right now. Try again in a moment.",
     )
 }
 
@@ -924,13 +910,7 @@ async fn start_oidc(
 }
 
 fn sign_in_failed(status: StatusCode, msg: &str) -> Response<Body> {
-    html(
-        status,
-        page_shell(
-            "Sign in",
-            &format!("<h1>Sign-in failed</h1><p>{}</p>", html_escape(msg)),
-        ),
-    )
+    notice(status, "Sign in", "Sign-in failed", msg)
 }
 
 fn flow_field(flow: &serde_json::Value, key: &'static str) -> String {
@@ -1093,12 +1073,11 @@ async fn callback(
     secure: bool,
 ) -> Response<Body> {
     let fail = || {
-        html(
+        notice(
             StatusCode::BAD_REQUEST,
-            page_shell(
-                "Sign in",
-                "<h1>This sign-in link is not valid</h1><p>It has expired, was already used, or was meant for another site. Go back to the page you wanted and sign in again.</p>",
-            ),
+            "Sign in",
+            "This sign-in link is not valid",
+            "It has expired, was already used, or was meant for another site. Go back to the page you wanted and sign in again.",
         )
     };
     let q = req.uri().query();
@@ -1160,12 +1139,11 @@ async fn sign_out_post(
     // A form must come from this site; a link carries its token in the query.
     let link = req.method() == Method::GET;
     if !link && !same_origin(req.headers(), &host.origin) {
-        return html(
+        return notice(
             StatusCode::BAD_REQUEST,
-            page_shell(
-                "Sign out",
-                "<h1>Cannot sign out</h1><p>The form was sent from another site.</p>",
-            ),
+            "Sign out",
+            "Cannot sign out",
+            "The form was sent from another site.",
         );
     }
     let current = session(auth, state, req.headers(), host.name).await;
@@ -1182,12 +1160,11 @@ async fn sign_out_post(
     let token = token.as_str();
     if let Some(s) = &current {
         if open_form_token(auth, "sign-out", token).as_deref() != Some(s.id.to_hex().as_str()) {
-            return html(
+            return notice(
                 StatusCode::BAD_REQUEST,
-                page_shell(
-                    "Sign out",
-                    "<h1>Cannot sign out</h1><p>The sign-out form has expired. Reload the page and try again.</p>",
-                ),
+                "Sign out",
+                "Cannot sign out",
+                "The sign-out form has expired. Reload the page and try again.",
             );
         }
         if let Err(e) = state.store.delete(&s.id).await {
@@ -1224,6 +1201,21 @@ async fn read_form(req: Request<Incoming>) -> Option<Vec<(String, String)>> {
         .ok()?
         .to_bytes();
     Some(url::form_urlencoded::parse(&bytes).into_owned().collect())
+}
+
+/// A short page: a heading and one sentence, both escaped.
+fn notice(status: StatusCode, title: &str, heading: &str, text: &str) -> Response<Body> {
+    html(
+        status,
+        page_shell(
+            title,
+            &format!(
+                "<h1>{}</h1><p>{}</p>",
+                html_escape(heading),
+                html_escape(text)
+            ),
+        ),
+    )
 }
 
 fn page_shell(title: &str, content: &str) -> String {
