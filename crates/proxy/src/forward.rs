@@ -113,12 +113,7 @@ pub async fn handle(
         name: &host,
         origin: origin(conn, authority_buf.as_str()),
     };
-    let is_authenticate = rt
-        .config
-        .sign_in
-        .authenticate
-        .as_ref()
-        .is_some_and(|a| a.host == *host);
+    let is_authenticate = auth.is_authenticate_host(&host);
 
     // Published keys and discovery: on every route host, before any policy.
     if req.uri().path().starts_with("/.well-known/pomerium") && rt.table.serves_host(&host, port) {
@@ -140,13 +135,7 @@ pub async fn handle(
     let req = if own_endpoint {
         let host_info = host_info();
         let allowed = |h: &str, p: Option<u16>| {
-            rt.table.serves_host(h, p.unwrap_or(port))
-                || rt
-                    .config
-                    .sign_in
-                    .authenticate
-                    .as_ref()
-                    .is_some_and(|a| a.host == h)
+            rt.table.serves_host(h, p.unwrap_or(port)) || auth.is_authenticate_host(h)
         };
         let id = request_id.to_str().unwrap_or_default();
         match signin::endpoint(auth, identity, req, &host_info, &allowed, conn, id).await {

@@ -104,14 +104,6 @@ impl RouteTable {
         }
         false
     }
-
-    /// Every host name the table serves exactly, and every wildcard suffix.
-    pub fn hosts(&self) -> (Vec<&str>, Vec<&str>) {
-        (
-            self.exact.keys().map(|k| &**k).collect(),
-            self.wildcard.keys().map(|k| &**k).collect(),
-        )
-    }
 }
 
 impl HostRoutes {

@@ -198,7 +198,7 @@ impl Auth {
         }
     }
 
-    fn is_authenticate_host(&self, host: &str) -> bool {
+    pub fn is_authenticate_host(&self, host: &str) -> bool {
         self.authenticate.as_ref().is_some_and(|a| a.host == host)
     }
 
