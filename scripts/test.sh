@@ -31,14 +31,14 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 
 log "cargo clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 command -v node >/dev/null || { echo "node not found: install Node.js 20 first" >&2; exit 1; }
 log "npm packages for the end-to-end tests (oidc-provider, playwright-core)"
 ( cd tests/e2e && npm ci --no-audit --no-fund --silent )
 
 log "cargo test (unit + end-to-end)"
-cargo test --workspace --locked
+cargo test --workspace --all-features --locked
 
 log "browser tests (headless Chromium + playwright-core)"
 cargo build -q -p gatehouse --locked
