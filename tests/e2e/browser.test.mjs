@@ -56,11 +56,20 @@ test('signing in with the built-in directory lands on the page asked for', async
   await page.fill('#username', 'demo');
   await page.fill('#password', gh.password);
   await page.click('button[type=submit]');
-  await page.waitForURL(`https://verify.localhost:${gh.port}/.pomerium/`);
+  // Back on the page asked for: the quickstart's verify app, which checked
+  // the X-Pomerium-Jwt-Assertion gatehouse forwarded against its JWKS.
+  await page.waitForURL(url);
+  assert.equal(await page.locator('#verdict').textContent(), 'Identity verified');
+  assert.equal(await page.locator('#who').textContent(), 'Demo User <demo@example.com>');
+  assert.equal(await page.locator('#claim-groups').textContent(), 'demo');
+  assert.equal(await page.locator('#claim-issuer').textContent(), 'verify.localhost');
+  await page.screenshot({ path: join(artifacts, 'signed-in.png'), fullPage: true });
+
+  // gatehouse's own who-am-I page.
+  await page.goto(`https://verify.localhost:${gh.port}/.pomerium/`);
   const text = await page.locator('main').textContent();
   assert.match(text, /Demo User/);
   assert.match(text, /demo@example\.com/);
-  await page.screenshot({ path: join(artifacts, 'signed-in.png') });
 
   const cookies = await context.cookies();
   const session = cookies.find((c) => c.name === '_pomerium');
@@ -87,8 +96,9 @@ test('two tabs signing in at once both succeed', async () => {
   }
   await a.click('button[type=submit]');
   await b.click('button[type=submit]');
-  await a.waitForURL(/\/\.pomerium\/\?tab=a$/);
-  await b.waitForURL(/\/\.pomerium\/\?tab=b$/);
+  await a.waitForURL(/\/\?tab=a$/);
+  await b.waitForURL(/\/\?tab=b$/);
+  for (const p of [a, b]) assert.equal(await p.locator('#verdict').textContent(), 'Identity verified');
   await context.close();
 });
 

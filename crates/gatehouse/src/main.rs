@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod reload;
+mod verify_app;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -42,10 +43,27 @@ enum Command {
         #[arg(long)]
         base64: bool,
     },
-    /// Start a local demo: HTTPS on *.localhost with a self-signed
-    /// certificate, the built-in user directory with a demo user (the
-    /// password is printed), and a page that shows who you are.
+    /// Start a local demo: HTTPS on *.localhost with a locally generated
+    /// CA and certificate, the built-in user directory with a demo user
+    /// (the password is printed), and the verify app behind it.
     Quickstart(QuickstartArgs),
+    /// Run an upstream that shows what gatehouse forwards: the request
+    /// headers and the verified identity, or the exact verification error.
+    VerifyApp {
+        /// Address to listen on (HTTP).
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        listen: std::net::SocketAddr,
+        #[command(flatten)]
+        verify: verify_app::VerifyArgs,
+    },
+    /// Verify a token (an X-Pomerium-Jwt-Assertion value): print its claims
+    /// as JSON, or the reason it is refused and exit 1.
+    VerifyToken {
+        #[command(flatten)]
+        verify: verify_app::VerifyArgs,
+        /// The token; `-` or nothing reads it from standard input.
+        token: Option<String>,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -114,30 +132,82 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::Quickstart(args)) => quickstart(args),
+        Some(Command::VerifyApp { listen, verify }) => verify_app_command(listen, &verify),
+        Some(Command::VerifyToken { verify, token }) => verify_token_command(&verify, token),
         None => run(cli.run),
     }
 }
 
 fn quickstart(args: QuickstartArgs) -> ExitCode {
+    match quickstart_setup(&args) {
+        Ok((path, sidecar)) => run_with(
+            RunArgs {
+                config: ConfigArg { config: path },
+                log_format: Some(LogFormat::Console),
+                drain_timeout: Duration::from_secs(5),
+            },
+            Some(sidecar),
+        ),
+        Err(e) => {
+            eprintln!("gatehouse: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes the quickstart's files (a local CA and a certificate for
+/// *.localhost, a signing key, the configuration) and prints how to use it.
+/// Files already in `--dir` are kept, so a browser that trusts the CA keeps
+/// trusting it.
+fn quickstart_setup(args: &QuickstartArgs) -> Result<(PathBuf, Sidecar), String> {
     use std::fmt::Write;
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let password: String = (0..16)
         .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
         .collect();
-    let dir = match args.dir {
-        Some(d) => d,
+    let dir = match &args.dir {
+        Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("gatehouse-quickstart-{}", std::process::id())),
     };
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        eprintln!("gatehouse: cannot create {}: {e}", dir.display());
-        return ExitCode::FAILURE;
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let write = |name: &str, contents: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, contents).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    };
+    let (ca, cert, key) = (
+        dir.join("ca.pem"),
+        dir.join("localhost.pem"),
+        dir.join("localhost-key.pem"),
+    );
+    if !(ca.exists() && cert.exists() && key.exists()) {
+        let (ca_pem, cert_pem, key_pem) = local_ca(&[
+            "localhost",
+            "*.localhost",
+            "verify.localhost",
+            "hello.localhost",
+        ])?;
+        write("ca.pem", &ca_pem)?;
+        write("localhost.pem", &cert_pem)?;
+        write("localhost-key.pem", &key_pem)?;
     }
+    let signing_key = dir.join("signing-key.pem");
+    if !signing_key.exists() {
+        write("signing-key.pem", &gatehouse_assertion::generate_pem())?;
+    }
+    // The verify app listens on a free loopback port chosen now, so the
+    // configuration can name it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| format!("cannot bind a port for the verify app: {e}"))?;
+    let verify_port = listener.local_addr().map_err(|e| e.to_string())?.port();
     let hash = gatehouse_identity::local::hash_password(&password);
     let mut config = String::new();
     let _ = write!(
         config,
         "# Written by `gatehouse quickstart`. Edit and save: changes apply live.
 address: 127.0.0.1:{port}
+certificate_file: {cert}
+certificate_key_file: {key}
+signing_key_file: {signing}
 idp_provider: local
 local_users:
   - username: demo
@@ -146,26 +216,29 @@ local_users:
     groups: [demo]
     password_hash: '{hash}'
 routes:
-  # Sign in, then see who gatehouse says you are.
+  # Sign in, then the verify app shows the identity gatehouse forwards
+  # (X-Pomerium-Jwt-Assertion), verified against gatehouse's JWKS.
   - from: https://verify.localhost
-    redirect: {{path_redirect: /.pomerium/, response_code: 302}}
+    to: http://127.0.0.1:{verify_port}
     allow_any_authenticated_user: true
+    pass_identity_headers: true
   # A public page served by gatehouse itself.
   - from: https://hello.localhost
     response: {{status: 200, body: \"gatehouse is running\\n\"}}
     allow_public_unauthenticated_access: true
 ",
-        port = args.port
+        port = args.port,
+        cert = cert.display(),
+        key = key.display(),
+        signing = signing_key.display(),
     );
+    write("config.yaml", &config)?;
     let path = dir.join("config.yaml");
-    if let Err(e) = std::fs::write(&path, config) {
-        eprintln!("gatehouse: cannot write {}: {e}", path.display());
-        return ExitCode::FAILURE;
-    }
     println!("gatehouse quickstart");
     println!(
-        "  open      https://verify.localhost:{} (accept the self-signed certificate)",
-        args.port
+        "  open      https://verify.localhost:{} (or trust {} in your browser)",
+        args.port,
+        ca.display()
     );
     println!("  username  demo");
     println!("  password  {password}");
@@ -174,11 +247,119 @@ routes:
         path.display()
     );
     println!();
-    run(RunArgs {
-        config: ConfigArg { config: path },
-        log_format: Some(LogFormat::Console),
-        drain_timeout: Duration::from_secs(5),
+    let verify = verify_app::VerifyArgs {
+        jwks_url: Some(format!(
+            "https://verify.localhost:{}/.well-known/pomerium/jwks.json",
+            args.port
+        )),
+        jwks_file: None,
+        pem_file: None,
+        issuer: Some("verify.localhost".into()),
+        audience: None,
+        ca_file: Some(ca),
+    };
+    Ok((path, Sidecar { listener, verify }))
+}
+
+/// A certificate authority and a certificate it signs for `names`:
+/// (CA PEM, certificate PEM, key PEM).
+fn local_ca(names: &[&str]) -> Result<(String, String, String), String> {
+    let err = |e: rcgen::Error| format!("cannot make the quickstart certificate: {e}");
+    let ca_key = rcgen::KeyPair::generate().map_err(err)?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "gatehouse quickstart CA");
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    let ca_cert = ca_params.self_signed(&ca_key).map_err(err)?;
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().map_err(err)?;
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .map_err(err)?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "gatehouse quickstart");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = params.signed_by(&key, &issuer).map_err(err)?;
+    Ok((ca_cert.pem(), cert.pem(), key.serialize_pem()))
+}
+
+/// The verify app run next to the proxy by the quickstart.
+struct Sidecar {
+    listener: std::net::TcpListener,
+    verify: verify_app::VerifyArgs,
+}
+
+fn verify_app_command(listen: std::net::SocketAddr, args: &verify_app::VerifyArgs) -> ExitCode {
+    init_logging(None, "info");
+    let app = match verify_app::App::new(args) {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("gatehouse: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gatehouse: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match verify_app::bind(listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("gatehouse: cannot listen on {listen}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(address = %listen, "verify-app is listening");
+        tokio::select! {
+            () = verify_app::serve(listener, app) => {}
+            () = reload::terminated() => {}
+        }
+        ExitCode::SUCCESS
     })
+}
+
+fn verify_token_command(args: &verify_app::VerifyArgs, token: Option<String>) -> ExitCode {
+    let token = match token.filter(|t| t != "-") {
+        Some(t) => t,
+        None => {
+            let mut buf = String::new();
+            if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut buf) {
+                eprintln!("gatehouse: cannot read the token: {e}");
+                return ExitCode::FAILURE;
+            }
+            buf
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gatehouse: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(verify_app::verify_token(args, token.trim())) {
+        Ok(claims) => {
+            println!("{claims:#}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("gatehouse: token refused: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn hash_password() -> ExitCode {
@@ -269,6 +450,10 @@ fn init_logging(format: Option<LogFormat>, level: &str) {
 }
 
 fn run(args: RunArgs) -> ExitCode {
+    run_with(args, None)
+}
+
+fn run_with(args: RunArgs, sidecar: Option<Sidecar>) -> ExitCode {
     let path = args.config.config.clone();
     let loaded = match gatehouse_config::load_file(&path) {
         Ok(l) => l,
@@ -302,7 +487,7 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(path, loaded.config, args.drain_timeout)) {
+    match runtime.block_on(serve(path, loaded.config, args.drain_timeout, sidecar)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -316,7 +501,15 @@ async fn serve(
     path: PathBuf,
     config: gatehouse_config::Config,
     drain: Duration,
+    sidecar: Option<Sidecar>,
 ) -> anyhow::Result<()> {
+    if let Some(sidecar) = sidecar {
+        let app = verify_app::App::new(&sidecar.verify).map_err(anyhow::Error::msg)?;
+        sidecar.listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(sidecar.listener)?;
+        tracing::info!(address = %listener.local_addr()?, "verify app is listening");
+        tokio::spawn(verify_app::serve(listener, app));
+    }
     let watched = config.watched_files.clone();
     let routes = config.routes.len();
     let proxy = gatehouse_proxy::Proxy::new(config)?;
