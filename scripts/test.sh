@@ -10,8 +10,9 @@ log() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the tests need, installed only when missing.
 # chromium: the browser tests (tests/e2e, driven by playwright-core);
-# openssl: test keys made the way users make them.
-APT_PACKAGES=(chromium openssl)
+# openssl: test keys made the way users make them;
+# python3-venv: PyJWT for the interop tests, in tests/e2e/.venv.
+APT_PACKAGES=(chromium openssl python3-venv)
 apt_install() {
   local missing=()
   for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -36,6 +37,10 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 command -v node >/dev/null || { echo "node not found: install Node.js 20 first" >&2; exit 1; }
 log "npm packages for the end-to-end tests (oidc-provider, playwright-core)"
 ( cd tests/e2e && npm ci --no-audit --no-fund --silent )
+
+log "Python packages for the interop tests (PyJWT)"
+[ -x tests/e2e/.venv/bin/python ] || python3 -m venv tests/e2e/.venv
+tests/e2e/.venv/bin/pip install -q --disable-pip-version-check -r tests/e2e/requirements.txt
 
 log "cargo test (unit + end-to-end)"
 cargo test --workspace --all-features --locked

@@ -99,33 +99,7 @@ routes:
 
     // Sign in.
     for host in ["app.localhost", "uri.localhost", "grafana.localhost"] {
-        let page = c
-            .get(gh.url(
-                host,
-                &format!(
-                        "/.pomerium/sign_in?pomerium_redirect_uri={}",
-                        url::form_urlencoded::byte_serialize(gh.url(host, "/").as_bytes())
-                            .collect::<String>()
-                    ),
-            ))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let token = form_token(&page);
-        let resp = c
-            .post(gh.url(host, "/.pomerium/sign_in"))
-            .header("Origin", gh.url(host, ""))
-            .form(&[
-                ("username", "alice"),
-                ("password", PASSWORD),
-                ("token", token.as_str()),
-            ])
-            .send()
-            .await
-            .unwrap();
+        let resp = submit_login(&c, &login_url(&gh, host), "alice", PASSWORD).await;
         assert_eq!(resp.status(), 302);
     }
 

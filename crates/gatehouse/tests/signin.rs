@@ -64,33 +64,6 @@ fn location(resp: &reqwest::Response) -> String {
         .unwrap_or_default()
 }
 
-/// Loads the sign-in page behind `login_url` and posts the credentials.
-async fn submit_login(
-    c: &reqwest::Client,
-    login_url: &str,
-    user: &str,
-    password: &str,
-) -> reqwest::Response {
-    let page = get_html(c, login_url).await;
-    assert_eq!(page.status(), 200, "login page");
-    let page = page.text().await.unwrap();
-    let token = form_token(&page);
-    let origin = {
-        let u = url::Url::parse(login_url).unwrap();
-        u.origin().ascii_serialization()
-    };
-    c.post(format!("{origin}/.pomerium/sign_in"))
-        .header("Origin", &origin)
-        .form(&[
-            ("username", user),
-            ("password", password),
-            ("token", &token),
-        ])
-        .send()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn pages_redirect_to_sign_in_and_apis_get_401() {
     let up = echo_upstream("a").await;

@@ -592,6 +592,51 @@ pub fn form_token(page: &str) -> String {
     page[start..].split('"').next().unwrap().to_string()
 }
 
+/// Loads the built-in directory's sign-in page behind `login_url` (for
+/// example `https://app.localhost:PORT/.pomerium/sign_in?pomerium_redirect_uri=...`)
+/// and posts the credentials; the client keeps the cookies.
+pub async fn submit_login(
+    c: &reqwest::Client,
+    login_url: &str,
+    user: &str,
+    password: &str,
+) -> reqwest::Response {
+    let page = c
+        .get(login_url)
+        .header("Accept", "text/html,application/xhtml+xml")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200, "login page");
+    let page = page.text().await.unwrap();
+    let token = form_token(&page);
+    let origin = url::Url::parse(login_url)
+        .unwrap()
+        .origin()
+        .ascii_serialization();
+    c.post(format!("{origin}/.pomerium/sign_in"))
+        .header("Origin", &origin)
+        .form(&[
+            ("username", user),
+            ("password", password),
+            ("token", &token),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The sign-in URL on `host` that returns to `/` of that host.
+pub fn login_url(gh: &Gatehouse, host: &str) -> String {
+    gh.url(
+        host,
+        &format!(
+            "/.pomerium/sign_in?pomerium_redirect_uri={}",
+            url::form_urlencoded::byte_serialize(gh.url(host, "/").as_bytes()).collect::<String>()
+        ),
+    )
+}
+
 /// GET `url` and parse the body as JSON.
 pub async fn get_json(c: &reqwest::Client, url: &str) -> serde_json::Value {
     get_json_with(c, url, &[]).await
