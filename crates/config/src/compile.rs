@@ -314,6 +314,7 @@ impl Compiler<'_> {
             );
         }
 
+        let trusted_assertion_sources = self.ip_nets(opts.trusted_assertion_sources.as_ref());
         if self.diags.iter().any(Diagnostic::is_error) {
             return None;
         }
@@ -328,11 +329,32 @@ impl Compiler<'_> {
             timeout_idle,
             default_upstream_timeout,
             skip_xff_append: opts.skip_xff_append.unwrap_or(false),
+            trusted_assertion_sources,
             routes,
             sign_in,
             watched_files: std::mem::take(&mut self.watched),
             options: opts,
         })
+    }
+
+    /// A list of IP addresses and CIDR blocks (`10.0.0.0/8`, `::1`).
+    fn ip_nets(&mut self, v: Option<&Spanned<crate::model::StringList>>) -> Vec<ipnet::IpNet> {
+        let Some(v) = v else { return Vec::new() };
+        let mut nets = Vec::new();
+        for item in &v.value.0 {
+            let item = item.trim();
+            let parsed = item
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match parsed {
+                Ok(n) => nets.push(n.trunc()),
+                Err(_) => self.error(
+                    &v.mark,
+                    format!("`{item}` is not an IP address or CIDR block (e.g. 10.0.0.0/8, ::1)"),
+                ),
+            }
+        }
+        nets
     }
 
     fn secret(&mut self, v: &Option<Spanned<String>>, what: &str) -> Option<[u8; 32]> {

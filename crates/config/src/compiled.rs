@@ -32,6 +32,8 @@ pub struct Config {
     pub timeout_idle: Duration,
     pub default_upstream_timeout: Duration,
     pub skip_xff_append: bool,
+    /// Peers whose assertion is chained as `X-Pomerium-Jwt-Assertion-For`.
+    pub trusted_assertion_sources: Vec<ipnet::IpNet>,
     pub routes: Vec<Route>,
     pub sign_in: SignIn,
     /// Files whose change should trigger a reload (config and referenced files).

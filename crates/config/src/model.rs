@@ -35,6 +35,10 @@ pub struct Options {
     pub set_response_headers: S<StringMap>,
     pub skip_xff_append: Option<bool>,
     pub xff_num_trusted_hops: Option<u32>,
+    /// gatehouse: peers (IPs or CIDRs) whose `X-Pomerium-Jwt-Assertion` is
+    /// passed upstream as `X-Pomerium-Jwt-Assertion-For` (a gatehouse or
+    /// Pomerium in front). Empty: never, the client's copy is dropped.
+    pub trusted_assertion_sources: S<StringList>,
     pub use_proxy_protocol: Option<bool>,
     pub codec_type: S<String>,
     pub services: S<String>,

@@ -248,3 +248,106 @@ async fn the_raw_jwt_endpoint_is_off_by_default() {
         .unwrap();
     assert_eq!(resp.status(), 404);
 }
+
+/// The kid in a JWT's header.
+fn kid_of(token: &str) -> String {
+    use base64::Engine as _;
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.split('.').next().unwrap())
+        .unwrap();
+    serde_json::from_slice::<Value>(&header).unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trusted_gatehouse_in_front_chains_its_assertion_and_nobody_else_can() {
+    let up = echo_upstream("a").await;
+    // Behind: plain HTTP (behind a TLS-terminating front), trusting loopback.
+    let behind_config = |trusted: &str| {
+        format!(
+            "address: 127.0.0.1:{{port}}
+insecure_server: true
+shared_secret: {secret}
+trusted_assertion_sources: [{trusted}]
+routes:
+  - {{from: 'https://app.localhost', to: 'http://{up}', allow_public_unauthenticated_access: true, pass_identity_headers: true}}
+  - {{from: 'https://quiet.localhost', to: 'http://{up}', allow_public_unauthenticated_access: true}}
+",
+            secret = "Yh0dMVSyX8WpOomAIu9hEi7GNXNWBeXHHzPWbcfNcGo=",
+            up = up.addr
+        )
+    };
+    let behind = Gatehouse::start(&behind_config("127.0.0.0/8, '::1'"));
+    let front = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}
+shared_secret: 9ZL1rN0cHUVmhMpWjVb7nGcWyJ9zXBG6rZwkbXcWmLk=
+routes:
+  - {{from: 'https://app.localhost', to: 'http://127.0.0.1:{b}', preserve_host_header: true, allow_public_unauthenticated_access: true, pass_identity_headers: true}}
+",
+        b = behind.port
+    ));
+    let c = front.client(&["app.localhost"]);
+    let front_kid = get_json(
+        &c,
+        &front.url("app.localhost", "/.well-known/pomerium/jwks.json"),
+    )
+    .await["keys"][0]["kid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Through the front: the front's assertion arrives as -For, the one
+    // behind signs its own.
+    let echo = get_json_with(
+        &c,
+        &front.url("app.localhost", "/"),
+        &[("X-Pomerium-Jwt-Assertion-For", "forged-by-the-client")],
+    )
+    .await;
+    let own = echo["headers"]["x-pomerium-jwt-assertion"][0]
+        .as_str()
+        .unwrap();
+    let chained = echo["headers"]["x-pomerium-jwt-assertion-for"]
+        .as_array()
+        .unwrap();
+    assert_eq!(chained.len(), 1, "{echo}");
+    assert_eq!(kid_of(chained[0].as_str().unwrap()), front_kid);
+    assert_ne!(kid_of(own), front_kid);
+
+    // A route that does not pass identity headers never forwards either.
+    let direct = behind.client(&["app.localhost", "quiet.localhost"]);
+    let quiet = get_json_with(
+        &direct,
+        &behind.http_url("quiet.localhost", "/"),
+        &[
+            ("X-Pomerium-Jwt-Assertion", "forged"),
+            ("x-pomerium-jwt-assertion-FOR", "forged"),
+        ],
+    )
+    .await;
+    assert!(quiet["headers"].get("x-pomerium-jwt-assertion").is_none());
+    assert!(quiet["headers"].get("x-pomerium-jwt-assertion-for").is_none());
+
+    // Trust is by address: with loopback no longer trusted, a client's
+    // copies are dropped.
+    behind.write_config(&behind_config("192.0.2.0/24"));
+    assert!(behind.wait_log("configuration reloaded", 0));
+    let echo = get_json_with(
+        &direct,
+        &behind.http_url("app.localhost", "/"),
+        &[
+            ("X-Pomerium-Jwt-Assertion", "forged"),
+            ("X-Pomerium-Jwt-Assertion-For", "forged"),
+        ],
+    )
+    .await;
+    assert!(echo["headers"].get("x-pomerium-jwt-assertion-for").is_none());
+    assert_ne!(echo["headers"]["x-pomerium-jwt-assertion"][0], "forged");
+
+    // A bad entry is a config error with its position.
+    let (code, out) = check("trusted_assertion_sources: [10.0.0.0/33]\nroutes: []\n");
+    assert_eq!(code, 1);
+    assert!(out.contains(":1:") && out.contains("10.0.0.0/33"), "{out}");
+}

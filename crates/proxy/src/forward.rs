@@ -34,6 +34,9 @@ pub struct RequestCtx<'a> {
     pub cookie_name: &'a str,
     /// `X-Pomerium-Jwt-Assertion` for routes that pass identity headers.
     pub assertion: Option<HeaderValue>,
+    /// `X-Pomerium-Jwt-Assertion-For`: the assertion of a trusted gatehouse
+    /// (or Pomerium) in front, chained upstream.
+    pub assertion_for: Option<HeaderValue>,
     /// The signed-in session, if the route needed one.
     pub session: Option<&'a gatehouse_identity::Session>,
 }
@@ -188,6 +191,7 @@ pub async fn handle(
                     .pass_identity_headers
                     .then(|| assertion(rt, &host, route, session.as_ref()))
                     .flatten(),
+                assertion_for: chained_assertion(rt, route, conn, req.headers()),
                 session: session.as_ref(),
             };
             act(route, state, req, normalized, &ctx).await
@@ -269,6 +273,30 @@ async fn raw_assertion(
             json,
         ),
     }
+}
+
+/// The assertion to chain as `X-Pomerium-Jwt-Assertion-For`: only from a
+/// peer listed in `trusted_assertion_sources`, only on routes that pass
+/// identity headers. The first hop's assertion wins (an incoming `-For`
+/// before an incoming assertion), as Pomerium chains them.
+fn chained_assertion(
+    rt: &Runtime,
+    route: &Route,
+    conn: &ConnInfo,
+    headers: &HeaderMap,
+) -> Option<HeaderValue> {
+    let trusted = &rt.config.trusted_assertion_sources;
+    if !route.pass_identity_headers || trusted.is_empty() {
+        return None;
+    }
+    let peer = conn.peer.ip().to_canonical();
+    if !trusted.iter().any(|net| net.contains(&peer)) {
+        return None;
+    }
+    headers
+        .get("x-pomerium-jwt-assertion-for")
+        .or_else(|| headers.get("x-pomerium-jwt-assertion"))
+        .cloned()
 }
 
 /// The signed identity for the upstream (empty identity on public routes,
@@ -883,6 +911,12 @@ fn upstream_request_headers(
     if let Some(a) = &ctx.assertion {
         headers.insert(
             HeaderName::from_static("x-pomerium-jwt-assertion"),
+            a.clone(),
+        );
+    }
+    if let Some(a) = &ctx.assertion_for {
+        headers.insert(
+            HeaderName::from_static("x-pomerium-jwt-assertion-for"),
             a.clone(),
         );
     }
