@@ -423,17 +423,20 @@ JRisZ5KzajB3IIfBqhIJ7C97f7FpUBk5Ow==
     }
 }
 
-/// Signed assertions kept per (session, route, host) until they are within
-/// a minute of expiry, so the ~16 µs ES256 signature is not paid per
-/// request. Bounded; a configuration reload (and so any key change) starts
-/// an empty cache.
+/// Signed assertions kept per (session, configuration, route, host) until
+/// they are within a minute of expiry, so the ~16 µs ES256 signature is not
+/// paid per request. Bounded. The key holds the configuration generation,
+/// so an assertion minted under one configuration (one signing key, one
+/// route list) is never served under the next; [`Cache::clear`] on reload
+/// frees the old ones, [`Cache::forget_session`] a signed-out session's.
 pub struct Cache<V> {
     entries: std::sync::Mutex<std::collections::HashMap<CacheKey, (V, u64)>>,
     capacity: usize,
 }
 
-/// Session id (zeros for public routes), route index, request host.
-pub type CacheKey = ([u8; 16], usize, String);
+/// Session id (zeros for public routes), configuration generation, route
+/// index, request host.
+pub type CacheKey = ([u8; 16], u64, usize, String);
 
 /// Re-mint when less than this many seconds remain.
 pub const REMINT_BEFORE_SECS: u64 = 60;
@@ -472,6 +475,22 @@ impl<V: Clone> Cache<V> {
         }
         map.insert(key, (value.clone(), exp));
         Some(value)
+    }
+
+    /// Drops every entry of one session (sign-out).
+    pub fn forget_session(&self, session: &[u8; 16]) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| &k.0 != session);
+    }
+
+    /// Drops everything (a new configuration, perhaps a new key).
+    pub fn clear(&self) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     pub fn len(&self) -> usize {
@@ -523,7 +542,7 @@ mod cache_tests {
     #[test]
     fn reuses_until_a_minute_before_expiry_and_stays_bounded() {
         let cache: Cache<u32> = Cache::new(2);
-        let key = |s: &str| ([s.as_bytes()[0]; 16], 0, "h".to_string());
+        let key = |s: &str| ([s.as_bytes()[0]; 16], 0, 0, "h".to_string());
         let mut mints = 0;
         let mut get = |k: &str, now: u64| {
             cache.get_or_mint(key(k), now, || {
@@ -538,5 +557,9 @@ mod cache_tests {
         assert_eq!(get("b", 1240), Some(3));
         assert_eq!(get("c", 1240), Some(4), "over capacity: older entries go");
         assert!(cache.len() <= 2);
+        cache.forget_session(&[b'c'; 16]);
+        assert!(cache.len() <= 1);
+        cache.clear();
+        assert!(cache.is_empty());
     }
 }

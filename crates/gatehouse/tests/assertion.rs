@@ -328,7 +328,11 @@ routes:
     )
     .await;
     assert!(quiet["headers"].get("x-pomerium-jwt-assertion").is_none());
-    assert!(quiet["headers"].get("x-pomerium-jwt-assertion-for").is_none());
+    assert!(
+        quiet["headers"]
+            .get("x-pomerium-jwt-assertion-for")
+            .is_none()
+    );
 
     // Trust is by address: with loopback no longer trusted, a client's
     // copies are dropped.
@@ -343,7 +347,11 @@ routes:
         ],
     )
     .await;
-    assert!(echo["headers"].get("x-pomerium-jwt-assertion-for").is_none());
+    assert!(
+        echo["headers"]
+            .get("x-pomerium-jwt-assertion-for")
+            .is_none()
+    );
     assert_ne!(echo["headers"]["x-pomerium-jwt-assertion"][0], "forged");
 
     // A bad entry is a config error with its position.

@@ -189,7 +189,7 @@ pub async fn handle(
                 cookie_name: &auth.cookie.name,
                 assertion: route
                     .pass_identity_headers
-                    .then(|| assertion(rt, &host, route, session.as_ref()))
+                    .then(|| assertion(rt, identity, &host, route, session.as_ref()))
                     .flatten(),
                 assertion_for: chained_assertion(rt, route, conn, req.headers()),
                 session: session.as_ref(),
@@ -256,7 +256,7 @@ async fn raw_assertion(
             json,
         );
     };
-    match assertion(rt, host, route, Some(&session)) {
+    match assertion(rt, identity, host, route, Some(&session)) {
         Some(jwt) => {
             let mut resp = Response::new(body::full(bytes::Bytes::copy_from_slice(jwt.as_bytes())));
             resp.headers_mut().insert(
@@ -303,6 +303,7 @@ fn chained_assertion(
 /// as Pomerium).
 fn assertion(
     rt: &Runtime,
+    identity: &IdentityState,
     host: &str,
     route: &Route,
     session: Option<&gatehouse_identity::Session>,
@@ -313,10 +314,11 @@ fn assertion(
     }
     let key = (
         session.map_or([0; 16], |s| s.id.0),
+        rt.generation,
         route.index,
         host.to_string(),
     );
-    rt.assertions.get_or_mint(key, now, || {
+    identity.assertions.get_or_mint(key, now, || {
         let value = mint_assertion(rt, host, route, session, now)?;
         Some((value, now + gatehouse_assertion::LIFETIME_SECS))
     })

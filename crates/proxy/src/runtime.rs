@@ -13,8 +13,8 @@ pub struct Runtime {
     pub auth: crate::signin::Auth,
     /// Keys for `X-Pomerium-Jwt-Assertion`, parsed once per configuration.
     pub signing: gatehouse_assertion::SigningKeys,
-    /// Signed assertions reused until a minute before they expire.
-    pub assertions: gatehouse_assertion::Cache<http::HeaderValue>,
+    /// This configuration's number in the process (assertion cache keys).
+    pub generation: u64,
     /// `GATEHOUSE_ASSERTION_CACHE=off` signs every request (benchmarks).
     pub cache_assertions: bool,
     pub table: RouteTable,
@@ -110,12 +110,13 @@ impl Runtime {
             }
         }
         let table = RouteTable::new(&config.routes);
+        let generation = identity.next_generation();
         Ok((
             Runtime {
                 config,
                 auth,
                 signing,
-                assertions: gatehouse_assertion::Cache::new(100_000),
+                generation,
                 cache_assertions: std::env::var("GATEHOUSE_ASSERTION_CACHE")
                     .map_or(true, |v| v != "off"),
                 table,

@@ -50,6 +50,10 @@ pub struct IdentityState {
     refreshing: std::sync::Mutex<std::collections::HashMap<SessionId, Arc<tokio::sync::Mutex<()>>>>,
     random_cookie_key: [u8; 32],
     random_shared_key: [u8; 32],
+    /// Signed assertions reused until a minute before they expire, across
+    /// configurations (keys carry the configuration generation).
+    pub assertions: gatehouse_assertion::Cache<http::HeaderValue>,
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl IdentityState {
@@ -75,7 +79,27 @@ impl IdentityState {
             refreshing: Default::default(),
             random_cookie_key: rand::random(),
             random_shared_key: rand::random(),
+            assertions: gatehouse_assertion::Cache::new(100_000),
+            generation: Default::default(),
         })
+    }
+
+    /// A number for a new configuration. Assertions cached under older
+    /// ones are dropped: they may be signed with a key no longer in force.
+    pub fn next_generation(&self) -> u64 {
+        self.assertions.clear();
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1
+    }
+
+    /// Ends a session here: its record and its cached assertions.
+    async fn end_session(
+        &self,
+        id: &SessionId,
+    ) -> Result<(), gatehouse_identity::store::StoreError> {
+        self.assertions.forget_session(&id.0);
+        self.store.delete(id).await
     }
 }
 
@@ -311,7 +335,7 @@ async fn refresh_locked(
         }
         Err(gatehouse_identity::oidc::RefreshError::Permanent(why)) => {
             tracing::warn!(user = %current.identity.sub, reason = %why, "token refresh refused: ending the session");
-            if let Err(e) = state.store.delete(&id).await {
+            if let Err(e) = state.end_session(&id).await {
                 tracing::warn!(error = %e, "cannot delete the session");
             }
             (id, None)
@@ -1167,7 +1191,7 @@ async fn sign_out_post(
                 "The sign-out form has expired. Reload the page and try again.",
             );
         }
-        if let Err(e) = state.store.delete(&s.id).await {
+        if let Err(e) = state.end_session(&s.id).await {
             tracing::error!(error = %e, "cannot delete the session at sign-out");
         }
         tracing::info!(user = %s.identity.sub, "signed out");
