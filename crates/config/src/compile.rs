@@ -911,7 +911,7 @@ impl Compiler<'_> {
             }
         }
 
-        let access = self.access(o);
+        let authorization = self.authorization(o);
 
         if let Some(lb) = &o.load_balancing_policy {
             if !matches!(lb.value.as_str(), "" | "round_robin") {
@@ -951,7 +951,7 @@ impl Compiler<'_> {
             set_request_headers,
             remove_request_headers,
             response_headers,
-            access,
+            authorization,
             show_error_details: o.show_error_details.unwrap_or(false),
             pass_identity_headers: o.pass_identity_headers.unwrap_or(pass_identity_default),
             issuer_uri: self.issuer_uri(o.jwt_issuer_format.as_ref().or(global_issuer_format)),
@@ -1334,46 +1334,51 @@ impl Compiler<'_> {
         }
     }
 
-    fn access(&mut self, o: &RouteOptions) -> Access {
-        match &o.allow_public_unauthenticated_access {
-            Some(p) if p.value => {
-                let others = [
-                    o.allow_any_authenticated_user
-                        .as_ref()
-                        .filter(|b| b.value)
-                        .map(|_| "allow_any_authenticated_user"),
-                    o.allowed_users.as_ref().map(|_| "allowed_users"),
-                    o.allowed_domains.as_ref().map(|_| "allowed_domains"),
-                    o.allowed_idp_claims.as_ref().map(|_| "allowed_idp_claims"),
-                ];
-                let others: Vec<&str> = others.into_iter().flatten().collect();
-                if !others.is_empty() {
-                    self.error(
-                        &p.mark,
-                        format!(
-                            "allow_public_unauthenticated_access cannot be combined with {}",
-                            others.join(", ")
-                        ),
-                    );
-                }
-                Access::Public
-            }
-            _ => {
-                let any_user = o
-                    .allow_any_authenticated_user
+    fn authorization(&mut self, o: &RouteOptions) -> Authorization {
+        let flag = |b: &Option<Spanned<bool>>| b.as_ref().filter(|b| b.value).map(|b| b.mark.clone());
+        let list = |l: &Option<Spanned<crate::model::StringList>>| {
+            l.as_ref().map(|l| Spanned {
+                value: l.value.0.clone(),
+                mark: l.mark.clone(),
+            })
+        };
+        let authz = Authorization {
+            public: flag(&o.allow_public_unauthenticated_access),
+            any_authenticated_user: flag(&o.allow_any_authenticated_user),
+            cors_allow_preflight: flag(&o.cors_allow_preflight),
+            allowed_users: list(&o.allowed_users),
+            allowed_domains: list(&o.allowed_domains),
+            allowed_idp_claims: o.allowed_idp_claims.clone(),
+            policy: o.policy.clone(),
+        };
+        if let Some(mark) = &authz.public {
+            // As Pomerium: public access is not combined with allow lists.
+            let others: Vec<&str> = [
+                authz
+                    .any_authenticated_user
                     .as_ref()
-                    .is_some_and(|b| b.value);
-                let others = o.allowed_users.is_some()
-                    || o.allowed_domains.is_some()
-                    || o.allowed_idp_claims.is_some()
-                    || o.policy.is_some();
-                if any_user && !others {
-                    Access::AnyAuthenticatedUser
-                } else {
-                    Access::Policy
-                }
+                    .map(|_| "allow_any_authenticated_user"),
+                authz.allowed_users.as_ref().map(|_| "allowed_users"),
+                authz.allowed_domains.as_ref().map(|_| "allowed_domains"),
+                authz
+                    .allowed_idp_claims
+                    .as_ref()
+                    .map(|_| "allowed_idp_claims"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if !others.is_empty() {
+                self.error(
+                    mark,
+                    format!(
+                        "allow_public_unauthenticated_access cannot be combined with {}",
+                        others.join(", ")
+                    ),
+                );
             }
         }
+        authz
     }
 }
 

@@ -83,7 +83,7 @@ pub struct Route {
     pub remove_request_headers: Vec<HeaderName>,
     /// Global response headers merged with the route's own.
     pub response_headers: Vec<(HeaderName, HeaderValue)>,
-    pub access: Access,
+    pub authorization: Authorization,
     pub show_error_details: bool,
     /// Route value, or the global default.
     pub pass_identity_headers: bool,
@@ -106,16 +106,34 @@ impl Route {
     }
 }
 
-/// Who may use a route, until the policy engine lands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// `allow_public_unauthenticated_access: true`.
-    Public,
-    /// `allow_any_authenticated_user: true` (and nothing else).
-    AnyAuthenticatedUser,
-    /// A PPL policy or legacy allow lists: needs the policy engine; until
-    /// then signed-in users are denied (fail closed).
-    Policy,
+/// Who may use a route, as written: the shorthands and the PPL `policy`.
+/// The policy crate compiles this into the rules that run; nothing here is
+/// a decision.
+#[derive(Debug, Clone, Default)]
+pub struct Authorization {
+    /// `allow_public_unauthenticated_access: true` (where it was written).
+    pub public: Option<Mark>,
+    /// `allow_any_authenticated_user: true`.
+    pub any_authenticated_user: Option<Mark>,
+    /// `cors_allow_preflight: true`.
+    pub cors_allow_preflight: Option<Mark>,
+    pub allowed_users: Option<crate::de::Spanned<Vec<String>>>,
+    pub allowed_domains: Option<crate::de::Spanned<Vec<String>>>,
+    pub allowed_idp_claims: Option<crate::de::RawNode>,
+    pub policy: Option<crate::de::RawNode>,
+}
+
+impl Authorization {
+    /// True when nothing at all was written: the route denies everyone.
+    pub fn is_empty(&self) -> bool {
+        self.public.is_none()
+            && self.any_authenticated_user.is_none()
+            && self.cors_allow_preflight.is_none()
+            && self.allowed_users.is_none()
+            && self.allowed_domains.is_none()
+            && self.allowed_idp_claims.is_none()
+            && self.policy.is_none()
+    }
 }
 
 /// How users sign in and how sessions are kept.

@@ -30,7 +30,7 @@ fn a_minimal_route_compiles() {
     assert_eq!(cfg.address, "127.0.0.1:8443");
     let r = &cfg.routes[0];
     assert_eq!(r.from.host, HostPattern::Exact("app.example.com".into()));
-    assert_eq!(r.access, Access::Public);
+    assert!(r.authorization.public.is_some());
     assert_eq!(r.timeout, Some(std::time::Duration::from_secs(30)));
     let RouteAction::Forward(ups) = &r.action else {
         panic!()
@@ -256,7 +256,7 @@ routes:
         ("x-pomerium-claim-groups".to_string(), "groups".to_string())
     );
     let r = &cfg.routes[1];
-    assert_eq!(r.access, Access::AnyAuthenticatedUser);
+    assert!(r.authorization.any_authenticated_user.is_some() && r.authorization.public.is_none());
     assert_eq!(
         r.set_request_headers[0].1.parts,
         vec![TemplatePart::AccessToken]

@@ -388,6 +388,21 @@ fn check(path: &Path) -> ExitCode {
                 println!("{w}");
             }
             let mut failed = false;
+            let mut warnings = loaded.warnings.len();
+            match gatehouse_policy::compile_routes(&loaded.config.routes) {
+                Ok(compiled) => {
+                    for w in &compiled.warnings {
+                        println!("{w}");
+                    }
+                    warnings += compiled.warnings.len();
+                }
+                Err(errors) => {
+                    for e in &errors {
+                        println!("{e}");
+                    }
+                    failed = true;
+                }
+            }
             if let Some(key) = &loaded.config.options.signing_key {
                 if let Err(e) = gatehouse_assertion::SigningKeys::from_pem(&key.value) {
                     println!("{}: {e}", key.mark);
@@ -407,7 +422,7 @@ fn check(path: &Path) -> ExitCode {
                 "{}: configuration OK ({} routes, {} warnings)",
                 path.display(),
                 loaded.config.routes.len(),
-                loaded.warnings.len()
+                warnings
             );
             ExitCode::SUCCESS
         }

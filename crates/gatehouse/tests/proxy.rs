@@ -516,9 +516,10 @@ routes:
         .unwrap();
     assert_eq!(
         resp.status(),
-        401,
-        "non-public routes are closed until sign-in exists"
+        403,
+        "a route without any policy denies everyone"
     );
+    assert!(gh.log_text().contains("has no policy and no allow_* option"));
 
     for p in ["/ping", "/healthz"] {
         let resp = c.get(gh.url("nowhere.localhost", p)).send().await.unwrap();

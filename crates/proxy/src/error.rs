@@ -16,10 +16,8 @@ pub enum ProxyError {
     NoHost,
     #[error("method not supported by gatehouse")]
     MethodNotSupported,
-    #[error(
-        "this route's policy needs the policy engine, which this gatehouse build does not have yet"
-    )]
-    PolicyNotSupported,
+    #[error("the route's policy denied the request")]
+    Denied,
     #[error("could not connect to the upstream")]
     UpstreamConnect(#[source] hyper_util::client::legacy::Error),
     #[error("the upstream closed or reset the connection")]
@@ -36,7 +34,7 @@ impl ProxyError {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::BadPath | ProxyError::NoHost => StatusCode::BAD_REQUEST,
             ProxyError::MethodNotSupported => StatusCode::METHOD_NOT_ALLOWED,
-            ProxyError::PolicyNotSupported => StatusCode::FORBIDDEN,
+            ProxyError::Denied => StatusCode::FORBIDDEN,
             ProxyError::UpstreamConnect(_) | ProxyError::UpstreamReset(_) => {
                 StatusCode::BAD_GATEWAY
             }
@@ -52,9 +50,7 @@ impl ProxyError {
             ProxyError::BadPath => "The request path is not valid.",
             ProxyError::NoHost => "The request did not say which host it is for.",
             ProxyError::MethodNotSupported => "This request method is not supported.",
-            ProxyError::PolicyNotSupported => {
-                "Access denied: this route's policy cannot be evaluated by this gatehouse build yet (only public and any-authenticated-user routes can)."
-            }
+            ProxyError::Denied => "Access denied: this route's policy does not allow this request.",
             ProxyError::UpstreamConnect(_) => "The service behind this address is not reachable.",
             ProxyError::UpstreamReset(_) => {
                 "The service behind this address closed the connection."
@@ -73,7 +69,7 @@ impl ProxyError {
             ProxyError::BadPath => "bad_path",
             ProxyError::NoHost => "no_host",
             ProxyError::MethodNotSupported => "method_not_supported",
-            ProxyError::PolicyNotSupported => "policy_not_supported",
+            ProxyError::Denied => "access_denied",
             ProxyError::UpstreamConnect(_) => "upstream_connect",
             ProxyError::UpstreamReset(_) => "upstream_reset",
             ProxyError::UpstreamTimeout => "upstream_timeout",

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use gatehouse_config::{
-    Access, HostHeader, PathRewrite, Redirect, Route, RouteAction, TemplatePart, UpstreamScheme,
+    HostHeader, PathRewrite, Redirect, Route, RouteAction, TemplatePart, UpstreamScheme,
 };
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Scheme};
@@ -168,21 +168,30 @@ pub async fn handle(
     let route = &rt.config.routes[route_index];
     let state = &rt.routes[route_index];
 
-    // Authorize: public routes pass; others need a session (and, until the
-    // policy engine exists, only "any authenticated user" can be decided).
-    let session = match route.access {
-        Access::Public => None,
-        Access::AnyAuthenticatedUser | Access::Policy => {
-            signin::session(auth, identity, req.headers(), &host).await
-        }
+    // Authorize: the route's policy decides, with the session when the
+    // policy looks at the user.
+    let session = if state.policy.uses_subject() {
+        signin::session(auth, identity, req.headers(), &host).await
+    } else {
+        None
     };
-    let allowed = match (route.access, &session) {
-        (Access::Public, _) | (Access::AnyAuthenticatedUser, Some(_)) => Ok(()),
-        (_, None) => Err(None),
-        (Access::Policy, Some(_)) => Err(Some(ProxyError::PolicyNotSupported)),
+    let decision = {
+        let path = normalized.as_deref().unwrap_or(req.uri().path());
+        let subject = session.as_ref().map(SessionSubject);
+        let facts = gatehouse_policy::Facts {
+            subject: subject.as_ref().map(|s| s as &dyn gatehouse_policy::Subject),
+            method: req.method().as_str(),
+            path,
+            source_ip: conn.peer.ip(),
+            cors_preflight: is_cors_preflight(&req),
+            now: gatehouse_identity::session::unix_now() as i64,
+        };
+        let decision = state.policy.evaluate(&facts);
+        log_decision(route, &req, path, session.as_ref(), decision, &request_id);
+        decision
     };
-    let result = match allowed {
-        Ok(()) => {
+    let result = match decision {
+        gatehouse_policy::Decision::Allow(_) => {
             let ctx = RequestCtx {
                 conn,
                 request_id: &request_id,
@@ -196,8 +205,10 @@ pub async fn handle(
             };
             act(route, state, req, normalized, &ctx).await
         }
-        Err(Some(e)) => Err(e),
-        Err(None) => {
+        gatehouse_policy::Decision::Deny(reasons) => {
+            Ok(denied_page(route, reasons, &request_id, json))
+        }
+        gatehouse_policy::Decision::SignIn(_) => {
             let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
             let id = request_id.to_str().unwrap_or_default();
             let mut resp = signin::unauthenticated(auth, req.headers(), &host_info(), pq, id);
@@ -218,6 +229,88 @@ pub async fn handle(
     for (name, value) in &route.response_headers {
         resp.headers_mut().insert(name.clone(), value.clone());
     }
+    resp
+}
+
+/// A session as the policy sees it.
+struct SessionSubject<'a>(&'a gatehouse_identity::Session);
+
+impl gatehouse_policy::Subject for SessionSubject<'_> {
+    fn user_id(&self) -> &str {
+        &self.0.identity.sub
+    }
+    fn email(&self) -> &str {
+        &self.0.identity.email
+    }
+    fn groups(&self) -> &[String] {
+        &self.0.identity.groups
+    }
+    fn claim(&self, name: &str) -> Option<&serde_json::Value> {
+        self.0.identity.claims.get(name)
+    }
+}
+
+/// `OPTIONS` with `Origin` and `Access-Control-Request-Method`.
+fn is_cors_preflight<B>(req: &Request<B>) -> bool {
+    req.method() == Method::OPTIONS
+        && req.headers().contains_key(header::ORIGIN)
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+/// One structured line per decision (target `gatehouse::authorize`).
+fn log_decision(
+    route: &Route,
+    req: &Request<Incoming>,
+    path: &str,
+    session: Option<&gatehouse_identity::Session>,
+    decision: gatehouse_policy::Decision,
+    request_id: &HeaderValue,
+) {
+    if !tracing::enabled!(target: "gatehouse::authorize", tracing::Level::INFO) {
+        return;
+    }
+    let (result, reasons) = match decision {
+        gatehouse_policy::Decision::Allow(r) => ("allow", r),
+        gatehouse_policy::Decision::Deny(r) => ("deny", r),
+        gatehouse_policy::Decision::SignIn(r) => ("sign-in", r),
+    };
+    let (user, email) = session.map_or(("", ""), |s| {
+        (s.identity.sub.as_str(), s.identity.email.as_str())
+    });
+    tracing::info!(
+        target: "gatehouse::authorize",
+        result,
+        reasons = %reasons,
+        route = %route.label(),
+        user,
+        email,
+        method = %req.method(),
+        path,
+        request_id = request_id.to_str().unwrap_or_default(),
+        "authorize check"
+    );
+}
+
+/// The 403 page; the policy's reasons only when the route sets
+/// `show_error_details`.
+fn denied_page(
+    route: &Route,
+    reasons: gatehouse_policy::Reasons,
+    request_id: &HeaderValue,
+    json: bool,
+) -> Response<Body> {
+    let e = ProxyError::Denied;
+    let id = request_id.to_str().unwrap_or_default();
+    let message = if route.show_error_details {
+        format!("{} Reasons: {reasons}.", e.reason())
+    } else {
+        e.reason().to_string()
+    };
+    let mut resp = pages::page(e.status(), &message, e.code(), id, json);
+    resp.headers_mut()
+        .insert(X_REQUEST_ID.clone(), request_id.clone());
     resp
 }
 

@@ -23,6 +23,8 @@ pub struct Runtime {
 }
 
 pub struct RouteState {
+    /// The route's compiled policy (shorthands and PPL).
+    pub policy: gatehouse_policy::Policy,
     pub balancer: Balancer,
     pub clients: UpstreamClients,
     /// Per target: its authority as a `Host` value, built once.
@@ -41,6 +43,9 @@ pub enum RuntimeError {
     Auth(#[from] crate::signin::AuthError),
     #[error(transparent)]
     SigningKey(#[from] gatehouse_assertion::KeyError),
+    /// Every policy mistake, one `FILE:LINE:COL: message` per line.
+    #[error("{}", .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
+    Policy(Vec<gatehouse_config::Diagnostic>),
 }
 
 impl Runtime {
@@ -63,6 +68,12 @@ impl Runtime {
                 gatehouse_assertion::SigningKeys::derive(&secret)
             }
         };
+        let compiled =
+            gatehouse_policy::compile_routes(&config.routes).map_err(RuntimeError::Policy)?;
+        for w in &compiled.warnings {
+            tracing::warn!("{w}");
+        }
+        let mut policies = compiled.policies.into_iter();
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut pool_keys = Vec::new();
         for r in &config.routes {
@@ -78,6 +89,9 @@ impl Runtime {
                 })?;
             pool_keys.push(r.tls.pool_key());
             routes.push(RouteState {
+                policy: policies
+                    .next()
+                    .unwrap_or_else(gatehouse_policy::Policy::deny_all),
                 balancer: Balancer::new(targets),
                 clients: c,
                 target_hosts: targets
@@ -98,15 +112,11 @@ impl Runtime {
                     .collect(),
             });
         }
-        for r in config
-            .routes
-            .iter()
-            .filter(|r| r.access != gatehouse_config::Access::Public)
-        {
-            if !auth.can_sign_in() {
-                tracing::warn!(route = %r.label(), at = %r.mark, "route needs sign-in but no supported idp_provider is configured: its requests get 401");
-            } else if r.access == gatehouse_config::Access::Policy {
-                tracing::warn!(route = %r.label(), at = %r.mark, "route has a policy the policy engine (not built yet) must decide: signed-in users get 403");
+        if !auth.can_sign_in() {
+            for (r, state) in config.routes.iter().zip(&routes) {
+                if state.policy.uses_subject() {
+                    tracing::warn!(route = %r.label(), at = %r.mark, "route's policy needs a signed-in user but no supported idp_provider is configured: its requests get 401");
+                }
             }
         }
         let table = RouteTable::new(&config.routes);
