@@ -1335,7 +1335,8 @@ impl Compiler<'_> {
     }
 
     fn authorization(&mut self, o: &RouteOptions) -> Authorization {
-        let flag = |b: &Option<Spanned<bool>>| b.as_ref().filter(|b| b.value).map(|b| b.mark.clone());
+        let flag =
+            |b: &Option<Spanned<bool>>| b.as_ref().filter(|b| b.value).map(|b| b.mark.clone());
         let list = |l: &Option<Spanned<crate::model::StringList>>| {
             l.as_ref().map(|l| Spanned {
                 value: l.value.0.clone(),

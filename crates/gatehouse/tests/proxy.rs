@@ -519,7 +519,10 @@ routes:
         403,
         "a route without any policy denies everyone"
     );
-    assert!(gh.log_text().contains("has no policy and no allow_* option"));
+    assert!(
+        gh.log_text()
+            .contains("has no policy and no allow_* option")
+    );
 
     for p in ["/ping", "/healthz"] {
         let resp = c.get(gh.url("nowhere.localhost", p)).send().await.unwrap();

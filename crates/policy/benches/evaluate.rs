@@ -24,5 +24,7 @@ fn main() {
         }
         best = best.min(start.elapsed().as_nanos() as f64 / iterations as f64);
     }
-    println!("policy evaluation, 20 criteria (12 allow AND + 8 deny OR), allowed: {best:.0} ns per request (best of 5 runs of {iterations})");
+    println!(
+        "policy evaluation, 20 criteria (12 allow AND + 8 deny OR), allowed: {best:.0} ns per request (best of 5 runs of {iterations})"
+    );
 }

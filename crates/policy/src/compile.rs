@@ -178,7 +178,10 @@ impl Compiler {
                         name,
                         ListMatch(vec![ListOp::Has(value.to_string())]),
                     ))),
-                    None => self.error(&item.mark, format!("claim `{name}`: expected a value, found {}", kind(item))),
+                    None => self.error(
+                        &item.mark,
+                        format!("claim `{name}`: expected a value, found {}", kind(item)),
+                    ),
                 }
             }
         }
@@ -204,7 +207,10 @@ impl Compiler {
         let Value::Map(entries) = &node.value else {
             self.error(
                 &node.mark,
-                format!("a rule is a map with `allow` or `deny`, found {}", kind(node)),
+                format!(
+                    "a rule is a map with `allow` or `deny`, found {}",
+                    kind(node)
+                ),
             );
             return;
         };
@@ -311,7 +317,10 @@ impl Compiler {
             None => (full, None),
         };
         if name != "claim" && sub.is_some() {
-            self.error(&key.mark, format!("criterion `{name}` takes no sub-path (`{full}`)"));
+            self.error(
+                &key.mark,
+                format!("criterion `{name}` takes no sub-path (`{full}`)"),
+            );
             return None;
         }
         let parsed = match name {
@@ -398,7 +407,10 @@ impl Compiler {
             let op = scalar(k).unwrap_or("");
             let text = || {
                 scalar(v).map(str::to_string).ok_or_else(|| {
-                    (v.mark.clone(), format!("`{name}: {op}` takes a string, found {}", kind(v)))
+                    (
+                        v.mark.clone(),
+                        format!("`{name}: {op}` takes a string, found {}", kind(v)),
+                    )
                 })
             };
             let list = || match &v.value {
@@ -406,7 +418,10 @@ impl Compiler {
                     .iter()
                     .map(|i| {
                         scalar(i).map(str::to_string).ok_or_else(|| {
-                            (i.mark.clone(), format!("`{name}: {op}` takes a list of strings"))
+                            (
+                                i.mark.clone(),
+                                format!("`{name}: {op}` takes a list of strings"),
+                            )
                         })
                     })
                     .collect::<Result<Vec<_>, _>>(),
@@ -516,7 +531,11 @@ impl Compiler {
         let Value::Map(entries) = &data.value else {
             return Err((
                 data.mark.clone(),
-                format!("`{name}` takes a map of {}, found {}", allowed.join(", "), kind(data)),
+                format!(
+                    "`{name}` takes a map of {}, found {}",
+                    allowed.join(", "),
+                    kind(data)
+                ),
             ));
         };
         let mut out = Vec::new();
@@ -525,7 +544,10 @@ impl Compiler {
             if !allowed.contains(&key) {
                 return Err((
                     k.mark.clone(),
-                    format!("`{name}`: unknown key `{key}` (expected {})", allowed.join(", ")),
+                    format!(
+                        "`{name}`: unknown key `{key}` (expected {})",
+                        allowed.join(", ")
+                    ),
                 ));
             }
             if scalar(v).is_none() {
@@ -542,14 +564,18 @@ impl Compiler {
             before: None,
         };
         for (key, v) in self.fields("date", data, &["after", "before"])? {
-            let t = time::instant(scalar(v).unwrap_or("")).map_err(|e| (v.mark.clone(), format!("`date`: {e}")))?;
+            let t = time::instant(scalar(v).unwrap_or(""))
+                .map_err(|e| (v.mark.clone(), format!("`date`: {e}")))?;
             match key {
                 "after" => w.after = Some(t),
                 _ => w.before = Some(t),
             }
         }
         if w.after.is_none() && w.before.is_none() {
-            return Err((data.mark.clone(), "`date` needs `after`, `before` or both".into()));
+            return Err((
+                data.mark.clone(),
+                "`date` needs `after`, `before` or both".into(),
+            ));
         }
         Ok(w)
     }
@@ -557,7 +583,8 @@ impl Compiler {
     /// `day_of_week: mon-fri` (UTC), or `{days: mon-fri, timezone: Europe/Berlin}`.
     fn day_of_week(&mut self, data: &Node) -> Result<time::Days, (Mark, String)> {
         if let Some(text) = scalar(data) {
-            let mask = time::days(text).map_err(|e| (data.mark.clone(), format!("`day_of_week`: {e}")))?;
+            let mask =
+                time::days(text).map_err(|e| (data.mark.clone(), format!("`day_of_week`: {e}")))?;
             return Ok(time::Days {
                 mask,
                 tz: jiff::tz::TimeZone::UTC,
@@ -569,12 +596,19 @@ impl Compiler {
             let text = scalar(v).unwrap_or("");
             match key {
                 "days" => {
-                    mask = Some(time::days(text).map_err(|e| (v.mark.clone(), format!("`day_of_week`: {e}")))?)
+                    mask = Some(
+                        time::days(text)
+                            .map_err(|e| (v.mark.clone(), format!("`day_of_week`: {e}")))?,
+                    )
                 }
-                _ => tz = time::zone(text).map_err(|e| (v.mark.clone(), format!("`day_of_week`: {e}")))?,
+                _ => {
+                    tz = time::zone(text)
+                        .map_err(|e| (v.mark.clone(), format!("`day_of_week`: {e}")))?
+                }
             }
         }
-        let mask = mask.ok_or_else(|| (data.mark.clone(), "`day_of_week` needs `days`".to_string()))?;
+        let mask =
+            mask.ok_or_else(|| (data.mark.clone(), "`day_of_week` needs `days`".to_string()))?;
         Ok(time::Days { mask, tz })
     }
 
@@ -594,11 +628,15 @@ impl Compiler {
         let tz = tz.ok_or_else(|| {
             (
                 data.mark.clone(),
-                "`time_of_day` needs a `timezone` (an IANA name such as Europe/Berlin, or UTC)".to_string(),
+                "`time_of_day` needs a `timezone` (an IANA name such as Europe/Berlin, or UTC)"
+                    .to_string(),
             )
         })?;
         if after.is_none() && before.is_none() {
-            return Err((data.mark.clone(), "`time_of_day` needs `after`, `before` or both".into()));
+            return Err((
+                data.mark.clone(),
+                "`time_of_day` needs `after`, `before` or both".into(),
+            ));
         }
         Ok(time::TimeWindow { after, before, tz })
     }

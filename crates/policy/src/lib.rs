@@ -413,13 +413,21 @@ fn criterion(c: &Criterion, facts: &Facts<'_>) -> (bool, Reason) {
             R::GroupsOk,
             R::GroupsUnauthorized,
         ),
-        Criterion::Claim(c) => user(&|s| c.matcher.matches(c.lookup(s)), R::ClaimOk, R::ClaimUnauthorized),
+        Criterion::Claim(c) => user(
+            &|s| c.matcher.matches(c.lookup(s)),
+            R::ClaimOk,
+            R::ClaimUnauthorized,
+        ),
         Criterion::HttpMethod(m) => verdict(
             m.matches(facts.method),
             R::HttpMethodOk,
             R::HttpMethodUnauthorized,
         ),
-        Criterion::HttpPath(m) => verdict(m.matches(facts.path), R::HttpPathOk, R::HttpPathUnauthorized),
+        Criterion::HttpPath(m) => verdict(
+            m.matches(facts.path),
+            R::HttpPathOk,
+            R::HttpPathUnauthorized,
+        ),
         Criterion::SourceIp(nets) => {
             let ip = match facts.source_ip {
                 IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(facts.source_ip, IpAddr::V4),
@@ -431,10 +439,20 @@ fn criterion(c: &Criterion, facts: &Facts<'_>) -> (bool, Reason) {
                 R::SourceIpUnauthorized,
             )
         }
-        Criterion::CorsPreflight => verdict(facts.cors_preflight, R::CorsRequest, R::NonCorsRequest),
+        Criterion::CorsPreflight => {
+            verdict(facts.cors_preflight, R::CorsRequest, R::NonCorsRequest)
+        }
         Criterion::Date(w) => verdict(w.contains(facts.now), R::DateOk, R::DateUnauthorized),
-        Criterion::DayOfWeek(d) => verdict(d.contains(facts.now), R::DayOfWeekOk, R::DayOfWeekUnauthorized),
-        Criterion::TimeOfDay(w) => verdict(w.contains(facts.now), R::TimeOfDayOk, R::TimeOfDayUnauthorized),
+        Criterion::DayOfWeek(d) => verdict(
+            d.contains(facts.now),
+            R::DayOfWeekOk,
+            R::DayOfWeekUnauthorized,
+        ),
+        Criterion::TimeOfDay(w) => verdict(
+            w.contains(facts.now),
+            R::TimeOfDayOk,
+            R::TimeOfDayUnauthorized,
+        ),
     }
 }
 

@@ -63,7 +63,12 @@ fn compile(route_yaml: &str) -> Result<Policy, String> {
         .map_err(|r| r.to_string())?;
     compile_route(&loaded.config.routes[0])
         .map(|(p, _)| p)
-        .map_err(|e| e.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))
+        .map_err(|e| {
+            e.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
 }
 
 fn policy(yaml: &str) -> Policy {
@@ -171,18 +176,36 @@ fn every_criterion_both_ways() {
         ("date: {after: '2025-07-01'}", false),
         ("date: {before: '2025-06-04T10:00:01Z'}", true),
         ("date: {before: '2025-06-04T10:00:00Z'}", false),
-        ("date: {after: '2025-06-04T11:00:00+02:00', before: '2025-06-05T00:00:00Z'}", true),
+        (
+            "date: {after: '2025-06-04T11:00:00+02:00', before: '2025-06-05T00:00:00Z'}",
+            true,
+        ),
         ("day_of_week: '*'", true),
         ("day_of_week: mon-fri", true),
         ("day_of_week: sat,sun", false),
         ("day_of_week: wednesday", true),
         ("day_of_week: fri-tue", false),
-        ("day_of_week: {days: thu, timezone: Pacific/Kiritimati}", true),
-        ("time_of_day: {timezone: UTC, after: '9:00', before: '17:00'}", true),
-        ("time_of_day: {timezone: UTC, after: 9AM, before: 5PM}", true),
+        (
+            "day_of_week: {days: thu, timezone: Pacific/Kiritimati}",
+            true,
+        ),
+        (
+            "time_of_day: {timezone: UTC, after: '9:00', before: '17:00'}",
+            true,
+        ),
+        (
+            "time_of_day: {timezone: UTC, after: 9AM, before: 5PM}",
+            true,
+        ),
         ("time_of_day: {timezone: UTC, after: '10:00:01'}", false),
-        ("time_of_day: {timezone: Europe/Berlin, after: '12:00', before: '12:00:01'}", true),
-        ("time_of_day: {timezone: America/New_York, after: '9:00', before: '17:00'}", false),
+        (
+            "time_of_day: {timezone: Europe/Berlin, after: '12:00', before: '12:00:01'}",
+            true,
+        ),
+        (
+            "time_of_day: {timezone: America/New_York, after: '9:00', before: '17:00'}",
+            false,
+        ),
     ];
     for (criterion, expected) in cases {
         let yaml = format!("policy:\n  allow:\n    and:\n      - {criterion}\n");
@@ -228,24 +251,33 @@ fn deny_wins_over_allow() {
         "policy:\n  - allow: {or: [{domain: example.com}]}\n  - deny: {or: [{http_path: {starts_with: /admin}}]}\n",
     );
     assert!(matches!(decide(&p, &req()), Decision::Allow(r) if r.contains(Reason::DomainOk)));
-    let admin = Req { path: "/admin/users", ..req() };
+    let admin = Req {
+        path: "/admin/users",
+        ..req()
+    };
     match decide(&p, &admin) {
         Decision::Deny(r) => assert_eq!(r.to_string(), "http-path-ok"),
         other => panic!("{other:?}"),
     }
     // Allow rules alone never outweigh a deny rule, even `accept`.
-    let p = policy("policy:\n  - allow: {or: [{accept: true}]}\n  - deny: {or: [{source_ip: 10.0.0.0/8}]}\n");
+    let p = policy(
+        "policy:\n  - allow: {or: [{accept: true}]}\n  - deny: {or: [{source_ip: 10.0.0.0/8}]}\n",
+    );
     assert!(matches!(decide(&p, &req()), Decision::Deny(_)));
 }
 
 #[test]
 fn reasons_are_pomeriums() {
-    let p = policy("policy:\n  allow:\n    or:\n      - email: bob@example.com\n      - domain: example.org\n");
+    let p = policy(
+        "policy:\n  allow:\n    or:\n      - email: bob@example.com\n      - domain: example.org\n",
+    );
     match decide(&p, &req()) {
         Decision::Deny(r) => assert_eq!(r.to_string(), "email-unauthorized,domain-unauthorized"),
         other => panic!("{other:?}"),
     }
-    let p = policy("policy:\n  allow:\n    and:\n      - email: alice@example.com\n      - groups: staff\n");
+    let p = policy(
+        "policy:\n  allow:\n    and:\n      - email: alice@example.com\n      - groups: staff\n",
+    );
     match decide(&p, &req()) {
         Decision::Allow(r) => assert_eq!(r.to_string(), "email-ok,groups-ok"),
         other => panic!("{other:?}"),
@@ -254,17 +286,23 @@ fn reasons_are_pomeriums() {
 
 #[test]
 fn no_session_asks_for_sign_in_only_when_a_user_is_needed() {
-    let anon = Req { user: false, ..req() };
+    let anon = Req {
+        user: false,
+        ..req()
+    };
     let p = policy("policy:\n  allow:\n    or:\n      - domain: example.com\n");
     assert_eq!(
         decide(&p, &anon),
         Decision::SignIn(Reasons::one(Reason::UserUnauthenticated))
     );
     // Allowed without a user: no sign-in.
-    let p = policy("policy:\n  allow:\n    or:\n      - accept: true\n      - email: x@example.com\n");
+    let p =
+        policy("policy:\n  allow:\n    or:\n      - accept: true\n      - email: x@example.com\n");
     assert!(matches!(decide(&p, &anon), Decision::Allow(_)));
     // A deny rule about the user needs the user first.
-    let p = policy("policy:\n  - allow: {or: [{accept: true}]}\n  - deny: {or: [{email: mallory@example.com}]}\n");
+    let p = policy(
+        "policy:\n  - allow: {or: [{accept: true}]}\n  - deny: {or: [{email: mallory@example.com}]}\n",
+    );
     assert!(matches!(decide(&p, &anon), Decision::SignIn(_)));
     // As Pomerium, sign-in comes before a deny when the allow needs a user;
     // on a public route, a path deny is a plain 403.
@@ -272,20 +310,46 @@ fn no_session_asks_for_sign_in_only_when_a_user_is_needed() {
         "policy:\n  - allow: {or: [{authenticated_user: true}]}\n  - deny: {or: [{http_path: /admin}]}\n",
     );
     assert!(matches!(
-        decide(&p, &Req { path: "/admin", ..anon.clone() }),
+        decide(
+            &p,
+            &Req {
+                path: "/admin",
+                ..anon.clone()
+            }
+        ),
         Decision::SignIn(_)
     ));
-    assert!(matches!(decide(&p, &Req { path: "/admin", ..req() }), Decision::Deny(_)));
-    let p = policy("policy:\n  - allow: {or: [{accept: true}]}\n  - deny: {or: [{http_path: /admin}]}\n");
     assert!(matches!(
-        decide(&p, &Req { path: "/admin", ..anon.clone() }),
+        decide(
+            &p,
+            &Req {
+                path: "/admin",
+                ..req()
+            }
+        ),
+        Decision::Deny(_)
+    ));
+    let p = policy(
+        "policy:\n  - allow: {or: [{accept: true}]}\n  - deny: {or: [{http_path: /admin}]}\n",
+    );
+    assert!(matches!(
+        decide(
+            &p,
+            &Req {
+                path: "/admin",
+                ..anon.clone()
+            }
+        ),
         Decision::Deny(_)
     ));
 }
 
 #[test]
 fn route_shorthands_become_ppl() {
-    let anon = Req { user: false, ..req() };
+    let anon = Req {
+        user: false,
+        ..req()
+    };
     let p = policy("allow_public_unauthenticated_access: true");
     assert!(matches!(decide(&p, &anon), Decision::Allow(r) if r.contains(Reason::Accept)));
     assert!(!p.uses_subject());
@@ -295,14 +359,27 @@ fn route_shorthands_become_ppl() {
     assert!(allowed("allowed_users: [alice@example.com]", &req()));
     assert!(allowed("allowed_users: [u-alice]", &req()));
     assert!(!allowed("allowed_users: [bob@example.com]", &req()));
-    assert!(allowed("allowed_domains: [example.org, example.com]", &req()));
+    assert!(allowed(
+        "allowed_domains: [example.org, example.com]",
+        &req()
+    ));
     assert!(!allowed("allowed_domains: [example.org]", &req()));
-    assert!(allowed("allowed_idp_claims: {department: [sales, eng]}", &req()));
+    assert!(allowed(
+        "allowed_idp_claims: {department: [sales, eng]}",
+        &req()
+    ));
     assert!(!allowed("allowed_idp_claims: {department: sales}", &req()));
     // cors_allow_preflight lets preflights through without a session.
     let p = policy("cors_allow_preflight: true\nallowed_domains: [example.com]");
-    let preflight = Req { user: false, method: "OPTIONS", cors: true, ..req() };
-    assert!(matches!(decide(&p, &preflight), Decision::Allow(r) if r.contains(Reason::CorsRequest)));
+    let preflight = Req {
+        user: false,
+        method: "OPTIONS",
+        cors: true,
+        ..req()
+    };
+    assert!(
+        matches!(decide(&p, &preflight), Decision::Allow(r) if r.contains(Reason::CorsRequest))
+    );
     // Shorthands and PPL together: OR-ed allows, deny still wins.
     let p = policy("allowed_domains: [example.org]\npolicy:\n  allow: {or: [{groups: staff}]}");
     assert!(matches!(decide(&p, &req()), Decision::Allow(_)));
@@ -313,10 +390,17 @@ fn a_route_without_any_rule_denies_everyone_with_a_warning() {
     let text = "routes:\n  - from: https://app.example.com\n    to: http://127.0.0.1:1\n";
     let loaded = gatehouse_config::load_str(text, "t.yaml", Path::new("."), &|_| None).unwrap();
     let (p, warnings) = compile_route(&loaded.config.routes[0]).unwrap();
-    assert!(warnings[0].to_string().contains("denies everyone"), "{}", warnings[0]);
+    assert!(
+        warnings[0].to_string().contains("denies everyone"),
+        "{}",
+        warnings[0]
+    );
     assert!(matches!(decide(&p, &req()), Decision::Deny(r) if r.contains(Reason::NoPolicy)));
     let only_deny = compile("policy:\n  deny: {or: [{reject: true}]}");
-    assert!(matches!(decide(&only_deny.unwrap(), &req()), Decision::Deny(_)));
+    assert!(matches!(
+        decide(&only_deny.unwrap(), &req()),
+        Decision::Deny(_)
+    ));
 }
 
 #[test]
@@ -330,19 +414,52 @@ fn time_of_day_windows_cross_midnight_and_follow_dst() {
         ("2025-01-16T05:30:00Z", false),
         ("2025-01-15T20:30:00Z", false),
     ] {
-        let r = Req { now: at(utc), ..req() };
+        let r = Req {
+            now: at(utc),
+            ..req()
+        };
         assert_eq!(allowed(night, &r), expected, "{utc}");
     }
     // Office hours 09:00-17:00 in New York across the 2025-03-09 DST change
     // (UTC-5 before, UTC-4 after): 13:30Z is 08:30 before and 09:30 after.
     let office = "policy:\n  allow:\n    and:\n      - day_of_week: {days: mon-fri, timezone: America/New_York}\n      - time_of_day: {timezone: America/New_York, after: '9:00', before: '17:00'}\n";
-    assert!(!allowed(office, &Req { now: at("2025-03-07T13:30:00Z"), ..req() }), "Friday 08:30 EST");
-    assert!(allowed(office, &Req { now: at("2025-03-10T13:30:00Z"), ..req() }), "Monday 09:30 EDT");
-    assert!(!allowed(office, &Req { now: at("2025-03-08T15:00:00Z"), ..req() }), "Saturday");
+    assert!(
+        !allowed(
+            office,
+            &Req {
+                now: at("2025-03-07T13:30:00Z"),
+                ..req()
+            }
+        ),
+        "Friday 08:30 EST"
+    );
+    assert!(
+        allowed(
+            office,
+            &Req {
+                now: at("2025-03-10T13:30:00Z"),
+                ..req()
+            }
+        ),
+        "Monday 09:30 EDT"
+    );
+    assert!(
+        !allowed(
+            office,
+            &Req {
+                now: at("2025-03-08T15:00:00Z"),
+                ..req()
+            }
+        ),
+        "Saturday"
+    );
     // Late Friday in New York is Saturday in UTC: the zone decides the day.
     assert!(allowed(
         "policy:\n  allow:\n    and:\n      - day_of_week: {days: fri, timezone: America/New_York}\n",
-        &Req { now: at("2025-03-08T02:00:00Z"), ..req() }
+        &Req {
+            now: at("2025-03-08T02:00:00Z"),
+            ..req()
+        }
     ));
 }
 
@@ -372,7 +489,13 @@ fn pomerium_documentation_examples() {
     // Method-based read-only access for one group.
     let read_only = "policy:\n  - allow:\n      and:\n        - groups:\n            has: ops\n        - http_method:\n            in: [GET, HEAD]\n";
     assert!(allowed(read_only, &req()));
-    assert!(!allowed(read_only, &Req { method: "POST", ..req() }));
+    assert!(!allowed(
+        read_only,
+        &Req {
+            method: "POST",
+            ..req()
+        }
+    ));
     // Time-based (Enterprise in Pomerium, open here).
     let hours = "policy:\n  allow:\n    and:\n      - domain:\n          is: example.com\n      - day_of_week: mon-fri\n      - time_of_day:\n          timezone: UTC\n          after: '8:00'\n          before: '18:00'\n      - date:\n          after: '2025-01-01T00:00:00Z'\n";
     assert!(allowed(hours, &req()));
@@ -381,29 +504,89 @@ fn pomerium_documentation_examples() {
 #[test]
 fn mistakes_are_errors_with_positions_never_open_routes() {
     let cases: &[(&str, &str)] = &[
-        ("policy:\n  allow:\n    or:\n      - emial: x", "unknown criterion `emial`"),
-        ("policy:\n  allow:\n    xor:\n      - accept: true", "unknown operator `xor`"),
-        ("policy:\n  permit:\n    or:\n      - accept: true", "unknown action `permit`"),
-        ("policy:\n  allow:\n    or:\n      - email: {matches: x}", "unknown string matcher `matches`"),
-        ("policy:\n  allow:\n    or:\n      - groups: {contains: x}", "unknown list matcher `contains`"),
-        ("policy:\n  allow:\n    or:\n      - email: [a, b]", "`email` takes a string"),
-        ("policy:\n  allow:\n    or:\n      - email: {in: x}", "takes a list of strings"),
-        ("policy:\n  allow:\n    or:\n      - source_ip: 10.0.0.0/33", "not an IP address or CIDR"),
-        ("policy:\n  allow:\n    or:\n      - time_of_day: {after: '9:00'}", "needs a `timezone`"),
-        ("policy:\n  allow:\n    or:\n      - time_of_day: {timezone: Mars/Olympus, after: '9:00'}", "unknown time zone `Mars/Olympus`"),
-        ("policy:\n  allow:\n    or:\n      - time_of_day: {timezone: UTC, after: '25:00'}", "not a time of day"),
-        ("policy:\n  allow:\n    or:\n      - day_of_week: funday", "not a day"),
-        ("policy:\n  allow:\n    or:\n      - date: {after: yesterday}", "not a date"),
-        ("policy:\n  allow:\n    or:\n      - claim: x", "needs the claim's name"),
-        ("policy:\n  allow:\n    or:\n      - email/x: a", "takes no sub-path"),
-        ("policy:\n  allow:\n    or:\n      - {email: a, domain: b}", "exactly one key"),
-        ("policy:\n  allow:\n    or:\n      - and: [{accept: true}]", "unknown criterion `and`"),
+        (
+            "policy:\n  allow:\n    or:\n      - emial: x",
+            "unknown criterion `emial`",
+        ),
+        (
+            "policy:\n  allow:\n    xor:\n      - accept: true",
+            "unknown operator `xor`",
+        ),
+        (
+            "policy:\n  permit:\n    or:\n      - accept: true",
+            "unknown action `permit`",
+        ),
+        (
+            "policy:\n  allow:\n    or:\n      - email: {matches: x}",
+            "unknown string matcher `matches`",
+        ),
+        (
+            "policy:\n  allow:\n    or:\n      - groups: {contains: x}",
+            "unknown list matcher `contains`",
+        ),
+        (
+            "policy:\n  allow:\n    or:\n      - email: [a, b]",
+            "`email` takes a string",
+        ),
+        (
+            "policy:\n  allow:\n    or:\n      - email: {in: x}",
+            "takes a list of strings",
+        ),
+        (
+            "policy:\n  allow:\n    or:\n      - source_ip: 10.0.0.0/33",
+            "not an IP address or CIDR",
+        ),
+        (
+            "policy:\n  allow:\n    or:\n      - time_of_day: {after: '9:00'}",
+            "needs a `timezone`",
+        ),
+        (
+            "policy:\n  allow:\n    or:\n      - time_of_day: {timezone: Mars/Olympus, after: '9:00'}",
+            "unknown time zone `Mars/Olympus`",
+        ),
+        (
+            "policy:\n  allow:\n    or:\n      - time_of_day: {timezone: UTC, after: '25:00'}",
+            "not a time of day",
+        ),
+        (
+            "policy:\n  allow:\n    or:\n      - day_of_week: funday",
+            "not a day",
+        ),
+        (
+            "policy:\n  allow:\n    or:\n      - date: {after: yesterday}",
+            "not a date",
+        ),
+        (
+            "policy:\n  allow:\n    or:\n      - claim: x",
+            "needs the claim's name",
+        ),
+        (
+            "policy:\n  allow:\n    or:\n      - email/x: a",
+            "takes no sub-path",
+        ),
+        (
+            "policy:\n  allow:\n    or:\n      - {email: a, domain: b}",
+            "exactly one key",
+        ),
+        (
+            "policy:\n  allow:\n    or:\n      - and: [{accept: true}]",
+            "unknown criterion `and`",
+        ),
         ("policy:\n  allow:\n    or: []", "has no criteria"),
-        ("policy:\n  allow:\n    or: {accept: true}", "takes a list of criteria"),
+        (
+            "policy:\n  allow:\n    or: {accept: true}",
+            "takes a list of criteria",
+        ),
         ("policy:\n  allow: {}", "empty rule"),
         ("policy: yes", "expected a rule"),
-        ("policy:\n  allow:\n    or:\n      - client_certificate: {fingerprint: ab}", "not supported yet"),
-        ("policy:\n  allow:\n    or:\n      - invalid_client_certificate: true", "not supported yet"),
+        (
+            "policy:\n  allow:\n    or:\n      - client_certificate: {fingerprint: ab}",
+            "not supported yet",
+        ),
+        (
+            "policy:\n  allow:\n    or:\n      - invalid_client_certificate: true",
+            "not supported yet",
+        ),
     ];
     for (yaml, needle) in cases {
         let err = compile(yaml).expect_err(yaml);
@@ -424,11 +607,53 @@ fn arbitrary_policy_text_never_panics() {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x9e37_79b9);
     let atoms = [
-        "allow", "deny", "and", "or", "not", "nor", "email", "claim/x.y", "groups", "is", "has",
-        "in", "not_in", "exclude", "starts_with", "source_ip", "10.0.0.0/8", "::1/129",
-        "time_of_day", "timezone", "UTC", "after", "before", "9:00", "25:61", "day_of_week",
-        "mon-fri", "date", "2025-01-01", "accept", "reject", "true", "~", "[]", "{}", "-", ":",
-        "[a, b]", "{is: x}", "'quoted'", "\"x\"", "&a", "*a", "<<", "!!str", "%", "\t",
+        "allow",
+        "deny",
+        "and",
+        "or",
+        "not",
+        "nor",
+        "email",
+        "claim/x.y",
+        "groups",
+        "is",
+        "has",
+        "in",
+        "not_in",
+        "exclude",
+        "starts_with",
+        "source_ip",
+        "10.0.0.0/8",
+        "::1/129",
+        "time_of_day",
+        "timezone",
+        "UTC",
+        "after",
+        "before",
+        "9:00",
+        "25:61",
+        "day_of_week",
+        "mon-fri",
+        "date",
+        "2025-01-01",
+        "accept",
+        "reject",
+        "true",
+        "~",
+        "[]",
+        "{}",
+        "-",
+        ":",
+        "[a, b]",
+        "{is: x}",
+        "'quoted'",
+        "\"x\"",
+        "&a",
+        "*a",
+        "<<",
+        "!!str",
+        "%",
+        "\t",
     ];
     let mut checked = 0;
     for _ in 0..3000 {
@@ -446,14 +671,24 @@ fn arbitrary_policy_text_never_panics() {
             }
             yaml.push('\n');
         }
-        let text = format!("routes:\n  - from: https://app.example.com\n    to: http://127.0.0.1:1\n    {}", yaml.replace('\n', "\n    "));
-        if let Ok(loaded) = gatehouse_config::load_str(&text, "fuzz.yaml", Path::new("."), &|_| None) {
+        let text = format!(
+            "routes:\n  - from: https://app.example.com\n    to: http://127.0.0.1:1\n    {}",
+            yaml.replace('\n', "\n    ")
+        );
+        if let Ok(loaded) =
+            gatehouse_config::load_str(&text, "fuzz.yaml", Path::new("."), &|_| None)
+        {
             checked += 1;
             if let Err(errors) = compile_route(&loaded.config.routes[0]) {
-                assert!(errors.iter().all(|e| e.is_error() && e.mark.line > 0), "{text}");
+                assert!(
+                    errors.iter().all(|e| e.is_error() && e.mark.line > 0),
+                    "{text}"
+                );
             }
         }
     }
-    assert!(checked > 100, "only {checked} inputs reached the policy compiler");
+    assert!(
+        checked > 100,
+        "only {checked} inputs reached the policy compiler"
+    );
 }
-

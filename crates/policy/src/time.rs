@@ -63,7 +63,9 @@ impl TimeWindow {
 }
 
 fn civil(tz: &TimeZone, now: i64) -> Option<jiff::civil::DateTime> {
-    Timestamp::from_second(now).ok().map(|ts| tz.to_datetime(ts))
+    Timestamp::from_second(now)
+        .ok()
+        .map(|ts| tz.to_datetime(ts))
 }
 
 /// An IANA time zone name (`Europe/Berlin`, `America/New_York`, `UTC`).
@@ -73,7 +75,9 @@ pub(crate) fn zone(name: &str) -> Result<TimeZone, String> {
         return Ok(TimeZone::UTC);
     }
     jiff::tz::db().get(name).map_err(|_| {
-        format!("unknown time zone `{name}` (an IANA name such as Europe/Berlin or America/New_York)")
+        format!(
+            "unknown time zone `{name}` (an IANA name such as Europe/Berlin or America/New_York)"
+        )
     })
 }
 
@@ -96,9 +100,7 @@ pub(crate) fn instant(text: &str) -> Result<i64, String> {
 
 /// A time of day: `15:04`, `15:04:05`, `3:04PM`, `3:04 pm`, `3PM`, `15`.
 pub(crate) fn time_of_day(text: &str) -> Result<u32, String> {
-    let bad = || {
-        format!("`{text}` is not a time of day (15:04, 15:04:05, 3:04PM, 3 PM)")
-    };
+    let bad = || format!("`{text}` is not a time of day (15:04, 15:04:05, 3:04PM, 3 PM)");
     let t = text.trim().to_ascii_lowercase();
     let (clock, meridiem) = if let Some(c) = t.strip_suffix("am") {
         (c.trim(), Some(false))
@@ -152,9 +154,19 @@ pub(crate) fn days(text: &str) -> Result<u8, String> {
         ];
         NAMES
             .iter()
-            .position(|(short, long)| n == *short || n == *long || (n == "tues" && *short == "tue") || (n == "thurs" && *short == "thu"))
+            .position(|(short, long)| {
+                n == *short
+                    || n == *long
+                    || (n == "tues" && *short == "tue")
+                    || (n == "thurs" && *short == "thu")
+            })
             .map(|i| i as u8)
-            .ok_or_else(|| format!("`{}` is not a day (mon, tue, ..., sun or full names)", name.trim()))
+            .ok_or_else(|| {
+                format!(
+                    "`{}` is not a day (mon, tue, ..., sun or full names)",
+                    name.trim()
+                )
+            })
     };
     let mut mask = 0u8;
     for item in text.split(',') {

@@ -47,5 +47,9 @@ fn evaluating_the_twenty_criterion_policy_allocates_nothing() {
         std::hint::black_box(policy.evaluate(std::hint::black_box(&facts)));
     }
     COUNTING.with(|c| c.set(false));
-    assert_eq!(ALLOCATIONS.with(|a| a.get()), 0, "allocations during evaluation");
+    assert_eq!(
+        ALLOCATIONS.with(|a| a.get()),
+        0,
+        "allocations during evaluation"
+    );
 }

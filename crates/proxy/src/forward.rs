@@ -179,7 +179,9 @@ pub async fn handle(
         let path = normalized.as_deref().unwrap_or(req.uri().path());
         let subject = session.as_ref().map(SessionSubject);
         let facts = gatehouse_policy::Facts {
-            subject: subject.as_ref().map(|s| s as &dyn gatehouse_policy::Subject),
+            subject: subject
+                .as_ref()
+                .map(|s| s as &dyn gatehouse_policy::Subject),
             method: req.method().as_str(),
             path,
             source_ip: conn.peer.ip(),

@@ -26,18 +26,24 @@ impl Subject for User {
 
 pub fn user() -> User {
     User {
-        claims: serde_json::json!({"realm_access": {"roles": ["admin", "viewer"]}, "department": "eng"})
-            .as_object()
-            .unwrap()
-            .clone(),
+        claims:
+            serde_json::json!({"realm_access": {"roles": ["admin", "viewer"]}, "department": "eng"})
+                .as_object()
+                .unwrap()
+                .clone(),
         groups: vec!["staff".into(), "ops".into()],
     }
 }
 
 pub fn twenty_criteria() -> Policy {
     let text = include_str!("../data/twenty-criteria.yaml");
-    let loaded = gatehouse_config::load_str(text, "twenty-criteria.yaml", std::path::Path::new("."), &|_| None)
-        .expect("the benchmark policy loads");
+    let loaded = gatehouse_config::load_str(
+        text,
+        "twenty-criteria.yaml",
+        std::path::Path::new("."),
+        &|_| None,
+    )
+    .expect("the benchmark policy loads");
     gatehouse_policy::compile_route(&loaded.config.routes[0])
         .expect("the benchmark policy compiles")
         .0
