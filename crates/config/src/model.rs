@@ -172,7 +172,7 @@ pub struct RouteOptions {
     pub health_checks: Option<RawNode>,
     pub outlier_detection: Option<RawNode>,
 
-    // --- authorization (policy issue)
+    // --- authorization (compiled by the policy crate)
     pub allow_public_unauthenticated_access: Option<Spanned<bool>>,
     pub allow_any_authenticated_user: Option<Spanned<bool>>,
     pub cors_allow_preflight: Option<Spanned<bool>>,

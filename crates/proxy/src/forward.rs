@@ -2,7 +2,8 @@
 //!
 //! 1. **accept**: request id, health checks (`/ping`, `/healthz`) before routing.
 //! 2. **route**: host + normalized path → route, or the 404 page.
-//! 3. **authorize**: public routes pass; others need sign-in (not built yet: 401).
+//! 3. **authorize**: the route's compiled policy decides (with the session when
+//!    it looks at the user): allow, 403 page, or sign-in (302 / 401).
 //! 4. **act**: direct `response`, `redirect`, or forward:
 //! 5. **forward**: [`upstream_request_headers`] is the one place that decides
 //!    which headers an upstream sees; the body streams through untouched.
