@@ -332,22 +332,10 @@ impl Compiler {
             "email" => self.str_match(name, data).map(Criterion::Email),
             "domain" => self.str_match(name, data).map(Criterion::Domain),
             "http_path" => self.str_match(name, data).map(Criterion::HttpPath),
-            "http_method" => self.str_match(name, data).map(|m| {
-                // Methods are upper case on the wire; `get` means GET.
-                Criterion::HttpMethod(StrMatch(
-                    m.0.into_iter()
-                        .map(|op| match op {
-                            StrOp::Is(s) => StrOp::Is(s.to_ascii_uppercase()),
-                            StrOp::Not(s) => StrOp::Not(s.to_ascii_uppercase()),
-                            StrOp::StartsWith(s) => StrOp::StartsWith(s.to_ascii_uppercase()),
-                            StrOp::EndsWith(s) => StrOp::EndsWith(s.to_ascii_uppercase()),
-                            StrOp::Contains(s) => StrOp::Contains(s.to_ascii_uppercase()),
-                            StrOp::In(l) => StrOp::In(l.into_iter().map(|s| s.to_ascii_uppercase()).collect()),
-                            StrOp::NotIn(l) => StrOp::NotIn(l.into_iter().map(|s| s.to_ascii_uppercase()).collect()),
-                        })
-                        .collect(),
-                ))
-            }),
+            // Methods are upper case on the wire; `get` means GET.
+            "http_method" => self
+                .str_match(name, data)
+                .map(|m| Criterion::HttpMethod(m.map_values(|v| v.to_ascii_uppercase()))),
             "groups" => self.list_match(name, data).map(Criterion::Groups),
             "claim" => match sub.filter(|s| !s.is_empty()) {
                 Some(claim_name) => self
@@ -387,21 +375,14 @@ impl Compiler {
 
     /// A bare value means `is`; a map AND-s its operators.
     fn str_match(&mut self, name: &str, data: &Node) -> Result<StrMatch, (Mark, String)> {
-        if let Some(v) = scalar(data) {
-            return Ok(StrMatch(vec![StrOp::Is(v.to_string())]));
-        }
-        let Value::Map(entries) = &data.value else {
-            return Err((
-                data.mark.clone(),
-                format!(
-                    "`{name}` takes a string or a map of is, not, starts_with, ends_with, contains, in, not_in; found {}",
-                    kind(data)
-                ),
-            ));
+        let entries = match written(
+            name,
+            data,
+            "a string or a map of is, not, starts_with, ends_with, contains, in, not_in",
+        )? {
+            Written::Bare(v) => return Ok(StrMatch(vec![StrOp::Is(v.to_string())])),
+            Written::Map(entries) => entries,
         };
-        if entries.is_empty() {
-            return Err((data.mark.clone(), format!("`{name}`: empty matcher")));
-        }
         let mut ops = Vec::new();
         for (k, v) in entries {
             let op = scalar(k).unwrap_or("");
@@ -453,21 +434,14 @@ impl Compiler {
 
     /// A bare value means `has`; a map AND-s `has`, `is`, `exclude`.
     fn list_match(&mut self, name: &str, data: &Node) -> Result<ListMatch, (Mark, String)> {
-        if let Some(v) = scalar(data) {
-            return Ok(ListMatch(vec![ListOp::Has(v.to_string())]));
-        }
-        let Value::Map(entries) = &data.value else {
-            return Err((
-                data.mark.clone(),
-                format!(
-                    "`{name}` takes a value (meaning has) or a map of has, is, exclude; found {} (for any of several values, use `or` with one criterion each)",
-                    kind(data)
-                ),
-            ));
+        let entries = match written(
+            name,
+            data,
+            "a value (meaning has) or a map of has, is, exclude (for any of several values, use `or` with one criterion each)",
+        )? {
+            Written::Bare(v) => return Ok(ListMatch(vec![ListOp::Has(v.to_string())])),
+            Written::Map(entries) => entries,
         };
-        if entries.is_empty() {
-            return Err((data.mark.clone(), format!("`{name}`: empty matcher")));
-        }
         let mut ops = Vec::new();
         for (k, v) in entries {
             let op = scalar(k).unwrap_or("");
@@ -639,6 +613,24 @@ impl Compiler {
             ));
         }
         Ok(time::TimeWindow { after, before, tz })
+    }
+}
+
+/// A matcher as written: a bare value, or a non-empty map of operators.
+enum Written<'n> {
+    Bare(&'n str),
+    Map(&'n [(Node, Node)]),
+}
+
+fn written<'n>(name: &str, data: &'n Node, expected: &str) -> Result<Written<'n>, (Mark, String)> {
+    match &data.value {
+        Value::Scalar(s) => Ok(Written::Bare(&s.text)),
+        Value::Map(entries) if !entries.is_empty() => Ok(Written::Map(entries)),
+        Value::Map(_) => Err((data.mark.clone(), format!("`{name}`: empty matcher"))),
+        Value::Seq(_) => Err((
+            data.mark.clone(),
+            format!("`{name}` takes {expected}; found {}", kind(data)),
+        )),
     }
 }
 

@@ -284,6 +284,25 @@ enum StrOp {
 }
 
 impl StrMatch {
+    /// The same matcher with every compared value transformed.
+    fn map_values(self, f: impl Fn(&str) -> String) -> StrMatch {
+        let list = |l: Vec<String>| l.iter().map(|s| f(s)).collect();
+        StrMatch(
+            self.0
+                .into_iter()
+                .map(|op| match op {
+                    StrOp::Is(s) => StrOp::Is(f(&s)),
+                    StrOp::Not(s) => StrOp::Not(f(&s)),
+                    StrOp::StartsWith(s) => StrOp::StartsWith(f(&s)),
+                    StrOp::EndsWith(s) => StrOp::EndsWith(f(&s)),
+                    StrOp::Contains(s) => StrOp::Contains(f(&s)),
+                    StrOp::In(l) => StrOp::In(list(l)),
+                    StrOp::NotIn(l) => StrOp::NotIn(list(l)),
+                })
+                .collect(),
+        )
+    }
+
     fn matches(&self, value: &str) -> bool {
         self.0.iter().all(|op| match op {
             StrOp::Is(s) => value == s,
