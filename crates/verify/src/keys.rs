@@ -48,7 +48,8 @@ impl Keys {
 /// One usable public key.
 pub(crate) struct Key {
     kid: Option<String>,
-    alg: Option<String>,
+    /// The JWK's `alg`, when it names a signing algorithm this crate knows.
+    alg: Option<Algorithm>,
     family: AlgorithmFamily,
     curve: Option<EllipticCurve>,
     key: DecodingKey,
@@ -62,10 +63,8 @@ impl Key {
                 return false;
             }
         }
-        if let Some(key_alg) = &self.alg {
-            if *key_alg != format!("{alg:?}") {
-                return false;
-            }
+        if self.alg.is_some_and(|key_alg| key_alg != alg) {
+            return false;
         }
         if family_of(alg) != self.family {
             return false;
@@ -162,7 +161,14 @@ impl KeySet {
             };
             keys.push(Key {
                 kid: jwk.common.key_id.clone(),
-                alg: jwk.common.key_algorithm.map(|a| a.to_string()),
+                alg: match jwk.common.key_algorithm {
+                    None => None,
+                    // A key for another purpose (encryption) never verifies.
+                    Some(a) => match a.to_string().parse::<Algorithm>() {
+                        Ok(alg) => Some(alg),
+                        Err(_) => continue,
+                    },
+                },
                 family,
                 curve,
                 key,

@@ -403,44 +403,43 @@ impl Verifier {
         if header.alg.eq_ignore_ascii_case("none") {
             return Err(Error::Unsigned);
         }
-        let allowed = || {
-            inner
+        // Compared as parsed algorithms: no string is built per token.
+        let wanted = header.alg.parse::<Algorithm>().ok();
+        let Some((alg, validation)) = inner.validations.iter().find(|(a, _)| Some(*a) == wanted)
+        else {
+            let allowed = inner
                 .validations
                 .iter()
                 .map(|(a, _)| format!("{a:?}"))
                 .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let Some((alg, validation)) = inner
-            .validations
-            .iter()
-            .find(|(a, _)| format!("{a:?}") == header.alg)
-        else {
+                .join(", ");
             return Err(Error::AlgorithmNotAllowed {
                 alg: header.alg,
-                allowed: allowed(),
+                allowed,
             });
         };
         let candidates = inner.keys.keys_for(header.kid.as_deref(), *alg).await?;
-        let mut last = Error::NoMatchingKey {
-            alg: header.alg.clone(),
-        };
+        let mut tried = false;
         for key in candidates.matching(header.kid.as_deref(), *alg) {
+            tried = true;
             match jsonwebtoken::decode::<Map<String, Value>>(token, key, validation) {
                 Ok(data) => {
                     self.check_expected(&data.claims)?;
                     return Ok(Identity::from_claims(data.claims));
                 }
-                Err(e) => {
-                    last = self.explain(token, e);
-                    if last != Error::BadSignature {
-                        // The signature verified; the claims are wrong.
-                        return Err(last);
-                    }
-                }
+                Err(e) => match self.explain(token, e) {
+                    // Another key (no kid) may still verify it.
+                    Error::BadSignature => {}
+                    // The signature verified; the claims are wrong.
+                    other => return Err(other),
+                },
             }
         }
-        Err(last)
+        Err(if tried {
+            Error::BadSignature
+        } else {
+            Error::NoMatchingKey { alg: header.alg }
+        })
     }
 
     fn check_expected(&self, claims: &Map<String, Value>) -> Result<(), Error> {
