@@ -2,6 +2,7 @@
 //! hot path needs is parsed here once (URLs, header names and values,
 //! regexes, certificates), never per request.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -98,10 +99,21 @@ pub struct Route {
 
 impl Route {
     /// A human label for logs and pages: the name, else `from` + path.
-    pub fn label(&self) -> String {
-        match &self.name {
-            Some(n) => n.clone(),
-            None => format!("{}{}", self.from, self.path_match),
+    /// Borrowed and formatted on demand: logging it per request allocates
+    /// nothing.
+    pub fn label(&self) -> RouteLabel<'_> {
+        RouteLabel(self)
+    }
+}
+
+/// A route's label for logs and pages (see [`Route::label`]).
+pub struct RouteLabel<'a>(&'a Route);
+
+impl fmt::Display for RouteLabel<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0.name {
+            Some(n) => f.write_str(n),
+            None => write!(f, "{}{}", self.0.from, self.0.path_match),
         }
     }
 }

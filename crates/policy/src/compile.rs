@@ -40,7 +40,7 @@ pub fn compile_routes(routes: &[Route]) -> Result<Compiled, Vec<Diagnostic>> {
 /// block (as Pomerium's `ToPPL`), then its `policy` rules follow.
 pub fn compile_route(route: &Route) -> Result<(Policy, Vec<Diagnostic>), Vec<Diagnostic>> {
     let mut c = Compiler {
-        route: route.label(),
+        route: route.label().to_string(),
         errors: Vec::new(),
     };
     let authz = &route.authorization;

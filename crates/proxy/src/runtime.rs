@@ -84,7 +84,7 @@ impl Runtime {
             let c = clients
                 .get(&r.tls)
                 .map_err(|source| RuntimeError::UpstreamTls {
-                    route: r.label(),
+                    route: r.label().to_string(),
                     source,
                 })?;
             pool_keys.push(r.tls.pool_key());
