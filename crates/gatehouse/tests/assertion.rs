@@ -55,18 +55,16 @@ routes:
         hash = hash(PASSWORD),
         up = up.addr
     ));
-    let c = reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .cookie_store(true)
-        .resolve("app.localhost", gh.addr())
-        .resolve("uri.localhost", gh.addr())
-        .resolve("public.localhost", gh.addr())
-        .resolve("plain.localhost", gh.addr())
-        .resolve("grafana.localhost", gh.addr())
-        .no_proxy()
-        .build()
-        .unwrap();
+    let c = gh.browser(
+        &[
+            "app.localhost",
+            "uri.localhost",
+            "public.localhost",
+            "plain.localhost",
+            "grafana.localhost",
+        ],
+        false,
+    );
 
     // JWKS: on every route host, before sign-in, cacheable, CORS open.
     let resp = c

@@ -54,21 +54,10 @@ shared_secret: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
 
 /// A browser-like client: cookies, redirects followed.
 fn browser(gh: &Gatehouse, follow: bool) -> reqwest::Client {
-    let policy = if follow {
-        reqwest::redirect::Policy::limited(20)
-    } else {
-        reqwest::redirect::Policy::none()
-    };
-    reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .redirect(policy)
-        .cookie_store(true)
-        .resolve("app.localhost", gh.addr())
-        .resolve("other.localhost", gh.addr())
-        .resolve("auth.localhost", gh.addr())
-        .no_proxy()
-        .build()
-        .unwrap()
+    gh.browser(
+        &["app.localhost", "other.localhost", "auth.localhost"],
+        follow,
+    )
 }
 
 async fn page(c: &reqwest::Client, url: &str) -> reqwest::Response {

@@ -5,11 +5,8 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_real_sign_in_is_allowed_by_domain_and_denied_by_group_and_path() {
@@ -57,16 +54,10 @@ routes:
             up = up.addr
         ),
     );
-    let c = reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .redirect(reqwest::redirect::Policy::limited(20))
-        .cookie_store(true)
-        .resolve("app.localhost", gh.addr())
-        .resolve("finance.localhost", gh.addr())
-        .resolve("org.localhost", gh.addr())
-        .no_proxy()
-        .build()
-        .unwrap();
+    let c = gh.browser(
+        &["app.localhost", "finance.localhost", "org.localhost"],
+        true,
+    );
     let get = |url: String| {
         let c = c.clone();
         async move {
@@ -139,18 +130,9 @@ routes:
 
 /// Raw HTTP/1.1 so the client sends the path bytes exactly as written.
 async fn raw_get(port: u16, path: &str) -> u16 {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: app.localhost\r\nConnection: close\r\n\r\n")
-            .as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
-    let text = String::from_utf8_lossy(&out);
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: app.localhost\r\nConnection: close\r\n\r\n");
+    let text = raw_exchange(port, request.as_bytes()).await;
     text.split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())

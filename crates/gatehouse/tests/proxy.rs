@@ -539,18 +539,8 @@ async fn hostile_clients() {
         "address: 127.0.0.1:{{port}}\ninsecure_server: true\ntimeout_read: 1s\nroutes:\n  - {{from: 'https://ok.localhost', to: 'http://{}', allow_public_unauthenticated_access: true}}\n",
         up.addr
     ));
-    async fn exchange(port: u16, raw: &[u8]) -> String {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap();
-        s.write_all(raw).await.unwrap();
-        let mut out = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
-        String::from_utf8_lossy(&out).into_owned()
-    }
-
     // Sanity: a well-formed request works on this listener.
-    let ok = exchange(
+    let ok = raw_exchange(
         gh.port,
         b"GET / HTTP/1.1\r\nHost: ok.localhost\r\nConnection: close\r\n\r\n",
     )
@@ -562,7 +552,7 @@ async fn hostile_clients() {
         "GET / HTTP/1.1\r\nHost: ok.localhost\r\nX-Big: {}\r\n\r\n",
         "a".repeat(100 * 1024)
     );
-    let resp = exchange(gh.port, big.as_bytes()).await;
+    let resp = raw_exchange(gh.port, big.as_bytes()).await;
     assert!(resp.starts_with("HTTP/1.1 431"), "{resp}");
 
     // Request smuggling: Content-Length with Transfer-Encoding. As RFC 9112
@@ -570,7 +560,7 @@ async fn hostile_clients() {
     // connection is closed after the one response: the smuggled second
     // request never runs and the upstream sees an unambiguous request.
     let smuggle = b"POST /upload HTTP/1.1\r\nHost: ok.localhost\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /echo-smuggled HTTP/1.1\r\nHost: ok.localhost\r\n\r\n";
-    let resp = exchange(gh.port, smuggle).await;
+    let resp = raw_exchange(gh.port, smuggle).await;
     assert_eq!(
         resp.matches("HTTP/1.1 ").count(),
         1,
@@ -587,11 +577,11 @@ async fn hostile_clients() {
     );
 
     // Two different Content-Length values.
-    let resp = exchange(gh.port, b"POST /upload HTTP/1.1\r\nHost: ok.localhost\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\nabcde").await;
+    let resp = raw_exchange(gh.port, b"POST /upload HTTP/1.1\r\nHost: ok.localhost\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\nabcde").await;
     assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
 
     // Invalid bytes in a header name.
-    let resp = exchange(
+    let resp = raw_exchange(
         gh.port,
         b"GET / HTTP/1.1\r\nHost: ok.localhost\r\nBad Header: x\r\n\r\n",
     )

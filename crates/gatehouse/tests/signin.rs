@@ -35,18 +35,16 @@ local_users:
 }
 
 fn browser(gh: &Gatehouse) -> reqwest::Client {
-    reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .cookie_store(true)
-        .resolve("app.localhost", gh.addr())
-        .resolve("other.localhost", gh.addr())
-        .resolve("policy.localhost", gh.addr())
-        .resolve("public.localhost", gh.addr())
-        .resolve("auth.localhost", gh.addr())
-        .no_proxy()
-        .build()
-        .unwrap()
+    gh.browser(
+        &[
+            "app.localhost",
+            "other.localhost",
+            "policy.localhost",
+            "public.localhost",
+            "auth.localhost",
+        ],
+        false,
+    )
 }
 
 async fn get_html(c: &reqwest::Client, url: &str) -> reqwest::Response {

@@ -146,8 +146,28 @@ impl Gatehouse {
         proc_status_kib(self.child.id(), "VmRSS:")
     }
 
-    /// An HTTPS client that reaches every `*.localhost` host on this gatehouse.
+    /// An HTTPS client that reaches `hosts` on this gatehouse (self-signed
+    /// certificates accepted, redirects not followed, no cookies).
     pub fn client(&self, hosts: &[&str]) -> reqwest::Client {
+        self.client_builder(hosts).build().unwrap()
+    }
+
+    /// A browser-like client for `hosts`: keeps cookies, and follows
+    /// redirects when `follow` is set.
+    pub fn browser(&self, hosts: &[&str], follow: bool) -> reqwest::Client {
+        let redirects = if follow {
+            reqwest::redirect::Policy::limited(20)
+        } else {
+            reqwest::redirect::Policy::none()
+        };
+        self.client_builder(hosts)
+            .cookie_store(true)
+            .redirect(redirects)
+            .build()
+            .unwrap()
+    }
+
+    fn client_builder(&self, hosts: &[&str]) -> reqwest::ClientBuilder {
         let mut b = reqwest::Client::builder()
             .danger_accept_invalid_certs(true)
             .redirect(reqwest::redirect::Policy::none())
@@ -156,7 +176,7 @@ impl Gatehouse {
         for h in hosts {
             b = b.resolve(h, self.addr());
         }
-        b.build().unwrap()
+        b
     }
 
     pub fn url(&self, host: &str, path: &str) -> String {
@@ -635,6 +655,20 @@ pub fn login_url(gh: &Gatehouse, host: &str) -> String {
             url::form_urlencoded::byte_serialize(gh.url(host, "/").as_bytes()).collect::<String>()
         ),
     )
+}
+
+/// Writes `raw` bytes to a plain-HTTP gatehouse on `port` and reads the
+/// answer until the connection closes (or 10 s): for requests a client
+/// library would rewrite (odd paths, malformed heads).
+pub async fn raw_exchange(port: u16, raw: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(raw).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// GET `url` and parse the body as JSON.
