@@ -312,7 +312,7 @@ fn verify_app_command(listen: std::net::SocketAddr, args: &verify_app::VerifyArg
         }
     };
     runtime.block_on(async move {
-        let listener = match verify_app::bind(listen).await {
+        let listener = match tokio::net::TcpListener::bind(listen).await {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("gatehouse: cannot listen on {listen}: {e}");

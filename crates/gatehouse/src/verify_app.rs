@@ -5,7 +5,6 @@
 //! links.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -114,11 +113,6 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Arc<App>) {
                     .await;
         });
     }
-}
-
-/// Binds `addr` (loopback addresses are the expected use).
-pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await
 }
 
 async fn handle<B>(app: &App, req: Request<B>) -> Response<Full<Bytes>> {
