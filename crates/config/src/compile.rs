@@ -23,6 +23,12 @@ struct RouteDefaults<'a> {
     pass_identity_headers: bool,
     jwt_issuer_format: Option<&'a Spanned<String>>,
     jwt_claims_headers: Option<&'a Spanned<crate::model::ClaimsHeaders>>,
+    bearer_token_format: Option<&'a Spanned<String>>,
+    idp_access_token_allowed_audiences: Option<&'a Spanned<crate::model::StringList>>,
+    /// Names in `identity_providers`.
+    identity_providers: &'a [TrustedIssuer],
+    /// The sign-in provider is OpenID Connect (its tokens can be verified).
+    oidc: bool,
 }
 
 pub(crate) struct Compiler<'a> {
@@ -275,6 +281,7 @@ impl Compiler<'_> {
         self.removed_and_unsupported(&opts);
 
         let sign_in = self.sign_in(&opts);
+        let identity_providers = self.identity_providers(opts.identity_providers.as_ref());
         let pass_identity_default = opts.pass_identity_headers.unwrap_or(false);
         let mut routes: Vec<Route> = Vec::new();
         let all_routes = opts
@@ -289,6 +296,12 @@ impl Compiler<'_> {
                 pass_identity_headers: pass_identity_default,
                 jwt_issuer_format: opts.jwt_issuer_format.as_ref(),
                 jwt_claims_headers: opts.jwt_claims_headers.as_ref(),
+                bearer_token_format: opts.bearer_token_format.as_ref(),
+                idp_access_token_allowed_audiences: opts
+                    .idp_access_token_allowed_audiences
+                    .as_ref(),
+                identity_providers: &identity_providers,
+                oidc: matches!(sign_in.provider, Provider::Oidc(_)),
             };
             if let Some(route) = self.route(index, r, &defaults) {
                 if let Some(first) = routes
@@ -315,6 +328,29 @@ impl Compiler<'_> {
         }
 
         let trusted_assertion_sources = self.ip_nets(opts.trusted_assertion_sources.as_ref());
+        let forward_auth_trusted_sources = match opts.forward_auth_trusted_sources.as_ref() {
+            Some(v) => self.ip_nets(Some(v)),
+            None => vec![
+                ipnet::IpNet::V4(ipnet::Ipv4Net::new_assert(
+                    std::net::Ipv4Addr::new(127, 0, 0, 0),
+                    8,
+                )),
+                ipnet::IpNet::V6(ipnet::Ipv6Net::new_assert(
+                    std::net::Ipv6Addr::LOCALHOST,
+                    128,
+                )),
+            ],
+        };
+        let programmatic_redirect_domains = match &opts.programmatic_redirect_domain_whitelist {
+            Some(v) => v
+                .value
+                .0
+                .iter()
+                .map(|d| d.trim().trim_start_matches("*.").to_ascii_lowercase())
+                .filter(|d| !d.is_empty())
+                .collect(),
+            None => vec!["localhost".to_string()],
+        };
         if self.diags.iter().any(Diagnostic::is_error) {
             return None;
         }
@@ -330,6 +366,9 @@ impl Compiler<'_> {
             default_upstream_timeout,
             skip_xff_append: opts.skip_xff_append.unwrap_or(false),
             trusted_assertion_sources,
+            forward_auth_trusted_sources,
+            identity_providers,
+            programmatic_redirect_domains,
             routes,
             sign_in,
             watched_files: std::mem::take(&mut self.watched),
@@ -537,22 +576,7 @@ impl Compiler<'_> {
                 }
             }
         });
-        let same_site = match opts.cookie_same_site.as_ref() {
-            None => None,
-            Some(v) => match v.value.to_ascii_lowercase().as_str() {
-                "" => None,
-                "lax" => Some(SameSite::Lax),
-                "strict" => Some(SameSite::Strict),
-                "none" => Some(SameSite::None),
-                other => {
-                    self.error(
-                        &v.mark,
-                        format!("cookie_same_site `{other}` must be lax, strict or none"),
-                    );
-                    None
-                }
-            },
-        };
+        let same_site = self.same_site(opts.cookie_same_site.as_ref());
         let name = opts
             .cookie_name
             .as_ref()
@@ -913,6 +937,50 @@ impl Compiler<'_> {
 
         let authorization = self.authorization(o);
 
+        let bearer_token_format = self.bearer_format(
+            o.bearer_token_format
+                .as_ref()
+                .or(defaults.bearer_token_format),
+            defaults,
+        );
+        let mut identity_providers = Vec::new();
+        if let Some(names) = &o.identity_providers {
+            for n in &names.value.0 {
+                if defaults.identity_providers.iter().any(|p| p.name == *n) {
+                    identity_providers.push(n.clone());
+                } else {
+                    let known: Vec<&str> = defaults
+                        .identity_providers
+                        .iter()
+                        .map(|p| p.name.as_str())
+                        .collect();
+                    self.error(
+                        &names.mark,
+                        format!(
+                            "identity_providers: `{n}` is not in the global identity_providers ({})",
+                            if known.is_empty() { "none configured".to_string() } else { known.join(", ") }
+                        ),
+                    );
+                }
+            }
+        }
+        let idp_access_token_audiences = o
+            .idp_access_token_allowed_audiences
+            .as_ref()
+            .or(defaults.idp_access_token_allowed_audiences)
+            .map(|l| l.value.0.clone())
+            .unwrap_or_default();
+        let cookie_same_site = self.same_site(o.cookie_same_site.as_ref());
+        let frame_ancestors = self.frame_ancestors(o.frame_ancestors.as_ref());
+        if let Some(fa) = &frame_ancestors {
+            response_headers.retain(|(n, _)| n != "x-frame-options");
+            let value = format!("frame-ancestors {}", fa.join(" "));
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                response_headers.retain(|(n, _)| n != "content-security-policy");
+                response_headers.push((HeaderName::from_static("content-security-policy"), v));
+            }
+        }
+
         if let Some(lb) = &o.load_balancing_policy {
             if !matches!(lb.value.as_str(), "" | "round_robin") {
                 self.warn(
@@ -957,7 +1025,252 @@ impl Compiler<'_> {
             issuer_uri: self.issuer_uri(o.jwt_issuer_format.as_ref().or(global_issuer_format)),
             claim_headers: self
                 .claim_headers(o.jwt_claims_headers.as_ref().or(global_claims_headers)),
+            bearer_token_format,
+            identity_providers,
+            idp_access_token_audiences,
+            cookie_same_site,
+            frame_ancestors,
         })
+    }
+
+    /// `cookie_same_site`: lax, strict, none, or empty (no attribute).
+    fn same_site(&mut self, v: Option<&Spanned<String>>) -> Option<SameSite> {
+        let v = v?;
+        match v.value.to_ascii_lowercase().as_str() {
+            "" => None,
+            "lax" => Some(SameSite::Lax),
+            "strict" => Some(SameSite::Strict),
+            "none" => Some(SameSite::None),
+            other => {
+                self.error(
+                    &v.mark,
+                    format!("cookie_same_site `{other}` must be lax, strict or none"),
+                );
+                None
+            }
+        }
+    }
+
+    /// `identity_providers`: name → `{issuer, jwks_url, audiences, supported_algs}`.
+    fn identity_providers(&mut self, node: Option<&crate::de::RawNode>) -> Vec<TrustedIssuer> {
+        let Some(node) = node.map(|n| &n.0) else {
+            return Vec::new();
+        };
+        if node.is_null() {
+            return Vec::new();
+        }
+        let Value::Map(entries) = &node.value else {
+            self.error(
+                &node.mark,
+                "identity_providers must be a mapping of name to {issuer, jwks_url, audiences, supported_algs}",
+            );
+            return Vec::new();
+        };
+        let mut out: Vec<TrustedIssuer> = Vec::new();
+        for (k, v) in entries {
+            let name = k.as_str().unwrap_or_default().to_string();
+            let Value::Map(fields) = &v.value else {
+                self.error(
+                    &v.mark,
+                    format!("identity_providers.{name} must be a mapping with at least `issuer`"),
+                );
+                continue;
+            };
+            let mut p = TrustedIssuer {
+                name: name.clone(),
+                issuer: String::new(),
+                jwks_url: None,
+                audiences: Vec::new(),
+                supported_algs: vec!["RS256".into(), "ES256".into(), "EdDSA".into()],
+            };
+            let strings = |n: &Node| -> Vec<String> {
+                match &n.value {
+                    Value::Seq(items) => items
+                        .iter()
+                        .filter_map(|i| i.as_str().map(|s| s.trim().to_string()))
+                        .collect(),
+                    _ => n
+                        .as_str()
+                        .map(|s| {
+                            s.split(',')
+                                .map(|x| x.trim().to_string())
+                                .filter(|x| !x.is_empty())
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                }
+            };
+            for (fk, fv) in fields {
+                match fk.as_str().unwrap_or_default() {
+                    "issuer" => p.issuer = fv.as_str().unwrap_or_default().trim().to_string(),
+                    "jwks_url" | "jwks_uri" => {
+                        let url = fv.as_str().unwrap_or_default().trim().to_string();
+                        match url::Url::parse(&url) {
+                            Ok(u) if matches!(u.scheme(), "https" | "http") => {
+                                p.jwks_url = Some(url)
+                            }
+                            _ => self.error(
+                                &fv.mark,
+                                format!("identity_providers.{name}.jwks_url `{url}` must be an http(s) URL"),
+                            ),
+                        }
+                    }
+                    "audiences" | "audience" => p.audiences = strings(fv),
+                    "supported_algs" => {
+                        let algs = strings(fv);
+                        for a in &algs {
+                            if a.to_ascii_uppercase().starts_with("HS")
+                                || a.eq_ignore_ascii_case("none")
+                            {
+                                self.error(
+                                    &fv.mark,
+                                    format!("identity_providers.{name}.supported_algs: `{a}` is never accepted (symmetric or unsigned tokens could be forged by anyone holding the secret)"),
+                                );
+                            } else if !matches!(
+                                a.as_str(),
+                                "RS256"
+                                    | "RS384"
+                                    | "RS512"
+                                    | "PS256"
+                                    | "PS384"
+                                    | "PS512"
+                                    | "ES256"
+                                    | "ES384"
+                                    | "EdDSA"
+                            ) {
+                                self.error(
+                                    &fv.mark,
+                                    format!("identity_providers.{name}.supported_algs: unknown algorithm `{a}` (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA)"),
+                                );
+                            }
+                        }
+                        if algs.is_empty() {
+                            self.error(
+                                &fv.mark,
+                                format!("identity_providers.{name}.supported_algs is empty"),
+                            );
+                        }
+                        p.supported_algs = algs;
+                    }
+                    other => self.warn(
+                        &fk.mark,
+                        format!("unknown identity_providers.{name} option `{other}` (ignored)"),
+                    ),
+                }
+            }
+            if p.issuer.is_empty() {
+                self.error(
+                    &v.mark,
+                    format!(
+                        "identity_providers.{name} needs `issuer` (the exact `iss` of its tokens)"
+                    ),
+                );
+                continue;
+            }
+            if p.issuer.starts_with("kubernetes://") {
+                self.error(&v.mark, format!("identity_providers.{name}: kubernetes issuers are not supported; give the issuer URL and jwks_url"));
+                continue;
+            }
+            if p.jwks_url.is_none()
+                && url::Url::parse(&p.issuer)
+                    .map_or(true, |u| !matches!(u.scheme(), "https" | "http"))
+            {
+                self.error(&v.mark, format!("identity_providers.{name}: issuer `{}` is not a URL, so its keys cannot be discovered: set jwks_url", p.issuer));
+                continue;
+            }
+            if p.audiences.is_empty() {
+                self.warn(&v.mark, format!("identity_providers.{name} has no audiences: tokens this issuer made for any other application are accepted too; list yours in `audiences`"));
+            }
+            if let Some(dup) = out.iter().find(|o| o.issuer == p.issuer) {
+                self.error(&v.mark, format!("identity_providers.{name} has the same issuer as `{}`: tokens are matched to a provider by `iss`, so each issuer may appear once", dup.name));
+                continue;
+            }
+            out.push(p);
+        }
+        out
+    }
+
+    /// `bearer_token_format` and what it needs.
+    fn bearer_format(
+        &mut self,
+        v: Option<&Spanned<String>>,
+        defaults: &RouteDefaults<'_>,
+    ) -> BearerTokenFormat {
+        let Some(v) = v else {
+            return BearerTokenFormat::Default;
+        };
+        let format = match v.value.trim() {
+            "" | "default" => BearerTokenFormat::Default,
+            "idp_access_token" => BearerTokenFormat::IdpAccessToken,
+            "idp_identity_token" => BearerTokenFormat::IdpIdentityToken,
+            "jwt" => BearerTokenFormat::Jwt,
+            other => {
+                self.error(
+                    &v.mark,
+                    format!("bearer_token_format `{other}` must be default, idp_access_token, idp_identity_token or jwt"),
+                );
+                return BearerTokenFormat::Default;
+            }
+        };
+        match format {
+            BearerTokenFormat::Jwt if defaults.identity_providers.is_empty() => self.error(
+                &v.mark,
+                "bearer_token_format: jwt needs at least one entry in the global `identity_providers`",
+            ),
+            BearerTokenFormat::IdpAccessToken | BearerTokenFormat::IdpIdentityToken
+                if !defaults.oidc =>
+            {
+                self.error(
+                    &v.mark,
+                    format!("bearer_token_format: {} needs `idp_provider: oidc` (the tokens are verified with its keys)", v.value.trim()),
+                )
+            }
+            _ => {}
+        }
+        format
+    }
+
+    /// `frame_ancestors`: CSP source expressions for who may frame a route.
+    fn frame_ancestors(
+        &mut self,
+        v: Option<&Spanned<crate::model::StringList>>,
+    ) -> Option<Vec<String>> {
+        let v = v?;
+        let mut out = Vec::new();
+        for item in &v.value.0 {
+            let item = item.trim();
+            let ok = match item {
+                "'self'" | "'none'" | "self" | "none" => true,
+                _ => {
+                    url::Url::parse(&item.replace("*.", "wildcard-placeholder.")).is_ok_and(|u| {
+                        matches!(u.scheme(), "https" | "http")
+                            && u.path() == "/"
+                            && u.query().is_none()
+                            && !item.ends_with('/')
+                            && u.username().is_empty()
+                    }) && !item.contains(['"', ';', ',', ' ', '\\'])
+                }
+            };
+            if !ok {
+                self.error(
+                    &v.mark,
+                    format!("frame_ancestors: `{item}` must be an origin like https://parent.example.com (no path), https://*.example.com, 'self' or 'none'"),
+                );
+                continue;
+            }
+            out.push(match item {
+                "self" => "'self'".to_string(),
+                "none" => "'none'".to_string(),
+                other => other.to_string(),
+            });
+        }
+        if out.len() > 1 && out.iter().any(|o| o == "'none'") {
+            self.error(
+                &v.mark,
+                "frame_ancestors: 'none' cannot be combined with other sources",
+            );
+        }
+        Some(out)
     }
 
     fn claim_headers(

@@ -35,6 +35,16 @@ pub struct Config {
     pub skip_xff_append: bool,
     /// Peers whose assertion is chained as `X-Pomerium-Jwt-Assertion-For`.
     pub trusted_assertion_sources: Vec<ipnet::IpNet>,
+    /// Peers whose forward-auth requests (`X-Original-URL`,
+    /// `X-Forwarded-Host`...) are believed: the proxy in front. Default:
+    /// loopback.
+    pub forward_auth_trusted_sources: Vec<ipnet::IpNet>,
+    /// `identity_providers`: issuers whose JWTs routes with
+    /// `bearer_token_format: jwt` accept.
+    pub identity_providers: Vec<TrustedIssuer>,
+    /// `programmatic_redirect_domain_whitelist`: hosts a programmatic login
+    /// may return its token to (default `localhost`).
+    pub programmatic_redirect_domains: Vec<String>,
     pub routes: Vec<Route>,
     pub sign_in: SignIn,
     /// Files whose change should trigger a reload (config and referenced files).
@@ -95,6 +105,48 @@ pub struct Route {
     /// the claim it carries. The headers are removed from client requests on
     /// every route; they are set only with `pass_identity_headers`.
     pub claim_headers: Vec<(HeaderName, String)>,
+    /// `bearer_token_format` (route value, or the global one).
+    pub bearer_token_format: BearerTokenFormat,
+    /// `identity_providers` (names): the issuers this route accepts bearer
+    /// JWTs from; empty means every configured one.
+    pub identity_providers: Vec<String>,
+    /// `idp_access_token_allowed_audiences` (route value, or the global one).
+    pub idp_access_token_audiences: Vec<String>,
+    /// `cookie_same_site` on the route: the SameSite of this host's session
+    /// cookie (gatehouse extension; the global value otherwise).
+    pub cookie_same_site: Option<SameSite>,
+    /// `frame_ancestors` (gatehouse extension): origins allowed to embed this
+    /// route in a frame. Replaces `X-Frame-Options` with
+    /// `Content-Security-Policy: frame-ancestors ...`.
+    pub frame_ancestors: Option<Vec<String>>,
+}
+
+/// How a route treats `Authorization: Bearer` (Pomerium's `bearer_token_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BearerTokenFormat {
+    /// Passed upstream untouched; never an identity.
+    #[default]
+    Default,
+    /// An access token of the sign-in identity provider (a JWT).
+    IdpAccessToken,
+    /// An ID token of the sign-in identity provider.
+    IdpIdentityToken,
+    /// A JWT from one of `identity_providers`.
+    Jwt,
+}
+
+/// One entry of `identity_providers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedIssuer {
+    pub name: String,
+    /// The exact `iss` its tokens carry.
+    pub issuer: String,
+    /// Where its keys are; `None`: found by OpenID discovery of `issuer`.
+    pub jwks_url: Option<String>,
+    /// Accepted `aud` values; empty: any audience (with a load warning).
+    pub audiences: Vec<String>,
+    /// Accepted algorithms (`RS256`, `ES256`, `EdDSA` by default).
+    pub supported_algs: Vec<String>,
 }
 
 impl Route {

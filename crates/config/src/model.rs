@@ -39,6 +39,10 @@ pub struct Options {
     /// passed upstream as `X-Pomerium-Jwt-Assertion-For` (a gatehouse or
     /// Pomerium in front). Empty: never, the client's copy is dropped.
     pub trusted_assertion_sources: S<StringList>,
+    /// gatehouse: peers (IPs or CIDRs) allowed to ask the forward-auth
+    /// endpoint about a request (nginx, Caddy, Traefik in front). Default:
+    /// loopback only.
+    pub forward_auth_trusted_sources: S<StringList>,
     pub use_proxy_protocol: Option<bool>,
     pub codec_type: S<String>,
     pub services: S<String>,
@@ -193,6 +197,8 @@ pub struct RouteOptions {
     pub identity_providers: S<StringList>,
     pub depends_on: S<StringList>,
     pub cookie_same_site: S<String>,
+    /// gatehouse: origins allowed to embed this route in a frame.
+    pub frame_ancestors: S<StringList>,
 }
 
 /// A Go-style duration (`300ms`, `30s`, `5m`, `1h30m`).

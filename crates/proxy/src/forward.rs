@@ -172,7 +172,16 @@ pub async fn handle(
     // Authorize: the route's policy decides, with the session when the
     // policy looks at the user.
     let session = if state.policy.uses_subject() {
-        signin::session(auth, identity, req.headers(), &host).await
+        match identify(rt, identity, route, req.headers(), &host).await {
+            Ok(s) => s,
+            Err(refused) => {
+                let id = request_id.to_str().unwrap_or_default();
+                let mut resp = refused.response(id, json);
+                resp.headers_mut()
+                    .insert(X_REQUEST_ID.clone(), request_id.clone());
+                return resp;
+            }
+        }
     } else {
         None
     };
@@ -233,6 +242,36 @@ pub async fn handle(
         resp.headers_mut().insert(name.clone(), value.clone());
     }
     resp
+}
+
+/// Who the request is: a programmatic-login token, a bearer JWT (on routes
+/// that accept them) or the session cookie. A bad programmatic token means
+/// signed out; a bad bearer token is refused with its reason.
+pub(crate) async fn identify(
+    rt: &Runtime,
+    identity: &IdentityState,
+    route: &Route,
+    headers: &HeaderMap,
+    host: &str,
+) -> Result<Option<gatehouse_identity::Session>, crate::bearer::Refused> {
+    use crate::bearer::{Credential, Refused};
+    match crate::bearer::credential(headers) {
+        Credential::Pomerium(token) => Ok(signin::token_session(&rt.auth, identity, token).await),
+        Credential::Bearer(token)
+            if route.bearer_token_format != gatehouse_config::BearerTokenFormat::Default =>
+        {
+            if signin::has_session_cookie(&rt.auth, headers, host) {
+                return Err(Refused::bad_request(
+                    "The request carries both a session cookie and a bearer token; send only one.",
+                ));
+            }
+            match &rt.bearer {
+                Some(b) => b.verify(route, token).await.map(Some),
+                None => Err(Refused::invalid("this route does not accept bearer tokens")),
+            }
+        }
+        _ => Ok(signin::session(&rt.auth, identity, headers, host).await),
+    }
 }
 
 /// A session as the policy sees it.
@@ -1030,6 +1069,11 @@ fn upstream_request_headers(
         }
     }
     crate::signin::strip_cookies(headers, ctx.cookie_name);
+    // gatehouse's own programmatic token never reaches an upstream.
+    headers.remove(&crate::bearer::X_POMERIUM_AUTHORIZATION);
+    if crate::bearer::is_own_token(headers) {
+        headers.remove(header::AUTHORIZATION);
+    }
     for name in &route.remove_request_headers {
         headers.remove(name);
     }

@@ -10,6 +10,7 @@
 //! [`error`].
 #![forbid(unsafe_code)]
 
+pub mod bearer;
 pub mod body;
 pub mod deadline;
 pub mod error;

@@ -20,6 +20,8 @@ pub struct Runtime {
     pub table: RouteTable,
     /// Same order as `config.routes`.
     pub routes: Vec<RouteState>,
+    /// Bearer-token verifiers, when some route accepts bearer tokens.
+    pub bearer: Option<crate::bearer::Bearer>,
 }
 
 pub struct RouteState {
@@ -41,6 +43,8 @@ pub enum RuntimeError {
     },
     #[error(transparent)]
     Auth(#[from] crate::signin::AuthError),
+    #[error("{0}")]
+    Bearer(String),
     #[error(transparent)]
     SigningKey(#[from] gatehouse_assertion::KeyError),
     /// Every policy mistake, one `FILE:LINE:COL: message` per line.
@@ -54,7 +58,9 @@ impl Runtime {
         clients: &ClientCache,
         identity: &crate::signin::IdentityState,
     ) -> Result<(Runtime, Vec<String>), RuntimeError> {
-        let auth = crate::signin::Auth::new(&config.sign_in, identity)?;
+        let mut auth = crate::signin::Auth::new(&config.sign_in, identity)?;
+        auth.set_route_cookies(&config.routes);
+        let bearer = crate::bearer::Bearer::new(&config).map_err(RuntimeError::Bearer)?;
         let signing = match &config.options.signing_key {
             Some(key) => gatehouse_assertion::SigningKeys::from_pem(&key.value)?,
             None => {
@@ -131,6 +137,7 @@ impl Runtime {
                     .map_or(true, |v| v != "off"),
                 table,
                 routes,
+                bearer,
             },
             pool_keys,
         ))

@@ -142,6 +142,9 @@ pub struct Auth {
     /// The authenticate host's own cookie name, built once.
     authenticate_cookie: String,
     signout_redirect: Option<String>,
+    /// Route hosts whose cookie has its own SameSite (`cookie_same_site` on
+    /// the route, for embedding).
+    host_same_site: Vec<(gatehouse_config::HostPattern, SameSite)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -207,7 +210,29 @@ impl Auth {
             authenticate: sign_in.authenticate.clone(),
             authenticate_cookie: format!("{}_authenticate", sign_in.cookie.name),
             signout_redirect: sign_in.signout_redirect_url.clone(),
+            host_same_site: Vec::new(),
         })
+    }
+
+    /// Takes the routes' own `cookie_same_site` values.
+    pub fn set_route_cookies(&mut self, routes: &[gatehouse_config::Route]) {
+        self.host_same_site = routes
+            .iter()
+            .filter_map(|r| Some((r.from.host.clone(), r.cookie_same_site?)))
+            .collect();
+    }
+
+    /// The SameSite of the cookie on `host`.
+    fn same_site(&self, host: &str) -> Option<SameSite> {
+        use gatehouse_config::HostPattern;
+        self.host_same_site
+            .iter()
+            .find(|(p, _)| match p {
+                HostPattern::Exact(h) => h == host,
+                HostPattern::Wildcard(suffix) => host.ends_with(suffix.as_str()),
+            })
+            .map(|(_, s)| *s)
+            .or(self.cookie.same_site)
     }
 
     pub fn can_sign_in(&self) -> bool {
@@ -257,6 +282,29 @@ pub async fn session(
 ) -> Option<Session> {
     let name = auth.cookie_name(host);
     let value = cookie_value(headers, name)?;
+    session_from_handle(auth, state, name, value).await
+}
+
+/// What a programmatic-login token is sealed for (never a cookie's name).
+const TOKEN_PURPOSE: &str = "pomerium_jwt";
+
+/// The session a programmatic-login token (`pomerium_jwt`) stands for: the
+/// same server-side session as the browser's, so it ends with it.
+pub async fn token_session(auth: &Auth, state: &IdentityState, token: &str) -> Option<Session> {
+    session_from_handle(auth, state, TOKEN_PURPOSE, token).await
+}
+
+/// True when the request carries this host's session cookie.
+pub fn has_session_cookie(auth: &Auth, headers: &HeaderMap, host: &str) -> bool {
+    cookie_value(headers, auth.cookie_name(host)).is_some()
+}
+
+async fn session_from_handle(
+    auth: &Auth,
+    state: &IdentityState,
+    name: &str,
+    value: &str,
+) -> Option<Session> {
     let now = unix_now();
     let handle = Handle::open(&auth.cookie_sealer, name, value, now)?;
     let session = match state.store.get(&handle.session).await {
@@ -395,6 +443,7 @@ pub fn strip_cookies(headers: &mut HeaderMap, name: &str) {
 
 fn set_cookie(
     auth: &Auth,
+    host: &str,
     name: &str,
     value: &str,
     max_age: Option<u64>,
@@ -409,13 +458,14 @@ fn set_cookie(
     if let Some(d) = &c.domain {
         s.push_str(&format!("; Domain={d}"));
     }
-    if secure || c.same_site == Some(SameSite::None) {
+    let same_site = auth.same_site(host);
+    if secure || same_site == Some(SameSite::None) {
         s.push_str("; Secure");
     }
     if c.http_only {
         s.push_str("; HttpOnly");
     }
-    match c.same_site {
+    match same_site {
         Some(SameSite::Lax) => s.push_str("; SameSite=Lax"),
         Some(SameSite::Strict) => s.push_str("; SameSite=Strict"),
         Some(SameSite::None) => s.push_str("; SameSite=None; Partitioned"),
@@ -432,7 +482,7 @@ fn session_cookie(auth: &Auth, host: &str, session: &Session, secure: bool) -> H
     };
     let value = handle.seal(&auth.cookie_sealer, name);
     let max_age = session.expires_at.saturating_sub(unix_now());
-    set_cookie(auth, name, &value, Some(max_age), secure)
+    set_cookie(auth, host, name, &value, Some(max_age), secure)
 }
 
 fn redirect(location: &str) -> Response<Body> {
@@ -1212,7 +1262,14 @@ async fn sign_out_post(
     let mut resp = redirect(idp_logout.as_deref().unwrap_or(&target));
     resp.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(auth, auth.cookie_name(host.name), "", None, secure),
+        set_cookie(
+            auth,
+            host.name,
+            auth.cookie_name(host.name),
+            "",
+            None,
+            secure,
+        ),
     );
     resp
 }

@@ -15,6 +15,7 @@ pub struct Keys(Source);
 
 enum Source {
     Url(String),
+    Discovery(String),
     File(PathBuf),
     Jwks(Vec<u8>),
     Pem(Vec<u8>),
@@ -26,6 +27,13 @@ impl Keys {
     /// first use, cached, fetched again after the TTL or for an unknown key.
     pub fn jwks_url(url: impl Into<String>) -> Keys {
         Keys(Source::Url(url.into()))
+    }
+
+    /// An OpenID provider's keys, found through its discovery document
+    /// (`<issuer>/.well-known/openid-configuration` → `jwks_uri`), which is
+    /// read on the first fetch and must name the same issuer.
+    pub fn discover(issuer: impl Into<String>) -> Keys {
+        Keys(Source::Discovery(issuer.into()))
     }
 
     /// A JWKS document on disk (read like a URL: again after the TTL and for
@@ -238,6 +246,8 @@ enum Fetcher {
     Url {
         client: reqwest::Client,
         url: String,
+        /// Discovery: `url` is the issuer; the key set's URL, once known.
+        discovered: Option<std::sync::Mutex<Option<String>>>,
     },
     File(PathBuf),
 }
@@ -281,6 +291,7 @@ impl KeyCache {
             ttl: settings.ttl,
             refetch_interval: settings.refetch_interval,
         };
+        let discovery = matches!(keys.0, Source::Discovery(_));
         Ok(match keys.0 {
             Source::Jwks(bytes) => fixed(
                 KeySet::from_jwks(&bytes).map_err(|e| Error::Config(format!("JWKS: {e}")))?,
@@ -294,7 +305,7 @@ impl KeyCache {
                 let name = path.display().to_string();
                 fetched(Fetcher::File(path), name)
             }
-            Source::Url(url) => {
+            Source::Url(url) | Source::Discovery(url) => {
                 let parsed = url::Url::parse(&url)
                     .map_err(|e| Error::Config(format!("JWKS URL {url:?}: {e}")))?;
                 if !matches!(parsed.scheme(), "https" | "http") {
@@ -328,12 +339,18 @@ impl KeyCache {
                 let client = builder
                     .build()
                     .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+                let name = if discovery {
+                    format!("the keys of {url}")
+                } else {
+                    url.clone()
+                };
                 fetched(
                     Fetcher::Url {
                         client,
-                        url: url.clone(),
+                        url,
+                        discovered: discovery.then(Default::default),
                     },
-                    url,
+                    name,
                 )
             }
         })
@@ -477,8 +494,26 @@ impl KeyCache {
                 let bytes = tokio::fs::read(path).await.map_err(|e| e.to_string())?;
                 KeySet::from_jwks(&bytes).map(|s| Loaded::Fresh(s, None))
             }
-            Some(Fetcher::Url { client, url }) => {
-                let mut request = client.get(url).header("accept", "application/json");
+            Some(Fetcher::Url {
+                client,
+                url,
+                discovered,
+            }) => {
+                let jwks_url = match discovered {
+                    None => url.clone(),
+                    Some(slot) => {
+                        let known = slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                        match known {
+                            Some(u) => u,
+                            None => {
+                                let u = discover(client, url).await?;
+                                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(u.clone());
+                                u
+                            }
+                        }
+                    }
+                };
+                let mut request = client.get(&jwks_url).header("accept", "application/json");
                 if let Some(etag) = &etag {
                     request = request.header("if-none-match", etag);
                 }
@@ -503,6 +538,42 @@ impl KeyCache {
             }
         }
     }
+}
+
+/// Reads `jwks_uri` from an issuer's discovery document.
+async fn discover(client: &reqwest::Client, issuer: &str) -> Result<String, String> {
+    let url = format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    );
+    let response = client
+        .get(&url)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .map_err(|e| format!("discovery {url}: {}", error_chain(&e)))?;
+    if !response.status().is_success() {
+        return Err(format!(
+            "discovery {url}: HTTP status {}",
+            response.status()
+        ));
+    }
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| format!("discovery {url}: {}", error_chain(&e)))?;
+    let doc: Value =
+        serde_json::from_slice(&bytes).map_err(|e| format!("discovery {url}: not JSON: {e}"))?;
+    let named = doc.get("issuer").and_then(Value::as_str).unwrap_or("");
+    if named != issuer {
+        return Err(format!(
+            "discovery {url} names issuer {named:?}, not {issuer:?}"
+        ));
+    }
+    doc.get("jwks_uri")
+        .and_then(Value::as_str)
+        .map(String::from)
+        .ok_or_else(|| format!("discovery {url} has no jwks_uri"))
 }
 
 enum Loaded {

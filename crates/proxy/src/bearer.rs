@@ -1,0 +1,495 @@
+//! Identities a request carries itself instead of a session cookie:
+//!
+//! - `Authorization: Bearer <jwt>` on routes with `bearer_token_format: jwt`
+//!   (a JWT from one of the global `identity_providers`, chosen by its
+//!   `iss`), `idp_access_token` or `idp_identity_token` (a token of the
+//!   sign-in provider, verified with its published keys);
+//! - the programmatic-login token: `Authorization: Pomerium <token>`,
+//!   `Authorization: Bearer Pomerium-<token>` or
+//!   `X-Pomerium-Authorization: <token>` (see [`crate::signin`]).
+//!
+//! A verified bearer JWT becomes a session that is never stored: its id is
+//! derived from the token (so a token's assertion is cached like a
+//! session's) and it ends when the token expires. Signature, `iss`, `aud`,
+//! `exp` and `nbf` are checked, the algorithm is pinned per issuer, `none`
+//! and HS* are refused. A refusal is a 401 whose `WWW-Authenticate` error
+//! description names the problem (for example the audience).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use gatehouse_config::{BearerTokenFormat, Config, Provider, Route, TrustedIssuer};
+use gatehouse_identity::oidc::identity_from_claims;
+use gatehouse_identity::session::{Session, SessionId, unix_now};
+use gatehouse_verify::{Alg, Error as VerifyError, Keys, Verifier};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Response, StatusCode};
+
+use crate::body::Body;
+use crate::pages;
+
+pub static X_POMERIUM_AUTHORIZATION: HeaderName =
+    HeaderName::from_static("x-pomerium-authorization");
+
+/// Verified tokens kept at most this many (cleared when full).
+const CACHE_MAX: usize = 50_000;
+
+/// What the request presents besides cookies.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Credential<'a> {
+    None,
+    /// `Authorization: Bearer <token>` (not a Pomerium token).
+    Bearer(&'a str),
+    /// A programmatic-login token.
+    Pomerium(&'a str),
+}
+
+/// Reads the request's credential. A `Bearer` token is one only for routes
+/// that opt in; elsewhere it is the app's business and passes untouched.
+pub fn credential(headers: &HeaderMap) -> Credential<'_> {
+    if let Some(t) = headers
+        .get(&X_POMERIUM_AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let t = t.trim();
+        let t = t.strip_prefix("Pomerium ").unwrap_or(t);
+        return Credential::Pomerium(t.trim());
+    }
+    let Some(auth) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Credential::None;
+    };
+    let (scheme, rest) = auth.trim().split_once(' ').unwrap_or((auth, ""));
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("pomerium") {
+        Credential::Pomerium(rest)
+    } else if scheme.eq_ignore_ascii_case("bearer") {
+        match rest.strip_prefix("Pomerium-") {
+            Some(t) => Credential::Pomerium(t),
+            None => Credential::Bearer(rest),
+        }
+    } else {
+        Credential::None
+    }
+}
+
+/// True when the `Authorization` header holds gatehouse's own token, which
+/// must never reach an upstream.
+pub fn is_own_token(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            let v = v.trim_start().as_bytes();
+            let starts = |p: &[u8]| v.len() >= p.len() && v[..p.len()].eq_ignore_ascii_case(p);
+            starts(b"pomerium ") || starts(b"bearer pomerium-")
+        })
+}
+
+/// Why a bearer token was refused.
+#[derive(Debug)]
+pub struct Refused {
+    pub status: StatusCode,
+    pub description: String,
+}
+
+impl Refused {
+    pub(crate) fn bad_request(description: impl Into<String>) -> Refused {
+        Refused {
+            status: StatusCode::BAD_REQUEST,
+            description: description.into(),
+        }
+    }
+
+    pub(crate) fn invalid(description: impl Into<String>) -> Refused {
+        Refused {
+            status: StatusCode::UNAUTHORIZED,
+            description: description.into(),
+        }
+    }
+
+    fn from_verify(e: &VerifyError, whose: &str) -> Refused {
+        Refused {
+            status: if e.is_unavailable() {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::UNAUTHORIZED
+            },
+            description: format!("{whose}: {e}"),
+        }
+    }
+
+    /// 401 with `WWW-Authenticate: Bearer error="invalid_token",
+    /// error_description="..."` (RFC 6750), or 503 when the keys cannot be
+    /// fetched (the token may be fine).
+    pub fn response(&self, request_id: &str, json: bool) -> Response<Body> {
+        let (message, code) = if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            (
+                format!(
+                    "The bearer token cannot be checked right now: {}",
+                    self.description
+                ),
+                "bearer_keys_unavailable",
+            )
+        } else if self.status == StatusCode::BAD_REQUEST {
+            (self.description.clone(), "invalid_request")
+        } else {
+            (
+                format!("The bearer token was refused: {}", self.description),
+                "invalid_token",
+            )
+        };
+        let mut resp = pages::page(self.status, &message, code, request_id, json);
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 6750 §3: no `"` or `\` inside the quoted description.
+            let desc: String = self
+                .description
+                .chars()
+                .map(|c| match c {
+                    '"' => '\'',
+                    '\\' => '/',
+                    c if (' '..='~').contains(&c) => c,
+                    _ => '?',
+                })
+                .collect();
+            let value = format!(
+                "Bearer realm=\"gatehouse\", error=\"invalid_token\", error_description=\"{desc}\""
+            );
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+        }
+        resp
+    }
+}
+
+/// The sign-in provider's keys, for `idp_access_token` / `idp_identity_token`.
+struct IdpTokens {
+    issuer: String,
+    client_id: String,
+    provider: String,
+    verifier: Verifier,
+}
+
+/// The bearer verifiers of one configuration.
+pub struct Bearer {
+    issuers: Vec<(TrustedIssuer, Verifier)>,
+    idp: Option<IdpTokens>,
+    /// sha256(token) → the session it verified as, and how.
+    verified: Mutex<HashMap<[u8; 32], (Session, BearerTokenFormat)>>,
+}
+
+fn algorithms(names: &[String]) -> Vec<Alg> {
+    names.iter().filter_map(|n| n.parse::<Alg>().ok()).collect()
+}
+
+impl Bearer {
+    /// `None` when no route accepts bearer tokens.
+    pub fn new(config: &Config) -> Result<Option<Bearer>, String> {
+        if config
+            .routes
+            .iter()
+            .all(|r| r.bearer_token_format == BearerTokenFormat::Default)
+        {
+            return Ok(None);
+        }
+        let mut issuers = Vec::new();
+        for p in &config.identity_providers {
+            let keys = match &p.jwks_url {
+                Some(u) => Keys::jwks_url(u.clone()),
+                None => Keys::discover(p.issuer.clone()),
+            };
+            let mut b = Verifier::builder(keys)
+                .issuer(p.issuer.clone())
+                .algorithms(&algorithms(&p.supported_algs));
+            for a in &p.audiences {
+                b = b.audience(a.clone());
+            }
+            let v = b
+                .build()
+                .map_err(|e| format!("identity_providers.{}: {e}", p.name))?;
+            issuers.push((p.clone(), v));
+        }
+        let idp = match &config.sign_in.provider {
+            Provider::Oidc(p) => {
+                let v = Verifier::builder(Keys::discover(p.issuer.clone()))
+                    .issuer(p.issuer.clone())
+                    .algorithms(&[Alg::RS256, Alg::ES256, Alg::EdDSA, Alg::PS256])
+                    .build()
+                    .map_err(|e| format!("idp_provider_url: {e}"))?;
+                Some(IdpTokens {
+                    issuer: p.issuer.clone(),
+                    client_id: p.client_id.clone(),
+                    provider: p.name.clone(),
+                    verifier: v,
+                })
+            }
+            _ => None,
+        };
+        Ok(Some(Bearer {
+            issuers,
+            idp,
+            verified: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// Verifies `token` for `route` and returns the (unstored) session it
+    /// stands for.
+    pub async fn verify(&self, route: &Route, token: &str) -> Result<Session, Refused> {
+        let format = route.bearer_token_format;
+        let digest: [u8; 32] =
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes())
+                .as_ref()
+                .try_into()
+                .unwrap_or([0; 32]);
+        let now = unix_now();
+        let cached = self
+            .verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&digest)
+            .filter(|(s, f)| *f == format && s.is_live(now))
+            .map(|(s, _)| s.clone());
+        let session = match cached {
+            Some(s) => s,
+            None => {
+                let s = self.verify_uncached(route, token, &digest, now).await?;
+                let mut map = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+                if map.len() >= CACHE_MAX {
+                    map.retain(|_, (s, _)| s.is_live(now));
+                    if map.len() >= CACHE_MAX {
+                        map.clear();
+                    }
+                }
+                map.insert(digest, (s.clone(), format));
+                s
+            }
+        };
+        // Checks that depend on the route, not only on the token.
+        match format {
+            BearerTokenFormat::Jwt => {
+                if !route.identity_providers.is_empty()
+                    && !route.identity_providers.contains(&session.identity.idp)
+                {
+                    return Err(Refused::invalid(format!(
+                        "issuer of identity provider `{}` is not accepted on this route (identity_providers: {})",
+                        session.identity.idp,
+                        route.identity_providers.join(", ")
+                    )));
+                }
+            }
+            BearerTokenFormat::IdpAccessToken => {
+                let allowed = &route.idp_access_token_audiences;
+                if !allowed.is_empty() {
+                    let got = audiences(session.identity.claims.get("aud"));
+                    if !got.iter().any(|a| allowed.contains(a)) {
+                        return Err(Refused::invalid(format!(
+                            "access token audience {got:?} does not include any of {allowed:?} (idp_access_token_allowed_audiences)"
+                        )));
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(session)
+    }
+
+    async fn verify_uncached(
+        &self,
+        route: &Route,
+        token: &str,
+        digest: &[u8; 32],
+        now: u64,
+    ) -> Result<Session, Refused> {
+        let iss = unverified_issuer(token)?;
+        let (identity, provider) = match route.bearer_token_format {
+            BearerTokenFormat::Default => {
+                return Err(Refused::invalid("this route does not accept bearer tokens"));
+            }
+            BearerTokenFormat::Jwt => {
+                let Some((p, v)) = self.issuers.iter().find(|(p, _)| p.issuer == iss) else {
+                    let known: Vec<&str> = self
+                        .issuers
+                        .iter()
+                        .map(|(p, _)| p.issuer.as_str())
+                        .collect();
+                    return Err(Refused::invalid(format!(
+                        "issuer {iss:?} is not one of the identity_providers ({})",
+                        known.join(", ")
+                    )));
+                };
+                let id = v.verify(token).await.map_err(|e| {
+                    Refused::from_verify(&e, &format!("identity provider `{}`", p.name))
+                })?;
+                (id, p.name.clone())
+            }
+            f @ (BearerTokenFormat::IdpAccessToken | BearerTokenFormat::IdpIdentityToken) => {
+                let Some(idp) = &self.idp else {
+                    return Err(Refused::invalid(
+                        "no OpenID Connect idp_provider is configured",
+                    ));
+                };
+                if iss != idp.issuer {
+                    return Err(Refused::invalid(format!(
+                        "issuer {iss:?} is not the sign-in provider's ({:?})",
+                        idp.issuer
+                    )));
+                }
+                let id = idp
+                    .verifier
+                    .verify(token)
+                    .await
+                    .map_err(|e| Refused::from_verify(&e, "idp_provider"))?;
+                if f == BearerTokenFormat::IdpIdentityToken && !id.audience.contains(&idp.client_id)
+                {
+                    return Err(Refused::invalid(format!(
+                        "identity token audience {:?} does not include the client id {:?}",
+                        id.audience, idp.client_id
+                    )));
+                }
+                (id, idp.provider.clone())
+            }
+        };
+        let mut sid = [0u8; 16];
+        sid.copy_from_slice(&digest[..16]);
+        let expires_at = identity.expires_at;
+        let issued_at = identity.issued_at.unwrap_or(now);
+        let mut claims = identity.claims;
+        // `aud` stays for the per-route audience check; the assertion's own
+        // `aud` is the route host whatever this says.
+        let aud = claims.get("aud").cloned();
+        let mut who = identity_from_claims(&provider, std::mem::take(&mut claims));
+        if let Some(aud) = aud {
+            who.claims.insert("aud".into(), aud);
+        }
+        if who.sub.is_empty() {
+            return Err(Refused::invalid("the token has no `sub` claim"));
+        }
+        Ok(Session {
+            id: SessionId(sid),
+            identity: who,
+            issued_at,
+            expires_at,
+            tokens: Some(gatehouse_identity::oidc::Tokens {
+                access_token: token.to_string(),
+                expires_at: Some(expires_at),
+                ..Default::default()
+            }),
+        })
+    }
+}
+
+fn audiences(v: Option<&serde_json::Value>) -> Vec<String> {
+    match v {
+        Some(serde_json::Value::String(s)) => vec![s.clone()],
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(String::from))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The `iss` a token claims, read before verification only to choose the
+/// keys that will verify it.
+fn unverified_issuer(token: &str) -> Result<String, Refused> {
+    use base64::Engine;
+    let payload = token
+        .split('.')
+        .nth(1)
+        .filter(|_| token.split('.').count() == 3)
+        .ok_or_else(|| Refused::invalid("not a JWT (expected three dot-separated parts)"))?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .map_err(|_| Refused::invalid("not a JWT (the payload is not base64url)"))?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|_| Refused::invalid("not a JWT (the payload is not JSON)"))?;
+    claims
+        .get("iss")
+        .and_then(|v| v.as_str())
+        .map(String::from)
+        .ok_or_else(|| Refused::invalid("the token has no `iss` claim"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn credentials_are_read_in_every_spelling() {
+        assert_eq!(credential(&headers(&[])), Credential::None);
+        assert_eq!(
+            credential(&headers(&[("authorization", "Bearer abc.def.ghi")])),
+            Credential::Bearer("abc.def.ghi")
+        );
+        assert_eq!(
+            credential(&headers(&[("authorization", "Pomerium tok")])),
+            Credential::Pomerium("tok")
+        );
+        assert_eq!(
+            credential(&headers(&[("authorization", "Bearer Pomerium-tok")])),
+            Credential::Pomerium("tok")
+        );
+        assert_eq!(
+            credential(&headers(&[("x-pomerium-authorization", "tok")])),
+            Credential::Pomerium("tok")
+        );
+        assert_eq!(
+            credential(&headers(&[("authorization", "Basic dTpw")])),
+            Credential::None
+        );
+        assert!(is_own_token(&headers(&[("authorization", "Pomerium tok")])));
+        assert!(is_own_token(&headers(&[(
+            "authorization",
+            "Bearer Pomerium-tok"
+        )])));
+        assert!(!is_own_token(&headers(&[(
+            "authorization",
+            "Bearer a.b.c"
+        )])));
+    }
+
+    #[test]
+    fn issuer_is_read_before_verification() {
+        use base64::Engine;
+        let enc = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let token = format!(
+            "{}.{}.sig",
+            enc(r#"{"alg":"RS256"}"#),
+            enc(r#"{"iss":"https://idp"}"#)
+        );
+        assert_eq!(unverified_issuer(&token).unwrap(), "https://idp");
+        assert!(unverified_issuer("a.b").is_err());
+        let no_iss = format!("{}.{}.sig", enc("{}"), enc("{}"));
+        assert!(
+            unverified_issuer(&no_iss)
+                .unwrap_err()
+                .description
+                .contains("iss")
+        );
+    }
+
+    #[test]
+    fn refusal_header_is_quoted_safely() {
+        let r = Refused::invalid(r#"audience ["account"] does not include any of ["grafana"]"#);
+        let resp = r.response("id", true);
+        let h = resp.headers()[header::WWW_AUTHENTICATE].to_str().unwrap();
+        assert_eq!(
+            h,
+            "Bearer realm=\"gatehouse\", error=\"invalid_token\", error_description=\"audience ['account'] does not include any of ['grafana']\""
+        );
+    }
+}
