@@ -11,8 +11,9 @@ log() { printf '\n==> %s\n' "$*"; }
 # Debian packages the tests need, installed only when missing.
 # chromium: the browser tests (tests/e2e, driven by playwright-core);
 # openssl: test keys made the way users make them;
-# python3-venv: PyJWT for the interop tests, in tests/e2e/.venv.
-APT_PACKAGES=(chromium openssl python3-venv)
+# python3-venv: PyJWT for the interop tests, in tests/e2e/.venv;
+# nginx, caddy: the front proxies of the forward-auth tests.
+APT_PACKAGES=(chromium openssl python3-venv nginx caddy)
 apt_install() {
   local missing=()
   for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

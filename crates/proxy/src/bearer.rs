@@ -269,16 +269,15 @@ impl Bearer {
         };
         // Checks that depend on the route, not only on the token.
         match format {
-            BearerTokenFormat::Jwt => {
+            BearerTokenFormat::Jwt
                 if !route.identity_providers.is_empty()
-                    && !route.identity_providers.contains(&session.identity.idp)
-                {
-                    return Err(Refused::invalid(format!(
-                        "issuer of identity provider `{}` is not accepted on this route (identity_providers: {})",
-                        session.identity.idp,
-                        route.identity_providers.join(", ")
-                    )));
-                }
+                    && !route.identity_providers.contains(&session.identity.idp) =>
+            {
+                return Err(Refused::invalid(format!(
+                    "identity provider `{}` is not accepted on this route (identity_providers: {})",
+                    session.identity.idp,
+                    route.identity_providers.join(", ")
+                )));
             }
             BearerTokenFormat::IdpAccessToken => {
                 let allowed = &route.idp_access_token_audiences;

@@ -119,6 +119,21 @@ pub async fn handle(
     };
     let is_authenticate = auth.is_authenticate_host(&host);
 
+    // Forward-auth questions from a proxy in front (on any host: nginx
+    // often calls gatehouse by address). `/oauth2/auth` is one only when it
+    // describes another request or is not a route host's own path.
+    let path = req.uri().path();
+    if path == crate::forward_auth::PATH
+        || (path == crate::forward_auth::OAUTH2_PATH
+            && (crate::forward_auth::describes_original(req.headers())
+                || !rt.table.serves_host(&host, port)))
+    {
+        let mut resp = crate::forward_auth::handle(rt, identity, &req, conn, &request_id).await;
+        resp.headers_mut()
+            .insert(X_REQUEST_ID.clone(), request_id.clone());
+        return resp;
+    }
+
     // Published keys and discovery: on every route host, before any policy.
     if req.uri().path().starts_with("/.well-known/pomerium") && rt.table.serves_host(&host, port) {
         if let Some(resp) = well_known(rt, &req, &host_info()) {
@@ -199,7 +214,14 @@ pub async fn handle(
             now: gatehouse_identity::session::unix_now() as i64,
         };
         let decision = state.policy.evaluate(&facts);
-        log_decision(route, &req, path, session.as_ref(), decision, &request_id);
+        log_decision(
+            route,
+            req.method().as_str(),
+            path,
+            session.as_ref(),
+            decision,
+            &request_id,
+        );
         decision
     };
     let result = match decision {
@@ -275,7 +297,7 @@ pub(crate) async fn identify(
 }
 
 /// A session as the policy sees it.
-struct SessionSubject<'a>(&'a gatehouse_identity::Session);
+pub(crate) struct SessionSubject<'a>(pub(crate) &'a gatehouse_identity::Session);
 
 impl gatehouse_policy::Subject for SessionSubject<'_> {
     fn user_id(&self) -> &str {
@@ -302,9 +324,9 @@ fn is_cors_preflight<B>(req: &Request<B>) -> bool {
 }
 
 /// One structured line per decision (target `gatehouse::authorize`).
-fn log_decision(
+pub(crate) fn log_decision(
     route: &Route,
-    req: &Request<Incoming>,
+    method: &str,
     path: &str,
     session: Option<&gatehouse_identity::Session>,
     decision: gatehouse_policy::Decision,
@@ -328,7 +350,7 @@ fn log_decision(
         route = %route.label(),
         user,
         email,
-        method = %req.method(),
+        method,
         path,
         request_id = request_id.to_str().unwrap_or_default(),
         "authorize check"
@@ -337,7 +359,7 @@ fn log_decision(
 
 /// The 403 page; the policy's reasons only when the route sets
 /// `show_error_details`.
-fn denied_page(
+pub(crate) fn denied_page(
     route: &Route,
     reasons: gatehouse_policy::Reasons,
     request_id: &HeaderValue,
@@ -436,7 +458,7 @@ fn chained_assertion(
 
 /// The signed identity for the upstream (empty identity on public routes,
 /// as Pomerium).
-fn assertion(
+pub(crate) fn assertion(
     rt: &Runtime,
     identity: &IdentityState,
     host: &str,
@@ -501,7 +523,7 @@ fn mint_assertion(
 
 /// A claim as a header value: base claims first, then the IdP's; lists are
 /// comma-joined; a missing claim is empty (as Pomerium).
-fn claim_value(s: &gatehouse_identity::Session, claim: &str) -> String {
+pub(crate) fn claim_value(s: &gatehouse_identity::Session, claim: &str) -> String {
     let id = &s.identity;
     match claim {
         "sub" | "user" => id.sub.clone(),
@@ -676,7 +698,7 @@ fn authority<B>(req: &Request<B>) -> &str {
     }
 }
 
-fn split_authority(authority: &str) -> Option<(&str, Option<u16>)> {
+pub(crate) fn split_authority(authority: &str) -> Option<(&str, Option<u16>)> {
     if authority.is_empty() {
         return None;
     }

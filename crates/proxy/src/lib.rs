@@ -15,6 +15,7 @@ pub mod body;
 pub mod deadline;
 pub mod error;
 pub mod forward;
+pub mod forward_auth;
 pub mod pages;
 pub mod routing;
 pub mod runtime;

@@ -566,10 +566,10 @@ pub fn unauthenticated(
             request_id,
             true,
         );
-        let login = format!(
-            "{}/.pomerium/sign_in?pomerium_redirect_uri={}",
-            auth.sign_in_origin(&host.origin),
-            enc(&format!("{}{}", host.origin, path_and_query))
+        let login = sign_in_url(
+            auth,
+            &host.origin,
+            &format!("{}{}", host.origin, path_and_query),
         );
         if let Ok(v) = HeaderValue::from_str(&login) {
             resp.headers_mut()
@@ -578,15 +578,20 @@ pub fn unauthenticated(
         return resp;
     }
     let target = format!("{}{}", host.origin, path_and_query);
-    redirect(&format!(
+    redirect(&sign_in_url(auth, &host.origin, &target))
+}
+
+/// Where to sign in for a request on `origin`, coming back to `target`.
+pub fn sign_in_url(auth: &Auth, origin: &str, target: &str) -> String {
+    format!(
         "{}/.pomerium/sign_in?pomerium_redirect_uri={}",
-        auth.sign_in_origin(&host.origin),
-        enc(&target)
-    ))
+        auth.sign_in_origin(origin),
+        enc(target)
+    )
 }
 
 /// Page navigations get redirects; everything else (fetch, XHR, curl) 401.
-fn prefers_html(headers: &HeaderMap) -> bool {
+pub(crate) fn prefers_html(headers: &HeaderMap) -> bool {
     let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
         return false;
     };

@@ -689,3 +689,81 @@ pub async fn get_json_with(
     let text = req.send().await.unwrap().text().await.unwrap();
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
+
+/// A real front proxy (nginx or Caddy from Debian) started by a test on
+/// loopback; killed on drop.
+pub struct FrontProxy {
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl FrontProxy {
+    /// nginx in the foreground, one process, with `http_block` as its
+    /// `http {}` content (`{dir}` is replaced by its own directory).
+    pub fn nginx(port: u16, http_block: &str) -> FrontProxy {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        let conf = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\nevents {{ worker_connections 256; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n{}\n}}\n",
+            http_block.replace("{dir}", &d)
+        );
+        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+        let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("nginx is installed (scripts/test.sh installs it)");
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(dir.path().join("nginx.conf"))
+            .arg("-p")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        Self::ready(child, port, dir, "error.log")
+    }
+
+    /// Caddy with this Caddyfile (`{dir}` replaced), admin API off, its data
+    /// in its own directory.
+    pub fn caddy(port: u16, caddyfile: &str) -> FrontProxy {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        std::fs::write(dir.path().join("Caddyfile"), caddyfile.replace("{dir}", &d)).unwrap();
+        let log = std::fs::File::create(dir.path().join("caddy.log")).unwrap();
+        let child = Command::new("caddy")
+            .args(["run", "--adapter", "caddyfile", "--config"])
+            .arg(dir.path().join("Caddyfile"))
+            .env("HOME", dir.path())
+            .env("XDG_DATA_HOME", dir.path().join("data"))
+            .env("XDG_CONFIG_HOME", dir.path().join("config"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start caddy (scripts/test.sh installs it)");
+        Self::ready(child, port, dir, "caddy.log")
+    }
+
+    fn ready(mut child: Child, port: u16, dir: tempfile::TempDir, log: &str) -> FrontProxy {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "front proxy exited ({status}): {}",
+                    std::fs::read_to_string(dir.path().join(log)).unwrap_or_default()
+                );
+            }
+            assert!(Instant::now() < deadline, "front proxy did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        FrontProxy { child, port, dir }
+    }
+}
+
+impl Drop for FrontProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

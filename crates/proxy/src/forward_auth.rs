@@ -1,0 +1,441 @@
+//! Forward-auth: gatehouse as the authorizer of a proxy that stays in front
+//! (nginx `auth_request`, Caddy `forward_auth`, Traefik `forwardAuth`).
+//!
+//! The proxy asks `/.pomerium/forward_auth` (or oauth2-proxy's spelling,
+//! `/oauth2/auth`) about each request, describing the original with
+//! `X-Original-URL` / `X-Original-URI` / `X-Original-Method` (nginx) or
+//! `X-Forwarded-Proto` / `-Host` / `-Uri` / `-Method` (Traefik, Caddy), and
+//! passing the client's headers (cookies, `Authorization`) through. The
+//! original URL picks the route; its policy decides, exactly as when
+//! gatehouse proxies itself:
+//!
+//! - **200** with the identity headers for the proxy to copy upstream:
+//!   `X-Pomerium-Jwt-Assertion`, the route's claim headers and
+//!   `X-Auth-Request-User` / `-Email` / `-Groups` / `-Preferred-Username`;
+//! - **401** with `Location` (and `X-Pomerium-Sign-In-Url`): the sign-in URL
+//!   that brings the user back to the original URL. Traefik and Caddy pass a
+//!   gatehouse answer to the client as it is, so page navigations there get
+//!   the **302** itself; nginx's `auth_request` only understands 2xx, 401
+//!   and 403, so nginx-style requests always get 401;
+//! - **403** when the policy denies (or no route matches).
+//!
+//! Only peers in `forward_auth_trusted_sources` (default loopback) may ask:
+//! the forwarded headers are believed from them alone.
+
+use std::net::IpAddr;
+
+use gatehouse_identity::Session;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+
+use crate::body::{self, Body};
+use crate::forward::{
+    ConnInfo, SessionSubject, assertion, claim_value, denied_page, identify, log_decision,
+    split_authority,
+};
+use crate::pages;
+use crate::routing::normalize_path;
+use crate::runtime::Runtime;
+use crate::signin::{self, IdentityState};
+
+/// The endpoint's own path.
+pub const PATH: &str = "/.pomerium/forward_auth";
+/// oauth2-proxy's path, for nginx configurations written for it.
+pub const OAUTH2_PATH: &str = "/oauth2/auth";
+
+static X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
+static X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+static X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// True when the request describes another one (it is a forward-auth
+/// question, whatever its path says).
+pub fn describes_original(headers: &HeaderMap) -> bool {
+    headers.contains_key(&X_ORIGINAL_URL)
+        || headers.contains_key(&X_ORIGINAL_URI)
+        || headers.contains_key(&X_FORWARDED_URI)
+}
+
+/// The request the proxy in front is asking about.
+#[derive(Debug, PartialEq, Eq)]
+struct Original {
+    method: String,
+    https: bool,
+    /// Lower-case `host[:port]`.
+    authority: String,
+    path_and_query: String,
+    /// nginx style (`X-Original-*`): the answer must be 2xx, 401 or 403.
+    nginx: bool,
+}
+
+impl Original {
+    fn from_headers(headers: &HeaderMap, method: &Method) -> Result<Original, &'static str> {
+        let text = |n: &HeaderName| headers.get(n).and_then(|v| v.to_str().ok()).map(str::trim);
+        let method = text(&X_ORIGINAL_METHOD)
+            .or_else(|| text(&X_FORWARDED_METHOD))
+            .filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphabetic()))
+            .map(str::to_ascii_uppercase)
+            .unwrap_or_else(|| method.as_str().to_string());
+        if let Some(full) = text(&X_ORIGINAL_URL) {
+            let url = url::Url::parse(full).map_err(|_| "X-Original-URL is not an absolute URL")?;
+            let https = match url.scheme() {
+                "https" => true,
+                "http" => false,
+                _ => return Err("X-Original-URL must be an http or https URL"),
+            };
+            let host = url.host_str().ok_or("X-Original-URL has no host")?;
+            let authority = match url.port() {
+                Some(p) => format!("{host}:{p}"),
+                None => host.to_string(),
+            };
+            let mut pq = url.path().to_string();
+            if let Some(q) = url.query() {
+                pq.push('?');
+                pq.push_str(q);
+            }
+            return Ok(Original {
+                method,
+                https,
+                authority: authority.to_ascii_lowercase(),
+                path_and_query: pq,
+                nginx: true,
+            });
+        }
+        let nginx = headers.contains_key(&X_ORIGINAL_URI);
+        let path_and_query = text(&X_ORIGINAL_URI)
+            .or_else(|| text(&X_FORWARDED_URI))
+            .ok_or("the original request is not described: send X-Original-URL (nginx), or X-Forwarded-Host and X-Forwarded-Uri (Traefik, Caddy)")?;
+        if !path_and_query.starts_with('/') {
+            return Err("the original URI must start with /");
+        }
+        let authority = text(&X_FORWARDED_HOST)
+            .or_else(|| text(&header::HOST))
+            .map(|h| h.split(',').next().unwrap_or("").trim())
+            .filter(|h| !h.is_empty())
+            .ok_or("the original host is not described: send X-Forwarded-Host")?;
+        let https = !text(&X_FORWARDED_PROTO).is_some_and(|p| p.eq_ignore_ascii_case("http"));
+        Ok(Original {
+            method,
+            https,
+            authority: authority.to_ascii_lowercase(),
+            path_and_query: path_and_query.to_string(),
+            nginx,
+        })
+    }
+
+    fn origin(&self) -> String {
+        format!(
+            "{}://{}",
+            if self.https { "https" } else { "http" },
+            self.authority
+        )
+    }
+
+    fn url(&self) -> String {
+        format!("{}{}", self.origin(), self.path_and_query)
+    }
+
+    fn path(&self) -> &str {
+        self.path_and_query
+            .split_once('?')
+            .map_or(self.path_and_query.as_str(), |(p, _)| p)
+    }
+}
+
+/// The client's address: the last `X-Forwarded-For` entry (the one the
+/// trusted proxy added), else `X-Real-IP`, else the proxy itself.
+fn client_ip(headers: &HeaderMap, peer: IpAddr) -> IpAddr {
+    let last_xff = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .next_back()
+        .and_then(|v| v.rsplit(',').find(|s| !s.trim().is_empty()))
+        .and_then(|s| s.trim().parse().ok());
+    last_xff
+        .or_else(|| {
+            headers
+                .get(&X_REAL_IP)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|s| s.trim().parse().ok())
+        })
+        .unwrap_or(peer)
+}
+
+/// Answers one forward-auth question.
+pub async fn handle(
+    rt: &Runtime,
+    identity: &IdentityState,
+    req: &Request<hyper::body::Incoming>,
+    conn: &ConnInfo,
+    request_id: &HeaderValue,
+) -> Response<Body> {
+    let id = request_id.to_str().unwrap_or_default();
+    let headers = req.headers();
+    let json = pages::wants_json(headers);
+    let peer = conn.peer.ip();
+    let peer = match peer {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, IpAddr::V4),
+        v4 => v4,
+    };
+    if !rt
+        .config
+        .forward_auth_trusted_sources
+        .iter()
+        .any(|n| n.contains(&peer))
+    {
+        tracing::warn!(client = %peer, request_id = id, "forward-auth request from an address not in forward_auth_trusted_sources: refused");
+        return pages::page(
+            StatusCode::FORBIDDEN,
+            "Forward-auth requests are accepted only from the proxies listed in forward_auth_trusted_sources.",
+            "forward_auth_untrusted",
+            id,
+            json,
+        );
+    }
+    let original = match Original::from_headers(headers, req.method()) {
+        Ok(o) => o,
+        Err(why) => {
+            return pages::page(
+                StatusCode::BAD_REQUEST,
+                why,
+                "forward_auth_bad_request",
+                id,
+                json,
+            );
+        }
+    };
+    let Some((host, port)) = split_authority(&original.authority) else {
+        return pages::page(
+            StatusCode::BAD_REQUEST,
+            "The original host is not valid.",
+            "forward_auth_bad_request",
+            id,
+            json,
+        );
+    };
+    let host = host.trim_end_matches('.');
+    let port = port.unwrap_or(if original.https { 443 } else { 80 });
+    let Some(path) = normalize_path(original.path()) else {
+        return pages::page(
+            StatusCode::BAD_REQUEST,
+            "The original path is not valid.",
+            "bad_path",
+            id,
+            json,
+        );
+    };
+    let Some(index) = rt.table.find(&rt.config.routes, host, port, &path) else {
+        tracing::info!(url = %original.url(), request_id = id, "forward-auth: no route matches the original request");
+        return pages::page(
+            StatusCode::FORBIDDEN,
+            "No route matches this address.",
+            "no_route",
+            id,
+            json,
+        );
+    };
+    let route = &rt.config.routes[index];
+    let state = &rt.routes[index];
+
+    let session: Option<Session> = if state.policy.uses_subject() {
+        match identify(rt, identity, route, headers, host).await {
+            Ok(s) => s,
+            Err(refused) => return refused.response(id, json),
+        }
+    } else {
+        None
+    };
+    let decision = {
+        let subject = session.as_ref().map(SessionSubject);
+        let facts = gatehouse_policy::Facts {
+            subject: subject
+                .as_ref()
+                .map(|s| s as &dyn gatehouse_policy::Subject),
+            method: &original.method,
+            path: &path,
+            source_ip: client_ip(headers, peer),
+            cors_preflight: original.method == "OPTIONS"
+                && headers.contains_key(header::ORIGIN)
+                && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD),
+            now: gatehouse_identity::session::unix_now() as i64,
+        };
+        let decision = state.policy.evaluate(&facts);
+        log_decision(
+            route,
+            &original.method,
+            &path,
+            session.as_ref(),
+            decision,
+            request_id,
+        );
+        decision
+    };
+    match decision {
+        gatehouse_policy::Decision::Allow(_) => {
+            let mut resp = Response::new(body::empty());
+            let h = resp.headers_mut();
+            if let Some(a) = assertion(rt, identity, host, route, session.as_ref()) {
+                h.insert(HeaderName::from_static("x-pomerium-jwt-assertion"), a);
+            }
+            if let Some(s) = &session {
+                identity_headers(h, route, s);
+            }
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            resp
+        }
+        gatehouse_policy::Decision::Deny(reasons) => denied_page(route, reasons, request_id, json),
+        gatehouse_policy::Decision::SignIn(_) => {
+            if !rt.auth.can_sign_in() {
+                return signin::unauthenticated(
+                    &rt.auth,
+                    headers,
+                    &signin::Host {
+                        name: host,
+                        origin: original.origin(),
+                    },
+                    &original.path_and_query,
+                    id,
+                );
+            }
+            let url = signin::sign_in_url(&rt.auth, &original.origin(), &original.url());
+            let redirect = !original.nginx && signin::prefers_html(headers);
+            let mut resp = if redirect {
+                let mut r = Response::new(body::empty());
+                *r.status_mut() = StatusCode::FOUND;
+                r
+            } else {
+                pages::page(
+                    StatusCode::UNAUTHORIZED,
+                    "Sign-in required.",
+                    "user-unauthenticated",
+                    id,
+                    json,
+                )
+            };
+            if let Ok(v) = HeaderValue::from_str(&url) {
+                resp.headers_mut().insert(header::LOCATION, v.clone());
+                resp.headers_mut()
+                    .insert(HeaderName::from_static("x-pomerium-sign-in-url"), v);
+            }
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            resp
+        }
+    }
+}
+
+/// The identity headers of a 200 answer: the route's claim headers and
+/// oauth2-proxy's `X-Auth-Request-*` set.
+fn identity_headers(h: &mut HeaderMap, route: &gatehouse_config::Route, s: &Session) {
+    for (name, claim) in &route.claim_headers {
+        if let Ok(v) = HeaderValue::from_str(&claim_value(s, claim)) {
+            h.insert(name.clone(), v);
+        }
+    }
+    let id = &s.identity;
+    let preferred = id
+        .claims
+        .get("preferred_username")
+        .and_then(|v| v.as_str())
+        .unwrap_or(&id.sub);
+    for (name, value) in [
+        ("x-auth-request-user", id.sub.as_str()),
+        ("x-auth-request-email", id.email.as_str()),
+        ("x-auth-request-preferred-username", preferred),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(HeaderName::from_static(name), v);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&id.groups.join(",")) {
+        h.insert(HeaderName::from_static("x-auth-request-groups"), v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn nginx_original_url() {
+        let o = Original::from_headers(
+            &headers(&[
+                ("x-original-url", "https://App.localhost:8443/a/b?x=1"),
+                ("x-original-method", "post"),
+            ]),
+            &Method::GET,
+        )
+        .unwrap();
+        assert_eq!(o.method, "POST");
+        assert_eq!(o.authority, "app.localhost:8443");
+        assert_eq!(o.path_and_query, "/a/b?x=1");
+        assert_eq!(o.path(), "/a/b");
+        assert!(o.https && o.nginx);
+        assert_eq!(o.url(), "https://app.localhost:8443/a/b?x=1");
+    }
+
+    #[test]
+    fn traefik_and_caddy_forwarded_headers() {
+        let o = Original::from_headers(
+            &headers(&[
+                ("host", "gatehouse:8080"),
+                ("x-forwarded-host", "grafana.localhost"),
+                ("x-forwarded-proto", "http"),
+                ("x-forwarded-uri", "/d/x"),
+                ("x-forwarded-method", "DELETE"),
+            ]),
+            &Method::GET,
+        )
+        .unwrap();
+        assert_eq!(o.method, "DELETE");
+        assert_eq!(o.url(), "http://grafana.localhost/d/x");
+        assert!(!o.nginx);
+        // nginx with X-Original-URI: host from Host, scheme https by default.
+        let o = Original::from_headers(
+            &headers(&[("host", "app.localhost"), ("x-original-uri", "/p")]),
+            &Method::GET,
+        )
+        .unwrap();
+        assert_eq!(o.url(), "https://app.localhost/p");
+        assert!(o.nginx);
+        assert!(Original::from_headers(&headers(&[("host", "a")]), &Method::GET).is_err());
+        assert!(
+            Original::from_headers(&headers(&[("x-original-url", "ftp://a/")]), &Method::GET)
+                .is_err()
+        );
+        assert!(
+            Original::from_headers(
+                &headers(&[("host", "a"), ("x-forwarded-uri", "x")]),
+                &Method::GET
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn client_ip_is_the_last_forwarded_hop() {
+        let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        let h = headers(&[("x-forwarded-for", "10.9.9.9, 192.0.2.7")]);
+        assert_eq!(client_ip(&h, peer), "192.0.2.7".parse::<IpAddr>().unwrap());
+        let h = headers(&[("x-real-ip", "192.0.2.8")]);
+        assert_eq!(client_ip(&h, peer), "192.0.2.8".parse::<IpAddr>().unwrap());
+        assert_eq!(client_ip(&HeaderMap::new(), peer), peer);
+    }
+}
