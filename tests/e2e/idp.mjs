@@ -9,7 +9,7 @@
 import http from 'node:http';
 import { parseArgs } from 'node:util';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 const { values } = parseArgs({
   options: {
@@ -26,6 +26,8 @@ const ACCOUNTS = {
   alice: { email: 'alice@example.com', email_verified: true, name: 'Alice Liddell', groups: ['staff', 'admins'] },
   bob: { email: 'bob@example.org', email_verified: true, name: 'Bob Builder', groups: [] },
 };
+// Keycloak-style roles, carried in JWT access tokens.
+const ROLES = { alice: ['grafana-editor', 'offline_access'], bob: ['offline_access'] };
 
 const server = http.createServer();
 await new Promise((r) => server.listen(Number(values.port), '127.0.0.1', r));
@@ -52,9 +54,39 @@ const provider = new Provider(issuer, {
     profile: ['name'],
     groups: ['groups'],
   },
-  scopes: ['openid', 'offline_access', 'email', 'profile', 'groups'],
+  scopes: ['openid', 'offline_access', 'email', 'profile', 'groups', 'api'],
   pkce: { required: () => true },
+  // JWT access tokens, the way Keycloak issues them: a token requested with
+  // `resource=urn:aud:<name>` has `aud: <name>` (`urn:aud:account` gives
+  // Keycloak's default `aud: account`) and carries the user's email,
+  // groups and realm roles.
+  async extraTokenClaims(ctx, token) {
+    if (token.kind !== 'AccessToken' || !token.accountId) return undefined;
+    const a = ACCOUNTS[token.accountId];
+    if (!a) return undefined;
+    return {
+      email: a.email, name: a.name, groups: a.groups,
+      preferred_username: token.accountId,
+      realm_access: { roles: ROLES[token.accountId] ?? [] },
+    };
+  },
   features: {
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: async (ctx, client, oneOf) => oneOf,
+      useGrantedResource: async () => true,
+      getResourceServerInfo: async (ctx, resource) => {
+        const m = /^urn:aud:(.+)$/.exec(resource);
+        if (!m) throw new errors.InvalidTarget();
+        return {
+          scope: 'api',
+          audience: m[1],
+          accessTokenFormat: 'jwt',
+          accessTokenTTL: Number(values['access-token-ttl']),
+          jwt: { sign: { alg: 'RS256' } },
+        };
+      },
+    },
     devInteractions: { enabled: false },
     rpInitiatedLogout: { enabled: true, logoutSource: async (ctx, form) => {
       // Submit the logout confirmation form automatically.
@@ -90,6 +122,9 @@ server.on('request', async (req, res) => {
       : new provider.Grant({ accountId: details.session.accountId, clientId: params.client_id });
     if (prompt.details.missingOIDCScope) grant.addOIDCScope(prompt.details.missingOIDCScope.join(' '));
     if (prompt.details.missingOIDCClaims) grant.addOIDCClaims(prompt.details.missingOIDCClaims);
+    for (const [indicator, scopes] of Object.entries(prompt.details.missingResourceScopes ?? {})) {
+      grant.addResourceScope(indicator, scopes.join(' '));
+    }
     const grantId = await grant.save();
     return await provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
   } catch (err) {

@@ -767,3 +767,88 @@ impl Drop for FrontProxy {
         let _ = self.child.wait();
     }
 }
+
+/// Real tokens from the test IdP (oidc-provider), as an app that already
+/// signed the user in holds them: the authorization code flow with PKCE for
+/// `user` (the IdP completes the login by `login_hint`), exchanged at the
+/// token endpoint. `redirect_uri` must be registered for the `gatehouse`
+/// client; it is never visited. With `resource` (`urn:aud:<name>`) the
+/// access token is a JWT for audience `<name>`, as Keycloak issues them.
+/// Returns the token endpoint's JSON (`access_token`, `id_token`, ...).
+pub async fn idp_tokens(
+    issuer: &str,
+    redirect_uri: &str,
+    user: &str,
+    resource: Option<&str>,
+) -> serde_json::Value {
+    use base64::Engine;
+    let verifier = format!("{:032x}{:032x}", rand_u128(), rand_u128());
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()).as_ref(),
+    );
+    let stop_at = redirect_uri.to_string();
+    let c = reqwest::Client::builder()
+        .cookie_store(true)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.url().as_str().starts_with(&stop_at) {
+                attempt.stop()
+            } else {
+                attempt.follow()
+            }
+        }))
+        .build()
+        .unwrap();
+    let mut auth = url::Url::parse(&format!("{issuer}/auth")).unwrap();
+    auth.query_pairs_mut()
+        .append_pair("client_id", "gatehouse")
+        .append_pair("response_type", "code")
+        .append_pair("scope", "openid email profile groups api")
+        .append_pair("redirect_uri", redirect_uri)
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("login_hint", user)
+        .append_pair("state", "s")
+        .append_pair("nonce", "n");
+    if let Some(r) = resource {
+        auth.query_pairs_mut().append_pair("resource", r);
+    }
+    let resp = c.get(auth).send().await.unwrap();
+    let location = resp
+        .headers()
+        .get("location")
+        .unwrap_or_else(|| panic!("no code: {} {:?}", resp.status(), resp.url()))
+        .to_str()
+        .unwrap()
+        .to_string();
+    let code = url::Url::parse(&location)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| panic!("no code in {location}"));
+    let mut form = vec![
+        ("grant_type", "authorization_code".to_string()),
+        ("code", code),
+        ("redirect_uri", redirect_uri.to_string()),
+        ("code_verifier", verifier),
+    ];
+    if let Some(r) = resource {
+        form.push(("resource", r.to_string()));
+    }
+    let resp = c
+        .post(format!("{issuer}/token"))
+        .basic_auth("gatehouse", Some("gatehouse-secret"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let text = resp.text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|_| panic!("token endpoint: {text}"))
+}
+
+fn rand_u128() -> u128 {
+    let mut b = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut b).unwrap();
+    u128::from_le_bytes(b)
+}
