@@ -60,6 +60,7 @@ impl Runtime {
     ) -> Result<(Runtime, Vec<String>), RuntimeError> {
         let mut auth = crate::signin::Auth::new(&config.sign_in, identity)?;
         auth.set_route_cookies(&config.routes);
+        auth.programmatic_domains = config.programmatic_redirect_domains.clone();
         let bearer = crate::bearer::Bearer::new(&config).map_err(RuntimeError::Bearer)?;
         let signing = match &config.options.signing_key {
             Some(key) => gatehouse_assertion::SigningKeys::from_pem(&key.value)?,

@@ -145,6 +145,8 @@ pub struct Auth {
     /// Route hosts whose cookie has its own SameSite (`cookie_same_site` on
     /// the route, for embedding).
     host_same_site: Vec<(gatehouse_config::HostPattern, SameSite)>,
+    /// `programmatic_redirect_domain_whitelist`.
+    pub(crate) programmatic_domains: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -211,6 +213,7 @@ impl Auth {
             authenticate_cookie: format!("{}_authenticate", sign_in.cookie.name),
             signout_redirect: sign_in.signout_redirect_url.clone(),
             host_same_site: Vec::new(),
+            programmatic_domains: vec!["localhost".into()],
         })
     }
 
@@ -658,6 +661,19 @@ pub async fn endpoint(
         ("/.pomerium/sign_out", &Method::POST) => {
             Ok(sign_out_post(auth, state, req, host, allowed_redirect, secure).await)
         }
+        ("/.pomerium/api/v1/login", &Method::GET) => {
+            Ok(programmatic_login(auth, &req, host, request_id))
+        }
+        ("/.pomerium/api/v1/login", _) => Ok(pages::page(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method not allowed.",
+            "method_not_allowed",
+            request_id,
+            true,
+        )),
+        ("/.pomerium/programmatic", &Method::GET) => {
+            Ok(programmatic_finish(auth, state, &req, host).await)
+        }
         ("/.pomerium/signed_out", &Method::GET) => Ok(notice(
             StatusCode::OK,
             "Signed out",
@@ -683,6 +699,100 @@ pub async fn endpoint(
         }
         _ => Err(req),
     }
+}
+
+/// `/.pomerium/api/v1/login?pomerium_redirect_uri=...` (Pomerium's
+/// programmatic login): the sign-in URL, as text. After sign-in the browser
+/// lands on `/.pomerium/programmatic` of this host, which sends it to the
+/// client's redirect URI with `pomerium_jwt=<token>`.
+fn programmatic_login(
+    auth: &Auth,
+    req: &Request<Incoming>,
+    host: &Host<'_>,
+    request_id: &str,
+) -> Response<Body> {
+    let Some(target) = query_param(req.uri().query(), "pomerium_redirect_uri") else {
+        return pages::page(
+            StatusCode::NOT_FOUND,
+            "pomerium_redirect_uri is required.",
+            "not_found",
+            request_id,
+            true,
+        );
+    };
+    let allowed = url::Url::parse(&target).ok().filter(|u| {
+        matches!(u.scheme(), "http" | "https")
+            && u.username().is_empty()
+            && u.password().is_none()
+            && u.host_str().is_some_and(|h| {
+                let h = h.to_ascii_lowercase();
+                auth.programmatic_domains
+                    .iter()
+                    .any(|d| h == *d || h.ends_with(&format!(".{d}")))
+            })
+    });
+    if allowed.is_none() {
+        return pages::page(
+            StatusCode::BAD_REQUEST,
+            "pomerium_redirect_uri is not on a host in programmatic_redirect_domain_whitelist.",
+            "invalid_redirect",
+            request_id,
+            true,
+        );
+    }
+    let state = form_token(auth, "programmatic", &target);
+    let back = format!("{}/.pomerium/programmatic?state={state}", host.origin);
+    let mut resp = Response::new(body::full(Bytes::from(sign_in_url(
+        auth,
+        &host.origin,
+        &back,
+    ))));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// The end of a programmatic login: the signed-in browser is sent to the
+/// client's redirect URI with the token, bound to the session.
+async fn programmatic_finish(
+    auth: &Auth,
+    state: &IdentityState,
+    req: &Request<Incoming>,
+    host: &Host<'_>,
+) -> Response<Body> {
+    let sealed = query_param(req.uri().query(), "state").unwrap_or_default();
+    let Some(target) = open_form_token(auth, "programmatic", &sealed) else {
+        return notice(
+            StatusCode::BAD_REQUEST,
+            "Sign in",
+            "Cannot finish the login",
+            "The login link has expired. Start again from your command-line tool.",
+        );
+    };
+    let Some(session) = session(auth, state, req.headers(), host.name).await else {
+        let here = format!("{}/.pomerium/programmatic?state={sealed}", host.origin);
+        return redirect(&sign_in_url(auth, &host.origin, &here));
+    };
+    let token = Handle {
+        session: session.id,
+        expires_at: session.expires_at,
+    }
+    .seal(&auth.cookie_sealer, TOKEN_PURPOSE);
+    let Ok(mut url) = url::Url::parse(&target) else {
+        return notice(
+            StatusCode::BAD_REQUEST,
+            "Sign in",
+            "Cannot finish the login",
+            "Bad redirect address.",
+        );
+    };
+    url.query_pairs_mut().append_pair("pomerium_jwt", &token);
+    tracing::info!(user = %session.identity.sub, "programmatic login: token handed to the client");
+    redirect(url.as_str())
 }
 
 fn user_json(s: &Session) -> serde_json::Value {
