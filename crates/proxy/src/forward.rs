@@ -147,6 +147,13 @@ pub async fn handle(
         return raw_assertion(rt, identity, &req, &host, port, &request_id, json).await;
     }
 
+    // The token hand-off of embedded routes, on route hosts.
+    if req.uri().path() == "/.pomerium/sign_in_with_token" && rt.table.serves_host(&host, port) {
+        let id = request_id.to_str().unwrap_or_default();
+        let secure = conn.external_https();
+        return signin::sign_in_with_token(rt, identity, req, &host_info(), port, secure, id).await;
+    }
+
     // Gatehouse's own endpoints, on route hosts and the authenticate host.
     let own_endpoint = (req.uri().path().starts_with("/.pomerium")
         || req.uri().path() == "/oauth2/callback")
