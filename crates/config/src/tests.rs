@@ -491,3 +491,111 @@ fn named_providers_get_pomeriums_defaults() {
     assert_eq!(g.scopes, ["user:email", "read:org"]);
     assert_eq!(g.url, None);
 }
+
+#[test]
+fn bearer_embedding_and_forward_auth_options() {
+    let cfg = load(&format!(
+        "identity_providers:
+  keycloak:
+    issuer: https://kc.example.com/realms/main
+    audiences: [grafana]
+  partner: {{issuer: https://partner.example.com, jwks_url: https://partner.example.com/keys, supported_algs: [ES256]}}
+programmatic_redirect_domain_whitelist: [localhost, '*.cli.example.com']
+routes:
+  - from: https://grafana.example.com
+    to: http://127.0.0.1:3000
+    bearer_token_format: jwt
+    identity_providers: [partner]
+    cookie_same_site: none
+    frame_ancestors: [https://portal.example.com, 'https://*.example.org', self]
+{PUBLIC}"
+    ))
+    .unwrap()
+    .config;
+    assert_eq!(cfg.identity_providers.len(), 2);
+    let kc = &cfg.identity_providers[0];
+    assert_eq!(kc.name, "keycloak");
+    assert_eq!(kc.jwks_url, None);
+    assert_eq!(kc.supported_algs, ["RS256", "ES256", "EdDSA"]);
+    assert_eq!(cfg.identity_providers[1].supported_algs, ["ES256"]);
+    assert_eq!(
+        cfg.programmatic_redirect_domains,
+        ["localhost", "cli.example.com"]
+    );
+    let loopback: Vec<String> = cfg
+        .forward_auth_trusted_sources
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert_eq!(loopback, ["127.0.0.0/8", "::1/128"]);
+    let r = &cfg.routes[0];
+    assert_eq!(r.bearer_token_format, BearerTokenFormat::Jwt);
+    assert_eq!(r.identity_providers, ["partner"]);
+    assert_eq!(r.cookie_same_site, Some(SameSite::None));
+    let headers: Vec<(String, String)> = r
+        .response_headers
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_string()))
+        .collect();
+    assert!(!headers.iter().any(|(n, _)| n == "x-frame-options"));
+    assert!(headers.contains(&(
+        "content-security-policy".into(),
+        "frame-ancestors https://portal.example.com https://*.example.org 'self'".into()
+    )));
+}
+
+#[test]
+fn bearer_and_embedding_mistakes_are_positioned() {
+    let errs = errors(&format!(
+        "identity_providers:
+  nameless: {{audiences: [x]}}
+  sym: {{issuer: https://a.example.com, supported_algs: [HS256]}}
+routes:
+  - from: https://a.example.com
+    to: http://127.0.0.1:1
+    bearer_token_format: jwt
+    identity_providers: [missing]
+    frame_ancestors: ['https://x.example.com/path', 'none']
+{PUBLIC}  - from: https://b.example.com
+    to: http://127.0.0.1:1
+    bearer_token_format: idp_access_token
+{PUBLIC}  - from: https://c.example.com
+    to: http://127.0.0.1:1
+    bearer_token_format: jwts
+{PUBLIC}"
+    ));
+    let all = errs.join("\n");
+    assert!(
+        all.contains("c.yaml:2:13: identity_providers.nameless needs `issuer`"),
+        "{all}"
+    );
+    assert!(
+        all.contains(
+            "c.yaml:3:56: identity_providers.sym.supported_algs: `HS256` is never accepted"
+        ),
+        "{all}"
+    );
+    assert!(
+        all.contains(
+            "c.yaml:8:25: identity_providers: `missing` is not in the global identity_providers"
+        ),
+        "{all}"
+    );
+    assert!(
+        all.contains("frame_ancestors: `https://x.example.com/path` must be an origin"),
+        "{all}"
+    );
+    assert!(
+        all.contains("bearer_token_format: idp_access_token needs `idp_provider: oidc`"),
+        "{all}"
+    );
+    assert!(all.contains("bearer_token_format `jwts` must be"), "{all}");
+    // jwt without any identity provider.
+    let errs = errors(&format!(
+        "routes:\n  - from: https://a.example.com\n    to: http://127.0.0.1:1\n    bearer_token_format: jwt\n{PUBLIC}"
+    ));
+    assert!(
+        errs[0].contains("bearer_token_format: jwt needs at least one entry"),
+        "{errs:?}"
+    );
+}
