@@ -186,7 +186,7 @@ async fn a_trusted_issuers_token_is_the_identity_for_policy_and_assertion() {
     let resp = s.call("partner.localhost", at).await;
     assert_eq!(resp.status(), 401);
     assert!(
-        refusal(&resp).contains("identity provider `keycloak` is not accepted on this route"),
+        refusal(&resp).contains("identity provider 'keycloak' is not accepted on this route"),
         "{}",
         refusal(&resp)
     );

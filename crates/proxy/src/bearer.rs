@@ -274,7 +274,7 @@ impl Bearer {
                     && !route.identity_providers.contains(&session.identity.idp) =>
             {
                 return Err(Refused::invalid(format!(
-                    "identity provider `{}` is not accepted on this route (identity_providers: {})",
+                    "identity provider '{}' is not accepted on this route (identity_providers: {})",
                     session.identity.idp,
                     route.identity_providers.join(", ")
                 )));
@@ -320,7 +320,7 @@ impl Bearer {
                     )));
                 };
                 let id = v.verify(token).await.map_err(|e| {
-                    Refused::from_verify(&e, &format!("identity provider `{}`", p.name))
+                    Refused::from_verify(&e, &format!("identity provider '{}'", p.name))
                 })?;
                 (id, p.name.clone())
             }
