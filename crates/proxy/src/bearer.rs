@@ -416,16 +416,7 @@ fn unverified_issuer(token: &str) -> Result<String, Refused> {
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
+    use crate::test_headers as headers;
 
     #[test]
     fn credentials_are_read_in_every_spelling() {

@@ -362,16 +362,7 @@ fn identity_headers(h: &mut HeaderMap, route: &gatehouse_config::Route, s: &Sess
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
+    use crate::test_headers as headers;
 
     #[test]
     fn nginx_original_url() {

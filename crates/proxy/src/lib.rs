@@ -142,3 +142,16 @@ fn cert_store(config: &Config) -> Result<tls::CertStore, tls::TlsError> {
     }
     tls::CertStore::new(&config.certificates)
 }
+
+/// A header map from pairs, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_headers(pairs: &[(&str, &str)]) -> http::HeaderMap {
+    let mut h = http::HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    h
+}

@@ -834,12 +834,7 @@ pub async fn sign_in_with_token(
         Some(f) => f,
         None => return bad(StatusCode::BAD_REQUEST, "The form could not be read."),
     };
-    let field = |k: &str| {
-        form.iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or("")
-    };
+    let field = |k: &str| form_field(&form, k);
     let target = match field("pomerium_redirect_uri") {
         "" => format!("{}/", host.origin),
         t => t.to_string(),
@@ -1059,12 +1054,7 @@ async fn sign_in_post(
         Some(f) => f,
         None => return bad("The sign-in form could not be read."),
     };
-    let field = |k: &str| {
-        form.iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or("")
-    };
+    let field = |k: &str| form_field(&form, k);
     let Some(target) = open_form_token(auth, "login-form", field("token")) else {
         return bad("The sign-in form has expired. Go back and reload the page.");
     };
@@ -1529,6 +1519,13 @@ async fn sign_out_post(
         ),
     );
     resp
+}
+
+/// One field of a form read by [`read_form`]; empty when absent.
+fn form_field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
+    form.iter()
+        .find(|(n, _)| n == name)
+        .map_or("", |(_, v)| v.as_str())
 }
 
 async fn read_form(req: Request<Incoming>) -> Option<Vec<(String, String)>> {
