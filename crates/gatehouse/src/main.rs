@@ -527,7 +527,31 @@ async fn serve(
     }
     let watched = config.watched_files.clone();
     let routes = config.routes.len();
+    let metrics_address = config.options.metrics_address.as_ref().map(|a| {
+        let a = a.value.trim();
+        if a.starts_with(':') {
+            format!("0.0.0.0{a}")
+        } else {
+            a.to_string()
+        }
+    });
+    let metrics_auth = config
+        .options
+        .metrics_basic_auth
+        .as_ref()
+        .map(|a| a.value.clone());
     let proxy = gatehouse_proxy::Proxy::new(config)?;
+    if let Some(addr) = metrics_address {
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on metrics_address {addr}: {e}"))?;
+        tracing::info!(address = %listener.local_addr()?, "metrics are served at /metrics");
+        tokio::spawn(gatehouse_proxy::metrics::serve(
+            listener,
+            proxy.metrics().clone(),
+            metrics_auth,
+        ));
+    }
     let listeners = gatehouse_proxy::bind(&proxy).await?;
     let settings = proxy.settings();
     tracing::info!(

@@ -51,6 +51,7 @@ async fn run(
         while rx.try_recv().is_ok() {}
         match gatehouse_config::load_file(&config_path) {
             Err(rejected) => {
+                proxy.metrics().reload(false);
                 for d in &rejected.diagnostics {
                     tracing::error!(config = %config_path.display(), "{d}");
                 }
@@ -67,16 +68,20 @@ async fn run(
                 let routes = loaded.config.routes.len();
                 match proxy.apply(loaded.config) {
                     Ok(()) => {
+                        proxy.metrics().reload(true);
                         tracing::info!(routes, "configuration reloaded");
                         if new_watched != watched {
                             watched = new_watched;
                             watcher = new_watcher(tx.clone(), &watched).ok();
                         }
                     }
-                    Err(e) => tracing::error!(
-                        error = %e,
-                        "configuration reload rejected; the last good configuration keeps serving"
-                    ),
+                    Err(e) => {
+                        proxy.metrics().reload(false);
+                        tracing::error!(
+                            error = %e,
+                            "configuration reload rejected; the last good configuration keeps serving"
+                        )
+                    }
                 }
             }
         }

@@ -84,7 +84,7 @@ pub enum Reason {
     NoPolicy,
 }
 
-const ALL_REASONS: [Reason; 28] = [
+pub const ALL_REASONS: [Reason; 28] = [
     Reason::Accept,
     Reason::Reject,
     Reason::UserOk,

@@ -81,12 +81,32 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// Serves one request against the runtime in force when it arrived.
+/// Serves one request against the runtime in force when it arrived, and
+/// counts it for its route.
 pub async fn handle(
     rt: &Runtime,
     identity: &IdentityState,
     req: Request<Incoming>,
     conn: &ConnInfo,
+) -> Response<Body> {
+    let start = std::time::Instant::now();
+    let mut routed = None;
+    let resp = route_request(rt, identity, req, conn, &mut routed).await;
+    let metrics = match routed {
+        Some(i) => &rt.routes[i].metrics,
+        None => &identity.metrics.unrouted,
+    };
+    metrics.record(resp.status().as_u16(), start.elapsed());
+    resp
+}
+
+/// The phases above; `routed` is set once a route matches.
+async fn route_request(
+    rt: &Runtime,
+    identity: &IdentityState,
+    req: Request<Incoming>,
+    conn: &ConnInfo,
+    routed: &mut Option<usize>,
 ) -> Response<Body> {
     let request_id = request_id(req.headers());
     let json = pages::wants_json(req.headers());
@@ -190,6 +210,7 @@ pub async fn handle(
     };
     let route = &rt.config.routes[route_index];
     let state = &rt.routes[route_index];
+    *routed = Some(route_index);
 
     // Authorize: the route's policy decides, with the session when the
     // policy looks at the user.
@@ -221,6 +242,7 @@ pub async fn handle(
             now: gatehouse_identity::session::unix_now() as i64,
         };
         let decision = state.policy.evaluate(&facts);
+        identity.metrics.decision(decision);
         log_decision(
             route,
             req.method().as_str(),
@@ -261,6 +283,7 @@ pub async fn handle(
     let mut resp = match result {
         Ok(resp) => resp,
         Err(e) => {
+            state.metrics.upstream_error(e.code());
             if e.status().is_server_error() {
                 tracing::warn!(route = %route.label(), request_id = ?request_id, error = %e, source = ?std::error::Error::source(&e), "upstream request failed");
             }
@@ -482,10 +505,14 @@ pub(crate) fn assertion(
         route.index,
         host.to_string(),
     );
-    identity.assertions.get_or_mint(key, now, || {
+    let mut minted = false;
+    let value = identity.assertions.get_or_mint(key, now, || {
+        minted = true;
         let value = mint_assertion(rt, host, route, session, now)?;
         Some((value, now + gatehouse_assertion::LIFETIME_SECS))
-    })
+    });
+    identity.metrics.assertion_cache(!minted);
+    value
 }
 
 fn mint_assertion(

@@ -266,6 +266,7 @@ pub async fn handle(
             now: gatehouse_identity::session::unix_now() as i64,
         };
         let decision = state.policy.evaluate(&facts);
+        identity.metrics.decision(decision);
         log_decision(
             route,
             &original.method,

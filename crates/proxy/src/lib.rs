@@ -16,6 +16,7 @@ pub mod deadline;
 pub mod error;
 pub mod forward;
 pub mod forward_auth;
+pub mod metrics;
 pub mod pages;
 pub mod routing;
 pub mod runtime;
@@ -125,6 +126,11 @@ impl Proxy {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// The process-wide metrics (served on `metrics_address`).
+    pub fn metrics(&self) -> &std::sync::Arc<metrics::Metrics> {
+        &self.identity.metrics
     }
 }
 

@@ -31,6 +31,8 @@ pub struct RouteState {
     pub clients: UpstreamClients,
     /// Per target: its authority as a `Host` value, built once.
     pub target_hosts: Vec<HeaderValue>,
+    /// This route's request counters (kept across reloads by label).
+    pub metrics: std::sync::Arc<crate::metrics::RouteMetrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +101,7 @@ impl Runtime {
                 policy: policies
                     .next()
                     .unwrap_or_else(gatehouse_policy::Policy::deny_all),
+                metrics: identity.metrics.route(&r.label().to_string()),
                 balancer: Balancer::new(targets),
                 clients: c,
                 target_hosts: targets
@@ -126,6 +129,12 @@ impl Runtime {
                 }
             }
         }
+        let labels: Vec<String> = config
+            .routes
+            .iter()
+            .map(|r| r.label().to_string())
+            .collect();
+        identity.metrics.retain_routes(&labels);
         let table = RouteTable::new(&config.routes);
         let generation = identity.next_generation();
         Ok((

@@ -150,6 +150,8 @@ async fn serve_connection(
     conn: ConnInfo,
 ) {
     let (read_timeout, idle_timeout) = (proxy.settings.timeout_read, proxy.settings.timeout_idle);
+    let metrics = proxy.identity.metrics.clone();
+    let _open = metrics.connection();
     let peer = conn.peer;
     let conn = Arc::new(conn);
     let activity = Arc::new(Activity::default());

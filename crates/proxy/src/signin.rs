@@ -54,6 +54,8 @@ pub struct IdentityState {
     /// configurations (keys carry the configuration generation).
     pub assertions: gatehouse_assertion::Cache<http::HeaderValue>,
     generation: std::sync::atomic::AtomicU64,
+    /// Process-wide metrics (they outlive reloads too).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl IdentityState {
@@ -81,6 +83,7 @@ impl IdentityState {
             random_shared_key: rand::random(),
             assertions: gatehouse_assertion::Cache::new(100_000),
             generation: Default::default(),
+            metrics: Default::default(),
         })
     }
 
@@ -314,6 +317,7 @@ async fn session_from_handle(
         Ok(Some(s)) if s.is_live(now) => s,
         Ok(_) => return None,
         Err(e) => {
+            state.metrics.store_error();
             tracing::warn!(error = %e, "session lookup failed; treating the request as signed out");
             return None;
         }
@@ -379,12 +383,19 @@ async fn refresh_locked(
         Ok(new) => {
             current.tokens = Some(new);
             if let Err(e) = state.store.put(&current).await {
+                state.metrics.store_error();
                 tracing::warn!(error = %e, "cannot store refreshed tokens");
             }
+            state
+                .metrics
+                .refresh(crate::metrics::RefreshResult::Success);
             tracing::info!(user = %current.identity.sub, "refreshed session tokens");
             (id, Some(current))
         }
         Err(gatehouse_identity::oidc::RefreshError::Permanent(why)) => {
+            state
+                .metrics
+                .refresh(crate::metrics::RefreshResult::Refused);
             tracing::warn!(user = %current.identity.sub, reason = %why, "token refresh refused: ending the session");
             if let Err(e) = state.end_session(&id).await {
                 tracing::warn!(error = %e, "cannot delete the session");
@@ -392,6 +403,9 @@ async fn refresh_locked(
             (id, None)
         }
         Err(gatehouse_identity::oidc::RefreshError::Temporary(why)) => {
+            state
+                .metrics
+                .refresh(crate::metrics::RefreshResult::TemporaryFailure);
             tracing::warn!(user = %current.identity.sub, reason = %why, "token refresh failed for now; the session continues");
             // Do not hammer a provider that is down: wait before the next try.
             let mut t = tokens;
@@ -896,12 +910,16 @@ pub async fn sign_in_with_token(
     identity.claims.remove("aud");
     let session = Session::new(identity, now, auth.cookie.expire.as_secs());
     if let Err(e) = state.store.put(&session).await {
+        state.metrics.store_error();
         tracing::error!(error = %e, "cannot store the new session");
         return bad(
             StatusCode::SERVICE_UNAVAILABLE,
             "Sessions cannot be stored right now. Try again shortly.",
         );
     }
+    state
+        .metrics
+        .sign_in(&session.identity.idp, crate::metrics::SignInResult::Success);
     tracing::info!(user = %session.identity.sub, idp = %session.identity.idp, route = %route.label(), "signed in with a token");
     let mut resp = redirect(target_url.as_str());
     *resp.status_mut() = StatusCode::SEE_OTHER;
@@ -1086,6 +1104,9 @@ async fn sign_in_post(
         .flatten();
     let Some(identity) = verified else {
         state.throttle.failure(&username, peer, now);
+        state
+            .metrics
+            .sign_in("local", crate::metrics::SignInResult::Failure);
         tracing::info!(user = %username, client = %peer, "sign-in failed");
         return html(
             StatusCode::UNAUTHORIZED,
@@ -1100,6 +1121,7 @@ async fn sign_in_post(
     state.throttle.success(&username, peer);
     let session = Session::new(identity, now, auth.cookie.expire.as_secs());
     if let Err(e) = state.store.put(&session).await {
+        state.metrics.store_error();
         tracing::error!(error = %e, "cannot store the new session");
         return notice(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -1108,6 +1130,9 @@ async fn sign_in_post(
             "Sessions cannot be stored right now. Try again shortly.",
         );
     }
+    state
+        .metrics
+        .sign_in("local", crate::metrics::SignInResult::Success);
     tracing::info!(user = %session.identity.sub, idp = "local", "signed in");
     let cookie = session_cookie(auth, host.name, &session, secure);
     finish(
@@ -1354,6 +1379,14 @@ async fn oidc_callback(
     let (identity, tokens) = match exchanged {
         Ok(r) => r,
         Err(e) => {
+            let idp = if auth.github.is_some() {
+                "github"
+            } else {
+                "oidc"
+            };
+            state
+                .metrics
+                .sign_in(idp, crate::metrics::SignInResult::Failure);
             tracing::warn!(error = %e, "sign-in failed");
             return sign_in_failed(StatusCode::UNAUTHORIZED, &e);
         }
@@ -1361,12 +1394,16 @@ async fn oidc_callback(
     let mut session = Session::new(identity, now, auth.cookie.expire.as_secs());
     session.tokens = Some(tokens);
     if let Err(e) = state.store.put(&session).await {
+        state.metrics.store_error();
         tracing::error!(error = %e, "cannot store the new session");
         return sign_in_failed(
             StatusCode::SERVICE_UNAVAILABLE,
             "Sessions cannot be stored right now. Try again shortly.",
         );
     }
+    state
+        .metrics
+        .sign_in(&session.identity.idp, crate::metrics::SignInResult::Success);
     tracing::info!(user = %session.identity.sub, idp = %session.identity.idp, "signed in");
     let cookie = session_cookie(auth, host.name, &session, secure);
     let mut resp = finish(
