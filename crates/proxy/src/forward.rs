@@ -228,31 +228,19 @@ async fn route_request(
     } else {
         None
     };
-    let decision = {
-        let path = normalized.as_deref().unwrap_or(req.uri().path());
-        let subject = session.as_ref().map(SessionSubject);
-        let facts = gatehouse_policy::Facts {
-            subject: subject
-                .as_ref()
-                .map(|s| s as &dyn gatehouse_policy::Subject),
+    let decision = authorize(
+        identity,
+        route,
+        state,
+        session.as_ref(),
+        Asked {
             method: req.method().as_str(),
-            path,
+            path: normalized.as_deref().unwrap_or(req.uri().path()),
             source_ip: conn.peer.ip(),
-            cors_preflight: is_cors_preflight(&req),
-            now: gatehouse_identity::session::unix_now() as i64,
-        };
-        let decision = state.policy.evaluate(&facts);
-        identity.metrics.decision(decision);
-        log_decision(
-            route,
-            req.method().as_str(),
-            path,
-            session.as_ref(),
-            decision,
-            &request_id,
-        );
-        decision
-    };
+            cors_preflight: is_cors_preflight(req.method().as_str(), req.headers()),
+        },
+        &request_id,
+    );
     let result = match decision {
         gatehouse_policy::Decision::Allow(_) => {
             let ctx = RequestCtx {
@@ -327,7 +315,7 @@ pub(crate) async fn identify(
 }
 
 /// A session as the policy sees it.
-pub(crate) struct SessionSubject<'a>(pub(crate) &'a gatehouse_identity::Session);
+struct SessionSubject<'a>(&'a gatehouse_identity::Session);
 
 impl gatehouse_policy::Subject for SessionSubject<'_> {
     fn user_id(&self) -> &str {
@@ -345,16 +333,57 @@ impl gatehouse_policy::Subject for SessionSubject<'_> {
 }
 
 /// `OPTIONS` with `Origin` and `Access-Control-Request-Method`.
-fn is_cors_preflight<B>(req: &Request<B>) -> bool {
-    req.method() == Method::OPTIONS
-        && req.headers().contains_key(header::ORIGIN)
-        && req
-            .headers()
-            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+pub(crate) fn is_cors_preflight(method: &str, headers: &HeaderMap) -> bool {
+    method == "OPTIONS"
+        && headers.contains_key(header::ORIGIN)
+        && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+/// What the policy is asked about a request (besides who sends it).
+pub(crate) struct Asked<'a> {
+    pub method: &'a str,
+    /// Normalized.
+    pub path: &'a str,
+    pub source_ip: std::net::IpAddr,
+    pub cors_preflight: bool,
+}
+
+/// The route's policy decides; the decision is counted and logged. Shared
+/// by proxied requests and forward-auth questions.
+pub(crate) fn authorize(
+    identity: &IdentityState,
+    route: &Route,
+    state: &RouteState,
+    session: Option<&gatehouse_identity::Session>,
+    asked: Asked<'_>,
+    request_id: &HeaderValue,
+) -> gatehouse_policy::Decision {
+    let subject = session.map(SessionSubject);
+    let facts = gatehouse_policy::Facts {
+        subject: subject
+            .as_ref()
+            .map(|s| s as &dyn gatehouse_policy::Subject),
+        method: asked.method,
+        path: asked.path,
+        source_ip: asked.source_ip,
+        cors_preflight: asked.cors_preflight,
+        now: gatehouse_identity::session::unix_now() as i64,
+    };
+    let decision = state.policy.evaluate(&facts);
+    identity.metrics.decision(decision);
+    log_decision(
+        route,
+        asked.method,
+        asked.path,
+        session,
+        decision,
+        request_id,
+    );
+    decision
 }
 
 /// One structured line per decision (target `gatehouse::authorize`).
-pub(crate) fn log_decision(
+fn log_decision(
     route: &Route,
     method: &str,
     path: &str,

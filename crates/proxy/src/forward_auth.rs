@@ -30,7 +30,7 @@ use http::{Method, Request, Response, StatusCode};
 
 use crate::body::{self, Body};
 use crate::forward::{
-    ConnInfo, SessionSubject, assertion, claim_value, denied_page, identify, log_decision,
+    Asked, ConnInfo, assertion, authorize, claim_value, denied_page, identify, is_cors_preflight,
     split_authority,
 };
 use crate::pages;
@@ -251,32 +251,19 @@ pub async fn handle(
     } else {
         None
     };
-    let decision = {
-        let subject = session.as_ref().map(SessionSubject);
-        let facts = gatehouse_policy::Facts {
-            subject: subject
-                .as_ref()
-                .map(|s| s as &dyn gatehouse_policy::Subject),
+    let decision = authorize(
+        identity,
+        route,
+        state,
+        session.as_ref(),
+        Asked {
             method: &original.method,
             path: &path,
             source_ip: client_ip(headers, peer),
-            cors_preflight: original.method == "OPTIONS"
-                && headers.contains_key(header::ORIGIN)
-                && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD),
-            now: gatehouse_identity::session::unix_now() as i64,
-        };
-        let decision = state.policy.evaluate(&facts);
-        identity.metrics.decision(decision);
-        log_decision(
-            route,
-            &original.method,
-            &path,
-            session.as_ref(),
-            decision,
-            request_id,
-        );
-        decision
-    };
+            cors_preflight: is_cors_preflight(&original.method, headers),
+        },
+        request_id,
+    );
     match decision {
         gatehouse_policy::Decision::Allow(_) => {
             let mut resp = Response::new(body::empty());

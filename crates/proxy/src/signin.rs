@@ -96,6 +96,30 @@ impl IdentityState {
             + 1
     }
 
+    /// Stores a new session for a user who just signed in (`via`: how, for
+    /// the log) and counts it. `None` when the store refused (logged): the
+    /// caller answers 503.
+    async fn open_session(
+        &self,
+        identity: gatehouse_identity::Identity,
+        lifetime: Duration,
+        tokens: Option<gatehouse_identity::oidc::Tokens>,
+        via: &'static str,
+    ) -> Option<Session> {
+        let mut session = Session::new(identity, unix_now(), lifetime.as_secs());
+        session.tokens = tokens;
+        if let Err(e) = self.store.put(&session).await {
+            self.metrics.store_error();
+            tracing::error!(error = %e, "cannot store the new session");
+            return None;
+        }
+        let id = &session.identity;
+        self.metrics
+            .sign_in(&id.idp, crate::metrics::SignInResult::Success);
+        tracing::info!(user = %id.sub, idp = %id.idp, via, "signed in");
+        Some(session)
+    }
+
     /// Ends a session here: its record and its cached assertions.
     async fn end_session(
         &self,
@@ -905,22 +929,17 @@ pub async fn sign_in_with_token(
         Ok(s) => s,
         Err(refused) => return refused.response(request_id, false),
     };
-    let now = unix_now();
     let mut identity = verified.identity;
     identity.claims.remove("aud");
-    let session = Session::new(identity, now, auth.cookie.expire.as_secs());
-    if let Err(e) = state.store.put(&session).await {
-        state.metrics.store_error();
-        tracing::error!(error = %e, "cannot store the new session");
+    let Some(session) = state
+        .open_session(identity, auth.cookie.expire, None, "token")
+        .await
+    else {
         return bad(
             StatusCode::SERVICE_UNAVAILABLE,
             "Sessions cannot be stored right now. Try again shortly.",
         );
-    }
-    state
-        .metrics
-        .sign_in(&session.identity.idp, crate::metrics::SignInResult::Success);
-    tracing::info!(user = %session.identity.sub, idp = %session.identity.idp, route = %route.label(), "signed in with a token");
+    };
     let mut resp = redirect(target_url.as_str());
     *resp.status_mut() = StatusCode::SEE_OTHER;
     resp.headers_mut().append(
@@ -1119,21 +1138,17 @@ async fn sign_in_post(
         );
     };
     state.throttle.success(&username, peer);
-    let session = Session::new(identity, now, auth.cookie.expire.as_secs());
-    if let Err(e) = state.store.put(&session).await {
-        state.metrics.store_error();
-        tracing::error!(error = %e, "cannot store the new session");
+    let Some(session) = state
+        .open_session(identity, auth.cookie.expire, None, "password")
+        .await
+    else {
         return notice(
             StatusCode::SERVICE_UNAVAILABLE,
             "Sign in",
             "Sign-in is unavailable",
             "Sessions cannot be stored right now. Try again shortly.",
         );
-    }
-    state
-        .metrics
-        .sign_in("local", crate::metrics::SignInResult::Success);
-    tracing::info!(user = %session.identity.sub, idp = "local", "signed in");
+    };
     let cookie = session_cookie(auth, host.name, &session, secure);
     finish(
         auth,
@@ -1391,20 +1406,15 @@ async fn oidc_callback(
             return sign_in_failed(StatusCode::UNAUTHORIZED, &e);
         }
     };
-    let mut session = Session::new(identity, now, auth.cookie.expire.as_secs());
-    session.tokens = Some(tokens);
-    if let Err(e) = state.store.put(&session).await {
-        state.metrics.store_error();
-        tracing::error!(error = %e, "cannot store the new session");
+    let Some(session) = state
+        .open_session(identity, auth.cookie.expire, Some(tokens), "provider")
+        .await
+    else {
         return sign_in_failed(
             StatusCode::SERVICE_UNAVAILABLE,
             "Sessions cannot be stored right now. Try again shortly.",
         );
-    }
-    state
-        .metrics
-        .sign_in(&session.identity.idp, crate::metrics::SignInResult::Success);
-    tracing::info!(user = %session.identity.sub, idp = %session.identity.idp, "signed in");
+    };
     let cookie = session_cookie(auth, host.name, &session, secure);
     let mut resp = finish(
         auth,
