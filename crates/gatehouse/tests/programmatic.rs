@@ -62,19 +62,9 @@ async fn programmatic_login(gh: &Gatehouse, client_redirect: &str) -> (String, r
 
     // The user's browser: sign in, follow redirects until the client's
     // redirect URI (which the CLI's local listener would serve).
-    let stop = client_redirect.to_string();
-    let browser = reqwest::Client::builder()
+    let browser = follow_until(client_redirect)
         .danger_accept_invalid_certs(true)
         .resolve("app.localhost", gh.addr())
-        .cookie_store(true)
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::custom(move |a| {
-            if a.url().as_str().starts_with(&stop) {
-                a.stop()
-            } else {
-                a.follow()
-            }
-        }))
         .build()
         .unwrap();
     let resp = submit_login(&browser, &login_url, "alice", "wonderland").await;

@@ -786,19 +786,7 @@ pub async fn idp_tokens(
     let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
         aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()).as_ref(),
     );
-    let stop_at = redirect_uri.to_string();
-    let c = reqwest::Client::builder()
-        .cookie_store(true)
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.url().as_str().starts_with(&stop_at) {
-                attempt.stop()
-            } else {
-                attempt.follow()
-            }
-        }))
-        .build()
-        .unwrap();
+    let c = follow_until(redirect_uri).build().unwrap();
     let mut auth = url::Url::parse(&format!("{issuer}/auth")).unwrap();
     auth.query_pairs_mut()
         .append_pair("client_id", "gatehouse")
@@ -845,6 +833,23 @@ pub async fn idp_tokens(
         .unwrap();
     let text = resp.text().await.unwrap();
     serde_json::from_str(&text).unwrap_or_else(|_| panic!("token endpoint: {text}"))
+}
+
+/// A browser-like client (cookies, redirects followed) that stops at the
+/// first redirect to a URL starting with `prefix`: the callback a real
+/// client would serve, which the test reads from `Location` instead.
+pub fn follow_until(prefix: &str) -> reqwest::ClientBuilder {
+    let prefix = prefix.to_string();
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.url().as_str().starts_with(&prefix) {
+                attempt.stop()
+            } else {
+                attempt.follow()
+            }
+        }))
 }
 
 fn rand_u128() -> u128 {
