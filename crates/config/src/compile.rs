@@ -624,16 +624,105 @@ impl Compiler<'_> {
             cookie_secret: self.secret(&opts.cookie_secret, "cookie_secret"),
             shared_secret: self.secret(&opts.shared_secret, "shared_secret"),
             signout_redirect_url: opts.signout_redirect_url.as_ref().map(|u| u.value.clone()),
-            storage_type: opts
-                .databroker_storage_type
-                .as_ref()
-                .map(|t| t.value.to_ascii_lowercase())
-                .unwrap_or_else(|| "memory".into()),
-            storage_connection: opts
-                .databroker_storage_connection_string
-                .as_ref()
-                .map(|c| c.value.clone()),
+            storage: self.storage(opts),
             throttle,
+        }
+    }
+
+    /// `databroker_storage_*`, checked here so a typo names its line.
+    fn storage(&mut self, opts: &crate::model::Options) -> Storage {
+        let connection = opts.databroker_storage_connection_string.as_ref();
+        let kind = match &opts.databroker_storage_type {
+            None => StorageKind::Memory,
+            Some(t) => match t.value.to_ascii_lowercase().as_str() {
+                "" | "memory" => StorageKind::Memory,
+                "file" => {
+                    let path = connection
+                        .map(|c| c.value.strip_prefix("file://").unwrap_or(&c.value))
+                        .filter(|p| !p.is_empty())
+                        .unwrap_or("gatehouse-sessions.redb");
+                    StorageKind::File(self.resolve(path))
+                }
+                "redis" => match connection {
+                    None => {
+                        self.error(
+                            &t.mark,
+                            "databroker_storage_type redis needs databroker_storage_connection_string (redis://host:6379/0, rediss://… for TLS)",
+                        );
+                        StorageKind::Memory
+                    }
+                    Some(c) => {
+                        if let Err(why) = check_redis_url(&c.value) {
+                            self.error(
+                                &c.mark,
+                                format!("databroker_storage_connection_string: {why}"),
+                            );
+                        }
+                        StorageKind::Redis(c.value.clone())
+                    }
+                },
+                "postgres" => {
+                    self.error(
+                        &t.mark,
+                        "databroker_storage_type postgres is not supported by gatehouse: use redis to share sessions between instances, or file for one instance",
+                    );
+                    StorageKind::Memory
+                }
+                other => {
+                    self.error(
+                        &t.mark,
+                        format!(
+                            "unknown databroker_storage_type `{other}` (memory, file or redis)"
+                        ),
+                    );
+                    StorageKind::Memory
+                }
+            },
+        };
+        let redis = matches!(kind, StorageKind::Redis(_));
+        let pem = |c: &mut Self, v: &Option<Spanned<String>>, what: &str| {
+            let v = v.as_ref()?;
+            if !redis {
+                c.warn(
+                    &v.mark,
+                    format!("{what} only applies to databroker_storage_type redis"),
+                );
+                return None;
+            }
+            c.read_file(v, what)
+        };
+        let ca_pem = pem(
+            self,
+            &opts.databroker_storage_ca_file,
+            "databroker_storage_ca_file",
+        );
+        let cert = pem(
+            self,
+            &opts.databroker_storage_cert_file,
+            "databroker_storage_cert_file",
+        );
+        let key = pem(
+            self,
+            &opts.databroker_storage_key_file,
+            "databroker_storage_key_file",
+        );
+        match (
+            &opts.databroker_storage_cert_file,
+            &opts.databroker_storage_key_file,
+        ) {
+            (Some(one), None) | (None, Some(one)) => self.error(
+                &one.mark,
+                "databroker_storage_cert_file and databroker_storage_key_file go together",
+            ),
+            _ => {}
+        }
+        let client_pem = cert.zip(key);
+        Storage {
+            kind,
+            ca_pem,
+            client_pem,
+            outage_grace: dur(&opts.databroker_storage_outage_grace)
+                .unwrap_or(Duration::from_secs(300)),
         }
     }
 
@@ -1841,4 +1930,46 @@ pub fn parse_template(value: &str) -> Result<Vec<TemplatePart>, String> {
         parts.push(TemplatePart::Literal(lit));
     }
     Ok(parts)
+}
+
+/// A Redis connection string gatehouse can use: `redis://`, `rediss://`
+/// (TLS), `redis+unix://` or `unix://` (socket), with a host for TCP.
+fn check_redis_url(s: &str) -> Result<(), String> {
+    let u = url::Url::parse(s).map_err(|e| {
+        format!(
+            "`{}` is not a URL ({e}); write redis://host:6379/0",
+            redact(s)
+        )
+    })?;
+    match u.scheme() {
+        "redis" | "rediss" => {
+            if u.host_str().is_none_or(str::is_empty) {
+                return Err("the Redis URL has no host (redis://host:6379/0)".into());
+            }
+            let db = u.path().trim_start_matches('/');
+            if !db.is_empty() && db.parse::<u32>().is_err() {
+                return Err(format!(
+                    "`/{db}` is not a database number (redis://host:6379/0)"
+                ));
+            }
+            Ok(())
+        }
+        "redis+unix" | "unix" => Ok(()),
+        other => Err(format!(
+            "scheme `{other}` is not supported: use redis://, rediss:// (TLS) or unix://"
+        )),
+    }
+}
+
+/// A connection string for a message, password hidden.
+fn redact(s: &str) -> String {
+    match url::Url::parse(s) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("REDACTED"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) if s.contains('@') => "(connection string with credentials)".into(),
+        Err(_) => s.to_string(),
+    }
 }

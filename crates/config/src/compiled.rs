@@ -213,10 +213,56 @@ pub struct SignIn {
     /// `shared_secret` (32 bytes): seals the hand-off between hosts.
     pub shared_secret: Option<[u8; 32]>,
     pub signout_redirect_url: Option<String>,
-    /// `databroker_storage_type` and its connection string.
-    pub storage_type: String,
-    pub storage_connection: Option<String>,
+    /// `databroker_storage_*`: where sessions and one-time tokens live.
+    pub storage: Storage,
     pub throttle: LoginThrottle,
+}
+
+/// The session store (`databroker_storage_type`). Opened once at start:
+/// a reload that changes it applies after a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Storage {
+    pub kind: StorageKind,
+    /// `databroker_storage_ca_file`: PEM roots for `rediss://`.
+    pub ca_pem: Option<Vec<u8>>,
+    /// `databroker_storage_cert_file` + `_key_file`: PEM client certificate
+    /// and key for mutual TLS.
+    pub client_pem: Option<(Vec<u8>, Vec<u8>)>,
+    /// `databroker_storage_outage_grace` (default 5m): how long a session an
+    /// instance has seen keeps working while Redis is unreachable.
+    pub outage_grace: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageKind {
+    /// Sessions end with the process.
+    Memory,
+    /// An embedded database file (one instance).
+    File(std::path::PathBuf),
+    /// Redis, shared by every instance: the connection string as written
+    /// (`redis://`, `rediss://`, `redis+unix://`, `unix://`); it may hold a
+    /// password, so it is never logged — see [`Storage::describe`].
+    Redis(String),
+}
+
+impl Storage {
+    /// The store for messages: no password, no query.
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            StorageKind::Memory => "memory".into(),
+            StorageKind::File(p) => format!("file {}", p.display()),
+            StorageKind::Redis(url) => match url::Url::parse(url) {
+                Ok(u) => format!(
+                    "redis {}://{}{}{}",
+                    u.scheme(),
+                    u.host_str().unwrap_or_default(),
+                    u.port().map(|p| format!(":{p}")).unwrap_or_default(),
+                    u.path()
+                ),
+                Err(_) => "redis".into(),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

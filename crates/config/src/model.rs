@@ -100,6 +100,14 @@ pub struct Options {
     pub databroker_storage_type: S<String>,
     pub databroker_storage_connection_string: S<String>,
     pub databroker_storage_connection_string_file: S<String>,
+    /// Redis over TLS (`rediss://`): the CA to trust instead of the system's,
+    /// and a client certificate for mutual TLS (Pomerium's old Redis keys).
+    pub databroker_storage_ca_file: S<String>,
+    pub databroker_storage_cert_file: S<String>,
+    pub databroker_storage_key_file: S<String>,
+    /// gatehouse: how long signed-in users keep working from an instance's
+    /// cache of hot sessions while Redis cannot be reached.
+    pub databroker_storage_outage_grace: S<GoDuration>,
 
     // --- observability
     pub log_level: S<String>,

@@ -599,3 +599,63 @@ routes:
         "{errs:?}"
     );
 }
+
+#[test]
+fn session_store_settings() {
+    let route =
+        format!("routes:\n  - from: https://a.example.com\n    to: http://127.0.0.1:1\n{PUBLIC}");
+    let ok = load(&format!(
+        "databroker_storage_type: redis\ndatabroker_storage_connection_string: rediss://:s3cret@redis.internal:6380/2\ndatabroker_storage_outage_grace: 90s\n{route}"
+    ))
+    .unwrap();
+    let storage = &ok.config.sign_in.storage;
+    assert_eq!(
+        storage.kind,
+        StorageKind::Redis("rediss://:s3cret@redis.internal:6380/2".into())
+    );
+    assert_eq!(storage.outage_grace, std::time::Duration::from_secs(90));
+    // Never the password in a message.
+    assert_eq!(storage.describe(), "redis rediss://redis.internal:6380/2");
+    let default = load(&route).unwrap();
+    assert_eq!(default.config.sign_in.storage.kind, StorageKind::Memory);
+    assert_eq!(
+        default.config.sign_in.storage.outage_grace,
+        std::time::Duration::from_secs(300)
+    );
+
+    let cases = [
+        (
+            "databroker_storage_type: redis\n",
+            "c.yaml:1:26: databroker_storage_type redis needs databroker_storage_connection_string",
+        ),
+        (
+            "databroker_storage_type: redis\ndatabroker_storage_connection_string: http://r:6379\n",
+            "c.yaml:2:39: databroker_storage_connection_string: scheme `http` is not supported",
+        ),
+        (
+            "databroker_storage_type: redis\ndatabroker_storage_connection_string: redis://:pw@r:6379/x\n",
+            "`/x` is not a database number",
+        ),
+        (
+            "databroker_storage_type: postgres\n",
+            "postgres is not supported by gatehouse",
+        ),
+        (
+            "databroker_storage_type: redis\ndatabroker_storage_connection_string: redis://r\ndatabroker_storage_cert_file: c.pem\n",
+            "databroker_storage_cert_file and databroker_storage_key_file go together",
+        ),
+        (
+            "databroker_storage_type: redis\ndatabroker_storage_connection_string: redis://r\ndatabroker_storage_ca_file: /nonexistent/ca.pem\n",
+            "c.yaml:3:29: cannot read databroker_storage_ca_file file `/nonexistent/ca.pem`",
+        ),
+        (
+            "databroker_storage_type: redsi\n",
+            "unknown databroker_storage_type `redsi`",
+        ),
+    ];
+    for (head, want) in cases {
+        let errs = errors(&format!("{head}{route}")).join("\n");
+        assert!(errs.contains(want), "{head}: {errs}");
+        assert!(!errs.contains("pw@"), "password in a message: {errs}");
+    }
+}

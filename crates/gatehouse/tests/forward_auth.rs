@@ -37,11 +37,39 @@ fn example(name: &str, vars: &[(&str, String)]) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../examples")
         .join(name);
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    for (k, v) in vars {
-        text = text.replace(k, v);
+    substitute(&std::fs::read_to_string(&path).unwrap(), vars)
+}
+
+/// Replaces every key in one pass over the original text (at each position
+/// the first key in `vars` that matches wins), so a value written in never
+/// matches a later key: an upstream on port 44331 must not become `:443…`.
+fn substitute(text: &str, vars: &[(&str, String)]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    'scan: while let Some(c) = rest.chars().next() {
+        for (k, v) in vars {
+            if let Some(after) = rest.strip_prefix(k) {
+                out.push_str(v);
+                rest = after;
+                continue 'scan;
+            }
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
     }
-    text
+    out
+}
+
+#[test]
+fn substitution_never_rewrites_what_it_wrote() {
+    let vars = [
+        ("127.0.0.1:3000", "127.0.0.1:44331".to_string()),
+        (":443", ":35835".to_string()),
+    ];
+    assert_eq!(
+        substitute("a:443 { to 127.0.0.1:3000 }", &vars),
+        "a:35835 { to 127.0.0.1:44331 }"
+    );
 }
 
 async fn setup(kind: &str, idp_args: &[&str]) -> Setup {
@@ -80,7 +108,8 @@ routes:
     );
     let gh = Gatehouse::start_on(gh_port, tempfile::tempdir().unwrap(), &yaml);
     let certs = certs();
-    // Certificate paths first: they contain the example host name.
+    // One pass over the example: certificate paths are taken whole before
+    // the host name inside them could match.
     let vars = [
         (
             "/etc/ssl/app.example.com.pem",

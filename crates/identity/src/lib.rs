@@ -1,5 +1,5 @@
 //! Sign-in and sessions: the built-in user directory, the OIDC relying party
-//! (next step), session records and their stores (memory, file), the cookie
+//! session records and their stores (memory, file, Redis), the cookie
 //! codec and the one-time sign-in hand-off.
 //!
 //! Pure where it can be: codecs, password checks and throttling take their
@@ -11,6 +11,7 @@ pub mod cookie;
 pub mod github;
 pub mod local;
 pub mod oidc;
+pub mod redis_store;
 pub mod session;
 pub mod store;
 

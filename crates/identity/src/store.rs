@@ -1,7 +1,8 @@
 //! Session stores (`databroker_storage_type`): `memory` (default; sessions
 //! end with the process) and `file` (an embedded redb database: pure Rust,
 //! ACID, crash-safe, one file, so sessions survive restarts without a
-//! server to run). Redis comes with the scale-out work.
+//! server to run), and `redis` (shared by several instances; see
+//! [`crate::redis_store`]).
 //!
 //! Besides sessions, a store keeps one-time tokens: the sign-in hand-off to a
 //! route host must work once, and only once.
@@ -9,6 +10,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gatehouse_config::StorageKind;
 
 use async_trait::async_trait;
 
@@ -26,28 +30,52 @@ pub enum StoreError {
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     async fn get(&self, id: &SessionId) -> Result<Option<Session>, StoreError>;
+    /// The record as the store has it now, never an instance's cached copy
+    /// (read before refreshing tokens another instance may have refreshed).
+    async fn get_fresh(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        self.get(id).await
+    }
     async fn put(&self, session: &Session) -> Result<(), StoreError>;
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError>;
     /// Remembers a one-time token until `expires_at` (unix seconds).
     async fn put_once(&self, token: [u8; 16], expires_at: u64) -> Result<(), StoreError>;
     /// True the first time a live token is taken; false after, or once expired.
     async fn take_once(&self, token: [u8; 16], now: u64) -> Result<bool, StoreError>;
+    /// The right to refresh `id`'s tokens for at most `ttl`, across every
+    /// instance sharing the store; `None` while someone else holds it. A
+    /// store only one process uses grants it always: the caller's own lock
+    /// already makes the refresh happen once.
+    async fn lease(&self, id: &SessionId, _ttl: Duration) -> Result<Option<Lease>, StoreError> {
+        Ok(Some(Lease {
+            id: *id,
+            token: [0; 16],
+        }))
+    }
+    /// False while the store is known to be unreachable: new sign-ins are
+    /// refused up front instead of after a trip through the provider.
+    fn available(&self) -> bool {
+        true
+    }
+    /// Gives a lease back early (it also ends by itself after its `ttl`).
+    async fn release(&self, _lease: Lease) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
-/// Opens the store the configuration names.
-pub fn open(kind: &str, connection: Option<&str>) -> Result<Arc<dyn SessionStore>, StoreError> {
-    match kind {
-        "" | "memory" => Ok(Arc::new(MemoryStore::default())),
-        "file" => {
-            let path = connection
-                .map(|c| c.strip_prefix("file://").unwrap_or(c))
-                .filter(|p| !p.is_empty())
-                .unwrap_or("gatehouse-sessions.redb");
-            Ok(Arc::new(FileStore::open(Path::new(path))?))
-        }
-        other => Err(StoreError::Backend(format!(
-            "databroker_storage_type `{other}` is not supported (memory or file)"
-        ))),
+/// A held right to refresh one session's tokens.
+#[derive(Debug)]
+pub struct Lease {
+    pub id: SessionId,
+    pub token: [u8; 16],
+}
+
+/// Opens the store the configuration names (Redis connects lazily and
+/// needs a Tokio runtime).
+pub fn open(settings: &gatehouse_config::Storage) -> Result<Arc<dyn SessionStore>, StoreError> {
+    match &settings.kind {
+        StorageKind::Memory => Ok(Arc::new(MemoryStore::default())),
+        StorageKind::File(path) => Ok(Arc::new(FileStore::open(path)?)),
+        StorageKind::Redis(_) => Ok(Arc::new(crate::redis_store::RedisStore::open(settings)?)),
     }
 }
 

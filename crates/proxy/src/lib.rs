@@ -87,6 +87,8 @@ pub struct Proxy {
     clients: upstream::ClientCache,
     pub(crate) identity: signin::IdentityState,
     pub(crate) settings: Settings,
+    /// The session store opened at start.
+    storage: gatehouse_config::Storage,
 }
 
 impl Proxy {
@@ -95,6 +97,8 @@ impl Proxy {
         let clients = upstream::ClientCache::default();
         let store = cert_store(&config)?;
         let identity = signin::IdentityState::new(&config.sign_in)?;
+        let storage = config.sign_in.storage.clone();
+        tracing::info!(store = %storage.describe(), "session store");
         let (rt, _) = runtime::Runtime::build(config, &clients, &identity)?;
         Ok(Arc::new(Proxy {
             runtime: ArcSwap::from_pointee(rt),
@@ -104,6 +108,7 @@ impl Proxy {
             clients,
             identity,
             settings,
+            storage,
         }))
     }
 
@@ -114,6 +119,12 @@ impl Proxy {
         if new_settings != self.settings {
             tracing::warn!(
                 "listener settings (address, insecure_server, http_redirect_addr, codec_type, timeout_read, timeout_idle) changed: they apply after a restart"
+            );
+        }
+        if config.sign_in.storage != self.storage {
+            tracing::warn!(
+                "databroker_storage_* changed: the session store in use stays {} until a restart",
+                self.storage.describe()
             );
         }
         let store = cert_store(&config)?;

@@ -60,10 +60,7 @@ pub struct IdentityState {
 
 impl IdentityState {
     pub fn new(sign_in: &SignIn) -> Result<IdentityState, gatehouse_identity::store::StoreError> {
-        let store = gatehouse_identity::store::open(
-            &sign_in.storage_type,
-            sign_in.storage_connection.as_deref(),
-        )?;
+        let store = gatehouse_identity::store::open(&sign_in.storage)?;
         let t = sign_in.throttle;
         if sign_in.cookie_secret.is_none() && !matches!(sign_in.provider, Provider::None) {
             tracing::warn!(
@@ -388,14 +385,61 @@ async fn refresh_locked(
     now: u64,
 ) -> (SessionId, Option<Session>) {
     let id = session.id;
-    // Another request may have refreshed while this one waited.
-    let mut current = match state.store.get(&id).await {
+    // One refresh across every instance sharing the store: whoever holds
+    // the lease refreshes; the others wait for its result a little, then
+    // carry on with the session as it is (the identity does not change).
+    let lease = match state.store.lease(&id, REFRESH_LEASE).await {
+        Ok(Some(lease)) => lease,
+        Ok(None) => return (id, wait_for_refresh(state, session, now).await),
+        Err(e) => {
+            state.metrics.store_error();
+            tracing::debug!(error = %e, "no refresh lease: the store is unreachable");
+            return (id, Some(session));
+        }
+    };
+    let result = refresh_leased(lazy, state, session, now).await;
+    if let Err(e) = state.store.release(lease).await {
+        tracing::debug!(error = %e, "cannot release the refresh lease; it expires by itself");
+    }
+    (id, result)
+}
+
+/// How long one instance may hold the right to refresh a session: more
+/// than discovery plus the token request can take (10 s each).
+const REFRESH_LEASE: Duration = Duration::from_secs(30);
+
+/// Another instance is refreshing: its result, if it comes within 2 s.
+async fn wait_for_refresh(state: &IdentityState, session: Session, now: u64) -> Option<Session> {
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        match state.store.get_fresh(&session.id).await {
+            Ok(Some(s)) if !s.is_live(now) => return None,
+            Ok(Some(s)) if !s.tokens.as_ref().is_some_and(|t| t.needs_refresh(now)) => {
+                return Some(s);
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => return None,
+            Err(_) => break,
+        }
+    }
+    Some(session)
+}
+
+async fn refresh_leased(
+    lazy: &LazyOidc,
+    state: &IdentityState,
+    session: Session,
+    now: u64,
+) -> Option<Session> {
+    let id = session.id;
+    // Another request or instance may have refreshed while this one waited.
+    let mut current = match state.store.get_fresh(&id).await {
         Ok(Some(s)) if s.is_live(now) => s,
-        Ok(_) => return (id, None),
-        Err(_) => return (id, Some(session)),
+        Ok(_) => return None,
+        Err(_) => return Some(session),
     };
     let Some(tokens) = current.tokens.clone().filter(|t| t.needs_refresh(now)) else {
-        return (id, Some(current));
+        return Some(current);
     };
     let outcome = match lazy.get().await {
         Ok(oidc) => oidc.refresh(&tokens, now).await,
@@ -414,7 +458,7 @@ async fn refresh_locked(
                 .metrics
                 .refresh(crate::metrics::RefreshResult::Success);
             tracing::info!(user = %current.identity.sub, "refreshed session tokens");
-            (id, Some(current))
+            Some(current)
         }
         Err(gatehouse_identity::oidc::RefreshError::Permanent(why)) => {
             state
@@ -424,7 +468,7 @@ async fn refresh_locked(
             if let Err(e) = state.end_session(&id).await {
                 tracing::warn!(error = %e, "cannot delete the session");
             }
-            (id, None)
+            None
         }
         Err(gatehouse_identity::oidc::RefreshError::Temporary(why)) => {
             state
@@ -436,7 +480,7 @@ async fn refresh_locked(
             t.refreshed_at = now;
             current.tokens = Some(t);
             let _ = state.store.put(&current).await;
-            (id, Some(current))
+            Some(current)
         }
     }
 }
@@ -658,6 +702,18 @@ pub async fn endpoint(
     let path = req.uri().path();
     let method = req.method().clone();
     match (path, &method) {
+        ("/.pomerium/sign_in", &Method::GET | &Method::POST) if !state.store.available() => {
+            let mut resp = pages::page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sign-in is unavailable for a moment: gatehouse cannot reach its session store. People already signed in are not affected. Try again shortly.",
+                "session_store_unavailable",
+                request_id,
+                pages::wants_json(req.headers()),
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            Ok(resp)
+        }
         ("/.pomerium/sign_in", &Method::GET) => {
             Ok(sign_in_page(auth, state, &req, host, allowed_redirect, secure).await)
         }

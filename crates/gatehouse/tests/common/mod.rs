@@ -857,3 +857,123 @@ fn rand_u128() -> u128 {
     aws_lc_rs::rand::fill(&mut b).unwrap();
     u128::from_le_bytes(b)
 }
+
+/// A real `redis-server` (Debian package) on a free loopback port, with
+/// append-only persistence so a restart keeps its data (as in production).
+pub struct Redis {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+    tls: bool,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let mut r = Redis {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            tls: false,
+        };
+        r.restart();
+        r
+    }
+
+    /// TLS only (`rediss://localhost`), with a `localhost` certificate from `ca`.
+    pub fn start_tls(ca: &TestCa) -> Redis {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key, _) = ca.leaf(&["localhost"]);
+        std::fs::write(dir.path().join("tls.crt"), cert).unwrap();
+        std::fs::write(dir.path().join("tls.key"), key).unwrap();
+        std::fs::write(dir.path().join("ca.crt"), ca.pem()).unwrap();
+        let mut r = Redis {
+            child: None,
+            port: free_port(),
+            dir,
+            tls: true,
+        };
+        r.restart();
+        r
+    }
+
+    pub fn url(&self) -> String {
+        if self.tls {
+            format!("rediss://localhost:{}/0", self.port)
+        } else {
+            format!("redis://127.0.0.1:{}/0", self.port)
+        }
+    }
+
+    /// Starts it (again, on the same port and data) and waits until it answers.
+    pub fn restart(&mut self) {
+        self.stop();
+        let mut cmd = Command::new("redis-server");
+        let port = self.port.to_string();
+        if self.tls {
+            let d = self.dir.path();
+            cmd.args(["--port", "0", "--tls-port", &port])
+                .arg("--tls-cert-file")
+                .arg(d.join("tls.crt"))
+                .arg("--tls-key-file")
+                .arg(d.join("tls.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(d.join("ca.crt"))
+                .args(["--tls-auth-clients", "no"]);
+        } else {
+            cmd.args(["--port", &port]);
+        }
+        let child = cmd
+            .args(["--bind", "127.0.0.1", "-::1", "--protected-mode", "no"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(["--logfile", "redis.log"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test.sh installs it)");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if self.ping() || (self.tls && self.log().contains("Ready to accept connections")) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not start: {}", self.log());
+    }
+
+    /// Kills it (SIGKILL: an outage, not a goodbye).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn ping(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut buf = [0u8; 7];
+        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
