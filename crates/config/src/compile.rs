@@ -351,10 +351,12 @@ impl Compiler<'_> {
                 .collect(),
             None => vec!["localhost".to_string()],
         };
+        let access_log = self.access_log_fields(opts.access_log_fields.as_ref());
         if self.diags.iter().any(Diagnostic::is_error) {
             return None;
         }
         Some(Config {
+            access_log,
             source,
             address,
             insecure_server,
@@ -374,6 +376,32 @@ impl Compiler<'_> {
             watched_files: std::mem::take(&mut self.watched),
             options: opts,
         })
+    }
+
+    /// `access_log_fields`: Pomerium's names; one it does not know is a
+    /// warning (a newer Pomerium field must not stop the proxy).
+    fn access_log_fields(
+        &mut self,
+        v: Option<&Spanned<crate::model::StringList>>,
+    ) -> Vec<AccessField> {
+        let Some(v) = v else {
+            return AccessField::defaults();
+        };
+        let mut fields = Vec::new();
+        for name in &v.value.0 {
+            match AccessField::parse(name.trim()) {
+                Some(f) if !fields.contains(&f) => fields.push(f),
+                Some(_) => {}
+                None if name.trim() == "client-certificate" || name.trim() == "cluster-stat-name" => {
+                    self.warn(&v.mark, format!("access_log_fields: `{name}` is not logged by gatehouse"));
+                }
+                None => self.warn(
+                    &v.mark,
+                    format!("access_log_fields: unknown field `{name}` (authority, duration, forwarded-for, ip, method, path, query, referer, request-id, response-code, response-code-details, size, upstream-cluster, user-agent, upstream, user, email, headers.<Name>)"),
+                ),
+            }
+        }
+        fields
     }
 
     /// A list of IP addresses and CIDR blocks (`10.0.0.0/8`, `::1`).

@@ -45,6 +45,8 @@ pub struct Config {
     /// `programmatic_redirect_domain_whitelist`: hosts a programmatic login
     /// may return its token to (default `localhost`).
     pub programmatic_redirect_domains: Vec<String>,
+    /// `access_log_fields`: what each request's `http-request` line holds.
+    pub access_log: Vec<AccessField>,
     pub routes: Vec<Route>,
     pub sign_in: SignIn,
     /// Files whose change should trigger a reload (config and referenced files).
@@ -553,4 +555,83 @@ pub enum TemplatePart {
     Jwt,
     ClientCertFingerprint,
     RequestHeader(HeaderName),
+}
+
+/// One field of the access log (`access_log_fields`, Pomerium's names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessField {
+    Authority,
+    Duration,
+    ForwardedFor,
+    Ip,
+    Method,
+    Path,
+    /// The query string, with the values of secret-looking parameters
+    /// (`code`, `state`, `*token*`, ...) replaced.
+    Query,
+    Referer,
+    RequestId,
+    ResponseCode,
+    ResponseCodeDetails,
+    Size,
+    /// The route (Pomerium: its Envoy cluster).
+    UpstreamCluster,
+    UserAgent,
+    /// gatehouse: the upstream address the request went to.
+    Upstream,
+    /// gatehouse: the signed-in user's id and email.
+    User,
+    Email,
+    /// `headers.<Name>`; credentials (`Authorization`, `Cookie`, ...) are
+    /// never written.
+    Header(http::HeaderName),
+}
+
+impl AccessField {
+    /// Pomerium's default set, plus the user (a gatehouse addition).
+    pub fn defaults() -> Vec<AccessField> {
+        use AccessField::*;
+        vec![
+            UpstreamCluster,
+            Method,
+            Authority,
+            Path,
+            UserAgent,
+            Referer,
+            ForwardedFor,
+            RequestId,
+            Duration,
+            Size,
+            ResponseCode,
+            ResponseCodeDetails,
+            User,
+        ]
+    }
+
+    pub fn parse(name: &str) -> Option<AccessField> {
+        use AccessField::*;
+        if let Some(h) = name.strip_prefix("headers.") {
+            return http::HeaderName::from_bytes(h.as_bytes()).ok().map(Header);
+        }
+        Some(match name {
+            "authority" => Authority,
+            "duration" => Duration,
+            "forwarded-for" => ForwardedFor,
+            "ip" => Ip,
+            "method" => Method,
+            "path" => Path,
+            "query" => Query,
+            "referer" => Referer,
+            "request-id" => RequestId,
+            "response-code" => ResponseCode,
+            "response-code-details" => ResponseCodeDetails,
+            "size" => Size,
+            "upstream-cluster" => UpstreamCluster,
+            "user-agent" => UserAgent,
+            "upstream" => Upstream,
+            "user" => User,
+            "email" => Email,
+            _ => return None,
+        })
+    }
 }

@@ -40,6 +40,8 @@ pub struct RequestCtx<'a> {
     pub assertion_for: Option<HeaderValue>,
     /// The signed-in session, if the route needed one.
     pub session: Option<&'a gatehouse_identity::Session>,
+    /// Where the request went (for the access log).
+    pub upstream: std::sync::OnceLock<http::uri::Authority>,
 }
 
 /// Facts about the connection a request arrived on, built once per connection.
@@ -90,14 +92,42 @@ pub async fn handle(
     conn: &ConnInfo,
 ) -> Response<Body> {
     let start = std::time::Instant::now();
+    let request_id = request_id(req.headers());
+    let mut line = (rt.access_log.enabled() && !is_health_check(&req)).then(|| {
+        rt.access_log
+            .begin(&req, conn.peer.ip(), &request_id, start)
+    });
     let mut routed = None;
-    let resp = route_request(rt, identity, req, conn, &mut routed).await;
+    let outcome = line.as_mut().map(|l| &mut l.outcome);
+    let mut resp = route_request(
+        rt,
+        identity,
+        req,
+        conn,
+        request_id.clone(),
+        &mut routed,
+        outcome,
+    )
+    .await;
+    // The id goes back to the client too (unless the app set its own), so
+    // a user's report can be matched to the log.
+    resp.headers_mut()
+        .entry(X_REQUEST_ID.clone())
+        .or_insert(request_id);
     let metrics = match routed {
         Some(i) => &rt.routes[i].metrics,
         None => &identity.metrics.unrouted,
     };
     metrics.record(resp.status().as_u16(), start.elapsed());
-    resp
+    match line {
+        Some(line) => line.attach(resp),
+        None => resp,
+    }
+}
+
+fn is_health_check<B>(req: &Request<B>) -> bool {
+    matches!(req.uri().path(), "/ping" | "/healthz")
+        && matches!(*req.method(), Method::GET | Method::HEAD)
 }
 
 /// The phases above; `routed` is set once a route matches.
@@ -106,15 +136,14 @@ async fn route_request(
     identity: &IdentityState,
     req: Request<Incoming>,
     conn: &ConnInfo,
+    request_id: HeaderValue,
     routed: &mut Option<usize>,
+    mut outcome: Option<&mut crate::access_log::Outcome>,
 ) -> Response<Body> {
-    let request_id = request_id(req.headers());
     let json = pages::wants_json(req.headers());
 
     // Health checks answer on every host, before routing.
-    if matches!(req.uri().path(), "/ping" | "/healthz")
-        && matches!(*req.method(), Method::GET | Method::HEAD)
-    {
+    if is_health_check(&req) {
         return pages::ok_text();
     }
     if req.method() == Method::CONNECT {
@@ -211,6 +240,9 @@ async fn route_request(
     let route = &rt.config.routes[route_index];
     let state = &rt.routes[route_index];
     *routed = Some(route_index);
+    if let Some(o) = outcome.as_deref_mut() {
+        o.route = Some(route.label().to_string());
+    }
 
     // Authorize: the route's policy decides, with the session when the
     // policy looks at the user.
@@ -228,6 +260,10 @@ async fn route_request(
     } else {
         None
     };
+    if let (Some(o), Some(s)) = (outcome.as_deref_mut(), &session) {
+        o.user = Some(s.identity.sub.clone());
+        o.email = Some(s.identity.email.clone());
+    }
     let decision = authorize(
         identity,
         route,
@@ -253,13 +289,29 @@ async fn route_request(
                     .flatten(),
                 assertion_for: chained_assertion(rt, route, conn, req.headers()),
                 session: session.as_ref(),
+                upstream: Default::default(),
             };
-            act(route, state, req, normalized, &ctx).await
+            let result = act(route, state, req, normalized, &ctx).await;
+            if let Some(o) = outcome.as_deref_mut() {
+                o.upstream = ctx.upstream.get().map(|a| a.to_string());
+                o.details = Some(match &result {
+                    Ok(_) if o.upstream.is_some() => "via_upstream",
+                    Ok(_) => "gatehouse",
+                    Err(e) => e.code(),
+                });
+            }
+            result
         }
         gatehouse_policy::Decision::Deny(reasons) => {
+            if let Some(o) = outcome.as_deref_mut() {
+                o.details = Some("denied");
+            }
             Ok(denied_page(route, reasons, &request_id, json))
         }
         gatehouse_policy::Decision::SignIn(_) => {
+            if let Some(o) = outcome {
+                o.details = Some("sign_in");
+            }
             let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
             let id = request_id.to_str().unwrap_or_default();
             let mut resp = signin::unauthenticated(auth, req.headers(), &host_info(), pq, id);
@@ -893,6 +945,7 @@ async fn forward(
         route.allow_websockets && is_websocket(req.headers()) && req.version() == Version::HTTP_11;
     let target_index = state.balancer.pick();
     let target = &targets[target_index];
+    let _ = ctx.upstream.set(target.authority.clone());
 
     // The path upstream: normalized, then rewritten; the original bytes are
     // reused when neither changed anything (the common case).

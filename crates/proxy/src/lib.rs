@@ -10,6 +10,7 @@
 //! [`error`].
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod bearer;
 pub mod body;
 pub mod deadline;

@@ -20,6 +20,8 @@ pub struct Runtime {
     pub table: RouteTable,
     /// Same order as `config.routes`.
     pub routes: Vec<RouteState>,
+    /// `access_log_fields`, ready for each request.
+    pub access_log: std::sync::Arc<crate::access_log::AccessLog>,
     /// Bearer-token verifiers, when some route accepts bearer tokens.
     pub bearer: Option<crate::bearer::Bearer>,
 }
@@ -139,6 +141,9 @@ impl Runtime {
         let generation = identity.next_generation();
         Ok((
             Runtime {
+                access_log: std::sync::Arc::new(crate::access_log::AccessLog::new(
+                    &config.access_log,
+                )),
                 config,
                 auth,
                 signing,
