@@ -228,7 +228,7 @@ pub fn check_file(config: &Path) -> (i32, String) {
 
 // ---------------------------------------------------------------- upstreams
 
-type UpBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+pub type UpBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
 fn full(s: impl Into<Bytes>) -> UpBody {
     Full::new(s.into()).map_err(|never| match never {}).boxed()
@@ -241,7 +241,7 @@ fn full(s: impl Into<Bytes>) -> UpBody {
 /// - `/stall?ms=N`: send `start`, stay silent N ms, then send `end`;
 /// - `/reset`: close the connection without answering;
 /// - anything else: JSON echo of method, path, version and headers.
-async fn echo(name: &'static str, req: Request<Incoming>) -> Result<Response<UpBody>, Infallible> {
+pub async fn echo(name: &'static str, req: Request<Incoming>) -> Result<Response<UpBody>, Infallible> {
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let param = |k: &str| {
