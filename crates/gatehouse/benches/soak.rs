@@ -37,7 +37,7 @@ const SECRET: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 /// How long after a fault ends its errors are still expected.
 const SETTLE: Duration = Duration::from_secs(5);
 /// Allowed RSS growth per instance between warm-up and the end.
-const RSS_BOUND_MIB: u64 = 48;
+const RSS_BOUND_MIB: u64 = 16;
 const UPLOAD: usize = 8 << 20;
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -134,7 +134,10 @@ fn explained(fault: Fault, work: Work, outcome: &Outcome) -> bool {
         Fault::Redis => matches!((work, outcome), (Work::SignIn, Status(503))),
         Fault::Idp => matches!(
             (work, outcome),
-            (Work::SignIn, Status(502 | 503) | Failed("provider unreachable"))
+            (
+                Work::SignIn,
+                Status(502 | 503) | Failed("provider unreachable")
+            )
         ),
         Fault::Config => false,
     }
@@ -574,7 +577,10 @@ fn report(
             .map(|s| s.micros)
             .collect();
         v.sort_unstable();
-        v.get(v.len().saturating_sub(1) * 99 / 100).copied().unwrap_or(0) as f64 / 1000.0
+        v.get(v.len().saturating_sub(1) * 99 / 100)
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
     };
     let span = r.samples.iter().map(|s| s.at).max().unwrap_or_default();
     println!("\nworkload        requests        ok");

@@ -231,3 +231,48 @@ async fn sigterm_drains_in_flight_requests() {
     assert!(status.0.success(), "exit status {:?}", status.0);
     assert!(status.1.log_text().contains("gatehouse stopped"));
 }
+
+/// Draining closes idle keep-alive connections at once (clients reconnect
+/// elsewhere) while a request in flight on another connection finishes.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_closes_idle_keep_alives_and_finishes_the_rest() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = echo_upstream("a").await;
+    let mut gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}\ninsecure_server: true\nroutes:\n{}",
+        route("one.localhost", &up.addr.to_string())
+    ));
+    // An HTTP/1.1 keep-alive connection, used once, then idle.
+    let mut idle = tokio::net::TcpStream::connect(gh.addr()).await.unwrap();
+    idle.write_all(b"GET /slow?ms=1 HTTP/1.1\r\nHost: one.localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = idle.read(&mut buf).await.unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.ends_with("slow done"), "one whole answer: {head}");
+
+    let slow = tokio::spawn({
+        let c = gh.client(&["one.localhost"]);
+        let url = gh.http_url("one.localhost", "/slow?ms=2000");
+        async move { c.get(url).send().await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gh.signal("TERM");
+    // The idle connection is closed by gatehouse (EOF), not left to time out...
+    let closed = tokio::time::timeout(Duration::from_secs(10), idle.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "idle keep-alive closed: {closed:?}"
+    );
+    // ...while the request in flight was still running, and it completes.
+    assert!(!slow.is_finished(), "closed before the slow request ended");
+    let resp = slow.await.unwrap().expect("in-flight request completed");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "slow done");
+    let status = tokio::task::spawn_blocking(move || gh.child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success());
+}

@@ -241,7 +241,10 @@ fn full(s: impl Into<Bytes>) -> UpBody {
 /// - `/stall?ms=N`: send `start`, stay silent N ms, then send `end`;
 /// - `/reset`: close the connection without answering;
 /// - anything else: JSON echo of method, path, version and headers.
-pub async fn echo(name: &'static str, req: Request<Incoming>) -> Result<Response<UpBody>, Infallible> {
+pub async fn echo(
+    name: &'static str,
+    req: Request<Incoming>,
+) -> Result<Response<UpBody>, Infallible> {
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let param = |k: &str| {
