@@ -163,6 +163,17 @@ routes:
     assert!(value("gatehouse_authorize_decisions_total{result=\"deny\"}") >= 1.0);
     assert!(value("gatehouse_authorize_reasons_total{reason=\"domain-unauthorized\"}") >= 1.0);
     assert!(value("gatehouse_assertion_cache_hits_total") >= 2.0);
+    // Two sign-ins stored, every signed-in request looked up.
+    assert_eq!(
+        value("gatehouse_session_store_operations_total{op=\"put\"}"),
+        2.0
+    );
+    assert!(value("gatehouse_session_store_operations_total{op=\"get\"}") >= 3.0);
+    assert_eq!(
+        value("gatehouse_session_cache_hits_total"),
+        0.0,
+        "memory store"
+    );
     assert!(value("gatehouse_assertion_cache_misses_total") >= 1.0);
     assert_eq!(
         value("gatehouse_config_reloads_total{result=\"failure\"}"),

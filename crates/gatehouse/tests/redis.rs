@@ -74,8 +74,11 @@ async fn a_sign_in_on_one_instance_holds_on_the_other_and_a_sign_out_ends_it_on_
     let redis = Redis::start();
     let up = echo_upstream("app").await;
     let yaml = local_config(&up.addr.to_string(), &redis, "");
+    let metrics_port = free_port();
     let a = Gatehouse::start(&yaml);
-    let b = Gatehouse::start(&yaml);
+    let b = Gatehouse::start(&format!(
+        "metrics_address: 127.0.0.1:{metrics_port}\n{yaml}"
+    ));
     // One browser; its cookies go to both instances (cookies ignore ports).
     let c = a.browser(HOSTS, false);
     sign_in(&c, &a).await;
@@ -89,6 +92,27 @@ async fn a_sign_in_on_one_instance_holds_on_the_other_and_a_sign_out_ends_it_on_
     // Both instances now hold the session in their hot cache.
     let me_b = get_json(&c, &b.url("app.localhost", "/.pomerium/user")).await;
     assert_eq!(me_b["email"], "alice@example.com");
+    // The second lookup on B came from its cache, not from Redis.
+    let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in\n{metrics}"))
+    };
+    assert!(
+        value("gatehouse_session_cache_hits_total ") >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        value("gatehouse_session_cache_misses_total ") >= 1.0,
+        "{metrics}"
+    );
 
     let page = c
         .get(a.url("app.localhost", "/.pomerium/sign_out"))

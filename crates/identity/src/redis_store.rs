@@ -58,6 +58,8 @@ struct Shared {
     instance: String,
     /// What the store is, for logs (never the password).
     describe: String,
+    cache_hits: std::sync::atomic::AtomicU64,
+    cache_misses: std::sync::atomic::AtomicU64,
     grace: Duration,
 }
 
@@ -158,6 +160,8 @@ impl RedisStore {
             failed_at: Mutex::new(None),
             instance: format!("{:016x}", rand::random::<u64>()),
             describe: settings.describe(),
+            cache_hits: Default::default(),
+            cache_misses: Default::default(),
             grace: settings.outage_grace,
         });
         tokio::spawn(subscribe(client, Arc::downgrade(&shared)));
@@ -263,9 +267,11 @@ impl SessionStore for RedisStore {
         let cached = self.cache().get(id);
         if let Some(h) = &cached {
             if self.shared.subscribed.load(Ordering::Acquire) && h.confirmed.elapsed() < TRUST {
+                self.shared.cache_hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(Some(h.session.clone()));
             }
         }
+        self.shared.cache_misses.fetch_add(1, Ordering::Relaxed);
         let fallback = |e: StoreError| match &cached {
             Some(h) if h.confirmed.elapsed() < self.shared.grace => Ok(Some(h.session.clone())),
             _ => Err(e),
@@ -350,6 +356,13 @@ impl SessionStore for RedisStore {
             .to_owned();
         let set: Option<String> = self.query(&cmd).await?;
         Ok(set.map(|_| Lease { id: *id, token }))
+    }
+
+    fn cache_counts(&self) -> (u64, u64) {
+        (
+            self.shared.cache_hits.load(Ordering::Relaxed),
+            self.shared.cache_misses.load(Ordering::Relaxed),
+        )
     }
 
     fn available(&self) -> bool {

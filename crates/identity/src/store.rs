@@ -56,9 +56,83 @@ pub trait SessionStore: Send + Sync {
     fn available(&self) -> bool {
         true
     }
+    /// Sessions served from an instance's cache vs read from the shared
+    /// store (Redis only; others have no cache).
+    fn cache_counts(&self) -> (u64, u64) {
+        (0, 0)
+    }
     /// Gives a lease back early (it also ends by itself after its `ttl`).
     async fn release(&self, _lease: Lease) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+/// The operations a store is asked for, by kind (for metrics).
+pub const OPERATIONS: [&str; 5] = ["get", "put", "delete", "once", "lease"];
+
+/// A store that counts what it is asked to do.
+pub struct Counted {
+    inner: Arc<dyn SessionStore>,
+    ops: [std::sync::atomic::AtomicU64; 5],
+}
+
+impl Counted {
+    pub fn new(inner: Arc<dyn SessionStore>) -> Counted {
+        Counted {
+            inner,
+            ops: Default::default(),
+        }
+    }
+
+    /// Operations so far, in [`OPERATIONS`] order.
+    pub fn operations(&self) -> [u64; 5] {
+        std::array::from_fn(|i| self.ops[i].load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    fn count(&self, i: usize) {
+        self.ops[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[async_trait]
+impl SessionStore for Counted {
+    async fn get(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        self.count(0);
+        self.inner.get(id).await
+    }
+    async fn get_fresh(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        self.count(0);
+        self.inner.get_fresh(id).await
+    }
+    async fn put(&self, session: &Session) -> Result<(), StoreError> {
+        self.count(1);
+        self.inner.put(session).await
+    }
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.count(2);
+        self.inner.delete(id).await
+    }
+    async fn put_once(&self, token: [u8; 16], expires_at: u64) -> Result<(), StoreError> {
+        self.count(3);
+        self.inner.put_once(token, expires_at).await
+    }
+    async fn take_once(&self, token: [u8; 16], now: u64) -> Result<bool, StoreError> {
+        self.count(3);
+        self.inner.take_once(token, now).await
+    }
+    async fn lease(&self, id: &SessionId, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+        self.count(4);
+        self.inner.lease(id, ttl).await
+    }
+    fn available(&self) -> bool {
+        self.inner.available()
+    }
+    fn cache_counts(&self) -> (u64, u64) {
+        self.inner.cache_counts()
+    }
+    async fn release(&self, lease: Lease) -> Result<(), StoreError> {
+        self.count(4);
+        self.inner.release(lease).await
     }
 }
 
@@ -71,12 +145,13 @@ pub struct Lease {
 
 /// Opens the store the configuration names (Redis connects lazily and
 /// needs a Tokio runtime).
-pub fn open(settings: &gatehouse_config::Storage) -> Result<Arc<dyn SessionStore>, StoreError> {
-    match &settings.kind {
-        StorageKind::Memory => Ok(Arc::new(MemoryStore::default())),
-        StorageKind::File(path) => Ok(Arc::new(FileStore::open(path)?)),
-        StorageKind::Redis(_) => Ok(Arc::new(crate::redis_store::RedisStore::open(settings)?)),
-    }
+pub fn open(settings: &gatehouse_config::Storage) -> Result<Arc<Counted>, StoreError> {
+    let store: Arc<dyn SessionStore> = match &settings.kind {
+        StorageKind::Memory => Arc::new(MemoryStore::default()),
+        StorageKind::File(path) => Arc::new(FileStore::open(path)?),
+        StorageKind::Redis(_) => Arc::new(crate::redis_store::RedisStore::open(settings)?),
+    };
+    Ok(Arc::new(Counted::new(store)))
 }
 
 #[derive(Default)]

@@ -93,6 +93,8 @@ pub struct Metrics {
     reloads_failed: AtomicU64,
     last_reload_ok: AtomicU64,
     started: u64,
+    /// The session store, for its operation and cache counts.
+    store: Option<Arc<gatehouse_identity::store::Counted>>,
 }
 
 impl Default for Metrics {
@@ -114,6 +116,17 @@ impl Default for Metrics {
             reloads_failed: Default::default(),
             last_reload_ok: AtomicU64::new(now),
             started: now,
+            store: None,
+        }
+    }
+}
+
+impl Metrics {
+    /// Metrics that also report `store`'s operations and cache.
+    pub fn with_store(store: Arc<gatehouse_identity::store::Counted>) -> Metrics {
+        Metrics {
+            store: Some(store),
+            ..Metrics::default()
         }
     }
 }
@@ -378,6 +391,39 @@ impl Metrics {
             "gatehouse_session_store_errors_total {}",
             self.store_errors.load(Relaxed)
         );
+        if let Some(store) = &self.store {
+            use gatehouse_identity::store::SessionStore;
+            header(
+                &mut out,
+                "gatehouse_session_store_operations_total",
+                "counter",
+                "Session store operations by kind (once: one-time hand-off tokens; lease: refresh leases).",
+            );
+            for (op, n) in gatehouse_identity::store::OPERATIONS
+                .iter()
+                .zip(store.operations())
+            {
+                let _ = writeln!(
+                    out,
+                    "gatehouse_session_store_operations_total{{op=\"{op}\"}} {n}"
+                );
+            }
+            let (hits, misses) = store.cache_counts();
+            header(
+                &mut out,
+                "gatehouse_session_cache_hits_total",
+                "counter",
+                "Session lookups answered by this instance's hot-session cache (Redis store).",
+            );
+            let _ = writeln!(out, "gatehouse_session_cache_hits_total {hits}");
+            header(
+                &mut out,
+                "gatehouse_session_cache_misses_total",
+                "counter",
+                "Session lookups that went to Redis.",
+            );
+            let _ = writeln!(out, "gatehouse_session_cache_misses_total {misses}");
+        }
         header(
             &mut out,
             "gatehouse_assertion_cache_hits_total",

@@ -44,7 +44,7 @@ const MAX_FORM: usize = 16 * 1024;
 /// State that outlives configuration reloads: sessions, throttling, and the
 /// random secrets used when none are configured.
 pub struct IdentityState {
-    pub store: Arc<dyn SessionStore>,
+    pub store: Arc<gatehouse_identity::store::Counted>,
     pub throttle: Throttle,
     /// One lock per session being refreshed, so concurrent requests refresh once.
     refreshing: std::sync::Mutex<std::collections::HashMap<SessionId, Arc<tokio::sync::Mutex<()>>>>,
@@ -61,6 +61,7 @@ pub struct IdentityState {
 impl IdentityState {
     pub fn new(sign_in: &SignIn) -> Result<IdentityState, gatehouse_identity::store::StoreError> {
         let store = gatehouse_identity::store::open(&sign_in.storage)?;
+        let store_for_metrics = store.clone();
         let t = sign_in.throttle;
         if sign_in.cookie_secret.is_none() && !matches!(sign_in.provider, Provider::None) {
             tracing::warn!(
@@ -80,7 +81,7 @@ impl IdentityState {
             random_shared_key: rand::random(),
             assertions: gatehouse_assertion::Cache::new(100_000),
             generation: Default::default(),
-            metrics: Default::default(),
+            metrics: Arc::new(crate::metrics::Metrics::with_store(store_for_metrics)),
         })
     }
 
