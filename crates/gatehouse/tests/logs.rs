@@ -141,22 +141,7 @@ async fn access_and_authorize_lines_share_the_request_id_and_hold_no_secret() {
     assert_eq!(gh.log_count("test-req-ping"), 0);
 
     // Sign out, then look for every secret this session involved.
-    let page = c
-        .get(gh.url("app.localhost", "/.pomerium/sign_out"))
-        .header("Accept", "text/html")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let form = form_token(&page);
-    c.post(gh.url("app.localhost", "/.pomerium/sign_out"))
-        .header("Origin", gh.url("app.localhost", ""))
-        .form(&[("token", form.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let (_, form) = sign_out(&c, &gh.url("app.localhost", "")).await;
     let log = gh.log_text();
     for secret in [
         cookie_value,

@@ -128,22 +128,7 @@ async fn the_token_authenticates_api_calls_until_the_session_ends() {
     assert_eq!(resp.status(), 401);
 
     // Signing the browser's session out kills the token.
-    let page = browser
-        .get(gh.url("app.localhost", "/.pomerium/sign_out"))
-        .header("Accept", "text/html")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let resp = browser
-        .post(gh.url("app.localhost", "/.pomerium/sign_out"))
-        .header("Origin", gh.url("app.localhost", ""))
-        .form(&[("token", form_token(&page))])
-        .send()
-        .await
-        .unwrap();
+    let (resp, _) = sign_out(&browser, &gh.url("app.localhost", "")).await;
     assert!(resp.status().is_success() || resp.status().is_redirection());
     let resp = api
         .get(gh.url("app.localhost", "/api/things"))

@@ -649,6 +649,30 @@ pub async fn submit_login(
         .unwrap()
 }
 
+/// Signs out through gatehouse's confirm form on `origin`
+/// (`https://app.localhost:PORT`): loads the page and posts its token from
+/// that origin. The POST's answer and the form token.
+pub async fn sign_out(c: &reqwest::Client, origin: &str) -> (reqwest::Response, String) {
+    let page = c
+        .get(format!("{origin}/.pomerium/sign_out"))
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token = form_token(&page);
+    let resp = c
+        .post(format!("{origin}/.pomerium/sign_out"))
+        .header("Origin", origin)
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    (resp, token)
+}
+
 /// The sign-in URL on `host` that returns to `/` of that host.
 pub fn login_url(gh: &Gatehouse, host: &str) -> String {
     gh.url(
