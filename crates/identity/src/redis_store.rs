@@ -63,6 +63,40 @@ struct Shared {
     grace: Duration,
 }
 
+impl Shared {
+    fn failed_at(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.failed_at.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Redis did not answer: said once per outage, remembered for the
+    /// back-off and for refusing new sign-ins.
+    fn failed(&self, why: &dyn std::fmt::Display) {
+        let mut failed = self.failed_at();
+        if failed.is_none() {
+            tracing::error!(store = %self.describe, error = %why, grace = ?self.grace, "session store unreachable: known sessions continue from the cache, new sign-ins fail until it is back");
+        }
+        *failed = Some(Instant::now());
+    }
+
+    /// Redis answered (a command or the subscription).
+    fn answered(&self) {
+        if self.failed_at().take().is_some() {
+            tracing::info!(store = %self.describe, "session store reachable again");
+        }
+    }
+
+    /// Keeps `session` as Redis just confirmed it.
+    fn remember(&self, session: &Session) {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            session.id,
+            Hot {
+                session: session.clone(),
+                confirmed: Instant::now(),
+            },
+        );
+    }
+}
+
 #[derive(Clone)]
 struct Hot {
     session: Session,
@@ -174,12 +208,9 @@ impl RedisStore {
 
     /// True while requests should not wait on Redis (it failed just now).
     fn backing_off(&self) -> bool {
-        let failed = self
-            .shared
-            .failed_at
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        failed.is_some_and(|t| t.elapsed() < BACKOFF)
+        self.shared
+            .failed_at()
+            .is_some_and(|t| t.elapsed() < BACKOFF)
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
@@ -213,23 +244,9 @@ impl RedisStore {
             Ok(Err(e)) => Err(backend(e)),
             Err(_) => Err(backend("no answer within 750ms")),
         };
-        let mut failed = self
-            .shared
-            .failed_at
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
         match &result {
-            Ok(_) => {
-                if failed.take().is_some() {
-                    tracing::info!(store = %self.shared.describe, "session store reachable again");
-                }
-            }
-            Err(e) => {
-                if failed.is_none() {
-                    tracing::error!(store = %self.shared.describe, error = %e, grace = ?self.shared.grace, "session store unreachable: known sessions continue from the cache, new sign-ins fail until it is back");
-                }
-                *failed = Some(Instant::now());
-            }
+            Ok(_) => self.shared.answered(),
+            Err(e) => self.shared.failed(e),
         }
         result
     }
@@ -245,13 +262,7 @@ impl RedisStore {
         };
         let session: Session =
             serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.cache().insert(
-            *id,
-            Hot {
-                session: session.clone(),
-                confirmed: Instant::now(),
-            },
-        );
+        self.shared.remember(&session);
         Ok(Some(session))
     }
 
@@ -304,13 +315,7 @@ impl SessionStore for RedisStore {
             .arg(self.invalidation(&session.id))
             .ignore();
         self.query_pipe(&pipe).await?;
-        self.cache().insert(
-            session.id,
-            Hot {
-                session: session.clone(),
-                confirmed: Instant::now(),
-            },
-        );
+        self.shared.remember(session);
         Ok(())
     }
 
@@ -366,11 +371,7 @@ impl SessionStore for RedisStore {
     }
 
     fn available(&self) -> bool {
-        self.shared
-            .failed_at
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_none()
+        self.shared.failed_at().is_none()
     }
 
     async fn release(&self, lease: Lease) -> Result<(), StoreError> {
@@ -387,60 +388,37 @@ impl SessionStore for RedisStore {
 /// Keeps the invalidation subscription up for as long as the store lives.
 async fn subscribe(client: redis::Client, shared: Weak<Shared>) {
     let mut delay = Duration::from_millis(250);
-    let mut was_up = false;
     loop {
         let Some(s) = shared.upgrade() else { return };
         let describe = s.describe.clone();
         drop(s);
         let pubsub = match tokio::time::timeout(COMMAND_TIMEOUT, client.get_async_pubsub()).await {
-            Ok(Ok(mut ps)) => match ps.subscribe(CHANNEL).await {
-                Ok(()) => Some(ps),
-                Err(e) => {
-                    tracing::debug!(error = %e, "redis subscribe failed");
-                    None
-                }
-            },
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "redis subscription connect failed");
-                None
-            }
-            Err(_) => None,
+            Ok(Ok(mut ps)) => ps.subscribe(CHANNEL).await.map(|()| ps).map_err(backend),
+            Ok(Err(e)) => Err(backend(e)),
+            Err(_) => Err(backend("no answer within 750ms")),
         };
-        if let Some(ps) = pubsub {
-            let Some(s) = shared.upgrade() else { return };
-            // Messages sent while unsubscribed are lost: start afresh.
-            s.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
-            s.subscribed.store(true, Ordering::Release);
-            // Commands may not have run since an outage: say it is back.
-            if s.failed_at
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take()
-                .is_some()
-            {
-                tracing::info!(store = %describe, "session store reachable again");
-            }
-            tracing::info!(store = %describe, "session store connected; invalidations subscribed");
-            drop(s);
-            was_up = true;
-            delay = Duration::from_millis(250);
-            listen(ps, &shared).await;
-            if let Some(s) = shared.upgrade() {
-                s.subscribed.store(false, Ordering::Release);
-            }
-            tracing::warn!(store = %describe, "session store subscription lost; reconnecting");
-        } else {
-            let Some(s) = shared.upgrade() else { return };
-            // New sign-ins are refused up front until Redis is back.
-            let mut failed = s.failed_at.lock().unwrap_or_else(|e| e.into_inner());
-            if failed.is_none() {
-                *failed = Some(Instant::now());
-                if was_up {
-                    tracing::error!(store = %describe, grace = ?s.grace, "session store unreachable: known sessions continue from the cache, new sign-ins fail until it is back");
-                } else {
-                    tracing::warn!(store = %describe, "session store not reachable yet; retrying");
+        match pubsub {
+            Ok(ps) => {
+                let Some(s) = shared.upgrade() else { return };
+                // Messages sent while unsubscribed are lost: start afresh.
+                s.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                s.subscribed.store(true, Ordering::Release);
+                // Commands may not have run since an outage: say it is back.
+                s.answered();
+                tracing::info!(store = %describe, "session store connected; invalidations subscribed");
+                drop(s);
+                delay = Duration::from_millis(250);
+                listen(ps, &shared).await;
+                if let Some(s) = shared.upgrade() {
+                    s.subscribed.store(false, Ordering::Release);
                 }
+                tracing::warn!(store = %describe, "session store subscription lost; reconnecting");
             }
+            // New sign-ins are refused up front until Redis is back.
+            Err(e) => match shared.upgrade() {
+                Some(s) => s.failed(&e),
+                None => return,
+            },
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(2));

@@ -109,8 +109,9 @@ pub async fn handle(
         outcome,
     )
     .await;
-    // The id goes back to the client too (unless the app set its own), so
-    // a user's report can be matched to the log.
+    // The id goes back to the client on every answer (unless the app set
+    // its own), so a user's report can be matched to the log: set here
+    // once, not by each kind of response.
     resp.headers_mut()
         .entry(X_REQUEST_ID.clone())
         .or_insert(request_id);
@@ -177,10 +178,7 @@ async fn route_request(
             && (crate::forward_auth::describes_original(req.headers())
                 || !rt.table.serves_host(&host, port)))
     {
-        let mut resp = crate::forward_auth::handle(rt, identity, &req, conn, &request_id).await;
-        resp.headers_mut()
-            .insert(X_REQUEST_ID.clone(), request_id.clone());
-        return resp;
+        return crate::forward_auth::handle(rt, identity, &req, conn, &request_id).await;
     }
 
     // Published keys and discovery: on every route host, before any policy.
@@ -250,11 +248,7 @@ async fn route_request(
         match identify(rt, identity, route, req.headers(), &host).await {
             Ok(s) => s,
             Err(refused) => {
-                let id = request_id.to_str().unwrap_or_default();
-                let mut resp = refused.response(id, json);
-                resp.headers_mut()
-                    .insert(X_REQUEST_ID.clone(), request_id.clone());
-                return resp;
+                return refused.response(request_id.to_str().unwrap_or_default(), json);
             }
         }
     } else {
@@ -314,10 +308,13 @@ async fn route_request(
             }
             let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
             let id = request_id.to_str().unwrap_or_default();
-            let mut resp = signin::unauthenticated(auth, req.headers(), &host_info(), pq, id);
-            resp.headers_mut()
-                .insert(X_REQUEST_ID.clone(), request_id.clone());
-            Ok(resp)
+            Ok(signin::unauthenticated(
+                auth,
+                req.headers(),
+                &host_info(),
+                pq,
+                id,
+            ))
         }
     };
     let mut resp = match result {
@@ -483,10 +480,7 @@ pub(crate) fn denied_page(
     } else {
         e.reason().to_string()
     };
-    let mut resp = pages::page(e.status(), &message, e.code(), id, json);
-    resp.headers_mut()
-        .insert(X_REQUEST_ID.clone(), request_id.clone());
-    resp
+    pages::page(e.status(), &message, e.code(), id, json)
 }
 
 /// `/.pomerium/jwt`: the signed-in user's assertion for this host.
@@ -758,10 +752,7 @@ fn request_host<'a>(authority: &'a str, conn: &ConnInfo) -> Option<(Cow<'a, str>
 
 fn error_response(e: &ProxyError, request_id: &HeaderValue, json: bool) -> Response<Body> {
     let id = request_id.to_str().unwrap_or_default();
-    let mut resp = pages::page(e.status(), e.reason(), e.code(), id, json);
-    resp.headers_mut()
-        .insert(X_REQUEST_ID.clone(), request_id.clone());
-    resp
+    pages::page(e.status(), e.reason(), e.code(), id, json)
 }
 
 /// The client's `X-Request-Id` when it is sane, else a new random one.
