@@ -553,6 +553,7 @@ async fn serve(
         ));
     }
     let listeners = gatehouse_proxy::bind(&proxy).await?;
+    reload::spawn(path, watched, proxy.clone());
     let settings = proxy.settings();
     tracing::info!(
         address = %listeners.main_addr()?,
@@ -561,7 +562,6 @@ async fn serve(
         version = env!("CARGO_PKG_VERSION"),
         "gatehouse is listening"
     );
-    reload::spawn(path, watched, proxy.clone());
     gatehouse_proxy::serve(proxy, listeners, reload::terminated(), drain).await;
     tracing::info!("gatehouse stopped");
     Ok(())

@@ -13,38 +13,42 @@ use tokio::sync::mpsc;
 
 use gatehouse_proxy::Proxy;
 
-/// Starts the reload loop in the background.
+/// Starts the reload loop. The file watcher and the SIGHUP handler are in
+/// place when this returns, so an edit or a signal that follows the
+/// "listening" line is never missed (an early SIGHUP would otherwise end
+/// the process, its default action).
 pub fn spawn(config_path: PathBuf, watched: Vec<PathBuf>, proxy: Arc<Proxy>) {
     let (tx, rx) = mpsc::unbounded_channel::<()>();
-    let hup_tx = tx.clone();
-    tokio::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            tracing::warn!("cannot listen for SIGHUP; reload on signal is off");
-            return;
-        };
-        while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP received: reloading configuration");
-            let _ = hup_tx.send(());
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hup) => {
+            let hup_tx = tx.clone();
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP received: reloading configuration");
+                    let _ = hup_tx.send(());
+                }
+            });
         }
-    });
-    tokio::spawn(run(config_path, watched, proxy, tx, rx));
-}
-
-async fn run(
-    config_path: PathBuf,
-    mut watched: Vec<PathBuf>,
-    proxy: Arc<Proxy>,
-    tx: mpsc::UnboundedSender<()>,
-    mut rx: mpsc::UnboundedReceiver<()>,
-) {
-    let mut watcher = match new_watcher(tx.clone(), &watched) {
+        Err(e) => tracing::warn!(error = %e, "cannot listen for SIGHUP; reload on signal is off"),
+    }
+    let watcher = match new_watcher(tx.clone(), &watched) {
         Ok(w) => Some(w),
         Err(e) => {
             tracing::warn!(error = %e, "cannot watch configuration files; use SIGHUP to reload");
             None
         }
     };
+    tokio::spawn(run(config_path, watched, proxy, watcher, tx, rx));
+}
+
+async fn run(
+    config_path: PathBuf,
+    mut watched: Vec<PathBuf>,
+    proxy: Arc<Proxy>,
+    mut watcher: Option<notify::RecommendedWatcher>,
+    tx: mpsc::UnboundedSender<()>,
+    mut rx: mpsc::UnboundedReceiver<()>,
+) {
     while rx.recv().await.is_some() {
         // Editors write in several steps: wait for the burst to end.
         tokio::time::sleep(Duration::from_millis(200)).await;
