@@ -289,6 +289,17 @@ impl Compiler<'_> {
             .iter()
             .flatten()
             .chain(opts.routes.iter().flatten());
+        let route_defaults = || RouteDefaults {
+            timeout: default_upstream_timeout,
+            response_headers: &global_headers,
+            pass_identity_headers: pass_identity_default,
+            jwt_issuer_format: opts.jwt_issuer_format.as_ref(),
+            jwt_claims_headers: opts.jwt_claims_headers.as_ref(),
+            bearer_token_format: opts.bearer_token_format.as_ref(),
+            idp_access_token_allowed_audiences: opts.idp_access_token_allowed_audiences.as_ref(),
+            identity_providers: &identity_providers,
+            oidc: matches!(sign_in.provider, Provider::Oidc(_)),
+        };
         for (index, r) in all_routes.enumerate() {
             let defaults = RouteDefaults {
                 timeout: default_upstream_timeout,
@@ -308,11 +319,15 @@ impl Compiler<'_> {
                     .iter()
                     .find(|o| o.from == route.from && o.path_match == route.path_match)
                 {
+                    let at = match crate::overlay::target(&first.mark) {
+                        Some(_) => format!("in the console (`{}`)", first.label()),
+                        None => format!("at line {}", first.mark.line),
+                    };
                     self.error(
                         &route.mark,
                         format!(
-                            "duplicate route: `{}`{} is already defined at line {}",
-                            route.from, route.path_match, first.mark.line
+                            "duplicate route: `{}`{} is already defined {at}",
+                            route.from, route.path_match
                         ),
                     );
                     continue;
@@ -320,6 +335,34 @@ impl Compiler<'_> {
                 routes.push(route);
             }
         }
+        let console = opts.console.as_ref().and_then(|c| {
+            let route = self.console_route(routes.len(), c, &route_defaults())?;
+            if let Some(other) = routes.iter().find(|r| r.from == route.from) {
+                let at = match crate::overlay::target(&other.mark) {
+                    Some(_) => format!("the console route `{}`", other.label()),
+                    None => format!("the route at line {}", other.mark.line),
+                };
+                self.error(
+                    &route.mark,
+                    format!("console: `{}` is also served by {at}; give the console a host of its own", route.from),
+                );
+                return None;
+            }
+            let storage = match (&sign_in.storage.kind, &c.value.storage_file) {
+                (StorageKind::Memory, Some(f)) => ConsoleStorage::File(self.resolve(&f.value)),
+                (StorageKind::Memory, None) => {
+                    ConsoleStorage::File(self.resolve("gatehouse-console.redb"))
+                }
+                (_, Some(f)) => {
+                    self.warn(&f.mark, "console: `storage_file` is not used: console changes are kept in the session store (`databroker_storage_type`)");
+                    ConsoleStorage::Sessions
+                }
+                (_, None) => ConsoleStorage::Sessions,
+            };
+            let from = route.from.clone();
+            routes.push(route);
+            Some(ConsoleSettings { from, storage })
+        });
         if routes.is_empty() && !self.diags.iter().any(Diagnostic::is_error) {
             self.warn(
                 &self.file_mark.clone(),
@@ -373,6 +416,7 @@ impl Compiler<'_> {
             programmatic_redirect_domains,
             routes,
             sign_in,
+            console,
             watched_files: std::mem::take(&mut self.watched),
             options: opts,
         })
@@ -888,6 +932,45 @@ impl Compiler<'_> {
                 "use_proxy_protocol is not supported yet",
             );
         }
+    }
+
+    /// The console as a route of its own: its host, its policy, and
+    /// gatehouse answering.
+    fn console_route(
+        &mut self,
+        index: usize,
+        c: &Spanned<crate::model::ConsoleOptions>,
+        defaults: &RouteDefaults<'_>,
+    ) -> Option<Route> {
+        let Some(from) = &c.value.from else {
+            self.error(&c.mark, "console: `from` is required (the host it is served on, e.g. `https://console.example.com`)");
+            return None;
+        };
+        let Some(policy) = &c.value.policy else {
+            self.error(&c.mark, "console: `policy` is required: say who may manage routes (e.g. `allow: {and: [{groups: {has: admins}}]}`)");
+            return None;
+        };
+        let respond = Node {
+            value: crate::yaml::Value::Map(Vec::new()),
+            mark: c.mark.clone(),
+        };
+        let options = Spanned {
+            value: RouteOptions {
+                name: Some(Spanned {
+                    value: "console".to_string(),
+                    mark: c.mark.clone(),
+                }),
+                from: Some(from.clone()),
+                policy: Some(policy.clone()),
+                response: Some(crate::de::RawNode(respond)),
+                ..RouteOptions::default()
+            },
+            mark: c.mark.clone(),
+        };
+        let mut route = self.route(index, &options, defaults)?;
+        route.action = RouteAction::Console;
+        route.pass_identity_headers = false;
+        Some(route)
     }
 
     fn route(

@@ -49,10 +49,30 @@ pub struct Config {
     pub access_log: Vec<AccessField>,
     pub routes: Vec<Route>,
     pub sign_in: SignIn,
+    /// `console:`: the console's host (its route is the last of `routes`)
+    /// and where its changes are kept.
+    pub console: Option<ConsoleSettings>,
     /// Files whose change should trigger a reload (config and referenced files).
     pub watched_files: Vec<PathBuf>,
     /// Everything as written, for options that later layers interpret.
     pub options: Options,
+}
+
+/// The console, when configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleSettings {
+    /// Where it is served.
+    pub from: From,
+    /// Where console changes are kept.
+    pub storage: ConsoleStorage,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsoleStorage {
+    /// In the session store (`databroker_storage_type: file` or `redis`).
+    Sessions,
+    /// In their own embedded database (sessions are in memory).
+    File(PathBuf),
 }
 
 /// A certificate chain and its private key.
@@ -157,6 +177,14 @@ impl Route {
     /// nothing.
     pub fn label(&self) -> RouteLabel<'_> {
         RouteLabel(self)
+    }
+
+    /// The console route's id, for routes made in the console.
+    pub fn console_id(&self) -> Option<&str> {
+        match crate::overlay::target(&self.mark) {
+            Some(crate::overlay::Target::Route(id, _)) => Some(id),
+            _ => None,
+        }
     }
 }
 
@@ -433,6 +461,8 @@ pub enum RouteAction {
     Respond { status: StatusCode, body: String },
     /// Answer with a redirect (`redirect:`).
     Redirect(Redirect),
+    /// The console (`console:`), served by gatehouse itself.
+    Console,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -10,6 +10,7 @@ mod compile;
 mod compiled;
 pub mod de;
 pub mod model;
+pub mod overlay;
 pub mod yaml;
 
 use std::fmt;
@@ -101,6 +102,14 @@ pub fn load_file_with_env(
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Loaded, Rejected> {
+    load_file_inner(path, env, None)
+}
+
+fn load_file_inner(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    overlay: Option<&overlay::Overlay>,
+) -> Result<Loaded, Rejected> {
     let origin = path.display().to_string();
     let file_mark = Mark {
         origin: origin.as_str().into(),
@@ -124,7 +133,7 @@ pub fn load_file_with_env(
         ));
     }
     let base_dir = path.parent().unwrap_or(Path::new("."));
-    load_str(&text, &origin, base_dir, env)
+    load_str_inner(&text, &origin, base_dir, env, overlay)
 }
 
 fn reject(mark: Mark, message: impl Into<String>) -> Rejected {
@@ -140,6 +149,16 @@ pub fn load_str(
     origin: &str,
     base_dir: &Path,
     env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Loaded, Rejected> {
+    load_str_inner(text, origin, base_dir, env, None)
+}
+
+fn load_str_inner(
+    text: &str,
+    origin: &str,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    overlay: Option<&overlay::Overlay>,
 ) -> Result<Loaded, Rejected> {
     let file_mark = Mark {
         origin: origin.into(),
@@ -163,6 +182,9 @@ pub fn load_str(
     let mut diags = Vec::new();
     apply_env(&mut root, env, &mut diags);
     read_secret_files(&mut root, base_dir, &mut diags);
+    if let Some(overlay) = overlay {
+        overlay.merge_into(&mut root);
+    }
 
     let ctx = de::Context::default();
     let options: Options = match de::from_node(&root, &ctx) {

@@ -118,6 +118,23 @@ pub struct Options {
     pub metrics_basic_auth: S<String>,
     pub health_check_addr: S<String>,
     pub runtime_flags: Option<BTreeMap<String, bool>>,
+
+    // --- gatehouse: the console (routes and settings managed in a browser)
+    pub console: Option<Spanned<ConsoleOptions>>,
+}
+
+/// `console:`: where the console is served and who may use it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ConsoleOptions {
+    /// The host it answers on, as a route's `from` (`https://console.example.com`).
+    pub from: S<String>,
+    /// Who may use it: a PPL policy, as on a route (required).
+    pub policy: Option<RawNode>,
+    /// Where console changes are kept when sessions are in memory (default
+    /// `gatehouse-console.redb` beside the configuration file). With
+    /// `databroker_storage_type: file` or `redis` they live in that store.
+    pub storage_file: S<String>,
 }
 
 /// One entry of `certificates:` (Pomerium: `cert`/`key`, files or base64).

@@ -297,6 +297,147 @@ impl MarkedEventReceiver for Builder {
     }
 }
 
+/// Writes a node as block-style YAML that reads back as the same tree
+/// (strings that would read as something else are double-quoted).
+pub fn emit(node: &Node) -> String {
+    let mut out = String::new();
+    match &node.value {
+        Value::Map(entries) if !entries.is_empty() => emit_map(entries, 0, &mut out),
+        Value::Seq(items) if !items.is_empty() => emit_seq(items, 0, &mut out),
+        _ => {
+            out.push_str(&scalar_text(node));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn emit_map(entries: &[(Node, Node)], indent: usize, out: &mut String) {
+    for (i, (k, v)) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push_str(&" ".repeat(indent));
+        }
+        out.push_str(&scalar_text(k));
+        out.push(':');
+        emit_value(v, indent, out);
+    }
+}
+
+fn emit_seq(items: &[Node], indent: usize, out: &mut String) {
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str(&" ".repeat(indent));
+        }
+        out.push_str("- ");
+        match &item.value {
+            Value::Map(entries) if !entries.is_empty() => emit_map(entries, indent + 2, out),
+            Value::Seq(inner) if !inner.is_empty() => emit_seq(inner, indent + 2, out),
+            _ => {
+                out.push_str(&scalar_text(item));
+                out.push('\n');
+            }
+        }
+    }
+}
+
+/// After `key:`: a scalar on the same line, a collection on the next.
+fn emit_value(v: &Node, indent: usize, out: &mut String) {
+    match &v.value {
+        Value::Map(entries) if !entries.is_empty() => {
+            out.push('\n');
+            out.push_str(&" ".repeat(indent + 2));
+            emit_map(entries, indent + 2, out);
+        }
+        Value::Seq(items) if !items.is_empty() => {
+            out.push('\n');
+            out.push_str(&" ".repeat(indent + 2));
+            emit_seq(items, indent + 2, out);
+        }
+        _ => {
+            out.push(' ');
+            out.push_str(&scalar_text(v));
+            out.push('\n');
+        }
+    }
+}
+
+fn scalar_text(node: &Node) -> String {
+    match &node.value {
+        Value::Map(_) => "{}".into(),
+        Value::Seq(_) => "[]".into(),
+        Value::Scalar(s) if !s.quoted && node.is_null() => "null".into(),
+        Value::Scalar(s) if !s.quoted && plain_safe(&s.text) => s.text.clone(),
+        Value::Scalar(s) if s.quoted && plain_safe(&s.text) && !reads_as_other(&s.text) => {
+            s.text.clone()
+        }
+        Value::Scalar(s) => quote(&s.text),
+    }
+}
+
+/// A plain scalar that YAML would read as a boolean, null or number.
+fn reads_as_other(t: &str) -> bool {
+    matches!(
+        t,
+        "true"
+            | "True"
+            | "TRUE"
+            | "false"
+            | "False"
+            | "FALSE"
+            | "yes"
+            | "no"
+            | "on"
+            | "off"
+            | "Yes"
+            | "No"
+            | "On"
+            | "Off"
+            | "YES"
+            | "NO"
+            | "ON"
+            | "OFF"
+            | "~"
+            | "null"
+            | "Null"
+            | "NULL"
+    ) || t.parse::<f64>().is_ok()
+        || t.starts_with("0x")
+        || t.starts_with("0o")
+        || t.starts_with('.')
+}
+
+/// Text that needs no quotes in a block context.
+fn plain_safe(t: &str) -> bool {
+    let Some(first) = t.chars().next() else {
+        return false;
+    };
+    !(first.is_whitespace()
+        || t.ends_with(char::is_whitespace)
+        || t.ends_with(':')
+        || "-?:,[]{}#&*!|>'\"%@`".contains(first)
+        || t.contains(": ")
+        || t.contains(" #")
+        || t.chars().any(|c| c.is_control() || c == '\u{feff}'))
+}
+
+fn quote(t: &str) -> String {
+    let mut out = String::with_capacity(t.len() + 2);
+    out.push('"');
+    for c in t.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,5 +492,35 @@ mod tests {
     fn empty_document_is_empty_map() {
         let doc = parse("", "e.yaml").unwrap();
         assert!(matches!(doc.value, Value::Map(ref m) if m.is_empty()));
+    }
+
+    #[test]
+    fn emitted_yaml_reads_back_the_same() {
+        let text = "a: 1\nb: \"true\"\nc:\n  - x\n  - {k: \"v: w\", n: ~, e: []}\n  - [1, 2]\nd: {}\ne: \"line\\nbreak\"\nf: \" lead\"\ng: '#x'\nh: http://a/b?c=d\n";
+        let node = parse(text, "t").unwrap();
+        let again = parse(&emit(&node), "t").unwrap();
+        fn strip(n: &Node) -> String {
+            match &n.value {
+                Value::Scalar(s) if !s.quoted && n.is_null() => "null".into(),
+                Value::Scalar(s) => format!(
+                    "{}{:?}",
+                    if s.quoted && super::reads_as_other(&s.text) {
+                        "q"
+                    } else {
+                        ""
+                    },
+                    s.text
+                ),
+                Value::Seq(i) => format!("[{}]", i.iter().map(strip).collect::<Vec<_>>().join(",")),
+                Value::Map(e) => format!(
+                    "{{{}}}",
+                    e.iter()
+                        .map(|(k, v)| format!("{}={}", strip(k), strip(v)))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+            }
+        }
+        assert_eq!(strip(&node), strip(&again), "{}", emit(&node));
     }
 }

@@ -185,6 +185,7 @@ fn quickstart_setup(args: &QuickstartArgs) -> Result<(PathBuf, Sidecar), String>
             "*.localhost",
             "verify.localhost",
             "hello.localhost",
+            "console.localhost",
         ])?;
         write("ca.pem", &ca_pem)?;
         write("localhost.pem", &cert_pem)?;
@@ -213,8 +214,16 @@ local_users:
   - username: demo
     email: demo@example.com
     name: Demo User
-    groups: [demo]
+    groups: [demo, admins]
     password_hash: '{hash}'
+# The console: routes, policies and headers managed in the browser, applied
+# live (kept in gatehouse-console.redb beside this file).
+console:
+  from: https://console.localhost
+  policy:
+    allow:
+      and:
+        - groups: {{has: admins}}
 routes:
   # Sign in, then the verify app shows the identity gatehouse forwards
   # (X-Pomerium-Jwt-Assertion), verified against gatehouse's JWKS.
@@ -239,6 +248,10 @@ routes:
         "  open      https://verify.localhost:{} (or trust {} in your browser)",
         args.port,
         ca.display()
+    );
+    println!(
+        "  console   https://console.localhost:{} (manage routes in the browser)",
+        args.port
     );
     println!("  username  demo");
     println!("  password  {password}");
@@ -526,7 +539,6 @@ async fn serve(
         tokio::spawn(verify_app::serve(listener, app));
     }
     let watched = config.watched_files.clone();
-    let routes = config.routes.len();
     let metrics_address = config.options.metrics_address.as_ref().map(|a| {
         let a = a.value.trim();
         if a.starts_with(':') {
@@ -552,6 +564,9 @@ async fn serve(
             metrics_auth,
         ));
     }
+    // Console routes and settings are in force before the first request.
+    proxy.console().start().await;
+    let routes = proxy.config().config.routes.len();
     let listeners = gatehouse_proxy::bind(&proxy).await?;
     reload::spawn(path, watched, proxy.clone());
     let settings = proxy.settings();

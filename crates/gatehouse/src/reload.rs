@@ -53,7 +53,7 @@ async fn run(
         // Editors write in several steps: wait for the burst to end.
         tokio::time::sleep(Duration::from_millis(200)).await;
         while rx.try_recv().is_ok() {}
-        match gatehouse_config::load_file(&config_path) {
+        match proxy.load(&config_path) {
             Err(rejected) => {
                 proxy.metrics().reload(false);
                 for d in &rejected.diagnostics {
@@ -74,6 +74,8 @@ async fn run(
                     Ok(()) => {
                         proxy.metrics().reload(true);
                         tracing::info!(routes, "configuration reloaded");
+                        // A console added by this reload starts now.
+                        proxy.console().start().await;
                         if new_watched != watched {
                             watched = new_watched;
                             watcher = new_watcher(tx.clone(), &watched).ok();

@@ -61,6 +61,9 @@ struct Shared {
     cache_hits: std::sync::atomic::AtomicU64,
     cache_misses: std::sync::atomic::AtomicU64,
     grace: Duration,
+    /// The console's version as last announced by another instance (bumped
+    /// on every new subscription: announcements may have been missed).
+    console: tokio::sync::watch::Sender<u64>,
 }
 
 impl Shared {
@@ -197,6 +200,7 @@ impl RedisStore {
             cache_hits: Default::default(),
             cache_misses: Default::default(),
             grace: settings.outage_grace,
+            console: tokio::sync::watch::Sender::new(0),
         });
         tokio::spawn(subscribe(client, Arc::downgrade(&shared)));
         Ok(RedisStore { conn, shared })
@@ -385,6 +389,90 @@ impl SessionStore for RedisStore {
     }
 }
 
+const CONSOLE_VERSION: &str = "gatehouse:console:version";
+const CONSOLE_STATE: &str = "gatehouse:console:state";
+const CONSOLE_HISTORY: &str = "gatehouse:console:history";
+/// Compare-and-set of the console state, its history entry and the
+/// announcement to the other instances, in one step.
+const CONSOLE_SAVE: &str = "local v = tonumber(redis.call('get', KEYS[1]) or '0')
+if v ~= tonumber(ARGV[1]) then return -1 end
+v = v + 1
+redis.call('set', KEYS[1], v)
+redis.call('set', KEYS[2], ARGV[2])
+redis.call('hset', KEYS[3], v, ARGV[3])
+local keep = tonumber(ARGV[4])
+if v > keep then redis.call('hdel', KEYS[3], v - keep) end
+redis.call('publish', ARGV[5], ARGV[6] .. ' console ' .. v)
+return v";
+
+#[async_trait]
+impl crate::console_store::ConsoleStore for RedisStore {
+    async fn load(&self) -> Result<(u64, Option<Vec<u8>>), StoreError> {
+        let (version, state): (Option<u64>, Option<Vec<u8>>) = self
+            .query(redis::cmd("MGET").arg(CONSOLE_VERSION).arg(CONSOLE_STATE))
+            .await?;
+        Ok((version.unwrap_or(0), state))
+    }
+
+    async fn save(
+        &self,
+        expected: u64,
+        state: Vec<u8>,
+        change: Vec<u8>,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(CONSOLE_SAVE)
+            .arg(3)
+            .arg(CONSOLE_VERSION)
+            .arg(CONSOLE_STATE)
+            .arg(CONSOLE_HISTORY)
+            .arg(expected)
+            .arg(state)
+            .arg(change)
+            .arg(crate::console_store::HISTORY)
+            .arg(CHANNEL)
+            .arg(&self.shared.instance);
+        let v: i64 = self.query(&cmd).await?;
+        Ok(u64::try_from(v).ok())
+    }
+
+    async fn history(&self, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let version: Option<u64> = self.query(redis::cmd("GET").arg(CONSOLE_VERSION)).await?;
+        let newest = version.unwrap_or(0);
+        let oldest = newest
+            .saturating_sub(limit as u64)
+            .max(newest.saturating_sub(crate::console_store::HISTORY));
+        if newest == 0 || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let versions: Vec<u64> = ((oldest + 1)..=newest).rev().collect();
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(CONSOLE_HISTORY);
+        for v in &versions {
+            cmd.arg(*v);
+        }
+        let found: Vec<Option<Vec<u8>>> = self.query(&cmd).await?;
+        Ok(versions
+            .into_iter()
+            .zip(found)
+            .filter_map(|(v, c)| c.map(|c| (v, c)))
+            .collect())
+    }
+
+    async fn change(&self, version: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.query(redis::cmd("HGET").arg(CONSOLE_HISTORY).arg(version))
+            .await
+    }
+
+    fn watch(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.shared.console.subscribe())
+    }
+
+    fn describe(&self) -> String {
+        self.shared.describe.clone()
+    }
+}
+
 /// Keeps the invalidation subscription up for as long as the store lives.
 async fn subscribe(client: redis::Client, shared: Weak<Shared>) {
     let mut delay = Duration::from_millis(250);
@@ -403,6 +491,7 @@ async fn subscribe(client: redis::Client, shared: Weak<Shared>) {
                 // Messages sent while unsubscribed are lost: start afresh.
                 s.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
                 s.subscribed.store(true, Ordering::Release);
+                s.console.send_modify(|_| {});
                 // Commands may not have run since an outage: say it is back.
                 s.answered();
                 tracing::info!(store = %describe, "session store connected; invalidations subscribed");
@@ -438,6 +527,10 @@ async fn listen(ps: redis::aio::PubSub, shared: &Weak<Shared>) {
                 let Ok(text) = msg.get_payload::<String>() else { continue };
                 let Some((from, hex)) = text.split_once(' ') else { continue };
                 if from == s.instance {
+                    continue;
+                }
+                if let Some(v) = hex.strip_prefix("console ") {
+                    s.console.send_replace(v.parse().unwrap_or(0));
                     continue;
                 }
                 if let Some(id) = parse_hex(hex) {

@@ -16,6 +16,7 @@ use gatehouse_config::StorageKind;
 
 use async_trait::async_trait;
 
+use crate::console_store::ConsoleStore;
 use crate::session::{Session, SessionId};
 
 #[derive(Debug, thiserror::Error)]
@@ -146,12 +147,29 @@ pub struct Lease {
 /// Opens the store the configuration names (Redis connects lazily and
 /// needs a Tokio runtime).
 pub fn open(settings: &gatehouse_config::Storage) -> Result<Arc<Counted>, StoreError> {
-    let store: Arc<dyn SessionStore> = match &settings.kind {
-        StorageKind::Memory => Arc::new(MemoryStore::default()),
-        StorageKind::File(path) => Arc::new(FileStore::open(path)?),
-        StorageKind::Redis(_) => Arc::new(crate::redis_store::RedisStore::open(settings)?),
-    };
-    Ok(Arc::new(Counted::new(store)))
+    open_shared(settings).map(|(s, _)| s)
+}
+
+/// The session store, and its backend as the console's store when it can be one.
+pub type Opened = (Arc<Counted>, Option<Arc<dyn ConsoleStore>>);
+
+/// Opens the store, and the same backend as the console's store when it
+/// can hold one (file and Redis; not memory).
+pub fn open_shared(settings: &gatehouse_config::Storage) -> Result<Opened, StoreError> {
+    let (store, console): (Arc<dyn SessionStore>, Option<Arc<dyn ConsoleStore>>) =
+        match &settings.kind {
+            StorageKind::Memory => (Arc::new(MemoryStore::default()), None),
+            StorageKind::File(path) => {
+                let file = Arc::new(FileStore::open(path)?);
+                let console = crate::console_store::FileConsoleStore::new(file.clone(), path);
+                (file, Some(Arc::new(console)))
+            }
+            StorageKind::Redis(_) => {
+                let redis = Arc::new(crate::redis_store::RedisStore::open(settings)?);
+                (redis.clone(), Some(redis))
+            }
+        };
+    Ok((Arc::new(Counted::new(store)), console))
 }
 
 #[derive(Default)]
@@ -232,7 +250,7 @@ impl FileStore {
     }
 
     /// redb is blocking: run it off the async workers.
-    async fn blocking<T: Send + 'static>(
+    pub(crate) async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&redb::Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {

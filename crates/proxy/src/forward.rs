@@ -271,7 +271,15 @@ async fn route_request(
         },
         &request_id,
     );
+    state.metrics.decided(&decision);
     let result = match decision {
+        gatehouse_policy::Decision::Allow(_) if matches!(route.action, RouteAction::Console) => {
+            if let Some(o) = outcome.as_deref_mut() {
+                o.details = Some("gatehouse");
+            }
+            let id = request_id.to_str().unwrap_or_default();
+            Ok(crate::console::serve(&identity.console, rt, req, session.as_ref(), id).await)
+        }
         gatehouse_policy::Decision::Allow(_) => {
             let ctx = RequestCtx {
                 conn,
@@ -843,6 +851,8 @@ async fn act(
             Ok(redirect(r, route, &req, path, ctx.conn))
         }
         RouteAction::Forward(targets) => forward(route, state, targets, req, normalized, ctx).await,
+        // Served before `act` (it needs the process-wide console).
+        RouteAction::Console => Err(ProxyError::NoRoute),
     }
 }
 

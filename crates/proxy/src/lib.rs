@@ -13,6 +13,7 @@
 pub mod access_log;
 pub mod bearer;
 pub mod body;
+pub mod console;
 pub mod deadline;
 pub mod error;
 pub mod forward;
@@ -80,6 +81,13 @@ pub enum ApplyError {
     Store(#[from] gatehouse_identity::store::StoreError),
 }
 
+/// A configuration checked and built, ready to be put in force.
+pub struct Prepared {
+    certs: tls::CertStore,
+    runtime: runtime::Runtime,
+    keys: Vec<String>,
+}
+
 /// The running proxy: the current runtime and certificates, both swapped
 /// atomically by [`Proxy::apply`].
 pub struct Proxy {
@@ -101,15 +109,18 @@ impl Proxy {
         let storage = config.sign_in.storage.clone();
         tracing::info!(store = %storage.describe(), "session store");
         let (rt, _) = runtime::Runtime::build(config, &clients, &identity)?;
-        Ok(Arc::new(Proxy {
-            runtime: ArcSwap::from_pointee(rt),
-            certs: Arc::new(tls::CertResolver {
-                store: ArcSwap::from_pointee(store),
-            }),
-            clients,
-            identity,
-            settings,
-            storage,
+        Ok(Arc::new_cyclic(|me| {
+            identity.console.attach(me.clone());
+            Proxy {
+                runtime: ArcSwap::from_pointee(rt),
+                certs: Arc::new(tls::CertResolver {
+                    store: ArcSwap::from_pointee(store),
+                }),
+                clients,
+                identity,
+                settings,
+                storage,
+            }
         }))
     }
 
@@ -128,12 +139,47 @@ impl Proxy {
                 self.storage.describe()
             );
         }
-        let store = cert_store(&config)?;
-        let (rt, keys) = runtime::Runtime::build(config, &self.clients, &self.identity)?;
-        self.certs.store.store(Arc::new(store));
-        self.runtime.store(Arc::new(rt));
-        self.clients.retain(&keys);
+        let prepared = self.prepare(config)?;
+        self.commit(prepared);
         Ok(())
+    }
+
+    /// Everything [`Proxy::apply`] checks and builds, without putting it in
+    /// force (the console saves a change only once it is known to work).
+    pub fn prepare(&self, config: Config) -> Result<Prepared, ApplyError> {
+        let certs = cert_store(&config)?;
+        let (runtime, keys) = runtime::Runtime::build(config, &self.clients, &self.identity)?;
+        Ok(Prepared {
+            certs,
+            runtime,
+            keys,
+        })
+    }
+
+    /// Puts a prepared configuration in force, atomically.
+    pub fn commit(&self, prepared: Prepared) {
+        self.certs.store.store(Arc::new(prepared.certs));
+        self.runtime.store(Arc::new(prepared.runtime));
+        self.clients.retain(&prepared.keys);
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> arc_swap::Guard<Arc<runtime::Runtime>> {
+        self.runtime.load()
+    }
+
+    /// The console (inert unless `console:` is configured).
+    pub fn console(&self) -> &Arc<console::Console> {
+        &self.identity.console
+    }
+
+    /// Loads `path` with the console's routes and settings laid over it:
+    /// what a reload puts in force.
+    pub fn load(
+        &self,
+        path: &std::path::Path,
+    ) -> Result<gatehouse_config::Loaded, gatehouse_config::Rejected> {
+        self.identity.console.load_file(path)
     }
 
     pub fn settings(&self) -> &Settings {

@@ -28,6 +28,18 @@ pub struct RouteMetrics {
     buckets: [AtomicU64; BUCKETS.len() + 1],
     sum_micros: AtomicU64,
     upstream_errors: [AtomicU64; UPSTREAM_ERRORS.len()],
+    /// Policy decisions on this route: allow, deny, sign-in.
+    decisions: [AtomicU64; 3],
+}
+
+/// A route's counters at one moment (for the console).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouteCounts {
+    pub requests: u64,
+    pub allowed: u64,
+    pub denied: u64,
+    pub sign_in: u64,
+    pub server_errors: u64,
 }
 
 /// Kinds of upstream failure, as labels.
@@ -46,6 +58,26 @@ impl RouteMetrics {
         self.buckets[bucket].fetch_add(1, Relaxed);
         self.sum_micros
             .fetch_add(elapsed.as_micros().min(u64::MAX as u128) as u64, Relaxed);
+    }
+
+    /// A policy decision on this route.
+    pub fn decided(&self, d: &gatehouse_policy::Decision) {
+        let i = match d {
+            gatehouse_policy::Decision::Allow(_) => 0,
+            gatehouse_policy::Decision::Deny(_) => 1,
+            gatehouse_policy::Decision::SignIn(_) => 2,
+        };
+        self.decisions[i].fetch_add(1, Relaxed);
+    }
+
+    pub fn counts(&self) -> RouteCounts {
+        RouteCounts {
+            requests: self.status.iter().map(|c| c.load(Relaxed)).sum(),
+            allowed: self.decisions[0].load(Relaxed),
+            denied: self.decisions[1].load(Relaxed),
+            sign_in: self.decisions[2].load(Relaxed),
+            server_errors: self.status[4].load(Relaxed),
+        }
     }
 
     /// An upstream failure of one of [`UPSTREAM_ERRORS`] (by code).

@@ -56,11 +56,13 @@ pub struct IdentityState {
     generation: std::sync::atomic::AtomicU64,
     /// Process-wide metrics (they outlive reloads too).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Routes and settings managed in the browser.
+    pub console: Arc<crate::console::Console>,
 }
 
 impl IdentityState {
     pub fn new(sign_in: &SignIn) -> Result<IdentityState, gatehouse_identity::store::StoreError> {
-        let store = gatehouse_identity::store::open(&sign_in.storage)?;
+        let (store, console_store) = gatehouse_identity::store::open_shared(&sign_in.storage)?;
         let store_for_metrics = store.clone();
         let t = sign_in.throttle;
         if sign_in.cookie_secret.is_none() && !matches!(sign_in.provider, Provider::None) {
@@ -82,6 +84,7 @@ impl IdentityState {
             assertions: gatehouse_assertion::Cache::new(100_000),
             generation: Default::default(),
             metrics: Arc::new(crate::metrics::Metrics::with_store(store_for_metrics)),
+            console: Arc::new(crate::console::Console::new(console_store)),
         })
     }
 
