@@ -19,6 +19,9 @@ const { values } = parseArgs({
     'access-token-ttl': { type: 'string', default: '120' },
     // A new signing key at every start (to test key rotation).
     'fresh-keys': { type: 'boolean', default: false },
+    // Ask who signs in with a form (browser tests with several users)
+    // instead of taking `login_hint`.
+    'login-form': { type: 'boolean', default: false },
   },
 });
 
@@ -113,8 +116,19 @@ server.on('request', async (req, res) => {
   try {
     const details = await provider.interactionDetails(req, res);
     const { prompt, params } = details;
+    if (prompt.name === 'login' && values['login-form'] && req.method === 'GET') {
+      res.setHeader('content-type', 'text/html; charset=utf-8');
+      return res.end(`<!doctype html><title>Test IdP</title><form method=post action="/interaction/${m[1]}">
+<label for=login>Account</label> <input id=login name=login autofocus> <button type=submit>Sign in</button></form>`);
+    }
     if (prompt.name === 'login') {
-      const accountId = ACCOUNTS[params.login_hint] ? params.login_hint : 'alice';
+      let hint = params.login_hint;
+      if (values['login-form'] && req.method === 'POST') {
+        let body = '';
+        for await (const chunk of req) body += chunk;
+        hint = new URLSearchParams(body).get('login');
+      }
+      const accountId = ACCOUNTS[hint] ? hint : 'alice';
       return await provider.interactionFinished(req, res, { login: { accountId } }, { mergeWithLastSubmission: false });
     }
     const grant = details.grantId
