@@ -659,3 +659,75 @@ fn session_store_settings() {
         assert!(!errs.contains("pw@"), "password in a message: {errs}");
     }
 }
+
+#[test]
+fn the_console_is_a_route_of_its_own() {
+    let loaded = load(
+        "console:\n  from: https://console.localhost\n  policy: {allow: {and: [{groups: {has: admins}}]}}\nroutes:\n  - {from: 'https://a.localhost', to: 'http://127.0.0.1:1'}\n",
+    )
+    .unwrap();
+    let console = loaded.config.console.as_ref().expect("console");
+    assert_eq!(console.from.to_string(), "https://console.localhost");
+    assert!(
+        matches!(console.storage, ConsoleStorage::File(ref p) if p.ends_with("gatehouse-console.redb"))
+    );
+    let last = loaded.config.routes.last().unwrap();
+    assert!(matches!(last.action, RouteAction::Console));
+    assert!(last.authorization.policy.is_some());
+    assert!(!last.pass_identity_headers);
+
+    let e = errors("console:\n  from: https://console.localhost\n");
+    assert!(e[0].contains("`policy` is required"), "{e:?}");
+    let e = errors("console:\n  policy: {allow: {and: [{accept: true}]}}\n");
+    assert!(e[0].contains("`from` is required"), "{e:?}");
+    let e = errors(
+        "console:\n  from: https://a.localhost\n  policy: {allow: {and: [{accept: true}]}}\nroutes:\n  - {from: 'https://a.localhost', to: 'http://127.0.0.1:1'}\n",
+    );
+    assert!(e[0].contains("also served by the route at line 5"), "{e:?}");
+}
+
+#[test]
+fn console_overlay_is_checked_like_the_file() {
+    use crate::overlay::{Overlay, Target, target};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(
+        &path,
+        "routes:\n  - {from: 'https://a.localhost', to: 'http://127.0.0.1:1', allow_any_authenticated_user: true}\n",
+    )
+    .unwrap();
+    let env = |_: &str| None;
+    let good = Overlay {
+        routes: vec![(
+            "r1".into(),
+            serde_json::json!({"from": "https://b.localhost", "to": ["http://127.0.0.1:2"], "allow_any_authenticated_user": true}),
+        )],
+        settings: vec![("cookie_expire".into(), serde_json::json!("2h"))],
+    };
+    let loaded = crate::overlay::load_file_with_overlay(&path, &env, &good).unwrap();
+    assert_eq!(loaded.config.routes.len(), 2);
+    assert_eq!(loaded.config.routes[1].console_id(), Some("r1"));
+    assert_eq!(
+        loaded.config.sign_in.cookie.expire,
+        std::time::Duration::from_secs(7200)
+    );
+
+    let bad = Overlay {
+        routes: vec![(
+            "r2".into(),
+            serde_json::json!({"from": "https://b.localhost", "to": ["nope"], "timeout": "soon"}),
+        )],
+        settings: vec![],
+    };
+    let rejected = crate::overlay::load_file_with_overlay(&path, &env, &bad).unwrap_err();
+    let targets: Vec<_> = rejected
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| target(&d.mark))
+        .collect();
+    assert!(
+        targets.contains(&Some(Target::Route("r2", Some("timeout")))),
+        "{rejected}"
+    );
+}
