@@ -635,3 +635,76 @@ async fn instances_sharing_redis_apply_a_change_within_a_second() {
     let (_, body) = api_b.call("GET", "/history", None).await;
     assert_eq!(body["changes"][0]["action"], "create");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_change_that_clashes_with_the_console_wins_and_is_reported() {
+    let up = echo_upstream("app").await;
+    let yaml = config(&up.addr.to_string(), "");
+    let gh = Gatehouse::start(&yaml);
+    let api = Api {
+        gh: &gh,
+        c: gh.client(HOSTS),
+        auth: format!("Pomerium {}", token(&gh, "alice").await),
+    };
+    let (status, body) = api
+        .call("POST", "/routes", Some(json!({"from": "https://new.localhost", "to": [format!("http://{}", up.addr)], "allow_public_unauthenticated_access": true})))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(anonymous_get(&gh, "new.localhost").await, 200);
+
+    // The file now claims the console route's host.
+    let mark = gh.log_count("configuration reloaded");
+    let clash = yaml.replace("{port}", &gh.port.to_string()).replace(
+        "routes:\n",
+        "routes:\n  - from: https://new.localhost\n    response: {status: 418, body: file}\n    allow_public_unauthenticated_access: true\n",
+    );
+    gh.write_config(&clash);
+    assert!(
+        gh.wait_log("configuration reloaded", mark),
+        "{}",
+        gh.log_text()
+    );
+    assert!(gh.log_text().contains("do not fit the configuration file"));
+    assert_eq!(
+        anonymous_get(&gh, "new.localhost").await,
+        418,
+        "the file wins"
+    );
+    let admin = signed_in(&gh, "console.localhost", "alice").await;
+    let page = admin
+        .get(gh.url("console.localhost", "/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Console changes are not in force"), "{page}");
+    assert!(page.contains("duplicate route"), "{page}");
+
+    // Listed as not in force, and fixed in the console (the route moves to
+    // another host): back in force.
+    let (_, body) = api.call("GET", "/routes", None).await;
+    let listed = body["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["source"] == "console")
+        .unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(listed["in_force"], false, "{body}");
+    let created = listed["route"]["id"].as_str().unwrap().to_string();
+    let (status, body) = api
+        .call("PUT", &format!("/routes/{created}"), Some(json!({"from": "https://other.localhost", "to": [format!("http://{}", up.addr)], "allow_public_unauthenticated_access": true})))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(anonymous_get(&gh, "other.localhost").await, 200);
+    let page = admin
+        .get(gh.url("console.localhost", "/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains("Console changes are not in force"));
+}

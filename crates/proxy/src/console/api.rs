@@ -51,7 +51,7 @@ pub(super) async fn serve(
         (Method::GET, ["openapi.json"]) => respond(StatusCode::OK, "application/json", OPENAPI),
         (Method::GET, ["routes"]) => {
             let (version, state) = console.state();
-            let routes: Vec<Json> = listed(console, rt)
+            let mut routes: Vec<Json> = listed(console, rt)
                 .iter()
                 .map(|l| {
                     let counts = json!({
@@ -63,10 +63,11 @@ pub(super) async fn serve(
                         "requests_per_minute": l.per_minute,
                     });
                     match l.route.console_id().and_then(|id| state.route(id)) {
-                        Some(r) => json!({"source": "console", "read_only": false, "route": route_json(r), "metrics": counts}),
+                        Some(r) => json!({"source": "console", "read_only": false, "in_force": true, "route": route_json(r), "metrics": counts}),
                         None => json!({
                             "source": "file",
                             "read_only": true,
+                            "in_force": true,
                             "location": l.route.mark.to_string(),
                             "route": {"name": l.route.name, "from": format!("{}{}", l.route.from, l.route.path_match)},
                             "metrics": counts,
@@ -74,7 +75,11 @@ pub(super) async fn serve(
                     }
                 })
                 .collect();
-            ok(json!({"version": version, "routes": routes}))
+            // Console routes left out because they no longer fit the file.
+            for r in super::not_in_force(&state, rt) {
+                routes.push(json!({"source": "console", "read_only": false, "in_force": false, "route": route_json(r)}));
+            }
+            ok(json!({"version": version, "routes": routes, "problem": console.problem()}))
         }
         (Method::POST, ["routes"]) => {
             let body = match json_body(req).await {

@@ -494,6 +494,21 @@ fn routes_page(
             l.counts.denied,
         );
     }
+    for r in super::not_in_force(&state, rt) {
+        let label = match r.str("name") {
+            "" => r.str("from").to_string(),
+            n => n.to_string(),
+        };
+        shown += 1;
+        let _ = write!(
+            rows,
+            "<tr><td><a href=\"/routes/{id}\">{label}</a></td><td><code>{from}</code></td><td class=opt></td><td class=opt></td>\
+<td><span class=\"tag file\">console · not in force</span></td><td class=num>–</td><td class=num>–</td><td class=num>–</td></tr>",
+            id = esc(&r.id),
+            label = esc(&label),
+            from = esc(r.str("from")),
+        );
+    }
     let notice = query
         .get("applied")
         .map(|v| {

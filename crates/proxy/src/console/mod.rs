@@ -928,6 +928,21 @@ fn listed<'a>(console: &Console, rt: &'a Runtime) -> Vec<Listed<'a>> {
         .collect()
 }
 
+/// Console routes the running configuration does not have (they no longer
+/// fit the file; see [`Console::load_file`]).
+fn not_in_force<'a>(state: &'a State, rt: &Runtime) -> Vec<&'a ConsoleRoute> {
+    state
+        .routes
+        .iter()
+        .filter(|r| {
+            !rt.config
+                .routes
+                .iter()
+                .any(|c| c.console_id() == Some(&r.id))
+        })
+        .collect()
+}
+
 /// The configuration file as YAML with the console's routes and settings
 /// merged in; secrets are left out.
 fn export(rt: &Runtime, state: &State) -> Result<String, String> {
