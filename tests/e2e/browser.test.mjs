@@ -61,7 +61,7 @@ test('signing in with the built-in directory lands on the page asked for', async
   await page.waitForURL(url);
   assert.equal(await page.locator('#verdict').textContent(), 'Identity verified');
   assert.equal(await page.locator('#who').textContent(), 'Demo User <demo@example.com>');
-  assert.equal(await page.locator('#claim-groups').textContent(), 'demo');
+  assert.equal(await page.locator('#claim-groups').textContent(), 'demo, admins');
   assert.equal(await page.locator('#claim-issuer').textContent(), 'verify.localhost');
   await page.screenshot({ path: join(artifacts, 'signed-in.png'), fullPage: true });
 
@@ -82,6 +82,21 @@ test('signing in with the built-in directory lands on the page asked for', async
   await page.waitForURL(/\/\.pomerium\/signed_out$/);
   await page.goto(url);
   assert.match(page.url(), /\/\.pomerium\/sign_in/);
+  await context.close();
+});
+
+test("the quickstart's console lists its routes for the demo user", async () => {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true });
+  const page = await context.newPage();
+  await page.goto(`https://console.localhost:${gh.port}/`);
+  await page.fill('#username', 'demo');
+  await page.fill('#password', gh.password);
+  await page.click('button[type=submit]');
+  await page.waitForURL(`https://console.localhost:${gh.port}/`);
+  const rows = await page.locator('tbody').textContent();
+  assert.match(rows, /verify\.localhost/);
+  assert.match(rows, /hello\.localhost/);
+  assert.match(await page.locator('footer').textContent(), /gatehouse-console\.redb/);
   await context.close();
 });
 
