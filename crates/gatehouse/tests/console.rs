@@ -89,7 +89,16 @@ struct Api<'a> {
     auth: String,
 }
 
-impl Api<'_> {
+impl<'a> Api<'a> {
+    /// The API as `user`, with a token from a programmatic login.
+    async fn as_user(gh: &'a Gatehouse, user: &str) -> Api<'a> {
+        Api {
+            gh,
+            c: gh.client(HOSTS),
+            auth: format!("Pomerium {}", token(gh, user).await),
+        }
+    }
+
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let url = self.gh.url("console.localhost", &format!("/api/v1{path}"));
         let mut req = self
@@ -156,11 +165,7 @@ async fn only_admins_reach_the_console() {
         .unwrap();
     assert_eq!(r.status(), 302, "a browser is sent to sign in");
 
-    let bob = Api {
-        gh: &gh,
-        c: gh.client(HOSTS),
-        auth: format!("Pomerium {}", token(&gh, "bob").await),
-    };
+    let bob = Api::as_user(&gh, "bob").await;
     let (status, _) = bob.call("GET", "/routes", None).await;
     assert_eq!(status, 403, "bob is not in admins");
     let (status, _) = bob
@@ -179,11 +184,7 @@ async fn only_admins_reach_the_console() {
     assert!(!page.contains("New route"), "{page}");
     assert_eq!(status, 403, "bob gets 403 on the console pages");
     // nothing was created
-    let alice = Api {
-        gh: &gh,
-        c: gh.client(HOSTS),
-        auth: format!("Pomerium {}", token(&gh, "alice").await),
-    };
+    let alice = Api::as_user(&gh, "alice").await;
     let (status, body) = alice.call("GET", "/routes", None).await;
     assert_eq!(status, 200);
     assert_eq!(body["version"], 0);
@@ -193,11 +194,7 @@ async fn only_admins_reach_the_console() {
 async fn every_endpoint_with_good_and_bad_input() {
     let up = echo_upstream("app").await;
     let gh = Gatehouse::start(&config(&up.addr.to_string(), ""));
-    let api = Api {
-        gh: &gh,
-        c: gh.client(HOSTS),
-        auth: format!("Pomerium {}", token(&gh, "alice").await),
-    };
+    let api = Api::as_user(&gh, "alice").await;
 
     // The list: the file's route, read-only, with metrics.
     let (status, body) = api.call("GET", "/routes", None).await;
@@ -526,6 +523,10 @@ async fn every_endpoint_with_good_and_bad_input() {
     );
 }
 
+async fn page_text(c: &reqwest::Client, url: &str) -> String {
+    c.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 async fn anonymous_get(gh: &Gatehouse, host: &str) -> u16 {
     gh.client(HOSTS)
         .get(gh.url(host, "/"))
@@ -567,11 +568,7 @@ async fn console_routes_survive_a_restart() {
     );
     let yaml = config(&up.addr.to_string(), &extra);
     let gh = Gatehouse::start(&yaml);
-    let api = Api {
-        gh: &gh,
-        c: gh.client(HOSTS),
-        auth: format!("Pomerium {}", token(&gh, "alice").await),
-    };
+    let api = Api::as_user(&gh, "alice").await;
     let (status, body) = api
         .call("POST", "/routes", Some(json!({"from": "https://new.localhost", "to": [format!("http://{}", up.addr)], "allow_public_unauthenticated_access": true})))
         .await;
@@ -599,11 +596,7 @@ async fn instances_sharing_redis_apply_a_change_within_a_second() {
     let a = Gatehouse::start(&yaml);
     let b = Gatehouse::start(&yaml);
     assert!(a.wait_log("console state storage", 0));
-    let api = Api {
-        gh: &a,
-        c: a.client(HOSTS),
-        auth: format!("Pomerium {}", token(&a, "alice").await),
-    };
+    let api = Api::as_user(&a, "alice").await;
     assert_eq!(anonymous_get(&b, "new.localhost").await, 404);
     let (status, body) = api
         .call("POST", "/routes", Some(json!({"from": "https://new.localhost", "to": [format!("http://{}", up.addr)], "allow_public_unauthenticated_access": true})))
@@ -627,11 +620,7 @@ async fn instances_sharing_redis_apply_a_change_within_a_second() {
         saved.elapsed()
     );
     // B's history is A's.
-    let api_b = Api {
-        gh: &b,
-        c: b.client(HOSTS),
-        auth: format!("Pomerium {}", token(&b, "alice").await),
-    };
+    let api_b = Api::as_user(&b, "alice").await;
     let (_, body) = api_b.call("GET", "/history", None).await;
     assert_eq!(body["changes"][0]["action"], "create");
 }
@@ -641,11 +630,7 @@ async fn a_file_change_that_clashes_with_the_console_wins_and_is_reported() {
     let up = echo_upstream("app").await;
     let yaml = config(&up.addr.to_string(), "");
     let gh = Gatehouse::start(&yaml);
-    let api = Api {
-        gh: &gh,
-        c: gh.client(HOSTS),
-        auth: format!("Pomerium {}", token(&gh, "alice").await),
-    };
+    let api = Api::as_user(&gh, "alice").await;
     let (status, body) = api
         .call("POST", "/routes", Some(json!({"from": "https://new.localhost", "to": [format!("http://{}", up.addr)], "allow_public_unauthenticated_access": true})))
         .await;
@@ -671,14 +656,7 @@ async fn a_file_change_that_clashes_with_the_console_wins_and_is_reported() {
         "the file wins"
     );
     let admin = signed_in(&gh, "console.localhost", "alice").await;
-    let page = admin
-        .get(gh.url("console.localhost", "/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(&admin, &gh.url("console.localhost", "/")).await;
     assert!(page.contains("Console changes are not in force"), "{page}");
     assert!(page.contains("duplicate route"), "{page}");
 
@@ -698,13 +676,6 @@ async fn a_file_change_that_clashes_with_the_console_wins_and_is_reported() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(anonymous_get(&gh, "other.localhost").await, 200);
-    let page = admin
-        .get(gh.url("console.localhost", "/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(&admin, &gh.url("console.localhost", "/")).await;
     assert!(!page.contains("Console changes are not in force"));
 }

@@ -178,54 +178,39 @@ async fn save_route(
         .map(|r| r.options.clone())
         .unwrap_or_default();
     let values: HashMap<String, String> = submitted.iter().cloned().collect();
-    let options = match form::options(&base, &submitted) {
-        Ok(o) => o,
-        Err(errors) => {
-            return route_page(
-                console,
-                rt,
-                session,
-                existing.as_ref(),
-                &values,
-                &errors,
-                StatusCode::UNPROCESSABLE_ENTITY,
-            );
-        }
-    };
-    let route = ConsoleRoute {
-        id: existing.as_ref().map_or_else(new_id, |r| r.id.clone()),
-        options,
-    };
-    match console.change(&who(session), Edit::PutRoute(route)).await {
-        Err(ChangeError::Invalid(errors)) => {
-            let errors: Vec<FieldError> = errors
-                .into_iter()
-                .map(|e| FieldError {
-                    field: form::field_for(&e.field).to_string(),
-                    message: e.message,
-                })
-                .map(
-                    |e| match (e.field.as_str(), field(&submitted, "policy_preset")) {
-                        ("policy", p @ ("domain" | "users" | "groups" | "ppl")) => FieldError {
-                            field: format!("policy_{p}"),
+    // Problems found by the form itself, or by the configuration's checks
+    // (shown on the form field that holds the route key).
+    let errors = match form::options(&base, &submitted) {
+        Err(errors) => errors,
+        Ok(options) => {
+            let route = ConsoleRoute {
+                id: existing.as_ref().map_or_else(new_id, |r| r.id.clone()),
+                options,
+            };
+            match console.change(&who(session), Edit::PutRoute(route)).await {
+                Err(ChangeError::Invalid(errors)) => {
+                    let preset = field(&submitted, "policy_preset");
+                    errors
+                        .into_iter()
+                        .map(|e| FieldError {
+                            field: form::field_for(&e.field, preset),
                             message: e.message,
-                        },
-                        _ => e,
-                    },
-                )
-                .collect();
-            route_page(
-                console,
-                rt,
-                session,
-                existing.as_ref(),
-                &values,
-                &errors,
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
+                        })
+                        .collect()
+                }
+                other => return done(console, session, other),
+            }
         }
-        other => done(console, session, other),
-    }
+    };
+    route_page(
+        console,
+        rt,
+        session,
+        existing.as_ref(),
+        &values,
+        &errors,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
 }
 
 async fn save_settings(
@@ -679,36 +664,10 @@ fn route_page(
     status: StatusCode,
 ) -> Response<Body> {
     let f = Form { values, errors };
-    let known = [
-        "name",
-        "from",
-        "path_value",
-        "to",
-        "policy",
-        "policy_domain",
-        "policy_users",
-        "policy_groups",
-        "policy_ppl",
-        "pass_identity_headers",
-        "jwt_claims_headers",
-        "set_request_headers",
-        "remove_request_headers",
-        "set_response_headers",
-        "host_rewrite",
-        "preserve_host_header",
-        "timeout",
-        "idle_timeout",
-        "allow_websockets",
-        "tls_skip_verify",
-        "tls_server_name",
-        "tls_custom_ca",
-        "frame_ancestors",
-        "cookie_same_site",
-    ];
     // Errors no field shows (the file, a key set through the API) go on top.
     let general: Vec<String> = errors
         .iter()
-        .filter(|e| !known.contains(&e.field.as_str()))
+        .filter(|e| !form::FIELDS.contains(&e.field.as_str()))
         .map(|e| {
             if e.field.is_empty() {
                 esc(&e.message)
