@@ -161,6 +161,14 @@ routes:
         "{text}"
     );
     assert!(value("gatehouse_authorize_decisions_total{result=\"deny\"}") >= 1.0);
+    assert!(
+        value("gatehouse_route_authorize_decisions_total{route=\"app\",result=\"allow\"}") >= 3.0
+    );
+    assert_eq!(
+        value("gatehouse_route_authorize_decisions_total{route=\"admin\",result=\"deny\"}"),
+        value("gatehouse_http_server_requests_total{route=\"admin\",code=\"4xx\"}"),
+        "every denial on `admin` is counted for it"
+    );
     assert!(value("gatehouse_authorize_reasons_total{reason=\"domain-unauthorized\"}") >= 1.0);
     assert!(value("gatehouse_assertion_cache_hits_total") >= 2.0);
     // Two sign-ins stored, every signed-in request looked up.

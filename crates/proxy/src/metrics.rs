@@ -347,6 +347,24 @@ impl Metrics {
                 }
             }
         }
+        header(
+            &mut out,
+            "gatehouse_route_authorize_decisions_total",
+            "counter",
+            "Policy decisions on proxied requests, by route and result.",
+        );
+        for (label, m) in &routes_all {
+            for (result, c) in ["allow", "deny", "sign-in"].iter().zip(&m.decisions) {
+                let n = c.load(Relaxed);
+                if n > 0 {
+                    let _ = writeln!(
+                        out,
+                        "gatehouse_route_authorize_decisions_total{{route=\"{}\",result=\"{result}\"}} {n}",
+                        escape(label)
+                    );
+                }
+            }
+        }
 
         header(
             &mut out,
