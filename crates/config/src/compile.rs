@@ -950,10 +950,6 @@ impl Compiler<'_> {
             self.error(&c.mark, "console: `policy` is required: say who may manage routes (e.g. `allow: {and: [{groups: {has: admins}}]}`)");
             return None;
         };
-        let respond = Node {
-            value: crate::yaml::Value::Map(Vec::new()),
-            mark: c.mark.clone(),
-        };
         let options = Spanned {
             value: RouteOptions {
                 name: Some(Spanned {
@@ -962,15 +958,12 @@ impl Compiler<'_> {
                 }),
                 from: Some(from.clone()),
                 policy: Some(policy.clone()),
-                response: Some(crate::de::RawNode(respond)),
+                pass_identity_headers: Some(false),
                 ..RouteOptions::default()
             },
             mark: c.mark.clone(),
         };
-        let mut route = self.route(index, &options, defaults)?;
-        route.action = RouteAction::Console;
-        route.pass_identity_headers = false;
-        Some(route)
+        self.route_with(index, &options, defaults, Some(RouteAction::Console))
     }
 
     fn route(
@@ -978,6 +971,18 @@ impl Compiler<'_> {
         index: usize,
         r: &Spanned<RouteOptions>,
         defaults: &RouteDefaults<'_>,
+    ) -> Option<Route> {
+        self.route_with(index, r, defaults, None)
+    }
+
+    /// A route; `answered_by` is set for routes gatehouse answers itself
+    /// (the console), which have no `to`, `redirect` or `response`.
+    fn route_with(
+        &mut self,
+        index: usize,
+        r: &Spanned<RouteOptions>,
+        defaults: &RouteDefaults<'_>,
+        answered_by: Option<RouteAction>,
     ) -> Option<Route> {
         let default_timeout = defaults.timeout;
         let global_headers = defaults.response_headers;
@@ -995,6 +1000,7 @@ impl Compiler<'_> {
         let path_match = self.path_match(o, &r.mark);
 
         let action = match (&o.to, &o.redirect, &o.response) {
+            _ if answered_by.is_some() => answered_by,
             (Some(to), None, None) => self.upstreams(to).map(RouteAction::Forward),
             (None, Some(redirect), None) => self.redirect(&redirect.0).map(RouteAction::Redirect),
             (None, None, Some(response)) => self.response(&response.0),

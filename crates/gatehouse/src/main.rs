@@ -566,7 +566,7 @@ async fn serve(
     }
     // Console routes and settings are in force before the first request.
     proxy.console().start().await;
-    let routes = proxy.config().config.routes.len();
+    let routes = proxy.runtime().config.routes.len();
     let listeners = gatehouse_proxy::bind(&proxy).await?;
     reload::spawn(path, watched, proxy.clone());
     let settings = proxy.settings();

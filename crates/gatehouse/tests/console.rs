@@ -53,34 +53,10 @@ const HOSTS: &[&str] = &[
 /// A token from a programmatic login on the console host.
 async fn token(gh: &Gatehouse, user: &str) -> String {
     let redirect = "http://localhost:45999/cb";
-    let api = gh.client(HOSTS);
-    let login_url = api
-        .get(gh.url(
-            "console.localhost",
-            &format!(
-                "/.pomerium/api/v1/login?pomerium_redirect_uri={}",
-                url::form_urlencoded::byte_serialize(redirect.as_bytes()).collect::<String>()
-            ),
-        ))
-        .send()
+    let login = (user, "wonderland");
+    programmatic_login(gh, "console.localhost", HOSTS, login, redirect)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let mut b = follow_until(redirect).danger_accept_invalid_certs(true);
-    for h in HOSTS {
-        b = b.resolve(h, gh.addr());
-    }
-    let browser = b.build().unwrap();
-    let resp = submit_login(&browser, &login_url, user, "wonderland").await;
-    let location = resp.headers()["location"].to_str().unwrap().to_string();
-    url::Url::parse(&location)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "pomerium_jwt")
-        .map(|(_, v)| v.into_owned())
-        .expect("pomerium_jwt")
+        .0
 }
 
 struct Api<'a> {

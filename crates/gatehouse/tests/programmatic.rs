@@ -32,59 +32,16 @@ local_users:
     (Gatehouse::start(&yaml), up)
 }
 
-/// The whole login as a CLI drives it; returns the token its local
-/// listener would receive, and the user's browser.
+/// The whole login as a CLI drives it, as alice on app.localhost.
 async fn programmatic_login(gh: &Gatehouse, client_redirect: &str) -> (String, reqwest::Client) {
-    let api = gh.client(&["app.localhost"]);
-    let resp = api
-        .get(gh.url(
-            "app.localhost",
-            &format!(
-                "/.pomerium/api/v1/login?pomerium_redirect_uri={}",
-                url::form_urlencoded::byte_serialize(client_redirect.as_bytes()).collect::<String>()
-            ),
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    assert!(
-        resp.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain")
-    );
-    let login_url = resp.text().await.unwrap();
-    assert!(
-        login_url.contains("/.pomerium/sign_in?pomerium_redirect_uri="),
-        "{login_url}"
-    );
-
-    // The user's browser: sign in, follow redirects until the client's
-    // redirect URI (which the CLI's local listener would serve).
-    let browser = follow_until(client_redirect)
-        .danger_accept_invalid_certs(true)
-        .resolve("app.localhost", gh.addr())
-        .build()
-        .unwrap();
-    let resp = submit_login(&browser, &login_url, "alice", "wonderland").await;
-    let location = resp
-        .headers()
-        .get("location")
-        .unwrap_or_else(|| panic!("{} {}", resp.status(), gh.log_text()))
-        .to_str()
-        .unwrap()
-        .to_string();
-    assert!(location.starts_with(client_redirect), "{location}");
-    let url = url::Url::parse(&location).unwrap();
-    // The client's own query survives.
-    assert!(location.contains("x=1") || !client_redirect.contains("x=1"));
-    let token = url
-        .query_pairs()
-        .find(|(k, _)| k == "pomerium_jwt")
-        .map(|(_, v)| v.into_owned())
-        .expect("pomerium_jwt");
-    (token, browser)
+    common::programmatic_login(
+        gh,
+        "app.localhost",
+        &["app.localhost"],
+        ("alice", "wonderland"),
+        client_redirect,
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -15,6 +15,16 @@ pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed()
 }
 
+/// A request body read whole, if it is at most `max` bytes and arrives
+/// within 30 s (gatehouse's own forms and the console's API).
+pub async fn collect_limited(incoming: hyper::body::Incoming, max: usize) -> Option<Bytes> {
+    let limited = http_body_util::Limited::new(incoming, max);
+    match tokio::time::timeout(std::time::Duration::from_secs(30), limited.collect()).await {
+        Ok(Ok(collected)) => Some(collected.to_bytes()),
+        _ => None,
+    }
+}
+
 pub fn stream(incoming: hyper::body::Incoming) -> Body {
     incoming.map_err(BoxError::from).boxed()
 }

@@ -163,8 +163,8 @@ impl Proxy {
         self.clients.retain(&prepared.keys);
     }
 
-    /// The configuration in force.
-    pub fn config(&self) -> arc_swap::Guard<Arc<runtime::Runtime>> {
+    /// The runtime (configuration and its built state) in force.
+    pub fn runtime(&self) -> arc_swap::Guard<Arc<runtime::Runtime>> {
         self.runtime.load()
     }
 

@@ -29,7 +29,6 @@ use gatehouse_identity::session::{Session, SessionId, unix_now};
 use gatehouse_identity::store::SessionStore;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::body::{self, Body};
@@ -1636,12 +1635,7 @@ fn form_field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
 }
 
 async fn read_form(req: Request<Incoming>) -> Option<Vec<(String, String)>> {
-    let limited = http_body_util::Limited::new(req.into_body(), MAX_FORM);
-    let bytes = tokio::time::timeout(Duration::from_secs(30), limited.collect())
-        .await
-        .ok()?
-        .ok()?
-        .to_bytes();
+    let bytes = body::collect_limited(req.into_body(), MAX_FORM).await?;
     Some(url::form_urlencoded::parse(&bytes).into_owned().collect())
 }
 

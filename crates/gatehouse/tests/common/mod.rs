@@ -673,6 +673,69 @@ pub async fn sign_out(c: &reqwest::Client, origin: &str) -> (reqwest::Response, 
     (resp, token)
 }
 
+/// Programmatic login on `host` as a CLI drives it (`hosts` resolve to
+/// gatehouse): the login URL, the user signing in with the built-in
+/// directory in a browser, the redirects up to `client_redirect`. Returns
+/// the token the CLI's local listener would receive, and the browser.
+pub async fn programmatic_login(
+    gh: &Gatehouse,
+    host: &str,
+    hosts: &[&str],
+    (user, password): (&str, &str),
+    client_redirect: &str,
+) -> (String, reqwest::Client) {
+    let api = gh.client(hosts);
+    let resp = api
+        .get(gh.url(
+            host,
+            &format!(
+                "/.pomerium/api/v1/login?pomerium_redirect_uri={}",
+                url::form_urlencoded::byte_serialize(client_redirect.as_bytes()).collect::<String>()
+            ),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let login_url = resp.text().await.unwrap();
+    assert!(
+        login_url.contains("/.pomerium/sign_in?pomerium_redirect_uri="),
+        "{login_url}"
+    );
+
+    // The user's browser: sign in, follow redirects until the client's
+    // redirect URI (which the CLI's local listener would serve).
+    let mut builder = follow_until(client_redirect).danger_accept_invalid_certs(true);
+    for h in hosts {
+        builder = builder.resolve(h, gh.addr());
+    }
+    let browser = builder.build().unwrap();
+    let resp = submit_login(&browser, &login_url, user, password).await;
+    let location = resp
+        .headers()
+        .get("location")
+        .unwrap_or_else(|| panic!("{} {}", resp.status(), gh.log_text()))
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(location.starts_with(client_redirect), "{location}");
+    let url = url::Url::parse(&location).unwrap();
+    // The client's own query survives.
+    assert!(location.contains("x=1") || !client_redirect.contains("x=1"));
+    let token = url
+        .query_pairs()
+        .find(|(k, _)| k == "pomerium_jwt")
+        .map(|(_, v)| v.into_owned())
+        .expect("pomerium_jwt");
+    (token, browser)
+}
+
 /// The sign-in URL on `host` that returns to `/` of that host.
 pub fn login_url(gh: &Gatehouse, host: &str) -> String {
     gh.url(

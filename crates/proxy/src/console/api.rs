@@ -209,11 +209,7 @@ pub(super) async fn serve(
                 },
                 Err(e) => return change_error(e),
             };
-            let result = match super::import(rt, &text) {
-                Ok(state) => console.change(&user, Edit::Import(state)).await,
-                Err(e) => Err(e),
-            };
-            match result {
+            match console.import(&user, rt, &text).await {
                 Ok((version, _)) => {
                     let (_, state) = console.state();
                     ok(

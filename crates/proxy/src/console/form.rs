@@ -48,34 +48,6 @@ const FORM_KEYS: &[&str] = &[
     "cookie_same_site",
 ];
 
-/// The form's fields that show errors (others are listed above the form).
-pub const FIELDS: &[&str] = &[
-    "name",
-    "from",
-    "path_value",
-    "to",
-    "policy",
-    "policy_domain",
-    "policy_users",
-    "policy_groups",
-    "policy_ppl",
-    "pass_identity_headers",
-    "jwt_claims_headers",
-    "set_request_headers",
-    "remove_request_headers",
-    "set_response_headers",
-    "host_rewrite",
-    "preserve_host_header",
-    "timeout",
-    "idle_timeout",
-    "allow_websockets",
-    "tls_skip_verify",
-    "tls_server_name",
-    "tls_custom_ca",
-    "frame_ancestors",
-    "cookie_same_site",
-];
-
 /// The form field that shows a route key's errors; a policy error goes to
 /// the input of the chosen preset.
 pub fn field_for(key: &str, preset: &str) -> String {

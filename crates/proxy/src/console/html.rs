@@ -122,11 +122,7 @@ pub(super) async fn serve(
                 Ok(f) => field(&f, "config").to_string(),
                 Err(e) => return error_page(console, session, e),
             };
-            let result = match super::import(rt, &text) {
-                Ok(state) => console.change(&who(session), Edit::Import(state)).await,
-                Err(e) => Err(e),
-            };
-            match result {
+            match console.import(&who(session), rt, &text).await {
                 Err(ChangeError::Invalid(errors)) => import_page(
                     console,
                     session,
@@ -541,13 +537,23 @@ fn policy_summary(a: &gatehouse_config::Authorization) -> String {
     }
 }
 
-/// Renders one form control with its label, hint and error.
+/// Renders form controls with their label, hint and error, and remembers
+/// which fields it showed: errors for any other field go in the summary.
 struct Form<'a> {
     values: &'a HashMap<String, String>,
     errors: &'a [FieldError],
+    shown: std::cell::RefCell<Vec<String>>,
 }
 
-impl Form<'_> {
+impl<'a> Form<'a> {
+    fn new(values: &'a HashMap<String, String>, errors: &'a [FieldError]) -> Self {
+        Form {
+            values,
+            errors,
+            shown: Default::default(),
+        }
+    }
+
     fn v(&self, name: &str) -> String {
         esc(self
             .values
@@ -556,7 +562,10 @@ impl Form<'_> {
             .unwrap_or_default())
     }
 
+    /// The attributes for `name`'s control and its error message (empty
+    /// when it has none).
     fn error(&self, name: &str) -> (String, String) {
+        self.shown.borrow_mut().push(name.to_string());
         let messages: Vec<&str> = self
             .errors
             .iter()
@@ -575,24 +584,40 @@ impl Form<'_> {
         )
     }
 
-    fn text(&self, name: &str, label: &str, hint: &str, placeholder: &str) -> String {
+    /// A labelled control: `control` gets the attributes to add to it.
+    fn field(
+        &self,
+        name: &str,
+        label: &str,
+        hint: &str,
+        control: impl FnOnce(&str) -> String,
+    ) -> String {
         let (attrs, err) = self.error(name);
         format!(
-            "<div class=field><label for=\"f-{name}\">{label}</label><input type=text id=\"f-{name}\" name=\"{name}\" value=\"{v}\" placeholder=\"{p}\"{attrs}>{h}{err}</div>",
-            v = self.v(name),
-            p = esc(placeholder),
-            h = hint_html(hint),
+            "<div class=field><label for=\"f-{name}\">{label}</label>{}{}{err}</div>",
+            control(&attrs),
+            hint_html(hint),
         )
     }
 
+    fn text(&self, name: &str, label: &str, hint: &str, placeholder: &str) -> String {
+        self.field(name, label, hint, |attrs| {
+            format!(
+                "<input type=text id=\"f-{name}\" name=\"{name}\" value=\"{}\" placeholder=\"{}\"{attrs}>",
+                self.v(name),
+                esc(placeholder)
+            )
+        })
+    }
+
     fn area(&self, name: &str, label: &str, hint: &str, placeholder: &str) -> String {
-        let (attrs, err) = self.error(name);
-        format!(
-            "<div class=field><label for=\"f-{name}\">{label}</label><textarea id=\"f-{name}\" name=\"{name}\" placeholder=\"{p}\"{attrs}>{v}</textarea>{h}{err}</div>",
-            v = self.v(name),
-            p = esc(placeholder),
-            h = hint_html(hint),
-        )
+        self.field(name, label, hint, |attrs| {
+            format!(
+                "<textarea id=\"f-{name}\" name=\"{name}\" placeholder=\"{}\"{attrs}>{}</textarea>",
+                esc(placeholder),
+                self.v(name)
+            )
+        })
     }
 
     fn check(&self, name: &str, label: &str, hint: &str) -> String {
@@ -609,7 +634,6 @@ impl Form<'_> {
     }
 
     fn select(&self, name: &str, label: &str, options: &[(&str, &str)], hint: &str) -> String {
-        let (attrs, err) = self.error(name);
         let current = self
             .values
             .get(name)
@@ -622,9 +646,42 @@ impl Form<'_> {
                 format!("<option value=\"{v}\"{sel}>{l}</option>")
             })
             .collect();
+        self.field(name, label, hint, |attrs| {
+            format!("<select id=\"f-{name}\" name=\"{name}\"{attrs}>{opts}</select>")
+        })
+    }
+
+    /// "Not saved" with the count, and the errors no field showed (the
+    /// file's, a key set through the API). Call after rendering the fields.
+    fn summary(&self) -> String {
+        if self.errors.is_empty() {
+            return String::new();
+        }
+        let shown = self.shown.borrow();
+        let others: String = self
+            .errors
+            .iter()
+            .filter(|e| !shown.contains(&e.field))
+            .map(|e| {
+                if e.field.is_empty() {
+                    format!("<li>{}</li>", esc(&e.message))
+                } else {
+                    format!(
+                        "<li><code>{}</code>: {}</li>",
+                        esc(&e.field),
+                        esc(&e.message)
+                    )
+                }
+            })
+            .collect();
+        let others = if others.is_empty() {
+            String::new()
+        } else {
+            format!("<ul>{others}</ul>")
+        };
         format!(
-            "<div class=field><label for=\"f-{name}\">{label}</label><select id=\"f-{name}\" name=\"{name}\"{attrs}>{opts}</select>{h}{err}</div>",
-            h = hint_html(hint),
+            "<div class=problem role=alert><strong>Not saved: {} problem(s).</strong> Nothing was changed; the fields below say what to fix.{others}</div>",
+            self.errors.len()
         )
     }
 }
@@ -663,38 +720,7 @@ fn route_page(
     errors: &[FieldError],
     status: StatusCode,
 ) -> Response<Body> {
-    let f = Form { values, errors };
-    // Errors no field shows (the file, a key set through the API) go on top.
-    let general: Vec<String> = errors
-        .iter()
-        .filter(|e| !form::FIELDS.contains(&e.field.as_str()))
-        .map(|e| {
-            if e.field.is_empty() {
-                esc(&e.message)
-            } else {
-                format!("<code>{}</code>: {}", esc(&e.field), esc(&e.message))
-            }
-        })
-        .collect();
-    let summary = if errors.is_empty() {
-        String::new()
-    } else {
-        let extra = if general.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "<ul>{}</ul>",
-                general
-                    .iter()
-                    .map(|g| format!("<li>{g}</li>"))
-                    .collect::<String>()
-            )
-        };
-        format!(
-            "<div class=problem role=alert><strong>Not saved: {} problem(s).</strong> Nothing was changed; the fields below say what to fix.{extra}</div>",
-            errors.len()
-        )
-    };
+    let f = Form::new(values, errors);
     let open_tab = errors
         .first()
         .map(|e| tab_of(&e.field))
@@ -831,6 +857,7 @@ fn route_page(
         ),
         None => String::new(),
     };
+    let summary = f.summary();
     let body = format!(
         "<h1>{heading}</h1>{summary}<form method=post action=\"{action}\" class=card novalidate>\
 <div class=tabs role=group aria-label=\"Route settings\">{t1}{t2}{t3}{t4}{t5}\
@@ -857,7 +884,7 @@ fn settings_page(
     errors: &[FieldError],
     status: StatusCode,
 ) -> Response<Body> {
-    let f = Form { values, errors };
+    let f = Form::new(values, errors);
     let o = &rt.config.options;
     let file = |v: Option<String>| match v {
         Some(v) if !v.is_empty() => format!(
@@ -869,19 +896,6 @@ fn settings_page(
     let span = |s: &Option<gatehouse_config::de::Spanned<gatehouse_config::model::GoDuration>>| {
         s.as_ref().map(|d| format!("{:?}", d.value.0))
     };
-    let summary = if errors.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "<div class=problem role=alert><strong>Not saved.</strong> Nothing was changed. {}</div>",
-            errors
-                .iter()
-                .filter(|e| !gatehouse_config::overlay::LIVE_SETTINGS.contains(&e.field.as_str()))
-                .map(|e| esc(&e.message))
-                .collect::<Vec<_>>()
-                .join("; ")
-        )
-    };
     let pass = [
         ("", "From the configuration file"),
         ("true", "Yes"),
@@ -892,16 +906,20 @@ fn settings_page(
         ("hostOnly", "Host only (app.example.com)"),
         ("uri", "URI (https://app.example.com/)"),
     ];
-    let body = format!(
-        "<h1>Settings</h1><p>Settings that are safe to change while gatehouse runs. A value here overrides the configuration file (and the environment); clear it to go back to the file.</p>{summary}\
-<form method=post action=\"/settings\" class=card novalidate>{claims}{issuer}{pass}{cookie}{timeout}{headers}\
-<div class=actions><button type=submit>Save and apply</button></div></form>",
+    let fields = format!(
+        "{claims}{issuer}{pass}{cookie}{timeout}{headers}",
         claims = f.text("jwt_claims_headers", "JWT claim headers", &file(o.jwt_claims_headers.as_ref().map(|c| c.value.0.iter().map(|(_, c)| c.clone()).collect::<Vec<_>>().join(", "))), "email, groups, name"),
         issuer = f.select("jwt_issuer_format", "JWT issuer format", &issuer, &file(o.jwt_issuer_format.as_ref().map(|v| v.value.clone()))),
         pass = f.select("pass_identity_headers", "Pass identity headers (routes that do not say)", &pass, &file(o.pass_identity_headers.map(|b| b.to_string()))),
         cookie = f.text("cookie_expire", "Session lifetime (cookie_expire)", &file(span(&o.cookie_expire)), "14h"),
         timeout = f.text("default_upstream_timeout", "Default upstream timeout", &file(span(&o.default_upstream_timeout)), "30s"),
         headers = f.area("set_response_headers", "Response headers (every route)", "One per line, <code>Name: value</code>. Replaces the defaults (<code>X-Frame-Options</code>...).", ""),
+    );
+    let body = format!(
+        "<h1>Settings</h1><p>Settings that are safe to change while gatehouse runs. A value here overrides the configuration file (and the environment); clear it to go back to the file.</p>{summary}\
+<form method=post action=\"/settings\" class=card novalidate>{fields}\
+<div class=actions><button type=submit>Save and apply</button></div></form>",
+        summary = f.summary(),
     );
     page(status, "Settings", &body, session, console)
 }
@@ -1039,9 +1057,44 @@ fn when(secs: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_no_field_showed_are_in_the_summary() {
+        let values = HashMap::new();
+        let errors = [
+            FieldError {
+                field: "to".into(),
+                message: "bad to".into(),
+            },
+            FieldError {
+                field: "redirect".into(),
+                message: "bad redirect".into(),
+            },
+            FieldError {
+                field: String::new(),
+                message: "the file".into(),
+            },
+        ];
+        let f = Form::new(&values, &errors);
+        let to = f.area("to", "To", "", "");
+        assert!(
+            to.contains("aria-invalid=true") && to.contains("bad to"),
+            "{to}"
+        );
+        let summary = f.summary();
+        assert!(summary.contains("3 problem(s)"), "{summary}");
+        assert!(
+            summary.contains("<code>redirect</code>: bad redirect"),
+            "{summary}"
+        );
+        assert!(summary.contains("<li>the file</li>"), "{summary}");
+        assert!(!summary.contains("bad to"), "shown by its field: {summary}");
+    }
+
     #[test]
     fn dates() {
-        assert_eq!(super::when(0), "1970-01-01 00:00:00");
-        assert_eq!(super::when(1_795_000_000), "2026-11-18 11:06:40");
+        assert_eq!(when(0), "1970-01-01 00:00:00");
+        assert_eq!(when(1_795_000_000), "2026-11-18 11:06:40");
     }
 }

@@ -28,7 +28,6 @@ use gatehouse_config::{ConsoleStorage, Diagnostic, Loaded, Rejected};
 use gatehouse_identity::Session;
 use gatehouse_identity::console_store::{ConsoleStore, FileConsoleStore};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
@@ -193,12 +192,6 @@ pub struct Console {
     watching: std::sync::atomic::AtomicBool,
 }
 
-impl Default for Console {
-    fn default() -> Self {
-        Console::new(None)
-    }
-}
-
 impl Console {
     pub fn new(shared: Option<Arc<dyn ConsoleStore>>) -> Console {
         Console {
@@ -265,7 +258,7 @@ impl Console {
         let proxy = self
             .proxy()
             .ok_or_else(|| ChangeError::Unavailable("gatehouse is stopping".into()))?;
-        let rt = proxy.config();
+        let rt = proxy.runtime();
         match &rt.config.console {
             Some(c) => self.store_for(&c.storage),
             None => Err(ChangeError::Unavailable(
@@ -313,7 +306,7 @@ impl Console {
     /// left out; the file's configuration serves.
     pub async fn start(self: &Arc<Self>) {
         let Some(proxy) = self.proxy() else { return };
-        let Some(settings) = proxy.config().config.console.clone() else {
+        let Some(settings) = proxy.runtime().config.console.clone() else {
             return;
         };
         let store = match self.store_for(&settings.storage) {
@@ -323,12 +316,13 @@ impl Console {
                 return;
             }
         };
-        tracing::info!(storage = %store.describe(), "console state storage");
         self.sync(&proxy, &store).await;
+        // Once per process (a reload that adds the console starts it too).
         if !self
             .watching
             .swap(true, std::sync::atomic::Ordering::AcqRel)
         {
+            tracing::info!(storage = %store.describe(), "console state storage");
             tokio::spawn(follow(Arc::downgrade(self), store));
         }
     }
@@ -358,7 +352,7 @@ impl Console {
                 return;
             }
         };
-        let path = proxy.config().config.source.clone();
+        let path = proxy.runtime().config.source.clone();
         match self.build(proxy, &path, &state) {
             Ok(prepared) => {
                 proxy.commit(prepared);
@@ -414,7 +408,7 @@ impl Console {
         let (new_state, mut change) = self.edit(&store, &state, edit).await?;
         change.who = who.to_string();
         change.at = gatehouse_identity::session::unix_now();
-        let path = proxy.config().config.source.clone();
+        let path = proxy.runtime().config.source.clone();
         let prepared = self
             .build(&proxy, &path, &new_state)
             .map_err(ChangeError::Invalid)?;
@@ -589,6 +583,17 @@ impl Console {
         })
     }
 
+    /// Imports a Pomerium `config.yaml` (see [`parse_import`]) as one change.
+    pub async fn import(
+        &self,
+        who: &str,
+        rt: &Runtime,
+        text: &str,
+    ) -> Result<(u64, Change), ChangeError> {
+        let state = parse_import(rt, text)?;
+        self.change(who, Edit::Import(state)).await
+    }
+
     /// Recorded changes, newest first.
     pub async fn history(&self, limit: usize) -> Result<Vec<Change>, ChangeError> {
         let store = self.store()?;
@@ -636,6 +641,8 @@ fn unavailable(e: &dyn std::fmt::Display) -> ChangeError {
 /// ones at once, and a check every few seconds in case one was missed.
 async fn follow(console: Weak<Console>, store: Arc<dyn ConsoleStore>) {
     let mut watch = store.watch();
+    // Only a store other instances write to can change behind our back.
+    let shared = watch.is_some();
     let mut samples = tokio::time::interval(Duration::from_secs(5));
     loop {
         let announced = async {
@@ -656,8 +663,8 @@ async fn follow(console: Weak<Console>, store: Arc<dyn ConsoleStore>) {
         }
         let Some(c) = console.upgrade() else { return };
         let Some(proxy) = c.proxy() else { return };
-        c.sample(&proxy.config());
-        if shared_check || store.watch().is_some() {
+        c.sample(&proxy.runtime());
+        if shared_check || shared {
             c.sync(&proxy, &store).await;
         }
     }
@@ -873,14 +880,14 @@ fn same_origin(req: &Request<Incoming>, origin: &str) -> bool {
 }
 
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, ChangeError> {
-    let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY);
-    match tokio::time::timeout(Duration::from_secs(30), limited.collect()).await {
-        Ok(Ok(b)) => Ok(b.to_bytes()),
-        _ => Err(ChangeError::Invalid(vec![FieldError {
-            field: String::new(),
-            message: format!("the request body could not be read (at most {MAX_BODY} bytes)"),
-        }])),
-    }
+    body::collect_limited(req.into_body(), MAX_BODY)
+        .await
+        .ok_or_else(|| {
+            ChangeError::Invalid(vec![FieldError {
+                field: String::new(),
+                message: format!("the request body could not be read (at most {MAX_BODY} bytes)"),
+            }])
+        })
 }
 
 fn respond(
@@ -988,7 +995,7 @@ const SECRETS: &[&str] = &[
 
 /// A Pomerium `config.yaml` as console state: its routes (except those the
 /// file already has, by `from` and path) and its live settings.
-fn import(rt: &Runtime, text: &str) -> Result<State, ChangeError> {
+fn parse_import(rt: &Runtime, text: &str) -> Result<State, ChangeError> {
     let invalid = |m: String| {
         ChangeError::Invalid(vec![FieldError {
             field: String::new(),
