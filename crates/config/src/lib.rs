@@ -235,6 +235,11 @@ fn unknown_key(key: &str, mark: Mark) -> Diagnostic {
             mark,
             format!("option `{key}` was removed from Pomerium: {hint}"),
         ),
+        // A file may carry options for a newer version; the console and its
+        // API write what they mean, so a key they send must be one we know.
+        None if overlay::target(&mark).is_some() => {
+            Diagnostic::error(mark, format!("unknown route option `{key}`"))
+        }
         None => Diagnostic::warning(mark, format!("unknown config option `{key}` (ignored)")),
     }
 }

@@ -731,3 +731,36 @@ fn console_overlay_is_checked_like_the_file() {
         "{rejected}"
     );
 }
+
+#[test]
+fn unknown_keys_in_console_values_are_errors_on_their_key() {
+    use crate::overlay::{Overlay, Target, target};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, "routes: []\nnewer_option: 1\n").unwrap();
+    let overlay = Overlay {
+        routes: vec![(
+            "r1".into(),
+            serde_json::json!({"from": "https://b.localhost", "to": ["http://127.0.0.1:2"], "tto": 1}),
+        )],
+        settings: vec![],
+    };
+    let rejected = crate::overlay::load_file_with_overlay(&path, &|_| None, &overlay).unwrap_err();
+    let errors: Vec<_> = rejected
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .collect();
+    assert_eq!(errors.len(), 1, "{rejected}");
+    assert_eq!(
+        target(&errors[0].mark),
+        Some(Target::Route("r1", Some("tto")))
+    );
+    // The file's own unknown key stays a warning.
+    assert!(
+        rejected
+            .diagnostics
+            .iter()
+            .any(|d| !d.is_error() && d.message.contains("newer_option"))
+    );
+}

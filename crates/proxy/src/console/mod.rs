@@ -454,7 +454,6 @@ impl Console {
         };
         Ok(match edit {
             Edit::PutRoute(route) => {
-                check_route_keys(&route.options)?;
                 let after = route_json(&route);
                 let label = route_label(&route);
                 match next.routes.iter_mut().find(|r| r.id == route.id) {
@@ -528,9 +527,6 @@ impl Console {
                 )
             }
             Edit::Import(imported) => {
-                for r in &imported.routes {
-                    check_route_keys(&r.options)?;
-                }
                 check_setting_keys(&imported.settings)?;
                 let before = serde_json::to_value(state).unwrap_or_default();
                 let after = serde_json::to_value(&imported).unwrap_or_default();
@@ -732,23 +728,6 @@ fn field_errors(diags: &[Diagnostic]) -> Vec<FieldError> {
             },
         })
         .collect()
-}
-
-fn check_route_keys(options: &Map<String, Json>) -> Result<(), ChangeError> {
-    let known = gatehouse_config::de::struct_fields::<gatehouse_config::RouteOptions>();
-    let errors: Vec<FieldError> = options
-        .keys()
-        .filter(|k| !known.contains(&k.as_str()))
-        .map(|k| FieldError {
-            field: k.clone(),
-            message: format!("unknown route option `{k}`"),
-        })
-        .collect();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ChangeError::Invalid(errors))
-    }
 }
 
 fn check_setting_keys(settings: &Map<String, Json>) -> Result<(), ChangeError> {
