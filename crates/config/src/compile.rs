@@ -395,6 +395,7 @@ impl Compiler<'_> {
             None => vec!["localhost".to_string()],
         };
         let access_log = self.access_log_fields(opts.access_log_fields.as_ref());
+        let request = self.request_rules(&opts);
         if self.diags.iter().any(Diagnostic::is_error) {
             return None;
         }
@@ -409,7 +410,7 @@ impl Compiler<'_> {
             timeout_write,
             timeout_idle,
             default_upstream_timeout,
-            skip_xff_append: opts.skip_xff_append.unwrap_or(false),
+            request,
             trusted_assertion_sources,
             forward_auth_trusted_sources,
             identity_providers,
@@ -420,6 +421,75 @@ impl Compiler<'_> {
             watched_files: std::mem::take(&mut self.watched),
             options: opts,
         })
+    }
+
+    /// Envoy's connection manager options, read as Pomerium reads enum
+    /// values (any case, with or without the enum's common prefix).
+    fn request_rules(&mut self, opts: &Options) -> RequestRules {
+        let mut rules = RequestRules {
+            merge_slashes: opts.merge_slashes.unwrap_or(true),
+            xff_num_trusted_hops: opts.xff_num_trusted_hops.as_ref().map_or(0, |v| v.value),
+            skip_xff_append: opts.skip_xff_append.unwrap_or(false),
+            ..RequestRules::default()
+        };
+        if let Some(v) = &opts.normalize_path {
+            if !v.value {
+                self.error(
+                    &v.mark,
+                    "normalize_path: false is not supported: gatehouse always resolves `.` and `..` segments, or a policy on a path could be walked around",
+                );
+            }
+        }
+        if let Some(v) = &opts.xff_num_trusted_hops {
+            if v.value > 16 {
+                self.error(&v.mark, "xff_num_trusted_hops must be at most 16");
+            }
+        }
+        if let Some(v) = &opts.path_with_escaped_slashes_action {
+            const NAMES: &[(&str, Option<EscapedSlashes>)] = &[
+                ("unknown", None),
+                ("implementation_specific_default", None),
+                ("keep_unchanged", Some(EscapedSlashes::KeepUnchanged)),
+                ("reject_request", Some(EscapedSlashes::Reject)),
+                (
+                    "unescape_and_redirect",
+                    Some(EscapedSlashes::UnescapeAndRedirect),
+                ),
+                (
+                    "unescape_and_forward",
+                    Some(EscapedSlashes::UnescapeAndForward),
+                ),
+            ];
+            match pomerium_enum(&v.value, "path_with_escaped_slashes_action_", NAMES) {
+                Some(choice) => rules.escaped_slashes = choice.unwrap_or(EscapedSlashes::Reject),
+                None => self.error(
+                    &v.mark,
+                    format!(
+                        "path_with_escaped_slashes_action `{}` must be keep_unchanged, reject_request, unescape_and_redirect or unescape_and_forward",
+                        v.value
+                    ),
+                ),
+            }
+        }
+        if let Some(v) = &opts.headers_with_underscores_action {
+            const NAMES: &[(&str, Option<UnderscoreHeaders>)] = &[
+                ("unknown", None),
+                ("allow", Some(UnderscoreHeaders::Allow)),
+                ("reject_request", Some(UnderscoreHeaders::Reject)),
+                ("drop_header", Some(UnderscoreHeaders::Drop)),
+            ];
+            match pomerium_enum(&v.value, "headers_with_underscores_action_", NAMES) {
+                Some(choice) => rules.underscore_headers = choice.unwrap_or(UnderscoreHeaders::Reject),
+                None => self.error(
+                    &v.mark,
+                    format!(
+                        "headers_with_underscores_action `{}` must be allow, reject_request or drop_header",
+                        v.value
+                    ),
+                ),
+            }
+        }
+        rules
     }
 
     /// `access_log_fields`: Pomerium's names; one it does not know is a
@@ -2072,5 +2142,31 @@ fn check_redis_url(s: &str) -> Result<(), String> {
         other => Err(format!(
             "scheme `{other}` is not supported: use redis://, rediss:// (TLS) or unix://"
         )),
+    }
+}
+
+/// A protobuf enum value as Pomerium's config decoder accepts it: any case,
+/// the full name or the name without the enum's common prefix, or a unique
+/// suffix after `_`; empty means the enum's zero value (`None` in `names`).
+/// `None` when nothing matches.
+fn pomerium_enum<T: Copy>(
+    value: &str,
+    prefix: &str,
+    names: &[(&str, Option<T>)],
+) -> Option<Option<T>> {
+    let v = value.trim().to_ascii_lowercase();
+    if v.is_empty() {
+        return Some(None);
+    }
+    let short = v.strip_prefix(prefix).unwrap_or(&v);
+    if let Some((_, choice)) = names.iter().find(|(n, _)| *n == short) {
+        return Some(*choice);
+    }
+    let mut suffixed = names
+        .iter()
+        .filter(|(n, _)| n.ends_with(&format!("_{short}")));
+    match (suffixed.next(), suffixed.next()) {
+        (Some((_, choice)), None) => Some(*choice),
+        _ => None,
     }
 }

@@ -32,7 +32,9 @@ pub struct Config {
     /// Downstream: idle keep-alive connections are closed after this.
     pub timeout_idle: Duration,
     pub default_upstream_timeout: Duration,
-    pub skip_xff_append: bool,
+    /// How a request's path, headers and client address are made canonical
+    /// before routing.
+    pub request: RequestRules,
     /// Peers whose assertion is chained as `X-Pomerium-Jwt-Assertion-For`.
     pub trusted_assertion_sources: Vec<ipnet::IpNet>,
     /// Peers whose forward-auth requests (`X-Original-URL`,
@@ -56,6 +58,62 @@ pub struct Config {
     pub watched_files: Vec<PathBuf>,
     /// Everything as written, for options that later layers interpret.
     pub options: Options,
+}
+
+/// How requests are made canonical before routing: Envoy's HTTP connection
+/// manager options, with the defaults Pomerium gives them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestRules {
+    /// `merge_slashes` (default true): `a//b` is `a/b`.
+    pub merge_slashes: bool,
+    /// `path_with_escaped_slashes_action` (default `reject_request`).
+    pub escaped_slashes: EscapedSlashes,
+    /// `headers_with_underscores_action` (default `reject_request`).
+    pub underscore_headers: UnderscoreHeaders,
+    /// `xff_num_trusted_hops` (default 0): how many proxies in front are
+    /// trusted to append the client to `X-Forwarded-For`.
+    pub xff_num_trusted_hops: u32,
+    /// `skip_xff_append`: forward `X-Forwarded-For` as received.
+    pub skip_xff_append: bool,
+}
+
+impl Default for RequestRules {
+    fn default() -> Self {
+        RequestRules {
+            merge_slashes: true,
+            escaped_slashes: EscapedSlashes::Reject,
+            underscore_headers: UnderscoreHeaders::Reject,
+            xff_num_trusted_hops: 0,
+            skip_xff_append: false,
+        }
+    }
+}
+
+/// What to do with `%2F` and `%5C` (an encoded `/` or `\`) in a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EscapedSlashes {
+    /// Refuse the request (400).
+    Reject,
+    /// Keep them encoded; route, policy and upstream see `%2F`. Only safe
+    /// when the upstream does not decode them either.
+    KeepUnchanged,
+    /// Decode them to `/` and answer 307 with the result.
+    UnescapeAndRedirect,
+    /// Decode them to `/` and serve the result.
+    UnescapeAndForward,
+}
+
+/// What to do with a request header whose name contains `_`, which CGI,
+/// WSGI and PHP read as `-`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnderscoreHeaders {
+    /// Refuse the request (400).
+    Reject,
+    /// Remove such headers.
+    Drop,
+    /// Pass them on (identity headers gatehouse owns are still removed in
+    /// every spelling).
+    Allow,
 }
 
 /// The console, when configured.

@@ -34,7 +34,13 @@ pub struct Options {
     pub default_upstream_timeout: S<GoDuration>,
     pub set_response_headers: S<StringMap>,
     pub skip_xff_append: Option<bool>,
-    pub xff_num_trusted_hops: Option<u32>,
+    pub xff_num_trusted_hops: Option<Spanned<u32>>,
+    // --- how requests are made canonical (Envoy's connection manager
+    // options as Pomerium sets them)
+    pub normalize_path: Option<Spanned<bool>>,
+    pub merge_slashes: Option<bool>,
+    pub path_with_escaped_slashes_action: S<String>,
+    pub headers_with_underscores_action: S<String>,
     /// gatehouse: peers (IPs or CIDRs) whose `X-Pomerium-Jwt-Assertion` is
     /// passed upstream as `X-Pomerium-Jwt-Assertion-For` (a gatehouse or
     /// Pomerium in front). Empty: never, the client's copy is dropped.

@@ -12,6 +12,9 @@ pub enum ProxyError {
     NoRoute,
     #[error("the request target is not a valid path")]
     BadPath,
+    /// The request could be read two ways (path or headers): refused.
+    #[error("{}", .0.reason())]
+    Ambiguous(crate::request::Ambiguous),
     #[error("the request has no Host")]
     NoHost,
     #[error("method not supported by gatehouse")]
@@ -32,7 +35,9 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
-            ProxyError::BadPath | ProxyError::NoHost => StatusCode::BAD_REQUEST,
+            ProxyError::BadPath | ProxyError::Ambiguous(_) | ProxyError::NoHost => {
+                StatusCode::BAD_REQUEST
+            }
             ProxyError::MethodNotSupported => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::Denied => StatusCode::FORBIDDEN,
             ProxyError::UpstreamConnect(_) | ProxyError::UpstreamReset(_) => {
@@ -48,6 +53,7 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute => "No route is configured for this address.",
             ProxyError::BadPath => "The request path is not valid.",
+            ProxyError::Ambiguous(a) => a.reason(),
             ProxyError::NoHost => "The request did not say which host it is for.",
             ProxyError::MethodNotSupported => "This request method is not supported.",
             ProxyError::Denied => "Access denied: this route's policy does not allow this request.",
@@ -67,6 +73,7 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute => "no_route",
             ProxyError::BadPath => "bad_path",
+            ProxyError::Ambiguous(a) => a.code(),
             ProxyError::NoHost => "no_host",
             ProxyError::MethodNotSupported => "method_not_supported",
             ProxyError::Denied => "access_denied",

@@ -23,7 +23,6 @@ use hyper::body::Incoming;
 use crate::body::{self, Body};
 use crate::error::ProxyError;
 use crate::pages;
-use crate::routing::normalize_path;
 use crate::runtime::{RouteState, Runtime};
 use crate::signin::{self, IdentityState};
 
@@ -42,6 +41,10 @@ pub struct RequestCtx<'a> {
     pub session: Option<&'a gatehouse_identity::Session>,
     /// Where the request went (for the access log).
     pub upstream: std::sync::OnceLock<http::uri::Authority>,
+    /// Header names only gatehouse may write.
+    pub owned_headers: &'a crate::identity_headers::OwnedHeaders,
+    /// `skip_xff_append`: `X-Forwarded-For` goes on as received.
+    pub skip_xff_append: bool,
 }
 
 /// Facts about the connection a request arrived on, built once per connection.
@@ -94,8 +97,9 @@ pub async fn handle(
     let start = std::time::Instant::now();
     let request_id = request_id(req.headers());
     let mut line = (rt.access_log.enabled() && !is_health_check(&req)).then(|| {
-        rt.access_log
-            .begin(&req, conn.peer.ip(), &request_id, start)
+        let hops = rt.config.request.xff_num_trusted_hops;
+        let client = crate::request::client_address(conn.peer.ip(), req.headers(), hops);
+        rt.access_log.begin(&req, client, &request_id, start)
     });
     let mut routed = None;
     let outcome = line.as_mut().map(|l| &mut l.outcome);
@@ -150,6 +154,28 @@ async fn route_request(
     if req.method() == Method::CONNECT {
         return error_response(&ProxyError::MethodNotSupported, &request_id, json);
     }
+    // Canonical request: one Host, header names and one path, decided here
+    // once; everything below reads only these.
+    let rules = &rt.config.request;
+    let mut req = req;
+    let authority = req.uri().authority().cloned();
+    if let Err(e) = crate::request::check_headers(req.headers_mut(), authority.as_ref(), rules) {
+        return error_response(&ProxyError::Ambiguous(e), &request_id, json);
+    }
+    let req = match crate::request::canonicalize(req, rules) {
+        Ok(crate::request::Canonical::Request(req)) => req,
+        Ok(crate::request::Canonical::Redirect(location)) => {
+            let mut r = Response::new(body::empty());
+            *r.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            return r;
+        }
+        Err(e) => return error_response(&ProxyError::Ambiguous(e), &request_id, json),
+    };
+    let client_ip =
+        crate::request::client_address(conn.peer.ip(), req.headers(), rules.xff_num_trusted_hops);
     // A refcounted copy of the authority: the host can be borrowed from it
     // while the request itself moves on.
     let authority_buf = match req.uri().authority() {
@@ -231,9 +257,11 @@ async fn route_request(
         return resp;
     }
 
-    let (route_index, normalized) = match locate(rt, &req, &host, port) {
-        Ok(found) => found,
-        Err(e) => return error_response(&e, &request_id, json),
+    let Some(route_index) = rt
+        .table
+        .find(&rt.config.routes, &host, port, req.uri().path())
+    else {
+        return error_response(&ProxyError::NoRoute, &request_id, json);
     };
     let route = &rt.config.routes[route_index];
     let state = &rt.routes[route_index];
@@ -265,8 +293,8 @@ async fn route_request(
         session.as_ref(),
         Asked {
             method: req.method().as_str(),
-            path: normalized.as_deref().unwrap_or(req.uri().path()),
-            source_ip: conn.peer.ip(),
+            path: req.uri().path(),
+            source_ip: client_ip,
             cors_preflight: is_cors_preflight(req.method().as_str(), req.headers()),
         },
         &request_id,
@@ -292,8 +320,10 @@ async fn route_request(
                 assertion_for: chained_assertion(rt, route, conn, req.headers()),
                 session: session.as_ref(),
                 upstream: Default::default(),
+                owned_headers: &rt.owned_headers,
+                skip_xff_append: rules.skip_xff_append,
             };
-            let result = act(route, state, req, normalized, &ctx).await;
+            let result = act(route, state, req, &ctx).await;
             if let Some(o) = outcome.as_deref_mut() {
                 o.upstream = ctx.upstream.get().map(|a| a.to_string());
                 o.details = Some(match &result {
@@ -780,25 +810,6 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
     HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
-/// Host (lower-case, no port), port and normalized path → route.
-fn locate(
-    rt: &Runtime,
-    req: &Request<Incoming>,
-    host: &str,
-    port: u16,
-) -> Result<(usize, Option<String>), ProxyError> {
-    let path = normalize_path(req.uri().path()).ok_or(ProxyError::BadPath)?;
-    let index = rt
-        .table
-        .find(&rt.config.routes, host, port, &path)
-        .ok_or(ProxyError::NoRoute)?;
-    let changed = match path {
-        Cow::Borrowed(_) => None,
-        Cow::Owned(p) => Some(p),
-    };
-    Ok((index, changed))
-}
-
 /// The host the client asked for: HTTP/2 `:authority` (or an absolute
 /// URI), else `Host`; empty when neither is there.
 fn authority<B>(req: &Request<B>) -> &str {
@@ -833,7 +844,6 @@ async fn act(
     route: &Route,
     state: &RouteState,
     req: Request<Incoming>,
-    normalized: Option<String>,
     ctx: &RequestCtx<'_>,
 ) -> Result<Response<Body>, ProxyError> {
     match &route.action {
@@ -846,11 +856,8 @@ async fn act(
             );
             Ok(resp)
         }
-        RouteAction::Redirect(r) => {
-            let path = normalized.as_deref().unwrap_or(req.uri().path());
-            Ok(redirect(r, route, &req, path, ctx.conn))
-        }
-        RouteAction::Forward(targets) => forward(route, state, targets, req, normalized, ctx).await,
+        RouteAction::Redirect(r) => Ok(redirect(r, route, &req, ctx.conn)),
+        RouteAction::Forward(targets) => forward(route, state, targets, req, ctx).await,
         // Served before `act` (it needs the process-wide console).
         RouteAction::Console => Err(ProxyError::NoRoute),
     }
@@ -860,9 +867,9 @@ fn redirect(
     r: &Redirect,
     route: &Route,
     req: &Request<Incoming>,
-    path: &str,
     conn: &ConnInfo,
 ) -> Response<Body> {
+    let path = req.uri().path();
     let scheme = if r.https_redirect {
         "https"
     } else if let Some(s) = &r.scheme_redirect {
@@ -939,7 +946,6 @@ async fn forward(
     state: &RouteState,
     targets: &[gatehouse_config::UpstreamTarget],
     mut req: Request<Incoming>,
-    normalized: Option<String>,
     ctx: &RequestCtx<'_>,
 ) -> Result<Response<Body>, ProxyError> {
     let upgrade =
@@ -948,16 +954,15 @@ async fn forward(
     let target = &targets[target_index];
     let _ = ctx.upstream.set(target.authority.clone());
 
-    // The path upstream: normalized, then rewritten; the original bytes are
-    // reused when neither changed anything (the common case).
+    // The path upstream: the canonical one the policy decided on, then
+    // rewritten; its bytes are reused when no rewrite applies.
     let path_and_query = {
-        let path = normalized.as_deref().unwrap_or(req.uri().path());
-        match (rewrite_path(&route.rewrite, path), &normalized) {
-            (Cow::Borrowed(_), None) => match req.uri().path_and_query() {
+        match rewrite_path(&route.rewrite, req.uri().path()) {
+            Cow::Borrowed(_) => match req.uri().path_and_query() {
                 Some(pq) => pq.clone(),
                 None => PathAndQuery::from_static("/"),
             },
-            (new_path, _) => {
+            new_path => {
                 let pq = match req.uri().query() {
                     Some(q) => format!("{new_path}?{q}"),
                     None => new_path.into_owned(),
@@ -984,13 +989,12 @@ async fn forward(
     };
     let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
-    let path = normalized.as_deref().unwrap_or(req.uri().path());
     let host_value = upstream_host(
         route,
         &state.target_hosts[target_index],
         req.headers(),
         original_host.as_ref(),
-        path,
+        req.uri().path(),
     );
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
@@ -1146,30 +1150,6 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// Identity headers only gatehouse may set: a client's copies are dropped on
-/// every route, whatever `pass_identity_headers` says.
-fn strip_identity_headers(headers: &mut HeaderMap) {
-    if !headers
-        .keys()
-        .any(|n| n.as_str().starts_with("x-pomerium-"))
-    {
-        return;
-    }
-    let spoofed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| {
-            let n = n.as_str();
-            n == "x-pomerium-jwt-assertion"
-                || n == "x-pomerium-jwt-assertion-for"
-                || n.starts_with("x-pomerium-claim-")
-        })
-        .cloned()
-        .collect();
-    for name in spoofed {
-        headers.remove(name);
-    }
-}
-
 /// The one place that decides which headers an upstream sees.
 fn upstream_request_headers(
     headers: &mut HeaderMap,
@@ -1180,10 +1160,7 @@ fn upstream_request_headers(
     upgrade: bool,
 ) {
     strip_hop_by_hop(headers, upgrade);
-    strip_identity_headers(headers);
-    for (name, _) in &route.claim_headers {
-        headers.remove(name);
-    }
+    ctx.owned_headers.strip(headers);
     if let Some(a) = &ctx.assertion {
         headers.insert(
             HeaderName::from_static("x-pomerium-jwt-assertion"),
@@ -1217,16 +1194,25 @@ fn upstream_request_headers(
         headers.remove(name);
     }
 
-    // X-Forwarded-For: append the client address (Envoy's default).
+    // X-Forwarded-For: the peer appended (Envoy's default), unless
+    // `skip_xff_append`.
     let conn = ctx.conn;
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => {
-            HeaderValue::from_str(&format!("{prev}, {}", conn.peer.ip()))
+    if !ctx.skip_xff_append {
+        let prev: Vec<&str> = headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .collect();
+        let xff = if prev.is_empty() {
+            conn.peer_ip.clone()
+        } else {
+            HeaderValue::from_str(&format!("{}, {}", prev.join(", "), conn.peer.ip()))
                 .unwrap_or_else(|_| conn.peer_ip.clone())
-        }
-        _ => conn.peer_ip.clone(),
-    };
-    headers.insert(X_FORWARDED_FOR.clone(), xff);
+        };
+        headers.insert(X_FORWARDED_FOR.clone(), xff);
+    }
     headers.insert(
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
@@ -1345,7 +1331,7 @@ mod tests {
         );
         h.insert("x-kept", HeaderValue::from_static("1"));
         strip_hop_by_hop(&mut h, false);
-        strip_identity_headers(&mut h);
+        crate::identity_headers::OwnedHeaders::default().strip(&mut h);
         let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["x-kept"]);
     }

@@ -22,8 +22,6 @@
 //! Only peers in `forward_auth_trusted_sources` (default loopback) may ask:
 //! the forwarded headers are believed from them alone.
 
-use std::net::IpAddr;
-
 use gatehouse_identity::Session;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -34,7 +32,6 @@ use crate::forward::{
     split_authority,
 };
 use crate::pages;
-use crate::routing::normalize_path;
 use crate::runtime::Runtime;
 use crate::signin::{self, IdentityState};
 
@@ -50,8 +47,6 @@ static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-met
 static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// True when the request describes another one (it is a forward-auth
 /// question, whatever its path says).
@@ -147,26 +142,6 @@ impl Original {
     }
 }
 
-/// The client's address: the last `X-Forwarded-For` entry (the one the
-/// trusted proxy added), else `X-Real-IP`, else the proxy itself.
-fn client_ip(headers: &HeaderMap, peer: IpAddr) -> IpAddr {
-    let last_xff = headers
-        .get_all(&X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .next_back()
-        .and_then(|v| v.rsplit(',').find(|s| !s.trim().is_empty()))
-        .and_then(|s| s.trim().parse().ok());
-    last_xff
-        .or_else(|| {
-            headers
-                .get(&X_REAL_IP)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|s| s.trim().parse().ok())
-        })
-        .unwrap_or(peer)
-}
-
 /// Answers one forward-auth question.
 pub async fn handle(
     rt: &Runtime,
@@ -178,11 +153,8 @@ pub async fn handle(
     let id = request_id.to_str().unwrap_or_default();
     let headers = req.headers();
     let json = pages::wants_json(headers);
-    let peer = conn.peer.ip();
-    let peer = match peer {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, IpAddr::V4),
-        v4 => v4,
-    };
+    let rules = &rt.config.request;
+    let peer = crate::request::client_address(conn.peer.ip(), headers, 0);
     if !rt
         .config
         .forward_auth_trusted_sources
@@ -221,14 +193,11 @@ pub async fn handle(
     };
     let host = host.trim_end_matches('.');
     let port = port.unwrap_or(if original.https { 443 } else { 80 });
-    let Some(path) = normalize_path(original.path()) else {
-        return pages::page(
-            StatusCode::BAD_REQUEST,
-            "The original path is not valid.",
-            "bad_path",
-            id,
-            json,
-        );
+    // The same canonical path as a request gatehouse proxies itself; an
+    // ambiguous one is refused (the proxy in front then refuses it too).
+    let path = match crate::request::canonical_path(original.path(), rules) {
+        Ok(c) => c.path,
+        Err(e) => return pages::page(StatusCode::BAD_REQUEST, e.reason(), e.code(), id, json),
     };
     let Some(index) = rt.table.find(&rt.config.routes, host, port, &path) else {
         tracing::info!(url = %original.url(), request_id = id, "forward-auth: no route matches the original request");
@@ -259,7 +228,10 @@ pub async fn handle(
         Asked {
             method: &original.method,
             path: &path,
-            source_ip: client_ip(headers, peer),
+            // The proxy in front appended its client to X-Forwarded-For
+            // (one more trusted hop than xff_num_trusted_hops counts).
+            source_ip: crate::request::forwarded_client(headers, rules.xff_num_trusted_hops)
+                .unwrap_or(peer),
             cors_preflight: is_cors_preflight(&original.method, headers),
         },
         request_id,
@@ -268,6 +240,12 @@ pub async fn handle(
         gatehouse_policy::Decision::Allow(_) => {
             let mut resp = Response::new(body::empty());
             let h = resp.headers_mut();
+            // Every name gatehouse owns is in the answer, blank unless set
+            // below: a proxy that copies a header the answer lacks would
+            // pass the client's forged copy on.
+            for name in &rt.owned_headers.written {
+                h.insert(name.clone(), HeaderValue::from_static(""));
+            }
             if let Some(a) = assertion(rt, identity, host, route, session.as_ref()) {
                 h.insert(HeaderName::from_static("x-pomerium-jwt-assertion"), a);
             }
@@ -406,15 +384,5 @@ mod tests {
             )
             .is_err()
         );
-    }
-
-    #[test]
-    fn client_ip_is_the_last_forwarded_hop() {
-        let peer: IpAddr = "127.0.0.1".parse().unwrap();
-        let h = headers(&[("x-forwarded-for", "10.9.9.9, 192.0.2.7")]);
-        assert_eq!(client_ip(&h, peer), "192.0.2.7".parse::<IpAddr>().unwrap());
-        let h = headers(&[("x-real-ip", "192.0.2.8")]);
-        assert_eq!(client_ip(&h, peer), "192.0.2.8".parse::<IpAddr>().unwrap());
-        assert_eq!(client_ip(&HeaderMap::new(), peer), peer);
     }
 }

@@ -127,84 +127,13 @@ impl HostRoutes {
     }
 }
 
-/// Normalizes a request path the way the upstream and the policy will see
-/// it: percent-encoded unreserved characters are decoded (`%61` → `a`),
-/// other escapes are upper-cased, `.` and `..` segments are resolved and
-/// repeated slashes merged. Returns `None` for paths that are not
-/// origin-form (do not start with `/`).
+/// The canonical path (see [`crate::request::canonical_path`]) under the
+/// default rules, for paths gatehouse reads from its own forms and links;
+/// `None` when it is ambiguous.
 pub fn normalize_path(path: &str) -> Option<Cow<'_, str>> {
-    if !path.starts_with('/') {
-        return None;
-    }
-    let needs_work = path.contains("//")
-        || path.contains('%')
-        || path.contains("/./")
-        || path.contains("/../")
-        || path.ends_with("/.")
-        || path.ends_with("/..");
-    if !needs_work {
-        return Some(Cow::Borrowed(path));
-    }
-    // 1. percent-decoding of unreserved characters only (bytes, so UTF-8
-    // passes through untouched; decoding only ever yields ASCII).
-    let bytes = path.as_bytes();
-    let mut buf: Vec<u8> = Vec::with_capacity(path.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = |b: u8| (b as char).to_digit(16);
-            let pair = match (bytes.get(i + 1), bytes.get(i + 2)) {
-                (Some(&h), Some(&l)) => hex(h).zip(hex(l)),
-                _ => None,
-            };
-            // A bare `%` is encoded, so decoding what follows can never form a
-            // new escape (`%%36%31` must not become `%61`, which an upstream
-            // would decode once more to `a`).
-            let Some((h, l)) = pair else {
-                buf.extend_from_slice(b"%25");
-                i += 1;
-                continue;
-            };
-            let c = (h * 16 + l) as u8;
-            if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
-                buf.push(c);
-            } else {
-                buf.extend_from_slice(&[
-                    b'%',
-                    bytes[i + 1].to_ascii_uppercase(),
-                    bytes[i + 2].to_ascii_uppercase(),
-                ]);
-            }
-            i += 3;
-            continue;
-        }
-        buf.push(bytes[i]);
-        i += 1;
-    }
-    let decoded = String::from_utf8(buf)
-        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-    // 2. dot segments and empty segments.
-    let mut out: Vec<&str> = Vec::new();
-    let trailing_slash =
-        decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
-    for seg in decoded.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            s => out.push(s),
-        }
-    }
-    let mut result = String::with_capacity(decoded.len());
-    for seg in &out {
-        result.push('/');
-        result.push_str(seg);
-    }
-    if result.is_empty() || (trailing_slash && !result.ends_with('/')) {
-        result.push('/');
-    }
-    Some(Cow::Owned(result))
+    crate::request::canonical_path(path, &gatehouse_config::RequestRules::default())
+        .ok()
+        .map(|c| c.path)
 }
 
 #[cfg(test)]
@@ -260,57 +189,5 @@ mod tests {
         let t = RouteTable::new(&r);
         assert_eq!(t.find(&r, "a.example.com", 443, "/v1"), Some(0));
         assert_eq!(t.find(&r, "a.example.com", 443, "/v1/more"), None);
-    }
-
-    #[test]
-    fn path_normalization() {
-        let n = |p: &str| normalize_path(p).map(|c| c.into_owned());
-        assert_eq!(n("/a/b").as_deref(), Some("/a/b"));
-        assert_eq!(n("/%61dmin").as_deref(), Some("/admin"));
-        assert_eq!(n("/./admin").as_deref(), Some("/admin"));
-        assert_eq!(n("//admin").as_deref(), Some("/admin"));
-        assert_eq!(n("/public/../admin").as_deref(), Some("/admin"));
-        assert_eq!(n("/../../etc").as_deref(), Some("/etc"));
-        assert_eq!(n("/a/b/..").as_deref(), Some("/a/"));
-        assert_eq!(n("/a%2fb").as_deref(), Some("/a%2Fb"));
-        assert_eq!(n("/a%2").as_deref(), Some("/a%252"));
-        assert_eq!(
-            n("/%%36%31dmin").as_deref(),
-            Some("/%2561dmin"),
-            "no double decoding"
-        );
-        assert_eq!(n("/dir/").as_deref(), Some("/dir/"));
-        assert_eq!(n("*"), None);
-    }
-}
-
-#[cfg(test)]
-mod properties {
-    use super::normalize_path;
-    use rand::{Rng, SeedableRng};
-
-    /// Normalization is idempotent and leaves no `//`, `.` or `..` segment,
-    /// so no spelling of a path can reach a different route than its
-    /// normalized form.
-    #[test]
-    fn normalization_is_a_fixed_point() {
-        const PARTS: &[&str] = &[
-            "/", "a", ".", "..", "%2e", "%2E%2e", "%2f", "%61", "%", "%zz", "//", "~", "é", "?",
-        ];
-        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        for _ in 0..20_000 {
-            let mut p = String::from("/");
-            for _ in 0..rng.random_range(0..12) {
-                p.push_str(PARTS[rng.random_range(0..PARTS.len())]);
-            }
-            let once = normalize_path(&p).unwrap().into_owned();
-            let twice = normalize_path(&once).unwrap().into_owned();
-            assert_eq!(once, twice, "not idempotent for {p:?}");
-            assert!(once.starts_with('/'), "{p:?} -> {once:?}");
-            assert!(!once.contains("//"), "{p:?} -> {once:?}");
-            for seg in once.split('/') {
-                assert!(seg != "." && seg != "..", "{p:?} -> {once:?}");
-            }
-        }
     }
 }

@@ -24,6 +24,8 @@ pub struct Runtime {
     pub access_log: std::sync::Arc<crate::access_log::AccessLog>,
     /// Bearer-token verifiers, when some route accepts bearer tokens.
     pub bearer: Option<crate::bearer::Bearer>,
+    /// Header names only gatehouse may write, removed from every request.
+    pub owned_headers: crate::identity_headers::OwnedHeaders,
 }
 
 pub struct RouteState {
@@ -139,6 +141,7 @@ impl Runtime {
         identity.metrics.retain_routes(&labels);
         let table = RouteTable::new(&config.routes);
         let generation = identity.next_generation();
+        let owned_headers = crate::identity_headers::OwnedHeaders::new(&config);
         Ok((
             Runtime {
                 access_log: std::sync::Arc::new(crate::access_log::AccessLog::new(
@@ -153,6 +156,7 @@ impl Runtime {
                 table,
                 routes,
                 bearer,
+                owned_headers,
             },
             pool_keys,
         ))

@@ -1,0 +1,162 @@
+//! The request headers only gatehouse may write: the assertion, the claim
+//! headers of every route and the global list, the forward-auth answer's
+//! `X-Auth-Request-*`, and `set_request_headers` that carry identity
+//! (`${pomerium.jwt}`, tokens). A client's copies are removed on every
+//! route, in every spelling (CGI, WSGI and PHP read `_` as `-`), so no
+//! route, public or not, lets a forged identity reach an upstream.
+
+use std::collections::HashSet;
+
+use gatehouse_config::{Config, TemplatePart};
+use http::HeaderMap;
+use http::header::HeaderName;
+
+/// Prefixes gatehouse owns outright (`X-Pomerium-Jwt-Assertion`,
+/// `-Assertion-For`, `-Claim-*`, `X-Pomerium-Authorization`; oauth2-proxy's
+/// `X-Auth-Request-*`).
+const OWNED_PREFIXES: [&str; 2] = ["x-pomerium-", "x-auth-request-"];
+
+/// The names of one configuration, built once per configuration.
+#[derive(Debug, Default)]
+pub struct OwnedHeaders {
+    /// Canonical spellings (lower case, `-`) of names outside the prefixes.
+    names: HashSet<Box<str>>,
+    /// Every exact name gatehouse may write, for the blanks of a
+    /// forward-auth answer (a proxy in front that copies a header the
+    /// answer lacks would otherwise keep the client's copy).
+    pub written: Vec<HeaderName>,
+}
+
+impl OwnedHeaders {
+    pub fn new(config: &Config) -> OwnedHeaders {
+        let mut written: Vec<HeaderName> = [
+            "x-pomerium-jwt-assertion",
+            "x-auth-request-user",
+            "x-auth-request-email",
+            "x-auth-request-groups",
+            "x-auth-request-preferred-username",
+        ]
+        .into_iter()
+        .map(HeaderName::from_static)
+        .collect();
+        let global = config
+            .options
+            .jwt_claims_headers
+            .iter()
+            .flat_map(|h| h.value.0.iter().map(|(n, _)| n))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok());
+        let routes = config.routes.iter().flat_map(|r| {
+            let claims = r.claim_headers.iter().map(|(n, _)| n.clone());
+            let templated = r
+                .set_request_headers
+                .iter()
+                .filter(|(_, t)| {
+                    t.parts.iter().any(|p| {
+                        !matches!(p, TemplatePart::Literal(_) | TemplatePart::RequestHeader(_))
+                    })
+                })
+                .map(|(n, _)| n.clone());
+            claims.chain(templated)
+        });
+        for name in global.chain(routes) {
+            if !written.contains(&name) {
+                written.push(name);
+            }
+        }
+        let names = written
+            .iter()
+            .map(|n| n.as_str())
+            .filter(|n| !OWNED_PREFIXES.iter().any(|p| n.starts_with(p)))
+            .map(Box::from)
+            .collect();
+        OwnedHeaders { names, written }
+    }
+
+    /// True for a name gatehouse owns, in any spelling.
+    pub fn owns(&self, name: &str) -> bool {
+        let canonical = if name.contains('_') {
+            std::borrow::Cow::Owned(name.replace('_', "-"))
+        } else {
+            std::borrow::Cow::Borrowed(name)
+        };
+        OWNED_PREFIXES.iter().any(|p| canonical.starts_with(p))
+            || self.names.contains(canonical.as_ref())
+    }
+
+    /// Removes every header gatehouse owns from a client's request.
+    pub fn strip(&self, headers: &mut HeaderMap) {
+        // The common request has none: look before allocating.
+        if !headers.keys().any(|n| self.owns(n.as_str())) {
+            return;
+        }
+        let owned: Vec<HeaderName> = headers
+            .keys()
+            .filter(|n| self.owns(n.as_str()))
+            .cloned()
+            .collect();
+        for name in owned {
+            headers.remove(name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_and_spelling() {
+        let config = gatehouse_config::load_str(
+            "jwt_claims_headers: {X-Global-User: email}
+routes:
+  - from: https://a.example
+    to: http://127.0.0.1:1
+    allow_public_unauthenticated_access: true
+  - from: https://a.example
+    prefix: /private
+    to: http://127.0.0.1:1
+    jwt_claims_headers: {X-WEBAUTH-USER: email}
+    set_request_headers: {X-Token: '${pomerium.access_token}', X-Plain: 'v'}
+    allow_any_authenticated_user: true
+",
+            "t.yaml",
+            std::path::Path::new("."),
+            &|_| None,
+        )
+        .unwrap()
+        .config;
+        let owned = OwnedHeaders::new(&config);
+        for n in [
+            "x-webauth-user",
+            "x_webauth_user",
+            "x-webauth_user",
+            "x-global-user",
+            "x-token",
+            "x-pomerium-jwt-assertion",
+            "x_pomerium_jwt_assertion",
+            "x-pomerium_claim_email",
+            "x-pomerium-claim-anything",
+            "x-pomerium-jwt-assertion-for",
+            "x-auth-request-email",
+            "x_auth_request_user",
+        ] {
+            assert!(owned.owns(n), "{n}");
+        }
+        for n in [
+            "x-plain",
+            "host",
+            "x-forwarded-for",
+            "authorization",
+            "x-webauth",
+        ] {
+            assert!(!owned.owns(n), "{n}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert("x_webauth_user", "ceo@example.com".parse().unwrap());
+        h.insert("x-pomerium-claim-email", "ceo@example.com".parse().unwrap());
+        h.insert("accept", "*/*".parse().unwrap());
+        owned.strip(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(owned.written.iter().any(|n| n == "x-webauth-user"));
+    }
+}

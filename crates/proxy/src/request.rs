@@ -1,0 +1,359 @@
+//! What a request means, decided once before routing: its canonical path
+//! (the one route matching, the policy and the upstream all see), who the
+//! client is, and the header rules that keep a request unambiguous. What
+//! cannot be made unambiguous is refused here (400), never guessed: an
+//! access proxy that decides on one reading of a request while the upstream
+//! acts on another can be walked around.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use gatehouse_config::{EscapedSlashes, RequestRules, UnderscoreHeaders};
+use http::HeaderMap;
+use http::header::{self, HeaderName};
+
+/// Why a request cannot be given one meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Ambiguous {
+    NotOriginForm,
+    Backslash,
+    BadEscape,
+    Nul,
+    EscapedSlash,
+    DotParameters,
+    DuplicateHost,
+    HostMismatch,
+    UnderscoreHeader,
+}
+
+impl Ambiguous {
+    /// The reason shown to the client (it says what to change, nothing more).
+    pub fn reason(self) -> &'static str {
+        match self {
+            Ambiguous::NotOriginForm => "The request path must start with /.",
+            Ambiguous::Backslash => "The request path contains a backslash.",
+            Ambiguous::BadEscape => {
+                "The request path contains a % that does not start a %XX escape."
+            }
+            Ambiguous::Nul => "The request path contains an encoded NUL (%00).",
+            Ambiguous::EscapedSlash => {
+                "The request path contains an encoded slash or backslash (%2F, %5C)."
+            }
+            Ambiguous::DotParameters => {
+                "The request path contains a dot or empty segment with ;parameters."
+            }
+            Ambiguous::DuplicateHost => "The request has more than one Host header.",
+            Ambiguous::HostMismatch => "The request's Host header differs from its :authority.",
+            Ambiguous::UnderscoreHeader => "A request header name contains an underscore.",
+        }
+    }
+
+    /// A stable code for logs, metrics and JSON errors.
+    pub fn code(self) -> &'static str {
+        match self {
+            Ambiguous::NotOriginForm
+            | Ambiguous::Backslash
+            | Ambiguous::BadEscape
+            | Ambiguous::Nul
+            | Ambiguous::EscapedSlash
+            | Ambiguous::DotParameters => "bad_path",
+            Ambiguous::DuplicateHost | Ambiguous::HostMismatch => "bad_host",
+            Ambiguous::UnderscoreHeader => "bad_header",
+        }
+    }
+}
+
+/// A path made canonical.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CanonicalPath<'a> {
+    pub path: Cow<'a, str>,
+    /// `%2F`/`%5C` were decoded (`unescape_and_redirect` answers with a
+    /// redirect to `path` then).
+    pub unescaped_slashes: bool,
+}
+
+/// The canonical form of a request path (no query):
+///
+/// 1. a raw `\` is refused: browsers never send one, and WHATWG-URL
+///    upstreams (Node, Deno, Bun) read it as `/`;
+/// 2. `%XX` escapes of unreserved characters are decoded (`%61` → `a`,
+///    `%2e` → `.`), other escapes are kept with upper-case hex, `%00` and a
+///    `%` that starts no escape are refused, `%2F`/`%5C` follow
+///    `path_with_escaped_slashes_action` (refused by default);
+/// 3. `.` and `..` segments are resolved (never above the root), and a
+///    segment that is empty, `.` or `..` once its `;parameters` (or
+///    `%3Bparameters`) are cut (`..;x`, which servlet containers read as
+///    `..`) is refused;
+/// 4. repeated slashes are merged (`merge_slashes`, default on).
+///
+/// The result is a fixed point, and (unless `keep_unchanged` was chosen)
+/// decoding it once more, as an upstream does, cannot produce a new `/`,
+/// `.` or `..` segment.
+pub fn canonical_path<'a>(
+    raw: &'a str,
+    rules: &RequestRules,
+) -> Result<CanonicalPath<'a>, Ambiguous> {
+    if !raw.starts_with('/') {
+        return Err(Ambiguous::NotOriginForm);
+    }
+    let bytes = raw.as_bytes();
+    if !needs_work(bytes, rules.merge_slashes) {
+        return Ok(CanonicalPath {
+            path: Cow::Borrowed(raw),
+            unescaped_slashes: false,
+        });
+    }
+    // 1 and 2: escapes, on bytes (UTF-8 passes through untouched; decoding
+    // only ever yields ASCII).
+    let mut decoded: Vec<u8> = Vec::with_capacity(bytes.len());
+    let mut unescaped_slashes = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => return Err(Ambiguous::Backslash),
+            b'%' => {
+                let hex = |b: Option<&u8>| b.and_then(|&b| (b as char).to_digit(16));
+                let (Some(h), Some(l)) = (hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) else {
+                    return Err(Ambiguous::BadEscape);
+                };
+                let c = (h * 16 + l) as u8;
+                match c {
+                    0 => return Err(Ambiguous::Nul),
+                    b'/' | b'\\' => match rules.escaped_slashes {
+                        EscapedSlashes::Reject => return Err(Ambiguous::EscapedSlash),
+                        EscapedSlashes::KeepUnchanged => {
+                            decoded.extend_from_slice(if c == b'/' { b"%2F" } else { b"%5C" })
+                        }
+                        // `\` is `/` to every WHATWG-URL reader; decoded
+                        // as anything else it would be refused above.
+                        EscapedSlashes::UnescapeAndRedirect
+                        | EscapedSlashes::UnescapeAndForward => {
+                            decoded.push(b'/');
+                            unescaped_slashes = true;
+                        }
+                    },
+                    c if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') => {
+                        decoded.push(c)
+                    }
+                    _ => decoded.extend_from_slice(&[
+                        b'%',
+                        bytes[i + 1].to_ascii_uppercase(),
+                        bytes[i + 2].to_ascii_uppercase(),
+                    ]),
+                }
+                i += 3;
+            }
+            b => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    // Only ASCII was decoded into place of escapes, and the rest are the
+    // input's own bytes: still UTF-8.
+    let decoded = String::from_utf8(decoded).map_err(|_| Ambiguous::BadEscape)?;
+
+    // 3 and 4: segments.
+    let mut out: Vec<&str> = Vec::new();
+    let mut segments = decoded[1..].split('/').peekable();
+    let mut trailing_slash = false;
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
+        // `%3B` too: some frameworks decode before they cut parameters.
+        let cut = [seg.find(';'), seg.find("%3B")].into_iter().flatten().min();
+        if let Some(cut) = cut {
+            if matches!(&seg[..cut], "" | "." | "..") {
+                return Err(Ambiguous::DotParameters);
+            }
+        }
+        match seg {
+            "." | ".." => {
+                if seg == ".." {
+                    out.pop();
+                }
+                trailing_slash = last;
+            }
+            "" if last => trailing_slash = true,
+            "" if rules.merge_slashes => {}
+            s => {
+                out.push(s);
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut path = String::with_capacity(decoded.len());
+    for seg in &out {
+        path.push('/');
+        path.push_str(seg);
+    }
+    if path.is_empty() || trailing_slash {
+        path.push('/');
+    }
+    Ok(CanonicalPath {
+        path: Cow::Owned(path),
+        unescaped_slashes,
+    })
+}
+
+/// A request whose path is canonical, or where the client must go first.
+pub enum Canonical<B> {
+    Request(http::Request<B>),
+    /// `unescape_and_redirect`: the canonical path and query to redirect to.
+    Redirect(String),
+}
+
+/// Makes the request's own URI canonical, so every later phase (own
+/// endpoints, route matching, policy, the upstream request) reads the one
+/// path that was decided on; unchanged requests are not touched.
+pub fn canonicalize<B>(
+    mut req: http::Request<B>,
+    rules: &RequestRules,
+) -> Result<Canonical<B>, Ambiguous> {
+    let c = canonical_path(req.uri().path(), rules)?;
+    let Cow::Owned(path) = c.path else {
+        return Ok(Canonical::Request(req));
+    };
+    let pq = match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    if c.unescaped_slashes && rules.escaped_slashes == EscapedSlashes::UnescapeAndRedirect {
+        return Ok(Canonical::Redirect(pq));
+    }
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query =
+        Some(http::uri::PathAndQuery::try_from(pq).map_err(|_| Ambiguous::BadEscape)?);
+    *req.uri_mut() = http::Uri::from_parts(parts).map_err(|_| Ambiguous::BadEscape)?;
+    Ok(Canonical::Request(req))
+}
+
+/// True when `canonical_path` could change or refuse the path: the common
+/// path (`/app/x.js`) is checked in one pass and borrowed.
+fn needs_work(bytes: &[u8], merge_slashes: bool) -> bool {
+    let mut prev = 0u8;
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'%' | b'\\' => return true,
+            b'/' if prev == b'/' && merge_slashes => return true,
+            // A segment starting with `.` or `;` may be a dot segment.
+            b'.' | b';' if prev == b'/' => {
+                let seg = &bytes[i..];
+                let end = seg.iter().position(|&c| c == b'/').unwrap_or(seg.len());
+                let name = seg[..end].split(|&c| c == b';').next().unwrap_or(&[]);
+                if matches!(name, b"" | b"." | b"..") {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+        prev = b;
+    }
+    false
+}
+
+/// Header rules applied to every request before anything reads it: one
+/// `Host`, agreeing with `:authority`; header names with `_` refused,
+/// dropped or allowed (`headers_with_underscores_action`).
+pub fn check_headers(
+    headers: &mut HeaderMap,
+    authority: Option<&http::uri::Authority>,
+    rules: &RequestRules,
+) -> Result<(), Ambiguous> {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    if let Some(host) = hosts.next() {
+        if hosts.next().is_some() {
+            return Err(Ambiguous::DuplicateHost);
+        }
+        if let Some(a) = authority {
+            if !host.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes()) {
+                return Err(Ambiguous::HostMismatch);
+            }
+        }
+    }
+    if rules.underscore_headers == UnderscoreHeaders::Allow
+        || !headers.keys().any(|n| n.as_str().contains('_'))
+    {
+        return Ok(());
+    }
+    if rules.underscore_headers == UnderscoreHeaders::Reject {
+        return Err(Ambiguous::UnderscoreHeader);
+    }
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| n.as_str().contains('_'))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(name);
+    }
+    Ok(())
+}
+
+/// The client's address, as Envoy (and so Pomerium) defines it: the peer,
+/// unless `xff_num_trusted_hops` is N > 0, then the Nth address from the
+/// right of `X-Forwarded-For` (each trusted proxy appended the one before
+/// it). Too few or unparsable entries: the peer. IPv4-mapped IPv6 is
+/// reported as IPv4, so a policy on `10.0.0.0/8` sees one spelling.
+pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted_hops: u32) -> IpAddr {
+    let chosen = if trusted_hops == 0 {
+        peer
+    } else {
+        nth_forwarded_from_right(headers, trusted_hops as usize).unwrap_or(peer)
+    };
+    unmap(chosen)
+}
+
+/// The address a trusted proxy in front says its client had: for a
+/// forward-auth question the peer is that proxy, so it is one more trusted
+/// hop than `xff_num_trusted_hops` counts. `None` when the proxy sent no
+/// usable `X-Forwarded-For` (nginx: `$proxy_add_x_forwarded_for`).
+pub fn forwarded_client(headers: &HeaderMap, trusted_hops: u32) -> Option<IpAddr> {
+    nth_forwarded_from_right(headers, trusted_hops as usize + 1).map(unmap)
+}
+
+fn nth_forwarded_from_right(headers: &HeaderMap, n: usize) -> Option<IpAddr> {
+    if n == 0 {
+        return None;
+    }
+    let mut seen = 0;
+    // Later header lines were appended later: walk them from the end.
+    let lines: Vec<&str> = headers
+        .get_all(HeaderName::from_static("x-forwarded-for"))
+        .iter()
+        .map(|v| v.to_str().ok())
+        .collect::<Option<_>>()?;
+    for line in lines.iter().rev() {
+        for entry in line.rsplit(',') {
+            seen += 1;
+            if seen == n {
+                return parse_forwarded_ip(entry.trim());
+            }
+        }
+    }
+    None
+}
+
+/// `192.0.2.1`, `2001:db8::1`, and the spellings with a port some proxies
+/// write (`192.0.2.1:1234`, `[2001:db8::1]:1234`).
+fn parse_forwarded_ip(s: &str) -> Option<IpAddr> {
+    if let Ok(ip) = s.parse() {
+        return Some(ip);
+    }
+    if let Ok(sa) = s.parse::<std::net::SocketAddr>() {
+        return Some(sa.ip());
+    }
+    s.strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .and_then(|r| r.parse().ok())
+}
+
+fn unmap(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests;
