@@ -152,8 +152,14 @@ mod tests {
         // Host and scheme case do not matter; browsers send lower case anyway.
         assert!(same(&[("origin", "HTTPS://Console.Example.COM:8443")]));
         assert!(!same(&[("origin", "https://evil.example")]));
-        assert!(!same(&[("origin", "https://console.example.com.evil.example:8443")]));
-        assert!(!same(&[("origin", "https://evil.console.example.com:8443")]));
+        assert!(!same(&[(
+            "origin",
+            "https://console.example.com.evil.example:8443"
+        )]));
+        assert!(!same(&[(
+            "origin",
+            "https://evil.console.example.com:8443"
+        )]));
     }
 
     #[test]
@@ -252,7 +258,10 @@ mod tests {
         // The console's own pages.
         let same = ("origin", "https://console.example.com:8443");
         assert!(allowed(&[same], true));
-        assert!(allowed(&[same, ("authorization", "Basic YWxpY2U6eA==")], true));
+        assert!(allowed(
+            &[same, ("authorization", "Basic YWxpY2U6eA==")],
+            true
+        ));
         // An unknown own origin: only header tokens pass.
         assert!(!write_allowed(&post, &headers(&[same]), None, true));
     }

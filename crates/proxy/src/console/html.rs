@@ -12,8 +12,8 @@ use hyper::body::Incoming;
 use serde_json::{Map, Value as Json};
 
 use super::{
-    ChangeError, Console, ConsoleRoute, Edit, FieldError, form, listed, new_id, read_body,
-    respond, who,
+    ChangeError, Console, ConsoleRoute, Edit, FieldError, form, listed, new_id, read_body, respond,
+    who,
 };
 use crate::body::Body;
 use crate::pages::html_escape as esc;
