@@ -3,12 +3,16 @@
 // To, "Any authenticated user", Headers tab → "Pass identity headers"),
 // saves, and the new host serves at once with a valid assertion — no
 // restart. Also: a field error for a bad To that changes nothing, revert
-// from the history, a non-admin's 403, and every page under 100 KB.
+// from the history, a non-admin's 403, every page under 100 KB, and a page
+// on another origin (same site, so the cookie rides along) refused when it
+// posts a form or a `fetch` to the console.
 // Screenshots go to artifacts/ (linked from docs/console.md).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import http from 'node:http';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -69,6 +73,22 @@ after(async () => {
 });
 
 const url = (host, path = '/') => `https://${host}.localhost:${port}${path}`;
+
+/** A page that writes to the console cross-origin: a form post and a
+ * no-preflight `fetch` (text/plain) with the cookie, then says it is done. */
+function attackPage() {
+  const route = JSON.stringify({ from: 'https://evil.localhost', to: [upstreamUrl], allow_public_unauthenticated_access: true });
+  return `<!doctype html><iframe name=sink></iframe>
+<form id=f method=post target=sink action="${url('console', '/routes/new')}">
+<input name=name value=Evil><input name=from value="https://evil.localhost"><input name=path_kind value=any>
+<input name=to value="${upstreamUrl}"><input name=policy_preset value=public></form>
+<script>
+document.getElementById('f').submit();
+fetch(${JSON.stringify(url('console', '/api/v1/routes'))}, { method: 'POST', mode: 'no-cors', credentials: 'include',
+  headers: { 'content-type': 'text/plain' }, body: ${JSON.stringify(route)} })
+  .finally(() => { document.title = 'sent'; });
+</script>`;
+}
 
 /** A browser signed in to the console as `account` through the IdP's form. */
 async function signIn(account) {
@@ -208,4 +228,52 @@ test('a signed-in user outside the admins group gets 403', async () => {
   assert.doesNotMatch(await page.content(), /New route/);
   await page.screenshot({ path: join(artifacts, 'console-forbidden.png') });
   await context.close();
+});
+
+test('a page on another origin cannot write to the console with the admin\'s cookie', async () => {
+  // The attacker's page on the console's host name but another port: the
+  // same site, so the browser sends the Lax session cookie along; only the
+  // console's Origin check stands in the way.
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-attacker-'));
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+    '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1',
+    '-subj', '/CN=console.localhost'], { stdio: 'ignore' });
+  const attacker = https.createServer({ key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) },
+    (req, res) => { res.setHeader('content-type', 'text/html'); res.end(attackPage()); });
+  await new Promise((r) => attacker.listen(0, '127.0.0.1', r));
+  try {
+    const { context, page } = await signIn('alice');
+    await page.goto(url('console', '/history'));
+    const before = await page.locator('tbody tr').count();
+    const refusedBefore = output().split('\n').filter((l) => l.includes('write from another origin')).length;
+    const posts = [];
+    context.on('request', (r) => {
+      if (r.method() === 'POST' && r.url().startsWith(url('console', '/'))) {
+        posts.push(r);
+      }
+    });
+    const tab = await context.newPage();
+    await tab.goto(`https://console.localhost:${attacker.address().port}/`);
+    await tab.waitForFunction(() => document.title === 'sent');
+    assert.equal(posts.length, 2);
+    const seen = [];
+    for (const r of posts) {
+      const resp = await r.response();
+      const headers = await r.allHeaders();
+      seen.push({ url: r.url(), status: resp.status(), cookie: /_pomerium=/.test(headers.cookie ?? '') });
+    }
+    assert.deepEqual(seen.map((s) => s.status), [403, 403], JSON.stringify(seen));
+    assert.ok(seen.some((s) => s.cookie), `the cookie rode along: ${JSON.stringify(seen)}`);
+    // Both are the console's refusal (without a session they would be a
+    // sign-in answer, 302 or 401), logged with the page's origin.
+    const logged = output().split('\n').filter((l) => l.includes('write from another origin'));
+    assert.equal(logged.length - refusedBefore, 2, logged.join('\n'));
+    assert.match(logged.at(-1), new RegExp(`Origin: https://console.localhost:${attacker.address().port}`));
+    await page.goto(url('console', '/history'));
+    assert.equal(await page.locator('tbody tr').count(), before, 'no change recorded');
+    assert.equal(await statusOf(context, url('evil')), 404, 'and nothing applied');
+    await context.close();
+  } finally {
+    attacker.close();
+  }
 });

@@ -481,6 +481,20 @@ async fn every_endpoint_with_good_and_bad_input() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
+    // JSON or an `Authorization` header beside the cookie changes nothing
+    // (every variant: tests/security/csrf.rs).
+    let r = admin
+        .post(gh.url("console.localhost", "/api/v1/routes"))
+        .header("Origin", "https://evil.localhost")
+        .header("Authorization", "Basic YWxpY2U6d29uZGVybGFuZA==")
+        .header("Content-Type", "application/json")
+        .body(r#"{"from":"https://new.localhost","to":["http://127.0.0.1:1"]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let body: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(body["error"], "cross_origin");
     let r = admin
         .post(gh.url("console.localhost", "/routes/new"))
         .header("Origin", "https://evil.localhost")

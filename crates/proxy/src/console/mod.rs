@@ -14,6 +14,7 @@
 //! sign-in and policy run before any of this code does.
 
 mod api;
+mod csrf;
 mod diff;
 mod form;
 mod html;
@@ -27,7 +28,7 @@ use gatehouse_config::overlay::{self, Overlay, Target};
 use gatehouse_config::{ConsoleStorage, Diagnostic, Loaded, Rejected};
 use gatehouse_identity::Session;
 use gatehouse_identity::console_store::{ConsoleStore, FileConsoleStore};
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
@@ -812,49 +813,74 @@ pub(crate) async fn serve(
             crate::pages::wants_json(req.headers()),
         );
     };
-    let origin = console_origin(rt, &req);
     let path = req.uri().path().to_string();
-    if let Some(rest) = path.strip_prefix("/api/v1") {
-        return api::serve(console, rt, req, rest, session, &origin).await;
+    let api = path.starts_with("/api/v1");
+    // One check for pages and API, before anything reads the body.
+    if !write_allowed(rt, &req) {
+        tracing::warn!(
+            method = %req.method(),
+            path = %path,
+            from = %claimed_origin(req.headers()),
+            request_id,
+            "console: a cookie-authenticated write from another origin (or none) was refused"
+        );
+        return if api {
+            api::cross_origin()
+        } else {
+            html::cross_origin(console, session)
+        };
     }
-    html::serve(console, rt, req, &path, session, &origin).await
+    if let Some(rest) = path.strip_prefix("/api/v1") {
+        return api::serve(console, rt, req, rest, session).await;
+    }
+    html::serve(console, rt, req, &path, session).await
 }
 
-/// `https://console.example.com[:port]`, as the browser sees it.
-fn console_origin(rt: &Runtime, req: &Request<Incoming>) -> String {
-    let host = req
-        .uri()
+/// The authority the request addressed (`:authority` or `Host`).
+fn authority(req: &Request<Incoming>) -> &str {
+    req.uri()
         .authority()
-        .map(|a| a.as_str().to_string())
+        .map(|a| a.as_str())
         .or_else(|| {
             req.headers()
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
         })
-        .unwrap_or_default();
-    let https = rt.config.console.as_ref().is_none_or(|c| c.from.https);
-    format!("{}://{host}", if https { "https" } else { "http" })
+        .unwrap_or_default()
 }
 
-/// A state-changing request carried by the session cookie must come from
-/// the console's own pages (CSRF): `Origin`, else `Referer`, must be the
-/// console. Requests with an `Authorization` header carry no ambient
-/// credential and need no check.
-fn same_origin(req: &Request<Incoming>, origin: &str) -> bool {
-    if req.headers().contains_key(header::AUTHORIZATION) {
-        return true;
-    }
-    if let Some(o) = req.headers().get(header::ORIGIN) {
-        return o.as_bytes() == origin.as_bytes();
-    }
-    match req
-        .headers()
-        .get(header::REFERER)
-        .and_then(|r| r.to_str().ok())
-    {
-        Some(r) => r == origin || r.starts_with(&format!("{origin}/")),
-        None => false,
+/// [`csrf::write_allowed`] for this request: the console's origin is the
+/// host the browser addressed, in the scheme the console is served on.
+fn write_allowed(rt: &Runtime, req: &Request<Incoming>) -> bool {
+    let authority = authority(req);
+    let https = rt.config.console.as_ref().is_none_or(|c| c.from.https);
+    let own = csrf::own_origin(https, authority);
+    // The cookie `forward::identify` would have read for this host.
+    let host = csrf::host_name(authority);
+    let cookie = crate::signin::has_session_cookie(&rt.auth, req.headers(), &host);
+    csrf::write_allowed(req.method(), req.headers(), own.as_ref(), cookie)
+}
+
+/// Where a refused write said it came from, for the log: an origin only
+/// (a `Referer`'s path and query may hold secrets).
+fn claimed_origin(headers: &http::HeaderMap) -> String {
+    let origin_of = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| url::Url::parse(v).ok())
+            .map(|u| u.origin().ascii_serialization())
+    };
+    match headers.get(header::ORIGIN) {
+        Some(o) if o.as_bytes() == b"null" => "Origin: null".into(),
+        Some(_) => match origin_of(header::ORIGIN) {
+            Some(o) => format!("Origin: {o}"),
+            None => "Origin: (not an origin)".into(),
+        },
+        None => match origin_of(header::REFERER) {
+            Some(o) => format!("Referer on {o}"),
+            None => "(no Origin or Referer)".into(),
+        },
     }
 }
 
@@ -884,10 +910,6 @@ fn respond(
         HeaderValue::from_static("nosniff"),
     );
     resp
-}
-
-fn is_write(method: &Method) -> bool {
-    !matches!(*method, Method::GET | Method::HEAD)
 }
 
 /// The file's routes and the console's, for the list page and the API.
