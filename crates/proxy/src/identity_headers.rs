@@ -1,7 +1,8 @@
 //! The request headers only gatehouse may write: the assertion, the claim
 //! headers of every route and the global list, the forward-auth answer's
-//! `X-Auth-Request-*`, and `set_request_headers` that carry identity
-//! (`${pomerium.jwt}`, tokens). A client's copies are removed on every
+//! `X-Auth-Request-*`, and `set_request_headers` whose value gatehouse
+//! vouches for without a signature (`${pomerium.client_cert_fingerprint}`).
+//! A client's copies are removed on every
 //! route, in every spelling (CGI, WSGI and PHP read `_` as `-`), so no
 //! route, public or not, lets a forged identity reach an upstream.
 
@@ -50,10 +51,13 @@ impl OwnedHeaders {
             let templated = r
                 .set_request_headers
                 .iter()
+                // Tokens and `${pomerium.jwt}` carry their own signature
+                // (and `Authorization` must stay the client's elsewhere);
+                // a certificate fingerprint is vouched for by gatehouse alone.
                 .filter(|(_, t)| {
-                    t.parts.iter().any(|p| {
-                        !matches!(p, TemplatePart::Literal(_) | TemplatePart::RequestHeader(_))
-                    })
+                    t.parts
+                        .iter()
+                        .any(|p| matches!(p, TemplatePart::ClientCertFingerprint))
                 })
                 .map(|(n, _)| n.clone());
             claims.chain(templated)
@@ -116,7 +120,7 @@ routes:
     prefix: /private
     to: http://127.0.0.1:1
     jwt_claims_headers: {X-WEBAUTH-USER: email}
-    set_request_headers: {X-Token: '${pomerium.access_token}', X-Plain: 'v'}
+    set_request_headers: {X-Token: '${pomerium.access_token}', X-Plain: 'v', X-Cert: '${pomerium.client_cert_fingerprint}'}
     allow_any_authenticated_user: true
 ",
             "t.yaml",
@@ -131,7 +135,7 @@ routes:
             "x_webauth_user",
             "x-webauth_user",
             "x-global-user",
-            "x-token",
+            "x-cert",
             "x-pomerium-jwt-assertion",
             "x_pomerium_jwt_assertion",
             "x-pomerium_claim_email",

@@ -53,7 +53,7 @@ routes:
     to: http://{up}
     allow_any_authenticated_user: true
     jwt_claims_headers: {{X-WEBAUTH-USER: email}}
-    set_request_headers: {{X-Access: '${{pomerium.access_token}}'}}
+    set_request_headers: {{X-Cert: '${{pomerium.client_cert_fingerprint}}'}}
   - from: https://app.localhost
     prefix: /public
     to: http://{up}
@@ -65,7 +65,7 @@ routes:
             up = up.addr
         )
     };
-    let forged = "X-WEBAUTH-USER: ceo@example.com\r\nX-Global-Email: ceo@example.com\r\nX-Access: t\r\nX-Pomerium-Jwt-Assertion: e30.e30.x\r\nX-Pomerium-Claim-Email: ceo@example.com\r\nX-Auth-Request-Email: ceo@example.com\r\nX-Auth-Request-User: ceo\r\nX-Kept: 1\r\n";
+    let forged = "X-WEBAUTH-USER: ceo@example.com\r\nX-Global-Email: ceo@example.com\r\nX-Cert: 00ff\r\nX-Pomerium-Jwt-Assertion: e30.e30.x\r\nX-Pomerium-Claim-Email: ceo@example.com\r\nX-Auth-Request-Email: ceo@example.com\r\nX-Auth-Request-User: ceo\r\nX-Kept: 1\r\n";
     let gh = Gatehouse::start(&config("allow"));
     for (host, path) in [("app.localhost", "/public/x"), ("other.localhost", "/")] {
         let (status, body) = h1(gh.port, host, path, forged).await;
