@@ -89,7 +89,10 @@ fn bounded(message: String) -> String {
         }
     }
     if out.len() > MAX {
-        let cut = (0..=MAX).rev().find(|&i| out.is_char_boundary(i)).unwrap_or(0);
+        let cut = (0..=MAX)
+            .rev()
+            .find(|&i| out.is_char_boundary(i))
+            .unwrap_or(0);
         let total = out.len();
         out.truncate(cut);
         out.push_str(&format!("…({total} bytes)"));

@@ -83,7 +83,8 @@ const NO_ENVOY: &str = "gatehouse has no Envoy";
 const NO_TRACING: &str = "trace export is not implemented; nothing is sent";
 const NO_ACME: &str = "no certificate is obtained; without certificates gatehouse serves a self-signed one, which browsers refuse until it is trusted";
 const NO_CLUSTER: &str = "sessions stay in the store `databroker_storage_type` names; an instance that does not know a session asks the user to sign in";
-const UPSTREAM_CREDENTIAL: &str = "no credential is sent upstream, so an upstream that requires one refuses the request";
+const UPSTREAM_CREDENTIAL: &str =
+    "no credential is sent upstream, so an upstream that requires one refuses the request";
 const AVAILABILITY: &str = "it only affects availability: upstreams are tried without it";
 const NO_MCP: &str = "MCP clients cannot sign in through gatehouse; the route's policy still applies to every request";
 

@@ -172,6 +172,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Node, SyntaxError> {
         error: None,
         spent: 0,
         values: 0,
+        anchored: 0,
     };
     // yaml-rust2's own `load` recurses once per nesting level and cannot be
     // stopped early; pulling events lets the budget end the parse at once.
@@ -236,9 +237,7 @@ pub fn check_limits(root: &Node) -> Result<(), SyntaxError> {
         if depth > MAX_DEPTH {
             return Err(SyntaxError {
                 mark: node.mark.clone(),
-                message: format!(
-                    "lists and mappings are nested more than {MAX_DEPTH} levels deep"
-                ),
+                message: format!("lists and mappings are nested more than {MAX_DEPTH} levels deep"),
             });
         }
         if spent > MAX_TREE_BYTES {
@@ -279,9 +278,8 @@ pub fn shorten(text: &str) -> std::borrow::Cow<'_, str> {
 struct Frame {
     node: Node,
     anchor: usize,
-    /// Tree bytes spent when it started: the difference at its end is what
-    /// it costs, which an alias of it costs again.
-    start: usize,
+    /// What one copy of it costs so far (an alias of it costs this again).
+    cost: usize,
     /// Levels below it, itself included (1 for an empty one).
     height: usize,
     /// For mappings: the key waiting for its value, and the keys that came
@@ -311,6 +309,9 @@ struct Builder<'t> {
     spent: usize,
     /// Values so far, alias copies included (for the error message).
     values: usize,
+    /// Open lists and mappings that have an anchor: everything added inside
+    /// one is stored twice (in the tree and in the anchor's copy).
+    anchored: usize,
 }
 
 impl Builder<'_> {
@@ -330,14 +331,14 @@ impl Builder<'_> {
 
     /// Spends `cost` tree bytes on `values` more values; false (and an
     /// error naming the alias, if one is the cause) past the budget.
-    fn spend(&mut self, cost: usize, values: usize, mark: &Mark, alias: Option<&str>) -> bool {
+    fn spend(&mut self, cost: usize, values: usize, mark: &Mark, alias: Option<Marker>) -> bool {
         self.spent = self.spent.saturating_add(cost);
         self.values = self.values.saturating_add(values);
         if self.spent <= MAX_TREE_BYTES {
             return true;
         }
         let limit = size(MAX_TREE_BYTES);
-        let message = match alias {
+        let message = match alias.map(|at| self.alias_name(at)) {
             Some(name) => format!(
                 "alias `*{name}` makes the configuration take more than {limit} ({} values with every alias copied); aliases that copy aliases multiply, so nest fewer of them",
                 self.values
@@ -351,19 +352,30 @@ impl Builder<'_> {
         false
     }
 
-    /// The anchor name written at `index` (`*name`), shortened for messages.
-    fn alias_name(&self, index: usize) -> String {
+    /// The anchor name of the alias at `at` (`*name`), shortened for
+    /// messages. Found by line and column: the parser counts characters.
+    fn alias_name(&self, at: Marker) -> String {
         let name: String = self
             .text
-            .get(index..)
-            .and_then(|t| t.strip_prefix('*'))
-            .map(|t| {
-                t.chars()
+            .split('\n')
+            .nth(at.line().saturating_sub(1))
+            .map(|line| {
+                line.chars()
+                    .skip(at.col())
+                    .skip_while(|c| *c == '*')
                     .take_while(|c| !c.is_whitespace() && !",[]{}".contains(*c))
                     .collect()
             })
             .unwrap_or_default();
         shorten(&name).into_owned()
+    }
+
+    /// How many times a node added now is stored: once in the tree, once
+    /// more for each open anchored list or mapping, and once more if it has
+    /// an anchor itself. Charging all copies up front means the budget is
+    /// crossed at the value (or alias) that causes it.
+    fn copies(&self, anchor: usize) -> usize {
+        1 + self.anchored + usize::from(anchor > 0)
     }
 
     fn start(&mut self, value: Value, anchor: usize, mark: Mark) {
@@ -373,13 +385,15 @@ impl Builder<'_> {
                 format!("lists and mappings are nested more than {MAX_DEPTH} levels deep"),
             );
         }
-        if !self.spend(NODE_COST, 1, &mark, None) {
+        let copies = self.copies(anchor);
+        if !self.spend(NODE_COST * copies, copies, &mark, None) {
             return;
         }
+        self.anchored += usize::from(anchor > 0);
         self.stack.push(Frame {
             node: Node { value, mark },
             anchor,
-            start: self.spent - NODE_COST,
+            cost: NODE_COST,
             height: 1,
             pending: None,
             merged_keys: Vec::new(),
@@ -389,10 +403,6 @@ impl Builder<'_> {
     /// A complete node: remembered if anchored, then added to its parent.
     fn finish(&mut self, node: Node, anchor: usize, cost: usize, height: usize) {
         if anchor > 0 {
-            // The copy kept for aliases is memory too.
-            if !self.spend(cost, 0, &node.mark, None) {
-                return;
-            }
             self.anchors.push(Anchor {
                 id: anchor,
                 node: node.clone(),
@@ -407,6 +417,7 @@ impl Builder<'_> {
             return;
         };
         frame.height = frame.height.max(height + 1);
+        frame.cost = frame.cost.saturating_add(cost);
         match &mut frame.node.value {
             Value::Seq(items) => items.push(node),
             Value::Scalar(_) => {}
@@ -461,7 +472,8 @@ impl Builder<'_> {
         match ev {
             Event::Scalar(text, style, anchor, _tag) => {
                 let cost = NODE_COST + text.len();
-                if !self.spend(cost, 1, &mark, None) {
+                let copies = self.copies(anchor);
+                if !self.spend(cost.saturating_mul(copies), copies, &mark, None) {
                     return;
                 }
                 let quoted = !matches!(style, TScalarStyle::Plain);
@@ -475,8 +487,8 @@ impl Builder<'_> {
             Event::MappingStart(anchor, _) => self.start(Value::Map(Vec::new()), anchor, mark),
             Event::SequenceEnd | Event::MappingEnd => {
                 if let Some(frame) = self.stack.pop() {
-                    let cost = self.spent - frame.start;
-                    self.finish(frame.node, frame.anchor, cost, frame.height);
+                    self.anchored -= usize::from(frame.anchor > 0);
+                    self.finish(frame.node, frame.anchor, frame.cost, frame.height);
                 }
             }
             Event::Alias(id) => {
@@ -484,8 +496,8 @@ impl Builder<'_> {
                     return self.fail(mark, "alias refers to an unknown anchor".into());
                 };
                 let (cost, height) = (self.anchors[i].cost, self.anchors[i].height);
-                let name = self.alias_name(marker.index());
                 if self.stack.len() + height > MAX_DEPTH {
+                    let name = self.alias_name(marker);
                     return self.fail(
                         mark,
                         format!(
@@ -494,8 +506,9 @@ impl Builder<'_> {
                     );
                 }
                 // Checked before the copy is made: a bomb never allocates.
-                let values = cost / NODE_COST;
-                if !self.spend(cost, values, &mark, Some(&name)) {
+                let copies = self.copies(0);
+                let values = (cost / NODE_COST).saturating_mul(copies);
+                if !self.spend(cost.saturating_mul(copies), values, &mark, Some(marker)) {
                     return;
                 }
                 let node = self.anchors[i].node.clone();
@@ -705,6 +718,166 @@ mod tests {
     fn empty_document_is_empty_map() {
         let doc = parse("", "e.yaml").unwrap();
         assert!(matches!(doc.value, Value::Map(ref m) if m.is_empty()));
+    }
+
+    /// The error for a text that must not load (without printing a tree
+    /// that did load: it may be huge).
+    fn refused(text: &str) -> SyntaxError {
+        match parse(text, "b.yaml") {
+            Ok(_) => panic!("loaded:\n{}", shorten(text)),
+            Err(e) => e,
+        }
+    }
+
+    /// `levels` of anchors, each a list of `width` aliases of the one before.
+    fn bomb(levels: usize, width: usize) -> String {
+        let mut text = String::from("a0: &a0 [lol]\n");
+        for i in 1..=levels {
+            let items = vec![format!("*a{}", i - 1); width].join(", ");
+            text.push_str(&format!("a{i}: &a{i} [{items}]\n"));
+        }
+        text
+    }
+
+    #[test]
+    fn alias_bombs_are_refused_at_the_alias_that_crosses_the_budget() {
+        // Width 9 from 6 levels up is past the budget; width 2 reaches 2^60.
+        for (levels, width) in [(6, 9), (7, 9), (9, 9), (30, 9), (60, 2)] {
+            let err = refused(&bomb(levels, width));
+            assert!(err.message.starts_with("alias `*a"), "{err:?}");
+            assert!(err.message.contains("64 MiB"), "{err:?}");
+            assert!(err.mark.line >= 2 && err.mark.col > 1, "{err:?}");
+            let line = bomb(levels, width)
+                .lines()
+                .nth(err.mark.line as usize - 1)
+                .unwrap()
+                .to_string();
+            let at: String = line.chars().skip(err.mark.col as usize - 1).collect();
+            assert!(at.starts_with('*'), "the mark points at the alias: {at}");
+            let named = err.message.split('`').nth(1).unwrap();
+            assert!(at.starts_with(named), "{named} vs {at}");
+        }
+    }
+
+    #[test]
+    fn aliases_are_named_by_character_position() {
+        // Multi-byte text before the alias: the parser counts characters.
+        let text = format!("# é ✓\n{}", bomb(6, 9));
+        let err = refused(&text);
+        assert!(err.message.starts_with("alias `*a5`"), "{err:?}");
+    }
+
+    #[test]
+    fn nested_aliases_within_the_budget_still_load() {
+        let doc = parse(&bomb(3, 9), "ok.yaml").unwrap();
+        let Value::Seq(top) = &doc.get("a3").unwrap().value else {
+            panic!("not a list")
+        };
+        assert_eq!(top.len(), 9);
+        let mut defaults =
+            String::from("base: &b {timeout: 5s, allow_websockets: true}\nroutes:\n");
+        for i in 0..500 {
+            defaults.push_str(&format!(
+                "  - {{<<: *b, from: 'https://r{i}.example.com'}}\n"
+            ));
+        }
+        assert!(parse(&defaults, "many.yaml").is_ok());
+    }
+
+    #[test]
+    fn aliases_of_long_strings_count_their_bytes() {
+        let text = format!(
+            "a: &a '{}'\nb: [{}]\n",
+            "x".repeat(1 << 20),
+            vec!["*a"; 100].join(",")
+        );
+        let err = refused(&text);
+        assert!(err.message.starts_with("alias `*a`"), "{err:?}");
+        assert_eq!(err.mark.line, 2);
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(parse(&nested(MAX_DEPTH), "d.yaml").is_ok());
+        let err = parse(&nested(MAX_DEPTH + 1), "d.yaml").unwrap_err();
+        assert!(err.message.contains("nested more than 64"), "{err:?}");
+        assert_eq!((err.mark.line, err.mark.col), (1, 65));
+        // Block style is limited the same way, whatever the parser allows.
+        let mut block = String::new();
+        for i in 0..10_000 {
+            block.push_str(&format!("{}k:\n", " ".repeat(i)));
+        }
+        assert!(parse(&block, "d.yaml").is_err());
+        // An alias of a deep node, used deep down, is as deep as its copy.
+        let deep = format!(
+            "a: &a {}\nb: {}*a{}\n",
+            nested(40),
+            "[".repeat(30),
+            "]".repeat(30)
+        );
+        let err = refused(&deep);
+        assert!(err.message.starts_with("alias `*a` nests"), "{err:?}");
+        assert!(check_limits(&parse(&nested(40), "d").unwrap()).is_ok());
+    }
+
+    #[test]
+    fn check_limits_measures_trees_built_elsewhere() {
+        let mut node = Node::scalar("x", Mark::env("X"));
+        for _ in 0..100_000 {
+            node = Node {
+                value: Value::Seq(vec![node]),
+                mark: Mark::env("X"),
+            };
+        }
+        let err = check_limits(&node).unwrap_err();
+        assert!(err.message.contains("nested more than"), "{err:?}");
+        // A tree this deep must also be dropped without recursing.
+        let mut node = Some(node);
+        while let Some(Node {
+            value: Value::Seq(mut items),
+            ..
+        }) = node.take()
+        {
+            node = items.pop();
+        }
+        let wide = Node {
+            value: Value::Seq(vec![Node::scalar("y".repeat(1 << 20), Mark::env("X")); 70]),
+            mark: Mark::env("X"),
+        };
+        let err = check_limits(&wide).unwrap_err();
+        assert!(err.message.contains("more than 64 MiB"), "{err:?}");
+    }
+
+    #[test]
+    fn input_size_is_bounded() {
+        let text = format!("a: {}\n", "x".repeat(MAX_INPUT_BYTES));
+        let err = parse(&text, "big.yaml").unwrap_err();
+        assert_eq!((err.mark.line, err.mark.col), (1, 1));
+        assert!(
+            err.message.contains("more than the limit of 8 MiB"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_ignored() {
+        let doc = parse("\u{feff}routes: []\nb: 2\n", "bom.yaml").unwrap();
+        assert!(doc.get("routes").is_some());
+        assert_eq!(doc.get("b").unwrap().mark.to_string(), "bom.yaml:2:4");
+        let doc = parse("\u{feff}{\"a\": 1}", "bom.json").unwrap();
+        assert_eq!(doc.get("a").unwrap().as_str(), Some("1"));
+    }
+
+    #[test]
+    fn long_values_are_shortened() {
+        assert_eq!(shorten("short"), "short");
+        let long = "é".repeat(1000);
+        let s = shorten(&long);
+        assert!(s.ends_with("…(2000 bytes)"), "{s}");
+        assert_eq!(s.chars().filter(|c| *c == 'é').count(), 80);
+        let err = parse(&format!("{k}: 1\n{k}: 2\n", k = "k".repeat(5000)), "d").unwrap_err();
+        assert!(err.message.len() < 200, "{}", err.message);
     }
 
     #[test]
