@@ -251,7 +251,8 @@ fn load_str_inner(
         }
     };
     for (key, mark) in ctx.unknown_keys.into_inner() {
-        if !reported.contains(&mark) {
+        // Values from the environment share one mark: compare names too.
+        if !reported.iter().any(|(k, m)| *k == key && *m == mark) {
             diags.push(unknown_key(&key, mark));
         }
     }

@@ -392,14 +392,14 @@ pub fn lookup(scope: Scope, key: &str) -> Option<&'static Entry> {
 
 /// Checks every top-level key and every route key against [`KEYS`], and
 /// the environment for refused keys the model has no field for (so they
-/// are not read from it otherwise). Returns the marks of the keys it
-/// reported, so they are not reported again as unknown.
+/// are not read from it otherwise). Returns the keys it reported (name and
+/// mark), so they are not reported again as unknown.
 pub(crate) fn check(
     root: &Node,
     env: &dyn Fn(&str) -> Option<String>,
     model_fields: &[&str],
     diags: &mut Vec<Diagnostic>,
-) -> Vec<Mark> {
+) -> Vec<(String, Mark)> {
     let mut reported = Vec::new();
     let Value::Map(entries) = &root.value else {
         return reported;
@@ -448,7 +448,7 @@ fn check_key(
     key: &Node,
     value: &Node,
     diags: &mut Vec<Diagnostic>,
-    reported: &mut Vec<Mark>,
+    reported: &mut Vec<(String, Mark)>,
 ) {
     let Some(name) = key.as_str() else { return };
     let Some(entry) = lookup(scope, name) else {
@@ -472,11 +472,11 @@ fn check_key(
         ),
         // Set to nothing: there is nothing to refuse or ignore.
         _ => {
-            reported.push(key.mark.clone());
+            reported.push((name.to_string(), key.mark.clone()));
             return;
         }
     };
-    reported.push(key.mark.clone());
+    reported.push((name.to_string(), key.mark.clone()));
     diags.push(diag);
 }
 
