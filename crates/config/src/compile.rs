@@ -63,7 +63,7 @@ impl Compiler<'_> {
     /// Reads a file named in the config, remembering it for hot reload.
     fn read_file(&mut self, path: &Spanned<String>, what: &str) -> Option<Vec<u8>> {
         let full = self.resolve(&path.value);
-        match std::fs::read(&full) {
+        match crate::read_limited(&full) {
             Ok(bytes) => {
                 self.watched.push(full);
                 Some(bytes)
@@ -995,12 +995,6 @@ impl Compiler<'_> {
                     ),
                 );
             }
-        }
-        if let Some(true) = opts.use_proxy_protocol {
-            self.error(
-                &self.file_mark.clone(),
-                "use_proxy_protocol is not supported yet",
-            );
         }
     }
 

@@ -11,6 +11,7 @@ mod compiled;
 pub mod de;
 pub mod model;
 pub mod overlay;
+pub mod registry;
 pub mod yaml;
 
 use std::fmt;
@@ -19,7 +20,7 @@ use std::path::Path;
 pub use compile::{parse_template, parse_upstream};
 pub use compiled::*;
 pub use model::{Options, RouteOptions, parse_duration};
-pub use yaml::Mark;
+pub use yaml::{MAX_DEPTH, MAX_INPUT_BYTES, MAX_TREE_BYTES, Mark, shorten};
 
 /// How bad a [`Diagnostic`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +42,7 @@ impl Diagnostic {
         Diagnostic {
             severity: Severity::Error,
             mark,
-            message: message.into(),
+            message: bounded(message.into()),
         }
     }
 
@@ -49,7 +50,7 @@ impl Diagnostic {
         Diagnostic {
             severity: Severity::Warning,
             mark,
-            message: message.into(),
+            message: bounded(message.into()),
         }
     }
 
@@ -66,6 +67,55 @@ impl fmt::Display for Diagnostic {
             Severity::Warning => write!(f, "{}: warning: {}", self.mark, self.message),
         }
     }
+}
+
+/// Every message quotes values between backticks: each quoted value is
+/// shortened (see [`shorten`]), and a message is cut at 1 KiB whatever it
+/// holds, so a huge bad value is never echoed whole to a terminal or a log.
+fn bounded(message: String) -> String {
+    const MAX: usize = 1024;
+    if message.len() <= 160 {
+        return message;
+    }
+    let mut out = String::with_capacity(message.len().min(MAX + 32));
+    for (i, part) in message.split('`').enumerate() {
+        if i > 0 {
+            out.push('`');
+        }
+        if i % 2 == 1 {
+            out.push_str(&shorten(part));
+        } else {
+            out.push_str(part);
+        }
+    }
+    if out.len() > MAX {
+        let cut = (0..=MAX)
+            .rev()
+            .find(|&i| out.is_char_boundary(i))
+            .unwrap_or(0);
+        let total = out.len();
+        out.truncate(cut);
+        out.push_str(&format!("…({total} bytes)"));
+    }
+    out
+}
+
+/// Reads a file the configuration names (or is), at most
+/// [`MAX_INPUT_BYTES`]: the read stops one byte past the limit, so
+/// `/dev/zero`, an endless pipe or a wrong huge file is refused at once.
+pub fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_INPUT_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() > MAX_INPUT_BYTES {
+        return Err(std::io::Error::other(format!(
+            "it is larger than the limit of {} MiB for configuration input",
+            MAX_INPUT_BYTES >> 20
+        )));
+    }
+    Ok(bytes)
 }
 
 /// A successfully loaded configuration and the warnings it produced.
@@ -116,7 +166,7 @@ fn load_file_inner(
         line: 1,
         col: 1,
     };
-    let text = match std::fs::read(path) {
+    let text = match read_limited(path) {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(t) => t,
             Err(_) => return Err(reject(file_mark, "the file is not valid UTF-8")),
@@ -185,6 +235,12 @@ fn load_str_inner(
     if let Some(overlay) = overlay {
         overlay.merge_into(&mut root);
     }
+    // Each source was parsed within the limits; together they must be too.
+    if let Err(e) = yaml::check_limits(&root) {
+        diags.push(Diagnostic::error(e.mark, e.message));
+        return Err(Rejected { diagnostics: diags });
+    }
+    let reported = registry::check(&root, env, de::struct_fields::<Options>(), &mut diags);
 
     let ctx = de::Context::default();
     let options: Options = match de::from_node(&root, &ctx) {
@@ -195,7 +251,10 @@ fn load_str_inner(
         }
     };
     for (key, mark) in ctx.unknown_keys.into_inner() {
-        diags.push(unknown_key(&key, mark));
+        // Values from the environment share one mark: compare names too.
+        if !reported.iter().any(|(k, m)| *k == key && *m == mark) {
+            diags.push(unknown_key(&key, mark));
+        }
     }
 
     let mut compiler = compile::Compiler {
@@ -217,31 +276,14 @@ fn load_str_inner(
     }
 }
 
-/// Pomerium refuses these keys (they were removed); so do we.
+/// A key neither the model nor [`registry::KEYS`] knows.
 fn unknown_key(key: &str, mark: Mark) -> Diagnostic {
-    let removed = match key {
-        "client_ca" | "client_ca_file" => Some("use `downstream_mtls` instead"),
-        "idp_service_account"
-        | "idp_refresh_directory_timeout"
-        | "idp_refresh_directory_interval"
-        | "idp_qps" => Some("directory sync options were removed"),
-        "allowed_groups" => Some("use a `policy` with `groups` instead"),
-        "set_authorization_header" => Some("use `set_request_headers` instead"),
-        k if k.starts_with("tracing_") => Some("use the `otel_*` options instead"),
-        _ => None,
-    };
-    match removed {
-        Some(hint) => Diagnostic::error(
-            mark,
-            format!("option `{key}` was removed from Pomerium: {hint}"),
-        ),
-        // A file may carry options for a newer version; the console and its
-        // API write what they mean, so a key they send must be one we know.
-        None if overlay::target(&mark).is_some() => {
-            Diagnostic::error(mark, format!("unknown route option `{key}`"))
-        }
-        None => Diagnostic::warning(mark, format!("unknown config option `{key}` (ignored)")),
+    // A file may carry options for a newer version; the console and its
+    // API write what they mean, so a key they send must be one we know.
+    if overlay::target(&mark).is_some() {
+        return Diagnostic::error(mark, format!("unknown route option `{key}`"));
     }
+    Diagnostic::warning(mark, format!("unknown config option `{key}` (ignored)"))
 }
 
 /// Every top-level key may also come from the environment, named in upper
@@ -348,7 +390,10 @@ fn read_secret_files(root: &mut yaml::Node, base_dir: &Path, diags: &mut Vec<Dia
         } else {
             base_dir.join(path)
         };
-        match std::fs::read_to_string(&full) {
+        let read = read_limited(&full).and_then(|b| {
+            String::from_utf8(b).map_err(|_| std::io::Error::other("it is not valid UTF-8"))
+        });
+        match read {
             Ok(content) => {
                 if root.get(key).is_some() {
                     diags.push(Diagnostic::warning(

@@ -347,7 +347,7 @@ fn templates_parse() {
 
 /// Hostile input: thousands of mutations of a full file (bytes flipped,
 /// deleted, duplicated, truncated) never panic the loader, and every
-/// rejection names a position.
+/// rejection names a position (`GATEHOUSE_FUZZ_ROUNDS=N` runs more rounds).
 #[test]
 fn mutated_configs_never_panic() {
     use rand::{Rng, SeedableRng};
@@ -366,10 +366,16 @@ routes:
   - from: https://*.example.com
     redirect: {https_redirect: true, response_code: 308}
     regex: '^/x/[0-9]+$'
+base: &b {timeout: 5s, to: &t [http://a, http://b]}
+extra: [*t, *t, {<<: *b, from: 'https://c'}]
 "#;
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x9a7e_4015e);
     let bytes = seed_text.as_bytes();
-    for _ in 0..3000 {
+    let rounds = std::env::var("GATEHOUSE_FUZZ_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3000);
+    for _ in 0..rounds {
         let mut b = bytes.to_vec();
         for _ in 0..rng.random_range(1..6) {
             let i = rng.random_range(0..b.len().max(1));
@@ -762,5 +768,263 @@ fn unknown_keys_in_console_values_are_errors_on_their_key() {
             .diagnostics
             .iter()
             .any(|d| !d.is_error() && d.message.contains("newer_option"))
+    );
+}
+
+// ---------------------------------------------------- configuration input
+
+const ROUTE: &str = "routes:\n  - from: https://a.example.com\n    to: http://127.0.0.1:1\n    allow_any_authenticated_user: true\n";
+
+#[test]
+fn refused_keys_are_errors_at_their_key() {
+    for (text, at, key, risk) in [
+        (
+            format!("downstream_mtls:\n  ca: abc\n  enforcement: reject_connection\n{ROUTE}"),
+            "c.yaml:1:1:",
+            "downstream_mtls",
+            "clients without a certificate would be let in",
+        ),
+        (
+            format!("{ROUTE}    tls_downstream_client_ca: abc\n"),
+            "c.yaml:5:5:",
+            "tls_downstream_client_ca",
+            "clients without a certificate would be let in",
+        ),
+        (
+            format!("{ROUTE}    tls_downstream_client_ca_file: /etc/ca.pem\n"),
+            "c.yaml:5:5:",
+            "tls_downstream_client_ca_file",
+            "clients without a certificate",
+        ),
+        (
+            format!("{ROUTE}    sub_policies: [{{id: x}}]\n"),
+            "c.yaml:5:5:",
+            "sub_policies",
+            "deny rules included",
+        ),
+        (
+            format!("{ROUTE}    regex_priority_order: 5\n"),
+            "c.yaml:5:5:",
+            "regex_priority_order",
+            "another route",
+        ),
+        (
+            format!("{ROUTE}    idp_client_id: other\n"),
+            "c.yaml:5:5:",
+            "idp_client_id",
+            "global identity provider client",
+        ),
+        (
+            format!("use_proxy_protocol: true\n{ROUTE}"),
+            "c.yaml:1:1:",
+            "use_proxy_protocol",
+            "load balancer",
+        ),
+        (
+            format!("metrics_client_ca_file: ca.pem\n{ROUTE}"),
+            "c.yaml:1:1:",
+            "metrics_client_ca_file",
+            "without a certificate",
+        ),
+        (
+            format!("metrics_certificate: abc\n{ROUTE}"),
+            "c.yaml:1:1:",
+            "metrics_certificate",
+            "plain HTTP",
+        ),
+    ] {
+        let all = errors(&text).join("\n");
+        let expected = format!("{at} `{key}` is not implemented by gatehouse yet");
+        assert!(all.contains(&expected), "missing `{expected}` in:\n{all}");
+        assert!(all.contains(risk), "{all}");
+        assert!(!all.contains("unknown config option"), "{all}");
+    }
+}
+
+#[test]
+fn refused_keys_set_to_nothing_are_accepted() {
+    for off in [
+        "downstream_mtls: {}\n",
+        "downstream_mtls: ~\n",
+        "use_proxy_protocol: false\n",
+    ] {
+        let loaded = load(&format!("{off}{ROUTE}")).unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    }
+    let loaded = load(&format!(
+        "{ROUTE}    regex_priority_order: 0\n    tls_downstream_client_ca: ''\n"
+    ))
+    .unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+}
+
+#[test]
+fn refused_keys_from_the_environment_are_errors() {
+    let env = |k: &str| {
+        match k {
+        "DOWNSTREAM_MTLS_CA" => Some("abc".to_string()),
+        "USE_PROXY_PROTOCOL" => Some("true".to_string()),
+        "ROUTES" => Some("[{from: 'https://b.example.com', to: 'http://x', tls_downstream_client_ca_file: ca.pem}]".to_string()),
+        _ => None,
+    }
+    };
+    let rejected = load_str("", "c.yaml", Path::new("."), &env).unwrap_err();
+    let all = rejected.to_string();
+    for expected in [
+        "env:DOWNSTREAM_MTLS_CA: `downstream_mtls` is not implemented",
+        "env:USE_PROXY_PROTOCOL: `use_proxy_protocol` is not implemented",
+        "env:ROUTES: `tls_downstream_client_ca_file` is not implemented",
+    ] {
+        assert!(all.contains(expected), "missing `{expected}` in:\n{all}");
+    }
+}
+
+#[test]
+fn refused_keys_from_the_console_are_errors_on_their_key() {
+    use crate::overlay::{Overlay, Target, target};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, "routes: []\n").unwrap();
+    let overlay = Overlay {
+        routes: vec![(
+            "r1".into(),
+            serde_json::json!({"from": "https://b.localhost", "to": ["http://127.0.0.1:2"], "allow_any_authenticated_user": true, "tls_downstream_client_ca": "abc"}),
+        )],
+        settings: vec![],
+    };
+    let rejected = crate::overlay::load_file_with_overlay(&path, &|_| None, &overlay).unwrap_err();
+    let errors: Vec<_> = rejected
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .collect();
+    assert_eq!(errors.len(), 1, "{rejected}");
+    assert_eq!(
+        target(&errors[0].mark),
+        Some(Target::Route("r1", Some("tls_downstream_client_ca")))
+    );
+    assert!(errors[0].message.contains("not implemented"), "{rejected}");
+}
+
+#[test]
+fn harmless_keys_warn_and_say_why() {
+    let loaded = load(&format!(
+        "otel_traces_exporter: otlp\nservices: all\nproxy_log_level: debug\n{ROUTE}    kubernetes_service_account_token: abc\n"
+    ))
+    .unwrap();
+    let w: Vec<String> = loaded.warnings.iter().map(|d| d.to_string()).collect();
+    assert_eq!(w.len(), 3, "{w:?}");
+    assert!(
+        w[0].starts_with("c.yaml:1:1: warning: `otel_traces_exporter` is not supported and is ignored; harmless: "),
+        "{w:?}"
+    );
+    assert!(
+        w[1].starts_with("c.yaml:3:1: warning: `proxy_log_level`"),
+        "{w:?}"
+    );
+    assert!(
+        w[2].contains("`kubernetes_service_account_token`") && w[2].contains("upstream"),
+        "{w:?}"
+    );
+}
+
+/// Every refused key is listed in the documentation, with its reason.
+#[test]
+fn refused_keys_are_documented() {
+    let docs = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md"),
+    )
+    .unwrap();
+    let section = docs
+        .split("## Settings gatehouse refuses")
+        .nth(1)
+        .expect("docs/configuration.md has a refused-settings section");
+    for entry in registry::KEYS {
+        if let registry::Status::Refused { .. } = entry.status {
+            assert!(
+                section.contains(&format!("`{}`", entry.key)),
+                "{} is not documented",
+                entry.key
+            );
+        }
+    }
+}
+
+#[test]
+fn a_byte_order_mark_does_not_hide_the_first_key() {
+    let loaded = load(&format!("\u{feff}{ROUTE}")).unwrap();
+    assert_eq!(loaded.config.routes.len(), 1);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let all = errors("\u{feff}timeout_read: soon\n").join("\n");
+    assert!(all.starts_with("c.yaml:1:15: invalid duration"), "{all}");
+}
+
+#[test]
+fn huge_values_are_shortened_in_messages() {
+    let value = "x".repeat(1 << 20);
+    for text in [
+        format!("timeout_read: {value}\n"),
+        format!("{value}: 1\n{value}: 2\n"),
+        format!("routes:\n  - from: https://a.example.com\n    to: 'http//{value}'\n"),
+        format!("{value}: 1\n{ROUTE}"),
+    ] {
+        let diagnostics = match load(&text) {
+            Ok(l) => l.warnings,
+            Err(r) => r.diagnostics,
+        };
+        assert!(!diagnostics.is_empty());
+        for d in &diagnostics {
+            assert!(
+                d.message.len() < 1200,
+                "{} bytes: {}",
+                d.message.len(),
+                shorten(&d.message)
+            );
+        }
+    }
+    let all = errors(&format!("timeout_read: {value}\n")).join("");
+    assert!(all.contains("…(1048576 bytes)`"), "{all}");
+}
+
+#[test]
+fn files_are_read_with_a_size_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.yaml");
+    std::fs::write(&big, format!("a: {}\n", "x".repeat(MAX_INPUT_BYTES))).unwrap();
+    for path in [big.as_path(), Path::new("/dev/zero")] {
+        let all = load_file_with_env(path, &|_| None).unwrap_err().to_string();
+        assert!(
+            all.contains(":1:1: cannot read config file: it is larger than the limit of 8 MiB"),
+            "{all}"
+        );
+    }
+    // Files the configuration names are bounded the same way.
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, format!("shared_secret_file: /dev/zero\ncertificate_file: /dev/zero\ncertificate_key_file: /dev/zero\n{ROUTE}")).unwrap();
+    let all = load_file_with_env(&config, &|_| None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        all.contains("cannot read `shared_secret_file` `/dev/zero`: it is larger than the limit"),
+        "{all}"
+    );
+    assert!(
+        all.contains("file `/dev/zero`: it is larger than the limit"),
+        "{all}"
+    );
+}
+
+#[test]
+fn an_alias_bomb_is_refused_by_the_loader() {
+    let mut text = String::from("x0: &x0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for i in 1..=9 {
+        let items = vec![format!("*x{}", i - 1); 9].join(",");
+        text.push_str(&format!("x{i}: &x{i} [{items}]\n"));
+    }
+    let all = errors(&text).join("\n");
+    assert!(all.starts_with("c.yaml:6:"), "{all}");
+    assert!(
+        all.contains("alias `*x4` makes the configuration take more than 64 MiB"),
+        "{all}"
     );
 }

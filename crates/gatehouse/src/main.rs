@@ -165,15 +165,10 @@ fn quickstart_setup(args: &QuickstartArgs) -> Result<(PathBuf, Sidecar), String>
     let password: String = (0..16)
         .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
         .collect();
-    let dir = match &args.dir {
-        Some(d) => d.clone(),
-        None => std::env::temp_dir().join(format!("gatehouse-quickstart-{}", std::process::id())),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let write = |name: &str, contents: &str| {
-        let path = dir.join(name);
-        std::fs::write(&path, contents).map_err(|e| format!("cannot write {}: {e}", path.display()))
-    };
+    let dir = quickstart_dir(args.dir.as_deref())?;
+    // Certificates are public; everything else here is a secret (keys, and
+    // the configuration holds the demo user's password hash).
+    let write = |name: &str, contents: &str, mode: u32| write_new(&dir.join(name), contents, mode);
     let (ca, cert, key) = (
         dir.join("ca.pem"),
         dir.join("localhost.pem"),
@@ -187,13 +182,21 @@ fn quickstart_setup(args: &QuickstartArgs) -> Result<(PathBuf, Sidecar), String>
             "hello.localhost",
             "console.localhost",
         ])?;
-        write("ca.pem", &ca_pem)?;
-        write("localhost.pem", &cert_pem)?;
-        write("localhost-key.pem", &key_pem)?;
+        write("ca.pem", &ca_pem, PUBLIC)?;
+        write("localhost.pem", &cert_pem, PUBLIC)?;
+        write("localhost-key.pem", &key_pem, PRIVATE)?;
     }
     let signing_key = dir.join("signing-key.pem");
     if !signing_key.exists() {
-        write("signing-key.pem", &gatehouse_assertion::generate_pem())?;
+        write(
+            "signing-key.pem",
+            &gatehouse_assertion::generate_pem(),
+            PRIVATE,
+        )?;
+    }
+    // Keys kept from an earlier run (perhaps by an older, laxer version).
+    for secret in [&key, &signing_key] {
+        private_only(secret)?;
     }
     // The verify app listens on a free loopback port chosen now, so the
     // configuration can name it.
@@ -241,7 +244,7 @@ routes:
         key = key.display(),
         signing = signing_key.display(),
     );
-    write("config.yaml", &config)?;
+    write("config.yaml", &config, PRIVATE)?;
     let path = dir.join("config.yaml");
     println!("gatehouse quickstart");
     println!(
@@ -272,6 +275,69 @@ routes:
         ca_file: Some(ca),
     };
     Ok((path, Sidecar { listener, verify }))
+}
+
+/// Mode of files only the owner may read (keys, the configuration).
+const PRIVATE: u32 = 0o600;
+/// Mode of certificates, which are public.
+const PUBLIC: u32 = 0o644;
+
+/// The quickstart's directory: `--dir` (created 0700 if missing), or a new
+/// directory with an unguessable name in the temporary directory, created
+/// 0700 by this call alone (an existing one is never reused: another user
+/// could have made it).
+fn quickstart_dir(dir: Option<&Path>) -> Result<PathBuf, String> {
+    use std::os::unix::fs::DirBuilderExt;
+    let mut builder = std::fs::DirBuilder::new();
+    builder.mode(0o700);
+    let dir = match dir {
+        Some(d) => {
+            builder.recursive(true);
+            d.to_path_buf()
+        }
+        None => std::env::temp_dir().join(format!(
+            "gatehouse-quickstart-{:016x}",
+            rand::random::<u64>()
+        )),
+    };
+    builder
+        .create(&dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Writes `path` through a new file created with `mode` (so a secret is
+/// never readable by others, not even for a moment) and renamed into place.
+fn write_new(path: &Path, contents: &str, mode: u32) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let err = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".new");
+    let tmp = PathBuf::from(tmp);
+    // A leftover from an interrupted run would make `create_new` fail.
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(err)?;
+    file.write_all(contents.as_bytes()).map_err(err)?;
+    file.sync_all().map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+/// Makes an existing secret readable by its owner only.
+fn private_only(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(PRIVATE))
+            .map_err(|e| format!("cannot make {} private: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// A certificate authority and a certificate it signs for `names`:

@@ -194,3 +194,26 @@ fn every_example_configuration_checks() {
     }
     assert!(checked >= 4, "examples checked: {checked}");
 }
+
+/// Settings gatehouse does not implement: harmless ones warn with the
+/// reason, ones that protect something are errors naming what would happen.
+#[test]
+fn unimplemented_settings_warn_with_a_reason_or_are_refused() {
+    let route = "routes:\n  - from: https://a.example.com\n    to: http://127.0.0.1:1\n    allow_public_unauthenticated_access: true\n";
+    let (code, out) = check(&format!("otel_traces_exporter: otlp\n{route}"));
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(
+            ":1:1: warning: `otel_traces_exporter` is not supported and is ignored; harmless: "
+        ),
+        "{out}"
+    );
+    let (code, out) = check(&format!(
+        "{route}    sub_policies: [{{id: deny-contractors}}]\n"
+    ));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(":5:5: `sub_policies` is not implemented by gatehouse yet, and ignoring it is unsafe: their rules (deny rules included) would not be applied. Remove it to run without it"),
+        "{out}"
+    );
+}

@@ -1,4 +1,386 @@
-//! See main.rs for the class this module covers.
+//! Configuration input: what a configuration file (or a reload, or a file it
+//! names) can make gatehouse do. YAML alias bombs and deep nesting are
+//! refused with a position and bounded memory, inputs are read only up to a
+//! size limit (`/dev/zero`, endless pipes), huge values are never echoed
+//! whole, a byte order mark does not hide the first key, Pomerium settings
+//! that gatehouse does not implement and that protect something are refused
+//! by `check`, `run` and reload, and the quickstart's secrets are private.
 
-#[allow(unused_imports)]
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
 use crate::common::*;
+
+/// A "billion laughs" file: 10 levels of lists of 9 aliases of the level
+/// before (9^10 values from ~350 bytes).
+fn alias_bomb() -> String {
+    let mut text = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for i in 1..=10 {
+        let items = vec![format!("*a{}", i - 1); 9].join(",");
+        text.push_str(&format!("a{i}: &a{i} [{items}]\n"));
+    }
+    text
+}
+
+/// Runs `gatehouse check` on `config` under a 2 GiB address-space limit
+/// (so a regression aborts instead of taking the machine), sampling its
+/// peak resident memory while it runs. Returns (exit code, output, peak KiB).
+fn check_bounded(config: &Path) -> (i32, String, u64) {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 2097152; exec \"$0\" check -c \"$1\"")
+        .arg(BIN)
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut peak = 0;
+    let status = loop {
+        peak = peak.max(proc_status_kib(child.id(), "VmHWM:"));
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (status.code().unwrap_or(-1), text, peak)
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const ROUTE: &str = "routes:\n  - from: https://a.example.com\n    to: http://127.0.0.1:1\n    allow_any_authenticated_user: true\n";
+
+#[test]
+fn an_alias_bomb_is_refused_at_the_alias_with_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), "bomb.yaml", &alias_bomb());
+    let (code, out, peak_kib) = check_bounded(&config);
+    assert_eq!(code, 1, "{out}");
+    let at = format!("{}:6:", config.display());
+    assert!(out.contains(&at), "no position `{at}` in:\n{out}");
+    assert!(
+        out.contains("alias `*a4` makes the configuration take more than 64 MiB"),
+        "{out}"
+    );
+    assert!(peak_kib < 200 * 1024, "peak RSS {peak_kib} KiB:\n{out}");
+}
+
+#[test]
+fn deep_nesting_is_refused_with_a_position() {
+    let dir = tempfile::tempdir().unwrap();
+    // Block style: the YAML scanner itself sets no limit on it.
+    let mut text = String::new();
+    for i in 0..1000 {
+        text.push_str(&format!("{}k:\n", "  ".repeat(i)));
+    }
+    let config = write(dir.path(), "deep.yaml", &text);
+    let (code, out, _) = check_bounded(&config);
+    assert_eq!(code, 1, "{out}");
+    // Line 65 holds the 65th mapping (the column is where the parser
+    // places a block mapping's start: at its first key's colon).
+    let expected = format!("{}:65:", config.display());
+    assert!(out.contains(&expected), "missing `{expected}` in:\n{out}");
+    assert!(
+        out.contains("lists and mappings are nested more than 64 levels deep"),
+        "{out}"
+    );
+    // Flow style: refused too, by whichever limit comes first.
+    let config = write(
+        dir.path(),
+        "flow.yaml",
+        &format!("a: {}{}\n", "[".repeat(100_000), "]".repeat(100_000)),
+    );
+    let (code, out, _) = check_bounded(&config);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("flow.yaml:1:"), "{out}");
+}
+
+#[test]
+fn dev_zero_and_endless_pipes_are_refused_by_size() {
+    let (code, out, _) = check_bounded(Path::new("/dev/zero"));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(
+            "/dev/zero:1:1: cannot read config file: it is larger than the limit of 8 MiB"
+        ),
+        "{out}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("config.yaml");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let writer_path = fifo.clone();
+    // Writes until the reader goes away (gatehouse stopped reading).
+    let writer = std::thread::spawn(move || {
+        let mut pipe = std::fs::OpenOptions::new()
+            .write(true)
+            .open(writer_path)
+            .unwrap();
+        let chunk = vec![b'#'; 64 * 1024];
+        let mut written = 0usize;
+        while pipe.write_all(&chunk).is_ok() {
+            written += chunk.len();
+        }
+        written
+    });
+    let (code, out, _) = check_bounded(&fifo);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("larger than the limit of 8 MiB"), "{out}");
+    let written = writer.join().unwrap();
+    assert!(written < 64 << 20, "gatehouse read {written} bytes");
+}
+
+#[test]
+fn a_huge_bad_value_is_not_echoed_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let value = "x".repeat(7 << 20);
+    let config = write(
+        dir.path(),
+        "big.yaml",
+        &format!("timeout_read: {value}\n{ROUTE}"),
+    );
+    let (code, out) = check_file(&config);
+    assert_eq!(code, 1, "{}", &out[..out.len().min(2000)]);
+    assert!(out.len() < 2048, "{} bytes of output", out.len());
+    assert!(
+        out.contains(":1:15: invalid duration `xxxx") && out.contains("…(7340032 bytes)`"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_byte_order_mark_does_not_hide_the_first_key() {
+    let (code, out) = check(&format!("\u{feff}{ROUTE}"));
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("configuration OK (1 routes, 0 warnings)"),
+        "{out}"
+    );
+    // The first key is read as itself: its bad value is an error, not an
+    // unknown key dropped with a warning.
+    let (code, out) = check("\u{feff}authenticate_service_url: not a url\n");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("config.yaml:1:"), "{out}");
+    assert!(!out.contains("unknown config option"), "{out}");
+}
+
+/// `(key, file text, line:col of the key, what would happen)`.
+fn refused_cases() -> Vec<(&'static str, String, (u32, u32), &'static str)> {
+    vec![
+        (
+            "downstream_mtls",
+            format!("downstream_mtls:\n  ca: Zm9v\n  enforcement: reject_connection\n{ROUTE}"),
+            (1, 1),
+            "clients without a certificate would be let in",
+        ),
+        (
+            "tls_downstream_client_ca_file",
+            format!("{ROUTE}    tls_downstream_client_ca_file: /etc/gatehouse/client-ca.pem\n"),
+            (5, 5),
+            "clients without a certificate would be let in to this route",
+        ),
+    ]
+}
+
+#[test]
+fn unimplemented_security_settings_are_refused_by_check() {
+    for (key, text, (line, col), risk) in refused_cases() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write(dir.path(), "config.yaml", &text);
+        let (code, out) = check_file(&config);
+        assert_eq!(code, 1, "{key}: {out}");
+        let expected = format!(
+            "{}:{line}:{col}: `{key}` is not implemented by gatehouse yet",
+            config.display()
+        );
+        assert!(out.contains(&expected), "missing `{expected}` in:\n{out}");
+        assert!(out.contains(risk), "{out}");
+    }
+}
+
+#[test]
+fn unimplemented_security_settings_are_refused_by_run() {
+    for (key, text, (line, col), risk) in refused_cases() {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = write(
+            dir.path(),
+            "config.yaml",
+            &format!("address: 127.0.0.1:{port}\n{text}"),
+        );
+        let out = Command::new(BIN)
+            .args(["run", "-c"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{key}: {err}");
+        assert!(err.contains("refusing to start"), "{err}");
+        // One line lower: the address line comes first.
+        let expected = format!(
+            "{}:{}:{col}: `{key}` is not implemented by gatehouse yet",
+            config.display(),
+            line + 1
+        );
+        assert!(err.contains(&expected), "missing `{expected}` in:\n{err}");
+        assert!(err.contains(risk), "{err}");
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_with_a_refused_setting_or_a_bomb_keeps_the_last_good_config() {
+    let up = echo_upstream("a").await;
+    let base = format!(
+        "address: 127.0.0.1:{{port}}\nroutes:\n  - from: https://one.localhost\n    to: http://{}\n    allow_public_unauthenticated_access: true\n",
+        up.addr
+    );
+    let gh = Gatehouse::start(&base);
+    let c = gh.client(&["one.localhost"]);
+    let serves = || async {
+        c.get(gh.url("one.localhost", "/"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(serves().await, 200);
+
+    gh.write_config(&format!(
+        "{base}    tls_downstream_client_ca_file: /etc/client-ca.pem\n"
+    ));
+    assert!(gh.wait_log("reload rejected", 0), "{}", gh.log_text());
+    let log = gh.log_text();
+    assert!(
+        log.contains("config.yaml:6:5: `tls_downstream_client_ca_file` is not implemented"),
+        "{log}"
+    );
+    assert_eq!(serves().await, 200, "the last good config still serves");
+
+    let rejected = gh.log_count("reload rejected");
+    gh.write_config(&format!("{base}{}", alias_bomb()));
+    assert!(
+        gh.wait_log("reload rejected", rejected),
+        "{}",
+        gh.log_text()
+    );
+    assert!(
+        gh.log_text()
+            .contains("alias `*a4` makes the configuration take more than 64 MiB"),
+        "{}",
+        gh.log_text()
+    );
+    assert_eq!(serves().await, 200, "the last good config still serves");
+    assert!(
+        gh.peak_rss_kib() < 300 * 1024,
+        "peak RSS {} KiB",
+        gh.peak_rss_kib()
+    );
+}
+
+/// Mode bits of a file, without the type.
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Runs `gatehouse quickstart` until it prints where its configuration
+/// is (the files are written by then), stops it, and returns that directory.
+fn quickstart(args: &[&str], tmpdir: &Path) -> PathBuf {
+    use std::io::BufRead;
+    let mut child = Command::new(BIN)
+        .arg("quickstart")
+        .args(["--port", &free_port().to_string()])
+        .args(args)
+        .env("TMPDIR", tmpdir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut banner = Vec::new();
+    let config = loop {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => {
+                // `  config    /path/config.yaml (edit it: changes apply live)`
+                if let Some(rest) = line.trim_start().strip_prefix("config") {
+                    let path = rest.trim_start().split(" (").next().unwrap_or_default();
+                    break PathBuf::from(path);
+                }
+                banner.push(line);
+            }
+            Err(_) => panic!("quickstart printed no config path:\n{}", banner.join("\n")),
+        }
+    };
+    assert!(
+        banner.iter().any(|l| l.contains("password")),
+        "{}",
+        banner.join("\n")
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    config.parent().unwrap().to_path_buf()
+}
+
+#[test]
+fn quickstart_writes_its_secrets_private() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The default: a new private directory in TMPDIR.
+    let dir = quickstart(&[], tmp.path());
+    assert!(dir.starts_with(tmp.path()), "{}", dir.display());
+    assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+    for secret in ["config.yaml", "localhost-key.pem", "signing-key.pem"] {
+        assert_eq!(mode(&dir.join(secret)), 0o600, "{secret}");
+    }
+    for public in ["ca.pem", "localhost.pem"] {
+        assert_eq!(mode(&dir.join(public)), 0o644, "{public}");
+    }
+    let config = std::fs::read_to_string(dir.join("config.yaml")).unwrap();
+    assert!(
+        config.contains("password_hash"),
+        "the config holds a secret"
+    );
+
+    // `--dir` that does not exist yet: made private; a second run over an
+    // older, world-readable key makes it private too.
+    let given = tmp.path().join("given/qs");
+    let given_arg = given.to_str().unwrap().to_string();
+    quickstart(&["--dir", &given_arg], tmp.path());
+    assert_eq!(mode(&given), 0o700);
+    let key = given.join("signing-key.pem");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(
+        given.join("config.yaml"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    quickstart(&["--dir", &given_arg], tmp.path());
+    assert_eq!(mode(&key), 0o600);
+    assert_eq!(mode(&given.join("config.yaml")), 0o600);
+    assert!(
+        std::fs::read_dir(&given)
+            .unwrap()
+            .filter_map(Result::ok)
+            .all(|e| !e.file_name().to_string_lossy().ends_with(".new")),
+        "no temporary file is left behind"
+    );
+}
