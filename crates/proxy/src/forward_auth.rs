@@ -142,6 +142,13 @@ impl Original {
     }
 }
 
+/// The original request a forward-auth question describes, as
+/// `(method, url)`, or why it cannot be read (a pure entry point for the
+/// header fuzzer).
+pub fn original_target(headers: &HeaderMap) -> Result<(String, String), &'static str> {
+    Original::from_headers(headers, &Method::GET).map(|o| (o.method.clone(), o.url()))
+}
+
 /// Answers one forward-auth question.
 pub async fn handle(
     rt: &Runtime,

@@ -23,3 +23,5 @@ mod paths;
 /// Sessions and hand-offs: provenance and scope of sessions, hand-off
 /// targets and binding to the browser.
 mod sessions;
+/// Request smuggling and desync: framing tricks over HTTP/1.1 and HTTP/2.
+mod smuggling;

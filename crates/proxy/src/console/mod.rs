@@ -955,7 +955,9 @@ fn not_in_force<'a>(state: &'a State, rt: &Runtime) -> Vec<&'a ConsoleRoute> {
 /// merged in; secrets are left out.
 fn export(rt: &Runtime, state: &State) -> Result<String, String> {
     let path: &PathBuf = &rt.config.source;
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes =
+        gatehouse_config::read_limited(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8", path.display()))?;
     let mut root = gatehouse_config::yaml::parse(&text, &path.display().to_string())
         .map_err(|e| format!("{}: {}", e.mark, e.message))?;
     state.overlay().merge_into(&mut root);
