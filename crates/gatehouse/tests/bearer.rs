@@ -131,7 +131,11 @@ async fn refused(gh: &Gatehouse, resp: reqwest::Response, why: &str) {
     for secret in ["localhost:", "grafana", "keycloak", "partner", "gatehouse'"] {
         assert!(!body.contains(secret), "{secret} in {body}");
     }
-    assert!(gh.wait_log(why, 0), "{why} not in the log:\n{}", gh.log_text());
+    assert!(
+        gh.wait_log(why, 0),
+        "{why} not in the log:\n{}",
+        gh.log_text()
+    );
 }
 
 fn forge(header: &str, claims: &str, sig: &str) -> String {
@@ -302,7 +306,12 @@ async fn the_sign_in_providers_own_tokens() {
     // the access token (aud = grafana) is not an ID token for us.
     assert_eq!(s.call("idtoken.localhost", id_token).await.status(), 200);
     let resp = s.call("idtoken.localhost", access).await;
-    refused(&s.gh, resp, r#"does not include the client id \"gatehouse\""#).await;
+    refused(
+        &s.gh,
+        resp,
+        r#"does not include the client id \"gatehouse\""#,
+    )
+    .await;
     // idp_access_token with allowed audiences.
     let resp = s.call("access.localhost", access).await;
     assert_eq!(resp.status(), 200);

@@ -178,7 +178,9 @@ impl TokenGrant {
             }
             TokenFormat::IdpIdentityToken => {
                 route.bearer_token_format == F::IdpIdentityToken
-                    && main.is_some_and(|p| p.issuer == self.issuer && self.audiences.contains(&p.client_id))
+                    && main.is_some_and(|p| {
+                        p.issuer == self.issuer && self.audiences.contains(&p.client_id)
+                    })
             }
         }
     }
@@ -198,7 +200,12 @@ impl Session {
 
     /// A session made from a token: it ends when the token does, if that is
     /// sooner than `lifetime_secs`.
-    pub fn from_token(identity: Identity, now: u64, lifetime_secs: u64, grant: TokenGrant) -> Session {
+    pub fn from_token(
+        identity: Identity,
+        now: u64,
+        lifetime_secs: u64,
+        grant: TokenGrant,
+    ) -> Session {
         let mut s = Session::new(identity, now, lifetime_secs);
         s.expires_at = s.expires_at.min(grant.expires_at);
         s.provenance = Provenance::Token(grant);
@@ -291,7 +298,12 @@ routes:
         );
         let mut wrong_aud = grant();
         wrong_aud.audiences = vec!["account".into()];
-        assert!(!Provenance::Token(wrong_aud).allows_route(&c, grafana, "grafana.example.com", 1000));
+        assert!(!Provenance::Token(wrong_aud).allows_route(
+            &c,
+            grafana,
+            "grafana.example.com",
+            1000
+        ));
         assert!(p.allows_host("grafana.example.com", 1000));
         assert!(!p.allows_host("other.example.com", 1000));
         assert!(!p.allows_host("grafana.example.com", 2000));

@@ -501,6 +501,9 @@ mod tests {
             "Bearer realm=\"gatehouse\", error=\"invalid_token\", error_description=\"The bearer token is not valid for this route.\""
         );
         assert_eq!(r.public, INVALID);
-        assert!(r.description.contains("grafana"), "the log keeps the detail");
+        assert!(
+            r.description.contains("grafana"),
+            "the log keeps the detail"
+        );
     }
 }

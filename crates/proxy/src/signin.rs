@@ -363,7 +363,9 @@ impl Auth {
             return false;
         }
         match scope {
-            Scope::Route { route, .. } if matches!(route.action, gatehouse_config::RouteAction::Console) => {
+            Scope::Route { route, .. }
+                if matches!(route.action, gatehouse_config::RouteAction::Console) =>
+            {
                 p.is_main_sign_in()
             }
             Scope::Route { config, route } => p.allows_route(config, route, host, now),
@@ -910,8 +912,8 @@ pub async fn endpoint(
         ("/oauth2/callback", &Method::GET) => {
             Ok(oidc_callback(auth, state, &req, host, allowed_redirect, secure).await)
         }
-        ("/.pomerium/user", &Method::GET) => {
-            Ok(match session(auth, state, req.headers(), host.name, Scope::OwnPages).await {
+        ("/.pomerium/user", &Method::GET) => Ok(
+            match session(auth, state, req.headers(), host.name, Scope::OwnPages).await {
                 Some(s) => json(StatusCode::OK, user_json(&s)),
                 None => pages::page(
                     StatusCode::UNAUTHORIZED,
@@ -920,8 +922,8 @@ pub async fn endpoint(
                     request_id,
                     true,
                 ),
-            })
-        }
+            },
+        ),
         ("/.pomerium" | "/.pomerium/", &Method::GET) => {
             let s = session(auth, state, req.headers(), host.name, Scope::OwnPages).await;
             Ok(html(StatusCode::OK, user_page(auth, s.as_ref(), host)))
@@ -1388,7 +1390,10 @@ fn open_login_form(auth: &Auth, token: &str) -> Option<(String, Option<String>)>
     let payload = open_form_token(auth, "login-form", token)?;
     let v: serde_json::Value = serde_json::from_str(&payload).ok()?;
     let target = v["t"].as_str()?.to_string();
-    let binding = v["b"].as_str().filter(|b| valid_binding(b)).map(String::from);
+    let binding = v["b"]
+        .as_str()
+        .filter(|b| valid_binding(b))
+        .map(String::from);
     Some((target, binding))
 }
 
@@ -1401,7 +1406,10 @@ fn sign_in_refused(
     msg: &str,
     (target, binding, username): (&str, Option<&str>, &str),
 ) -> Response<Body> {
-    let mut resp = html(status, login_form(auth, target, binding, Some(msg), username));
+    let mut resp = html(
+        status,
+        login_form(auth, target, binding, Some(msg), username),
+    );
     if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
         resp.headers_mut().insert(header::RETRY_AFTER, v);
     }
@@ -1457,7 +1465,12 @@ async fn sign_in_post(
             return sign_in_refused(auth, StatusCode::TOO_MANY_REQUESTS, wait, &msg, again);
         }
     };
-    let Ok(permit) = state.hashing.enter().await else {
+    let user = username.clone();
+    let Ok(verified) = state
+        .hashing
+        .run(move || directory.verify(&user, &password))
+        .await
+    else {
         attempt.cancel();
         tracing::warn!(client = %peer, "sign-in refused: too many passwords being checked at once");
         return sign_in_refused(
@@ -1468,16 +1481,6 @@ async fn sign_in_post(
             again,
         );
     };
-    let user = username.clone();
-    // The permit moves into the blocking task: it is held until the hash
-    // is done, even if this request goes away meanwhile.
-    let verified = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        directory.verify(&user, &password)
-    })
-    .await
-    .ok()
-    .flatten();
     let Some(identity) = verified else {
         attempt.failed();
         state
@@ -2291,9 +2294,15 @@ mod tests {
         plain.extend_from_slice(h.origin.as_bytes());
         let sealed = sealer.seal(HANDOFF_PURPOSE, &plain);
         assert_eq!(open_handoff_with(&sealer, &sealed), Some(h));
-        assert_eq!(open_handoff_with(&sealer, &sealed[..sealed.len() - 2]), None);
+        assert_eq!(
+            open_handoff_with(&sealer, &sealed[..sealed.len() - 2]),
+            None
+        );
         // A value of the old format (no binding) is not a hand-off any more.
-        assert_eq!(open_handoff_with(&sealer, &sealer.seal("handoff", &plain)), None);
+        assert_eq!(
+            open_handoff_with(&sealer, &sealer.seal("handoff", &plain)),
+            None
+        );
         // The pending cookie that proves the binding.
         let mut headers = HeaderMap::new();
         let name = format!("_pomerium_pending_{}", &binding[..10]);
@@ -2308,6 +2317,10 @@ mod tests {
             HeaderValue::from_str(&format!("{name}={other_nonce}")).unwrap(),
         );
         assert!(!holds_binding_named(&headers, "_pomerium", &binding));
-        assert!(!holds_binding_named(&HeaderMap::new(), "_pomerium", &binding));
+        assert!(!holds_binding_named(
+            &HeaderMap::new(),
+            "_pomerium",
+            &binding
+        ));
     }
 }

@@ -269,7 +269,10 @@ async fn hand_off_url(gh: &Gatehouse, c: &reqwest::Client, user: &str) -> String
     assert_eq!(resp.status(), 302, "{}", gh.log_text());
     let handoff = location(&resp);
     assert!(
-        handoff.starts_with(&gh.url("app.localhost", "/.pomerium/callback/?pomerium_session_encrypted=")),
+        handoff.starts_with(&gh.url(
+            "app.localhost",
+            "/.pomerium/callback/?pomerium_session_encrypted="
+        )),
         "{handoff}"
     );
     handoff
@@ -370,7 +373,10 @@ async fn a_hand_off_works_only_in_the_browser_that_started_it() {
     let resp = get_page(&victim_step, &start).await;
     assert_eq!(resp.status(), 302);
     let captured = location(&resp);
-    assert!(captured.contains("pomerium_session_encrypted="), "{captured}");
+    assert!(
+        captured.contains("pomerium_session_encrypted="),
+        "{captured}"
+    );
     assert_eq!(get_page(&victim_step, &captured).await.status(), 400);
     assert_eq!(get_page(&attacker, &captured).await.status(), 400);
     assert_eq!(who(&gh, &attacker).await, None);
