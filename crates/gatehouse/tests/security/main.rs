@@ -7,13 +7,6 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-/// Configuration input: YAML alias bombs, sizes, fail-closed keys.
-mod config_input;
-/// Cross-site requests: console writes and sign-in forms.
-mod csrf;
-/// Throttling and exhaustion: sign-in attempts, password hashing under
-/// bursts, bounded work per request.
-mod exhaustion;
 /// Forged identity: client-sent assertion and claim headers in every
 /// spelling, client addresses, bearer and forward-auth headers.
 mod identity_spoofing;
@@ -23,3 +16,10 @@ mod paths;
 /// Sessions and hand-offs: provenance and scope of sessions, hand-off
 /// targets and binding to the browser.
 mod sessions;
+/// Cross-site requests: console writes and sign-in forms.
+mod csrf;
+/// Throttling and exhaustion: sign-in attempts, password hashing under
+/// bursts, bounded work per request.
+mod exhaustion;
+/// Configuration input: YAML alias bombs, sizes, fail-closed keys.
+mod config_input;
