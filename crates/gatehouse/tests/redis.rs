@@ -132,14 +132,21 @@ async fn a_sign_in_on_one_instance_holds_on_the_other_and_a_sign_out_ends_it_on_
 async fn the_sign_in_hand_off_works_once_across_instances() {
     let redis = Redis::start();
     let up = echo_upstream("app").await;
-    let a_port = free_port();
+    let (a_port, b_port) = (free_port(), free_port());
+    // Two instances on one machine listen on different ports, so the route
+    // names the port B serves it on (a hand-off goes only to an origin a
+    // route serves: host and port).
     let yaml = local_config(
         &up.addr.to_string(),
         &redis,
         &format!("authenticate_service_url: https://auth.localhost:{a_port}\n"),
+    )
+    .replace(
+        "from: 'https://app.localhost'",
+        &format!("from: 'https://app.localhost:{b_port}'"),
     );
     let a = Gatehouse::start_on(a_port, tempfile::tempdir().unwrap(), &yaml);
-    let b = Gatehouse::start(&yaml);
+    let b = Gatehouse::start_on(b_port, tempfile::tempdir().unwrap(), &yaml);
     let c = b.browser(HOSTS, false);
     // The app is served by B; sign-in happens on A's authenticate host.
     let resp = c
@@ -148,6 +155,14 @@ async fn the_sign_in_hand_off_works_once_across_instances() {
         .send()
         .await
         .unwrap();
+    let pending = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("_pomerium_pending_"))
+        .map(|v| v.split(';').next().unwrap().to_string())
+        .expect("B binds the browser before sending it to sign in");
     let login = location(&resp);
     assert!(
         login.starts_with(&a.url("auth.localhost", "/.pomerium/sign_in?")),
@@ -159,13 +174,12 @@ async fn the_sign_in_hand_off_works_once_across_instances() {
         callback.starts_with(&b.url("app.localhost", "/.pomerium/callback/")),
         "{callback}"
     );
+    // A stored the one-time token, B takes it: through Redis.
     let resp = c.get(&callback).send().await.unwrap();
     assert_eq!(resp.status(), 302, "{}", b.log_text());
     assert_eq!(status(&c, &b.url("app.localhost", "/x")).await, 200);
-    // Replayed on A after B took it: refused, the token lives in Redis.
-    let replay = a
-        .client(HOSTS)
-        .get(callback.replace(&format!(":{}/", b.port), &format!(":{}/", a.port)));
+    // Replayed, even with the browser's pending cookie: used up.
+    let replay = b.client(HOSTS).get(&callback).header("Cookie", &pending);
     assert_eq!(replay.send().await.unwrap().status(), 400);
 }
 

@@ -1,13 +1,15 @@
 //! The built-in user directory (`idp_provider: local`): argon2id password
-//! checks that take the same time whether or not the user exists, and login
-//! throttling per user and per client address.
+//! checks that take the same time whether or not the user exists, login
+//! throttling per user and per client address (reserved before hashing), and
+//! a bound on how many passwords are hashed at once.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use gatehouse_config::model::LocalUser;
 
 use crate::session::Identity;
@@ -68,6 +70,17 @@ impl Directory {
         self.entries.len()
     }
 
+    /// The name attempts for `login` are throttled under: the user's
+    /// username when `login` names a user (by username or email, so the two
+    /// spellings share one limit), else `login` itself.
+    pub fn throttle_key(&self, login: &str) -> String {
+        let login = login.trim().to_lowercase();
+        match self.users.get(&login) {
+            Some(&i) => self.entries[i].username.to_lowercase(),
+            None => login,
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -80,11 +93,9 @@ impl Directory {
             .get(&username.trim().to_lowercase())
             .map(|&i| &self.entries[i]);
         let hash = user.map_or(self.decoy.as_str(), |u| u.password_hash.as_str());
-        let ok = PasswordHash::new(hash).ok().is_some_and(|h| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        });
+        let ok = PasswordHash::new(hash)
+            .ok()
+            .is_some_and(|h| verify_reusing_memory(&h, password.as_bytes()));
         let user = user.filter(|_| ok)?;
         Some(Identity {
             sub: user.username.clone(),
@@ -101,6 +112,43 @@ impl Directory {
     }
 }
 
+thread_local! {
+    /// argon2's working memory (~19 MiB with the default parameters), kept
+    /// per thread: allocating it per hash fragments the allocator, and a
+    /// burst of hashes then grows the process by 19 MiB each (measured:
+    /// 20 hashes on two threads took 370 MiB).
+    static BLOCKS: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `PasswordVerifier::verify_password`, with the thread's reused memory.
+fn verify_reusing_memory(hash: &PasswordHash<'_>, password: &[u8]) -> bool {
+    let check = || -> Option<bool> {
+        let algorithm = argon2::Algorithm::try_from(hash.algorithm).ok()?;
+        let version = match hash.version {
+            Some(v) => argon2::Version::try_from(v).ok()?,
+            None => argon2::Version::default(),
+        };
+        let params = argon2::Params::try_from(hash).ok()?;
+        let expected = hash.hash?;
+        let mut salt = [0u8; 64];
+        let salt = hash.salt?.decode_b64(&mut salt).ok()?;
+        let mut out = vec![0u8; expected.len()];
+        let blocks = params.block_count();
+        let argon = Argon2::new(algorithm, version, params);
+        BLOCKS.with(|memory| {
+            let mut memory = memory.borrow_mut();
+            if memory.len() < blocks {
+                memory.resize(blocks, argon2::Block::default());
+            }
+            argon
+                .hash_password_into_with_memory(password, salt, &mut out, &mut memory[..blocks])
+                .ok()
+        })?;
+        Some(aws_lc_rs::constant_time::verify_slices_are_equal(&out, expected.as_bytes()).is_ok())
+    };
+    check().unwrap_or(false)
+}
+
 /// An argon2id PHC string with the crate's default (OWASP) parameters.
 pub fn hash_password(password: &str) -> String {
     let salt_bytes: [u8; 16] = rand::random();
@@ -113,6 +161,11 @@ pub fn hash_password(password: &str) -> String {
 
 /// Login throttling: after `limit` failures within `window` seconds for one
 /// username or one client address, further attempts wait `lockout` seconds.
+///
+/// An attempt is reserved ([`Throttle::reserve`]) before its password is
+/// hashed and counts against the limit while it runs, so a burst of
+/// concurrent attempts cannot all be evaluated before the first failure is
+/// recorded.
 pub struct Throttle {
     pub limit: usize,
     pub window: u64,
@@ -129,6 +182,8 @@ enum Key {
 #[derive(Debug, Default)]
 struct Record {
     failures: Vec<u64>,
+    /// Attempts reserved and not yet settled.
+    pending: usize,
     locked_until: u64,
 }
 
@@ -136,14 +191,72 @@ struct Record {
 /// whatever an attacker sends).
 const MAX_RECORDS: usize = 100_000;
 
+/// Seconds to wait when the limit is taken by attempts still being checked:
+/// they settle within a hash or two.
+const BUSY_WAIT: u64 = 2;
+
+/// A reserved sign-in attempt. Settle it with [`Attempt::succeeded`],
+/// [`Attempt::failed`] or [`Attempt::cancel`]; dropped unsettled (the request
+/// went away mid-check) it counts as a failure.
+#[must_use = "an attempt must be settled"]
+pub struct Attempt<'a> {
+    throttle: &'a Throttle,
+    keys: [Key; 2],
+    at: u64,
+    settled: bool,
+}
+
+impl Attempt<'_> {
+    /// The password was right: the user's record is forgiven; the address
+    /// keeps its record (a shared address must not be unlocked by one success).
+    pub fn succeeded(mut self) {
+        self.settled = true;
+        let mut state = self.throttle.lock();
+        state.remove(&self.keys[0]);
+        if let Some(r) = state.get_mut(&self.keys[1]) {
+            r.pending = r.pending.saturating_sub(1);
+        }
+    }
+
+    /// The password was wrong (or the user unknown).
+    pub fn failed(mut self) {
+        self.settled = true;
+        self.throttle.settle_failure(&self.keys, self.at);
+    }
+
+    /// The attempt was not evaluated (e.g. the server was too busy): it
+    /// neither counts nor holds a slot.
+    pub fn cancel(mut self) {
+        self.settled = true;
+        let mut state = self.throttle.lock();
+        for key in &self.keys {
+            if let Some(r) = state.get_mut(key) {
+                r.pending = r.pending.saturating_sub(1);
+            }
+        }
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.throttle.settle_failure(&self.keys, self.at);
+        }
+    }
+}
+
 impl Throttle {
     pub fn new(limit: usize, window: u64, lockout: u64) -> Throttle {
         Throttle {
-            limit,
+            limit: limit.max(1),
             window,
             lockout,
             state: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Record>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn keys(user: &str, ip: IpAddr) -> [Key; 2] {
@@ -152,7 +265,7 @@ impl Throttle {
 
     /// `Err(seconds)` while this user or address must wait.
     pub fn check(&self, user: &str, ip: IpAddr, now: u64) -> Result<(), u64> {
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let state = self.lock();
         let wait = Self::keys(user, ip)
             .iter()
             .filter_map(|k| state.get(k))
@@ -162,18 +275,52 @@ impl Throttle {
         if wait > 0 { Err(wait) } else { Ok(()) }
     }
 
-    pub fn failure(&self, user: &str, ip: IpAddr, now: u64) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if state.len() >= MAX_RECORDS {
+    /// Takes a slot for one attempt of `user` from `ip`, atomically for both;
+    /// `Err(seconds)` when either is locked or its remaining attempts are
+    /// all being checked right now.
+    pub fn reserve(&self, user: &str, ip: IpAddr, now: u64) -> Result<Attempt<'_>, u64> {
+        let keys = Self::keys(user, ip);
+        let mut state = self.lock();
+        if state.len() >= MAX_RECORDS - 2 {
             state.retain(|_, r| {
-                r.locked_until > now || r.failures.iter().any(|&t| t + self.window > now)
+                r.pending > 0
+                    || r.locked_until > now
+                    || r.failures.iter().any(|&t| t + self.window > now)
             });
-            if state.len() >= MAX_RECORDS {
+            if state.len() >= MAX_RECORDS - 2 {
                 state.clear();
             }
         }
-        for key in Self::keys(user, ip) {
-            let r = state.entry(key).or_default();
+        let mut wait = 0;
+        for key in &keys {
+            if let Some(r) = state.get_mut(key) {
+                r.failures.retain(|&t| t + self.window > now);
+                if r.locked_until > now {
+                    wait = wait.max(r.locked_until - now);
+                } else if r.failures.len() + r.pending >= self.limit {
+                    wait = wait.max(BUSY_WAIT);
+                }
+            }
+        }
+        if wait > 0 {
+            return Err(wait);
+        }
+        for key in &keys {
+            state.entry(key.clone()).or_default().pending += 1;
+        }
+        Ok(Attempt {
+            throttle: self,
+            keys,
+            at: now,
+            settled: false,
+        })
+    }
+
+    fn settle_failure(&self, keys: &[Key; 2], now: u64) {
+        let mut state = self.lock();
+        for key in keys {
+            let r = state.entry(key.clone()).or_default();
+            r.pending = r.pending.saturating_sub(1);
             r.failures.retain(|&t| t + self.window > now);
             r.failures.push(now);
             if r.failures.len() >= self.limit {
@@ -183,10 +330,105 @@ impl Throttle {
         }
     }
 
+    /// Records one failure without a reservation.
+    pub fn failure(&self, user: &str, ip: IpAddr, now: u64) {
+        self.settle_failure(&Self::keys(user, ip), now);
+    }
+
+    /// Forgives the user's failures (the address keeps its record).
     pub fn success(&self, user: &str, ip: IpAddr) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.remove(&Key::User(user.trim().to_lowercase()));
+        self.lock().remove(&Key::User(user.trim().to_lowercase()));
         let _ = ip; // A shared address (NAT) keeps its record: one success must not unlock it.
+    }
+}
+
+/// Bounds concurrent password hashing (argon2id takes ~19 MiB and a core
+/// for tens of milliseconds each): hashes run on `workers` threads of their
+/// own, at most `queue` more wait, and nobody waits longer than `max_wait`.
+/// Dedicated threads, not the runtime's blocking pool: that pool grows a new
+/// thread (and a new allocator arena that keeps its 19 MiB) whenever its
+/// threads are busy, so memory would grow with the burst.
+pub struct HashGate {
+    permits: Arc<tokio::sync::Semaphore>,
+    admitted: Arc<AtomicUsize>,
+    limit: usize,
+    max_wait: std::time::Duration,
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+struct Admitted(Arc<AtomicUsize>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The gate is full: answer 503 with `Retry-After`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Busy;
+
+impl HashGate {
+    pub fn new(workers: usize, queue: usize, max_wait: std::time::Duration) -> HashGate {
+        let workers = workers.max(1);
+        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..workers {
+            let rx = rx.clone();
+            // Threads end when the gate (the sender) is dropped.
+            std::thread::Builder::new()
+                .name(format!("gatehouse-hash-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .expect("start a password-hashing thread");
+        }
+        HashGate {
+            permits: Arc::new(tokio::sync::Semaphore::new(workers)),
+            admitted: Default::default(),
+            limit: workers + queue,
+            max_wait,
+            jobs,
+        }
+    }
+
+    /// Sized to the machine: one hash per available core, four waiting per core.
+    pub fn for_this_machine() -> HashGate {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        HashGate::new(cores, cores * 4, std::time::Duration::from_secs(5))
+    }
+
+    /// Runs `hash` on a hashing thread; `Busy` at once when too many are
+    /// running or waiting already (or after `max_wait`). The slot is held
+    /// until `hash` returns, even if the caller goes away meanwhile.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        hash: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Busy> {
+        let before = self.admitted.fetch_add(1, Ordering::AcqRel);
+        let _admitted = Admitted(self.admitted.clone());
+        if before >= self.limit {
+            return Err(Busy);
+        }
+        let permit = tokio::time::timeout(self.max_wait, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| Busy)?
+            .map_err(|_| Busy)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _permit = permit;
+            let _ = tx.send(hash());
+        });
+        self.jobs.send(job).map_err(|_| Busy)?;
+        rx.await.map_err(|_| Busy)
     }
 }
 
@@ -261,5 +503,147 @@ mod tests {
             t.failure("carol", other, 2000 + i * 130);
         }
         assert!(t.check("carol", "192.0.2.9".parse().unwrap(), 3300).is_ok());
+    }
+
+    #[test]
+    fn concurrent_attempts_cannot_outrun_the_limit() {
+        // 100 threads reserve at once for one user from one address: only
+        // `limit` get to check a password, whatever the interleaving.
+        let t = Arc::new(Throttle::new(5, 120, 300));
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let barrier = Arc::new(std::sync::Barrier::new(100));
+        let handles: Vec<_> = (0..100)
+            .map(|_| {
+                let (t, barrier) = (t.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    match t.reserve("alice", ip, 1000) {
+                        Ok(a) => {
+                            std::thread::sleep(std::time::Duration::from_millis(20));
+                            a.failed();
+                            true
+                        }
+                        Err(_) => false,
+                    }
+                })
+            })
+            .collect();
+        let evaluated = handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|&ok| ok)
+            .count();
+        assert_eq!(evaluated, 5);
+        assert_eq!(t.check("alice", ip, 1001), Err(299), "locked after");
+        // Per address too: other usernames from that address are refused.
+        assert!(t.reserve("bob", ip, 1001).is_err());
+        assert_eq!(
+            t.reserve("alice", "192.0.2.2".parse().unwrap(), 1001).err(),
+            Some(299),
+            "and the user from any address"
+        );
+    }
+
+    #[test]
+    fn a_right_password_after_the_limit_is_not_checked() {
+        let t = Throttle::new(3, 120, 300);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let held: Vec<_> = (0..3)
+            .map(|_| t.reserve("alice", ip, 1000).unwrap())
+            .collect();
+        // The limit is taken by attempts still running: nothing more is
+        // evaluated, right password or not.
+        assert_eq!(t.reserve("alice", ip, 1000).err(), Some(BUSY_WAIT));
+        for a in held {
+            a.failed();
+        }
+        assert_eq!(t.reserve("alice", ip, 1000).err(), Some(300));
+        // After the lockout a right password works and forgives the user.
+        let a = t.reserve("alice", ip, 1300).unwrap();
+        a.succeeded();
+        assert!(t.check("alice", ip, 1300).is_ok());
+    }
+
+    #[test]
+    fn settled_attempts_free_their_slots() {
+        let t = Throttle::new(2, 120, 300);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..10 {
+            t.reserve("alice", ip, 1000).unwrap().cancel();
+        }
+        // A success frees the address's slot without counting a failure.
+        for _ in 0..10 {
+            t.reserve("bob", ip, 1000).unwrap().succeeded();
+        }
+        // Dropped unsettled (the request went away mid-check): a failure.
+        drop(t.reserve("carol", ip, 1000).unwrap());
+        drop(t.reserve("carol", ip, 1000).unwrap());
+        assert_eq!(t.check("carol", ip, 1000), Err(300));
+    }
+
+    #[test]
+    fn email_and_username_share_one_limit() {
+        let d = Directory::new(vec![user("alice", "pw")]).unwrap();
+        assert_eq!(d.throttle_key("Alice@Example.com"), "alice");
+        assert_eq!(d.throttle_key(" ALICE "), "alice");
+        assert_eq!(d.throttle_key("Mallory"), "mallory");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hashing_is_bounded() {
+        let gate = Arc::new(HashGate::new(2, 3, std::time::Duration::from_secs(30)));
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let hold = Arc::new(Mutex::new(hold));
+        // Five get in (two run, three wait); the sixth is turned away at once.
+        let jobs: Vec<_> = (0..5)
+            .map(|_| {
+                let (gate, running, most, hold) =
+                    (gate.clone(), running.clone(), most.clone(), hold.clone());
+                tokio::spawn(async move {
+                    gate.run(move || {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        let _ = hold.lock().unwrap().recv();
+                        running.fetch_sub(1, Ordering::SeqCst);
+                    })
+                    .await
+                })
+            })
+            .collect();
+        while gate.admitted.load(Ordering::Acquire) < 5 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(gate.run(|| ()).await, Err(Busy));
+        for _ in 0..5 {
+            release.send(()).unwrap();
+        }
+        for j in jobs {
+            assert_eq!(j.await.unwrap(), Ok(()));
+        }
+        assert!(
+            most.load(Ordering::SeqCst) <= 2,
+            "never more than two at once"
+        );
+        assert_eq!(gate.run(|| 7).await, Ok(7), "slots come back");
+        let short = Arc::new(HashGate::new(1, 5, std::time::Duration::from_millis(20)));
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let held = {
+            let short = short.clone();
+            tokio::spawn(async move {
+                short
+                    .run(move || {
+                        let _ = hold.recv();
+                    })
+                    .await
+            })
+        };
+        while short.admitted.load(Ordering::Acquire) < 1 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(short.run(|| ()).await, Err(Busy), "nobody waits long");
+        release.send(()).unwrap();
+        assert_eq!(held.await.unwrap(), Ok(()));
     }
 }

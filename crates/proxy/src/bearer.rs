@@ -12,15 +12,23 @@
 //! derived from the token (so a token's assertion is cached like a
 //! session's) and it ends when the token expires. Signature, `iss`, `aud`,
 //! `exp` and `nbf` are checked, the algorithm is pinned per issuer, `none`
-//! and HS* are refused. A refusal is a 401 whose `WWW-Authenticate` error
-//! description names the problem (for example the audience).
+//! and HS* are refused. A refusal is a 401 with a generic
+//! `WWW-Authenticate` error description: which issuers, audiences or
+//! providers are trusted is configuration, told to the log (with the
+//! request id), never to an unauthenticated client.
+//!
+//! Sessions made from tokens carry their provenance (the issuer, the
+//! audiences, the token's expiry), so a session never outlives its token or
+//! reaches a route that would refuse the token.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use gatehouse_config::{BearerTokenFormat, Config, Provider, Route, TrustedIssuer};
 use gatehouse_identity::oidc::identity_from_claims;
-use gatehouse_identity::session::{Session, SessionId, unix_now};
+use gatehouse_identity::session::{
+    Provenance, Session, SessionId, TokenFormat, TokenGrant, unix_now,
+};
 use gatehouse_verify::{Alg, Error as VerifyError, Keys, Verifier};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
@@ -92,70 +100,66 @@ pub fn is_own_token(headers: &HeaderMap) -> bool {
 #[derive(Debug)]
 pub struct Refused {
     pub status: StatusCode,
+    /// What the client is told.
+    pub public: &'static str,
+    /// The whole reason, for the log only (never the token).
     pub description: String,
 }
 
+/// What an unauthenticated client learns about a refused token: nothing
+/// about the configuration (issuers, audiences, providers).
+const INVALID: &str = "The bearer token is not valid for this route.";
+const UNAVAILABLE: &str = "The bearer token cannot be checked right now. Try again shortly.";
+
 impl Refused {
-    pub(crate) fn bad_request(description: impl Into<String>) -> Refused {
+    /// A malformed request (its reason is about the request alone and is
+    /// told to the client).
+    pub(crate) fn bad_request(public: &'static str) -> Refused {
         Refused {
             status: StatusCode::BAD_REQUEST,
-            description: description.into(),
+            public,
+            description: public.to_string(),
         }
     }
 
     pub(crate) fn invalid(description: impl Into<String>) -> Refused {
         Refused {
             status: StatusCode::UNAUTHORIZED,
+            public: INVALID,
             description: description.into(),
         }
     }
 
     fn from_verify(e: &VerifyError, whose: &str) -> Refused {
+        let unavailable = e.is_unavailable();
         Refused {
-            status: if e.is_unavailable() {
+            status: if unavailable {
                 StatusCode::SERVICE_UNAVAILABLE
             } else {
                 StatusCode::UNAUTHORIZED
             },
+            public: if unavailable { UNAVAILABLE } else { INVALID },
             description: format!("{whose}: {e}"),
         }
     }
 
     /// 401 with `WWW-Authenticate: Bearer error="invalid_token",
     /// error_description="..."` (RFC 6750), or 503 when the keys cannot be
-    /// fetched (the token may be fine).
+    /// fetched (the token may be fine). The reason goes to the log.
     pub fn response(&self, request_id: &str, json: bool) -> Response<Body> {
-        let (message, code) = if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            (
-                format!(
-                    "The bearer token cannot be checked right now: {}",
-                    self.description
-                ),
-                "bearer_keys_unavailable",
-            )
+        tracing::info!(status = self.status.as_u16(), reason = %self.description, request_id, "bearer token refused");
+        let code = if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            "bearer_keys_unavailable"
         } else if self.status == StatusCode::BAD_REQUEST {
-            (self.description.clone(), "invalid_request")
+            "invalid_request"
         } else {
-            (
-                format!("The bearer token was refused: {}", self.description),
-                "invalid_token",
-            )
+            "invalid_token"
         };
-        let mut resp = pages::page(self.status, &message, code, request_id, json);
+        let mut resp = pages::page(self.status, self.public, code, request_id, json);
         if self.status == StatusCode::UNAUTHORIZED {
-            // RFC 6750 §3: no `"` or `\` inside the quoted description.
-            let desc: String = self
-                .description
-                .chars()
-                .map(|c| match c {
-                    '"' => '\'',
-                    '\\' => '/',
-                    c if (' '..='~').contains(&c) => c,
-                    _ => '?',
-                })
-                .collect();
             let value = format!(
-                "Bearer realm=\"gatehouse\", error=\"invalid_token\", error_description=\"{desc}\""
+                "Bearer realm=\"gatehouse\", error=\"invalid_token\", error_description=\"{}\"",
+                self.public
             );
             if let Ok(v) = HeaderValue::from_str(&value) {
                 resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
@@ -303,7 +307,7 @@ impl Bearer {
         now: u64,
     ) -> Result<Session, Refused> {
         let iss = unverified_issuer(token)?;
-        let (identity, provider) = match route.bearer_token_format {
+        let (identity, provider, format) = match route.bearer_token_format {
             BearerTokenFormat::Default => {
                 return Err(Refused::invalid("this route does not accept bearer tokens"));
             }
@@ -322,7 +326,7 @@ impl Bearer {
                 let id = v.verify(token).await.map_err(|e| {
                     Refused::from_verify(&e, &format!("identity provider '{}'", p.name))
                 })?;
-                (id, p.name.clone())
+                (id, p.name.clone(), TokenFormat::Jwt)
             }
             f @ (BearerTokenFormat::IdpAccessToken | BearerTokenFormat::IdpIdentityToken) => {
                 let Some(idp) = &self.idp else {
@@ -348,12 +352,26 @@ impl Bearer {
                         id.audience, idp.client_id
                     )));
                 }
-                (id, idp.provider.clone())
+                let format = if f == BearerTokenFormat::IdpIdentityToken {
+                    TokenFormat::IdpIdentityToken
+                } else {
+                    TokenFormat::IdpAccessToken
+                };
+                (id, idp.provider.clone(), format)
             }
         };
         let mut sid = [0u8; 16];
         sid.copy_from_slice(&digest[..16]);
         let expires_at = identity.expires_at;
+        let grant = TokenGrant {
+            format,
+            provider: provider.clone(),
+            issuer: iss,
+            audiences: identity.audience.clone(),
+            // Per request, never stored: the route was checked just now.
+            host: String::new(),
+            expires_at,
+        };
         let issued_at = identity.issued_at.unwrap_or(now);
         let mut claims = identity.claims;
         // `aud` stays for the per-route audience check; the assertion's own
@@ -376,6 +394,7 @@ impl Bearer {
                 expires_at: Some(expires_at),
                 ..Default::default()
             }),
+            provenance: Provenance::Token(grant),
         })
     }
 }
@@ -473,13 +492,18 @@ mod tests {
     }
 
     #[test]
-    fn refusal_header_is_quoted_safely() {
+    fn refusals_tell_the_client_nothing_about_the_configuration() {
         let r = Refused::invalid(r#"audience ["account"] does not include any of ["grafana"]"#);
         let resp = r.response("id", true);
         let h = resp.headers()[header::WWW_AUTHENTICATE].to_str().unwrap();
         assert_eq!(
             h,
-            "Bearer realm=\"gatehouse\", error=\"invalid_token\", error_description=\"audience ['account'] does not include any of ['grafana']\""
+            "Bearer realm=\"gatehouse\", error=\"invalid_token\", error_description=\"The bearer token is not valid for this route.\""
+        );
+        assert_eq!(r.public, INVALID);
+        assert!(
+            r.description.contains("grafana"),
+            "the log keeps the detail"
         );
     }
 }

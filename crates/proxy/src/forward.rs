@@ -373,7 +373,10 @@ async fn route_request(
 
 /// Who the request is: a programmatic-login token, a bearer JWT (on routes
 /// that accept them) or the session cookie. A bad programmatic token means
-/// signed out; a bad bearer token is refused with its reason.
+/// signed out; a bad bearer token is refused (the reason is logged). A
+/// session is looked up within this route's scope: one made from a token
+/// counts only where the route accepts that token, and the console takes
+/// only the main sign-in.
 pub(crate) async fn identify(
     rt: &Runtime,
     identity: &IdentityState,
@@ -382,8 +385,14 @@ pub(crate) async fn identify(
     host: &str,
 ) -> Result<Option<gatehouse_identity::Session>, crate::bearer::Refused> {
     use crate::bearer::{Credential, Refused};
+    let scope = signin::Scope::Route {
+        config: &rt.config,
+        route,
+    };
     match crate::bearer::credential(headers) {
-        Credential::Pomerium(token) => Ok(signin::token_session(&rt.auth, identity, token).await),
+        Credential::Pomerium(token) => {
+            Ok(signin::token_session(&rt.auth, identity, token, host, scope).await)
+        }
         Credential::Bearer(token)
             if route.bearer_token_format != gatehouse_config::BearerTokenFormat::Default =>
         {
@@ -393,11 +402,13 @@ pub(crate) async fn identify(
                 ));
             }
             match &rt.bearer {
+                // The console takes only the main sign-in, never a bearer token.
+                Some(_) if matches!(route.action, RouteAction::Console) => Ok(None),
                 Some(b) => b.verify(route, token).await.map(Some),
                 None => Err(Refused::invalid("this route does not accept bearer tokens")),
             }
         }
-        _ => Ok(signin::session(&rt.auth, identity, headers, host).await),
+        _ => Ok(signin::session(&rt.auth, identity, headers, host, scope).await),
     }
 }
 
@@ -546,7 +557,12 @@ async fn raw_assertion(
     let (true, Some(route)) = (enabled, route) else {
         return error_response(&ProxyError::NoRoute, request_id, json);
     };
-    let Some(session) = signin::session(&rt.auth, identity, req.headers(), host).await else {
+    let scope = signin::Scope::Route {
+        config: &rt.config,
+        route,
+    };
+    let Some(session) = signin::session(&rt.auth, identity, req.headers(), host, scope).await
+    else {
         let id = request_id.to_str().unwrap_or_default();
         return pages::page(
             StatusCode::UNAUTHORIZED,

@@ -13,7 +13,17 @@
 //!    — sealed with `shared_secret`, bound to that host, valid 5 minutes and
 //!    usable once — and sets its own cookie, then redirects to the original URL.
 //!
-//! Redirect targets are only ever hosts gatehouse serves (no open redirects).
+//! Redirect targets are only ever origins gatehouse serves: https (plain http
+//! only for routes configured so), on a host and port a route serves (no open
+//! redirects). A hand-off is bound to the browser that started the flow: the
+//! route host sets a short-lived "pending sign-in" cookie holding a random
+//! nonce and sends the nonce's hash along; the authenticate host seals that
+//! hash into the hand-off, and the route host accepts the hand-off only from
+//! the browser holding the nonce.
+//!
+//! Every session lookup names its [`Scope`]: a session made from a token is
+//! good only where that token would be accepted, and only the main sign-in's
+//! sessions are handed over to other hosts or reach the console.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -23,7 +33,7 @@ use bytes::Bytes;
 use gatehouse_config::{CookieSettings, Provider, SameSite, SignIn};
 use gatehouse_identity::cookie::{Handle, Sealer};
 use gatehouse_identity::github::{GitHub, GitHubSettings};
-use gatehouse_identity::local::{Directory, Throttle};
+use gatehouse_identity::local::{Directory, HashGate, Throttle};
 use gatehouse_identity::oidc::{Oidc, OidcSettings};
 use gatehouse_identity::session::{Session, SessionId, unix_now};
 use gatehouse_identity::store::SessionStore;
@@ -45,6 +55,8 @@ const MAX_FORM: usize = 16 * 1024;
 pub struct IdentityState {
     pub store: Arc<gatehouse_identity::store::Counted>,
     pub throttle: Throttle,
+    /// Password hashes that may run (and wait) at once, process-wide.
+    pub hashing: HashGate,
     /// One lock per session being refreshed, so concurrent requests refresh once.
     refreshing: std::sync::Mutex<std::collections::HashMap<SessionId, Arc<tokio::sync::Mutex<()>>>>,
     random_cookie_key: [u8; 32],
@@ -77,6 +89,7 @@ impl IdentityState {
         Ok(IdentityState {
             store,
             throttle: Throttle::new(t.failures, t.window.as_secs(), t.lockout.as_secs()),
+            hashing: HashGate::for_this_machine(),
             refreshing: Default::default(),
             random_cookie_key: rand::random(),
             random_shared_key: rand::random(),
@@ -108,6 +121,11 @@ impl IdentityState {
     ) -> Option<Session> {
         let mut session = Session::new(identity, unix_now(), lifetime.as_secs());
         session.tokens = tokens;
+        self.store_session(session, via).await
+    }
+
+    /// Stores a session made elsewhere (a token hand-off) and counts it.
+    async fn store_session(&self, session: Session, via: &'static str) -> Option<Session> {
         if let Err(e) = self.store.put(&session).await {
             self.metrics.store_error();
             tracing::error!(error = %e, "cannot store the new session");
@@ -174,6 +192,12 @@ pub struct Auth {
     host_same_site: Vec<(gatehouse_config::HostPattern, SameSite)>,
     /// `programmatic_redirect_domain_whitelist`.
     pub(crate) programmatic_domains: Vec<String>,
+    /// The `idp` a main sign-in's session carries under this configuration;
+    /// sessions of another provider (or records from before provenance was
+    /// stored, made from tokens) are signed out.
+    main_idp: Option<String>,
+    /// Every route's `from`: the origins sign-in may return to.
+    route_origins: Vec<gatehouse_config::From>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -241,15 +265,24 @@ impl Auth {
             signout_redirect: sign_in.signout_redirect_url.clone(),
             host_same_site: Vec::new(),
             programmatic_domains: vec!["localhost".into()],
+            main_idp: match &sign_in.provider {
+                Provider::Local(_) => Some("local".into()),
+                Provider::GitHub(_) => Some("github".into()),
+                Provider::Oidc(p) => Some(p.name.clone()),
+                Provider::None | Provider::NotYetSupported(_) => None,
+            },
+            route_origins: Vec::new(),
         })
     }
 
     /// Takes the routes' own `cookie_same_site` values.
+    /// (and their origins, where sign-in may return to).
     pub fn set_route_cookies(&mut self, routes: &[gatehouse_config::Route]) {
         self.host_same_site = routes
             .iter()
             .filter_map(|r| Some((r.from.host.clone(), r.cookie_same_site?)))
             .collect();
+        self.route_origins = routes.iter().map(|r| r.from.clone()).collect();
     }
 
     /// The SameSite of the cookie on `host`.
@@ -302,17 +335,65 @@ pub struct Host<'a> {
     pub origin: String,
 }
 
-/// The signed-in session of a request, if any. Anything wrong with the
-/// cookie (tampered, expired, unknown, store error) means signed out.
+/// Where a session is about to be used; a session outside its provenance's
+/// reach is "signed out" there (never an error that says why).
+#[derive(Clone, Copy)]
+pub enum Scope<'a> {
+    /// A request to `route`: token-made sessions only where the route would
+    /// accept their token as a bearer token. A console route takes only the
+    /// main sign-in.
+    Route {
+        config: &'a gatehouse_config::Config,
+        route: &'a gatehouse_config::Route,
+    },
+    /// gatehouse's own pages on the host (who am I, sign-out): token-made
+    /// sessions only on the host they were made on.
+    OwnPages,
+    /// Only the main sign-in: hand-offs to other hosts, programmatic tokens.
+    MainSignIn,
+}
+
+impl Auth {
+    /// True when `session` may be used on `host` within `scope` at `now`.
+    pub fn in_scope(&self, session: &Session, host: &str, scope: Scope<'_>, now: u64) -> bool {
+        let p = &session.provenance;
+        if p.is_main_sign_in() && self.main_idp.as_deref() != Some(session.identity.idp.as_str()) {
+            // Another provider's session, or a token-made record stored
+            // before provenance was: not a main sign-in of this configuration.
+            return false;
+        }
+        match scope {
+            Scope::Route { route, .. }
+                if matches!(route.action, gatehouse_config::RouteAction::Console) =>
+            {
+                p.is_main_sign_in()
+            }
+            Scope::Route { config, route } => p.allows_route(config, route, host, now),
+            Scope::OwnPages => p.allows_host(host, now),
+            Scope::MainSignIn => p.is_main_sign_in(),
+        }
+    }
+}
+
+/// The signed-in session of a request within `scope`, if any. Anything
+/// wrong with the cookie (tampered, expired, unknown, out of scope, store
+/// error) means signed out.
 pub async fn session(
     auth: &Auth,
     state: &IdentityState,
     headers: &HeaderMap,
     host: &str,
+    scope: Scope<'_>,
 ) -> Option<Session> {
     let name = auth.cookie_name(host);
-    let value = cookie_value(headers, name)?;
-    session_from_handle(auth, state, name, value).await
+    // A host-only cookie and a `cookie_domain` one may share the name: the
+    // first that is good here wins (a few at most are looked at).
+    for value in cookie_values(headers, name).take(4) {
+        if let Some(s) = session_from_handle(auth, state, name, value, host, scope).await {
+            return Some(s);
+        }
+    }
+    None
 }
 
 /// What a programmatic-login token is sealed for (never a cookie's name).
@@ -320,8 +401,14 @@ const TOKEN_PURPOSE: &str = "pomerium_jwt";
 
 /// The session a programmatic-login token (`pomerium_jwt`) stands for: the
 /// same server-side session as the browser's, so it ends with it.
-pub async fn token_session(auth: &Auth, state: &IdentityState, token: &str) -> Option<Session> {
-    session_from_handle(auth, state, TOKEN_PURPOSE, token).await
+pub async fn token_session(
+    auth: &Auth,
+    state: &IdentityState,
+    token: &str,
+    host: &str,
+    scope: Scope<'_>,
+) -> Option<Session> {
+    session_from_handle(auth, state, TOKEN_PURPOSE, token, host, scope).await
 }
 
 /// True when the request carries this host's session cookie.
@@ -334,11 +421,13 @@ async fn session_from_handle(
     state: &IdentityState,
     name: &str,
     value: &str,
+    host: &str,
+    scope: Scope<'_>,
 ) -> Option<Session> {
     let now = unix_now();
     let handle = Handle::open(&auth.cookie_sealer, name, value, now)?;
     let session = match state.store.get(&handle.session).await {
-        Ok(Some(s)) if s.is_live(now) => s,
+        Ok(Some(s)) if s.is_live(now) && auth.in_scope(&s, host, scope, now) => s,
         Ok(_) => return None,
         Err(e) => {
             state.metrics.store_error();
@@ -488,14 +577,19 @@ async fn refresh_leased(
     }
 }
 
-fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &'a str) -> Option<&'a str> {
+    cookie_values(headers, name).next()
+}
+
+/// Every value of the cookie `name` the request carries, in order.
+fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
+        .filter(move |(k, _)| *k == name)
         .map(|(_, v)| v.trim_matches('"'))
 }
 
@@ -529,6 +623,8 @@ pub fn strip_cookies(headers: &mut HeaderMap, name: &str) {
     }
 }
 
+/// A session cookie (or its removal, `max_age: None`); `shared` gives it
+/// `cookie_domain` when one is configured (else it is host-only).
 fn set_cookie(
     auth: &Auth,
     host: &str,
@@ -536,6 +632,7 @@ fn set_cookie(
     value: &str,
     max_age: Option<u64>,
     secure: bool,
+    shared: bool,
 ) -> HeaderValue {
     let c = &auth.cookie;
     let mut s = format!("{name}={value}; Path=/");
@@ -543,7 +640,7 @@ fn set_cookie(
         Some(a) => s.push_str(&format!("; Max-Age={a}")),
         None => s.push_str("; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"),
     }
-    if let Some(d) = &c.domain {
+    if let Some(d) = c.domain.as_ref().filter(|_| shared) {
         s.push_str(&format!("; Domain={d}"));
     }
     let same_site = auth.same_site(host);
@@ -570,7 +667,10 @@ fn session_cookie(auth: &Auth, host: &str, session: &Session, secure: bool) -> H
     };
     let value = handle.seal(&auth.cookie_sealer, name);
     let max_age = session.expires_at.saturating_sub(unix_now());
-    set_cookie(auth, host, name, &value, Some(max_age), secure)
+    // A token-made session is good on its own host only: its cookie never
+    // takes `cookie_domain`.
+    let shared = session.provenance.is_main_sign_in();
+    set_cookie(auth, host, name, &value, Some(max_age), secure, shared)
 }
 
 fn redirect(location: &str) -> Response<Body> {
@@ -666,7 +766,85 @@ pub fn unauthenticated(
         return resp;
     }
     let target = format!("{}{}", host.origin, path_and_query);
-    redirect(&sign_in_url(auth, &host.origin, &target))
+    // The browser side is always https (see `ConnInfo::external_https`).
+    start_sign_in(auth, host, &target, true)
+}
+
+/// How long a route host waits for the hand-off of a sign-in it started.
+const PENDING_SECS: u64 = 600;
+
+/// Sends the browser to sign in, coming back to `target` on this host. When
+/// sign-in happens on another host, this browser gets a pending sign-in
+/// cookie (a random nonce, host-only) and the sign-in URL carries the nonce's
+/// hash, which the hand-off must carry back (see [`callback`]).
+fn start_sign_in(auth: &Auth, host: &Host<'_>, target: &str, secure: bool) -> Response<Body> {
+    let url = sign_in_url(auth, &host.origin, target);
+    if auth.sign_in_origin(&host.origin) == host.origin {
+        return redirect(&url);
+    }
+    let (nonce, binding) = new_binding();
+    let mut resp = redirect(&format!("{url}&pomerium_binding={binding}"));
+    let cookie = format!(
+        "{}={nonce}; Path=/.pomerium/callback; Max-Age={PENDING_SECS}; HttpOnly; SameSite=Lax{}",
+        pending_cookie_name(auth, &binding),
+        if secure { "; Secure" } else { "" }
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+/// A new browser binding: the nonce (kept in the browser) and its hash (sent
+/// to the authenticate host and sealed into the hand-off).
+fn new_binding() -> (String, String) {
+    use base64::Engine;
+    let nonce = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let binding = binding_of(&nonce);
+    (nonce, binding)
+}
+
+fn binding_of(nonce: &str) -> String {
+    use base64::Engine;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, nonce.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
+}
+
+/// A binding as sent in a URL: base64url of 32 bytes.
+fn valid_binding(b: &str) -> bool {
+    b.len() == 43
+        && b.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+}
+
+/// The pending sign-in cookie of one flow: named after its binding, so
+/// several tabs signing in at once keep their own.
+fn pending_cookie_name(auth: &Auth, binding: &str) -> String {
+    pending_cookie_named(&auth.cookie.name, binding)
+}
+
+fn pending_cookie_named(cookie_name: &str, binding: &str) -> String {
+    format!(
+        "{cookie_name}_pending_{}",
+        binding.get(..10).unwrap_or(binding)
+    )
+}
+
+/// True when the request carries the pending sign-in cookie whose nonce
+/// hashes to `binding`.
+fn holds_binding(auth: &Auth, headers: &HeaderMap, binding: &str) -> bool {
+    holds_binding_named(headers, &auth.cookie.name, binding)
+}
+
+fn holds_binding_named(headers: &HeaderMap, cookie_name: &str, binding: &str) -> bool {
+    let name = pending_cookie_named(cookie_name, binding);
+    cookie_values(headers, &name).take(4).any(|nonce| {
+        aws_lc_rs::constant_time::verify_slices_are_equal(
+            binding_of(nonce).as_bytes(),
+            binding.as_bytes(),
+        )
+        .is_ok()
+    })
 }
 
 /// Where to sign in for a request on `origin`, coming back to `target`.
@@ -702,6 +880,11 @@ pub async fn endpoint(
     request_id: &str,
 ) -> Result<Response<Body>, Request<Incoming>> {
     let (peer, secure) = (conn.peer.ip(), conn.external_https());
+    let allowed_redirect = &Targets {
+        auth,
+        allowed: allowed_redirect,
+        local_port: conn.local_port,
+    };
     let path = req.uri().path();
     let method = req.method().clone();
     match (path, &method) {
@@ -729,8 +912,8 @@ pub async fn endpoint(
         ("/oauth2/callback", &Method::GET) => {
             Ok(oidc_callback(auth, state, &req, host, allowed_redirect, secure).await)
         }
-        ("/.pomerium/user", &Method::GET) => {
-            Ok(match session(auth, state, req.headers(), host.name).await {
+        ("/.pomerium/user", &Method::GET) => Ok(
+            match session(auth, state, req.headers(), host.name, Scope::OwnPages).await {
                 Some(s) => json(StatusCode::OK, user_json(&s)),
                 None => pages::page(
                     StatusCode::UNAUTHORIZED,
@@ -739,10 +922,10 @@ pub async fn endpoint(
                     request_id,
                     true,
                 ),
-            })
-        }
+            },
+        ),
         ("/.pomerium" | "/.pomerium/", &Method::GET) => {
-            let s = session(auth, state, req.headers(), host.name).await;
+            let s = session(auth, state, req.headers(), host.name, Scope::OwnPages).await;
             Ok(html(StatusCode::OK, user_page(auth, s.as_ref(), host)))
         }
         // A signed link (the session's own sign-out token) signs out at once.
@@ -752,7 +935,7 @@ pub async fn endpoint(
             Ok(sign_out_post(auth, state, req, host, allowed_redirect, secure).await)
         }
         ("/.pomerium/sign_out", &Method::GET) => {
-            let s = session(auth, state, req.headers(), host.name).await;
+            let s = session(auth, state, req.headers(), host.name, Scope::OwnPages).await;
             Ok(html(StatusCode::OK, sign_out_page(auth, s.as_ref())))
         }
         ("/.pomerium/sign_out", &Method::POST) => {
@@ -769,7 +952,7 @@ pub async fn endpoint(
             true,
         )),
         ("/.pomerium/programmatic", &Method::GET) => {
-            Ok(programmatic_finish(auth, state, &req, host).await)
+            Ok(programmatic_finish(auth, state, &req, host, secure).await)
         }
         ("/.pomerium/signed_out", &Method::GET) => Ok(notice(
             StatusCode::OK,
@@ -860,6 +1043,7 @@ async fn programmatic_finish(
     state: &IdentityState,
     req: &Request<Incoming>,
     host: &Host<'_>,
+    secure: bool,
 ) -> Response<Body> {
     let sealed = query_param(req.uri().query(), "state").unwrap_or_default();
     let Some(target) = open_form_token(auth, "programmatic", &sealed) else {
@@ -870,9 +1054,11 @@ async fn programmatic_finish(
             "The login link has expired. Start again from your command-line tool.",
         );
     };
-    let Some(session) = session(auth, state, req.headers(), host.name).await else {
+    // Only the main sign-in's sessions become programmatic tokens.
+    let Some(session) = session(auth, state, req.headers(), host.name, Scope::MainSignIn).await
+    else {
         let here = format!("{}/.pomerium/programmatic?state={sealed}", host.origin);
-        return redirect(&sign_in_url(auth, &host.origin, &here));
+        return start_sign_in(auth, host, &here, secure);
     };
     let token = Handle {
         session: session.id,
@@ -988,12 +1174,19 @@ pub async fn sign_in_with_token(
         Ok(s) => s,
         Err(refused) => return refused.response(request_id, false),
     };
+    // The session is as wide as the token: this host, routes that accept
+    // the token, until the token expires (if before `cookie_expire`).
+    let gatehouse_identity::session::Provenance::Token(mut grant) = verified.provenance else {
+        return bad(
+            StatusCode::BAD_REQUEST,
+            "This route does not accept tokens: set its bearer_token_format (jwt with identity_providers).",
+        );
+    };
+    grant.host = host.name.to_string();
     let mut identity = verified.identity;
     identity.claims.remove("aud");
-    let Some(session) = state
-        .open_session(identity, auth.cookie.expire, None, "token")
-        .await
-    else {
+    let made = Session::from_token(identity, unix_now(), auth.cookie.expire.as_secs(), grant);
+    let Some(session) = state.store_session(made, "token").await else {
         return bad(
             StatusCode::SERVICE_UNAVAILABLE,
             "Sessions cannot be stored right now. Try again shortly.",
@@ -1048,20 +1241,77 @@ fn user_json(s: &Session) -> serde_json::Value {
     v
 }
 
-/// Checks a `pomerium_redirect_uri`: absolute http(s) URL to a host gatehouse serves.
-fn checked_redirect(
-    target: &str,
-    allowed: &(dyn Fn(&str, Option<u16>) -> bool + Sync),
-) -> Option<url::Url> {
+/// Where sign-in may send a browser: origins gatehouse serves.
+pub(crate) struct Targets<'a> {
+    auth: &'a Auth,
+    /// The route table's answer for a host and port.
+    allowed: &'a (dyn Fn(&str, Option<u16>) -> bool + Sync),
+    /// The port gatehouse listens on: what a `from` without a port serves,
+    /// besides its scheme's default port (behind a load balancer).
+    local_port: u16,
+}
+
+impl Targets<'_> {
+    fn serves_origin(&self, url: &url::Url) -> bool {
+        serves_origin(
+            url,
+            self.auth.authenticate.as_ref(),
+            &self.auth.route_origins,
+            self.local_port,
+        ) && url
+            .host_str()
+            .is_some_and(|h| (self.allowed)(&h.to_ascii_lowercase(), url.port_or_known_default()))
+    }
+}
+
+/// True when a route's `from` (or the authenticate service) serves `url`'s
+/// exact origin: its host, its port, and https unless that `from` is plain
+/// http by configuration. A `from` without a port serves the port gatehouse
+/// listens on, and the scheme's default port (behind a load balancer).
+fn serves_origin(
+    url: &url::Url,
+    authenticate: Option<&gatehouse_config::AuthenticateUrl>,
+    routes: &[gatehouse_config::From],
+    local_port: u16,
+) -> bool {
+    let Some(host) = url.host_str().map(str::to_ascii_lowercase) else {
+        return false;
+    };
+    let https = match url.scheme() {
+        "https" => true,
+        "http" => false,
+        _ => return false,
+    };
+    let Some(port) = url.port_or_known_default() else {
+        return false;
+    };
+    let serves = |from_https: bool, from_port: Option<u16>| {
+        (https || !from_https)
+            && match from_port {
+                Some(p) => p == port,
+                None => url.port().is_none() || port == local_port,
+            }
+    };
+    if let Some(a) = authenticate.filter(|a| a.host == host) {
+        return serves(a.https, a.port);
+    }
+    routes.iter().any(|f| {
+        let host_matches = match &f.host {
+            gatehouse_config::HostPattern::Exact(h) => *h == host,
+            gatehouse_config::HostPattern::Wildcard(suffix) => host.ends_with(suffix.as_str()),
+        };
+        host_matches && serves(f.https, f.port)
+    })
+}
+
+/// Checks a `pomerium_redirect_uri`: an absolute URL on an origin gatehouse
+/// serves (see [`Targets::serves_origin`]), without credentials.
+fn checked_redirect(target: &str, allowed: &Targets<'_>) -> Option<url::Url> {
     let url = url::Url::parse(target).ok()?;
-    if !matches!(url.scheme(), "https" | "http")
-        || !url.username().is_empty()
-        || url.password().is_some()
-    {
+    if !url.username().is_empty() || url.password().is_some() {
         return None;
     }
-    let host = url.host_str()?.to_ascii_lowercase();
-    allowed(&host, url.port()).then_some(url)
+    allowed.serves_origin(&url).then_some(url)
 }
 
 fn form_token(auth: &Auth, purpose: &str, payload: &str) -> String {
@@ -1096,10 +1346,11 @@ async fn sign_in_page(
     state: &IdentityState,
     req: &Request<Incoming>,
     host: &Host<'_>,
-    allowed: &(dyn Fn(&str, Option<u16>) -> bool + Sync),
+    allowed: &Targets<'_>,
     secure: bool,
 ) -> Response<Body> {
-    let target = query_param(req.uri().query(), "pomerium_redirect_uri")
+    let query = req.uri().query();
+    let target = query_param(query, "pomerium_redirect_uri")
         .unwrap_or_else(|| format!("{}/.pomerium/", host.origin));
     let Some(target_url) = checked_redirect(&target, allowed) else {
         return notice(
@@ -1109,6 +1360,9 @@ async fn sign_in_page(
             "The address to return to after sign-in is not one this gatehouse serves.",
         );
     };
+    // The browser binding of the route host that sent the browser here.
+    let binding = query_param(query, "pomerium_binding").filter(|b| valid_binding(b));
+    let binding = binding.as_deref();
     if !auth.can_sign_in() {
         return notice(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -1118,16 +1372,48 @@ async fn sign_in_page(
         );
     }
     // Already signed in on the authenticate host: hand the session over at once.
-    if let Some(s) = session(auth, state, req.headers(), host.name).await {
-        return finish(auth, state, &s, host, &target_url, secure, None).await;
+    if let Some(s) = session(auth, state, req.headers(), host.name, Scope::MainSignIn).await {
+        return finish(auth, state, &s, host, &target_url, binding, None).await;
     }
     if let Some(lazy) = &auth.oidc {
-        return start_oidc(auth, lazy, host, &target, secure).await;
+        return start_oidc(auth, lazy, host, &target, binding, secure).await;
     }
     if let Some(github) = &auth.github {
-        return start_github(auth, github, host, &target, secure);
+        return start_github(auth, github, host, &target, binding, secure);
     }
-    html(StatusCode::OK, login_form(auth, &target, None, ""))
+    html(StatusCode::OK, login_form(auth, &target, binding, None, ""))
+}
+
+/// What the login form's sealed token carries: where to go, and the browser
+/// binding of the route host that started the flow.
+fn open_login_form(auth: &Auth, token: &str) -> Option<(String, Option<String>)> {
+    let payload = open_form_token(auth, "login-form", token)?;
+    let v: serde_json::Value = serde_json::from_str(&payload).ok()?;
+    let target = v["t"].as_str()?.to_string();
+    let binding = v["b"]
+        .as_str()
+        .filter(|b| valid_binding(b))
+        .map(String::from);
+    Some((target, binding))
+}
+
+/// Too many sign-in attempts (429) or too many at once for this server
+/// (503): the form again, with `Retry-After`.
+fn sign_in_refused(
+    auth: &Auth,
+    status: StatusCode,
+    wait: u64,
+    msg: &str,
+    (target, binding, username): (&str, Option<&str>, &str),
+) -> Response<Body> {
+    let mut resp = html(
+        status,
+        login_form(auth, target, binding, Some(msg), username),
+    );
+    if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
 }
 
 async fn sign_in_post(
@@ -1135,7 +1421,7 @@ async fn sign_in_post(
     state: &IdentityState,
     req: Request<Incoming>,
     host: &Host<'_>,
-    allowed: &(dyn Fn(&str, Option<u16>) -> bool + Sync),
+    allowed: &Targets<'_>,
     peer: IpAddr,
     secure: bool,
 ) -> Response<Body> {
@@ -1151,7 +1437,7 @@ async fn sign_in_post(
         None => return bad("The sign-in form could not be read."),
     };
     let field = |k: &str| form_field(&form, k);
-    let Some(target) = open_form_token(auth, "login-form", field("token")) else {
+    let Some((target, binding)) = open_login_form(auth, field("token")) else {
         return bad("The sign-in form has expired. Go back and reload the page.");
     };
     let Some(target_url) = checked_redirect(&target, allowed) else {
@@ -1159,29 +1445,44 @@ async fn sign_in_post(
     };
     let username = field("username").trim().to_string();
     let password = field("password").to_string();
+    let again = (target.as_str(), binding.as_deref(), username.as_str());
     let now = unix_now();
-    if let Err(wait) = state.throttle.check(&username, peer, now) {
-        let minutes = wait.div_ceil(60);
-        let msg = format!(
-            "Too many failed sign-in attempts. Try again in {minutes} minute{}.",
-            if minutes == 1 { "" } else { "s" }
-        );
-        let mut resp = html(
-            StatusCode::TOO_MANY_REQUESTS,
-            login_form(auth, &target, Some(&msg), &username),
-        );
-        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
+    // The attempt takes its slot (per user and per address) before any
+    // hashing, so concurrent attempts cannot all be checked.
+    let throttle_key = directory.throttle_key(&username);
+    let attempt = match state.throttle.reserve(&throttle_key, peer, now) {
+        Ok(a) => a,
+        Err(wait) => {
+            let minutes = wait.div_ceil(60);
+            let msg = format!(
+                "Too many failed sign-in attempts. Try again in {minutes} minute{}.",
+                if minutes == 1 { "" } else { "s" }
+            );
+            state
+                .metrics
+                .sign_in("local", crate::metrics::SignInResult::Failure);
+            tracing::info!(user = %username, client = %peer, "sign-in throttled");
+            return sign_in_refused(auth, StatusCode::TOO_MANY_REQUESTS, wait, &msg, again);
         }
-        return resp;
-    }
+    };
     let user = username.clone();
-    let verified = tokio::task::spawn_blocking(move || directory.verify(&user, &password))
+    let Ok(verified) = state
+        .hashing
+        .run(move || directory.verify(&user, &password))
         .await
-        .ok()
-        .flatten();
+    else {
+        attempt.cancel();
+        tracing::warn!(client = %peer, "sign-in refused: too many passwords being checked at once");
+        return sign_in_refused(
+            auth,
+            StatusCode::SERVICE_UNAVAILABLE,
+            1,
+            "Sign-in is busy right now. Try again in a moment.",
+            again,
+        );
+    };
     let Some(identity) = verified else {
-        state.throttle.failure(&username, peer, now);
+        attempt.failed();
         state
             .metrics
             .sign_in("local", crate::metrics::SignInResult::Failure);
@@ -1191,12 +1492,13 @@ async fn sign_in_post(
             login_form(
                 auth,
                 &target,
+                binding.as_deref(),
                 Some("Wrong username or password."),
                 &username,
             ),
         );
     };
-    state.throttle.success(&username, peer);
+    attempt.succeeded();
     let Some(session) = state
         .open_session(identity, auth.cookie.expire, None, "password")
         .await
@@ -1215,21 +1517,24 @@ async fn sign_in_post(
         &session,
         host,
         &target_url,
-        secure,
+        binding.as_deref(),
         Some(cookie),
     )
     .await
 }
 
-/// After sign-in: straight back when the target is this host, else through
-/// the target host's `/.pomerium/callback/` with a one-time hand-off.
+/// After sign-in: straight back when the target is this host (or shares
+/// its cookie), else through the target host's `/.pomerium/callback/` with a
+/// one-time hand-off bound to the target's origin and to the browser
+/// (`binding`, from the route host that started the flow). Without a
+/// binding the browser is first sent to the target host to get one.
 async fn finish(
     auth: &Auth,
     state: &IdentityState,
     session: &Session,
     host: &Host<'_>,
     target: &url::Url,
-    _secure: bool,
+    binding: Option<&str>,
     cookie: Option<HeaderValue>,
 ) -> Response<Body> {
     let target_host = target.host_str().unwrap_or("").to_ascii_lowercase();
@@ -1237,9 +1542,18 @@ async fn finish(
         (target_host == *d || target_host.ends_with(&format!(".{d}")))
             && !auth.is_authenticate_host(host.name)
     });
+    let origin = target.origin().ascii_serialization();
     let mut resp = if target_host == host.name || shares_cookie {
         redirect(target.as_str())
-    } else {
+    } else if !session.provenance.is_main_sign_in() {
+        // Only the main sign-in travels to other hosts.
+        return notice(
+            StatusCode::FORBIDDEN,
+            "Sign in",
+            "Cannot sign in there",
+            "This session cannot be used on another site. Sign in again.",
+        );
+    } else if let Some(binding) = binding {
         let token: [u8; 16] = rand::random();
         let expires = unix_now() + HANDOFF_SECS;
         if let Err(e) = state.store.put_once(token, expires).await {
@@ -1251,15 +1565,17 @@ async fn finish(
                 "Try again shortly.",
             );
         }
-        let mut plain = Vec::with_capacity(48 + target_host.len());
-        plain.extend_from_slice(&session.id.0);
-        plain.extend_from_slice(&token);
-        plain.extend_from_slice(&expires.to_be_bytes());
-        plain.extend_from_slice(target_host.as_bytes());
-        let sealed = auth.shared_sealer.seal("handoff", &plain);
-        let origin = target.origin().ascii_serialization();
+        let sealed = seal_handoff(auth, session.id, token, expires, binding, &origin);
         redirect(&format!(
             "{origin}/.pomerium/callback/?pomerium_session_encrypted={sealed}&pomerium_redirect_uri={}",
+            enc(target.as_str())
+        ))
+    } else {
+        // The flow did not start at the target host (a bookmark, a CLI's
+        // login URL, forward-auth): the target host binds this browser first
+        // and sends it straight back here, already signed in.
+        redirect(&format!(
+            "{origin}/.pomerium/callback/?pomerium_redirect_uri={}",
             enc(target.as_str())
         ))
     };
@@ -1267,6 +1583,58 @@ async fn finish(
         resp.headers_mut().append(header::SET_COOKIE, c);
     }
     resp
+}
+
+/// What a hand-off carries, sealed with `shared_secret`.
+#[derive(Debug, PartialEq, Eq)]
+struct Handoff {
+    session: SessionId,
+    /// One-time token (the store remembers it until `expires`).
+    token: [u8; 16],
+    /// Unix seconds.
+    expires: u64,
+    /// The hash of the nonce in the starting browser's pending cookie (base64url).
+    binding: String,
+    /// The only origin that may take it (`https://host[:port]`).
+    origin: String,
+}
+
+const HANDOFF_PURPOSE: &str = "handoff-v2";
+
+fn seal_handoff(
+    auth: &Auth,
+    session: SessionId,
+    token: [u8; 16],
+    expires: u64,
+    binding: &str,
+    origin: &str,
+) -> String {
+    let mut plain = Vec::with_capacity(40 + 43 + origin.len());
+    plain.extend_from_slice(&session.0);
+    plain.extend_from_slice(&token);
+    plain.extend_from_slice(&expires.to_be_bytes());
+    plain.extend_from_slice(binding.as_bytes());
+    plain.extend_from_slice(origin.as_bytes());
+    auth.shared_sealer.seal(HANDOFF_PURPOSE, &plain)
+}
+
+fn open_handoff(auth: &Auth, sealed: &str) -> Option<Handoff> {
+    open_handoff_with(&auth.shared_sealer, sealed)
+}
+
+fn open_handoff_with(sealer: &Sealer, sealed: &str) -> Option<Handoff> {
+    let plain = sealer.open(HANDOFF_PURPOSE, sealed)?;
+    if plain.len() < 40 + 43 {
+        return None;
+    }
+    let binding = std::str::from_utf8(&plain[40..83]).ok()?;
+    Some(Handoff {
+        session: SessionId(plain[..16].try_into().ok()?),
+        token: plain[16..32].try_into().ok()?,
+        expires: u64::from_be_bytes(plain[32..40].try_into().ok()?),
+        binding: valid_binding(binding).then(|| binding.to_string())?,
+        origin: String::from_utf8(plain[83..].to_vec()).ok()?,
+    })
 }
 
 /// Lifetime of an OpenID sign-in round trip.
@@ -1287,6 +1655,8 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The authorization URL, with the flow's secrets sealed into `state`.
+/// `handoff`: the browser binding of the route host that started the flow.
+#[allow(clippy::too_many_arguments)]
 fn authorize_flow(
     auth: &Auth,
     oidc: &Oidc,
@@ -1294,10 +1664,11 @@ fn authorize_flow(
     target: &str,
     flow_id: &str,
     binding: &str,
+    handoff: Option<&str>,
     exp: u64,
 ) -> Result<gatehouse_identity::oidc::Authorization, gatehouse_identity::oidc::OidcError> {
     oidc.authorize(redirect_uri, |verifier, nonce| {
-        let flow = serde_json::json!({"t": target, "v": verifier, "n": nonce, "f": flow_id, "b": binding, "e": exp});
+        let flow = serde_json::json!({"t": target, "v": verifier, "n": nonce, "f": flow_id, "b": binding, "h": handoff, "e": exp});
         auth.cookie_sealer.seal("oidc-state", flow.to_string().as_bytes())
     })
 }
@@ -1310,6 +1681,7 @@ async fn start_oidc(
     lazy: &LazyOidc,
     host: &Host<'_>,
     target: &str,
+    handoff: Option<&str>,
     secure: bool,
 ) -> Response<Body> {
     let oidc = match lazy.get().await {
@@ -1320,7 +1692,16 @@ async fn start_oidc(
     let binding = hex(&rand::random::<[u8; 16]>());
     let redirect_uri = format!("{}/oauth2/callback", host.origin);
     let exp = unix_now() + OIDC_FLOW_SECS;
-    let authz = match authorize_flow(auth, &oidc, &redirect_uri, target, &flow_id, &binding, exp) {
+    let authz = match authorize_flow(
+        auth,
+        &oidc,
+        &redirect_uri,
+        target,
+        &flow_id,
+        &binding,
+        handoff,
+        exp,
+    ) {
         Ok(a) => a,
         Err(e) => return idp_unavailable(&e),
     };
@@ -1344,12 +1725,13 @@ fn start_github(
     github: &GitHub,
     host: &Host<'_>,
     target: &str,
+    handoff: Option<&str>,
     secure: bool,
 ) -> Response<Body> {
     let flow_id = hex(&rand::random::<[u8; 6]>());
     let binding = hex(&rand::random::<[u8; 16]>());
     let exp = unix_now() + OIDC_FLOW_SECS;
-    let flow = serde_json::json!({"t": target, "f": flow_id, "b": binding, "e": exp});
+    let flow = serde_json::json!({"t": target, "f": flow_id, "b": binding, "h": handoff, "e": exp});
     let state = auth
         .cookie_sealer
         .seal("oidc-state", flow.to_string().as_bytes());
@@ -1379,7 +1761,7 @@ async fn oidc_callback(
     state: &IdentityState,
     req: &Request<Incoming>,
     host: &Host<'_>,
-    allowed: &(dyn Fn(&str, Option<u16>) -> bool + Sync),
+    allowed: &Targets<'_>,
     secure: bool,
 ) -> Response<Body> {
     if auth.oidc.is_none() && auth.github.is_none() {
@@ -1475,13 +1857,14 @@ async fn oidc_callback(
         );
     };
     let cookie = session_cookie(auth, host.name, &session, secure);
+    let handoff = flow["h"].as_str().filter(|b| valid_binding(b));
     let mut resp = finish(
         auth,
         state,
         &session,
         host,
         &target_url,
-        secure,
+        handoff,
         Some(cookie),
     )
     .await;
@@ -1492,6 +1875,11 @@ async fn oidc_callback(
     resp
 }
 
+/// `/.pomerium/callback/` on a route host: takes a hand-off from the
+/// authenticate host. The hand-off must be genuine, unexpired, unused, meant
+/// for this origin, and presented by the browser that started the sign-in
+/// (it holds the pending cookie whose nonce hashes to the sealed binding).
+/// Without a hand-off, the browser is bound here and sent to sign in.
 async fn callback(
     auth: &Auth,
     state: &IdentityState,
@@ -1504,30 +1892,13 @@ async fn callback(
             StatusCode::BAD_REQUEST,
             "Sign in",
             "This sign-in link is not valid",
-            "It has expired, was already used, or was meant for another site. Go back to the page you wanted and sign in again.",
+            "It has expired, was already used, was meant for another site, or was started in another browser. Go back to the page you wanted and sign in again.",
         )
     };
     let q = req.uri().query();
-    let (Some(sealed), Some(target)) = (
-        query_param(q, "pomerium_session_encrypted"),
-        query_param(q, "pomerium_redirect_uri"),
-    ) else {
+    let Some(target) = query_param(q, "pomerium_redirect_uri") else {
         return fail();
     };
-    let Some(plain) = auth.shared_sealer.open("handoff", &sealed) else {
-        return fail();
-    };
-    if plain.len() < 40 {
-        return fail();
-    }
-    let id = SessionId(plain[..16].try_into().unwrap_or_default());
-    let token: [u8; 16] = plain[16..32].try_into().unwrap_or_default();
-    let expires = u64::from_be_bytes(plain[32..40].try_into().unwrap_or_default());
-    let bound_host = String::from_utf8_lossy(&plain[40..]);
-    let now = unix_now();
-    if now >= expires || bound_host != host.name {
-        return fail();
-    }
     // The return address must be on this very host.
     let Some(target_url) = url::Url::parse(&target).ok().filter(|u| {
         u.host_str()
@@ -1535,7 +1906,23 @@ async fn callback(
     }) else {
         return fail();
     };
-    match state.store.take_once(token, now).await {
+    let Some(sealed) = query_param(q, "pomerium_session_encrypted") else {
+        return start_sign_in(auth, host, target_url.as_str(), secure);
+    };
+    let Some(handoff) = open_handoff(auth, &sealed) else {
+        return fail();
+    };
+    let now = unix_now();
+    let here = url::Url::parse(&host.origin)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default();
+    if now >= handoff.expires || handoff.origin != here {
+        return fail();
+    }
+    // Used up before the browser check: a hand-off that reaches the wrong
+    // browser first (an attacker's link, a binding an attacker chose) is
+    // gone for good, not left for its maker to replay.
+    match state.store.take_once(handoff.token, now).await {
         Ok(true) => {}
         Ok(false) => return fail(),
         Err(e) => {
@@ -1543,8 +1930,12 @@ async fn callback(
             return fail();
         }
     }
-    let session = match state.store.get(&id).await {
-        Ok(Some(s)) if s.is_live(now) => s,
+    if !holds_binding(auth, req.headers(), &handoff.binding) {
+        tracing::warn!(host = %host.name, "sign-in hand-off presented by a browser that did not start the sign-in: refused");
+        return fail();
+    }
+    let session = match state.store.get(&handoff.session).await {
+        Ok(Some(s)) if s.is_live(now) && auth.in_scope(&s, host.name, Scope::MainSignIn, now) => s,
         _ => return fail(),
     };
     let mut resp = redirect(target_url.as_str());
@@ -1552,6 +1943,14 @@ async fn callback(
         header::SET_COOKIE,
         session_cookie(auth, host.name, &session, secure),
     );
+    let clear = format!(
+        "{}=; Path=/.pomerium/callback; Max-Age=0; HttpOnly; SameSite=Lax{}",
+        pending_cookie_name(auth, &handoff.binding),
+        if secure { "; Secure" } else { "" }
+    );
+    if let Ok(v) = HeaderValue::from_str(&clear) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
     resp
 }
 
@@ -1560,7 +1959,7 @@ async fn sign_out_post(
     state: &IdentityState,
     req: Request<Incoming>,
     host: &Host<'_>,
-    allowed: &(dyn Fn(&str, Option<u16>) -> bool + Sync),
+    allowed: &Targets<'_>,
     secure: bool,
 ) -> Response<Body> {
     // A form must come from this site; a link carries its token in the query.
@@ -1573,7 +1972,7 @@ async fn sign_out_post(
             "The form was sent from another site.",
         );
     }
-    let current = session(auth, state, req.headers(), host.name).await;
+    let current = session(auth, state, req.headers(), host.name, Scope::OwnPages).await;
     let query_target = query_param(req.uri().query(), "pomerium_redirect_uri");
     let token = if link {
         query_param(req.uri().query(), "token").unwrap_or_default()
@@ -1613,17 +2012,18 @@ async fn sign_out_post(
         }
     }
     let mut resp = redirect(idp_logout.as_deref().unwrap_or(&target));
+    let name = auth.cookie_name(host.name);
     resp.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(
-            auth,
-            host.name,
-            auth.cookie_name(host.name),
-            "",
-            None,
-            secure,
-        ),
+        set_cookie(auth, host.name, name, "", None, secure, true),
     );
+    if auth.cookie.domain.is_some() {
+        // A token-made session's cookie is host-only: clear that one too.
+        resp.headers_mut().append(
+            header::SET_COOKIE,
+            set_cookie(auth, host.name, name, "", None, secure, false),
+        );
+    }
     resp
 }
 
@@ -1663,8 +2063,15 @@ fn page_shell(title: &str, content: &str) -> String {
     )
 }
 
-fn login_form(auth: &Auth, target: &str, error: Option<&str>, username: &str) -> String {
-    let token = form_token(auth, "login-form", target);
+fn login_form(
+    auth: &Auth,
+    target: &str,
+    binding: Option<&str>,
+    error: Option<&str>,
+    username: &str,
+) -> String {
+    let payload = serde_json::json!({"t": target, "b": binding}).to_string();
+    let token = form_token(auth, "login-form", &payload);
     let error = error
         .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", html_escape(e)))
         .unwrap_or_default();
@@ -1810,20 +2217,110 @@ mod tests {
         assert!(!origin_matches("'self'", "https://a.example.com"));
     }
 
-    #[test]
-    fn redirect_targets_are_checked() {
-        let allowed = |h: &str, _p: Option<u16>| h == "app.localhost";
-        assert!(checked_redirect("https://app.localhost:8443/x?y=1", &allowed).is_some());
-        for bad in [
-            "https://evil.example/",
-            "//evil.example/",
-            "/relative",
-            "javascript:alert(1)",
-            "https://app.localhost@evil.example/",
-            "https://user:pw@app.localhost/",
-            "https://evil.example\\@app.localhost/",
-        ] {
-            assert!(checked_redirect(bad, &allowed).is_none(), "{bad}");
+    fn from(url: &str) -> gatehouse_config::From {
+        let u = url::Url::parse(url).unwrap();
+        let host = u.host_str().unwrap().to_string();
+        gatehouse_config::From {
+            https: u.scheme() == "https",
+            host: match host.strip_prefix('*') {
+                Some(suffix) => gatehouse_config::HostPattern::Wildcard(suffix.into()),
+                None => gatehouse_config::HostPattern::Exact(host),
+            },
+            port: u.port(),
         }
+    }
+
+    #[test]
+    fn redirect_targets_are_origins_gatehouse_serves() {
+        let routes = [
+            from("https://app.localhost"),
+            from("https://pinned.localhost:9443"),
+            from("http://plain.localhost"),
+            from("https://*.apps.localhost"),
+        ];
+        let auth = gatehouse_config::AuthenticateUrl {
+            https: true,
+            host: "authenticate.localhost".into(),
+            port: Some(8443),
+        };
+        let ok = |u: &str| serves_origin(&url::Url::parse(u).unwrap(), Some(&auth), &routes, 8443);
+        for good in [
+            "https://app.localhost:8443/x?y=1",
+            "https://app.localhost/x",
+            "https://pinned.localhost:9443/",
+            "http://plain.localhost:8443/",
+            "https://plain.localhost/",
+            "https://a.apps.localhost:8443/",
+            "https://authenticate.localhost:8443/.pomerium/",
+        ] {
+            assert!(ok(good), "{good}");
+        }
+        for bad in [
+            "http://app.localhost:8443/",
+            "http://app.localhost/",
+            "https://app.localhost:9999/",
+            "https://pinned.localhost:8443/",
+            "https://pinned.localhost/",
+            "http://plain.localhost:9999/",
+            "https://authenticate.localhost/",
+            "http://authenticate.localhost:8443/",
+            "https://evil.example/",
+            "https://apps.localhost:8443/",
+            "ftp://app.localhost/",
+        ] {
+            assert!(!ok(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hand_offs_carry_their_binding_and_origin() {
+        let sealer = Sealer::new(&[5u8; 32]);
+        let (nonce, binding) = new_binding();
+        assert!(valid_binding(&binding));
+        assert_eq!(binding_of(&nonce), binding);
+        assert!(!valid_binding("short") && !valid_binding(&"=".repeat(43)));
+        let h = Handoff {
+            session: SessionId([1; 16]),
+            token: [2; 16],
+            expires: 1234,
+            binding: binding.clone(),
+            origin: "https://app.localhost:8443".into(),
+        };
+        let mut plain = Vec::new();
+        plain.extend_from_slice(&h.session.0);
+        plain.extend_from_slice(&h.token);
+        plain.extend_from_slice(&h.expires.to_be_bytes());
+        plain.extend_from_slice(h.binding.as_bytes());
+        plain.extend_from_slice(h.origin.as_bytes());
+        let sealed = sealer.seal(HANDOFF_PURPOSE, &plain);
+        assert_eq!(open_handoff_with(&sealer, &sealed), Some(h));
+        assert_eq!(
+            open_handoff_with(&sealer, &sealed[..sealed.len() - 2]),
+            None
+        );
+        // A value of the old format (no binding) is not a hand-off any more.
+        assert_eq!(
+            open_handoff_with(&sealer, &sealer.seal("handoff", &plain)),
+            None
+        );
+        // The pending cookie that proves the binding.
+        let mut headers = HeaderMap::new();
+        let name = format!("_pomerium_pending_{}", &binding[..10]);
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("a=1; {name}={nonce}")).unwrap(),
+        );
+        assert!(holds_binding_named(&headers, "_pomerium", &binding));
+        let (other_nonce, _) = new_binding();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("{name}={other_nonce}")).unwrap(),
+        );
+        assert!(!holds_binding_named(&headers, "_pomerium", &binding));
+        assert!(!holds_binding_named(
+            &HeaderMap::new(),
+            "_pomerium",
+            &binding
+        ));
     }
 }

@@ -1067,3 +1067,113 @@ impl Drop for Redis {
         self.stop();
     }
 }
+
+/// A token issuer for tests (a stand-in for an `identity_providers` entry):
+/// an ES256 key whose JWKS is served over plain HTTP on loopback.
+pub struct TestIssuer {
+    key: aws_lc_rs::signature::EcdsaKeyPair,
+    pub jwks_url: String,
+    _server: Upstream,
+}
+
+impl TestIssuer {
+    pub async fn start() -> TestIssuer {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+        let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        // Uncompressed point: 0x04 ‖ x ‖ y.
+        let point = key.public_key().as_ref().to_vec();
+        let jwks = serde_json::json!({"keys": [{
+            "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": "test-key",
+            "x": b64url(&point[1..33]), "y": b64url(&point[33..65]),
+        }]})
+        .to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let jwks = jwks.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |_req: Request<Incoming>| {
+                        let mut resp = Response::new(full(jwks.clone()));
+                        resp.headers_mut()
+                            .insert("content-type", "application/json".parse().unwrap());
+                        async move { Ok::<_, Infallible>(resp) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        TestIssuer {
+            key,
+            jwks_url: format!("http://{addr}/jwks"),
+            _server: Upstream { addr, task },
+        }
+    }
+
+    /// A signed JWT with these claims.
+    pub fn token(&self, claims: &serde_json::Value) -> String {
+        let signing_input = format!(
+            "{}.{}",
+            b64url(br#"{"alg":"ES256","kid":"test-key","typ":"JWT"}"#),
+            b64url(claims.to_string().as_bytes())
+        );
+        let sig = self
+            .key
+            .sign(
+                &aws_lc_rs::rand::SystemRandom::new(),
+                signing_input.as_bytes(),
+            )
+            .unwrap();
+        format!("{signing_input}.{}", b64url(sig.as_ref()))
+    }
+}
+
+pub fn b64url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// The `name=value` pair of the first `Set-Cookie` named `name`.
+pub fn set_cookie_pair(resp: &reqwest::Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(|v| v.split(';').next().unwrap_or("").to_string())
+}
+
+impl Gatehouse {
+    /// A browser-like client for `hosts` on a cookie jar it may share with
+    /// another client (one that follows redirects and one that does not).
+    pub fn browser_with_jar(
+        &self,
+        hosts: &[&str],
+        jar: Arc<reqwest::cookie::Jar>,
+        follow: bool,
+    ) -> reqwest::Client {
+        let redirects = if follow {
+            reqwest::redirect::Policy::limited(20)
+        } else {
+            reqwest::redirect::Policy::none()
+        };
+        self.client_builder(hosts)
+            .cookie_provider(jar)
+            .redirect(redirects)
+            .build()
+            .unwrap()
+    }
+}
