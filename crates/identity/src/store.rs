@@ -234,12 +234,27 @@ pub struct FileStore {
     db: Arc<redb::Database>,
 }
 
+/// Session records (and console history) are secrets: the file is created
+/// 0600 before the database writes to it, and an older, wider one is
+/// narrowed.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
 impl FileStore {
     pub fn open(path: &Path) -> Result<FileStore, StoreError> {
+        private_file(path).map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
         let db = redb::Database::create(path)
             .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
         let tx = db.begin_write().map_err(backend)?;
@@ -377,7 +392,13 @@ mod tests {
         let s = Session::new(Identity::default(), 1000, 3600);
         store.put(&s).await.unwrap();
         drop(store);
+        // A file left wider by an older version is narrowed on open.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let reopened = FileStore::open(&path).unwrap();
+        assert_eq!(mode(&path), 0o600);
         assert_eq!(reopened.get(&s.id).await.unwrap(), Some(s));
     }
 }

@@ -237,7 +237,11 @@ async fn route_request(
             rt.table.serves_host(h, p.unwrap_or(port)) || auth.is_authenticate_host(h)
         };
         let id = request_id.to_str().unwrap_or_default();
-        match signin::endpoint(auth, identity, req, &host_info, &allowed, conn, id).await {
+        let caller = crate::request::Caller {
+            conn,
+            ip: client_ip,
+        };
+        match signin::endpoint(auth, identity, req, &host_info, &allowed, caller, id).await {
             Ok(resp) => return resp,
             Err(req) => req,
         }

@@ -14,6 +14,7 @@ pub mod access_log;
 pub mod bearer;
 pub mod body;
 pub mod console;
+pub mod csrf;
 pub mod deadline;
 pub mod error;
 pub mod forward;

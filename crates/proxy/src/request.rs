@@ -290,6 +290,14 @@ pub fn check_headers(
     Ok(())
 }
 
+/// Who sent a request: the connection it came on and the client address
+/// decided for it ([`client_address`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    pub conn: &'a crate::forward::ConnInfo,
+    pub ip: IpAddr,
+}
+
 /// The client's address, as Envoy (and so Pomerium) defines it: the peer,
 /// unless `xff_num_trusted_hops` is N > 0, then the Nth address from the
 /// right of `X-Forwarded-For` (each trusted proxy appended the one before

@@ -876,10 +876,13 @@ pub async fn endpoint(
     req: Request<Incoming>,
     host: &Host<'_>,
     allowed_redirect: &(dyn Fn(&str, Option<u16>) -> bool + Sync),
-    conn: &crate::forward::ConnInfo,
+    caller: crate::request::Caller<'_>,
     request_id: &str,
 ) -> Result<Response<Body>, Request<Incoming>> {
-    let (peer, secure) = (conn.peer.ip(), conn.external_https());
+    // The sign-in throttle counts per client address (the canonical one:
+    // behind trusted proxies, not the proxy's own).
+    let conn = caller.conn;
+    let (peer, secure) = (caller.ip, conn.external_https());
     let allowed_redirect = &Targets {
         auth,
         allowed: allowed_redirect,
@@ -1333,12 +1336,12 @@ fn open_form_token(auth: &Auth, purpose: &str, token: &str) -> Option<String> {
     String::from_utf8(plain[8..].to_vec()).ok()
 }
 
-/// A cross-site POST carries a foreign `Origin`; refuse it.
+/// A form post from another site is refused: the one CSRF rule
+/// ([`crate::csrf::same_origin`]), against this host's origin.
 fn same_origin(headers: &HeaderMap, origin: &str) -> bool {
-    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        None | Some("null") => headers.get(header::ORIGIN).is_none(),
-        Some(o) => o.eq_ignore_ascii_case(origin),
-    }
+    url::Url::parse(origin)
+        .ok()
+        .is_some_and(|u| crate::csrf::same_origin(headers, &u.origin()))
 }
 
 async fn sign_in_page(

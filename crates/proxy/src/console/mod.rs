@@ -14,7 +14,6 @@
 //! sign-in and policy run before any of this code does.
 
 mod api;
-mod csrf;
 mod diff;
 mod form;
 mod html;
@@ -802,6 +801,10 @@ pub(crate) async fn serve(
     session: Option<&Session>,
     request_id: &str,
 ) -> Response<Body> {
+    // Only a session from the main sign-in manages the console: one made
+    // from a route's token is scoped to that route (identify already
+    // enforces it; the console does not rely on that alone).
+    let session = session.filter(|s| s.provenance.is_main_sign_in());
     let Some(session) = session else {
         // A policy that lets anyone in without a session (`accept: true`)
         // must not open the console.
@@ -849,16 +852,16 @@ fn authority(req: &Request<Incoming>) -> &str {
         .unwrap_or_default()
 }
 
-/// [`csrf::write_allowed`] for this request: the console's origin is the
+/// [`crate::csrf::write_allowed`] for this request: the console's origin is the
 /// host the browser addressed, in the scheme the console is served on.
 fn write_allowed(rt: &Runtime, req: &Request<Incoming>) -> bool {
     let authority = authority(req);
     let https = rt.config.console.as_ref().is_none_or(|c| c.from.https);
-    let own = csrf::own_origin(https, authority);
+    let own = crate::csrf::own_origin(https, authority);
     // The cookie `forward::identify` would have read for this host.
-    let host = csrf::host_name(authority);
+    let host = crate::csrf::host_name(authority);
     let cookie = crate::signin::has_session_cookie(&rt.auth, req.headers(), &host);
-    csrf::write_allowed(req.method(), req.headers(), own.as_ref(), cookie)
+    crate::csrf::write_allowed(req.method(), req.headers(), own.as_ref(), cookie)
 }
 
 /// Where a refused write said it came from, for the log: an origin only

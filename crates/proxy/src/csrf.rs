@@ -1,7 +1,8 @@
-//! The console's one rule against cross-site request forgery.
+//! The one rule against cross-site request forgery, for the console and
+//! the sign-in and sign-out forms.
 //!
-//! A write (any method but GET, HEAD and OPTIONS, on the pages and the API)
-//! must say it comes from the console's own origin: `Origin`, or when a
+//! A write (any method but GET, HEAD and OPTIONS) must say it comes from
+//! the page's own origin: `Origin`, or when a
 //! client sends none, `Referer`. Only a request that was authenticated by a
 //! token in a header — which no browser attaches on its own — and carries
 //! no session cookie is exempt. Nothing else (`Authorization: Basic`,
@@ -10,7 +11,6 @@
 //! another site is only held back by CORS, which is not ours to rely on.
 //!
 //! Pure functions over the request head, so the rule is tested directly.
-//! The sign-in forms (`signin::same_origin`) should use this rule too.
 
 use http::{HeaderMap, Method, header};
 use url::{Origin, Url};
