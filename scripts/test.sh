@@ -49,3 +49,6 @@ cargo test --workspace --all-features --locked
 log "browser tests (headless Chromium + playwright-core)"
 cargo build -q -p gatehouse --locked
 ( cd tests/e2e && node --test )
+
+log "fuzz targets (cargo fuzz, 20 s each, corpus in fuzz/corpus)"
+scripts/fuzz.sh 20

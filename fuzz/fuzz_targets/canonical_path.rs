@@ -13,7 +13,11 @@ fn decoded_slashes(p: &str) -> usize {
     let mut n = 0;
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() && b[i + 1] == b'2' && b[i + 2].eq_ignore_ascii_case(&b'f') {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && b[i + 1] == b'2'
+            && b[i + 2].eq_ignore_ascii_case(&b'f')
+        {
             n += 1;
             i += 3;
             continue;
@@ -27,7 +31,9 @@ fn decoded_slashes(p: &str) -> usize {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(path) = std::str::from_utf8(data) else { return };
+    let Ok(path) = std::str::from_utf8(data) else {
+        return;
+    };
     for escaped_slashes in [
         EscapedSlashes::Reject,
         EscapedSlashes::KeepUnchanged,
@@ -40,10 +46,16 @@ fuzz_target!(|data: &[u8]| {
                 merge_slashes,
                 ..RequestRules::default()
             };
-            let Ok(once) = canonical_path(path, &rules) else { continue };
+            let Ok(once) = canonical_path(path, &rules) else {
+                continue;
+            };
             let once = once.path.into_owned();
             let twice = canonical_path(&once, &rules).map(|c| c.path.into_owned());
-            assert_eq!(twice.as_deref(), Ok(once.as_str()), "not a fixed point: {path:?}");
+            assert_eq!(
+                twice.as_deref(),
+                Ok(once.as_str()),
+                "not a fixed point: {path:?}"
+            );
             assert!(once.starts_with('/'));
             assert!(!once.contains('\\'));
             for seg in once.split('/').skip(1) {
@@ -53,7 +65,11 @@ fuzz_target!(|data: &[u8]| {
                 assert!(!once.contains("//"), "{path:?} -> {once:?}");
             }
             if escaped_slashes != EscapedSlashes::KeepUnchanged {
-                assert_eq!(decoded_slashes(&once), once.matches('/').count(), "{path:?} -> {once:?}");
+                assert_eq!(
+                    decoded_slashes(&once),
+                    once.matches('/').count(),
+                    "{path:?} -> {once:?}"
+                );
             }
         }
     }

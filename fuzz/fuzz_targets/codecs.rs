@@ -14,6 +14,8 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = Handle::open(&sealer, "_pomerium", &text, 1_780_000_000);
     let sealed = sealer.seal("handoff", data);
-    assert_eq!(sealer.open("handoff", &sealed).as_deref(), Some(data));
+    // What a client hands back is bounded: longer values never open.
+    let want = (sealed.len() <= 4096).then_some(data);
+    assert_eq!(sealer.open("handoff", &sealed).as_deref(), want);
     assert_eq!(sealer.open("login-form", &sealed), None);
 });

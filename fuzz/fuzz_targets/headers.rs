@@ -32,13 +32,19 @@ const NAMES: &[&str] = &[
 fuzz_target!(|data: &[u8]| {
     let mut headers = HeaderMap::new();
     for chunk in data.split(|&b| b == b'\n') {
-        let Some((&first, value)) = chunk.split_first() else { continue };
+        let Some((&first, value)) = chunk.split_first() else {
+            continue;
+        };
         let name = match NAMES.get(first as usize % (NAMES.len() + 1)) {
             Some(n) => HeaderName::from_static(n),
             None => {
                 let (n, v) = value.split_at(value.iter().position(|&b| b == b':').unwrap_or(0));
-                let Ok(n) = HeaderName::from_bytes(n) else { continue };
-                let Ok(v) = HeaderValue::from_bytes(v.get(1..).unwrap_or_default()) else { continue };
+                let Ok(n) = HeaderName::from_bytes(n) else {
+                    continue;
+                };
+                let Ok(v) = HeaderValue::from_bytes(v.get(1..).unwrap_or_default()) else {
+                    continue;
+                };
                 headers.append(n, v);
                 continue;
             }
