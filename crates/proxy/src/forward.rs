@@ -43,8 +43,9 @@ pub struct RequestCtx<'a> {
     pub upstream: std::sync::OnceLock<http::uri::Authority>,
     /// Header names only gatehouse may write.
     pub owned_headers: &'a crate::identity_headers::OwnedHeaders,
-    /// `skip_xff_append`: `X-Forwarded-For` goes on as received.
-    pub skip_xff_append: bool,
+    /// How requests are made canonical (a rewritten path is checked
+    /// against them; `skip_xff_append`).
+    pub rules: &'a gatehouse_config::RequestRules,
 }
 
 /// Facts about the connection a request arrived on, built once per connection.
@@ -98,7 +99,8 @@ pub async fn handle(
     let request_id = request_id(req.headers());
     let mut line = (rt.access_log.enabled() && !is_health_check(&req)).then(|| {
         let hops = rt.config.request.xff_num_trusted_hops;
-        let client = crate::request::client_address(conn.peer.ip(), req.headers(), hops);
+        let client = crate::request::client_address(conn.peer.ip(), req.headers(), hops)
+            .unwrap_or(conn.peer.ip());
         rt.access_log.begin(&req, client, &request_id, start)
     });
     let mut routed = None;
@@ -174,8 +176,14 @@ async fn route_request(
         }
         Err(e) => return error_response(&ProxyError::Ambiguous(e), &request_id, json),
     };
-    let client_ip =
-        crate::request::client_address(conn.peer.ip(), req.headers(), rules.xff_num_trusted_hops);
+    let client_ip = match crate::request::client_address(
+        conn.peer.ip(),
+        req.headers(),
+        rules.xff_num_trusted_hops,
+    ) {
+        Ok(ip) => ip,
+        Err(e) => return error_response(&ProxyError::Ambiguous(e), &request_id, json),
+    };
     // A refcounted copy of the authority: the host can be borrowed from it
     // while the request itself moves on.
     let authority_buf = match req.uri().authority() {
@@ -325,7 +333,7 @@ async fn route_request(
                 session: session.as_ref(),
                 upstream: Default::default(),
                 owned_headers: &rt.owned_headers,
-                skip_xff_append: rules.skip_xff_append,
+                rules,
             };
             let result = act(route, state, req, &ctx).await;
             if let Some(o) = outcome.as_deref_mut() {
@@ -983,9 +991,21 @@ async fn forward(
                 None => PathAndQuery::from_static("/"),
             },
             new_path => {
+                // A rewrite must not make a path the upstream reads another
+                // way (`prefix: /app` + `prefix_rewrite: /api/` turns
+                // `/app../admin` into `/api/../admin`): its result is made
+                // canonical too, and one that needs dot segments resolved
+                // is refused (resolving them would leave the rewrite's base).
+                let canonical = crate::request::canonical_path(&new_path, ctx.rules)
+                    .map_err(ProxyError::Ambiguous)?;
+                if canonical.dot_segments {
+                    return Err(ProxyError::Ambiguous(
+                        crate::request::Ambiguous::DotSegments,
+                    ));
+                }
                 let pq = match req.uri().query() {
-                    Some(q) => format!("{new_path}?{q}"),
-                    None => new_path.into_owned(),
+                    Some(q) => format!("{}?{q}", canonical.path),
+                    None => canonical.path.into_owned(),
                 };
                 PathAndQuery::try_from(pq)
                     .map_err(|e| ProxyError::Internal(format!("upstream path: {e}")))?
@@ -1217,7 +1237,7 @@ fn upstream_request_headers(
     // X-Forwarded-For: the peer appended (Envoy's default), unless
     // `skip_xff_append`.
     let conn = ctx.conn;
-    if !ctx.skip_xff_append {
+    if !ctx.rules.skip_xff_append {
         let prev: Vec<&str> = headers
             .get_all(&X_FORWARDED_FOR)
             .iter()

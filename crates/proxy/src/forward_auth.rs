@@ -77,22 +77,26 @@ impl Original {
             .map(str::to_ascii_uppercase)
             .unwrap_or_else(|| method.as_str().to_string());
         if let Some(full) = text(&X_ORIGINAL_URL) {
-            let url = url::Url::parse(full).map_err(|_| "X-Original-URL is not an absolute URL")?;
-            let https = match url.scheme() {
-                "https" => true,
-                "http" => false,
-                _ => return Err("X-Original-URL must be an http or https URL"),
+            // Split by hand, not as a WHATWG URL: that reading would take
+            // `app:@public` as userinfo and a host nginx never served, and
+            // would resolve `\` and dots before gatehouse could refuse them.
+            let (https, rest) = if let Some(r) = strip_prefix_ci(full, "https://") {
+                (true, r)
+            } else if let Some(r) = strip_prefix_ci(full, "http://") {
+                (false, r)
+            } else {
+                return Err("X-Original-URL must be an absolute http or https URL");
             };
-            let host = url.host_str().ok_or("X-Original-URL has no host")?;
-            let authority = match url.port() {
-                Some(p) => format!("{host}:{p}"),
-                None => host.to_string(),
-            };
-            let mut pq = url.path().to_string();
-            if let Some(q) = url.query() {
-                pq.push('?');
-                pq.push_str(q);
+            let end = rest.find(['/', '?']).unwrap_or(rest.len());
+            let (authority, pq) = rest.split_at(end);
+            if !crate::request::valid_authority(authority.as_bytes()) {
+                return Err("X-Original-URL has no valid host");
             }
+            let pq = if pq.starts_with('/') {
+                pq.to_string()
+            } else {
+                format!("/{pq}")
+            };
             return Ok(Original {
                 method,
                 https,
@@ -113,6 +117,9 @@ impl Original {
             .map(|h| h.split(',').next().unwrap_or("").trim())
             .filter(|h| !h.is_empty())
             .ok_or("the original host is not described: send X-Forwarded-Host")?;
+        if !crate::request::valid_authority(authority.as_bytes()) {
+            return Err("the original host is not valid");
+        }
         let https = !text(&X_FORWARDED_PROTO).is_some_and(|p| p.eq_ignore_ascii_case("http"));
         Ok(Original {
             method,
@@ -149,6 +156,12 @@ pub fn original_target(headers: &HeaderMap) -> Result<(String, String), &'static
     Original::from_headers(headers, &Method::GET).map(|o| (o.method.clone(), o.url()))
 }
 
+fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    s.get(..prefix.len())
+        .filter(|p| p.eq_ignore_ascii_case(prefix))
+        .map(|_| &s[prefix.len()..])
+}
+
 /// Answers one forward-auth question.
 pub async fn handle(
     rt: &Runtime,
@@ -161,7 +174,7 @@ pub async fn handle(
     let headers = req.headers();
     let json = pages::wants_json(headers);
     let rules = &rt.config.request;
-    let peer = crate::request::client_address(conn.peer.ip(), headers, 0);
+    let peer = crate::request::unmap(conn.peer.ip());
     if !rt
         .config
         .forward_auth_trusted_sources
@@ -202,7 +215,14 @@ pub async fn handle(
     let port = port.unwrap_or(if original.https { 443 } else { 80 });
     // The same canonical path as a request gatehouse proxies itself; an
     // ambiguous one is refused (the proxy in front then refuses it too).
+    // The proxy in front forwards the raw path, not gatehouse's canonical
+    // one: a path that needs dot segments resolved would be read one way
+    // here and maybe another way upstream, so it is refused.
     let path = match crate::request::canonical_path(original.path(), rules) {
+        Ok(c) if c.dot_segments => {
+            let e = crate::request::Ambiguous::DotSegments;
+            return pages::page(StatusCode::BAD_REQUEST, e.reason(), e.code(), id, json);
+        }
         Ok(c) => c.path,
         Err(e) => return pages::page(StatusCode::BAD_REQUEST, e.reason(), e.code(), id, json),
     };
@@ -227,6 +247,13 @@ pub async fn handle(
     } else {
         None
     };
+    // The proxy in front appended its client to X-Forwarded-For (one more
+    // trusted hop than xff_num_trusted_hops counts); without it the client
+    // is unknown, and guessing would hand it the proxy's own address.
+    let client = match crate::request::forwarded_client(headers, rules.xff_num_trusted_hops) {
+        Ok(ip) => ip,
+        Err(e) => return pages::page(StatusCode::BAD_REQUEST, e.reason(), e.code(), id, json),
+    };
     let decision = authorize(
         identity,
         route,
@@ -235,10 +262,7 @@ pub async fn handle(
         Asked {
             method: &original.method,
             path: &path,
-            // The proxy in front appended its client to X-Forwarded-For
-            // (one more trusted hop than xff_num_trusted_hops counts).
-            source_ip: crate::request::forwarded_client(headers, rules.xff_num_trusted_hops)
-                .unwrap_or(peer),
+            source_ip: client,
             cors_preflight: is_cors_preflight(&original.method, headers),
         },
         request_id,

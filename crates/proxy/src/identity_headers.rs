@@ -67,11 +67,13 @@ impl OwnedHeaders {
                 written.push(name);
             }
         }
+        // Stored in the spelling `owns` compares in: `_` read as `-` (a
+        // configured `X_WEBAUTH_USER` owns `X-Webauth-User` too).
         let names = written
             .iter()
-            .map(|n| n.as_str())
+            .map(|n| n.as_str().replace('_', "-"))
             .filter(|n| !OWNED_PREFIXES.iter().any(|p| n.starts_with(p)))
-            .map(Box::from)
+            .map(String::into_boxed_str)
             .collect();
         OwnedHeaders { names, written }
     }
@@ -119,7 +121,7 @@ routes:
   - from: https://a.example
     prefix: /private
     to: http://127.0.0.1:1
-    jwt_claims_headers: {X-WEBAUTH-USER: email}
+    jwt_claims_headers: {X-WEBAUTH-USER: email, X_Other_User: email}
     set_request_headers: {X-Token: '${pomerium.access_token}', X-Plain: 'v', X-Cert: '${pomerium.client_cert_fingerprint}'}
     allow_any_authenticated_user: true
 ",
@@ -136,6 +138,8 @@ routes:
             "x-webauth_user",
             "x-global-user",
             "x-cert",
+            "x-other-user",
+            "x_other_user",
             "x-pomerium-jwt-assertion",
             "x_pomerium_jwt_assertion",
             "x-pomerium_claim_email",

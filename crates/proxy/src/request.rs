@@ -22,9 +22,12 @@ pub enum Ambiguous {
     Nul,
     EscapedSlash,
     DotParameters,
+    DotSegments,
     DuplicateHost,
     HostMismatch,
+    BadHost,
     UnderscoreHeader,
+    ForwardedFor,
 }
 
 impl Ambiguous {
@@ -43,8 +46,17 @@ impl Ambiguous {
             Ambiguous::DotParameters => {
                 "The request path contains a dot or empty segment with ;parameters."
             }
+            Ambiguous::DotSegments => {
+                "The request path would reach the service with . or .. segments it reads another way."
+            }
             Ambiguous::DuplicateHost => "The request has more than one Host header.",
             Ambiguous::HostMismatch => "The request's Host header differs from its :authority.",
+            Ambiguous::BadHost => {
+                "The request's host is not a host name or address with an optional port."
+            }
+            Ambiguous::ForwardedFor => {
+                "X-Forwarded-For does not name the client that the trusted proxies saw."
+            }
             Ambiguous::UnderscoreHeader => "A request header name contains an underscore.",
         }
     }
@@ -57,9 +69,10 @@ impl Ambiguous {
             | Ambiguous::BadEscape
             | Ambiguous::Nul
             | Ambiguous::EscapedSlash
-            | Ambiguous::DotParameters => "bad_path",
-            Ambiguous::DuplicateHost | Ambiguous::HostMismatch => "bad_host",
-            Ambiguous::UnderscoreHeader => "bad_header",
+            | Ambiguous::DotParameters
+            | Ambiguous::DotSegments => "bad_path",
+            Ambiguous::DuplicateHost | Ambiguous::HostMismatch | Ambiguous::BadHost => "bad_host",
+            Ambiguous::UnderscoreHeader | Ambiguous::ForwardedFor => "bad_header",
         }
     }
 }
@@ -71,6 +84,9 @@ pub struct CanonicalPath<'a> {
     /// `%2F`/`%5C` were decoded (`unescape_and_redirect` answers with a
     /// redirect to `path` then).
     pub unescaped_slashes: bool,
+    /// A `.` or `..` segment was resolved: the raw path names the same
+    /// resource only to a reader that resolves them too.
+    pub dot_segments: bool,
 }
 
 /// The canonical form of a request path (no query):
@@ -102,6 +118,7 @@ pub fn canonical_path<'a>(
         return Ok(CanonicalPath {
             path: Cow::Borrowed(raw),
             unescaped_slashes: false,
+            dot_segments: false,
         });
     }
     // 1 and 2: escapes, on bytes (UTF-8 passes through untouched; decoding
@@ -158,6 +175,7 @@ pub fn canonical_path<'a>(
     let mut out: Vec<&str> = Vec::new();
     let mut segments = decoded[1..].split('/').peekable();
     let mut trailing_slash = false;
+    let mut dot_segments = false;
     while let Some(seg) = segments.next() {
         let last = segments.peek().is_none();
         // `%3B` too: some frameworks decode before they cut parameters.
@@ -169,6 +187,7 @@ pub fn canonical_path<'a>(
         }
         match seg {
             "." | ".." => {
+                dot_segments = true;
                 if seg == ".." {
                     out.pop();
                 }
@@ -193,6 +212,7 @@ pub fn canonical_path<'a>(
     Ok(CanonicalPath {
         path: Cow::Owned(path),
         unescaped_slashes,
+        dot_segments,
     })
 }
 
@@ -260,10 +280,16 @@ pub fn check_headers(
     authority: Option<&http::uri::Authority>,
     rules: &RequestRules,
 ) -> Result<(), Ambiguous> {
+    if authority.is_some_and(|a| !valid_authority(a.as_str().as_bytes())) {
+        return Err(Ambiguous::BadHost);
+    }
     let mut hosts = headers.get_all(header::HOST).iter();
     if let Some(host) = hosts.next() {
         if hosts.next().is_some() {
             return Err(Ambiguous::DuplicateHost);
+        }
+        if !valid_authority(host.as_bytes()) {
+            return Err(Ambiguous::BadHost);
         }
         if let Some(a) = authority {
             if !host.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes()) {
@@ -290,6 +316,46 @@ pub fn check_headers(
     Ok(())
 }
 
+/// `host[:port]` as RFC 3986 allows it in a request, without the
+/// spellings readers disagree on: a reg-name of letters, digits, `-`, `.`
+/// and `_` (no userinfo `@`, no `,` lists, no `\`, `%`, `#`, `?`), or an IP
+/// literal in brackets; a port of digits. A wildcard route would otherwise
+/// pick `x.example.com@admin.example.com` that an upstream reads as
+/// `admin.example.com`.
+pub fn valid_authority(a: &[u8]) -> bool {
+    let (host, port) = match a.first() {
+        Some(b'[') => match a.iter().position(|&b| b == b']') {
+            Some(end) => {
+                let literal = &a[1..end];
+                if literal.is_empty()
+                    || !literal
+                        .iter()
+                        .all(|&b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'))
+                {
+                    return false;
+                }
+                (&a[..=end], &a[end + 1..])
+            }
+            None => return false,
+        },
+        _ => match a.iter().position(|&b| b == b':') {
+            Some(colon) => (&a[..colon], &a[colon..]),
+            None => (a, &a[a.len()..]),
+        },
+    };
+    let host_ok = host.first() == Some(&b'[')
+        || (!host.is_empty()
+            && host
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')));
+    let port_ok = port.is_empty()
+        || (port.len() <= 6
+            && port[0] == b':'
+            && port.len() > 1
+            && port[1..].iter().all(u8::is_ascii_digit));
+    host_ok && port_ok
+}
+
 /// Who sent a request: the connection it came on and the client address
 /// decided for it ([`client_address`]).
 #[derive(Debug, Clone, Copy)]
@@ -301,40 +367,51 @@ pub struct Caller<'a> {
 /// The client's address, as Envoy (and so Pomerium) defines it: the peer,
 /// unless `xff_num_trusted_hops` is N > 0, then the Nth address from the
 /// right of `X-Forwarded-For` (each trusted proxy appended the one before
-/// it). Too few or unparsable entries: the peer. IPv4-mapped IPv6 is
-/// reported as IPv4, so a policy on `10.0.0.0/8` sees one spelling.
-pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted_hops: u32) -> IpAddr {
-    let chosen = if trusted_hops == 0 {
-        peer
-    } else {
-        nth_forwarded_from_right(headers, trusted_hops as usize).unwrap_or(peer)
-    };
-    unmap(chosen)
+/// it). When that entry is missing or is not an address the request is
+/// refused: falling back to the peer would give the client the trusted
+/// proxy's own address. IPv4-mapped IPv6 is reported as IPv4, so a policy
+/// on `10.0.0.0/8` sees one spelling.
+pub fn client_address(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted_hops: u32,
+) -> Result<IpAddr, Ambiguous> {
+    if trusted_hops == 0 {
+        return Ok(unmap(peer));
+    }
+    nth_forwarded_from_right(headers, trusted_hops as usize)
+        .map(unmap)
+        .ok_or(Ambiguous::ForwardedFor)
 }
 
 /// The address a trusted proxy in front says its client had: for a
 /// forward-auth question the peer is that proxy, so it is one more trusted
-/// hop than `xff_num_trusted_hops` counts. `None` when the proxy sent no
+/// hop than `xff_num_trusted_hops` counts. Refused when the proxy sent no
 /// usable `X-Forwarded-For` (nginx: `$proxy_add_x_forwarded_for`).
-pub fn forwarded_client(headers: &HeaderMap, trusted_hops: u32) -> Option<IpAddr> {
-    nth_forwarded_from_right(headers, trusted_hops as usize + 1).map(unmap)
+pub fn forwarded_client(headers: &HeaderMap, trusted_hops: u32) -> Result<IpAddr, Ambiguous> {
+    nth_forwarded_from_right(headers, trusted_hops as usize + 1)
+        .map(unmap)
+        .ok_or(Ambiguous::ForwardedFor)
 }
 
+/// Read on bytes: an entry a client wrote with bytes that are not UTF-8
+/// must not hide the entries the trusted proxies appended after it.
 fn nth_forwarded_from_right(headers: &HeaderMap, n: usize) -> Option<IpAddr> {
     if n == 0 {
         return None;
     }
     let mut seen = 0;
     // Later header lines were appended later: walk them from the end.
-    let lines: Vec<&str> = headers
+    let lines: Vec<&[u8]> = headers
         .get_all(HeaderName::from_static("x-forwarded-for"))
         .iter()
-        .map(|v| v.to_str().ok())
-        .collect::<Option<_>>()?;
+        .map(|v| v.as_bytes())
+        .collect();
     for line in lines.iter().rev() {
-        for entry in line.rsplit(',') {
+        for entry in line.rsplit(|&b| b == b',') {
             seen += 1;
             if seen == n {
+                let entry = std::str::from_utf8(entry).ok()?;
                 return parse_forwarded_ip(entry.trim());
             }
         }
@@ -356,7 +433,8 @@ fn parse_forwarded_ip(s: &str) -> Option<IpAddr> {
         .and_then(|r| r.parse().ok())
 }
 
-fn unmap(ip: IpAddr) -> IpAddr {
+/// IPv4-mapped IPv6 as IPv4: one spelling per address.
+pub fn unmap(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,

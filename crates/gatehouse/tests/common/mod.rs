@@ -761,6 +761,43 @@ pub async fn raw_exchange(port: u16, raw: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// One raw HTTP/1.1 GET of `path` exactly as written (with `extra` header
+/// lines, each ending in CRLF) to a plain-HTTP gatehouse: status and body.
+pub async fn raw_get(port: u16, host: &str, path: &str, extra: &str) -> (u16, String) {
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n");
+    let text = raw_exchange(port, request.as_bytes()).await;
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status for {path}: {text}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+/// An HTTP/2 connection (prior knowledge) to a plain-HTTP gatehouse, for
+/// requests whose `:path` and headers the test writes itself.
+pub async fn h2c_sender<B>(port: u16) -> hyper::client::conn::http2::SendRequest<B>
+where
+    B: hyper::body::Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
 /// GET `url` and parse the body as JSON.
 pub async fn get_json(c: &reqwest::Client, url: &str) -> serde_json::Value {
     get_json_with(c, url, &[]).await

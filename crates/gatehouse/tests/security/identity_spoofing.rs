@@ -9,26 +9,12 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
 
 use crate::common::*;
 
-/// A raw HTTP/1.1 exchange with extra header lines: status and body.
 async fn h1(port: u16, host: &str, path: &str, extra: &str) -> (u16, String) {
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n");
-    let text = raw_exchange(port, request.as_bytes()).await;
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status: {text}"));
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (status, body)
+    raw_get(port, host, path, extra).await
 }
 
 fn headers_seen(body: &str) -> serde_json::Map<String, Value> {
@@ -151,14 +137,7 @@ routes:
     assert_eq!(status, 400, "two Host headers, even equal");
 
     // HTTP/2: `:authority` and a different `Host`.
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", gh.port))
-        .await
-        .unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut send = h2c_sender(gh.port).await;
     for (host, want) in [("private.localhost", 400), ("public.localhost", 200)] {
         let req = http::Request::get("http://public.localhost/")
             .header("host", host)
@@ -208,7 +187,10 @@ routes:
         &ask("X-Real-IP: 10.1.2.3\r\n"),
     )
     .await;
-    assert_eq!(status, 403, "X-Real-IP is not an address");
+    assert_eq!(
+        status, 400,
+        "X-Real-IP is not an address: with no X-Forwarded-For the client is unknown"
+    );
     let (status, _) = h1(
         gh.port,
         "gatehouse",
@@ -252,7 +234,7 @@ routes:
         "the client wrote 10.1.2.3, the trusted hop 192.0.2.1"
     );
     let (status, _) = h1(gh.port, "app.localhost", "/", "").await;
-    assert_eq!(status, 403, "no entry: the peer");
+    assert_eq!(status, 400, "no entry: unknown, never the peer");
 }
 
 /// Finding 5 through a proxy in front: a forward-auth answer carries every
@@ -281,6 +263,7 @@ routes:
             gh.port
         ))
         .header("x-original-url", "http://app.localhost/public")
+        .header("x-forwarded-for", "192.0.2.1")
         .header("x-webauth-user", "ceo@example.com")
         .header("x-pomerium-jwt-assertion", "forged")
         .send()
@@ -302,4 +285,62 @@ routes:
             "{name}"
         );
     }
+}
+
+/// Found by an attacker's review: a claim header configured with `_`
+/// (`X_WEBAUTH_USER`) owns its `-` spelling too, and a client's non-UTF-8
+/// `X-Forwarded-For` entry cannot hide the entry a trusted proxy appended
+/// (nor make gatehouse fall back to the proxy's own address).
+#[tokio::test(flavor = "multi_thread")]
+async fn configured_spellings_and_forwarded_bytes() {
+    let up = echo_upstream("a").await;
+    let gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}
+insecure_server: true
+xff_num_trusted_hops: 1
+routes:
+  - from: https://app.localhost
+    prefix: /private
+    to: http://{up}
+    allow_any_authenticated_user: true
+    jwt_claims_headers: {{X_WEBAUTH_USER: email}}
+  - from: https://app.localhost
+    to: http://{up}
+    policy: {{allow: {{or: [{{source_ip: 10.0.0.0/8}}]}}}}
+  - from: https://lb.localhost
+    to: http://{up}
+    policy: {{allow: {{or: [{{source_ip: 127.0.0.1/32}}]}}}}
+",
+        up = up.addr
+    ));
+    let (status, body) = h1(
+        gh.port,
+        "app.localhost",
+        "/",
+        "X-Forwarded-For: 10.1.2.3\r\nX-Webauth-User: ceo@example.com\r\n",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        !headers_seen(&body).contains_key("x-webauth-user"),
+        "{body}"
+    );
+
+    let ask = |xff: &[u8], host: &str| {
+        let mut r =
+            format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nX-Forwarded-For: ")
+                .into_bytes();
+        r.extend_from_slice(xff);
+        r.extend_from_slice(b"\r\n\r\n");
+        r
+    };
+    let status = |text: String| text.split(' ').nth(1).unwrap_or("").to_string();
+    // The trusted proxy appended 10.1.2.3 after the client's junk.
+    let answer = raw_exchange(gh.port, &ask(b"\xff, 10.1.2.3", "app.localhost")).await;
+    assert_eq!(status(answer), "200");
+    // Only junk: no client address; never the proxy's own (127.0.0.1).
+    let answer = raw_exchange(gh.port, &ask(b"\xff", "lb.localhost")).await;
+    assert_eq!(status(answer), "400");
+    let answer = raw_exchange(gh.port, &ask(b"127.0.0.1\xff", "lb.localhost")).await;
+    assert_eq!(status(answer), "400");
 }

@@ -12,7 +12,6 @@ use std::process::{Child, Command, Stdio};
 use bytes::Bytes;
 use gatehouse_proxy::request::canonical_path;
 use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use rand::{Rng, SeedableRng};
 
 use crate::common::*;
@@ -72,34 +71,35 @@ impl Drop for NodeUpstream {
     }
 }
 
-/// One raw HTTP/1.1 request (the path exactly as written): status and body.
+/// `app.localhost` in front of nginx and `node.localhost` in front of the
+/// Node upstream, both open to all but `http_path starts_with /admin`.
+fn deny_admin(nginx: &FrontProxy, node: &NodeUpstream) -> String {
+    let route = |host: &str, port: u16| {
+        format!(
+            "  - from: https://{host}
+    to: http://127.0.0.1:{port}
+    policy:
+      - allow: {{or: [{{accept: true}}]}}
+      - deny: {{or: [{{http_path: {{starts_with: /admin}}}}]}}
+"
+        )
+    };
+    format!(
+        "address: 127.0.0.1:{{port}}\ninsecure_server: true\nroutes:\n{}{}",
+        route("app.localhost", nginx.port),
+        route("node.localhost", node.port)
+    )
+}
+
 async fn h1(port: u16, host: &str, path: &str) -> (u16, String) {
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    let text = raw_exchange(port, request.as_bytes()).await;
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status for {path}: {text}"));
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (status, body)
+    raw_get(port, host, path, "").await
 }
 
 /// The same over HTTP/2 (prior knowledge on the plain listener); `None`
 /// when the path is not one an HTTP/2 client can put in `:path`.
 async fn h2(port: u16, host: &str, path: &str) -> Option<(u16, String)> {
     let uri: http::Uri = format!("http://{host}{path}").parse().ok()?;
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut send = h2c_sender(port).await;
     let req = http::Request::get(uri).body(Empty::<Bytes>::new()).unwrap();
     let resp = send.send_request(req).await.unwrap();
     let status = resp.status().as_u16();
@@ -181,26 +181,8 @@ routes:
 /// every spelling, over both HTTP versions.
 #[tokio::test(flavor = "multi_thread")]
 async fn deny_rules_hold_for_every_spelling() {
-    let nginx = nginx_upstream();
-    let node = NodeUpstream::start();
-    let gh = Gatehouse::start(&format!(
-        "address: 127.0.0.1:{{port}}
-insecure_server: true
-routes:
-  - from: https://app.localhost
-    to: http://127.0.0.1:{nginx}
-    policy:
-      - allow: {{or: [{{accept: true}}]}}
-      - deny: {{or: [{{http_path: {{starts_with: /admin}}}}]}}
-  - from: https://node.localhost
-    to: http://127.0.0.1:{node}
-    policy:
-      - allow: {{or: [{{accept: true}}]}}
-      - deny: {{or: [{{http_path: {{starts_with: /admin}}}}]}}
-",
-        nginx = nginx.port,
-        node = node.port
-    ));
+    let (nginx, node) = (nginx_upstream(), NodeUpstream::start());
+    let gh = Gatehouse::start(&deny_admin(&nginx, &node));
     let (status, body) = h1(gh.port, "node.localhost", "/x/page").await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"admin\":false"), "{body}");
@@ -339,26 +321,8 @@ async fn the_upstream_receives_the_path_the_policy_decided_on() {
         "/", "/", "admin", "admin", "x", ".", "..", "%2e", "%2E", "%2e%2e", "%2f", "%2F", "%5c",
         "\\", ";", ";a=1", "%3b", "%00", "%25", "%252e", "%61", "//", "%20", "~", "-", "%7e",
     ];
-    let nginx = nginx_upstream();
-    let node = NodeUpstream::start();
-    let gh = Gatehouse::start(&format!(
-        "address: 127.0.0.1:{{port}}
-insecure_server: true
-routes:
-  - from: https://app.localhost
-    to: http://127.0.0.1:{nginx}
-    policy:
-      - allow: {{or: [{{accept: true}}]}}
-      - deny: {{or: [{{http_path: {{starts_with: /admin}}}}]}}
-  - from: https://node.localhost
-    to: http://127.0.0.1:{node}
-    policy:
-      - allow: {{or: [{{accept: true}}]}}
-      - deny: {{or: [{{http_path: {{starts_with: /admin}}}}]}}
-",
-        nginx = nginx.port,
-        node = node.port
-    ));
+    let (nginx, node) = (nginx_upstream(), NodeUpstream::start());
+    let gh = Gatehouse::start(&deny_admin(&nginx, &node));
     let rules = gatehouse_config::RequestRules::default();
     let mut rng = rand::rngs::StdRng::seed_from_u64(14);
     let (mut refused, mut denied, mut passed) = (0, 0, 0);
@@ -407,4 +371,65 @@ routes:
         refused > 100 && denied > 50 && passed > 100,
         "{refused} {denied} {passed}"
     );
+}
+
+/// A rewrite must not turn a path into one the upstream reads another way:
+/// `prefix: /app` + `prefix_rewrite: /api/` would make `/app../admin` into
+/// `/api/../admin` (found by an attacker's review); the rewritten path must
+/// itself be canonical, or the request is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn rewrites_cannot_walk_out_of_their_base() {
+    let nginx = nginx_upstream();
+    let gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}
+insecure_server: true
+routes:
+  - from: https://app.localhost
+    prefix: /app
+    prefix_rewrite: /api/
+    to: http://127.0.0.1:{up}
+    allow_public_unauthenticated_access: true
+  - from: https://app.localhost
+    regex: '^/rx(.*)$'
+    regex_rewrite_pattern: '^/rx(.*)$'
+    regex_rewrite_substitution: '/api/\\1'
+    to: http://127.0.0.1:{up}
+    allow_public_unauthenticated_access: true
+  - from: https://app.localhost
+    to: http://127.0.0.1:{up}
+    policy: {{allow: {{or: [{{reject: true}}]}}}}
+",
+        up = nginx.port
+    ));
+    let (status, body) = h1(gh.port, "app.localhost", "/app/x").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "page uri=/api/x raw=/api/x\n")
+    );
+    let (status, body) = h1(gh.port, "app.localhost", "/rx/y").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "page uri=/api/y raw=/api/y\n")
+    );
+    for path in [
+        "/app../admin",
+        "/app./admin",
+        "/app.%2e/admin",
+        "/rx../admin",
+        "/rx./admin",
+    ] {
+        for (proto, answer) in [
+            ("HTTP/1.1", Some(h1(gh.port, "app.localhost", path).await)),
+            ("HTTP/2", h2(gh.port, "app.localhost", path).await),
+        ] {
+            let Some((status, body)) = answer else {
+                continue;
+            };
+            assert!(
+                !body.contains("ADMIN"),
+                "{proto} {path} reached /admin: {body}"
+            );
+            assert_eq!(status, 400, "{proto} {path}: {body}");
+        }
+    }
 }

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::*;
@@ -212,14 +211,7 @@ async fn hosts_and_upgrades_are_unambiguous() {
 async fn http2_requests_get_one_framing_upstream() {
     let up = Recorder::start().await;
     let gh = Gatehouse::start(&config(up.port));
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", gh.port))
-        .await
-        .unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut send = h2c_sender(gh.port).await;
     let body = "0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: private.localhost\r\n\r\n";
     let len = body.len();
     let req = http::Request::post("http://public.localhost/")
@@ -239,4 +231,73 @@ async fn http2_requests_get_one_framing_upstream() {
         head.contains(&format!("content-length: {len}")) && !head.contains("transfer-encoding"),
         "exactly one framing, the body's own length: {head}"
     );
+}
+
+/// Found by an attacker's review: hosts are `name[:port]` or an IP literal,
+/// nothing a wildcard route and an upstream could read two ways (userinfo,
+/// lists, `\\`, `#`, `?`), in `Host`, in `:authority` and in the original URL
+/// of a forward-auth question; and a forward-auth path with dot segments
+/// is refused (the proxy in front forwards it unresolved).
+#[tokio::test(flavor = "multi_thread")]
+async fn hosts_are_names_or_addresses() {
+    let up = Recorder::start().await;
+    let gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}
+insecure_server: true
+routes:
+  - from: https://admin.example.com
+    to: http://127.0.0.1:{up}
+    policy: {{allow: {{or: [{{reject: true}}]}}}}
+  - from: https://*.example.com
+    to: http://127.0.0.1:{up}
+    preserve_host_header: true
+    allow_public_unauthenticated_access: true
+  - from: https://paths.localhost
+    to: http://127.0.0.1:{up}
+    policy:
+      - allow: {{or: [{{accept: true}}]}}
+      - deny: {{or: [{{http_path: {{starts_with: /admin}}}}]}}
+",
+        up = up.port
+    ));
+    for host in [
+        "x.example.com@admin.example.com",
+        "admin.example.com,x.example.com",
+        "x.example.com\\@admin.example.com",
+        "x.example.com#@admin.example.com",
+        "x.example.com?@admin.example.com",
+        "x.example.com:@admin.example.com",
+        "x.example.com:80@admin.example.com",
+    ] {
+        let answer = raw_exchange(
+            gh.port,
+            format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{host}: {answer}");
+    }
+    assert!(up.request_lines().is_empty(), "{}", up.text());
+    let (status, _) = raw_get(gh.port, "x.example.com", "/", "").await;
+    assert_eq!(status, 200);
+
+    let ask = |url: &str| {
+        format!(
+            "GET /.pomerium/forward_auth HTTP/1.1\r\nHost: gatehouse\r\nX-Original-URL: {url}\r\nX-Forwarded-For: 192.0.2.1\r\nConnection: close\r\n\r\n"
+        )
+    };
+    for url in [
+        "https://admin.example.com:@x.example.com/",
+        "https://admin.example.com@x.example.com/",
+        "https://paths.localhost/admin/..\\x",
+        "https://paths.localhost/admin/../x",
+        "https://paths.localhost/admin/%2e%2e/x",
+        "https://paths.localhost/x/..%2fadmin",
+    ] {
+        let answer = raw_exchange(gh.port, ask(url).as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{url}: {answer}");
+    }
+    let answer = raw_exchange(gh.port, ask("https://paths.localhost/x").as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let answer = raw_exchange(gh.port, ask("https://paths.localhost/admin").as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
 }

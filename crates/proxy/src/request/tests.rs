@@ -204,6 +204,40 @@ fn header_rules() {
 }
 
 #[test]
+fn authorities() {
+    for ok in [
+        "a.example",
+        "a.example:8443",
+        "A-b_c.x",
+        "127.0.0.1:1",
+        "[::1]",
+        "[::1]:443",
+        "[::ffff:1.2.3.4]",
+    ] {
+        assert!(valid_authority(ok.as_bytes()), "{ok}");
+    }
+    for bad in [
+        "",
+        "x.example.com@admin.example.com",
+        "admin.example.com,x.example.com",
+        "a\\b",
+        "a%2eb",
+        "a#b",
+        "a?b",
+        "a/b",
+        "a:",
+        "a:x",
+        "a:1234567",
+        "[zz]",
+        "[::1",
+        "a b",
+        ":80",
+    ] {
+        assert!(!valid_authority(bad.as_bytes()), "{bad}");
+    }
+}
+
+#[test]
 fn client_addresses() {
     use http::HeaderValue;
     let peer: IpAddr = "192.0.2.5".parse().unwrap();
@@ -216,27 +250,39 @@ fn client_addresses() {
     h.insert("x-real-ip", HeaderValue::from_static("198.51.100.1"));
     let ip = |s: &str| s.parse::<IpAddr>().unwrap();
     // Envoy's examples: no trusted hop → the peer, whatever XFF says.
-    assert_eq!(client_address(peer, &h, 0), peer);
-    assert_eq!(client_address(peer, &h, 1), ip("203.0.113.1"));
-    assert_eq!(client_address(peer, &h, 2), ip("203.0.113.10"));
-    assert_eq!(client_address(peer, &h, 3), ip("203.0.113.128"));
-    assert_eq!(client_address(peer, &h, 4), peer, "too few entries");
-    assert_eq!(forwarded_client(&h, 0), Some(ip("203.0.113.1")));
-    assert_eq!(forwarded_client(&h, 1), Some(ip("203.0.113.10")));
+    let ok = |hops| client_address(peer, &h, hops);
+    assert_eq!(ok(0), Ok(peer));
+    assert_eq!(ok(1), Ok(ip("203.0.113.1")));
+    assert_eq!(ok(2), Ok(ip("203.0.113.10")));
+    assert_eq!(ok(3), Ok(ip("203.0.113.128")));
+    assert_eq!(
+        ok(4),
+        Err(Ambiguous::ForwardedFor),
+        "too few entries: never the peer"
+    );
+    assert_eq!(forwarded_client(&h, 0), Ok(ip("203.0.113.1")));
+    assert_eq!(forwarded_client(&h, 1), Ok(ip("203.0.113.10")));
     assert_eq!(
         forwarded_client(&HeaderMap::new(), 0),
-        None,
+        Err(Ambiguous::ForwardedFor),
         "X-Real-IP is never read"
     );
     let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
-    assert_eq!(client_address(mapped, &h, 0), ip("10.1.2.3"));
+    assert_eq!(client_address(mapped, &h, 0), Ok(ip("10.1.2.3")));
     let mut h = HeaderMap::new();
     h.insert(
         "x-forwarded-for",
         HeaderValue::from_static("[2001:db8::1]:443, 10.0.0.1:80"),
     );
-    assert_eq!(client_address(peer, &h, 1), ip("10.0.0.1"));
-    assert_eq!(client_address(peer, &h, 2), ip("2001:db8::1"));
+    assert_eq!(client_address(peer, &h, 1), Ok(ip("10.0.0.1")));
+    assert_eq!(client_address(peer, &h, 2), Ok(ip("2001:db8::1")));
     h.insert("x-forwarded-for", HeaderValue::from_static("junk"));
-    assert_eq!(client_address(peer, &h, 1), peer);
+    assert_eq!(client_address(peer, &h, 1), Err(Ambiguous::ForwardedFor));
+    // A client's non-UTF-8 entry hides nothing the proxy appended.
+    h.insert(
+        "x-forwarded-for",
+        HeaderValue::from_bytes(b"\xff, 10.9.8.7").unwrap(),
+    );
+    assert_eq!(client_address(peer, &h, 1), Ok(ip("10.9.8.7")));
+    assert_eq!(client_address(peer, &h, 2), Err(Ambiguous::ForwardedFor));
 }
