@@ -83,6 +83,7 @@ pub fn compile_route(route: &Route) -> Result<(Policy, Vec<Diagnostic>), Vec<Dia
         allow: Vec::new(),
         deny: Vec::new(),
         uses_subject: false,
+        uses_source_ip: false,
     };
     if !shorthand.is_empty() {
         policy.allow.push(Block {
@@ -121,6 +122,12 @@ pub fn compile_route(route: &Route) -> Result<(Policy, Vec<Diagnostic>), Vec<Dia
                     | Criterion::Claim(_)
             )
         });
+    policy.uses_source_ip = policy
+        .allow
+        .iter()
+        .chain(&policy.deny)
+        .flat_map(|b| &b.criteria)
+        .any(|c| matches!(c, Criterion::SourceIp(_)));
     Ok((policy, warnings))
 }
 

@@ -221,6 +221,8 @@ pub struct Policy {
     /// Some criterion can only be decided with a user (the proxy looks the
     /// session up only when this is true or the session is needed anyway).
     uses_subject: bool,
+    /// Some criterion looks at the client address (`source_ip`).
+    uses_source_ip: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -531,6 +533,7 @@ impl Policy {
             allow: Vec::new(),
             deny: Vec::new(),
             uses_subject: false,
+            uses_source_ip: false,
         }
     }
 
@@ -538,6 +541,12 @@ impl Policy {
     /// the session up before evaluating.
     pub fn uses_subject(&self) -> bool {
         self.uses_subject
+    }
+
+    /// True when some criterion looks at the client address: the caller
+    /// must know it (a forward-auth question must then say it).
+    pub fn uses_source_ip(&self) -> bool {
+        self.uses_source_ip
     }
 
     /// Decides one request. Pure: the same facts give the same decision.

@@ -248,11 +248,15 @@ pub async fn handle(
         None
     };
     // The proxy in front appended its client to X-Forwarded-For (one more
-    // trusted hop than xff_num_trusted_hops counts); without it the client
-    // is unknown, and guessing would hand it the proxy's own address.
+    // trusted hop than xff_num_trusted_hops counts). Without it the client
+    // is unknown: a policy on `source_ip` cannot decide (guessing would
+    // hand it the proxy's own address), others do not need it.
     let client = match crate::request::forwarded_client(headers, rules.xff_num_trusted_hops) {
         Ok(ip) => ip,
-        Err(e) => return pages::page(StatusCode::BAD_REQUEST, e.reason(), e.code(), id, json),
+        Err(e) if state.policy.uses_source_ip() => {
+            return pages::page(StatusCode::BAD_REQUEST, e.reason(), e.code(), id, json);
+        }
+        Err(_) => peer,
     };
     let decision = authorize(
         identity,

@@ -2,7 +2,9 @@
 //! headers of every route and the global list, the forward-auth answer's
 //! `X-Auth-Request-*`, and `set_request_headers` whose value gatehouse
 //! vouches for without a signature (`${pomerium.client_cert_fingerprint}`).
-//! A client's copies are removed on every
+//! Also the headers that describe the request or its client
+//! (`X-Original-URL`, `Forwarded`, `X-Real-IP`, ...), which gatehouse alone
+//! states. A client's copies are removed on every
 //! route, in every spelling (CGI, WSGI and PHP read `_` as `-`), so no
 //! route, public or not, lets a forged identity reach an upstream.
 
@@ -16,6 +18,31 @@ use http::header::HeaderName;
 /// `-Assertion-For`, `-Claim-*`, `X-Pomerium-Authorization`; oauth2-proxy's
 /// `X-Auth-Request-*`).
 const OWNED_PREFIXES: [&str; 2] = ["x-pomerium-", "x-auth-request-"];
+
+/// Headers that describe the request or its client to the upstream, which
+/// only gatehouse may state: some frameworks route on `X-Original-URL` /
+/// `X-Rewrite-URL` (past the path the policy decided on), take the client
+/// from `X-Real-IP` or `Forwarded`, or the host from `Forwarded: host=`.
+/// `X-Forwarded-Proto` and `-Host` are set again after they are removed.
+const REQUEST_DESCRIPTION: [&str; 13] = [
+    "forwarded",
+    "x-real-ip",
+    "x-original-url",
+    "x-original-uri",
+    "x-original-method",
+    "x-rewrite-url",
+    "x-forwarded-uri",
+    "x-forwarded-method",
+    "x-forwarded-prefix",
+    "x-forwarded-port",
+    "x-forwarded-server",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+];
+
+/// Headers gatehouse extends rather than owns: only their `_` spellings,
+/// which a CGI reader would merge with the real one, are removed.
+const EXTENDED: [&str; 2] = ["x-forwarded-for", "x-request-id"];
 
 /// The names of one configuration, built once per configuration.
 #[derive(Debug, Default)]
@@ -86,6 +113,8 @@ impl OwnedHeaders {
             std::borrow::Cow::Borrowed(name)
         };
         OWNED_PREFIXES.iter().any(|p| canonical.starts_with(p))
+            || REQUEST_DESCRIPTION.contains(&canonical.as_ref())
+            || (name.contains('_') && EXTENDED.contains(&canonical.as_ref()))
             || self.names.contains(canonical.as_ref())
     }
 
@@ -151,7 +180,18 @@ routes:
             assert!(owned.owns(n), "{n}");
         }
         for n in [
+            "x_original_url",
+            "x-rewrite-url",
+            "forwarded",
+            "x-real-ip",
+            "x_forwarded_for",
+            "x_request_id",
+        ] {
+            assert!(owned.owns(n), "{n}");
+        }
+        for n in [
             "x-plain",
+            "x-request-id",
             "host",
             "x-forwarded-for",
             "authorization",
