@@ -275,6 +275,13 @@ async fn route_request(
     else {
         return error_response(&ProxyError::NoRoute, &request_id, json);
     };
+    // The servlet reading (`;parameters` cut) must pick the same route.
+    if let Some(cut) = crate::request::without_parameters(req.uri().path()) {
+        if rt.table.find(&rt.config.routes, &host, port, &cut) != Some(route_index) {
+            let e = ProxyError::Ambiguous(crate::request::Ambiguous::PathParameters);
+            return error_response(&e, &request_id, json);
+        }
+    }
     let route = &rt.config.routes[route_index];
     let state = &rt.routes[route_index];
     *routed = Some(route_index);
@@ -479,7 +486,20 @@ pub(crate) fn authorize(
         cors_preflight: asked.cors_preflight,
         now: gatehouse_identity::session::unix_now() as i64,
     };
-    let decision = state.policy.evaluate(&facts);
+    let mut decision = state.policy.evaluate(&facts);
+    // A servlet container reads `/secret;x` as `/secret`: the policy must
+    // allow both readings (the stricter decision stands).
+    if let (gatehouse_policy::Decision::Allow(_), Some(cut)) =
+        (decision, crate::request::without_parameters(asked.path))
+    {
+        let servlet = state.policy.evaluate(&gatehouse_policy::Facts {
+            path: &cut,
+            ..facts
+        });
+        if !matches!(servlet, gatehouse_policy::Decision::Allow(_)) {
+            decision = servlet;
+        }
+    }
     identity.metrics.decision(decision);
     log_decision(
         route,

@@ -236,6 +236,12 @@ pub async fn handle(
             json,
         );
     };
+    if let Some(cut) = crate::request::without_parameters(&path) {
+        if rt.table.find(&rt.config.routes, host, port, &cut) != Some(index) {
+            let e = crate::request::Ambiguous::PathParameters;
+            return pages::page(StatusCode::BAD_REQUEST, e.reason(), e.code(), id, json);
+        }
+    }
     let route = &rt.config.routes[index];
     let state = &rt.routes[index];
 

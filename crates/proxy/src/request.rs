@@ -23,6 +23,7 @@ pub enum Ambiguous {
     EscapedSlash,
     DotParameters,
     DotSegments,
+    PathParameters,
     DuplicateHost,
     HostMismatch,
     BadHost,
@@ -49,6 +50,9 @@ impl Ambiguous {
             Ambiguous::DotSegments => {
                 "The request path would reach the service with . or .. segments it reads another way."
             }
+            Ambiguous::PathParameters => {
+                "The request path's ;parameters make it match another route when they are cut, as some servers do."
+            }
             Ambiguous::DuplicateHost => "The request has more than one Host header.",
             Ambiguous::HostMismatch => "The request's Host header differs from its :authority.",
             Ambiguous::BadHost => {
@@ -70,7 +74,8 @@ impl Ambiguous {
             | Ambiguous::Nul
             | Ambiguous::EscapedSlash
             | Ambiguous::DotParameters
-            | Ambiguous::DotSegments => "bad_path",
+            | Ambiguous::DotSegments
+            | Ambiguous::PathParameters => "bad_path",
             Ambiguous::DuplicateHost | Ambiguous::HostMismatch | Ambiguous::BadHost => "bad_host",
             Ambiguous::UnderscoreHeader | Ambiguous::ForwardedFor => "bad_header",
         }
@@ -214,6 +219,29 @@ pub fn canonical_path<'a>(
         unescaped_slashes,
         dot_segments,
     })
+}
+
+/// The path as a servlet container (Jetty under Jenkins, Tomcat, and
+/// frameworks that cut `;jsessionid=`) reads it: every segment's
+/// `;parameters` (or `%3Bparameters`) cut. `None` when the path has none.
+/// Route matching and the policy must agree on both readings (see
+/// `forward::authorize`), or `/secret;x` would pass a rule on `/secret`.
+pub fn without_parameters(path: &str) -> Option<String> {
+    if !path.contains(';') && !path.contains("%3B") {
+        return None;
+    }
+    let cut: Vec<&str> = path
+        .split('/')
+        .map(|seg| {
+            let end = [seg.find(';'), seg.find("%3B")]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(seg.len());
+            &seg[..end]
+        })
+        .collect();
+    Some(cut.join("/"))
 }
 
 /// A request whose path is canonical, or where the client must go first.

@@ -433,3 +433,49 @@ routes:
         }
     }
 }
+
+/// Servlet containers (Jetty under Jenkins, Tomcat) cut `;parameters` from
+/// every segment before routing: `/secret;x` is their `/secret`. A request
+/// must mean the same route and pass the policy under both readings, or it
+/// is refused; matrix parameters that change nothing still pass.
+#[tokio::test(flavor = "multi_thread")]
+async fn path_parameters_mean_the_same_to_servlet_containers() {
+    let up = echo_upstream("a").await;
+    let gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}
+insecure_server: true
+routes:
+  - from: https://app.localhost
+    path: /secret
+    to: http://{up}
+    policy: {{allow: {{or: [{{reject: true}}]}}}}
+  - from: https://app.localhost
+    to: http://{up}
+    policy:
+      - allow: {{or: [{{accept: true}}]}}
+      - deny: {{or: [{{http_path: /script}}]}}
+",
+        up = up.addr
+    ));
+    for (path, want) in [
+        ("/secret", 403),
+        ("/secret;x", 400),
+        ("/secret;jsessionid=0123", 400),
+        ("/secret%3bx", 400),
+        ("/script", 403),
+        ("/script;x", 403),
+        ("/script%3Bx=1", 403),
+        ("/page;v=1", 200),
+        ("/a;x/b", 200),
+    ] {
+        for (proto, answer) in [
+            ("HTTP/1.1", Some(h1(gh.port, "app.localhost", path).await)),
+            ("HTTP/2", h2(gh.port, "app.localhost", path).await),
+        ] {
+            let Some((status, body)) = answer else {
+                continue;
+            };
+            assert_eq!(status, want, "{proto} {path}: {body}");
+        }
+    }
+}

@@ -286,3 +286,15 @@ fn client_addresses() {
     assert_eq!(client_address(peer, &h, 1), Ok(ip("10.9.8.7")));
     assert_eq!(client_address(peer, &h, 2), Err(Ambiguous::ForwardedFor));
 }
+
+#[test]
+fn path_parameters_cut() {
+    assert_eq!(without_parameters("/a/b"), None);
+    assert_eq!(without_parameters("/secret;x").as_deref(), Some("/secret"));
+    assert_eq!(
+        without_parameters("/a;x=1/b;y/c").as_deref(),
+        Some("/a/b/c")
+    );
+    assert_eq!(without_parameters("/a%3Bx/b").as_deref(), Some("/a/b"));
+    assert_eq!(without_parameters("/a/").as_deref(), None);
+}
