@@ -10,7 +10,6 @@
 //! 6. **respond**: hop-by-hop headers dropped, route response headers set.
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
 
 use gatehouse_config::{
     HostHeader, PathRewrite, Redirect, Route, RouteAction, TemplatePart, UpstreamScheme,
@@ -48,37 +47,7 @@ pub struct RequestCtx<'a> {
     pub rules: &'a gatehouse_config::RequestRules,
 }
 
-/// Facts about the connection a request arrived on, built once per connection.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    pub peer: SocketAddr,
-    pub local_port: u16,
-    pub tls: bool,
-    /// The client's IP as a header value, for `X-Forwarded-For`.
-    pub peer_ip: HeaderValue,
-}
-
-impl ConnInfo {
-    /// The scheme the client used. A plain-HTTP listener is
-    /// `insecure_server`, which (as in Pomerium) sits behind a
-    /// TLS-terminating load balancer: the client side is HTTPS either way.
-    /// URLs gatehouse builds for the browser and cookie flags follow this;
-    /// `X-Forwarded-Proto` reports the hop as it really is.
-    pub fn external_https(&self) -> bool {
-        true
-    }
-
-    pub fn new(peer: SocketAddr, local_port: u16, tls: bool) -> ConnInfo {
-        let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
-            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        ConnInfo {
-            peer,
-            local_port,
-            tls,
-            peer_ip,
-        }
-    }
-}
+pub use crate::request::ConnInfo;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");

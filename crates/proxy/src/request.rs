@@ -1,4 +1,5 @@
-//! What a request means, decided once before routing: its canonical path
+//! Where a request came from (`ConnInfo`, `Caller`) and what it means,
+//! decided once before routing: its canonical path
 //! (the one route matching, the policy and the upstream all see), who the
 //! client is, and the header rules that keep a request unambiguous. What
 //! cannot be made unambiguous is refused here (400), never guessed: an
@@ -6,11 +7,11 @@
 //! acts on another can be walked around.
 
 use std::borrow::Cow;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use gatehouse_config::{EscapedSlashes, RequestRules, UnderscoreHeaders};
 use http::HeaderMap;
-use http::header::{self, HeaderName};
+use http::header::{self, HeaderName, HeaderValue};
 
 /// Why a request cannot be given one meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -384,11 +385,43 @@ pub fn valid_authority(a: &[u8]) -> bool {
     host_ok && port_ok
 }
 
+/// Facts about the connection a request arrived on, built once per connection.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub local_port: u16,
+    pub tls: bool,
+    /// The client's IP as a header value, for `X-Forwarded-For`.
+    pub peer_ip: HeaderValue,
+}
+
+impl ConnInfo {
+    /// The scheme the client used. A plain-HTTP listener is
+    /// `insecure_server`, which (as in Pomerium) sits behind a
+    /// TLS-terminating load balancer: the client side is HTTPS either way.
+    /// URLs gatehouse builds for the browser and cookie flags follow this;
+    /// `X-Forwarded-Proto` reports the hop as it really is.
+    pub fn external_https(&self) -> bool {
+        true
+    }
+
+    pub fn new(peer: SocketAddr, local_port: u16, tls: bool) -> ConnInfo {
+        let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        ConnInfo {
+            peer,
+            local_port,
+            tls,
+            peer_ip,
+        }
+    }
+}
+
 /// Who sent a request: the connection it came on and the client address
 /// decided for it ([`client_address`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Caller<'a> {
-    pub conn: &'a crate::forward::ConnInfo,
+    pub conn: &'a ConnInfo,
     pub ip: IpAddr,
 }
 
