@@ -171,11 +171,18 @@ pub struct Throttle {
     pub window: u64,
     pub lockout: u64,
     state: Mutex<HashMap<Key, Record>>,
+    /// Keys logins by a keyed hash: a record costs the same whatever a
+    /// client sends as a username, and no one can pick colliding names.
+    hasher: std::collections::hash_map::RandomState,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
-    User(String),
+    /// The hashed, normalised login (username and email share one record
+    /// through the caller).
+    User(u64),
+    /// An IPv4 address, or an IPv6 /64: one host holds a whole /64, so
+    /// rotating inside it must not buy new attempts.
     Ip(IpAddr),
 }
 
@@ -185,6 +192,20 @@ struct Record {
     /// Attempts reserved and not yet settled.
     pending: usize,
     locked_until: u64,
+}
+
+/// The address a throttle record counts: IPv6 by its /64.
+fn address_block(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
+    }
 }
 
 /// Most records kept; the oldest are dropped past this (memory stays bounded
@@ -232,6 +253,10 @@ impl Attempt<'_> {
         for key in &self.keys {
             if let Some(r) = state.get_mut(key) {
                 r.pending = r.pending.saturating_sub(1);
+                // An attempt that left nothing behind leaves no record.
+                if r.pending == 0 && r.failures.is_empty() && r.locked_until == 0 {
+                    state.remove(key);
+                }
             }
         }
     }
@@ -252,6 +277,7 @@ impl Throttle {
             window,
             lockout,
             state: Mutex::new(HashMap::new()),
+            hasher: Default::default(),
         }
     }
 
@@ -259,14 +285,20 @@ impl Throttle {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn keys(user: &str, ip: IpAddr) -> [Key; 2] {
-        [Key::User(user.trim().to_lowercase()), Key::Ip(ip)]
+    fn keys(&self, user: &str, ip: IpAddr) -> [Key; 2] {
+        [self.user_key(user), Key::Ip(address_block(ip))]
+    }
+
+    fn user_key(&self, user: &str) -> Key {
+        use std::hash::BuildHasher;
+        Key::User(self.hasher.hash_one(user.trim().to_lowercase()))
     }
 
     /// `Err(seconds)` while this user or address must wait.
     pub fn check(&self, user: &str, ip: IpAddr, now: u64) -> Result<(), u64> {
         let state = self.lock();
-        let wait = Self::keys(user, ip)
+        let wait = self
+            .keys(user, ip)
             .iter()
             .filter_map(|k| state.get(k))
             .map(|r| r.locked_until.saturating_sub(now))
@@ -279,7 +311,7 @@ impl Throttle {
     /// `Err(seconds)` when either is locked or its remaining attempts are
     /// all being checked right now.
     pub fn reserve(&self, user: &str, ip: IpAddr, now: u64) -> Result<Attempt<'_>, u64> {
-        let keys = Self::keys(user, ip);
+        let keys = self.keys(user, ip);
         let mut state = self.lock();
         if state.len() >= MAX_RECORDS - 2 {
             state.retain(|_, r| {
@@ -287,6 +319,11 @@ impl Throttle {
                     || r.locked_until > now
                     || r.failures.iter().any(|&t| t + self.window > now)
             });
+            // Still full of live records: keep the lockouts, which an
+            // attacker would otherwise lift by filling the table.
+            if state.len() >= MAX_RECORDS - 2 {
+                state.retain(|_, r| r.locked_until > now);
+            }
             if state.len() >= MAX_RECORDS - 2 {
                 state.clear();
             }
@@ -332,12 +369,13 @@ impl Throttle {
 
     /// Records one failure without a reservation.
     pub fn failure(&self, user: &str, ip: IpAddr, now: u64) {
-        self.settle_failure(&Self::keys(user, ip), now);
+        self.settle_failure(&self.keys(user, ip), now);
     }
 
     /// Forgives the user's failures (the address keeps its record).
     pub fn success(&self, user: &str, ip: IpAddr) {
-        self.lock().remove(&Key::User(user.trim().to_lowercase()));
+        let key = self.user_key(user);
+        self.lock().remove(&key);
         let _ = ip; // A shared address (NAT) keeps its record: one success must not unlock it.
     }
 }
@@ -579,6 +617,37 @@ mod tests {
         drop(t.reserve("carol", ip, 1000).unwrap());
         drop(t.reserve("carol", ip, 1000).unwrap());
         assert_eq!(t.check("carol", ip, 1000), Err(300));
+    }
+
+    /// Found by an attacker's review: rotating addresses inside one IPv6
+    /// /64 buys no attempts, a long username costs no more than a short
+    /// one, cancelled attempts leave nothing behind, and a table filled by
+    /// fresh records keeps its lockouts.
+    #[test]
+    fn records_are_bounded_and_blocks_counted_whole() {
+        let t = Throttle::new(2, 120, 300);
+        for i in 0..2u16 {
+            let ip = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 2, i, 9, 9, i));
+            t.reserve(&format!("user{i}"), ip, 1000).unwrap().failed();
+        }
+        let other: IpAddr = "2001:db8:1:2:ffff::1".parse().unwrap();
+        assert_eq!(t.check("user9", other, 1000), Err(300), "the /64 is locked");
+        let elsewhere: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(t.check("user9", elsewhere, 1000), Ok(()));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        t.reserve("x", mapped, 1000).unwrap().failed();
+        t.reserve("y", mapped, 1000).unwrap().failed();
+        assert_eq!(t.check("z", "192.0.2.7".parse().unwrap(), 1000), Err(300));
+
+        let t = Throttle::new(5, 120, 300);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let long = "x".repeat(16 * 1024);
+        t.reserve(&long, ip, 1000).unwrap().cancel();
+        assert!(t.lock().is_empty(), "a cancelled attempt leaves no record");
+        t.reserve(&long, ip, 1000).unwrap().failed();
+        // The record holds a hash, never the 16 KiB name.
+        assert!(std::mem::size_of::<Key>() <= 24);
+        assert_eq!(t.lock().len(), 2);
     }
 
     #[test]

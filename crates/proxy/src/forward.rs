@@ -1065,13 +1065,44 @@ async fn forward(
         let (parts, _) = resp.into_parts();
         let mut out = Response::from_parts(parts, body::empty());
         strip_hop_by_hop(out.headers_mut(), true);
+        strip_own_set_cookies(out.headers_mut(), ctx.cookie_name);
         return Ok(out);
     }
 
     let (parts, incoming) = resp.into_parts();
     let mut out = Response::from_parts(parts, body::stream_with_idle(incoming, route.idle_timeout));
     strip_hop_by_hop(out.headers_mut(), false);
+    strip_own_set_cookies(out.headers_mut(), ctx.cookie_name);
     Ok(out)
+}
+
+/// gatehouse's cookies (the session, `<name>_*`: pending sign-ins, CSRF,
+/// the authenticate host's) are set by gatehouse alone: an upstream, maybe
+/// a hostile co-tenant route on the same cookie domain, must not plant,
+/// replace or delete them in a browser.
+fn strip_own_set_cookies(headers: &mut HeaderMap, cookie_name: &str) {
+    let prefix = format!("{cookie_name}_");
+    let own = |v: &HeaderValue| {
+        let text = String::from_utf8_lossy(v.as_bytes());
+        let name = text
+            .split_once('=')
+            .map_or(text.as_ref(), |(n, _)| n)
+            .trim();
+        name == cookie_name || name.starts_with(&prefix)
+    };
+    if !headers.get_all(header::SET_COOKIE).iter().any(own) {
+        return;
+    }
+    let kept: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter(|v| !own(v))
+        .cloned()
+        .collect();
+    headers.remove(header::SET_COOKIE);
+    for v in kept {
+        headers.append(header::SET_COOKIE, v);
+    }
 }
 
 async fn tunnel(down: hyper::upgrade::Upgraded, up: hyper::upgrade::Upgraded) {

@@ -386,14 +386,27 @@ pub async fn session(
     scope: Scope<'_>,
 ) -> Option<Session> {
     let name = auth.cookie_name(host);
-    // A host-only cookie and a `cookie_domain` one may share the name: the
-    // first that is good here wins (a few at most are looked at).
+    // A host-only cookie and a `cookie_domain` one may share the name (a
+    // few at most are looked at). Two good ones for different sessions are
+    // ambiguous, maybe one planted by another site: signed out, never the
+    // first.
+    let mut found: Option<Session> = None;
     for value in cookie_values(headers, name).take(4) {
         if let Some(s) = session_from_handle(auth, state, name, value, host, scope).await {
-            return Some(s);
+            match &found {
+                Some(f) if f.id != s.id => {
+                    tracing::warn!(
+                        host,
+                        "two different sessions in one request: treated as signed out"
+                    );
+                    return None;
+                }
+                Some(_) => {}
+                None => found = Some(s),
+            }
         }
     }
-    None
+    found
 }
 
 /// What a programmatic-login token is sealed for (never a cookie's name).

@@ -401,3 +401,109 @@ async fn a_sign_in_started_elsewhere_is_bound_before_its_hand_off() {
     assert_eq!(resp.status(), 200, "{}", gh.log_text());
     assert_eq!(resp.url().as_str(), target);
 }
+
+/// An upstream that answers every request with these `Set-Cookie` lines.
+async fn cookie_setter(cookies: &'static [&'static str]) -> (u16, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let mut head =
+                    String::from("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n");
+                for c in cookies {
+                    head.push_str(&format!("set-cookie: {c}\r\n"));
+                }
+                head.push_str("\r\nok");
+                let _ = s.write_all(head.as_bytes()).await;
+            });
+        }
+    });
+    (port, task)
+}
+
+/// Found by an attacker's review: a co-tenant upstream (a public route on
+/// the same cookie domain) must not plant, replace or delete gatehouse's
+/// cookies in a browser (a planted session or pending-sign-in cookie would
+/// sign the victim in as the attacker), and a request that carries two
+/// good sessions is signed out rather than taking the first.
+#[tokio::test(flavor = "multi_thread")]
+async fn gatehouse_cookies_are_gatehouses_alone() {
+    let up = echo_upstream("up").await;
+    let (planter, task) = cookie_setter(&[
+        "_pomerium=planted; Domain=localhost; Path=/private; Secure; HttpOnly",
+        "_pomerium_pending_0123456789=nonce; Domain=localhost; Path=/.pomerium/callback",
+        "_pomerium_csrf_x=1",
+        "_pomerium_authenticate=x; Max-Age=0",
+        " _pomerium =spaced",
+        "app=kept; Path=/",
+        "_pomeriumish=kept",
+    ])
+    .await;
+    let gh = Gatehouse::start(&format!(
+        "{}  - from: https://pub.localhost
+    to: http://127.0.0.1:{planter}
+    allow_public_unauthenticated_access: true
+",
+        handoff_config(&up.addr.to_string())
+    ));
+    let mut hosts = HANDOFF_HOSTS.to_vec();
+    hosts.push("pub.localhost");
+    let c = gh.client(&hosts);
+    let resp = c.get(gh.url("pub.localhost", "/")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let set: Vec<&str> = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(set, ["app=kept; Path=/", "_pomeriumish=kept"]);
+    task.abort();
+
+    // Two browsers signed in as two users; one request with both cookies.
+    let mut pairs = Vec::new();
+    for user in ["alice", "mallory"] {
+        let b = gh.browser(&hosts, false);
+        let handoff = hand_off_url(&gh, &b, user).await;
+        let resp = get_page(&b, &handoff).await;
+        assert_eq!(resp.status(), 302, "{}", gh.log_text());
+        pairs.push(set_cookie_pair(&resp, "_pomerium").expect("session cookie"));
+    }
+    let user_with = |cookie: String| {
+        let c = gh.client(&hosts);
+        let url = gh.url("app.localhost", "/.pomerium/user");
+        async move {
+            let resp = c.get(url).header("cookie", cookie).send().await.unwrap();
+            let text = resp.text().await.unwrap();
+            serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["sub"].as_str().map(String::from))
+        }
+    };
+    assert_eq!(user_with(pairs[0].clone()).await.as_deref(), Some("alice"));
+    assert_eq!(
+        user_with(format!("{}; {}", pairs[1], pairs[0])).await,
+        None,
+        "two sessions: signed out"
+    );
+    assert_eq!(
+        user_with(format!("{}; {}", pairs[0], pairs[0]))
+            .await
+            .as_deref(),
+        Some("alice"),
+        "the same session twice is one session"
+    );
+}
