@@ -85,6 +85,34 @@ impl Directory {
         self.entries.is_empty()
     }
 
+    /// The identity of the user whose username is `sub` as the directory
+    /// has it now: `None` once the user is removed. Sessions of the
+    /// directory are checked against it on every lookup, so removing a user
+    /// or a group takes effect at once, not when the cookie expires.
+    pub fn current(&self, sub: &str) -> Option<Identity> {
+        let user = self
+            .users
+            .get(&sub.to_lowercase())
+            .map(|&i| &self.entries[i])
+            .filter(|u| u.username == sub)?;
+        Some(Self::identity(user))
+    }
+
+    fn identity(user: &LocalUser) -> Identity {
+        Identity {
+            sub: user.username.clone(),
+            email: user.email.clone(),
+            name: if user.name.is_empty() {
+                user.username.clone()
+            } else {
+                user.name.clone()
+            },
+            groups: user.groups.clone(),
+            idp: "local".into(),
+            claims: serde_json::Map::new(),
+        }
+    }
+
     /// The user's identity when the password is right. Slow on purpose
     /// (argon2id): call it off the async runtime.
     pub fn verify(&self, username: &str, password: &str) -> Option<Identity> {
@@ -97,18 +125,7 @@ impl Directory {
             .ok()
             .is_some_and(|h| verify_reusing_memory(&h, password.as_bytes()));
         let user = user.filter(|_| ok)?;
-        Some(Identity {
-            sub: user.username.clone(),
-            email: user.email.clone(),
-            name: if user.name.is_empty() {
-                user.username.clone()
-            } else {
-                user.name.clone()
-            },
-            groups: user.groups.clone(),
-            idp: "local".into(),
-            claims: serde_json::Map::new(),
-        })
+        Some(Self::identity(user))
     }
 }
 
@@ -497,6 +514,20 @@ mod tests {
         );
         assert!(d.verify("alice", "wrong").is_none());
         assert!(d.verify("mallory", "correct horse").is_none());
+    }
+
+    #[test]
+    fn sessions_see_the_directory_as_it_is_now() {
+        let d = Directory::new(vec![user("alice", "pw")]).unwrap();
+        assert_eq!(d.current("alice").unwrap().groups, ["staff"]);
+        assert!(d.current("Alice").is_none(), "the exact subject only");
+        assert!(d.current("alice@example.com").is_none());
+        let mut demoted = user("alice", "pw");
+        demoted.groups.clear();
+        let d = Directory::new(vec![demoted]).unwrap();
+        assert!(d.current("alice").unwrap().groups.is_empty());
+        let d = Directory::new(vec![user("bob", "pw")]).unwrap();
+        assert!(d.current("alice").is_none(), "removed");
     }
 
     #[test]

@@ -439,7 +439,7 @@ async fn session_from_handle(
 ) -> Option<Session> {
     let now = unix_now();
     let handle = Handle::open(&auth.cookie_sealer, name, value, now)?;
-    let session = match state.store.get(&handle.session).await {
+    let mut session = match state.store.get(&handle.session).await {
         Ok(Some(s)) if s.is_live(now) && auth.in_scope(&s, host, scope, now) => s,
         Ok(_) => return None,
         Err(e) => {
@@ -448,6 +448,11 @@ async fn session_from_handle(
             return None;
         }
     };
+    // The built-in directory is the source of truth on every request: a
+    // removed user is signed out, changed groups apply at once.
+    if session.provenance.is_main_sign_in() && session.identity.idp == "local" {
+        session.identity = auth.directory.as_ref()?.current(&session.identity.sub)?;
+    }
     match &session.tokens {
         Some(t) if t.needs_refresh(now) => refresh(auth, state, session, now).await,
         _ => Some(session),
@@ -1915,11 +1920,15 @@ async fn callback(
     let Some(target) = query_param(q, "pomerium_redirect_uri") else {
         return fail();
     };
-    // The return address must be on this very host.
-    let Some(target_url) = url::Url::parse(&target).ok().filter(|u| {
-        u.host_str()
-            .is_some_and(|h| h.eq_ignore_ascii_case(host.name))
-    }) else {
+    // The return address must be on this very origin (scheme, host and
+    // port: not another port or plain http of the same host).
+    let here = url::Url::parse(&host.origin)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default();
+    let Some(target_url) = url::Url::parse(&target)
+        .ok()
+        .filter(|u| u.origin().ascii_serialization() == here)
+    else {
         return fail();
     };
     let Some(sealed) = query_param(q, "pomerium_session_encrypted") else {
@@ -1929,9 +1938,6 @@ async fn callback(
         return fail();
     };
     let now = unix_now();
-    let here = url::Url::parse(&host.origin)
-        .map(|u| u.origin().ascii_serialization())
-        .unwrap_or_default();
     if now >= handoff.expires || handoff.origin != here {
         return fail();
     }

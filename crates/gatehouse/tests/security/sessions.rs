@@ -507,3 +507,78 @@ async fn gatehouse_cookies_are_gatehouses_alone() {
         "the same session twice is one session"
     );
 }
+
+/// Found by an attacker's review: a session of the built-in directory is
+/// only as good as the directory is now. Changing a user's groups applies
+/// to the next request; removing the user signs every session out (it used
+/// to last until `cookie_expire`).
+#[tokio::test(flavor = "multi_thread")]
+async fn removing_a_user_ends_their_sessions() {
+    let up = echo_upstream("up").await;
+    let config = handoff_config(&up.addr.to_string());
+    let gh = Gatehouse::start(&config);
+    let b = gh.browser(HANDOFF_HOSTS, false);
+    let handoff = hand_off_url(&gh, &b, "mallory").await;
+    assert_eq!(get_page(&b, &handoff).await.status(), 302);
+    assert_eq!(who(&gh, &b).await.as_deref(), Some("mallory"));
+
+    let groups = |c: &reqwest::Client| {
+        let url = gh.url("app.localhost", "/.pomerium/user");
+        let c = c.clone();
+        async move {
+            let v: serde_json::Value =
+                serde_json::from_str(&c.get(url).send().await.unwrap().text().await.unwrap())
+                    .unwrap();
+            v["groups"].clone()
+        }
+    };
+    assert_eq!(groups(&b).await, serde_json::json!([]));
+    let promoted = config.replace(
+        "email: mallory@example.com",
+        "email: mallory@example.com\n    groups: [admins]",
+    );
+    let before = gh.log_count("configuration reloaded");
+    gh.write_config(&promoted);
+    assert!(
+        gh.wait_log("configuration reloaded", before),
+        "{}",
+        gh.log_text()
+    );
+    assert_eq!(groups(&b).await, serde_json::json!(["admins"]));
+
+    let removed = promoted.replace("  - username: mallory", "  - username: nobody-else");
+    let before = gh.log_count("configuration reloaded");
+    gh.write_config(&removed);
+    assert!(
+        gh.wait_log("configuration reloaded", before),
+        "{}",
+        gh.log_text()
+    );
+    assert_eq!(who(&gh, &b).await, None, "the removed user is signed out");
+}
+
+/// Found by an attacker's review: after a hand-off, the browser goes back
+/// only to the callback's own origin (not another port or plain http of
+/// the same host).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hand_off_returns_only_to_its_own_origin() {
+    let up = echo_upstream("up").await;
+    let gh = Gatehouse::start(&handoff_config(&up.addr.to_string()));
+    let b = gh.browser(HANDOFF_HOSTS, false);
+    let handoff = hand_off_url(&gh, &b, "alice").await;
+    let (base, _) = handoff.split_once("&pomerium_redirect_uri=").unwrap();
+    for elsewhere in [
+        "http://app.localhost:1/anything?x".to_string(),
+        format!("http://app.localhost:{}/private", gh.port),
+        "https://app.localhost:1/private".to_string(),
+        "https://app2.localhost/private".to_string(),
+    ] {
+        let enc: String = url::form_urlencoded::byte_serialize(elsewhere.as_bytes()).collect();
+        let resp = get_page(&b, &format!("{base}&pomerium_redirect_uri={enc}")).await;
+        assert_eq!(resp.status(), 400, "{elsewhere}");
+    }
+    // The hand-off itself was not used up by the refusals.
+    let resp = get_page(&b, &handoff).await;
+    assert_eq!(resp.status(), 302, "{}", gh.log_text());
+    assert_eq!(location(&resp), gh.url("app.localhost", "/private"));
+}
