@@ -13,6 +13,11 @@ fuzz_target!(|data: &[u8]| {
         let _ = sealer.open(purpose, &text);
     }
     let _ = Handle::open(&sealer, "_pomerium", &text, 1_780_000_000);
+    // The hand-off decoder over any plaintext a sealer could hold.
+    let _ = gatehouse_proxy::signin::is_handoff(
+        &sealer,
+        &sealer.seal(gatehouse_proxy::signin::HANDOFF_PURPOSE, data),
+    );
     let sealed = sealer.seal("handoff", data);
     // What a client hands back is bounded: longer values never open.
     let want = (sealed.len() <= 4096).then_some(data);

@@ -1620,7 +1620,9 @@ struct Handoff {
     origin: String,
 }
 
-const HANDOFF_PURPOSE: &str = "handoff-v2";
+/// The associated data of sealed hand-offs (public for the codec fuzz
+/// target, which seals arbitrary plaintexts with it).
+pub const HANDOFF_PURPOSE: &str = "handoff-v2";
 
 fn seal_handoff(
     auth: &Auth,
@@ -1641,6 +1643,13 @@ fn seal_handoff(
 
 fn open_handoff(auth: &Auth, sealed: &str) -> Option<Handoff> {
     open_handoff_with(&auth.shared_sealer, sealed)
+}
+
+/// Whether `sealed` opens to a well-formed hand-off: the decoder alone,
+/// for the codec fuzz target (any plaintext must decode or be refused,
+/// never panic).
+pub fn is_handoff(sealer: &Sealer, sealed: &str) -> bool {
+    open_handoff_with(sealer, sealed).is_some()
 }
 
 fn open_handoff_with(sealer: &Sealer, sealed: &str) -> Option<Handoff> {
