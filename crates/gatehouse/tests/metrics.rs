@@ -97,6 +97,18 @@ routes:
     gh.write_config(&text);
     assert!(gh.wait_log("configuration reloaded", reloads));
 
+    // Forward-auth questions are decisions of their route too.
+    let fa = gh.client(&["fa.localhost"]);
+    for _ in 0..2 {
+        let resp = fa
+            .get(gh.url("fa.localhost", "/.pomerium/forward_auth"))
+            .header("x-original-url", "https://down.localhost/")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+
     let scrape = reqwest::Client::builder().no_proxy().build().unwrap();
     let url = format!("http://127.0.0.1:{mport}/metrics");
     let resp = scrape.get(&url).send().await.unwrap();
@@ -168,6 +180,11 @@ routes:
         value("gatehouse_route_authorize_decisions_total{route=\"admin\",result=\"deny\"}"),
         value("gatehouse_http_server_requests_total{route=\"admin\",code=\"4xx\"}"),
         "every denial on `admin` is counted for it"
+    );
+    assert_eq!(
+        value("gatehouse_route_authorize_decisions_total{route=\"down\",result=\"allow\"}"),
+        3.0,
+        "one proxied request and two forward-auth questions"
     );
     assert!(value("gatehouse_authorize_reasons_total{reason=\"domain-unauthorized\"}") >= 1.0);
     assert!(value("gatehouse_assertion_cache_hits_total") >= 2.0);

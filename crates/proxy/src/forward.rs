@@ -287,7 +287,6 @@ async fn route_request(
         },
         &request_id,
     );
-    state.metrics.decided(&decision);
     let result = match decision {
         gatehouse_policy::Decision::Allow(_) if matches!(route.action, RouteAction::Console) => {
             if let Some(o) = outcome.as_deref_mut() {
@@ -469,7 +468,10 @@ pub(crate) fn authorize(
             decision = servlet;
         }
     }
+    // Counted here, once, for every decision: proxied requests and
+    // forward-auth questions alike (the console's allowed/denied columns).
     identity.metrics.decision(decision);
+    state.metrics.decided(&decision);
     log_decision(
         route,
         asked.method,
