@@ -1,8 +1,10 @@
-//! The sealed formats a client hands back (session cookie handle, sealed
-//! hand-offs and form tokens): any value opens to nothing or to what was
-//! sealed, never a panic; a sealed value opens only for its own purpose.
+//! The sealed formats a client hands back (session cookie handle, the
+//! hand-off, form tokens; `gatehouse_identity::codec`): any value opens to
+//! nothing or to what was sealed, never a panic; a sealed value opens only
+//! for its own purpose.
 #![no_main]
 
+use gatehouse_identity::codec;
 use gatehouse_identity::cookie::{Handle, Sealer};
 use libfuzzer_sys::fuzz_target;
 
@@ -13,11 +15,16 @@ fuzz_target!(|data: &[u8]| {
         let _ = sealer.open(purpose, &text);
     }
     let _ = Handle::open(&sealer, "_pomerium", &text, 1_780_000_000);
-    // The hand-off decoder over any plaintext a sealer could hold.
-    let _ = gatehouse_proxy::signin::is_handoff(
-        &sealer,
-        &sealer.seal(gatehouse_proxy::signin::HANDOFF_PURPOSE, data),
-    );
+    // The decoders over any plaintext a sealer could hold, and whatever
+    // they accept seals back to the same value.
+    if let Some(h) = codec::open_handoff(&sealer, &sealer.seal(codec::HANDOFF_PURPOSE, data)) {
+        assert_eq!(
+            codec::open_handoff(&sealer, &codec::seal_handoff(&sealer, &h)),
+            Some(h)
+        );
+    }
+    let _ = codec::open_login_form(&sealer, &sealer.seal("login-form", data), 0);
+    let _ = codec::open_form_token(&sealer, "sign-out", &sealer.seal("sign-out", data), 0);
     let sealed = sealer.seal("handoff", data);
     // What a client hands back is bounded: longer values never open.
     let want = (sealed.len() <= 4096).then_some(data);

@@ -7,6 +7,7 @@
 //! pages or sign upstream assertions.
 #![forbid(unsafe_code)]
 
+pub mod codec;
 pub mod console_store;
 pub mod cookie;
 pub mod github;

@@ -739,7 +739,9 @@ mod tests {
                     .await
             })
         };
-        while short.admitted.load(Ordering::Acquire) < 1 {
+        // Until the held job has its permit (admitted is not enough: it
+        // may still be waiting for it, and a second job could overtake).
+        while short.permits.available_permits() > 0 {
             tokio::task::yield_now().await;
         }
         assert_eq!(short.run(|| ()).await, Err(Busy), "nobody waits long");

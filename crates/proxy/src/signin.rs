@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gatehouse_config::{CookieSettings, Provider, SameSite, SignIn};
+use gatehouse_identity::codec::{self, Handoff, valid_binding};
 use gatehouse_identity::cookie::{Handle, Sealer};
 use gatehouse_identity::github::{GitHub, GitHubSettings};
 use gatehouse_identity::local::{Directory, HashGate, Throttle};
@@ -828,13 +829,6 @@ fn binding_of(nonce: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
 }
 
-/// A binding as sent in a URL: base64url of 32 bytes.
-fn valid_binding(b: &str) -> bool {
-    b.len() == 43
-        && b.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-}
-
 /// The pending sign-in cookie of one flow: named after its binding, so
 /// several tabs signing in at once keep their own.
 fn pending_cookie_name(auth: &Auth, binding: &str) -> String {
@@ -1335,23 +1329,18 @@ fn checked_redirect(target: &str, allowed: &Targets<'_>) -> Option<url::Url> {
     allowed.serves_origin(&url).then_some(url)
 }
 
+/// A form token of `purpose`, good for [`FORM_SECS`].
 fn form_token(auth: &Auth, purpose: &str, payload: &str) -> String {
-    let exp = unix_now() + FORM_SECS;
-    let mut plain = exp.to_be_bytes().to_vec();
-    plain.extend_from_slice(payload.as_bytes());
-    auth.cookie_sealer.seal(purpose, &plain)
+    codec::seal_form_token(
+        &auth.cookie_sealer,
+        purpose,
+        payload,
+        unix_now() + FORM_SECS,
+    )
 }
 
 fn open_form_token(auth: &Auth, purpose: &str, token: &str) -> Option<String> {
-    let plain = auth.cookie_sealer.open(purpose, token)?;
-    if plain.len() < 8 {
-        return None;
-    }
-    let exp = u64::from_be_bytes(plain[..8].try_into().ok()?);
-    if unix_now() >= exp {
-        return None;
-    }
-    String::from_utf8(plain[8..].to_vec()).ok()
+    codec::open_form_token(&auth.cookie_sealer, purpose, token, unix_now())
 }
 
 /// A form post from another site is refused: the one CSRF rule
@@ -1408,14 +1397,7 @@ async fn sign_in_page(
 /// What the login form's sealed token carries: where to go, and the browser
 /// binding of the route host that started the flow.
 fn open_login_form(auth: &Auth, token: &str) -> Option<(String, Option<String>)> {
-    let payload = open_form_token(auth, "login-form", token)?;
-    let v: serde_json::Value = serde_json::from_str(&payload).ok()?;
-    let target = v["t"].as_str()?.to_string();
-    let binding = v["b"]
-        .as_str()
-        .filter(|b| valid_binding(b))
-        .map(String::from);
-    Some((target, binding))
+    codec::open_login_form(&auth.cookie_sealer, token, unix_now())
 }
 
 /// Too many sign-in attempts (429) or too many at once for this server
@@ -1586,7 +1568,16 @@ async fn finish(
                 "Try again shortly.",
             );
         }
-        let sealed = seal_handoff(auth, session.id, token, expires, binding, &origin);
+        let sealed = codec::seal_handoff(
+            &auth.shared_sealer,
+            &Handoff {
+                session: session.id,
+                token,
+                expires,
+                binding: binding.to_string(),
+                origin: origin.clone(),
+            },
+        );
         redirect(&format!(
             "{origin}/.pomerium/callback/?pomerium_session_encrypted={sealed}&pomerium_redirect_uri={}",
             enc(target.as_str())
@@ -1604,67 +1595,6 @@ async fn finish(
         resp.headers_mut().append(header::SET_COOKIE, c);
     }
     resp
-}
-
-/// What a hand-off carries, sealed with `shared_secret`.
-#[derive(Debug, PartialEq, Eq)]
-struct Handoff {
-    session: SessionId,
-    /// One-time token (the store remembers it until `expires`).
-    token: [u8; 16],
-    /// Unix seconds.
-    expires: u64,
-    /// The hash of the nonce in the starting browser's pending cookie (base64url).
-    binding: String,
-    /// The only origin that may take it (`https://host[:port]`).
-    origin: String,
-}
-
-/// The associated data of sealed hand-offs (public for the codec fuzz
-/// target, which seals arbitrary plaintexts with it).
-pub const HANDOFF_PURPOSE: &str = "handoff-v2";
-
-fn seal_handoff(
-    auth: &Auth,
-    session: SessionId,
-    token: [u8; 16],
-    expires: u64,
-    binding: &str,
-    origin: &str,
-) -> String {
-    let mut plain = Vec::with_capacity(40 + 43 + origin.len());
-    plain.extend_from_slice(&session.0);
-    plain.extend_from_slice(&token);
-    plain.extend_from_slice(&expires.to_be_bytes());
-    plain.extend_from_slice(binding.as_bytes());
-    plain.extend_from_slice(origin.as_bytes());
-    auth.shared_sealer.seal(HANDOFF_PURPOSE, &plain)
-}
-
-fn open_handoff(auth: &Auth, sealed: &str) -> Option<Handoff> {
-    open_handoff_with(&auth.shared_sealer, sealed)
-}
-
-/// Whether `sealed` opens to a well-formed hand-off: the decoder alone,
-/// for the codec fuzz target (any plaintext must decode or be refused,
-/// never panic).
-pub fn is_handoff(sealer: &Sealer, sealed: &str) -> bool {
-    open_handoff_with(sealer, sealed).is_some()
-}
-
-fn open_handoff_with(sealer: &Sealer, sealed: &str) -> Option<Handoff> {
-    let plain = sealer.open(HANDOFF_PURPOSE, sealed)?;
-    if plain.len() < 40 + 43 {
-        return None;
-    }
-    let binding = std::str::from_utf8(&plain[40..83]).ok()?;
-    Some(Handoff {
-        session: SessionId(plain[..16].try_into().ok()?),
-        token: plain[16..32].try_into().ok()?,
-        expires: u64::from_be_bytes(plain[32..40].try_into().ok()?),
-        binding: valid_binding(binding).then(|| binding.to_string())?,
-        origin: String::from_utf8(plain[83..].to_vec()).ok()?,
-    })
 }
 
 /// Lifetime of an OpenID sign-in round trip.
@@ -1943,7 +1873,7 @@ async fn callback(
     let Some(sealed) = query_param(q, "pomerium_session_encrypted") else {
         return start_sign_in(auth, host, target_url.as_str(), secure);
     };
-    let Some(handoff) = open_handoff(auth, &sealed) else {
+    let Some(handoff) = codec::open_handoff(&auth.shared_sealer, &sealed) else {
         return fail();
     };
     let now = unix_now();
@@ -2101,8 +2031,8 @@ fn login_form(
     error: Option<&str>,
     username: &str,
 ) -> String {
-    let payload = serde_json::json!({"t": target, "b": binding}).to_string();
-    let token = form_token(auth, "login-form", &payload);
+    let token =
+        codec::seal_login_form(&auth.cookie_sealer, target, binding, unix_now() + FORM_SECS);
     let error = error
         .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", html_escape(e)))
         .unwrap_or_default();
@@ -2304,36 +2234,12 @@ mod tests {
     }
 
     #[test]
-    fn hand_offs_carry_their_binding_and_origin() {
-        let sealer = Sealer::new(&[5u8; 32]);
+    fn browsers_prove_their_binding() {
         let (nonce, binding) = new_binding();
         assert!(valid_binding(&binding));
         assert_eq!(binding_of(&nonce), binding);
         assert!(!valid_binding("short") && !valid_binding(&"=".repeat(43)));
-        let h = Handoff {
-            session: SessionId([1; 16]),
-            token: [2; 16],
-            expires: 1234,
-            binding: binding.clone(),
-            origin: "https://app.localhost:8443".into(),
-        };
-        let mut plain = Vec::new();
-        plain.extend_from_slice(&h.session.0);
-        plain.extend_from_slice(&h.token);
-        plain.extend_from_slice(&h.expires.to_be_bytes());
-        plain.extend_from_slice(h.binding.as_bytes());
-        plain.extend_from_slice(h.origin.as_bytes());
-        let sealed = sealer.seal(HANDOFF_PURPOSE, &plain);
-        assert_eq!(open_handoff_with(&sealer, &sealed), Some(h));
-        assert_eq!(
-            open_handoff_with(&sealer, &sealed[..sealed.len() - 2]),
-            None
-        );
-        // A value of the old format (no binding) is not a hand-off any more.
-        assert_eq!(
-            open_handoff_with(&sealer, &sealer.seal("handoff", &plain)),
-            None
-        );
+        // The sealed hand-off itself is `gatehouse_identity::codec`'s (tested there).
         // The pending cookie that proves the binding.
         let mut headers = HeaderMap::new();
         let name = format!("_pomerium_pending_{}", &binding[..10]);
