@@ -7,6 +7,7 @@
 //! pages or sign upstream assertions.
 #![forbid(unsafe_code)]
 
+pub mod backend;
 pub mod codec;
 pub mod console_store;
 pub mod cookie;

@@ -17,7 +17,8 @@ use openidconnect::{
     EndpointSet, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
     RedirectUrl, Scope, TokenResponse,
 };
-use serde::{Deserialize, Serialize};
+
+pub use crate::session::Tokens;
 
 use crate::session::Identity;
 
@@ -60,19 +61,6 @@ pub enum OidcError {
     UserInfo(String),
 }
 
-/// IdP tokens kept in the session record, never in cookies or logs.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct Tokens {
-    pub access_token: String,
-    pub refresh_token: Option<String>,
-    pub id_token: Option<String>,
-    /// Unix seconds, when the IdP said.
-    pub expires_at: Option<u64>,
-    /// Unix seconds of the last refresh (never two within 10 s).
-    #[serde(default)]
-    pub refreshed_at: u64,
-}
-
 /// Why a refresh did not work.
 #[derive(Debug, thiserror::Error)]
 pub enum RefreshError {
@@ -84,22 +72,6 @@ pub enum RefreshError {
     /// the session meanwhile.
     #[error("token refresh failed for now: {0}")]
     Temporary(String),
-}
-
-impl Tokens {
-    /// True when the access token expires within a minute (and the last
-    /// refresh is more than 10 s ago) and a refresh token is at hand.
-    pub fn needs_refresh(&self, now: u64) -> bool {
-        self.refresh_token.is_some()
-            && self.expires_at.is_some_and(|exp| exp <= now + 60)
-            && now >= self.refreshed_at + 10
-    }
-}
-
-impl std::fmt::Debug for Tokens {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Tokens(..)")
-    }
 }
 
 /// One authorization request: where to send the user, and the secrets the

@@ -53,7 +53,7 @@ pub struct Session {
     pub expires_at: u64,
     /// The identity provider's tokens (OIDC sign-ins only).
     #[serde(default)]
-    pub tokens: Option<crate::oidc::Tokens>,
+    pub tokens: Option<Tokens>,
     /// Where the session came from. Records stored before this field
     /// existed load as the main sign-in.
     #[serde(default)]
@@ -223,6 +223,35 @@ pub fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// IdP tokens kept in the session record, never in cookies or logs.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Tokens {
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub id_token: Option<String>,
+    /// Unix seconds, when the IdP said.
+    pub expires_at: Option<u64>,
+    /// Unix seconds of the last refresh (never two within 10 s).
+    #[serde(default)]
+    pub refreshed_at: u64,
+}
+
+impl Tokens {
+    /// True when the access token expires within a minute (and the last
+    /// refresh is more than 10 s ago) and a refresh token is at hand.
+    pub fn needs_refresh(&self, now: u64) -> bool {
+        self.refresh_token.is_some()
+            && self.expires_at.is_some_and(|exp| exp <= now + 60)
+            && now >= self.refreshed_at + 10
+    }
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tokens(..)")
+    }
 }
 
 #[cfg(test)]

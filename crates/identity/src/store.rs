@@ -5,18 +5,16 @@
 //! [`crate::redis_store`]).
 //!
 //! Besides sessions, a store keeps one-time tokens: the sign-in hand-off to a
-//! route host must work once, and only once.
+//! route host must work once, and only once. [`crate::backend`] opens the
+//! one the configuration names.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gatehouse_config::StorageKind;
-
 use async_trait::async_trait;
 
-use crate::console_store::ConsoleStore;
 use crate::session::{Session, SessionId};
 
 #[derive(Debug, thiserror::Error)]
@@ -142,34 +140,6 @@ impl SessionStore for Counted {
 pub struct Lease {
     pub id: SessionId,
     pub token: [u8; 16],
-}
-
-/// Opens the store the configuration names (Redis connects lazily and
-/// needs a Tokio runtime).
-pub fn open(settings: &gatehouse_config::Storage) -> Result<Arc<Counted>, StoreError> {
-    open_shared(settings).map(|(s, _)| s)
-}
-
-/// The session store, and its backend as the console's store when it can be one.
-pub type Opened = (Arc<Counted>, Option<Arc<dyn ConsoleStore>>);
-
-/// Opens the store, and the same backend as the console's store when it
-/// can hold one (file and Redis; not memory).
-pub fn open_shared(settings: &gatehouse_config::Storage) -> Result<Opened, StoreError> {
-    let (store, console): (Arc<dyn SessionStore>, Option<Arc<dyn ConsoleStore>>) =
-        match &settings.kind {
-            StorageKind::Memory => (Arc::new(MemoryStore::default()), None),
-            StorageKind::File(path) => {
-                let file = Arc::new(FileStore::open(path)?);
-                let console = crate::console_store::FileConsoleStore::new(file.clone(), path);
-                (file, Some(Arc::new(console)))
-            }
-            StorageKind::Redis(_) => {
-                let redis = Arc::new(crate::redis_store::RedisStore::open(settings)?);
-                (redis.clone(), Some(redis))
-            }
-        };
-    Ok((Arc::new(Counted::new(store)), console))
 }
 
 #[derive(Default)]

@@ -74,7 +74,7 @@ pub struct IdentityState {
 
 impl IdentityState {
     pub fn new(sign_in: &SignIn) -> Result<IdentityState, gatehouse_identity::store::StoreError> {
-        let (store, console_store) = gatehouse_identity::store::open_shared(&sign_in.storage)?;
+        let (store, console_store) = gatehouse_identity::backend::open_shared(&sign_in.storage)?;
         let store_for_metrics = store.clone();
         let t = sign_in.throttle;
         if sign_in.cookie_secret.is_none() && !matches!(sign_in.provider, Provider::None) {
