@@ -69,7 +69,7 @@ pub(crate) fn same_origin(headers: &HeaderMap, own: &Origin) -> bool {
 
 /// Whether a token in a header, not the session cookie, authenticated the
 /// request: a programmatic-login or bearer token as `bearer::credential`
-/// reads it (as `forward::identify` does), and no session cookie at all.
+/// reads it (as `authorize::identify` does), and no session cookie at all.
 ///
 /// `identify` uses a header token instead of the cookie and refuses a
 /// request that carries a bad one, so a console request with a token and

@@ -1,13 +1,19 @@
 //! One request, phase by phase:
 //!
 //! 1. **accept**: request id, health checks (`/ping`, `/healthz`) before routing.
-//! 2. **route**: host + normalized path → route, or the 404 page.
-//! 3. **authorize**: the route's compiled policy decides (with the session when
-//!    it looks at the user): allow, 403 page, or sign-in (302 / 401).
-//! 4. **act**: direct `response`, `redirect`, or forward:
-//! 5. **forward**: [`upstream_request_headers`] is the one place that decides
-//!    which headers an upstream sees; the body streams through untouched.
-//! 6. **respond**: hop-by-hop headers dropped, route response headers set.
+//! 2. **canonical request** ([`crate::request`]): one Host, header names,
+//!    one canonical path and the client address; ambiguity is a 400.
+//! 3. **early answers**: forward-auth questions ([`crate::forward_auth`]),
+//!    published keys, gatehouse's own endpoints ([`crate::signin`]).
+//! 4. **route**: host + canonical path → route, or the 404 page.
+//! 5. **identify and decide** ([`crate::authorize`]): the session or token,
+//!    then the route's policy: allow, 403 page, or sign-in (302 / 401).
+//! 6. **act**: direct `response`, `redirect`, the console, or forward:
+//! 7. **forward**: [`upstream_request_headers`] is the one place that decides
+//!    which headers an upstream sees (the assertion from
+//!    [`crate::assertion`]); the body streams through untouched.
+//! 8. **respond**: hop-by-hop headers and gatehouse's own cookies dropped,
+//!    route response headers set.
 
 use std::borrow::Cow;
 
@@ -19,9 +25,12 @@ use http::uri::{PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
+use crate::assertion::{assertion, chained_assertion, claim_value};
+use crate::authorize::{Asked, authorize, denied_page, identify, is_cors_preflight};
 use crate::body::{self, Body};
 use crate::error::ProxyError;
 use crate::pages;
+use crate::request::split_authority;
 use crate::runtime::{RouteState, Runtime};
 use crate::signin::{self, IdentityState};
 
@@ -358,183 +367,6 @@ async fn route_request(
     resp
 }
 
-/// Who the request is: a programmatic-login token, a bearer JWT (on routes
-/// that accept them) or the session cookie. A bad programmatic token means
-/// signed out; a bad bearer token is refused (the reason is logged). A
-/// session is looked up within this route's scope: one made from a token
-/// counts only where the route accepts that token, and the console takes
-/// only the main sign-in.
-pub(crate) async fn identify(
-    rt: &Runtime,
-    identity: &IdentityState,
-    route: &Route,
-    headers: &HeaderMap,
-    host: &str,
-) -> Result<Option<gatehouse_identity::Session>, crate::bearer::Refused> {
-    use crate::bearer::{Credential, Refused};
-    let scope = signin::Scope::Route {
-        config: &rt.config,
-        route,
-    };
-    match crate::bearer::credential(headers) {
-        Credential::Pomerium(token) => {
-            Ok(signin::token_session(&rt.auth, identity, token, host, scope).await)
-        }
-        Credential::Bearer(token)
-            if route.bearer_token_format != gatehouse_config::BearerTokenFormat::Default =>
-        {
-            if signin::has_session_cookie(&rt.auth, headers, host) {
-                return Err(Refused::bad_request(
-                    "The request carries both a session cookie and a bearer token; send only one.",
-                ));
-            }
-            match &rt.bearer {
-                // The console takes only the main sign-in, never a bearer token.
-                Some(_) if matches!(route.action, RouteAction::Console) => Ok(None),
-                Some(b) => b.verify(route, token).await.map(Some),
-                None => Err(Refused::invalid("this route does not accept bearer tokens")),
-            }
-        }
-        _ => Ok(signin::session(&rt.auth, identity, headers, host, scope).await),
-    }
-}
-
-/// A session as the policy sees it.
-struct SessionSubject<'a>(&'a gatehouse_identity::Session);
-
-impl gatehouse_policy::Subject for SessionSubject<'_> {
-    fn user_id(&self) -> &str {
-        &self.0.identity.sub
-    }
-    fn email(&self) -> &str {
-        &self.0.identity.email
-    }
-    fn groups(&self) -> &[String] {
-        &self.0.identity.groups
-    }
-    fn claim(&self, name: &str) -> Option<&serde_json::Value> {
-        self.0.identity.claims.get(name)
-    }
-}
-
-/// `OPTIONS` with `Origin` and `Access-Control-Request-Method`.
-pub(crate) fn is_cors_preflight(method: &str, headers: &HeaderMap) -> bool {
-    method == "OPTIONS"
-        && headers.contains_key(header::ORIGIN)
-        && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
-}
-
-/// What the policy is asked about a request (besides who sends it).
-pub(crate) struct Asked<'a> {
-    pub method: &'a str,
-    /// Normalized.
-    pub path: &'a str,
-    pub source_ip: std::net::IpAddr,
-    pub cors_preflight: bool,
-}
-
-/// The route's policy decides; the decision is counted and logged. Shared
-/// by proxied requests and forward-auth questions.
-pub(crate) fn authorize(
-    identity: &IdentityState,
-    route: &Route,
-    state: &RouteState,
-    session: Option<&gatehouse_identity::Session>,
-    asked: Asked<'_>,
-    request_id: &HeaderValue,
-) -> gatehouse_policy::Decision {
-    let subject = session.map(SessionSubject);
-    let facts = gatehouse_policy::Facts {
-        subject: subject
-            .as_ref()
-            .map(|s| s as &dyn gatehouse_policy::Subject),
-        method: asked.method,
-        path: asked.path,
-        source_ip: asked.source_ip,
-        cors_preflight: asked.cors_preflight,
-        now: gatehouse_identity::session::unix_now() as i64,
-    };
-    let mut decision = state.policy.evaluate(&facts);
-    // A servlet container reads `/secret;x` as `/secret`: the policy must
-    // allow both readings (the stricter decision stands).
-    if let (gatehouse_policy::Decision::Allow(_), Some(cut)) =
-        (decision, crate::request::without_parameters(asked.path))
-    {
-        let servlet = state.policy.evaluate(&gatehouse_policy::Facts {
-            path: &cut,
-            ..facts
-        });
-        if !matches!(servlet, gatehouse_policy::Decision::Allow(_)) {
-            decision = servlet;
-        }
-    }
-    // Counted here, once, for every decision: proxied requests and
-    // forward-auth questions alike (the console's allowed/denied columns).
-    identity.metrics.decision(decision);
-    state.metrics.decided(&decision);
-    log_decision(
-        route,
-        asked.method,
-        asked.path,
-        session,
-        decision,
-        request_id,
-    );
-    decision
-}
-
-/// One structured line per decision (target `gatehouse::authorize`).
-fn log_decision(
-    route: &Route,
-    method: &str,
-    path: &str,
-    session: Option<&gatehouse_identity::Session>,
-    decision: gatehouse_policy::Decision,
-    request_id: &HeaderValue,
-) {
-    if !tracing::enabled!(target: "gatehouse::authorize", tracing::Level::INFO) {
-        return;
-    }
-    let (result, reasons) = match decision {
-        gatehouse_policy::Decision::Allow(r) => ("allow", r),
-        gatehouse_policy::Decision::Deny(r) => ("deny", r),
-        gatehouse_policy::Decision::SignIn(r) => ("sign-in", r),
-    };
-    let (user, email) = session.map_or(("", ""), |s| {
-        (s.identity.sub.as_str(), s.identity.email.as_str())
-    });
-    tracing::info!(
-        target: "gatehouse::authorize",
-        result,
-        reasons = %reasons,
-        route = %route.label(),
-        user,
-        email,
-        method,
-        path,
-        request_id = request_id.to_str().unwrap_or_default(),
-        "authorize check"
-    );
-}
-
-/// The 403 page; the policy's reasons only when the route sets
-/// `show_error_details`.
-pub(crate) fn denied_page(
-    route: &Route,
-    reasons: gatehouse_policy::Reasons,
-    request_id: &HeaderValue,
-    json: bool,
-) -> Response<Body> {
-    let e = ProxyError::Denied;
-    let id = request_id.to_str().unwrap_or_default();
-    let message = if route.show_error_details {
-        format!("{} Reasons: {reasons}.", e.reason())
-    } else {
-        e.reason().to_string()
-    };
-    pages::page(e.status(), &message, e.code(), id, json)
-}
-
 /// `/.pomerium/jwt`: the signed-in user's assertion for this host.
 async fn raw_assertion(
     rt: &Runtime,
@@ -591,125 +423,6 @@ async fn raw_assertion(
             request_id,
             json,
         ),
-    }
-}
-
-/// The assertion to chain as `X-Pomerium-Jwt-Assertion-For`: only from a
-/// peer listed in `trusted_assertion_sources`, only on routes that pass
-/// identity headers. The first hop's assertion wins (an incoming `-For`
-/// before an incoming assertion), as Pomerium chains them.
-fn chained_assertion(
-    rt: &Runtime,
-    route: &Route,
-    conn: &ConnInfo,
-    headers: &HeaderMap,
-) -> Option<HeaderValue> {
-    let trusted = &rt.config.trusted_assertion_sources;
-    if !route.pass_identity_headers || trusted.is_empty() {
-        return None;
-    }
-    let peer = conn.peer.ip().to_canonical();
-    if !trusted.iter().any(|net| net.contains(&peer)) {
-        return None;
-    }
-    headers
-        .get("x-pomerium-jwt-assertion-for")
-        .or_else(|| headers.get("x-pomerium-jwt-assertion"))
-        .cloned()
-}
-
-/// The signed identity for the upstream (empty identity on public routes,
-/// as Pomerium).
-pub(crate) fn assertion(
-    rt: &Runtime,
-    identity: &IdentityState,
-    host: &str,
-    route: &Route,
-    session: Option<&gatehouse_identity::Session>,
-) -> Option<HeaderValue> {
-    let now = gatehouse_identity::session::unix_now();
-    if !rt.cache_assertions {
-        return mint_assertion(rt, host, route, session, now);
-    }
-    let key = (
-        session.map_or([0; 16], |s| s.id.0),
-        rt.generation,
-        route.index,
-        host.to_string(),
-    );
-    let mut minted = false;
-    let value = identity.assertions.get_or_mint(key, now, || {
-        minted = true;
-        let value = mint_assertion(rt, host, route, session, now)?;
-        Some((value, now + gatehouse_assertion::LIFETIME_SECS))
-    });
-    identity.metrics.assertion_cache(!minted);
-    value
-}
-
-fn mint_assertion(
-    rt: &Runtime,
-    host: &str,
-    route: &Route,
-    session: Option<&gatehouse_identity::Session>,
-    now: u64,
-) -> Option<HeaderValue> {
-    let no_groups = Vec::new();
-    let sid = session.map(|s| s.id.to_hex()).unwrap_or_default();
-    let subject = match session {
-        Some(s) => gatehouse_assertion::Subject {
-            user: &s.identity.sub,
-            email: &s.identity.email,
-            name: &s.identity.name,
-            groups: &s.identity.groups,
-            sid: &sid,
-        },
-        None => gatehouse_assertion::Subject {
-            user: "",
-            email: "",
-            name: "",
-            groups: &no_groups,
-            sid: "",
-        },
-    };
-    let mut claims = gatehouse_assertion::claims(host, route.issuer_uri, &subject, now);
-    // Claims named in jwt_claims_headers that are not base claims join the JWT.
-    if let (Some(map), Some(s)) = (claims.as_object_mut(), session) {
-        for (_, claim) in &route.claim_headers {
-            if !map.contains_key(claim) {
-                map.insert(
-                    claim.clone(),
-                    serde_json::Value::String(claim_value(s, claim)),
-                );
-            }
-        }
-    }
-    HeaderValue::from_str(&rt.signing.sign(&claims)).ok()
-}
-
-/// A claim as a header value: base claims first, then the IdP's; lists are
-/// comma-joined; a missing claim is empty (as Pomerium).
-pub(crate) fn claim_value(s: &gatehouse_identity::Session, claim: &str) -> String {
-    let id = &s.identity;
-    match claim {
-        "sub" | "user" => id.sub.clone(),
-        "email" => id.email.clone(),
-        "name" => id.name.clone(),
-        "groups" => id.groups.join(","),
-        "sid" => s.id.to_hex(),
-        other => match id.claims.get(other) {
-            None | Some(serde_json::Value::Null) => String::new(),
-            Some(serde_json::Value::String(v)) => v.clone(),
-            Some(serde_json::Value::Array(items)) => items
-                .iter()
-                .map(|i| match i {
-                    serde_json::Value::String(v) => v.clone(),
-                    v => v.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join(","),
-            Some(v) => v.to_string(),
-        },
     }
 }
 
@@ -839,23 +552,6 @@ fn authority<B>(req: &Request<B>) -> &str {
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .unwrap_or(""),
-    }
-}
-
-pub(crate) fn split_authority(authority: &str) -> Option<(&str, Option<u16>)> {
-    if authority.is_empty() {
-        return None;
-    }
-    if let Some(rest) = authority.strip_prefix('[') {
-        let end = rest.find(']')?;
-        let port = rest[end + 1..]
-            .strip_prefix(':')
-            .and_then(|p| p.parse().ok());
-        return Some((&authority[..end + 2], port));
-    }
-    match authority.rsplit_once(':') {
-        Some((h, p)) => Some((h, Some(p.parse().ok()?))),
-        None => Some((authority, None)),
     }
 }
 

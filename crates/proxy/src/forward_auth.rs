@@ -26,12 +26,11 @@ use gatehouse_identity::Session;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
+use crate::assertion::{assertion, claim_value};
+use crate::authorize::{Asked, authorize, denied_page, identify, is_cors_preflight};
 use crate::body::{self, Body};
-use crate::forward::{
-    Asked, ConnInfo, assertion, authorize, claim_value, denied_page, identify, is_cors_preflight,
-    split_authority,
-};
 use crate::pages;
+use crate::request::{ConnInfo, split_authority};
 use crate::runtime::Runtime;
 use crate::signin::{self, IdentityState};
 

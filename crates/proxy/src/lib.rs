@@ -11,6 +11,8 @@
 #![forbid(unsafe_code)]
 
 pub mod access_log;
+pub mod assertion;
+pub mod authorize;
 pub mod bearer;
 pub mod body;
 pub mod console;

@@ -226,7 +226,7 @@ pub fn canonical_path<'a>(
 /// frameworks that cut `;jsessionid=`) reads it: every segment's
 /// `;parameters` (or `%3Bparameters`) cut. `None` when the path has none.
 /// Route matching and the policy must agree on both readings (see
-/// `forward::authorize`), or `/secret;x` would pass a rule on `/secret`.
+/// `authorize::authorize`), or `/secret;x` would pass a rule on `/secret`.
 pub fn without_parameters(path: &str) -> Option<String> {
     if !path.contains(';') && !path.contains("%3B") {
         return None;
@@ -414,6 +414,24 @@ impl ConnInfo {
             tls,
             peer_ip,
         }
+    }
+}
+
+/// `host[:port]` or `[v6]:port` split into host and port.
+pub fn split_authority(authority: &str) -> Option<(&str, Option<u16>)> {
+    if authority.is_empty() {
+        return None;
+    }
+    if let Some(rest) = authority.strip_prefix('[') {
+        let end = rest.find(']')?;
+        let port = rest[end + 1..]
+            .strip_prefix(':')
+            .and_then(|p| p.parse().ok());
+        return Some((&authority[..end + 2], port));
+    }
+    match authority.rsplit_once(':') {
+        Some((h, p)) => Some((h, Some(p.parse().ok()?))),
+        None => Some((authority, None)),
     }
 }
 

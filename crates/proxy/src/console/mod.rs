@@ -858,7 +858,7 @@ fn write_allowed(rt: &Runtime, req: &Request<Incoming>) -> bool {
     let authority = authority(req);
     let https = rt.config.console.as_ref().is_none_or(|c| c.from.https);
     let own = crate::csrf::own_origin(https, authority);
-    // The cookie `forward::identify` would have read for this host.
+    // The cookie `authorize::identify` would have read for this host.
     let host = crate::csrf::host_name(authority);
     let cookie = crate::signin::has_session_cookie(&rt.auth, req.headers(), &host);
     crate::csrf::write_allowed(req.method(), req.headers(), own.as_ref(), cookie)

@@ -1,0 +1,192 @@
+//! Identify and decide: who the request is (session cookie, programmatic
+//! token, bearer JWT), and the route's policy on it. One `authorize` for
+//! proxied requests and forward-auth questions alike, so every decision is
+//! counted and logged in one place.
+
+use gatehouse_config::{Route, RouteAction};
+use http::HeaderMap;
+use http::Response;
+use http::header::{self, HeaderValue};
+
+use crate::body::Body;
+use crate::error::ProxyError;
+use crate::pages;
+use crate::runtime::{RouteState, Runtime};
+use crate::signin::{self, IdentityState};
+
+/// Who the request is: a programmatic-login token, a bearer JWT (on routes
+/// that accept them) or the session cookie. A bad programmatic token means
+/// signed out; a bad bearer token is refused (the reason is logged). A
+/// session is looked up within this route's scope: one made from a token
+/// counts only where the route accepts that token, and the console takes
+/// only the main sign-in.
+pub(crate) async fn identify(
+    rt: &Runtime,
+    identity: &IdentityState,
+    route: &Route,
+    headers: &HeaderMap,
+    host: &str,
+) -> Result<Option<gatehouse_identity::Session>, crate::bearer::Refused> {
+    use crate::bearer::{Credential, Refused};
+    let scope = signin::Scope::Route {
+        config: &rt.config,
+        route,
+    };
+    match crate::bearer::credential(headers) {
+        Credential::Pomerium(token) => {
+            Ok(signin::token_session(&rt.auth, identity, token, host, scope).await)
+        }
+        Credential::Bearer(token)
+            if route.bearer_token_format != gatehouse_config::BearerTokenFormat::Default =>
+        {
+            if signin::has_session_cookie(&rt.auth, headers, host) {
+                return Err(Refused::bad_request(
+                    "The request carries both a session cookie and a bearer token; send only one.",
+                ));
+            }
+            match &rt.bearer {
+                // The console takes only the main sign-in, never a bearer token.
+                Some(_) if matches!(route.action, RouteAction::Console) => Ok(None),
+                Some(b) => b.verify(route, token).await.map(Some),
+                None => Err(Refused::invalid("this route does not accept bearer tokens")),
+            }
+        }
+        _ => Ok(signin::session(&rt.auth, identity, headers, host, scope).await),
+    }
+}
+
+/// A session as the policy sees it.
+struct SessionSubject<'a>(&'a gatehouse_identity::Session);
+
+impl gatehouse_policy::Subject for SessionSubject<'_> {
+    fn user_id(&self) -> &str {
+        &self.0.identity.sub
+    }
+    fn email(&self) -> &str {
+        &self.0.identity.email
+    }
+    fn groups(&self) -> &[String] {
+        &self.0.identity.groups
+    }
+    fn claim(&self, name: &str) -> Option<&serde_json::Value> {
+        self.0.identity.claims.get(name)
+    }
+}
+
+/// `OPTIONS` with `Origin` and `Access-Control-Request-Method`.
+pub(crate) fn is_cors_preflight(method: &str, headers: &HeaderMap) -> bool {
+    method == "OPTIONS"
+        && headers.contains_key(header::ORIGIN)
+        && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+/// What the policy is asked about a request (besides who sends it).
+pub(crate) struct Asked<'a> {
+    pub method: &'a str,
+    /// Normalized.
+    pub path: &'a str,
+    pub source_ip: std::net::IpAddr,
+    pub cors_preflight: bool,
+}
+
+/// The route's policy decides; the decision is counted and logged. Shared
+/// by proxied requests and forward-auth questions.
+pub(crate) fn authorize(
+    identity: &IdentityState,
+    route: &Route,
+    state: &RouteState,
+    session: Option<&gatehouse_identity::Session>,
+    asked: Asked<'_>,
+    request_id: &HeaderValue,
+) -> gatehouse_policy::Decision {
+    let subject = session.map(SessionSubject);
+    let facts = gatehouse_policy::Facts {
+        subject: subject
+            .as_ref()
+            .map(|s| s as &dyn gatehouse_policy::Subject),
+        method: asked.method,
+        path: asked.path,
+        source_ip: asked.source_ip,
+        cors_preflight: asked.cors_preflight,
+        now: gatehouse_identity::session::unix_now() as i64,
+    };
+    let mut decision = state.policy.evaluate(&facts);
+    // A servlet container reads `/secret;x` as `/secret`: the policy must
+    // allow both readings (the stricter decision stands).
+    if let (gatehouse_policy::Decision::Allow(_), Some(cut)) =
+        (decision, crate::request::without_parameters(asked.path))
+    {
+        let servlet = state.policy.evaluate(&gatehouse_policy::Facts {
+            path: &cut,
+            ..facts
+        });
+        if !matches!(servlet, gatehouse_policy::Decision::Allow(_)) {
+            decision = servlet;
+        }
+    }
+    // Counted here, once, for every decision: proxied requests and
+    // forward-auth questions alike (the console's allowed/denied columns).
+    identity.metrics.decision(decision);
+    state.metrics.decided(&decision);
+    log_decision(
+        route,
+        asked.method,
+        asked.path,
+        session,
+        decision,
+        request_id,
+    );
+    decision
+}
+
+/// One structured line per decision (target `gatehouse::authorize`).
+fn log_decision(
+    route: &Route,
+    method: &str,
+    path: &str,
+    session: Option<&gatehouse_identity::Session>,
+    decision: gatehouse_policy::Decision,
+    request_id: &HeaderValue,
+) {
+    if !tracing::enabled!(target: "gatehouse::authorize", tracing::Level::INFO) {
+        return;
+    }
+    let (result, reasons) = match decision {
+        gatehouse_policy::Decision::Allow(r) => ("allow", r),
+        gatehouse_policy::Decision::Deny(r) => ("deny", r),
+        gatehouse_policy::Decision::SignIn(r) => ("sign-in", r),
+    };
+    let (user, email) = session.map_or(("", ""), |s| {
+        (s.identity.sub.as_str(), s.identity.email.as_str())
+    });
+    tracing::info!(
+        target: "gatehouse::authorize",
+        result,
+        reasons = %reasons,
+        route = %route.label(),
+        user,
+        email,
+        method,
+        path,
+        request_id = request_id.to_str().unwrap_or_default(),
+        "authorize check"
+    );
+}
+
+/// The 403 page; the policy's reasons only when the route sets
+/// `show_error_details`.
+pub(crate) fn denied_page(
+    route: &Route,
+    reasons: gatehouse_policy::Reasons,
+    request_id: &HeaderValue,
+    json: bool,
+) -> Response<Body> {
+    let e = ProxyError::Denied;
+    let id = request_id.to_str().unwrap_or_default();
+    let message = if route.show_error_details {
+        format!("{} Reasons: {reasons}.", e.reason())
+    } else {
+        e.reason().to_string()
+    };
+    pages::page(e.status(), &message, e.code(), id, json)
+}
