@@ -1628,8 +1628,16 @@ fn authorize_flow(
     exp: u64,
 ) -> Result<gatehouse_identity::oidc::Authorization, gatehouse_identity::oidc::OidcError> {
     oidc.authorize(redirect_uri, |verifier, nonce| {
-        let flow = serde_json::json!({"t": target, "v": verifier, "n": nonce, "f": flow_id, "b": binding, "h": handoff, "e": exp});
-        auth.cookie_sealer.seal("oidc-state", flow.to_string().as_bytes())
+        let flow = codec::FlowState {
+            target: target.to_string(),
+            verifier: verifier.to_string(),
+            nonce: nonce.to_string(),
+            flow_id: flow_id.to_string(),
+            binding: binding.to_string(),
+            handoff: handoff.map(String::from),
+            expires: exp,
+        };
+        codec::seal_flow_state(&auth.cookie_sealer, &flow)
     })
 }
 
@@ -1674,10 +1682,6 @@ fn sign_in_failed(status: StatusCode, msg: &str) -> Response<Body> {
     notice(status, "Sign in", "Sign-in failed", msg)
 }
 
-fn flow_field(flow: &serde_json::Value, key: &'static str) -> String {
-    flow[key].as_str().unwrap_or_default().to_string()
-}
-
 /// Sends the browser to GitHub; the same sealed state and per-flow cookie
 /// as the OpenID flow (no PKCE or nonce: GitHub is plain OAuth2).
 fn start_github(
@@ -1691,10 +1695,16 @@ fn start_github(
     let flow_id = hex(&rand::random::<[u8; 6]>());
     let binding = hex(&rand::random::<[u8; 16]>());
     let exp = unix_now() + OIDC_FLOW_SECS;
-    let flow = serde_json::json!({"t": target, "f": flow_id, "b": binding, "h": handoff, "e": exp});
-    let state = auth
-        .cookie_sealer
-        .seal("oidc-state", flow.to_string().as_bytes());
+    let flow = codec::FlowState {
+        target: target.to_string(),
+        verifier: String::new(),
+        nonce: String::new(),
+        flow_id: flow_id.clone(),
+        binding: binding.clone(),
+        handoff: handoff.map(String::from),
+        expires: exp,
+    };
+    let state = codec::seal_flow_state(&auth.cookie_sealer, &flow);
     let redirect_uri = format!("{}/oauth2/callback", host.origin);
     let mut resp = redirect(&github.authorize_url(&redirect_uri, &state));
     bind_flow(auth, &mut resp, &flow_id, &binding, secure);
@@ -1744,32 +1754,30 @@ async fn oidc_callback(
             "The identity provider's answer is incomplete.",
         );
     };
-    let Some(flow) = auth
-        .cookie_sealer
-        .open("oidc-state", &sealed)
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-    else {
-        return sign_in_failed(
-            StatusCode::BAD_REQUEST,
-            "This sign-in answer is not valid. Go back to the page you wanted and try again.",
-        );
-    };
-    let field = |k| flow_field(&flow, k);
     let now = unix_now();
-    if flow["e"].as_u64().unwrap_or(0) <= now {
-        return sign_in_failed(
-            StatusCode::BAD_REQUEST,
-            "This sign-in took too long. Go back to the page you wanted and try again.",
-        );
-    }
-    let cookie_name = format!("{}_csrf_{}", auth.cookie.name, field("f"));
-    if cookie_value(req.headers(), &cookie_name) != Some(field("b").as_str()) {
+    let flow = match codec::open_flow_state(&auth.cookie_sealer, &sealed, now) {
+        Ok(flow) => flow,
+        Err(codec::FlowError::Invalid) => {
+            return sign_in_failed(
+                StatusCode::BAD_REQUEST,
+                "This sign-in answer is not valid. Go back to the page you wanted and try again.",
+            );
+        }
+        Err(codec::FlowError::Expired) => {
+            return sign_in_failed(
+                StatusCode::BAD_REQUEST,
+                "This sign-in took too long. Go back to the page you wanted and try again.",
+            );
+        }
+    };
+    let cookie_name = format!("{}_csrf_{}", auth.cookie.name, flow.flow_id);
+    if cookie_value(req.headers(), &cookie_name) != Some(flow.binding.as_str()) {
         return sign_in_failed(
             StatusCode::BAD_REQUEST,
             "This sign-in was not started in this browser.",
         );
     }
-    let Some(target_url) = checked_redirect(&field("t"), allowed) else {
+    let Some(target_url) = checked_redirect(&flow.target, allowed) else {
         return sign_in_failed(
             StatusCode::BAD_REQUEST,
             "The address to return to is not one this gatehouse serves.",
@@ -1786,7 +1794,7 @@ async fn oidc_callback(
                 Ok(o) => o,
                 Err(e) => return idp_unavailable(&e),
             };
-            oidc.exchange(&redirect_uri, &code, &field("v"), &field("n"), now)
+            oidc.exchange(&redirect_uri, &code, &flow.verifier, &flow.nonce, now)
                 .await
                 .map_err(|e| e.to_string())
         }
@@ -1817,7 +1825,7 @@ async fn oidc_callback(
         );
     };
     let cookie = session_cookie(auth, host.name, &session, secure);
-    let handoff = flow["h"].as_str().filter(|b| valid_binding(b));
+    let handoff = flow.handoff.as_deref();
     let mut resp = finish(
         auth,
         state,
