@@ -24,6 +24,10 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     let _ = codec::open_login_form(&sealer, &sealer.seal("login-form", data), 0);
+    if let Ok(f) = codec::open_flow_state(&sealer, &sealer.seal(codec::FLOW_STATE, data), 0) {
+        let again = codec::open_flow_state(&sealer, &codec::seal_flow_state(&sealer, &f), 0);
+        assert_eq!(again, Ok(f));
+    }
     let _ = codec::open_form_token(&sealer, "sign-out", &sealer.seal("sign-out", data), 0);
     let sealed = sealer.seal("handoff", data);
     // What a client hands back is bounded: longer values never open.

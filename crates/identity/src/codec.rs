@@ -112,7 +112,7 @@ pub fn open_login_form(sealer: &Sealer, token: &str, now: u64) -> Option<(String
 const LOGIN_FORM: &str = "login-form";
 
 /// The associated data of an OAuth2/OpenID sign-in's sealed `state`.
-const FLOW_STATE: &str = "oidc-state";
+pub const FLOW_STATE: &str = "oidc-state";
 
 /// What an OAuth2/OpenID sign-in keeps in its `state` parameter between
 /// leaving for the provider and coming back (the provider returns it
