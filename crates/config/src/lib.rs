@@ -365,19 +365,25 @@ fn set_key(root: &mut yaml::Node, key: &str, value: yaml::Node, mark: Mark) {
     }
 }
 
+/// Top-level options whose values are secrets: never exported (the
+/// console), echoed or logged. `true`: a `<key>_file` is read as the value
+/// (`certificate_key_file` stays a path, for the certificate code).
+pub const SECRET_KEYS: &[(&str, bool)] = &[
+    ("shared_secret", true),
+    ("cookie_secret", true),
+    ("idp_client_secret", true),
+    ("signing_key", true),
+    ("databroker_storage_connection_string", true),
+    ("metrics_basic_auth", true),
+    ("certificate_key", false),
+];
+
 /// `shared_secret_file` etc.: the file's content becomes the option's value
 /// (trailing newline removed). The `*_file` keys that Pomerium keeps as
 /// paths (certificates, CA, user directory) are handled by the compiler.
 fn read_secret_files(root: &mut yaml::Node, base_dir: &Path, diags: &mut Vec<Diagnostic>) {
-    const SECRETS: &[&str] = &[
-        "shared_secret",
-        "cookie_secret",
-        "idp_client_secret",
-        "signing_key",
-        "databroker_storage_connection_string",
-        "metrics_basic_auth",
-    ];
-    for key in SECRETS {
+    let file_keys = SECRET_KEYS.iter().filter(|(_, file)| *file).map(|(k, _)| k);
+    for key in file_keys {
         let file_key = format!("{key}_file");
         let Some(path_node) = root.get(&file_key).cloned() else {
             continue;

@@ -968,7 +968,7 @@ fn export(rt: &Runtime, state: &State) -> Result<String, String> {
     if let gatehouse_config::yaml::Value::Map(entries) = &mut root.value {
         entries.retain(|(k, _)| {
             let key = k.as_str().unwrap_or_default();
-            let secret = SECRETS.contains(&key);
+            let secret = gatehouse_config::SECRET_KEYS.iter().any(|(k, _)| *k == key);
             if secret {
                 omitted.push(key.to_string());
             }
@@ -987,17 +987,6 @@ fn export(rt: &Runtime, state: &State) -> Result<String, String> {
     out.push_str(&gatehouse_config::yaml::emit(&root));
     Ok(out)
 }
-
-/// Keys never written into an export.
-const SECRETS: &[&str] = &[
-    "shared_secret",
-    "cookie_secret",
-    "idp_client_secret",
-    "signing_key",
-    "databroker_storage_connection_string",
-    "metrics_basic_auth",
-    "certificate_key",
-];
 
 /// A Pomerium `config.yaml` as console state: its routes (except those the
 /// file already has, by `from` and path) and its live settings.
