@@ -29,6 +29,17 @@ pub enum ProxyError {
     UpstreamTimeout,
     #[error("could not build the upstream request")]
     Internal(String),
+    /// A forward-auth question from a peer not in
+    /// `forward_auth_trusted_sources`.
+    #[error("forward-auth question from an untrusted peer")]
+    ForwardAuthUntrusted,
+    /// A forward-auth question that does not describe its request.
+    #[error("{0}")]
+    ForwardAuthBadRequest(&'static str),
+    /// A forward-auth question about an address no route serves (403: the
+    /// proxy in front must refuse it, not pass it on).
+    #[error("no route for the original request")]
+    ForwardAuthNoRoute,
 }
 
 impl ProxyError {
@@ -45,6 +56,10 @@ impl ProxyError {
             }
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::ForwardAuthUntrusted | ProxyError::ForwardAuthNoRoute => {
+                StatusCode::FORBIDDEN
+            }
+            ProxyError::ForwardAuthBadRequest(_) => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -65,6 +80,11 @@ impl ProxyError {
                 "The service behind this address did not answer in time."
             }
             ProxyError::Internal(_) => "Something went wrong inside gatehouse.",
+            ProxyError::ForwardAuthUntrusted => {
+                "Forward-auth requests are accepted only from the proxies listed in forward_auth_trusted_sources."
+            }
+            ProxyError::ForwardAuthBadRequest(why) => why,
+            ProxyError::ForwardAuthNoRoute => "No route matches this address.",
         }
     }
 
@@ -81,6 +101,15 @@ impl ProxyError {
             ProxyError::UpstreamReset(_) => "upstream_reset",
             ProxyError::UpstreamTimeout => "upstream_timeout",
             ProxyError::Internal(_) => "internal",
+            ProxyError::ForwardAuthUntrusted => "forward_auth_untrusted",
+            ProxyError::ForwardAuthBadRequest(_) => "forward_auth_bad_request",
+            ProxyError::ForwardAuthNoRoute => "no_route",
         }
     }
+}
+
+/// The one answer for a refusal: its status, reason and code, as a page or
+/// JSON (`json`), with the request id.
+pub fn response(e: &ProxyError, request_id: &str, json: bool) -> http::Response<crate::body::Body> {
+    crate::pages::page(e.status(), e.reason(), e.code(), request_id, json)
 }

@@ -521,8 +521,7 @@ fn request_host<'a>(authority: &'a str, conn: &ConnInfo) -> Option<(Cow<'a, str>
 }
 
 fn error_response(e: &ProxyError, request_id: &HeaderValue, json: bool) -> Response<Body> {
-    let id = request_id.to_str().unwrap_or_default();
-    pages::page(e.status(), e.reason(), e.code(), id, json)
+    crate::error::response(e, request_id.to_str().unwrap_or_default(), json)
 }
 
 /// The client's `X-Request-Id` when it is sane, else a new random one.

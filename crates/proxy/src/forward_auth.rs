@@ -29,6 +29,7 @@ use http::{Method, Request, Response, StatusCode};
 use crate::assertion::{assertion, claim_value};
 use crate::authorize::{Asked, authorize, denied_page, identify, is_cors_preflight};
 use crate::body::{self, Body};
+use crate::error::ProxyError;
 use crate::pages;
 use crate::request::{ConnInfo, split_authority};
 use crate::runtime::Runtime;
@@ -172,6 +173,7 @@ pub async fn handle(
     let id = request_id.to_str().unwrap_or_default();
     let headers = req.headers();
     let json = pages::wants_json(headers);
+    let refuse = |e: ProxyError| crate::error::response(&e, id, json);
     let rules = &rt.config.request;
     let peer = crate::request::unmap(conn.peer.ip());
     if !rt
@@ -181,34 +183,18 @@ pub async fn handle(
         .any(|n| n.contains(&peer))
     {
         tracing::warn!(client = %peer, request_id = id, "forward-auth request from an address not in forward_auth_trusted_sources: refused");
-        return pages::page(
-            StatusCode::FORBIDDEN,
-            "Forward-auth requests are accepted only from the proxies listed in forward_auth_trusted_sources.",
-            "forward_auth_untrusted",
-            id,
-            json,
-        );
+        return refuse(ProxyError::ForwardAuthUntrusted);
     }
     let original = match Original::from_headers(headers, req.method()) {
         Ok(o) => o,
         Err(why) => {
-            return pages::page(
-                StatusCode::BAD_REQUEST,
-                why,
-                "forward_auth_bad_request",
-                id,
-                json,
-            );
+            return refuse(ProxyError::ForwardAuthBadRequest(why));
         }
     };
     let Some((host, port)) = split_authority(&original.authority) else {
-        return pages::page(
-            StatusCode::BAD_REQUEST,
+        return refuse(ProxyError::ForwardAuthBadRequest(
             "The original host is not valid.",
-            "forward_auth_bad_request",
-            id,
-            json,
-        );
+        ));
     };
     let host = host.trim_end_matches('.');
     let port = port.unwrap_or(if original.https { 443 } else { 80 });
@@ -220,25 +206,20 @@ pub async fn handle(
     let path = match crate::request::canonical_path(original.path(), rules) {
         Ok(c) if c.dot_segments => {
             let e = crate::request::Ambiguous::DotSegments;
-            return pages::page(StatusCode::BAD_REQUEST, e.reason(), e.code(), id, json);
+            return refuse(ProxyError::Ambiguous(e));
         }
         Ok(c) => c.path,
-        Err(e) => return pages::page(StatusCode::BAD_REQUEST, e.reason(), e.code(), id, json),
+        Err(e) => return refuse(ProxyError::Ambiguous(e)),
     };
     let Some(index) = rt.table.find(&rt.config.routes, host, port, &path) else {
         tracing::info!(url = %original.url(), request_id = id, "forward-auth: no route matches the original request");
-        return pages::page(
-            StatusCode::FORBIDDEN,
-            "No route matches this address.",
-            "no_route",
-            id,
-            json,
-        );
+        return refuse(ProxyError::ForwardAuthNoRoute);
     };
     if let Some(cut) = crate::request::without_parameters(&path) {
         if rt.table.find(&rt.config.routes, host, port, &cut) != Some(index) {
-            let e = crate::request::Ambiguous::PathParameters;
-            return pages::page(StatusCode::BAD_REQUEST, e.reason(), e.code(), id, json);
+            return refuse(ProxyError::Ambiguous(
+                crate::request::Ambiguous::PathParameters,
+            ));
         }
     }
     let route = &rt.config.routes[index];
@@ -259,7 +240,7 @@ pub async fn handle(
     let client = match crate::request::forwarded_client(headers, rules.xff_num_trusted_hops) {
         Ok(ip) => ip,
         Err(e) if state.policy.uses_source_ip() => {
-            return pages::page(StatusCode::BAD_REQUEST, e.reason(), e.code(), id, json);
+            return refuse(ProxyError::Ambiguous(e));
         }
         Err(_) => peer,
     };
