@@ -778,14 +778,15 @@ async fn forward(
 /// a hostile co-tenant route on the same cookie domain, must not plant,
 /// replace or delete them in a browser.
 fn strip_own_set_cookies(headers: &mut HeaderMap, cookie_name: &str) {
-    let prefix = format!("{cookie_name}_");
+    // Looked at on every response: nothing allocated unless one is found.
     let own = |v: &HeaderValue| {
         let text = String::from_utf8_lossy(v.as_bytes());
         let name = text
             .split_once('=')
             .map_or(text.as_ref(), |(n, _)| n)
             .trim();
-        name == cookie_name || name.starts_with(&prefix)
+        name.strip_prefix(cookie_name)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('_'))
     };
     if !headers.get_all(header::SET_COOKIE).iter().any(own) {
         return;
