@@ -12,7 +12,6 @@
 //! Lookup cost depends on the number of labels in the request host and on
 //! the routes of that one host, never on routes of other hosts.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use gatehouse_config::{HostPattern, PathMatch, Route};
@@ -125,15 +124,6 @@ impl HostRoutes {
             })
             .map(|e| e.route)
     }
-}
-
-/// The canonical path (see [`crate::request::canonical_path`]) under the
-/// default rules, for paths gatehouse reads from its own forms and links;
-/// `None` when it is ambiguous.
-pub fn normalize_path(path: &str) -> Option<Cow<'_, str>> {
-    crate::request::canonical_path(path, &gatehouse_config::RequestRules::default())
-        .ok()
-        .map(|c| c.path)
 }
 
 #[cfg(test)]

@@ -1146,7 +1146,11 @@ pub async fn sign_in_with_token(
             "pomerium_redirect_uri must be a URL on this host.",
         );
     };
-    let Some(path) = crate::routing::normalize_path(target_url.path()) else {
+    // The same canonical path (under the configured rules) as a request to
+    // that URL would get.
+    let Ok(crate::request::CanonicalPath { path, .. }) =
+        crate::request::canonical_path(target_url.path(), &rt.config.request)
+    else {
         return bad(
             StatusCode::BAD_REQUEST,
             "pomerium_redirect_uri has an invalid path.",
