@@ -268,6 +268,12 @@ pub fn canonicalize<B>(
         None => path,
     };
     if c.unescaped_slashes && rules.escaped_slashes == EscapedSlashes::UnescapeAndRedirect {
+        // A Location starting `//` (kept with `merge_slashes: false`) is
+        // another host to a browser: `/%2F%2Fevil.example` must not become
+        // an open redirect.
+        if pq.starts_with("//") {
+            return Err(Ambiguous::EscapedSlash);
+        }
         return Ok(Canonical::Redirect(pq));
     }
     let mut parts = req.uri().clone().into_parts();

@@ -294,6 +294,28 @@ routes:
     );
     drop(gh);
 
+    // With slashes kept, an unescaped `//host` would be a redirect to
+    // another site: refused instead (found on reading the change again).
+    let gh = Gatehouse::start(&format!(
+        "merge_slashes: false\n{}",
+        config("unescape_and_redirect")
+    ));
+    for path in [
+        "/%2F%2Fevil.example",
+        "/%2f/evil.example/",
+        "/%5c%5cevil.example",
+    ] {
+        let text = raw_exchange(
+            gh.port,
+            format!("GET {path} HTTP/1.1\r\nHost: app.localhost\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await;
+        assert!(text.starts_with("HTTP/1.1 400"), "{path}: {text}");
+        assert!(!text.to_ascii_lowercase().contains("location:"), "{text}");
+    }
+    drop(gh);
+
     let (code, out) = check("path_with_escaped_slashes_action: sometimes\n");
     assert_eq!(code, 1, "{out}");
     assert!(

@@ -298,3 +298,27 @@ fn path_parameters_cut() {
     assert_eq!(without_parameters("/a%3Bx/b").as_deref(), Some("/a/b"));
     assert_eq!(without_parameters("/a/").as_deref(), None);
 }
+
+#[test]
+fn an_unescaping_redirect_never_leaves_the_host() {
+    let rules = RequestRules {
+        escaped_slashes: EscapedSlashes::UnescapeAndRedirect,
+        merge_slashes: false,
+        ..RequestRules::default()
+    };
+    let req = |p: &str| http::Request::get(p).body(()).unwrap();
+    for p in [
+        "/%2F%2Fevil.example",
+        "/%2f/evil.example/x",
+        "/%5C%5Cevil.example",
+    ] {
+        assert!(
+            matches!(canonicalize(req(p), &rules), Err(Ambiguous::EscapedSlash)),
+            "{p}"
+        );
+    }
+    match canonicalize(req("/a%2Fb?x=1"), &rules) {
+        Ok(Canonical::Redirect(l)) => assert_eq!(l, "/a/b?x=1"),
+        _ => panic!("a plain unescaping redirect"),
+    }
+}
