@@ -6,9 +6,42 @@ use gatehouse_config::Route;
 use http::HeaderMap;
 use http::header::HeaderValue;
 
+use crate::metrics::Metrics;
 use crate::request::ConnInfo;
 use crate::runtime::Runtime;
-use crate::signin::IdentityState;
+
+/// Signed assertions reused until a minute before they expire, across
+/// configurations (keys carry the configuration generation). Outlives
+/// reloads; owned by the proxy.
+pub struct Assertions {
+    cache: gatehouse_assertion::Cache<HeaderValue>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Assertions {
+    fn default() -> Assertions {
+        Assertions {
+            cache: gatehouse_assertion::Cache::new(100_000),
+            generation: Default::default(),
+        }
+    }
+}
+
+impl Assertions {
+    /// A number for a new configuration. Assertions cached under older
+    /// ones are dropped: they may be signed with a key no longer in force.
+    pub fn next_generation(&self) -> u64 {
+        self.cache.clear();
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1
+    }
+
+    /// Drops a session's assertions (it was signed out).
+    pub fn forget_session(&self, session: &gatehouse_identity::SessionId) {
+        self.cache.forget_session(&session.0);
+    }
+}
 
 /// The assertion to chain as `X-Pomerium-Jwt-Assertion-For`: only from a
 /// peer listed in `trusted_assertion_sources`, only on routes that pass
@@ -38,7 +71,8 @@ pub(crate) fn chained_assertion(
 /// as Pomerium).
 pub(crate) fn assertion(
     rt: &Runtime,
-    identity: &IdentityState,
+    cache: &Assertions,
+    metrics: &Metrics,
     host: &str,
     route: &Route,
     session: Option<&gatehouse_identity::Session>,
@@ -54,12 +88,12 @@ pub(crate) fn assertion(
         host.to_string(),
     );
     let mut minted = false;
-    let value = identity.assertions.get_or_mint(key, now, || {
+    let value = cache.cache.get_or_mint(key, now, || {
         minted = true;
         let value = mint_assertion(rt, host, route, session, now)?;
         Some((value, now + gatehouse_assertion::LIFETIME_SECS))
     });
-    identity.metrics.assertion_cache(!minted);
+    metrics.assertion_cache(!minted);
     value
 }
 

@@ -1,7 +1,8 @@
 //! Identify and decide: who the request is (session cookie, programmatic
-//! token, bearer JWT), and the route's policy on it. One `authorize` for
+//! token, bearer JWT), and the route's policy on it. One [`decide`] for
 //! proxied requests and forward-auth questions alike, so every decision is
-//! counted and logged in one place.
+//! counted and logged in one place; only it makes the [`Permit`] that
+//! forwarding, the console and forward-auth's 200 require.
 
 use gatehouse_config::{Route, RouteAction};
 use http::HeaderMap;
@@ -10,9 +11,48 @@ use http::header::{self, HeaderValue};
 
 use crate::body::Body;
 use crate::error::ProxyError;
+use crate::metrics::Metrics;
 use crate::pages;
 use crate::runtime::{RouteState, Runtime};
 use crate::signin::{self, IdentityState};
+
+/// A request the route's policy allowed: the route, who asked, and why it
+/// was allowed. Made only by [`decide`], so whatever acts on a route has
+/// been through the policy (and counted) first.
+pub struct Permit<'r> {
+    route: &'r Route,
+    state: &'r RouteState,
+    session: Option<gatehouse_identity::Session>,
+    reasons: gatehouse_policy::Reasons,
+}
+
+impl<'r> Permit<'r> {
+    pub fn route(&self) -> &'r Route {
+        self.route
+    }
+    pub fn state(&self) -> &'r RouteState {
+        self.state
+    }
+    /// The signed-in user, when the route's policy looked at one.
+    pub fn session(&self) -> Option<&gatehouse_identity::Session> {
+        self.session.as_ref()
+    }
+    /// Why the policy allowed it.
+    pub fn reasons(&self) -> gatehouse_policy::Reasons {
+        self.reasons
+    }
+}
+
+/// The route's policy on a request.
+// Lives on the stack for one request: boxing the permit would allocate.
+#[allow(clippy::large_enum_variant)]
+pub enum Decided<'r> {
+    Allowed(Permit<'r>),
+    /// A 403; the reasons only reach the page with `show_error_details`.
+    Denied(gatehouse_policy::Reasons),
+    /// Nobody signed in, and the policy needs someone.
+    SignIn,
+}
 
 /// Who the request is: a programmatic-login token, a bearer JWT (on routes
 /// that accept them) or the session cookie. A bad programmatic token means
@@ -91,15 +131,15 @@ pub(crate) struct Asked<'a> {
 
 /// The route's policy decides; the decision is counted and logged. Shared
 /// by proxied requests and forward-auth questions.
-pub(crate) fn authorize(
-    identity: &IdentityState,
-    route: &Route,
-    state: &RouteState,
-    session: Option<&gatehouse_identity::Session>,
+pub(crate) fn decide<'r>(
+    metrics: &Metrics,
+    route: &'r Route,
+    state: &'r RouteState,
+    session: Option<gatehouse_identity::Session>,
     asked: Asked<'_>,
     request_id: &HeaderValue,
-) -> gatehouse_policy::Decision {
-    let subject = session.map(SessionSubject);
+) -> Decided<'r> {
+    let subject = session.as_ref().map(SessionSubject);
     let facts = gatehouse_policy::Facts {
         subject: subject
             .as_ref()
@@ -126,17 +166,26 @@ pub(crate) fn authorize(
     }
     // Counted here, once, for every decision: proxied requests and
     // forward-auth questions alike (the console's allowed/denied columns).
-    identity.metrics.decision(decision);
+    metrics.decision(decision);
     state.metrics.decided(&decision);
     log_decision(
         route,
         asked.method,
         asked.path,
-        session,
+        session.as_ref(),
         decision,
         request_id,
     );
-    decision
+    match decision {
+        gatehouse_policy::Decision::Allow(reasons) => Decided::Allowed(Permit {
+            route,
+            state,
+            session,
+            reasons,
+        }),
+        gatehouse_policy::Decision::Deny(reasons) => Decided::Denied(reasons),
+        gatehouse_policy::Decision::SignIn(_) => Decided::SignIn,
+    }
 }
 
 /// One structured line per decision (target `gatehouse::authorize`).

@@ -1,19 +1,10 @@
-//! One request, phase by phase:
+//! Act on an allowed request (phase 7 of [`crate::dispatch`]): a direct
+//! response, a redirect, or the upstream.
 //!
-//! 1. **accept**: request id, health checks (`/ping`, `/healthz`) before routing.
-//! 2. **canonical request** ([`crate::request`]): one Host, header names,
-//!    one canonical path and the client address; ambiguity is a 400.
-//! 3. **early answers**: forward-auth questions ([`crate::forward_auth`]),
-//!    published keys, gatehouse's own endpoints ([`crate::signin`]).
-//! 4. **route**: host + canonical path → route, or the 404 page.
-//! 5. **identify and decide** ([`crate::authorize`]): the session or token,
-//!    then the route's policy: allow, 403 page, or sign-in (302 / 401).
-//! 6. **act**: direct `response`, `redirect`, the console, or forward:
-//! 7. **forward**: [`upstream_request_headers`] is the one place that decides
-//!    which headers an upstream sees (the assertion from
-//!    [`crate::assertion`]); the body streams through untouched.
-//! 8. **respond**: hop-by-hop headers and gatehouse's own cookies dropped,
-//!    route response headers set.
+//! Forwarding: [`upstream_request_headers`] is the one place that decides
+//! which headers an upstream sees (the assertion comes from
+//! [`crate::assertion`]); the body streams through untouched; on the way
+//! back hop-by-hop headers and gatehouse's own cookies are dropped.
 
 use std::borrow::Cow;
 
@@ -22,17 +13,15 @@ use gatehouse_config::{
 };
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Scheme};
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
-use crate::assertion::{assertion, chained_assertion, claim_value};
-use crate::authorize::{Asked, authorize, denied_page, identify, is_cors_preflight};
+use crate::assertion::claim_value;
+use crate::authorize::Permit;
 use crate::body::{self, Body};
 use crate::error::ProxyError;
-use crate::pages;
 use crate::request::split_authority;
-use crate::runtime::{RouteState, Runtime};
-use crate::signin::{self, IdentityState};
+use crate::runtime::RouteState;
 
 /// Per-request facts the forwarding phases share.
 pub struct RequestCtx<'a> {
@@ -65,482 +54,6 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// Serves one request against the runtime in force when it arrived, and
-/// counts it for its route.
-pub async fn handle(
-    rt: &Runtime,
-    identity: &IdentityState,
-    req: Request<Incoming>,
-    conn: &ConnInfo,
-) -> Response<Body> {
-    let start = std::time::Instant::now();
-    let request_id = request_id(req.headers());
-    let mut line = (rt.access_log.enabled() && !is_health_check(&req)).then(|| {
-        let hops = rt.config.request.xff_num_trusted_hops;
-        let client = crate::request::client_address(conn.peer.ip(), req.headers(), hops)
-            .unwrap_or(conn.peer.ip());
-        rt.access_log.begin(&req, client, &request_id, start)
-    });
-    let mut routed = None;
-    let outcome = line.as_mut().map(|l| &mut l.outcome);
-    let mut resp = route_request(
-        rt,
-        identity,
-        req,
-        conn,
-        request_id.clone(),
-        &mut routed,
-        outcome,
-    )
-    .await;
-    // The id goes back to the client on every answer (unless the app set
-    // its own), so a user's report can be matched to the log: set here
-    // once, not by each kind of response.
-    resp.headers_mut()
-        .entry(X_REQUEST_ID.clone())
-        .or_insert(request_id);
-    let metrics = match routed {
-        Some(i) => &rt.routes[i].metrics,
-        None => &identity.metrics.unrouted,
-    };
-    metrics.record(resp.status().as_u16(), start.elapsed());
-    match line {
-        Some(line) => line.attach(resp),
-        None => resp,
-    }
-}
-
-fn is_health_check<B>(req: &Request<B>) -> bool {
-    matches!(req.uri().path(), "/ping" | "/healthz")
-        && matches!(*req.method(), Method::GET | Method::HEAD)
-}
-
-/// The phases above; `routed` is set once a route matches.
-async fn route_request(
-    rt: &Runtime,
-    identity: &IdentityState,
-    req: Request<Incoming>,
-    conn: &ConnInfo,
-    request_id: HeaderValue,
-    routed: &mut Option<usize>,
-    mut outcome: Option<&mut crate::access_log::Outcome>,
-) -> Response<Body> {
-    let json = pages::wants_json(req.headers());
-
-    // Health checks answer on every host, before routing.
-    if is_health_check(&req) {
-        return pages::ok_text();
-    }
-    if req.method() == Method::CONNECT {
-        return error_response(&ProxyError::MethodNotSupported, &request_id, json);
-    }
-    // Canonical request: one Host, header names and one path, decided here
-    // once; everything below reads only these.
-    let rules = &rt.config.request;
-    let mut req = req;
-    let authority = req.uri().authority().cloned();
-    if let Err(e) = crate::request::check_headers(req.headers_mut(), authority.as_ref(), rules) {
-        return error_response(&ProxyError::Ambiguous(e), &request_id, json);
-    }
-    let req = match crate::request::canonicalize(req, rules) {
-        Ok(crate::request::Canonical::Request(req)) => req,
-        Ok(crate::request::Canonical::Redirect(location)) => {
-            let mut r = Response::new(body::empty());
-            *r.status_mut() = StatusCode::TEMPORARY_REDIRECT;
-            if let Ok(v) = HeaderValue::from_str(&location) {
-                r.headers_mut().insert(header::LOCATION, v);
-            }
-            return r;
-        }
-        Err(e) => return error_response(&ProxyError::Ambiguous(e), &request_id, json),
-    };
-    let client_ip = match crate::request::client_address(
-        conn.peer.ip(),
-        req.headers(),
-        rules.xff_num_trusted_hops,
-    ) {
-        Ok(ip) => ip,
-        Err(e) => return error_response(&ProxyError::Ambiguous(e), &request_id, json),
-    };
-    // A refcounted copy of the authority: the host can be borrowed from it
-    // while the request itself moves on.
-    let authority_buf = match req.uri().authority() {
-        Some(a) => AuthorityBuf::Uri(a.clone()),
-        None => match req.headers().get(header::HOST) {
-            Some(h) => AuthorityBuf::Header(h.clone()),
-            None => return error_response(&ProxyError::NoHost, &request_id, json),
-        },
-    };
-    let Some((host, port)) = request_host(authority_buf.as_str(), conn) else {
-        return error_response(&ProxyError::NoHost, &request_id, json);
-    };
-    let auth = &rt.auth;
-    let host_info = || signin::Host {
-        name: &host,
-        origin: origin(conn, authority_buf.as_str()),
-    };
-    let is_authenticate = auth.is_authenticate_host(&host);
-
-    // Forward-auth questions from a proxy in front (on any host: nginx
-    // often calls gatehouse by address). `/oauth2/auth` is one only when it
-    // describes another request or is not a route host's own path.
-    let path = req.uri().path();
-    if path == crate::forward_auth::PATH
-        || (path == crate::forward_auth::OAUTH2_PATH
-            && (crate::forward_auth::describes_original(req.headers())
-                || !rt.table.serves_host(&host, port)))
-    {
-        return crate::forward_auth::handle(rt, identity, &req, conn, &request_id).await;
-    }
-
-    // Published keys and discovery: on every route host, before any policy.
-    if req.uri().path().starts_with("/.well-known/pomerium") && rt.table.serves_host(&host, port) {
-        if let Some(resp) = well_known(rt, &req, &host_info()) {
-            return resp;
-        }
-    }
-
-    // The raw assertion, when `runtime_flags: {pomerium_jwt_endpoint: true}`
-    // (off by default, as Pomerium).
-    if req.uri().path() == "/.pomerium/jwt" && rt.table.serves_host(&host, port) {
-        return raw_assertion(rt, identity, &req, &host, port, &request_id, json).await;
-    }
-
-    // The token hand-off of embedded routes, on route hosts.
-    if req.uri().path() == "/.pomerium/sign_in_with_token" && rt.table.serves_host(&host, port) {
-        let id = request_id.to_str().unwrap_or_default();
-        let secure = conn.external_https();
-        return signin::sign_in_with_token(rt, identity, req, &host_info(), port, secure, id).await;
-    }
-
-    // Gatehouse's own endpoints, on route hosts and the authenticate host.
-    let own_endpoint = (req.uri().path().starts_with("/.pomerium")
-        || req.uri().path() == "/oauth2/callback")
-        && (is_authenticate || rt.table.serves_host(&host, port));
-    let req = if own_endpoint {
-        let host_info = host_info();
-        let allowed = |h: &str, p: Option<u16>| {
-            rt.table.serves_host(h, p.unwrap_or(port)) || auth.is_authenticate_host(h)
-        };
-        let id = request_id.to_str().unwrap_or_default();
-        let caller = crate::request::Caller {
-            conn,
-            ip: client_ip,
-        };
-        match signin::endpoint(auth, identity, req, &host_info, &allowed, caller, id).await {
-            Ok(resp) => return resp,
-            Err(req) => req,
-        }
-    } else {
-        req
-    };
-    if is_authenticate && !rt.table.serves_host(&host, port) {
-        let resp = if req.uri().path() == "/" {
-            let mut r = Response::new(body::empty());
-            *r.status_mut() = StatusCode::FOUND;
-            r.headers_mut()
-                .insert(header::LOCATION, HeaderValue::from_static("/.pomerium/"));
-            r
-        } else {
-            error_response(&ProxyError::NoRoute, &request_id, json)
-        };
-        return resp;
-    }
-
-    let Some(route_index) = rt
-        .table
-        .find(&rt.config.routes, &host, port, req.uri().path())
-    else {
-        return error_response(&ProxyError::NoRoute, &request_id, json);
-    };
-    // The servlet reading (`;parameters` cut) must pick the same route.
-    if let Some(cut) = crate::request::without_parameters(req.uri().path()) {
-        if rt.table.find(&rt.config.routes, &host, port, &cut) != Some(route_index) {
-            let e = ProxyError::Ambiguous(crate::request::Ambiguous::PathParameters);
-            return error_response(&e, &request_id, json);
-        }
-    }
-    let route = &rt.config.routes[route_index];
-    let state = &rt.routes[route_index];
-    *routed = Some(route_index);
-    if let Some(o) = outcome.as_deref_mut() {
-        o.route = Some(route.label().to_string());
-    }
-
-    // Authorize: the route's policy decides, with the session when the
-    // policy looks at the user.
-    let session = if state.policy.uses_subject() {
-        match identify(rt, identity, route, req.headers(), &host).await {
-            Ok(s) => s,
-            Err(refused) => {
-                return refused.response(request_id.to_str().unwrap_or_default(), json);
-            }
-        }
-    } else {
-        None
-    };
-    if let (Some(o), Some(s)) = (outcome.as_deref_mut(), &session) {
-        o.user = Some(s.identity.sub.clone());
-        o.email = Some(s.identity.email.clone());
-    }
-    let decision = authorize(
-        identity,
-        route,
-        state,
-        session.as_ref(),
-        Asked {
-            method: req.method().as_str(),
-            path: req.uri().path(),
-            source_ip: client_ip,
-            cors_preflight: is_cors_preflight(req.method().as_str(), req.headers()),
-        },
-        &request_id,
-    );
-    let result = match decision {
-        gatehouse_policy::Decision::Allow(_) if matches!(route.action, RouteAction::Console) => {
-            if let Some(o) = outcome.as_deref_mut() {
-                o.details = Some("gatehouse");
-            }
-            let id = request_id.to_str().unwrap_or_default();
-            Ok(crate::console::serve(&identity.console, rt, req, session.as_ref(), id).await)
-        }
-        gatehouse_policy::Decision::Allow(_) => {
-            let ctx = RequestCtx {
-                conn,
-                request_id: &request_id,
-                cookie_name: &auth.cookie.name,
-                assertion: route
-                    .pass_identity_headers
-                    .then(|| assertion(rt, identity, &host, route, session.as_ref()))
-                    .flatten(),
-                assertion_for: chained_assertion(rt, route, conn, req.headers()),
-                session: session.as_ref(),
-                upstream: Default::default(),
-                owned_headers: &rt.owned_headers,
-                rules,
-            };
-            let result = act(route, state, req, &ctx).await;
-            if let Some(o) = outcome.as_deref_mut() {
-                o.upstream = ctx.upstream.get().map(|a| a.to_string());
-                o.details = Some(match &result {
-                    Ok(_) if o.upstream.is_some() => "via_upstream",
-                    Ok(_) => "gatehouse",
-                    Err(e) => e.code(),
-                });
-            }
-            result
-        }
-        gatehouse_policy::Decision::Deny(reasons) => {
-            if let Some(o) = outcome.as_deref_mut() {
-                o.details = Some("denied");
-            }
-            Ok(denied_page(route, reasons, &request_id, json))
-        }
-        gatehouse_policy::Decision::SignIn(_) => {
-            if let Some(o) = outcome {
-                o.details = Some("sign_in");
-            }
-            let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-            let id = request_id.to_str().unwrap_or_default();
-            Ok(signin::unauthenticated(
-                auth,
-                req.headers(),
-                &host_info(),
-                pq,
-                id,
-            ))
-        }
-    };
-    let mut resp = match result {
-        Ok(resp) => resp,
-        Err(e) => {
-            state.metrics.upstream_error(e.code());
-            if e.status().is_server_error() {
-                tracing::warn!(route = %route.label(), request_id = ?request_id, error = %e, source = ?std::error::Error::source(&e), "upstream request failed");
-            }
-            error_response(&e, &request_id, json)
-        }
-    };
-    for (name, value) in &route.response_headers {
-        resp.headers_mut().insert(name.clone(), value.clone());
-    }
-    resp
-}
-
-/// `/.pomerium/jwt`: the signed-in user's assertion for this host.
-async fn raw_assertion(
-    rt: &Runtime,
-    identity: &IdentityState,
-    req: &Request<Incoming>,
-    host: &str,
-    port: u16,
-    request_id: &HeaderValue,
-    json: bool,
-) -> Response<Body> {
-    let enabled = rt
-        .config
-        .options
-        .runtime_flags
-        .as_ref()
-        .and_then(|f| f.get("pomerium_jwt_endpoint"))
-        .copied()
-        .unwrap_or(false);
-    let route = rt
-        .table
-        .find(&rt.config.routes, host, port, "/")
-        .map(|i| &rt.config.routes[i]);
-    let (true, Some(route)) = (enabled, route) else {
-        return error_response(&ProxyError::NoRoute, request_id, json);
-    };
-    let scope = signin::Scope::Route {
-        config: &rt.config,
-        route,
-    };
-    let Some(session) = signin::session(&rt.auth, identity, req.headers(), host, scope).await
-    else {
-        let id = request_id.to_str().unwrap_or_default();
-        return pages::page(
-            StatusCode::UNAUTHORIZED,
-            "Not signed in.",
-            "user-unauthenticated",
-            id,
-            json,
-        );
-    };
-    match assertion(rt, identity, host, route, Some(&session)) {
-        Some(jwt) => {
-            let mut resp = Response::new(body::full(bytes::Bytes::copy_from_slice(jwt.as_bytes())));
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/jwt"),
-            );
-            resp.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            resp
-        }
-        None => error_response(
-            &ProxyError::Internal("cannot sign".into()),
-            request_id,
-            json,
-        ),
-    }
-}
-
-/// `/.well-known/pomerium/jwks.json` (keys, cacheable for 60 s, ETag) and
-/// `/.well-known/pomerium` (discovery), both open to any origin.
-fn well_known(
-    rt: &Runtime,
-    req: &Request<Incoming>,
-    host: &signin::Host<'_>,
-) -> Option<Response<Body>> {
-    let (status, body, etag) = match req.uri().path() {
-        "/.well-known/pomerium/jwks.json" => {
-            let (jwks, etag) = rt.signing.jwks();
-            let fresh = req
-                .headers()
-                .get(header::IF_NONE_MATCH)
-                .is_some_and(|v| v.as_bytes() == etag.as_bytes());
-            if fresh {
-                (StatusCode::NOT_MODIFIED, bytes::Bytes::new(), Some(etag))
-            } else {
-                (
-                    StatusCode::OK,
-                    bytes::Bytes::copy_from_slice(jwks),
-                    Some(etag),
-                )
-            }
-        }
-        "/.well-known/pomerium" | "/.well-known/pomerium/" => {
-            let doc = serde_json::json!({
-                "issuer": format!("{}/", host.origin),
-                "jwks_uri": format!("{}/.well-known/pomerium/jwks.json", host.origin),
-                "authentication_callback_endpoint": format!("{}/oauth2/callback", rt.auth.sign_in_origin(&host.origin)),
-                "frontchannel_logout_uri": format!("{}/.pomerium/sign_out", host.origin),
-            });
-            (StatusCode::OK, bytes::Bytes::from(doc.to_string()), None)
-        }
-        _ => return None,
-    };
-    let mut resp = Response::new(body::full(body));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    if let Some(etag) = etag.and_then(|e| HeaderValue::from_str(e).ok()) {
-        h.insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("max-age=60"),
-        );
-        h.insert(header::ETAG, etag);
-    }
-    Some(resp)
-}
-
-/// `scheme://host[:port]` as the client addressed this gatehouse.
-fn origin(conn: &ConnInfo, authority: &str) -> String {
-    let scheme = if conn.external_https() {
-        "https"
-    } else {
-        "http"
-    };
-    format!("{scheme}://{}", authority.to_ascii_lowercase())
-}
-
-/// The authority a request named, held without borrowing the request.
-enum AuthorityBuf {
-    Uri(http::uri::Authority),
-    Header(HeaderValue),
-}
-
-impl AuthorityBuf {
-    fn as_str(&self) -> &str {
-        match self {
-            AuthorityBuf::Uri(a) => a.as_str(),
-            AuthorityBuf::Header(h) => h.to_str().unwrap_or(""),
-        }
-    }
-}
-
-/// The request's host (lower-case, no port, no trailing dot) and port;
-/// borrowed unless it had to be lower-cased.
-fn request_host<'a>(authority: &'a str, conn: &ConnInfo) -> Option<(Cow<'a, str>, u16)> {
-    let (host, port) = split_authority(authority)?;
-    let host = host.trim_end_matches('.');
-    let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(host.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(host)
-    };
-    Some((host, port.unwrap_or(conn.local_port)))
-}
-
-fn error_response(e: &ProxyError, request_id: &HeaderValue, json: bool) -> Response<Body> {
-    crate::error::response(e, request_id.to_str().unwrap_or_default(), json)
-}
-
-/// The client's `X-Request-Id` when it is sane, else a new random one.
-fn request_id(headers: &HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(&X_REQUEST_ID) {
-        let b = v.as_bytes();
-        if !b.is_empty() && b.len() <= 128 && b.iter().all(u8::is_ascii_graphic) {
-            return v.clone();
-        }
-    }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let n: u128 = rand::random();
-    let mut buf = [0u8; 32];
-    for (i, b) in buf.iter_mut().enumerate() {
-        *b = HEX[((n >> (124 - 4 * i)) & 0xf) as usize];
-    }
-    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
-}
-
 /// The host the client asked for: HTTP/2 `:authority` (or an absolute
 /// URI), else `Host`; empty when neither is there.
 fn authority<B>(req: &Request<B>) -> &str {
@@ -554,12 +67,13 @@ fn authority<B>(req: &Request<B>) -> &str {
     }
 }
 
-async fn act(
-    route: &Route,
-    state: &RouteState,
+/// What the route does with a request its policy allowed.
+pub(crate) async fn act(
+    permit: &Permit<'_>,
     req: Request<Incoming>,
     ctx: &RequestCtx<'_>,
 ) -> Result<Response<Body>, ProxyError> {
+    let (route, state) = (permit.route(), permit.state());
     match &route.action {
         RouteAction::Respond { status, body } => {
             let mut resp = Response::new(body::full(body.clone().into()));
@@ -572,7 +86,7 @@ async fn act(
         }
         RouteAction::Redirect(r) => Ok(redirect(r, route, &req, ctx.conn)),
         RouteAction::Forward(targets) => forward(route, state, targets, req, ctx).await,
-        // Served before `act` (it needs the process-wide console).
+        // Served by the dispatcher (it needs the process-wide console).
         RouteAction::Console => Err(ProxyError::NoRoute),
     }
 }

@@ -27,13 +27,13 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
 use crate::assertion::{assertion, claim_value};
-use crate::authorize::{Asked, authorize, denied_page, identify, is_cors_preflight};
+use crate::authorize::{Asked, Decided, decide, denied_page, identify, is_cors_preflight};
 use crate::body::{self, Body};
 use crate::error::ProxyError;
 use crate::pages;
 use crate::request::{ConnInfo, split_authority};
 use crate::runtime::Runtime;
-use crate::signin::{self, IdentityState};
+use crate::signin;
 
 /// The endpoint's own path.
 pub const PATH: &str = "/.pomerium/forward_auth";
@@ -164,8 +164,8 @@ fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 
 /// Answers one forward-auth question.
 pub async fn handle(
+    proxy: &crate::Proxy,
     rt: &Runtime,
-    identity: &IdentityState,
     req: &Request<hyper::body::Incoming>,
     conn: &ConnInfo,
     request_id: &HeaderValue,
@@ -226,7 +226,7 @@ pub async fn handle(
     let state = &rt.routes[index];
 
     let session: Option<Session> = if state.policy.uses_subject() {
-        match identify(rt, identity, route, headers, host).await {
+        match identify(rt, &proxy.identity, route, headers, host).await {
             Ok(s) => s,
             Err(refused) => return refused.response(id, json),
         }
@@ -244,11 +244,11 @@ pub async fn handle(
         }
         Err(_) => peer,
     };
-    let decision = authorize(
-        identity,
+    let decided = decide(
+        &proxy.metrics,
         route,
         state,
-        session.as_ref(),
+        session,
         Asked {
             method: &original.method,
             path: &path,
@@ -257,8 +257,8 @@ pub async fn handle(
         },
         request_id,
     );
-    match decision {
-        gatehouse_policy::Decision::Allow(_) => {
+    match decided {
+        Decided::Allowed(permit) => {
             let mut resp = Response::new(body::empty());
             let h = resp.headers_mut();
             // Every name gatehouse owns is in the answer, blank unless set
@@ -267,17 +267,19 @@ pub async fn handle(
             for name in &rt.owned_headers.written {
                 h.insert(name.clone(), HeaderValue::from_static(""));
             }
-            if let Some(a) = assertion(rt, identity, host, route, session.as_ref()) {
+            let session = permit.session();
+            if let Some(a) = assertion(rt, &proxy.assertions, &proxy.metrics, host, route, session)
+            {
                 h.insert(HeaderName::from_static("x-pomerium-jwt-assertion"), a);
             }
-            if let Some(s) = &session {
+            if let Some(s) = session {
                 identity_headers(h, route, s);
             }
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             resp
         }
-        gatehouse_policy::Decision::Deny(reasons) => denied_page(route, reasons, request_id, json),
-        gatehouse_policy::Decision::SignIn(_) => {
+        Decided::Denied(reasons) => denied_page(route, reasons, request_id, json),
+        Decided::SignIn => {
             if !rt.auth.can_sign_in() {
                 return signin::unauthenticated(
                     &rt.auth,

@@ -6,7 +6,7 @@
 //! dropping requests. Must not: parse configuration files (that is
 //! `gatehouse-config`) or watch files and signals (that is the binary).
 //!
-//! A request's phases are in [`forward`]; the error → status mapping is in
+//! A request's phases are in [`dispatch`]; the error → status mapping is in
 //! [`error`].
 #![forbid(unsafe_code)]
 
@@ -18,12 +18,14 @@ pub mod body;
 pub mod console;
 pub mod csrf;
 pub mod deadline;
+pub mod dispatch;
 pub mod error;
 pub mod forward;
 pub mod forward_auth;
 pub mod identity_headers;
 pub mod metrics;
 pub mod pages;
+pub mod published;
 pub mod request;
 pub mod routing;
 pub mod runtime;
@@ -99,7 +101,16 @@ pub struct Proxy {
     pub(crate) runtime: ArcSwap<runtime::Runtime>,
     pub(crate) certs: Arc<tls::CertResolver>,
     clients: upstream::ClientCache,
+    /// The authenticate service's lasting state (throttle, secrets).
     pub(crate) identity: signin::IdentityState,
+    /// Sessions, shared by every instance using the same store.
+    pub(crate) store: Arc<gatehouse_identity::store::Counted>,
+    /// Signed assertions, reused across requests and reloads.
+    pub(crate) assertions: Arc<assertion::Assertions>,
+    /// Process-wide metrics (served on `metrics_address`).
+    pub(crate) metrics: Arc<metrics::Metrics>,
+    /// Routes and settings managed in the browser.
+    pub(crate) console: Arc<console::Console>,
     pub(crate) settings: Settings,
     /// The session store opened at start.
     storage: gatehouse_config::Storage,
@@ -109,20 +120,40 @@ impl Proxy {
     pub fn new(config: Config) -> Result<Arc<Proxy>, ApplyError> {
         let settings = Settings::of(&config);
         let clients = upstream::ClientCache::default();
-        let store = cert_store(&config)?;
-        let identity = signin::IdentityState::new(&config.sign_in)?;
+        let certs = cert_store(&config)?;
+        let (store, console_store) =
+            gatehouse_identity::backend::open_shared(&config.sign_in.storage)?;
+        let metrics = Arc::new(metrics::Metrics::with_store(store.clone()));
+        let assertions = Arc::new(assertion::Assertions::default());
+        let identity = signin::IdentityState::new(
+            &config.sign_in,
+            store.clone(),
+            metrics.clone(),
+            assertions.clone(),
+        );
+        let console = Arc::new(console::Console::new(console_store));
         let storage = config.sign_in.storage.clone();
         tracing::info!(store = %storage.describe(), "session store");
-        let (rt, _) = runtime::Runtime::build(config, &clients, &identity)?;
+        let lasting = runtime::Lasting {
+            clients: &clients,
+            identity: &identity,
+            metrics: &metrics,
+            assertions: &assertions,
+        };
+        let (rt, _) = runtime::Runtime::build(config, &lasting)?;
         Ok(Arc::new_cyclic(|me| {
-            identity.console.attach(me.clone());
+            console.attach(me.clone());
             Proxy {
                 runtime: ArcSwap::from_pointee(rt),
                 certs: Arc::new(tls::CertResolver {
-                    store: ArcSwap::from_pointee(store),
+                    store: ArcSwap::from_pointee(certs),
                 }),
                 clients,
                 identity,
+                store,
+                assertions,
+                metrics,
+                console,
                 settings,
                 storage,
             }
@@ -153,12 +184,22 @@ impl Proxy {
     /// force (the console saves a change only once it is known to work).
     pub fn prepare(&self, config: Config) -> Result<Prepared, ApplyError> {
         let certs = cert_store(&config)?;
-        let (runtime, keys) = runtime::Runtime::build(config, &self.clients, &self.identity)?;
+        let (runtime, keys) = runtime::Runtime::build(config, &self.lasting())?;
         Ok(Prepared {
             certs,
             runtime,
             keys,
         })
+    }
+
+    /// What a new runtime is built with: the state that outlives it.
+    fn lasting(&self) -> runtime::Lasting<'_> {
+        runtime::Lasting {
+            clients: &self.clients,
+            identity: &self.identity,
+            metrics: &self.metrics,
+            assertions: &self.assertions,
+        }
     }
 
     /// Puts a prepared configuration in force, atomically.
@@ -175,7 +216,7 @@ impl Proxy {
 
     /// The console (inert unless `console:` is configured).
     pub fn console(&self) -> &Arc<console::Console> {
-        &self.identity.console
+        &self.console
     }
 
     /// Loads `path` with the console's routes and settings laid over it:
@@ -184,16 +225,21 @@ impl Proxy {
         &self,
         path: &std::path::Path,
     ) -> Result<gatehouse_config::Loaded, gatehouse_config::Rejected> {
-        self.identity.console.load_file(path)
+        self.console.load_file(path)
     }
 
     pub fn settings(&self) -> &Settings {
         &self.settings
     }
 
+    /// The session store (shared by every instance using the same backend).
+    pub fn sessions(&self) -> &Arc<gatehouse_identity::store::Counted> {
+        &self.store
+    }
+
     /// The process-wide metrics (served on `metrics_address`).
     pub fn metrics(&self) -> &std::sync::Arc<metrics::Metrics> {
-        &self.identity.metrics
+        &self.metrics
     }
 }
 

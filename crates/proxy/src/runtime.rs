@@ -58,12 +58,25 @@ pub enum RuntimeError {
     Policy(Vec<gatehouse_config::Diagnostic>),
 }
 
+/// The state a runtime is built with, which outlives it (owned by the proxy).
+pub struct Lasting<'a> {
+    pub clients: &'a ClientCache,
+    pub identity: &'a crate::signin::IdentityState,
+    pub metrics: &'a crate::metrics::Metrics,
+    pub assertions: &'a crate::assertion::Assertions,
+}
+
 impl Runtime {
     pub fn build(
         config: Config,
-        clients: &ClientCache,
-        identity: &crate::signin::IdentityState,
+        lasting: &Lasting<'_>,
     ) -> Result<(Runtime, Vec<String>), RuntimeError> {
+        let Lasting {
+            clients,
+            identity,
+            metrics,
+            assertions,
+        } = *lasting;
         let mut auth = crate::signin::Auth::new(&config.sign_in, identity)?;
         auth.set_route_cookies(&config.routes);
         auth.programmatic_domains = config.programmatic_redirect_domains.clone();
@@ -105,7 +118,7 @@ impl Runtime {
                 policy: policies
                     .next()
                     .unwrap_or_else(gatehouse_policy::Policy::deny_all),
-                metrics: identity.metrics.route(&r.label().to_string()),
+                metrics: metrics.route(&r.label().to_string()),
                 balancer: Balancer::new(targets),
                 clients: c,
                 target_hosts: targets
@@ -138,9 +151,9 @@ impl Runtime {
             .iter()
             .map(|r| r.label().to_string())
             .collect();
-        identity.metrics.retain_routes(&labels);
+        metrics.retain_routes(&labels);
         let table = RouteTable::new(&config.routes);
-        let generation = identity.next_generation();
+        let generation = assertions.next_generation();
         let owned_headers = crate::identity_headers::OwnedHeaders::new(&config);
         Ok((
             Runtime {

@@ -17,7 +17,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::body::{self, Body};
 use crate::deadline::{Activity, Deadlines, Tracked};
-use crate::forward::{self, ConnInfo};
+use crate::forward::ConnInfo;
 use crate::{Proxy, pages};
 
 /// Largest request head accepted; bigger gets 431 (Envoy's default is 60 KiB).
@@ -150,7 +150,7 @@ async fn serve_connection(
     conn: ConnInfo,
 ) {
     let (read_timeout, idle_timeout) = (proxy.settings.timeout_read, proxy.settings.timeout_idle);
-    let metrics = proxy.identity.metrics.clone();
+    let metrics = proxy.metrics.clone();
     let _open = metrics.connection();
     let peer = conn.peer;
     let conn = Arc::new(conn);
@@ -163,7 +163,7 @@ async fn serve_connection(
         let tracker = tracker.clone();
         async move {
             let rt = proxy.runtime.load_full();
-            let resp = forward::handle(&rt, &proxy.identity, req, &conn).await;
+            let resp = crate::dispatch::handle(&proxy, &rt, req, &conn).await;
             if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
                 tracker.upgraded();
             }

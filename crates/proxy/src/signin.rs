@@ -51,8 +51,10 @@ const FORM_SECS: u64 = 1800;
 /// Largest login form accepted.
 const MAX_FORM: usize = 16 * 1024;
 
-/// State that outlives configuration reloads: sessions, throttling, and the
-/// random secrets used when none are configured.
+/// The authenticate service's state that outlives configuration reloads:
+/// throttling, hashing, refresh locks and the random secrets used when none
+/// are configured. The session store, metrics and assertion cache are the
+/// proxy's; this holds handles to them.
 pub struct IdentityState {
     pub store: Arc<gatehouse_identity::store::Counted>,
     pub throttle: Throttle,
@@ -62,20 +64,19 @@ pub struct IdentityState {
     refreshing: std::sync::Mutex<std::collections::HashMap<SessionId, Arc<tokio::sync::Mutex<()>>>>,
     random_cookie_key: [u8; 32],
     random_shared_key: [u8; 32],
-    /// Signed assertions reused until a minute before they expire, across
-    /// configurations (keys carry the configuration generation).
-    pub assertions: gatehouse_assertion::Cache<http::HeaderValue>,
-    generation: std::sync::atomic::AtomicU64,
-    /// Process-wide metrics (they outlive reloads too).
-    pub metrics: Arc<crate::metrics::Metrics>,
-    /// Routes and settings managed in the browser.
-    pub console: Arc<crate::console::Console>,
+    /// Where sign-ins, refreshes and store errors are counted.
+    metrics: Arc<crate::metrics::Metrics>,
+    /// A signed-out session's cached assertions are dropped here.
+    assertions: Arc<crate::assertion::Assertions>,
 }
 
 impl IdentityState {
-    pub fn new(sign_in: &SignIn) -> Result<IdentityState, gatehouse_identity::store::StoreError> {
-        let (store, console_store) = gatehouse_identity::backend::open_shared(&sign_in.storage)?;
-        let store_for_metrics = store.clone();
+    pub fn new(
+        sign_in: &SignIn,
+        store: Arc<gatehouse_identity::store::Counted>,
+        metrics: Arc<crate::metrics::Metrics>,
+        assertions: Arc<crate::assertion::Assertions>,
+    ) -> IdentityState {
         let t = sign_in.throttle;
         if sign_in.cookie_secret.is_none() && !matches!(sign_in.provider, Provider::None) {
             tracing::warn!(
@@ -87,27 +88,16 @@ impl IdentityState {
                 "no shared_secret configured: using a random one; other gatehouse instances cannot complete sign-ins started here"
             );
         }
-        Ok(IdentityState {
+        IdentityState {
             store,
             throttle: Throttle::new(t.failures, t.window.as_secs(), t.lockout.as_secs()),
             hashing: HashGate::for_this_machine(),
             refreshing: Default::default(),
             random_cookie_key: rand::random(),
             random_shared_key: rand::random(),
-            assertions: gatehouse_assertion::Cache::new(100_000),
-            generation: Default::default(),
-            metrics: Arc::new(crate::metrics::Metrics::with_store(store_for_metrics)),
-            console: Arc::new(crate::console::Console::new(console_store)),
-        })
-    }
-
-    /// A number for a new configuration. Assertions cached under older
-    /// ones are dropped: they may be signed with a key no longer in force.
-    pub fn next_generation(&self) -> u64 {
-        self.assertions.clear();
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            + 1
+            metrics,
+            assertions,
+        }
     }
 
     /// Stores a new session for a user who just signed in (`via`: how, for
@@ -144,7 +134,7 @@ impl IdentityState {
         &self,
         id: &SessionId,
     ) -> Result<(), gatehouse_identity::store::StoreError> {
-        self.assertions.forget_session(&id.0);
+        self.assertions.forget_session(id);
         self.store.delete(id).await
     }
 }

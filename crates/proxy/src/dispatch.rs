@@ -1,0 +1,523 @@
+//! The dispatcher: one request, phase by phase, over one [`Exchange`].
+//!
+//! | phase | where | what may answer early |
+//! |---|---|---|
+//! | 1. **accept** | [`handle`] | request id, access-log line, `/ping` and `/healthz`, `CONNECT` (405) |
+//! | 2. **canonical request** | [`crate::request`] | one Host, header names, one canonical path, the client address (400) |
+//! | 3. **early answers** | [`early`] | forward-auth ([`crate::forward_auth`]), published keys ([`crate::published`]), the authenticate service ([`crate::signin`]) |
+//! | 4. **route** | [`route`] | host + canonical path → route (404) |
+//! | 5. **identify** | [`crate::authorize::identify`] | session cookie, programmatic token or bearer JWT (401/400) |
+//! | 6. **decide** | [`crate::authorize::decide`] | the route's policy: a [`Permit`], a 403 page or sign-in (302/401) |
+//! | 7. **act** | [`act`] | the console, or [`crate::forward::act`]: a direct response, a redirect, or the upstream |
+//! | 8. **respond** | [`handle`], [`act`] | the route's response headers, `X-Request-Id` |
+//! | 9. **log** | [`handle`] | the route's counters and the access-log line (when the body ends) |
+//!
+//! Where headers are written: upstream requests in
+//! [`crate::forward`]'s `upstream_request_headers` (the one place), upstream
+//! responses in its `forward` (hop-by-hop and gatehouse's own cookies
+//! dropped), the route's `set_response_headers` in [`act`], `X-Request-Id`
+//! on every answer in [`handle`]. Every refusal is a [`ProxyError`] mapped
+//! by [`crate::error::response`].
+
+use std::borrow::Cow;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::Proxy;
+use crate::access_log::{Outcome, Pending as Line};
+use crate::authorize::{Asked, Decided, Permit, decide, denied_page, identify, is_cors_preflight};
+use crate::body::{self, Body};
+use crate::error::ProxyError;
+use crate::request::{ConnInfo, split_authority};
+use crate::runtime::Runtime;
+use crate::signin;
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What the dispatcher knows about one request, filled in phase by phase
+/// and read by the later ones.
+pub(crate) struct Exchange<'a> {
+    /// State that outlives configurations (sessions, metrics, console).
+    pub proxy: &'a Proxy,
+    /// The configuration in force when the request arrived.
+    pub rt: &'a Runtime,
+    pub conn: &'a ConnInfo,
+    pub request_id: HeaderValue,
+    /// The client prefers JSON answers.
+    pub json: bool,
+    /// The route that matched (phase 4), for counters and the log.
+    pub routed: Option<usize>,
+    /// The access-log line, when the access log is on.
+    pub line: Option<Line>,
+}
+
+impl Exchange<'_> {
+    fn id(&self) -> &str {
+        self.request_id.to_str().unwrap_or_default()
+    }
+
+    /// The refusal page for `e`, through the one mapper.
+    fn refuse(&self, e: &ProxyError) -> Response<Body> {
+        crate::error::response(e, self.id(), self.json)
+    }
+
+    /// What the access log says about how the request ended, if it is on.
+    fn outcome(&mut self) -> Option<&mut Outcome> {
+        self.line.as_mut().map(|l| &mut l.outcome)
+    }
+}
+
+/// Where a request is addressed, as read by the canonical phase.
+pub(crate) struct Addressed<'a> {
+    /// Lower-case host name, no port, no trailing dot.
+    pub host: Cow<'a, str>,
+    pub port: u16,
+    /// As the client wrote it (`host[:port]`).
+    pub authority: &'a str,
+    /// The client, by `xff_num_trusted_hops`.
+    pub client_ip: std::net::IpAddr,
+}
+
+impl Addressed<'_> {
+    fn signin_host(&self, conn: &ConnInfo) -> signin::Host<'_> {
+        signin::Host {
+            name: &self.host,
+            origin: origin(conn, self.authority),
+        }
+    }
+}
+
+/// Serves one request against the runtime in force when it arrived, and
+/// counts it for its route.
+pub async fn handle(
+    proxy: &Proxy,
+    rt: &Runtime,
+    req: Request<Incoming>,
+    conn: &ConnInfo,
+) -> Response<Body> {
+    // 1. accept
+    let start = std::time::Instant::now();
+    let request_id = request_id(req.headers());
+    let line = (rt.access_log.enabled() && !is_health_check(&req)).then(|| {
+        let hops = rt.config.request.xff_num_trusted_hops;
+        let client = crate::request::client_address(conn.peer.ip(), req.headers(), hops)
+            .unwrap_or(conn.peer.ip());
+        rt.access_log.begin(&req, client, &request_id, start)
+    });
+    let mut ex = Exchange {
+        proxy,
+        rt,
+        conn,
+        json: crate::pages::wants_json(req.headers()),
+        request_id,
+        routed: None,
+        line,
+    };
+    let mut resp = serve(&mut ex, req).await;
+    // 8. respond: the id goes back to the client on every answer (unless
+    // the app set its own), so a user's report can be matched to the log.
+    resp.headers_mut()
+        .entry(X_REQUEST_ID.clone())
+        .or_insert(ex.request_id);
+    // 9. log
+    let metrics = match ex.routed {
+        Some(i) => &rt.routes[i].metrics,
+        None => &proxy.metrics.unrouted,
+    };
+    metrics.record(resp.status().as_u16(), start.elapsed());
+    match ex.line {
+        Some(line) => line.attach(resp),
+        None => resp,
+    }
+}
+
+fn is_health_check<B>(req: &Request<B>) -> bool {
+    matches!(req.uri().path(), "/ping" | "/healthz")
+        && matches!(*req.method(), Method::GET | Method::HEAD)
+}
+
+/// Phases 1 to 8 for one request.
+async fn serve(ex: &mut Exchange<'_>, req: Request<Incoming>) -> Response<Body> {
+    // Health checks answer on every host, before routing.
+    if is_health_check(&req) {
+        return crate::pages::ok_text();
+    }
+    if req.method() == Method::CONNECT {
+        return ex.refuse(&ProxyError::MethodNotSupported);
+    }
+    // 2. canonical request: decided here once; everything below reads only it.
+    let req = match canonical(ex, req) {
+        Ok(req) => req,
+        Err(resp) => return resp,
+    };
+    let client_ip = match crate::request::client_address(
+        ex.conn.peer.ip(),
+        req.headers(),
+        ex.rt.config.request.xff_num_trusted_hops,
+    ) {
+        Ok(ip) => ip,
+        Err(e) => return ex.refuse(&ProxyError::Ambiguous(e)),
+    };
+    // A refcounted copy of the authority: the host can be borrowed from it
+    // while the request itself moves on.
+    let authority = match req.uri().authority() {
+        Some(a) => AuthorityBuf::Uri(a.clone()),
+        None => match req.headers().get(header::HOST) {
+            Some(h) => AuthorityBuf::Header(h.clone()),
+            None => return ex.refuse(&ProxyError::NoHost),
+        },
+    };
+    let Some((host, port)) = request_host(authority.as_str(), ex.conn) else {
+        return ex.refuse(&ProxyError::NoHost);
+    };
+    let at = Addressed {
+        host,
+        port,
+        authority: authority.as_str(),
+        client_ip,
+    };
+    // 3. early answers
+    let req = match early(ex, &at, req).await {
+        Early::Answered(resp) => return resp,
+        Early::Continue(req) => req,
+    };
+    // 4. route
+    let index = match route(ex, &at, &req) {
+        Ok(i) => i,
+        Err(resp) => return resp,
+    };
+    let rt = ex.rt;
+    let route = &rt.config.routes[index];
+    let state = &rt.routes[index];
+    ex.routed = Some(index);
+    if let Some(o) = ex.outcome() {
+        o.route = Some(route.label().to_string());
+    }
+    // 5. identify: the session, when the policy looks at the user.
+    let session = if state.policy.uses_subject() {
+        match identify(rt, &ex.proxy.identity, route, req.headers(), &at.host).await {
+            Ok(s) => s,
+            Err(refused) => return refused.response(ex.id(), ex.json),
+        }
+    } else {
+        None
+    };
+    if let (Some(o), Some(s)) = (ex.outcome(), &session) {
+        o.user = Some(s.identity.sub.clone());
+        o.email = Some(s.identity.email.clone());
+    }
+    // 6. decide
+    let decided = decide(
+        &ex.proxy.metrics,
+        route,
+        state,
+        session,
+        Asked {
+            method: req.method().as_str(),
+            path: req.uri().path(),
+            source_ip: at.client_ip,
+            cors_preflight: is_cors_preflight(req.method().as_str(), req.headers()),
+        },
+        &ex.request_id,
+    );
+    // 7. act
+    match decided {
+        Decided::Allowed(permit) => act(ex, &at, permit, req).await,
+        Decided::Denied(reasons) => {
+            if let Some(o) = ex.outcome() {
+                o.details = Some("denied");
+            }
+            with_response_headers(route, denied_page(route, reasons, &ex.request_id, ex.json))
+        }
+        Decided::SignIn => {
+            if let Some(o) = ex.outcome() {
+                o.details = Some("sign_in");
+            }
+            let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            let resp = signin::unauthenticated(
+                &rt.auth,
+                req.headers(),
+                &at.signin_host(ex.conn),
+                pq,
+                ex.id(),
+            );
+            with_response_headers(route, resp)
+        }
+    }
+}
+
+/// Phase 2: header names, one Host and one canonical path.
+#[allow(clippy::result_large_err)]
+fn canonical(
+    ex: &Exchange<'_>,
+    mut req: Request<Incoming>,
+) -> Result<Request<Incoming>, Response<Body>> {
+    let rules = &ex.rt.config.request;
+    let authority = req.uri().authority().cloned();
+    if let Err(e) = crate::request::check_headers(req.headers_mut(), authority.as_ref(), rules) {
+        return Err(ex.refuse(&ProxyError::Ambiguous(e)));
+    }
+    match crate::request::canonicalize(req, rules) {
+        Ok(crate::request::Canonical::Request(req)) => Ok(req),
+        Ok(crate::request::Canonical::Redirect(location)) => {
+            let mut r = Response::new(body::empty());
+            *r.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            Err(r)
+        }
+        Err(e) => Err(ex.refuse(&ProxyError::Ambiguous(e))),
+    }
+}
+
+enum Early {
+    Answered(Response<Body>),
+    Continue(Request<Incoming>),
+}
+
+/// Phase 3: what gatehouse answers itself, before any route's policy.
+async fn early(ex: &Exchange<'_>, at: &Addressed<'_>, req: Request<Incoming>) -> Early {
+    let rt = ex.rt;
+    let proxy = ex.proxy;
+    let (host, port) = (&*at.host, at.port);
+    let path = req.uri().path();
+    // Forward-auth questions from a proxy in front (on any host: nginx
+    // often calls gatehouse by address). `/oauth2/auth` is one only when it
+    // describes another request or is not a route host's own path.
+    if path == crate::forward_auth::PATH
+        || (path == crate::forward_auth::OAUTH2_PATH
+            && (crate::forward_auth::describes_original(req.headers())
+                || !rt.table.serves_host(host, port)))
+    {
+        let resp = crate::forward_auth::handle(proxy, rt, &req, ex.conn, &ex.request_id).await;
+        return Early::Answered(resp);
+    }
+    let route_host = rt.table.serves_host(host, port);
+    // Published keys and discovery: on every route host, before any policy.
+    if path.starts_with("/.well-known/pomerium") && route_host {
+        if let Some(resp) = crate::published::well_known(rt, &req, &at.signin_host(ex.conn)) {
+            return Early::Answered(resp);
+        }
+    }
+    // The raw assertion, when `runtime_flags: {pomerium_jwt_endpoint: true}`
+    // (off by default, as Pomerium).
+    if path == "/.pomerium/jwt" && route_host {
+        let resp = crate::published::raw_assertion(ex, &req, host, port).await;
+        return Early::Answered(resp);
+    }
+    // The token hand-off of embedded routes, on route hosts.
+    if path == "/.pomerium/sign_in_with_token" && route_host {
+        let secure = ex.conn.external_https();
+        let resp = signin::sign_in_with_token(
+            rt,
+            &proxy.identity,
+            req,
+            &at.signin_host(ex.conn),
+            port,
+            secure,
+            ex.id(),
+        )
+        .await;
+        return Early::Answered(resp);
+    }
+    // The authenticate service's endpoints, on route hosts and the
+    // authenticate host.
+    let auth = &rt.auth;
+    let is_authenticate = auth.is_authenticate_host(host);
+    let own_endpoint = (path.starts_with("/.pomerium") || path == "/oauth2/callback")
+        && (is_authenticate || route_host);
+    let req = if own_endpoint {
+        let allowed = |h: &str, p: Option<u16>| {
+            rt.table.serves_host(h, p.unwrap_or(port)) || auth.is_authenticate_host(h)
+        };
+        let caller = crate::request::Caller {
+            conn: ex.conn,
+            ip: at.client_ip,
+        };
+        let host_info = at.signin_host(ex.conn);
+        match signin::endpoint(
+            auth,
+            &proxy.identity,
+            req,
+            &host_info,
+            &allowed,
+            caller,
+            ex.id(),
+        )
+        .await
+        {
+            Ok(resp) => return Early::Answered(resp),
+            Err(req) => req,
+        }
+    } else {
+        req
+    };
+    // The authenticate host serves nothing else (unless a route shares it).
+    if is_authenticate && !route_host {
+        let resp = if req.uri().path() == "/" {
+            let mut r = Response::new(body::empty());
+            *r.status_mut() = StatusCode::FOUND;
+            r.headers_mut()
+                .insert(header::LOCATION, HeaderValue::from_static("/.pomerium/"));
+            r
+        } else {
+            ex.refuse(&ProxyError::NoRoute)
+        };
+        return Early::Answered(resp);
+    }
+    Early::Continue(req)
+}
+
+/// Phase 4: the route for host and canonical path. The servlet reading
+/// (`;parameters` cut) must pick the same route.
+#[allow(clippy::result_large_err)]
+fn route(
+    ex: &Exchange<'_>,
+    at: &Addressed<'_>,
+    req: &Request<Incoming>,
+) -> Result<usize, Response<Body>> {
+    let rt = ex.rt;
+    let path = req.uri().path();
+    let Some(index) = rt.table.find(&rt.config.routes, &at.host, at.port, path) else {
+        return Err(ex.refuse(&ProxyError::NoRoute));
+    };
+    if let Some(cut) = crate::request::without_parameters(path) {
+        if rt.table.find(&rt.config.routes, &at.host, at.port, &cut) != Some(index) {
+            let e = ProxyError::Ambiguous(crate::request::Ambiguous::PathParameters);
+            return Err(ex.refuse(&e));
+        }
+    }
+    Ok(index)
+}
+
+/// Phase 7: what an allowed request gets, then the route's response headers.
+async fn act(
+    ex: &mut Exchange<'_>,
+    at: &Addressed<'_>,
+    permit: Permit<'_>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let rt = ex.rt;
+    let route = permit.route();
+    if matches!(route.action, gatehouse_config::RouteAction::Console) {
+        if let Some(o) = ex.outcome() {
+            o.details = Some("gatehouse");
+        }
+        let resp =
+            crate::console::serve(&ex.proxy.console, rt, req, permit.session(), ex.id()).await;
+        return with_response_headers(route, resp);
+    }
+    let assertion = route
+        .pass_identity_headers
+        .then(|| {
+            crate::assertion::assertion(
+                rt,
+                &ex.proxy.assertions,
+                &ex.proxy.metrics,
+                &at.host,
+                route,
+                permit.session(),
+            )
+        })
+        .flatten();
+    let ctx = crate::forward::RequestCtx {
+        conn: ex.conn,
+        request_id: &ex.request_id,
+        cookie_name: &rt.auth.cookie.name,
+        assertion,
+        assertion_for: crate::assertion::chained_assertion(rt, route, ex.conn, req.headers()),
+        session: permit.session(),
+        upstream: Default::default(),
+        owned_headers: &rt.owned_headers,
+        rules: &rt.config.request,
+    };
+    let result = crate::forward::act(&permit, req, &ctx).await;
+    if let Some(o) = ex.line.as_mut().map(|l| &mut l.outcome) {
+        o.upstream = ctx.upstream.get().map(|a| a.to_string());
+        o.details = Some(match &result {
+            Ok(_) if o.upstream.is_some() => "via_upstream",
+            Ok(_) => "gatehouse",
+            Err(e) => e.code(),
+        });
+    }
+    let resp = match result {
+        Ok(resp) => resp,
+        Err(e) => {
+            permit.state().metrics.upstream_error(e.code());
+            if e.status().is_server_error() {
+                tracing::warn!(route = %route.label(), request_id = ?ex.request_id, error = %e, source = ?std::error::Error::source(&e), "upstream request failed");
+            }
+            ex.refuse(&e)
+        }
+    };
+    with_response_headers(route, resp)
+}
+
+/// The route's `set_response_headers`, on every answer for the route.
+fn with_response_headers(
+    route: &gatehouse_config::Route,
+    mut resp: Response<Body>,
+) -> Response<Body> {
+    for (name, value) in &route.response_headers {
+        resp.headers_mut().insert(name.clone(), value.clone());
+    }
+    resp
+}
+
+/// `scheme://host[:port]` as the client addressed this gatehouse.
+fn origin(conn: &ConnInfo, authority: &str) -> String {
+    let scheme = if conn.external_https() {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{}", authority.to_ascii_lowercase())
+}
+
+/// The authority a request named, held without borrowing the request.
+enum AuthorityBuf {
+    Uri(http::uri::Authority),
+    Header(HeaderValue),
+}
+
+impl AuthorityBuf {
+    fn as_str(&self) -> &str {
+        match self {
+            AuthorityBuf::Uri(a) => a.as_str(),
+            AuthorityBuf::Header(h) => h.to_str().unwrap_or(""),
+        }
+    }
+}
+
+/// The request's host (lower-case, no port, no trailing dot) and port;
+/// borrowed unless it had to be lower-cased.
+fn request_host<'a>(authority: &'a str, conn: &ConnInfo) -> Option<(Cow<'a, str>, u16)> {
+    let (host, port) = split_authority(authority)?;
+    let host = host.trim_end_matches('.');
+    let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    };
+    Some((host, port.unwrap_or(conn.local_port)))
+}
+
+/// The client's `X-Request-Id` when it is sane, else a new random one.
+fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get(&X_REQUEST_ID) {
+        let b = v.as_bytes();
+        if !b.is_empty() && b.len() <= 128 && b.iter().all(u8::is_ascii_graphic) {
+            return v.clone();
+        }
+    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n: u128 = rand::random();
+    let mut buf = [0u8; 32];
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = HEX[((n >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
