@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use clap::Args;
-use gatehouse_proxy::pages::{html_escape, wants_json};
+use gatehouse_proxy::answers::{html_escape, wants_json};
 use gatehouse_verify::{ASSERTION_HEADER, Identity, Keys, Verifier};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::Full;

@@ -9,12 +9,12 @@ use http::HeaderMap;
 use http::Response;
 use http::header::{self, HeaderValue};
 
+use crate::answers;
+use crate::authenticate::{self, IdentityState};
 use crate::body::Body;
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
-use crate::pages;
 use crate::runtime::{RouteState, Runtime};
-use crate::signin::{self, IdentityState};
 
 /// A request the route's policy allowed: the route, who asked, and why it
 /// was allowed. Made only by [`decide`], so whatever acts on a route has
@@ -68,18 +68,18 @@ pub(crate) async fn identify(
     host: &str,
 ) -> Result<Option<gatehouse_identity::Session>, crate::bearer::Refused> {
     use crate::bearer::{Credential, Refused};
-    let scope = signin::Scope::Route {
+    let scope = authenticate::Scope::Route {
         config: &rt.config,
         route,
     };
     match crate::bearer::credential(headers) {
         Credential::Pomerium(token) => {
-            Ok(signin::token_session(&rt.auth, identity, token, host, scope).await)
+            Ok(authenticate::token_session(&rt.auth, identity, token, host, scope).await)
         }
         Credential::Bearer(token)
             if route.bearer_token_format != gatehouse_config::BearerTokenFormat::Default =>
         {
-            if signin::has_session_cookie(&rt.auth, headers, host) {
+            if authenticate::has_session_cookie(&rt.auth, headers, host) {
                 return Err(Refused::bad_request(
                     "The request carries both a session cookie and a bearer token; send only one.",
                 ));
@@ -91,7 +91,7 @@ pub(crate) async fn identify(
                 None => Err(Refused::invalid("this route does not accept bearer tokens")),
             }
         }
-        _ => Ok(signin::session(&rt.auth, identity, headers, host, scope).await),
+        _ => Ok(authenticate::session(&rt.auth, identity, headers, host, scope).await),
     }
 }
 
@@ -237,5 +237,5 @@ pub(crate) fn denied_page(
     } else {
         e.reason().to_string()
     };
-    pages::page(e.status(), &message, e.code(), id, json)
+    answers::page(e.status(), &message, e.code(), id, json)
 }

@@ -33,8 +33,8 @@ use gatehouse_verify::{Alg, Error as VerifyError, Keys, Verifier};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 
+use crate::answers;
 use crate::body::Body;
-use crate::pages;
 
 pub static X_POMERIUM_AUTHORIZATION: HeaderName =
     HeaderName::from_static("x-pomerium-authorization");
@@ -155,7 +155,7 @@ impl Refused {
         } else {
             "invalid_token"
         };
-        let mut resp = pages::page(self.status, self.public, code, request_id, json);
+        let mut resp = answers::page(self.status, self.public, code, request_id, json);
         if self.status == StatusCode::UNAUTHORIZED {
             let value = format!(
                 "Bearer realm=\"gatehouse\", error=\"invalid_token\", error_description=\"{}\"",

@@ -27,12 +27,12 @@ use hyper::body::Incoming;
 
 use crate::Proxy;
 use crate::access_log::{Outcome, Pending as Line};
+use crate::authenticate;
 use crate::authorize::{Asked, Decided, Permit, decide, denied_page, identify, is_cors_preflight};
 use crate::body::{self, Body};
 use crate::error::ProxyError;
 use crate::request::{ConnInfo, split_authority};
 use crate::runtime::Runtime;
-use crate::signin;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -81,8 +81,8 @@ pub(crate) struct Addressed<'a> {
 }
 
 impl Addressed<'_> {
-    fn signin_host(&self, conn: &ConnInfo) -> signin::Host<'_> {
-        signin::Host {
+    fn signin_host(&self, conn: &ConnInfo) -> authenticate::Host<'_> {
+        authenticate::Host {
             name: &self.host,
             origin: origin(conn, self.authority),
         }
@@ -110,7 +110,7 @@ pub async fn handle(
         proxy,
         rt,
         conn,
-        json: crate::pages::wants_json(req.headers()),
+        json: crate::answers::wants_json(req.headers()),
         request_id,
         routed: None,
         line,
@@ -142,7 +142,7 @@ fn is_health_check<B>(req: &Request<B>) -> bool {
 async fn serve(ex: &mut Exchange<'_>, req: Request<Incoming>) -> Response<Body> {
     // Health checks answer on every host, before routing.
     if is_health_check(&req) {
-        return crate::pages::ok_text();
+        return crate::answers::ok_text();
     }
     if req.method() == Method::CONNECT {
         return ex.refuse(&ProxyError::MethodNotSupported);
@@ -236,7 +236,7 @@ async fn serve(ex: &mut Exchange<'_>, req: Request<Incoming>) -> Response<Body> 
                 o.details = Some("sign_in");
             }
             let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-            let resp = signin::unauthenticated(
+            let resp = authenticate::unauthenticated(
                 &rt.auth,
                 req.headers(),
                 &at.signin_host(ex.conn),
@@ -311,7 +311,7 @@ async fn early(ex: &Exchange<'_>, at: &Addressed<'_>, req: Request<Incoming>) ->
     // The token hand-off of embedded routes, on route hosts.
     if path == "/.pomerium/sign_in_with_token" && route_host {
         let secure = ex.conn.external_https();
-        let resp = signin::sign_in_with_token(
+        let resp = authenticate::sign_in_with_token(
             rt,
             &proxy.identity,
             req,
@@ -338,7 +338,7 @@ async fn early(ex: &Exchange<'_>, at: &Addressed<'_>, req: Request<Incoming>) ->
             ip: at.client_ip,
         };
         let host_info = at.signin_host(ex.conn);
-        match signin::endpoint(
+        match authenticate::endpoint(
             auth,
             &proxy.identity,
             req,

@@ -111,5 +111,5 @@ impl ProxyError {
 /// The one answer for a refusal: its status, reason and code, as a page or
 /// JSON (`json`), with the request id.
 pub fn response(e: &ProxyError, request_id: &str, json: bool) -> http::Response<crate::body::Body> {
-    crate::pages::page(e.status(), e.reason(), e.code(), request_id, json)
+    crate::answers::page(e.status(), e.reason(), e.code(), request_id, json)
 }

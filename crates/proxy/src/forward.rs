@@ -456,7 +456,7 @@ fn upstream_request_headers(
             }
         }
     }
-    crate::signin::strip_cookies(headers, ctx.cookie_name);
+    crate::authenticate::strip_cookies(headers, ctx.cookie_name);
     // gatehouse's own programmatic token never reaches an upstream.
     headers.remove(&crate::bearer::X_POMERIUM_AUTHORIZATION);
     if crate::bearer::is_own_token(headers) {

@@ -26,14 +26,14 @@ use gatehouse_identity::Session;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
+use crate::answers;
 use crate::assertion::{assertion, claim_value};
+use crate::authenticate;
 use crate::authorize::{Asked, Decided, decide, denied_page, identify, is_cors_preflight};
 use crate::body::{self, Body};
 use crate::error::ProxyError;
-use crate::pages;
 use crate::request::{ConnInfo, split_authority};
 use crate::runtime::Runtime;
-use crate::signin;
 
 /// The endpoint's own path.
 pub const PATH: &str = "/.pomerium/forward_auth";
@@ -172,7 +172,7 @@ pub async fn handle(
 ) -> Response<Body> {
     let id = request_id.to_str().unwrap_or_default();
     let headers = req.headers();
-    let json = pages::wants_json(headers);
+    let json = answers::wants_json(headers);
     let refuse = |e: ProxyError| crate::error::response(&e, id, json);
     let rules = &rt.config.request;
     let peer = crate::request::unmap(conn.peer.ip());
@@ -281,10 +281,10 @@ pub async fn handle(
         Decided::Denied(reasons) => denied_page(route, reasons, request_id, json),
         Decided::SignIn => {
             if !rt.auth.can_sign_in() {
-                return signin::unauthenticated(
+                return authenticate::unauthenticated(
                     &rt.auth,
                     headers,
-                    &signin::Host {
+                    &authenticate::Host {
                         name: host,
                         origin: original.origin(),
                     },
@@ -292,14 +292,14 @@ pub async fn handle(
                     id,
                 );
             }
-            let url = signin::sign_in_url(&rt.auth, &original.origin(), &original.url());
-            let redirect = !original.nginx && signin::prefers_html(headers);
+            let url = authenticate::sign_in_url(&rt.auth, &original.origin(), &original.url());
+            let redirect = !original.nginx && authenticate::prefers_html(headers);
             let mut resp = if redirect {
                 let mut r = Response::new(body::empty());
                 *r.status_mut() = StatusCode::FOUND;
                 r
             } else {
-                pages::page(
+                answers::page(
                     StatusCode::UNAUTHORIZED,
                     "Sign-in required.",
                     "user-unauthenticated",

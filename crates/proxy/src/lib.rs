@@ -11,7 +11,9 @@
 #![forbid(unsafe_code)]
 
 pub mod access_log;
+pub mod answers;
 pub mod assertion;
+pub mod authenticate;
 pub mod authorize;
 pub mod bearer;
 pub mod body;
@@ -24,13 +26,13 @@ pub mod forward;
 pub mod forward_auth;
 pub mod identity_headers;
 pub mod metrics;
-pub mod pages;
+
 pub mod published;
 pub mod request;
 pub mod routing;
 pub mod runtime;
 pub mod server;
-pub mod signin;
+
 pub mod tls;
 pub mod upstream;
 
@@ -102,7 +104,7 @@ pub struct Proxy {
     pub(crate) certs: Arc<tls::CertResolver>,
     clients: upstream::ClientCache,
     /// The authenticate service's lasting state (throttle, secrets).
-    pub(crate) identity: signin::IdentityState,
+    pub(crate) identity: authenticate::IdentityState,
     /// Sessions, shared by every instance using the same store.
     pub(crate) store: Arc<gatehouse_identity::store::Counted>,
     /// Signed assertions, reused across requests and reloads.
@@ -125,7 +127,7 @@ impl Proxy {
             gatehouse_identity::backend::open_shared(&config.sign_in.storage)?;
         let metrics = Arc::new(metrics::Metrics::with_store(store.clone()));
         let assertions = Arc::new(assertion::Assertions::default());
-        let identity = signin::IdentityState::new(
+        let identity = authenticate::IdentityState::new(
             &config.sign_in,
             store.clone(),
             metrics.clone(),

@@ -8,11 +8,11 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::assertion::assertion;
+use crate::authenticate;
 use crate::body::{self, Body};
 use crate::dispatch::Exchange;
 use crate::error::ProxyError;
 use crate::runtime::Runtime;
-use crate::signin;
 
 /// `/.pomerium/jwt`: the signed-in user's assertion for this host.
 pub(crate) async fn raw_assertion(
@@ -38,14 +38,14 @@ pub(crate) async fn raw_assertion(
     let (true, Some(route)) = (enabled, route) else {
         return crate::error::response(&ProxyError::NoRoute, id, json);
     };
-    let scope = signin::Scope::Route {
+    let scope = authenticate::Scope::Route {
         config: &rt.config,
         route,
     };
     let Some(session) =
-        signin::session(&rt.auth, &proxy.identity, req.headers(), host, scope).await
+        authenticate::session(&rt.auth, &proxy.identity, req.headers(), host, scope).await
     else {
-        return crate::pages::page(
+        return crate::answers::page(
             StatusCode::UNAUTHORIZED,
             "Not signed in.",
             "user-unauthenticated",
@@ -80,7 +80,7 @@ pub(crate) async fn raw_assertion(
 pub(crate) fn well_known(
     rt: &Runtime,
     req: &Request<Incoming>,
-    host: &signin::Host<'_>,
+    host: &authenticate::Host<'_>,
 ) -> Option<Response<Body>> {
     let (status, body, etag) = match req.uri().path() {
         "/.well-known/pomerium/jwks.json" => {

@@ -10,7 +10,7 @@ use crate::upstream::{Balancer, ClientCache, UpstreamClients};
 
 pub struct Runtime {
     pub config: Config,
-    pub auth: crate::signin::Auth,
+    pub auth: crate::authenticate::Auth,
     /// Keys for `X-Pomerium-Jwt-Assertion`, parsed once per configuration.
     pub signing: gatehouse_assertion::SigningKeys,
     /// This configuration's number in the process (assertion cache keys).
@@ -48,7 +48,7 @@ pub enum RuntimeError {
         source: rustls::Error,
     },
     #[error(transparent)]
-    Auth(#[from] crate::signin::AuthError),
+    Auth(#[from] crate::authenticate::AuthError),
     #[error("{0}")]
     Bearer(String),
     #[error(transparent)]
@@ -61,7 +61,7 @@ pub enum RuntimeError {
 /// The state a runtime is built with, which outlives it (owned by the proxy).
 pub struct Lasting<'a> {
     pub clients: &'a ClientCache,
-    pub identity: &'a crate::signin::IdentityState,
+    pub identity: &'a crate::authenticate::IdentityState,
     pub metrics: &'a crate::metrics::Metrics,
     pub assertions: &'a crate::assertion::Assertions,
 }
@@ -77,7 +77,7 @@ impl Runtime {
             metrics,
             assertions,
         } = *lasting;
-        let mut auth = crate::signin::Auth::new(&config.sign_in, identity)?;
+        let mut auth = crate::authenticate::Auth::new(&config.sign_in, identity)?;
         auth.set_route_cookies(&config.routes);
         auth.programmatic_domains = config.programmatic_redirect_domains.clone();
         let bearer = crate::bearer::Bearer::new(&config).map_err(RuntimeError::Bearer)?;

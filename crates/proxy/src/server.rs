@@ -18,7 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::body::{self, Body};
 use crate::deadline::{Activity, Deadlines, Tracked};
 use crate::forward::ConnInfo;
-use crate::{Proxy, pages};
+use crate::{Proxy, answers};
 
 /// Largest request head accepted; bigger gets 431 (Envoy's default is 60 KiB).
 const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -241,7 +241,7 @@ async fn serve_redirects(listener: TcpListener, https_port: u16) {
 
 fn redirect_to_https(req: &Request<Incoming>, https_port: u16) -> Response<Body> {
     if matches!(req.uri().path(), "/ping" | "/healthz") {
-        return pages::ok_text();
+        return answers::ok_text();
     }
     let host = req
         .headers()

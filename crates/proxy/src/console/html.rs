@@ -15,8 +15,8 @@ use super::{
     ChangeError, Console, ConsoleRoute, Edit, FieldError, form, listed, new_id, read_body, respond,
     who,
 };
+use crate::answers::html_escape as esc;
 use crate::body::Body;
-use crate::pages::html_escape as esc;
 use crate::runtime::Runtime;
 
 pub(super) async fn serve(

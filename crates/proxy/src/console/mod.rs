@@ -808,12 +808,12 @@ pub(crate) async fn serve(
     let Some(session) = session else {
         // A policy that lets anyone in without a session (`accept: true`)
         // must not open the console.
-        return crate::pages::page(
+        return crate::answers::page(
             StatusCode::FORBIDDEN,
             "The console needs a signed-in user: its policy must name who may use it.",
             "console_needs_user",
             request_id,
-            crate::pages::wants_json(req.headers()),
+            crate::answers::wants_json(req.headers()),
         );
     };
     let path = req.uri().path().to_string();
@@ -860,7 +860,7 @@ fn write_allowed(rt: &Runtime, req: &Request<Incoming>) -> bool {
     let own = crate::csrf::own_origin(https, authority);
     // The cookie `authorize::identify` would have read for this host.
     let host = crate::csrf::host_name(authority);
-    let cookie = crate::signin::has_session_cookie(&rt.auth, req.headers(), &host);
+    let cookie = crate::authenticate::has_session_cookie(&rt.auth, req.headers(), &host);
     crate::csrf::write_allowed(req.method(), req.headers(), own.as_ref(), cookie)
 }
 

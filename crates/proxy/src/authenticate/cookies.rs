@@ -1,0 +1,113 @@
+//! gatehouse's cookies: reading them, stripping them from what goes
+//! upstream, and setting them (session, pending sign-in).
+
+use gatehouse_config::SameSite;
+use gatehouse_identity::cookie::Handle;
+use gatehouse_identity::session::{Session, unix_now};
+use http::header::{self, HeaderMap, HeaderValue};
+
+use super::state::*;
+
+pub(super) fn cookie_value<'a>(headers: &'a HeaderMap, name: &'a str) -> Option<&'a str> {
+    cookie_values(headers, name).next()
+}
+
+/// Every value of the cookie `name` the request carries, in order.
+pub(super) fn cookie_values<'a>(
+    headers: &'a HeaderMap,
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(move |(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"'))
+}
+
+/// Removes gatehouse's own cookies from what the upstream sees.
+pub fn strip_cookies(headers: &mut HeaderMap, name: &str) {
+    let values: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
+    if !values
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|s| s.contains(name)))
+    {
+        return;
+    }
+    headers.remove(header::COOKIE);
+    let prefix = format!("{name}_");
+    for v in values {
+        let Ok(s) = v.to_str() else { continue };
+        let kept: Vec<&str> = s
+            .split(';')
+            .map(str::trim)
+            .filter(|pair| {
+                let k = pair.split_once('=').map_or(*pair, |(k, _)| k);
+                k != name && !k.starts_with(&prefix)
+            })
+            .filter(|p| !p.is_empty())
+            .collect();
+        if !kept.is_empty() {
+            if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
+                headers.append(header::COOKIE, v);
+            }
+        }
+    }
+}
+
+/// A session cookie (or its removal, `max_age: None`); `shared` gives it
+/// `cookie_domain` when one is configured (else it is host-only).
+pub(super) fn set_cookie(
+    auth: &Auth,
+    host: &str,
+    name: &str,
+    value: &str,
+    max_age: Option<u64>,
+    secure: bool,
+    shared: bool,
+) -> HeaderValue {
+    let c = &auth.cookie;
+    let mut s = format!("{name}={value}; Path=/");
+    match max_age {
+        Some(a) => s.push_str(&format!("; Max-Age={a}")),
+        None => s.push_str("; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"),
+    }
+    if let Some(d) = c.domain.as_ref().filter(|_| shared) {
+        s.push_str(&format!("; Domain={d}"));
+    }
+    let same_site = auth.same_site(host);
+    if secure || same_site == Some(SameSite::None) {
+        s.push_str("; Secure");
+    }
+    if c.http_only {
+        s.push_str("; HttpOnly");
+    }
+    match same_site {
+        Some(SameSite::Lax) => s.push_str("; SameSite=Lax"),
+        Some(SameSite::Strict) => s.push_str("; SameSite=Strict"),
+        Some(SameSite::None) => s.push_str("; SameSite=None; Partitioned"),
+        None => {}
+    }
+    HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("_invalid=1"))
+}
+
+pub(super) fn session_cookie(
+    auth: &Auth,
+    host: &str,
+    session: &Session,
+    secure: bool,
+) -> HeaderValue {
+    let name = auth.cookie_name(host);
+    let handle = Handle {
+        session: session.id,
+        expires_at: session.expires_at,
+    };
+    let value = handle.seal(&auth.cookie_sealer, name);
+    let max_age = session.expires_at.saturating_sub(unix_now());
+    // A token-made session is good on its own host only: its cookie never
+    // takes `cookie_domain`.
+    let shared = session.provenance.is_main_sign_in();
+    set_cookie(auth, host, name, &value, Some(max_age), secure, shared)
+}

@@ -1,0 +1,113 @@
+//! Programmatic login (`/.pomerium/api/v1/login`): a token handed to a
+//! command-line client through a whitelisted redirect.
+
+use bytes::Bytes;
+use gatehouse_identity::cookie::Handle;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::answers::{self, notice, redirect};
+use crate::body::{self, Body};
+
+use super::forms::*;
+use super::sessions::*;
+use super::start::*;
+use super::state::*;
+
+/// `/.pomerium/api/v1/login?pomerium_redirect_uri=...` (Pomerium's
+/// programmatic login): the sign-in URL, as text. After sign-in the browser
+/// lands on `/.pomerium/programmatic` of this host, which sends it to the
+/// client's redirect URI with `pomerium_jwt=<token>`.
+pub(super) fn programmatic_login(
+    auth: &Auth,
+    req: &Request<Incoming>,
+    host: &Host<'_>,
+    request_id: &str,
+) -> Response<Body> {
+    let Some(target) = query_param(req.uri().query(), "pomerium_redirect_uri") else {
+        return answers::page(
+            StatusCode::NOT_FOUND,
+            "pomerium_redirect_uri is required.",
+            "not_found",
+            request_id,
+            true,
+        );
+    };
+    let allowed = url::Url::parse(&target).ok().filter(|u| {
+        matches!(u.scheme(), "http" | "https")
+            && u.username().is_empty()
+            && u.password().is_none()
+            && u.host_str().is_some_and(|h| {
+                let h = h.to_ascii_lowercase();
+                auth.programmatic_domains
+                    .iter()
+                    .any(|d| h == *d || h.ends_with(&format!(".{d}")))
+            })
+    });
+    if allowed.is_none() {
+        return answers::page(
+            StatusCode::BAD_REQUEST,
+            "pomerium_redirect_uri is not on a host in programmatic_redirect_domain_whitelist.",
+            "invalid_redirect",
+            request_id,
+            true,
+        );
+    }
+    let state = form_token(auth, "programmatic", &target);
+    let back = format!("{}/.pomerium/programmatic?state={state}", host.origin);
+    let mut resp = Response::new(body::full(Bytes::from(sign_in_url(
+        auth,
+        &host.origin,
+        &back,
+    ))));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// The end of a programmatic login: the signed-in browser is sent to the
+/// client's redirect URI with the token, bound to the session.
+pub(super) async fn programmatic_finish(
+    auth: &Auth,
+    state: &IdentityState,
+    req: &Request<Incoming>,
+    host: &Host<'_>,
+    secure: bool,
+) -> Response<Body> {
+    let sealed = query_param(req.uri().query(), "state").unwrap_or_default();
+    let Some(target) = open_form_token(auth, "programmatic", &sealed) else {
+        return notice(
+            StatusCode::BAD_REQUEST,
+            "Sign in",
+            "Cannot finish the login",
+            "The login link has expired. Start again from your command-line tool.",
+        );
+    };
+    // Only the main sign-in's sessions become programmatic tokens.
+    let Some(session) = session(auth, state, req.headers(), host.name, Scope::MainSignIn).await
+    else {
+        let here = format!("{}/.pomerium/programmatic?state={sealed}", host.origin);
+        return start_sign_in(auth, host, &here, secure);
+    };
+    let token = Handle {
+        session: session.id,
+        expires_at: session.expires_at,
+    }
+    .seal(&auth.cookie_sealer, TOKEN_PURPOSE);
+    let Ok(mut url) = url::Url::parse(&target) else {
+        return notice(
+            StatusCode::BAD_REQUEST,
+            "Sign in",
+            "Cannot finish the login",
+            "Bad redirect address.",
+        );
+    };
+    url.query_pairs_mut().append_pair("pomerium_jwt", &token);
+    tracing::info!(user = %session.identity.sub, "programmatic login: token handed to the client");
+    redirect(url.as_str())
+}

@@ -1,0 +1,155 @@
+//! Starting a sign-in: the answer for a protected route without a
+//! session (302 to sign in, or 401), and the pending-sign-in binding that
+//! ties the later hand-off to this browser.
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Response, StatusCode};
+
+use crate::answers::{self, redirect};
+use crate::body::Body;
+
+use super::cookies::*;
+use super::forms::*;
+use super::state::*;
+
+/// The answer for a protected route without a session: a redirect to sign
+/// in for page loads, 401 for API calls (fetch/XHR never get a redirect).
+pub fn unauthenticated(
+    auth: &Auth,
+    headers: &HeaderMap,
+    host: &Host<'_>,
+    path_and_query: &str,
+    request_id: &str,
+) -> Response<Body> {
+    if !auth.can_sign_in() {
+        let reason = match &auth.unsupported {
+            Some(p) => format!("This route needs sign-in, and the `{p}` identity provider is not supported by this gatehouse build yet."),
+            None => "This route needs sign-in, and no identity provider is configured (set `idp_provider`).".to_string(),
+        };
+        return answers::page(
+            StatusCode::UNAUTHORIZED,
+            &reason,
+            "sign_in_unavailable",
+            request_id,
+            answers::wants_json(headers),
+        );
+    }
+    if !prefers_html(headers) {
+        let mut resp = answers::page(
+            StatusCode::UNAUTHORIZED,
+            "Sign-in required.",
+            "user-unauthenticated",
+            request_id,
+            true,
+        );
+        let login = sign_in_url(
+            auth,
+            &host.origin,
+            &format!("{}{}", host.origin, path_and_query),
+        );
+        if let Ok(v) = HeaderValue::from_str(&login) {
+            resp.headers_mut()
+                .insert(header::HeaderName::from_static("x-pomerium-sign-in-url"), v);
+        }
+        return resp;
+    }
+    let target = format!("{}{}", host.origin, path_and_query);
+    // The browser side is always https (see `ConnInfo::external_https`).
+    start_sign_in(auth, host, &target, true)
+}
+
+/// How long a route host waits for the hand-off of a sign-in it started.
+pub(super) const PENDING_SECS: u64 = 600;
+
+/// Sends the browser to sign in, coming back to `target` on this host. When
+/// sign-in happens on another host, this browser gets a pending sign-in
+/// cookie (a random nonce, host-only) and the sign-in URL carries the nonce's
+/// hash, which the hand-off must carry back (see [`callback`]).
+pub(super) fn start_sign_in(
+    auth: &Auth,
+    host: &Host<'_>,
+    target: &str,
+    secure: bool,
+) -> Response<Body> {
+    let url = sign_in_url(auth, &host.origin, target);
+    if auth.sign_in_origin(&host.origin) == host.origin {
+        return redirect(&url);
+    }
+    let (nonce, binding) = new_binding();
+    let mut resp = redirect(&format!("{url}&pomerium_binding={binding}"));
+    let cookie = format!(
+        "{}={nonce}; Path=/.pomerium/callback; Max-Age={PENDING_SECS}; HttpOnly; SameSite=Lax{}",
+        pending_cookie_name(auth, &binding),
+        if secure { "; Secure" } else { "" }
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+/// A new browser binding: the nonce (kept in the browser) and its hash (sent
+/// to the authenticate host and sealed into the hand-off).
+pub(super) fn new_binding() -> (String, String) {
+    use base64::Engine;
+    let nonce = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let binding = binding_of(&nonce);
+    (nonce, binding)
+}
+
+pub(super) fn binding_of(nonce: &str) -> String {
+    use base64::Engine;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, nonce.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
+}
+
+/// The pending sign-in cookie of one flow: named after its binding, so
+/// several tabs signing in at once keep their own.
+pub(super) fn pending_cookie_name(auth: &Auth, binding: &str) -> String {
+    pending_cookie_named(&auth.cookie.name, binding)
+}
+
+pub(super) fn pending_cookie_named(cookie_name: &str, binding: &str) -> String {
+    format!(
+        "{cookie_name}_pending_{}",
+        binding.get(..10).unwrap_or(binding)
+    )
+}
+
+/// True when the request carries the pending sign-in cookie whose nonce
+/// hashes to `binding`.
+pub(super) fn holds_binding(auth: &Auth, headers: &HeaderMap, binding: &str) -> bool {
+    holds_binding_named(headers, &auth.cookie.name, binding)
+}
+
+pub(super) fn holds_binding_named(headers: &HeaderMap, cookie_name: &str, binding: &str) -> bool {
+    let name = pending_cookie_named(cookie_name, binding);
+    cookie_values(headers, &name).take(4).any(|nonce| {
+        aws_lc_rs::constant_time::verify_slices_are_equal(
+            binding_of(nonce).as_bytes(),
+            binding.as_bytes(),
+        )
+        .is_ok()
+    })
+}
+
+/// Where to sign in for a request on `origin`, coming back to `target`.
+pub fn sign_in_url(auth: &Auth, origin: &str, target: &str) -> String {
+    format!(
+        "{}/.pomerium/sign_in?pomerium_redirect_uri={}",
+        auth.sign_in_origin(origin),
+        enc(target)
+    )
+}
+
+/// Page navigations get redirects; everything else (fetch, XHR, curl) 401.
+pub(crate) fn prefers_html(headers: &HeaderMap) -> bool {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    accept.split(',').any(|p| {
+        let media = p.split(';').next().unwrap_or("").trim();
+        media.eq_ignore_ascii_case("text/html")
+            || media.eq_ignore_ascii_case("application/xhtml+xml")
+    }) && !answers::wants_json(headers)
+}
