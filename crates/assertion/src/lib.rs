@@ -432,6 +432,7 @@ JRisZ5KzajB3IIfBqhIJ7C97f7FpUBk5Ow==
 pub struct Cache<V> {
     entries: std::sync::Mutex<std::collections::HashMap<CacheKey, (V, u64)>>,
     capacity: usize,
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// Session id (zeros for public routes), configuration generation, route
@@ -446,7 +447,18 @@ impl<V: Clone> Cache<V> {
         Cache {
             entries: Default::default(),
             capacity: capacity.max(1),
+            generation: Default::default(),
         }
+    }
+
+    /// A number for a new configuration (the generation in keys). What was
+    /// cached under older ones is dropped: it may be signed with a key no
+    /// longer in force.
+    pub fn next_generation(&self) -> u64 {
+        self.clear();
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1
     }
 
     /// The cached value for `key`, or `mint()`'s (value, expiry) stored.

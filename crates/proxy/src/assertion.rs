@@ -13,34 +13,11 @@ use crate::runtime::Runtime;
 /// Signed assertions reused until a minute before they expire, across
 /// configurations (keys carry the configuration generation). Outlives
 /// reloads; owned by the proxy.
-pub struct Assertions {
-    cache: gatehouse_assertion::Cache<HeaderValue>,
-    generation: std::sync::atomic::AtomicU64,
-}
+pub type Assertions = gatehouse_assertion::Cache<HeaderValue>;
 
-impl Default for Assertions {
-    fn default() -> Assertions {
-        Assertions {
-            cache: gatehouse_assertion::Cache::new(100_000),
-            generation: Default::default(),
-        }
-    }
-}
-
-impl Assertions {
-    /// A number for a new configuration. Assertions cached under older
-    /// ones are dropped: they may be signed with a key no longer in force.
-    pub fn next_generation(&self) -> u64 {
-        self.cache.clear();
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            + 1
-    }
-
-    /// Drops a session's assertions (it was signed out).
-    pub fn forget_session(&self, session: &gatehouse_identity::SessionId) {
-        self.cache.forget_session(&session.0);
-    }
+/// The proxy's assertion cache, sized for 100,000 (user, route, host).
+pub fn new_cache() -> Assertions {
+    gatehouse_assertion::Cache::new(100_000)
 }
 
 /// The assertion to chain as `X-Pomerium-Jwt-Assertion-For`: only from a
@@ -88,7 +65,7 @@ pub(crate) fn assertion(
         host.to_string(),
     );
     let mut minted = false;
-    let value = cache.cache.get_or_mint(key, now, || {
+    let value = cache.get_or_mint(key, now, || {
         minted = true;
         let value = mint_assertion(rt, host, route, session, now)?;
         Some((value, now + gatehouse_assertion::LIFETIME_SECS))

@@ -305,18 +305,33 @@ async fn early(ex: &Exchange<'_>, at: &Addressed<'_>, req: Request<Incoming>) ->
     // The raw assertion, when `runtime_flags: {pomerium_jwt_endpoint: true}`
     // (off by default, as Pomerium).
     if path == "/.pomerium/jwt" && route_host {
-        let resp = crate::published::raw_assertion(ex, &req, host, port).await;
+        let resp =
+            crate::published::raw_assertion(proxy, rt, &req, (host, port), ex.id(), ex.json).await;
         return Early::Answered(resp);
     }
     // The token hand-off of embedded routes, on route hosts.
     if path == "/.pomerium/sign_in_with_token" && route_host {
         let secure = ex.conn.external_https();
+        // The route for the target URL: its canonical path (under the
+        // configured rules, as a request to it would get) on this host.
+        let find = |path: &str| {
+            let canonical = crate::request::canonical_path(path, &rt.config.request)
+                .map_err(|_| "pomerium_redirect_uri has an invalid path.")?;
+            rt.table
+                .find(&rt.config.routes, host, port, &canonical.path)
+                .map(|i| &rt.config.routes[i])
+                .ok_or("No route serves pomerium_redirect_uri.")
+        };
+        let routes = authenticate::TokenRoutes {
+            find: &find,
+            bearer: rt.bearer.as_ref(),
+        };
         let resp = authenticate::sign_in_with_token(
-            rt,
+            &rt.auth,
             &proxy.identity,
+            routes,
             req,
             &at.signin_host(ex.conn),
-            port,
             secure,
             ex.id(),
         )

@@ -126,7 +126,7 @@ impl Proxy {
         let (store, console_store) =
             gatehouse_identity::backend::open_shared(&config.sign_in.storage)?;
         let metrics = Arc::new(metrics::Metrics::with_store(store.clone()));
-        let assertions = Arc::new(assertion::Assertions::default());
+        let assertions = Arc::new(assertion::new_cache());
         let identity = authenticate::IdentityState::new(
             &config.sign_in,
             store.clone(),

@@ -10,19 +10,18 @@ use hyper::body::Incoming;
 use crate::assertion::assertion;
 use crate::authenticate;
 use crate::body::{self, Body};
-use crate::dispatch::Exchange;
 use crate::error::ProxyError;
 use crate::runtime::Runtime;
 
 /// `/.pomerium/jwt`: the signed-in user's assertion for this host.
 pub(crate) async fn raw_assertion(
-    ex: &Exchange<'_>,
+    proxy: &crate::Proxy,
+    rt: &Runtime,
     req: &Request<Incoming>,
-    host: &str,
-    port: u16,
+    (host, port): (&str, u16),
+    id: &str,
+    json: bool,
 ) -> Response<Body> {
-    let (rt, proxy) = (ex.rt, ex.proxy);
-    let (id, json) = (ex.request_id.to_str().unwrap_or_default(), ex.json);
     let enabled = rt
         .config
         .options

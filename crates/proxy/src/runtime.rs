@@ -63,7 +63,7 @@ pub struct Lasting<'a> {
     pub clients: &'a ClientCache,
     pub identity: &'a crate::authenticate::IdentityState,
     pub metrics: &'a crate::metrics::Metrics,
-    pub assertions: &'a crate::assertion::Assertions,
+    pub assertions: &'a gatehouse_assertion::Cache<HeaderValue>,
 }
 
 impl Runtime {

@@ -13,6 +13,15 @@ use super::cookies::*;
 use super::forms::*;
 use super::state::*;
 
+/// What a token sign-in needs of the configuration in force.
+pub struct TokenRoutes<'a> {
+    /// The route on this host for a URL path (made canonical under the
+    /// configured rules, as a request to it would be), or why there is none.
+    pub find: &'a (dyn Fn(&str) -> Result<&'a gatehouse_config::Route, &'static str> + Sync),
+    /// The bearer-token verifiers, when some route accepts tokens.
+    pub bearer: Option<&'a crate::bearer::Bearer>,
+}
+
 /// `POST /.pomerium/sign_in_with_token`: the one-time hand-off for an app
 /// that already holds a token for the user (the embedding page of an
 /// iframe). The form carries `token` (a JWT the target route accepts, per
@@ -22,15 +31,14 @@ use super::state::*;
 /// URL and is never logged. The POST must come from this origin or from one
 /// of the route's `frame_ancestors` (no login CSRF from other sites).
 pub async fn sign_in_with_token(
-    rt: &crate::runtime::Runtime,
+    auth: &Auth,
     state: &IdentityState,
+    routes: TokenRoutes<'_>,
     req: Request<Incoming>,
     host: &Host<'_>,
-    port: u16,
     secure: bool,
     request_id: &str,
 ) -> Response<Body> {
-    let auth = &rt.auth;
     let bad = |status: StatusCode, msg: &str| {
         answers::page(status, msg, "token_sign_in_refused", request_id, false)
     };
@@ -66,23 +74,10 @@ pub async fn sign_in_with_token(
             "pomerium_redirect_uri must be a URL on this host.",
         );
     };
-    // The same canonical path (under the configured rules) as a request to
-    // that URL would get.
-    let Ok(crate::request::CanonicalPath { path, .. }) =
-        crate::request::canonical_path(target_url.path(), &rt.config.request)
-    else {
-        return bad(
-            StatusCode::BAD_REQUEST,
-            "pomerium_redirect_uri has an invalid path.",
-        );
+    let route = match (routes.find)(target_url.path()) {
+        Ok(route) => route,
+        Err(why) => return bad(StatusCode::BAD_REQUEST, why),
     };
-    let Some(index) = rt.table.find(&rt.config.routes, host.name, port, &path) else {
-        return bad(
-            StatusCode::BAD_REQUEST,
-            "No route serves pomerium_redirect_uri.",
-        );
-    };
-    let route = &rt.config.routes[index];
     let allowed_origin = match &origin {
         None => false,
         Some(o) if *o == host.origin => true,
@@ -99,7 +94,7 @@ pub async fn sign_in_with_token(
             "This page may not sign users in here: its origin is not in the route's frame_ancestors.",
         );
     }
-    let Some(bearer) = rt
+    let Some(bearer) = routes
         .bearer
         .as_ref()
         .filter(|_| route.bearer_token_format != gatehouse_config::BearerTokenFormat::Default)

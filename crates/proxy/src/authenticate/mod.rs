@@ -77,7 +77,7 @@ use sign_out::*;
 use targets::*;
 
 pub use cookies::strip_cookies;
-pub use embedded::sign_in_with_token;
+pub use embedded::{TokenRoutes, sign_in_with_token};
 pub use sessions::{has_session_cookie, session, token_session};
 pub(crate) use start::prefers_html;
 pub use start::{sign_in_url, unauthenticated};

@@ -36,7 +36,7 @@ pub struct IdentityState {
     /// Where sign-ins, refreshes and store errors are counted.
     pub(super) metrics: Arc<crate::metrics::Metrics>,
     /// A signed-out session's cached assertions are dropped here.
-    pub(super) assertions: Arc<crate::assertion::Assertions>,
+    pub(super) assertions: Arc<gatehouse_assertion::Cache<http::HeaderValue>>,
 }
 
 impl IdentityState {
@@ -44,7 +44,7 @@ impl IdentityState {
         sign_in: &SignIn,
         store: Arc<gatehouse_identity::store::Counted>,
         metrics: Arc<crate::metrics::Metrics>,
-        assertions: Arc<crate::assertion::Assertions>,
+        assertions: Arc<gatehouse_assertion::Cache<http::HeaderValue>>,
     ) -> IdentityState {
         let t = sign_in.throttle;
         if sign_in.cookie_secret.is_none() && !matches!(sign_in.provider, Provider::None) {
@@ -107,7 +107,7 @@ impl IdentityState {
         &self,
         id: &SessionId,
     ) -> Result<(), gatehouse_identity::store::StoreError> {
-        self.assertions.forget_session(id);
+        self.assertions.forget_session(&id.0);
         self.store.delete(id).await
     }
 }
