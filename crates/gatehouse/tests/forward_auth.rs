@@ -282,8 +282,9 @@ async fn full_flow(kind: &str) {
     assert_eq!(resp.status(), 403, "{}", s.front_log());
     let resp = page(&c, &s.url("/office")).await;
     assert_eq!(resp.status(), 403);
-    let log = s.gh.log_text();
-    assert!(log.contains("\"path\":\"/admin/users\""), "{log}");
+    // The decision's log line may reach the file a moment after the answer.
+    let logged = s.gh.wait_log("\"path\":\"/admin/users\"", 0);
+    assert!(logged, "{}", s.gh.log_text());
 
     // A tampered cookie is "signed out", never an error.
     let plain = s.browser(false);

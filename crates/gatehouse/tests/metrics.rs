@@ -187,6 +187,16 @@ routes:
         "one proxied request and two forward-auth questions"
     );
     assert!(value("gatehouse_authorize_reasons_total{reason=\"domain-unauthorized\"}") >= 1.0);
+    // Every refusal through the one mapper, counted by who is at fault.
+    assert_eq!(
+        value("gatehouse_refusals_total{source=\"downstream\",code=\"no_route\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("gatehouse_refusals_total{source=\"upstream\",code=\"upstream_connect\"}"),
+        1.0
+    );
+    assert!(value("gatehouse_refusals_total{source=\"policy\",code=\"access_denied\"}") >= 1.0);
     assert!(value("gatehouse_assertion_cache_hits_total") >= 2.0);
     // Two sign-ins stored, every signed-in request looked up.
     assert_eq!(

@@ -9,7 +9,6 @@ use http::HeaderMap;
 use http::Response;
 use http::header::{self, HeaderValue};
 
-use crate::answers;
 use crate::authenticate::{self, IdentityState};
 use crate::body::Body;
 use crate::error::ProxyError;
@@ -230,12 +229,6 @@ pub(crate) fn denied_page(
     request_id: &HeaderValue,
     json: bool,
 ) -> Response<Body> {
-    let e = ProxyError::Denied;
-    let id = request_id.to_str().unwrap_or_default();
-    let message = if route.show_error_details {
-        format!("{} Reasons: {reasons}.", e.reason())
-    } else {
-        e.reason().to_string()
-    };
-    answers::page(e.status(), &message, e.code(), id, json)
+    let e = ProxyError::Denied(route.show_error_details.then(|| reasons.to_string()));
+    crate::error::response(&e, request_id.to_str().unwrap_or_default(), json)
 }

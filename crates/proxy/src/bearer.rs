@@ -30,10 +30,9 @@ use gatehouse_identity::session::{
     Provenance, Session, SessionId, TokenFormat, TokenGrant, unix_now,
 };
 use gatehouse_verify::{Alg, Error as VerifyError, Keys, Verifier};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName};
 use http::{Response, StatusCode};
 
-use crate::answers;
 use crate::body::Body;
 
 pub static X_POMERIUM_AUTHORIZATION: HeaderName =
@@ -148,24 +147,11 @@ impl Refused {
     /// fetched (the token may be fine). The reason goes to the log.
     pub fn response(&self, request_id: &str, json: bool) -> Response<Body> {
         tracing::info!(status = self.status.as_u16(), reason = %self.description, request_id, "bearer token refused");
-        let code = if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            "bearer_keys_unavailable"
-        } else if self.status == StatusCode::BAD_REQUEST {
-            "invalid_request"
-        } else {
-            "invalid_token"
+        let e = crate::error::ProxyError::BearerRefused {
+            status: self.status,
+            public: self.public,
         };
-        let mut resp = answers::page(self.status, self.public, code, request_id, json);
-        if self.status == StatusCode::UNAUTHORIZED {
-            let value = format!(
-                "Bearer realm=\"gatehouse\", error=\"invalid_token\", error_description=\"{}\"",
-                self.public
-            );
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-            }
-        }
-        resp
+        crate::error::response(&e, request_id, json)
     }
 }
 

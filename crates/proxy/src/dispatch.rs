@@ -127,6 +127,9 @@ pub async fn handle(
         None => &proxy.metrics.unrouted,
     };
     metrics.record(resp.status().as_u16(), start.elapsed());
+    if let Some(r) = resp.extensions().get::<crate::error::Refusal>() {
+        proxy.metrics.refusal(*r);
+    }
     match ex.line {
         Some(line) => line.attach(resp),
         None => resp,

@@ -1,10 +1,52 @@
 //! Everything that can go wrong while serving a request, and the one place
-//! that decides which status and page each failure gets.
+//! that decides which status and page each refusal gets ([`response`]):
+//! every refusal gatehouse answers itself is a [`ProxyError`]; its
+//! [`Fault`] (the client, the policy, the upstream, gatehouse) decides the
+//! class of status and the label it is counted under
+//! (`gatehouse_refusals_total{source,code}`, counted by the dispatcher
+//! from the [`Refusal`] the answer carries).
 
-use http::StatusCode;
+use std::borrow::Cow;
 
-/// Who is at fault decides the status: the client (4xx), the upstream
-/// (502/504), or gatehouse itself (500).
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+
+use crate::body::Body;
+
+/// Who a refusal is on: decides the class of status and the metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Fault {
+    /// The request itself (4xx): malformed, ambiguous, unknown address.
+    Downstream,
+    /// The route's policy or sign-in: 401 or 403.
+    Policy,
+    /// The upstream: 502 or 504.
+    Upstream,
+    /// gatehouse or a service it depends on (the session store): 5xx.
+    Internal,
+}
+
+impl Fault {
+    pub fn label(self) -> &'static str {
+        match self {
+            Fault::Downstream => "downstream",
+            Fault::Policy => "policy",
+            Fault::Upstream => "upstream",
+            Fault::Internal => "internal",
+        }
+    }
+}
+
+/// What a refusal's answer carries (in its extensions) for the dispatcher's
+/// counters: never sent to the client.
+#[derive(Debug, Clone, Copy)]
+pub struct Refusal {
+    pub fault: Fault,
+    pub code: &'static str,
+}
+
+/// Who is at fault decides the status: the client (4xx), the policy
+/// (401/403), the upstream (502/504), or gatehouse itself (5xx).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProxyError {
@@ -19,8 +61,43 @@ pub enum ProxyError {
     NoHost,
     #[error("method not supported by gatehouse")]
     MethodNotSupported,
+    /// The route's policy denied it; the reasons only with
+    /// `show_error_details`.
     #[error("the route's policy denied the request")]
-    Denied,
+    Denied(Option<String>),
+    /// No session where one is needed (API clients; browsers are sent to
+    /// sign in).
+    #[error("sign-in required")]
+    SignInRequired,
+    /// An own endpoint that needs a session, asked without one.
+    #[error("not signed in")]
+    NotSignedIn,
+    /// The route needs sign-in and no identity provider can do it
+    /// (`Some(name)`: a configured provider this build does not support).
+    #[error("sign-in is not available")]
+    SignInUnavailable(Option<String>),
+    /// A bearer token refused (401), or its keys unreachable (503); the
+    /// client learns nothing about the configuration.
+    #[error("{public}")]
+    BearerRefused {
+        status: StatusCode,
+        public: &'static str,
+    },
+    /// A token sign-in (`/.pomerium/sign_in_with_token`) refused.
+    #[error("{1}")]
+    TokenSignInRefused(StatusCode, &'static str),
+    /// Programmatic login without `pomerium_redirect_uri`.
+    #[error("programmatic login without a redirect URI")]
+    ProgrammaticNoRedirect,
+    /// Programmatic login to a host not in the whitelist.
+    #[error("programmatic login to a host not whitelisted")]
+    ProgrammaticRedirectRefused,
+    /// A method an own endpoint does not take (`Allow` lists those it does).
+    #[error("method not allowed")]
+    MethodNotAllowed { allow: Option<&'static str> },
+    /// The session store cannot be reached: sign-in waits (`Retry-After`).
+    #[error("the session store is unavailable")]
+    SessionStoreUnavailable,
     #[error("could not connect to the upstream")]
     UpstreamConnect(#[source] hyper_util::client::legacy::Error),
     #[error("the upstream closed or reset the connection")]
@@ -43,14 +120,52 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
+    /// Who the refusal is on.
+    pub fn fault(&self) -> Fault {
+        match self {
+            ProxyError::NoRoute
+            | ProxyError::BadPath
+            | ProxyError::Ambiguous(_)
+            | ProxyError::NoHost
+            | ProxyError::MethodNotSupported
+            | ProxyError::MethodNotAllowed { .. }
+            | ProxyError::ForwardAuthUntrusted
+            | ProxyError::ForwardAuthBadRequest(_)
+            | ProxyError::ForwardAuthNoRoute
+            | ProxyError::ProgrammaticNoRedirect
+            | ProxyError::ProgrammaticRedirectRefused => Fault::Downstream,
+            ProxyError::Denied(_)
+            | ProxyError::SignInRequired
+            | ProxyError::NotSignedIn
+            | ProxyError::SignInUnavailable(_)
+            | ProxyError::TokenSignInRefused(..) => Fault::Policy,
+            ProxyError::BearerRefused { status, .. } if status.is_server_error() => Fault::Internal,
+            ProxyError::BearerRefused { .. } => Fault::Policy,
+            ProxyError::UpstreamConnect(_)
+            | ProxyError::UpstreamReset(_)
+            | ProxyError::UpstreamTimeout => Fault::Upstream,
+            ProxyError::Internal(_) | ProxyError::SessionStoreUnavailable => Fault::Internal,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::BadPath | ProxyError::Ambiguous(_) | ProxyError::NoHost => {
                 StatusCode::BAD_REQUEST
             }
-            ProxyError::MethodNotSupported => StatusCode::METHOD_NOT_ALLOWED,
-            ProxyError::Denied => StatusCode::FORBIDDEN,
+            ProxyError::MethodNotSupported | ProxyError::MethodNotAllowed { .. } => {
+                StatusCode::METHOD_NOT_ALLOWED
+            }
+            ProxyError::Denied(_) => StatusCode::FORBIDDEN,
+            ProxyError::SignInRequired
+            | ProxyError::NotSignedIn
+            | ProxyError::SignInUnavailable(_) => StatusCode::UNAUTHORIZED,
+            ProxyError::BearerRefused { status, .. }
+            | ProxyError::TokenSignInRefused(status, _) => *status,
+            ProxyError::ProgrammaticNoRedirect => StatusCode::NOT_FOUND,
+            ProxyError::ProgrammaticRedirectRefused => StatusCode::BAD_REQUEST,
+            ProxyError::SessionStoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamConnect(_) | ProxyError::UpstreamReset(_) => {
                 StatusCode::BAD_GATEWAY
             }
@@ -64,14 +179,35 @@ impl ProxyError {
     }
 
     /// The one-line reason shown to the person who made the request.
-    pub fn reason(&self) -> &'static str {
-        match self {
+    pub fn reason(&self) -> Cow<'static, str> {
+        let r = match self {
             ProxyError::NoRoute => "No route is configured for this address.",
             ProxyError::BadPath => "The request path is not valid.",
             ProxyError::Ambiguous(a) => a.reason(),
             ProxyError::NoHost => "The request did not say which host it is for.",
             ProxyError::MethodNotSupported => "This request method is not supported.",
-            ProxyError::Denied => "Access denied: this route's policy does not allow this request.",
+            ProxyError::Denied(None) => DENIED,
+            ProxyError::Denied(Some(reasons)) => {
+                return format!("{DENIED} Reasons: {reasons}.").into();
+            }
+            ProxyError::SignInRequired => "Sign-in required.",
+            ProxyError::NotSignedIn => "Not signed in.",
+            ProxyError::SignInUnavailable(None) => {
+                "This route needs sign-in, and no identity provider is configured (set `idp_provider`)."
+            }
+            ProxyError::SignInUnavailable(Some(p)) => {
+                return format!("This route needs sign-in, and the `{p}` identity provider is not supported by this gatehouse build yet.").into();
+            }
+            ProxyError::BearerRefused { public, .. } => public,
+            ProxyError::TokenSignInRefused(_, why) => why,
+            ProxyError::ProgrammaticNoRedirect => "pomerium_redirect_uri is required.",
+            ProxyError::ProgrammaticRedirectRefused => {
+                "pomerium_redirect_uri is not on a host in programmatic_redirect_domain_whitelist."
+            }
+            ProxyError::MethodNotAllowed { .. } => "Method not allowed.",
+            ProxyError::SessionStoreUnavailable => {
+                "Sign-in is unavailable for a moment: gatehouse cannot reach its session store. People already signed in are not affected. Try again shortly."
+            }
             ProxyError::UpstreamConnect(_) => "The service behind this address is not reachable.",
             ProxyError::UpstreamReset(_) => {
                 "The service behind this address closed the connection."
@@ -85,7 +221,8 @@ impl ProxyError {
             }
             ProxyError::ForwardAuthBadRequest(why) => why,
             ProxyError::ForwardAuthNoRoute => "No route matches this address.",
-        }
+        };
+        r.into()
     }
 
     /// A short stable code for logs, metrics and JSON errors.
@@ -96,7 +233,19 @@ impl ProxyError {
             ProxyError::Ambiguous(a) => a.code(),
             ProxyError::NoHost => "no_host",
             ProxyError::MethodNotSupported => "method_not_supported",
-            ProxyError::Denied => "access_denied",
+            ProxyError::Denied(_) => "access_denied",
+            ProxyError::SignInRequired | ProxyError::NotSignedIn => "user-unauthenticated",
+            ProxyError::SignInUnavailable(_) => "sign_in_unavailable",
+            ProxyError::BearerRefused { status, .. } => match *status {
+                StatusCode::SERVICE_UNAVAILABLE => "bearer_keys_unavailable",
+                StatusCode::BAD_REQUEST => "invalid_request",
+                _ => "invalid_token",
+            },
+            ProxyError::TokenSignInRefused(..) => "token_sign_in_refused",
+            ProxyError::ProgrammaticNoRedirect => "not_found",
+            ProxyError::ProgrammaticRedirectRefused => "invalid_redirect",
+            ProxyError::MethodNotAllowed { .. } => "method_not_allowed",
+            ProxyError::SessionStoreUnavailable => "session_store_unavailable",
             ProxyError::UpstreamConnect(_) => "upstream_connect",
             ProxyError::UpstreamReset(_) => "upstream_reset",
             ProxyError::UpstreamTimeout => "upstream_timeout",
@@ -108,8 +257,115 @@ impl ProxyError {
     }
 }
 
+const DENIED: &str = "Access denied: this route's policy does not allow this request.";
+
 /// The one answer for a refusal: its status, reason and code, as a page or
-/// JSON (`json`), with the request id.
-pub fn response(e: &ProxyError, request_id: &str, json: bool) -> http::Response<crate::body::Body> {
-    crate::answers::page(e.status(), e.reason(), e.code(), request_id, json)
+/// JSON (`json`), with the request id, the headers its kind calls for
+/// (`Allow`, `Retry-After`, `WWW-Authenticate`), and a [`Refusal`] in its
+/// extensions for the counters.
+pub fn response(e: &ProxyError, request_id: &str, json: bool) -> Response<Body> {
+    let mut resp = crate::answers::page(e.status(), &e.reason(), e.code(), request_id, json);
+    let h = resp.headers_mut();
+    match e {
+        ProxyError::MethodNotAllowed { allow: Some(allow) } => {
+            h.insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        ProxyError::SessionStoreUnavailable => {
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        ProxyError::BearerRefused { status, public } if *status == StatusCode::UNAUTHORIZED => {
+            let value = format!(
+                "Bearer realm=\"gatehouse\", error=\"invalid_token\", error_description=\"{public}\""
+            );
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                h.insert(header::WWW_AUTHENTICATE, v);
+            }
+        }
+        _ => {}
+    }
+    resp.extensions_mut().insert(Refusal {
+        fault: e.fault(),
+        code: e.code(),
+    });
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fault_decides_the_class_of_status_and_the_answer_carries_it() {
+        let all = [
+            ProxyError::NoRoute,
+            ProxyError::BadPath,
+            ProxyError::NoHost,
+            ProxyError::MethodNotSupported,
+            ProxyError::MethodNotAllowed {
+                allow: Some("GET, POST"),
+            },
+            ProxyError::Denied(None),
+            ProxyError::Denied(Some("domain-unauthorized".into())),
+            ProxyError::SignInRequired,
+            ProxyError::NotSignedIn,
+            ProxyError::SignInUnavailable(Some("okta".into())),
+            ProxyError::BearerRefused {
+                status: StatusCode::UNAUTHORIZED,
+                public: "no",
+            },
+            ProxyError::BearerRefused {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                public: "later",
+            },
+            ProxyError::TokenSignInRefused(StatusCode::FORBIDDEN, "no"),
+            ProxyError::ProgrammaticNoRedirect,
+            ProxyError::ProgrammaticRedirectRefused,
+            ProxyError::UpstreamTimeout,
+            ProxyError::Internal("x".into()),
+            ProxyError::SessionStoreUnavailable,
+            ProxyError::ForwardAuthUntrusted,
+            ProxyError::ForwardAuthBadRequest("bad"),
+            ProxyError::ForwardAuthNoRoute,
+        ];
+        for e in &all {
+            let status = e.status();
+            match e.fault() {
+                Fault::Downstream => assert!(status.is_client_error(), "{e:?}"),
+                Fault::Policy => assert!(matches!(status.as_u16(), 400 | 401 | 403 | 405), "{e:?}"),
+                Fault::Upstream => assert!(matches!(status.as_u16(), 502 | 504), "{e:?}"),
+                Fault::Internal => assert!(status.is_server_error(), "{e:?}"),
+            }
+            let resp = response(e, "id", true);
+            assert_eq!(resp.status(), status);
+            let r = resp
+                .extensions()
+                .get::<Refusal>()
+                .expect("carries its refusal");
+            assert_eq!((r.fault, r.code), (e.fault(), e.code()));
+        }
+        let resp = response(&ProxyError::SessionStoreUnavailable, "id", false);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "5");
+        let e = ProxyError::MethodNotAllowed {
+            allow: Some("GET, POST"),
+        };
+        assert_eq!(
+            response(&e, "id", false).headers()[header::ALLOW],
+            "GET, POST"
+        );
+        let e = ProxyError::BearerRefused {
+            status: StatusCode::UNAUTHORIZED,
+            public: "The bearer token is not valid for this route.",
+        };
+        assert!(
+            response(&e, "id", false).headers()[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer realm=\"gatehouse\", error=\"invalid_token\"")
+        );
+        assert!(
+            ProxyError::Denied(Some("domain-unauthorized".into()))
+                .reason()
+                .ends_with("Reasons: domain-unauthorized.")
+        );
+    }
 }

@@ -299,13 +299,7 @@ pub async fn handle(
                 *r.status_mut() = StatusCode::FOUND;
                 r
             } else {
-                answers::page(
-                    StatusCode::UNAUTHORIZED,
-                    "Sign-in required.",
-                    "user-unauthenticated",
-                    id,
-                    json,
-                )
+                crate::error::response(&ProxyError::SignInRequired, id, json)
             };
             if let Ok(v) = HeaderValue::from_str(&url) {
                 resp.headers_mut().insert(header::LOCATION, v.clone());

@@ -117,6 +117,8 @@ pub struct Metrics {
     decisions: [AtomicU64; 3],
     reasons: [AtomicU64; 64],
     sign_ins: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// Answers gatehouse refused with, by fault and code.
+    refusals: Mutex<BTreeMap<(crate::error::Fault, &'static str), u64>>,
     refreshes: [AtomicU64; 3],
     store_errors: AtomicU64,
     assertion_hits: AtomicU64,
@@ -140,6 +142,7 @@ impl Default for Metrics {
             decisions: Default::default(),
             reasons: [const { AtomicU64::new(0) }; 64],
             sign_ins: Default::default(),
+            refusals: Default::default(),
             refreshes: Default::default(),
             store_errors: Default::default(),
             assertion_hits: Default::default(),
@@ -210,6 +213,13 @@ impl Metrics {
         };
         let mut map = self.sign_ins.lock().unwrap_or_else(|p| p.into_inner());
         *map.entry((idp.to_string(), label)).or_default() += 1;
+    }
+
+    /// A refusal gatehouse answered (counted once per answer by the
+    /// dispatcher).
+    pub fn refusal(&self, r: crate::error::Refusal) {
+        let mut map = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        *map.entry((r.fault, r.code)).or_default() += 1;
     }
 
     pub fn refresh(&self, result: RefreshResult) {
@@ -396,6 +406,24 @@ impl Metrics {
             }
         }
 
+        header(
+            &mut out,
+            "gatehouse_refusals_total",
+            "counter",
+            "Answers gatehouse refused a request with, by who is at fault (downstream, policy, upstream, internal) and code.",
+        );
+        for ((fault, code), n) in self
+            .refusals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "gatehouse_refusals_total{{source=\"{}\",code=\"{code}\"}} {n}",
+                fault.label()
+            );
+        }
         header(
             &mut out,
             "gatehouse_sign_ins_total",
@@ -650,6 +678,10 @@ mod tests {
         r.record(204, Duration::from_millis(30));
         r.record(502, Duration::from_secs(20));
         r.upstream_error("upstream_connect");
+        m.refusal(crate::error::Refusal {
+            fault: crate::error::Fault::Upstream,
+            code: "upstream_connect",
+        });
         m.decision(Decision::Deny(Reasons::one(Reason::GroupsUnauthorized)));
         m.sign_in("oidc", SignInResult::Success);
         m.refresh(RefreshResult::Refused);
@@ -668,6 +700,7 @@ mod tests {
             "gatehouse_authorize_decisions_total{result=\"deny\"} 1",
             "gatehouse_authorize_reasons_total{reason=\"groups-unauthorized\"} 1",
             "gatehouse_sign_ins_total{idp=\"oidc\",result=\"success\"} 1",
+            "gatehouse_refusals_total{source=\"upstream\",code=\"upstream_connect\"} 1",
             "gatehouse_token_refreshes_total{result=\"refused\"} 1",
             "gatehouse_assertion_cache_hits_total 1",
             "gatehouse_config_reloads_total{result=\"failure\"} 1",

@@ -44,13 +44,7 @@ pub(crate) async fn raw_assertion(
     let Some(session) =
         authenticate::session(&rt.auth, &proxy.identity, req.headers(), host, scope).await
     else {
-        return crate::answers::page(
-            StatusCode::UNAUTHORIZED,
-            "Not signed in.",
-            "user-unauthenticated",
-            id,
-            json,
-        );
+        return crate::error::response(&ProxyError::NotSignedIn, id, json);
     };
     match assertion(
         rt,

@@ -6,8 +6,9 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::answers::{self, redirect};
+use crate::answers::redirect;
 use crate::body::Body;
+use crate::error::ProxyError;
 
 use super::cookies::*;
 use super::forms::*;
@@ -39,8 +40,12 @@ pub async fn sign_in_with_token(
     secure: bool,
     request_id: &str,
 ) -> Response<Body> {
-    let bad = |status: StatusCode, msg: &str| {
-        answers::page(status, msg, "token_sign_in_refused", request_id, false)
+    let bad = |status: StatusCode, msg: &'static str| {
+        crate::error::response(
+            &ProxyError::TokenSignInRefused(status, msg),
+            request_id,
+            false,
+        )
     };
     if req.method() != Method::POST {
         let mut resp = bad(

@@ -60,12 +60,12 @@ mod targets;
 mod tests;
 
 use gatehouse_identity::store::SessionStore;
-use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::answers::{self, html, json, notice};
 use crate::body::Body;
+use crate::error::ProxyError;
 
 use forms::*;
 use handoff::*;
@@ -107,16 +107,9 @@ pub async fn endpoint(
     let method = req.method().clone();
     match (path, &method) {
         ("/.pomerium/sign_in", &Method::GET | &Method::POST) if !state.store.available() => {
-            let mut resp = answers::page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Sign-in is unavailable for a moment: gatehouse cannot reach its session store. People already signed in are not affected. Try again shortly.",
-                "session_store_unavailable",
-                request_id,
-                answers::wants_json(req.headers()),
-            );
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            Ok(resp)
+            let json = answers::wants_json(req.headers());
+            let e = ProxyError::SessionStoreUnavailable;
+            Ok(crate::error::response(&e, request_id, json))
         }
         ("/.pomerium/sign_in", &Method::GET) => {
             Ok(sign_in_page(auth, state, &req, host, allowed_redirect, secure).await)
@@ -133,13 +126,7 @@ pub async fn endpoint(
         ("/.pomerium/user", &Method::GET) => Ok(
             match session(auth, state, req.headers(), host.name, Scope::OwnPages).await {
                 Some(s) => json(StatusCode::OK, user_json(&s)),
-                None => answers::page(
-                    StatusCode::UNAUTHORIZED,
-                    "Not signed in.",
-                    "user-unauthenticated",
-                    request_id,
-                    true,
-                ),
+                None => crate::error::response(&ProxyError::NotSignedIn, request_id, true),
             },
         ),
         ("/.pomerium" | "/.pomerium/", &Method::GET) => {
@@ -162,10 +149,8 @@ pub async fn endpoint(
         ("/.pomerium/api/v1/login", &Method::GET) => {
             Ok(programmatic_login(auth, &req, host, request_id))
         }
-        ("/.pomerium/api/v1/login", _) => Ok(answers::page(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "Method not allowed.",
-            "method_not_allowed",
+        ("/.pomerium/api/v1/login", _) => Ok(crate::error::response(
+            &ProxyError::MethodNotAllowed { allow: None },
             request_id,
             true,
         )),
@@ -184,16 +169,10 @@ pub async fn endpoint(
                 "/.pomerium/sign_in" | "/.pomerium/sign_out" | "/.pomerium/user"
             ) =>
         {
-            let mut resp = answers::page(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "Method not allowed.",
-                "method_not_allowed",
-                request_id,
-                false,
-            );
-            resp.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
-            Ok(resp)
+            let e = ProxyError::MethodNotAllowed {
+                allow: Some("GET, POST"),
+            };
+            Ok(crate::error::response(&e, request_id, false))
         }
         _ => Err(req),
     }

@@ -7,8 +7,9 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::answers::{self, notice, redirect};
+use crate::answers::{notice, redirect};
 use crate::body::{self, Body};
+use crate::error::ProxyError;
 
 use super::forms::*;
 use super::sessions::*;
@@ -26,13 +27,7 @@ pub(super) fn programmatic_login(
     request_id: &str,
 ) -> Response<Body> {
     let Some(target) = query_param(req.uri().query(), "pomerium_redirect_uri") else {
-        return answers::page(
-            StatusCode::NOT_FOUND,
-            "pomerium_redirect_uri is required.",
-            "not_found",
-            request_id,
-            true,
-        );
+        return crate::error::response(&ProxyError::ProgrammaticNoRedirect, request_id, true);
     };
     let allowed = url::Url::parse(&target).ok().filter(|u| {
         matches!(u.scheme(), "http" | "https")
@@ -46,13 +41,8 @@ pub(super) fn programmatic_login(
             })
     });
     if allowed.is_none() {
-        return answers::page(
-            StatusCode::BAD_REQUEST,
-            "pomerium_redirect_uri is not on a host in programmatic_redirect_domain_whitelist.",
-            "invalid_redirect",
-            request_id,
-            true,
-        );
+        let e = ProxyError::ProgrammaticRedirectRefused;
+        return crate::error::response(&e, request_id, true);
     }
     let state = form_token(auth, "programmatic", &target);
     let back = format!("{}/.pomerium/programmatic?state={state}", host.origin);

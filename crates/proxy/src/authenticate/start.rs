@@ -2,11 +2,12 @@
 //! session (302 to sign in, or 401), and the pending-sign-in binding that
 //! ties the later hand-off to this browser.
 
+use http::Response;
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Response, StatusCode};
 
 use crate::answers::{self, redirect};
 use crate::body::Body;
+use crate::error::ProxyError;
 
 use super::cookies::*;
 use super::forms::*;
@@ -22,26 +23,11 @@ pub fn unauthenticated(
     request_id: &str,
 ) -> Response<Body> {
     if !auth.can_sign_in() {
-        let reason = match &auth.unsupported {
-            Some(p) => format!("This route needs sign-in, and the `{p}` identity provider is not supported by this gatehouse build yet."),
-            None => "This route needs sign-in, and no identity provider is configured (set `idp_provider`).".to_string(),
-        };
-        return answers::page(
-            StatusCode::UNAUTHORIZED,
-            &reason,
-            "sign_in_unavailable",
-            request_id,
-            answers::wants_json(headers),
-        );
+        let e = ProxyError::SignInUnavailable(auth.unsupported.clone());
+        return crate::error::response(&e, request_id, answers::wants_json(headers));
     }
     if !prefers_html(headers) {
-        let mut resp = answers::page(
-            StatusCode::UNAUTHORIZED,
-            "Sign-in required.",
-            "user-unauthenticated",
-            request_id,
-            true,
-        );
+        let mut resp = crate::error::response(&ProxyError::SignInRequired, request_id, true);
         let login = sign_in_url(
             auth,
             &host.origin,
