@@ -10,9 +10,9 @@ use regex::Regex;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::Diagnostic;
 use crate::compiled::*;
 use crate::de::Spanned;
+use crate::diagnostic::Diagnostic;
 use crate::model::{GoDuration, Options, RouteOptions, StringMap};
 use crate::yaml::{Mark, Node, Value};
 
@@ -63,7 +63,7 @@ impl Compiler<'_> {
     /// Reads a file named in the config, remembering it for hot reload.
     fn read_file(&mut self, path: &Spanned<String>, what: &str) -> Option<Vec<u8>> {
         let full = self.resolve(&path.value);
-        match crate::read_limited(&full) {
+        match crate::input::read_limited(&full) {
             Ok(bytes) => {
                 self.watched.push(full);
                 Some(bytes)
@@ -319,7 +319,7 @@ impl Compiler<'_> {
                     .iter()
                     .find(|o| o.from == route.from && o.path_match == route.path_match)
                 {
-                    let at = match crate::overlay::target(&first.mark) {
+                    let at = match crate::origin::target(&first.mark) {
                         Some(_) => format!("in the console (`{}`)", first.label()),
                         None => format!("at line {}", first.mark.line),
                     };
@@ -338,7 +338,7 @@ impl Compiler<'_> {
         let console = opts.console.as_ref().and_then(|c| {
             let route = self.console_route(routes.len(), c, &route_defaults())?;
             if let Some(other) = routes.iter().find(|r| r.from == route.from) {
-                let at = match crate::overlay::target(&other.mark) {
+                let at = match crate::origin::target(&other.mark) {
                     Some(_) => format!("the console route `{}`", other.label()),
                     None => format!("the route at line {}", other.mark.line),
                 };

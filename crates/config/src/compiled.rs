@@ -239,8 +239,8 @@ impl Route {
 
     /// The console route's id, for routes made in the console.
     pub fn console_id(&self) -> Option<&str> {
-        match crate::overlay::target(&self.mark) {
-            Some(crate::overlay::Target::Route(id, _)) => Some(id),
+        match crate::origin::target(&self.mark) {
+            Some(crate::origin::Target::Route(id, _)) => Some(id),
             _ => None,
         }
     }

@@ -10,8 +10,10 @@ use std::path::Path;
 
 use serde_json::Value as Json;
 
+use crate::load::{Loaded, Rejected, load_file_inner};
+use crate::origin::setting_mark;
+pub use crate::origin::{Target, route_mark, target};
 use crate::yaml::{Mark, Node, Scalar, Value};
-use crate::{Loaded, Rejected};
 
 /// Global options the console may change while gatehouse runs: each takes
 /// effect on the next request without touching listeners, certificates or
@@ -32,52 +34,6 @@ pub struct Overlay {
     pub routes: Vec<(String, Json)>,
     /// `(key, value)` for keys in [`LIVE_SETTINGS`].
     pub settings: Vec<(String, Json)>,
-}
-
-/// What part of the console a diagnostic points at.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target<'a> {
-    /// A console route (by id), and the key within it when known.
-    Route(&'a str, Option<&'a str>),
-    /// A global setting.
-    Setting(&'a str),
-}
-
-const PREFIX: &str = "console:";
-
-/// The mark of a console route's key (`key` empty: the route as a whole).
-pub fn route_mark(id: &str, key: &str) -> Mark {
-    let origin = if key.is_empty() {
-        format!("{PREFIX}routes/{id}")
-    } else {
-        format!("{PREFIX}routes/{id}/{key}")
-    };
-    Mark {
-        origin: origin.into(),
-        line: 0,
-        col: 0,
-    }
-}
-
-fn setting_mark(key: &str) -> Mark {
-    Mark {
-        origin: format!("{PREFIX}settings/{key}").into(),
-        line: 0,
-        col: 0,
-    }
-}
-
-/// Which console value a mark belongs to; `None` for the file and the
-/// environment.
-pub fn target(mark: &Mark) -> Option<Target<'_>> {
-    let rest = mark.origin.strip_prefix(PREFIX)?;
-    if let Some(r) = rest.strip_prefix("routes/") {
-        return Some(match r.split_once('/') {
-            Some((id, key)) => Target::Route(id, Some(key)),
-            None => Target::Route(r, None),
-        });
-    }
-    rest.strip_prefix("settings/").map(Target::Setting)
 }
 
 /// A JSON value as a marked YAML node. Strings stay strings (`"true"` is
@@ -224,7 +180,7 @@ pub fn load_file_with_overlay(
     env: &dyn Fn(&str) -> Option<String>,
     overlay: &Overlay,
 ) -> Result<Loaded, Rejected> {
-    crate::load_file_inner(path, env, Some(overlay))
+    load_file_inner(path, env, Some(&|root: &mut Node| overlay.merge_into(root)))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! gatehouse implements are not listed here. docs/configuration.md
 //! ("Settings gatehouse refuses") lists the refused keys.
 
-use crate::Diagnostic;
+use crate::diagnostic::Diagnostic;
 use crate::yaml::{Mark, Node, Value};
 
 /// Where a key is read.
@@ -465,7 +465,7 @@ fn check_key(
         ),
         // The console writes only keys it means: one it sends that does
         // nothing is an error there (see `unknown_key`), not a warning.
-        Status::Ignored { .. } if crate::overlay::target(&key.mark).is_some() => return,
+        Status::Ignored { .. } if crate::origin::target(&key.mark).is_some() => return,
         Status::Ignored { why } if !off => Diagnostic::warning(
             key.mark.clone(),
             format!("`{name}` is not supported and is ignored; harmless: {why}"),

@@ -5,7 +5,9 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
 
-use crate::{ASSERTION_HEADER, Error, Identity, Verifier};
+use crate::error::Error;
+use crate::identity::Identity;
+use crate::verifier::{ASSERTION_HEADER, Verifier};
 
 /// Why the [`Identity`] extractor refused a request.
 #[derive(Debug)]

@@ -8,7 +8,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use serde_json::Value;
 
-use crate::Error;
+use crate::error::Error;
 
 /// Where a [`Verifier`](crate::Verifier) gets the proxy's public keys.
 pub struct Keys(Source);

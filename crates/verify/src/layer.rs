@@ -6,7 +6,8 @@ use std::task::{Context, Poll};
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
 
-use crate::{ASSERTION_HEADER, Error, Verifier};
+use crate::error::Error;
+use crate::verifier::{ASSERTION_HEADER, Verifier};
 
 /// Verifies `X-Pomerium-Jwt-Assertion` before the inner service runs: a
 /// valid token puts its [`Identity`](crate::Identity) in the request

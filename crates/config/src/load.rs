@@ -1,0 +1,322 @@
+//! Loading a configuration: the file or text, environment overrides,
+//! `*_file` secrets, an optional layer laid over the tree (the console's
+//! overlay), then validation and compilation.
+
+use std::fmt;
+use std::path::Path;
+
+use crate::compiled::Config;
+use crate::diagnostic::Diagnostic;
+use crate::input::read_limited;
+use crate::model::Options;
+use crate::yaml::{self, Mark};
+use crate::{compile, de, origin, registry};
+
+/// A change laid over the parsed tree after the environment and the
+/// secret files, before anything is checked (the console's overlay).
+pub(crate) type Layer<'a> = &'a dyn Fn(&mut yaml::Node);
+
+/// A successfully loaded configuration and the warnings it produced.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// A configuration that cannot run: every error (and warning) found.
+#[derive(Debug)]
+pub struct Rejected {
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for d in &self.diagnostics {
+            writeln!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Rejected {}
+
+/// Loads a configuration file, with overrides from the process environment.
+pub fn load_file(path: &Path) -> Result<Loaded, Rejected> {
+    load_file_with_env(path, &|k| std::env::var(k).ok())
+}
+
+/// Loads a configuration file with an explicit environment (for tests).
+pub fn load_file_with_env(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Loaded, Rejected> {
+    load_file_inner(path, env, None)
+}
+
+pub(crate) fn load_file_inner(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    layer: Option<Layer<'_>>,
+) -> Result<Loaded, Rejected> {
+    let origin = path.display().to_string();
+    let file_mark = Mark {
+        origin: origin.as_str().into(),
+        line: 1,
+        col: 1,
+    };
+    let text = match read_limited(path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(_) => return Err(reject(file_mark, "the file is not valid UTF-8")),
+        },
+        Err(e) => return Err(reject(file_mark, format!("cannot read config file: {e}"))),
+    };
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("toml"))
+    {
+        return Err(reject(
+            file_mark,
+            "TOML configuration is not supported; use YAML or JSON",
+        ));
+    }
+    let base_dir = path.parent().unwrap_or(Path::new("."));
+    load_str_inner(&text, &origin, base_dir, env, layer)
+}
+
+fn reject(mark: Mark, message: impl Into<String>) -> Rejected {
+    Rejected {
+        diagnostics: vec![Diagnostic::error(mark, message)],
+    }
+}
+
+/// Loads configuration text. `origin` names it in diagnostics; relative file
+/// paths inside it are resolved against `base_dir`.
+pub fn load_str(
+    text: &str,
+    origin: &str,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Loaded, Rejected> {
+    load_str_inner(text, origin, base_dir, env, None)
+}
+
+fn load_str_inner(
+    text: &str,
+    origin: &str,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    layer: Option<Layer<'_>>,
+) -> Result<Loaded, Rejected> {
+    let file_mark = Mark {
+        origin: origin.into(),
+        line: 1,
+        col: 1,
+    };
+    let mut root = yaml::parse(text, origin).map_err(|e| Rejected {
+        diagnostics: vec![Diagnostic::error(e.mark, e.message)],
+    })?;
+    if !matches!(root.value, yaml::Value::Map(_)) {
+        if root.is_null() {
+            root = yaml::Node::empty_map(file_mark.clone());
+        } else {
+            let kind = root.kind();
+            return Err(reject(
+                root.mark,
+                format!("the configuration must be a mapping of options, found {kind}"),
+            ));
+        }
+    }
+    let mut diags = Vec::new();
+    apply_env(&mut root, env, &mut diags);
+    read_secret_files(&mut root, base_dir, &mut diags);
+    if let Some(layer) = layer {
+        layer(&mut root);
+    }
+    // Each source was parsed within the limits; together they must be too.
+    if let Err(e) = yaml::check_limits(&root) {
+        diags.push(Diagnostic::error(e.mark, e.message));
+        return Err(Rejected { diagnostics: diags });
+    }
+    let reported = registry::check(&root, env, de::struct_fields::<Options>(), &mut diags);
+
+    let ctx = de::Context::default();
+    let options: Options = match de::from_node(&root, &ctx) {
+        Ok(o) => o,
+        Err(e) => {
+            diags.push(Diagnostic::error(e.mark.unwrap_or(file_mark), e.message));
+            return Err(Rejected { diagnostics: diags });
+        }
+    };
+    for (key, mark) in ctx.unknown_keys.into_inner() {
+        // Values from the environment share one mark: compare names too.
+        if !reported.iter().any(|(k, m)| *k == key && *m == mark) {
+            diags.push(unknown_key(&key, mark));
+        }
+    }
+
+    let mut compiler = compile::Compiler {
+        base_dir,
+        diags,
+        watched: Vec::new(),
+        file_mark: file_mark.clone(),
+    };
+    let source = Path::new(origin).to_path_buf();
+    let config = compiler.compile(options, source);
+    let mut diags = compiler.diags;
+    diags.sort_by_key(|d| (d.mark.line, d.mark.col));
+    match config {
+        Some(config) if !diags.iter().any(Diagnostic::is_error) => Ok(Loaded {
+            config,
+            warnings: diags,
+        }),
+        _ => Err(Rejected { diagnostics: diags }),
+    }
+}
+
+/// A key neither the model nor [`registry::KEYS`] knows.
+fn unknown_key(key: &str, mark: Mark) -> Diagnostic {
+    // A file may carry options for a newer version; the console and its
+    // API write what they mean, so a key they send must be one we know.
+    if origin::target(&mark).is_some() {
+        return Diagnostic::error(mark, format!("unknown route option `{key}`"));
+    }
+    Diagnostic::warning(mark, format!("unknown config option `{key}` (ignored)"))
+}
+
+/// Every top-level key may also come from the environment, named in upper
+/// case (`COOKIE_SECRET`); the environment wins over the file, as Pomerium.
+/// Structured values (routes, maps) are read as YAML; `POLICY`/`ROUTES` may
+/// be base64, and `HEADERS` sets `set_response_headers`.
+fn apply_env(
+    root: &mut yaml::Node,
+    env: &dyn Fn(&str) -> Option<String>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let mut names: Vec<(&str, String)> = de::struct_fields::<Options>()
+        .iter()
+        .map(|f| (*f, f.to_ascii_uppercase()))
+        .collect();
+    names.push(("set_response_headers", "HEADERS".to_string()));
+    for (key, var) in names {
+        let Some(value) = env(&var) else { continue };
+        let mark = Mark::env(&var);
+        let structured = matches!(
+            key,
+            "routes"
+                | "policy"
+                | "certificates"
+                | "local_users"
+                | "identity_providers"
+                | "runtime_flags"
+        ) || (value.trim_start().starts_with('{')
+            || value.trim_start().starts_with('['));
+        let node = if structured {
+            let text = if matches!(key, "routes" | "policy")
+                && !value.trim_start().starts_with(['[', '-', '{'])
+            {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD
+                    .decode(value.trim())
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .unwrap_or(value.clone())
+            } else {
+                value.clone()
+            };
+            match yaml::parse(&text, &mark.origin) {
+                Ok(mut n) => {
+                    relabel(&mut n, &mark);
+                    n
+                }
+                Err(e) => {
+                    diags.push(Diagnostic::error(mark, format!("{}: {}", var, e.message)));
+                    continue;
+                }
+            }
+        } else {
+            yaml::Node::scalar(value, mark.clone())
+        };
+        set_key(root, key, node, mark);
+    }
+}
+
+/// Values from the environment have no lines of their own.
+fn relabel(node: &mut yaml::Node, mark: &Mark) {
+    node.mark = mark.clone();
+    match &mut node.value {
+        yaml::Value::Scalar(_) => {}
+        yaml::Value::Seq(items) => items.iter_mut().for_each(|n| relabel(n, mark)),
+        yaml::Value::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
+            relabel(k, mark);
+            relabel(v, mark)
+        }),
+    }
+}
+
+fn set_key(root: &mut yaml::Node, key: &str, value: yaml::Node, mark: Mark) {
+    if let yaml::Value::Map(entries) = &mut root.value {
+        match entries.iter_mut().find(|(k, _)| k.as_str() == Some(key)) {
+            Some(entry) => entry.1 = value,
+            None => entries.push((yaml::Node::scalar(key, mark), value)),
+        }
+    }
+}
+
+/// Top-level options whose values are secrets: never exported (the
+/// console), echoed or logged. `true`: a `<key>_file` is read as the value
+/// (`certificate_key_file` stays a path, for the certificate code).
+pub const SECRET_KEYS: &[(&str, bool)] = &[
+    ("shared_secret", true),
+    ("cookie_secret", true),
+    ("idp_client_secret", true),
+    ("signing_key", true),
+    ("databroker_storage_connection_string", true),
+    ("metrics_basic_auth", true),
+    ("certificate_key", false),
+];
+
+/// `shared_secret_file` etc.: the file's content becomes the option's value
+/// (trailing newline removed). The `*_file` keys that Pomerium keeps as
+/// paths (certificates, CA, user directory) are handled by the compiler.
+fn read_secret_files(root: &mut yaml::Node, base_dir: &Path, diags: &mut Vec<Diagnostic>) {
+    let file_keys = SECRET_KEYS.iter().filter(|(_, file)| *file).map(|(k, _)| k);
+    for key in file_keys {
+        let file_key = format!("{key}_file");
+        let Some(path_node) = root.get(&file_key).cloned() else {
+            continue;
+        };
+        let Some(path) = path_node.as_str().filter(|p| !p.is_empty()) else {
+            continue;
+        };
+        let full = if Path::new(path).is_absolute() {
+            Path::new(path).to_path_buf()
+        } else {
+            base_dir.join(path)
+        };
+        let read = read_limited(&full).and_then(|b| {
+            String::from_utf8(b).map_err(|_| std::io::Error::other("it is not valid UTF-8"))
+        });
+        match read {
+            Ok(content) => {
+                if root.get(key).is_some() {
+                    diags.push(Diagnostic::warning(
+                        path_node.mark.clone(),
+                        format!("both `{key}` and `{file_key}` are set; using `{file_key}`"),
+                    ));
+                }
+                let value = content.trim_end_matches(['\n', '\r']).to_string();
+                set_key(
+                    root,
+                    key,
+                    yaml::Node::scalar(value, path_node.mark.clone()),
+                    path_node.mark.clone(),
+                );
+            }
+            Err(e) => diags.push(Diagnostic::error(
+                path_node.mark.clone(),
+                format!("cannot read `{file_key}` `{}`: {e}", full.display()),
+            )),
+        }
+    }
+}
