@@ -1,5 +1,7 @@
-//! The response body type: upstream bodies stream through untouched, and
-//! gatehouse's own pages are small in-memory bodies.
+//! Body types. Requests: [`RequestBody`], the client's stream or bytes
+//! built in memory (so the dispatcher and every handler can be driven by a
+//! test without a socket). Responses: [`Body`]; upstream bodies stream
+//! through untouched, and gatehouse's own pages are small in-memory bodies.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
@@ -15,9 +17,82 @@ pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed()
 }
 
+/// A request body as gatehouse's handlers take it: the client's stream
+/// (wrapped at the listener, no copy and no allocation), or bytes built in
+/// memory (in-process tests).
+#[derive(Debug)]
+pub enum RequestBody {
+    Incoming(hyper::body::Incoming),
+    Bytes(Option<Bytes>),
+}
+
+impl RequestBody {
+    /// No body.
+    pub fn empty() -> RequestBody {
+        RequestBody::Bytes(None)
+    }
+}
+
+impl From<hyper::body::Incoming> for RequestBody {
+    fn from(b: hyper::body::Incoming) -> RequestBody {
+        RequestBody::Incoming(b)
+    }
+}
+
+impl From<Bytes> for RequestBody {
+    fn from(b: Bytes) -> RequestBody {
+        RequestBody::Bytes((!b.is_empty()).then_some(b))
+    }
+}
+
+impl From<&'static str> for RequestBody {
+    fn from(s: &'static str) -> RequestBody {
+        RequestBody::from(Bytes::from_static(s.as_bytes()))
+    }
+}
+
+impl http_body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            RequestBody::Incoming(b) => std::pin::Pin::new(b)
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map_err(BoxError::from))),
+            RequestBody::Bytes(b) => {
+                std::task::Poll::Ready(b.take().map(|b| Ok(http_body::Frame::data(b))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Incoming(b) => b.is_end_stream(),
+            RequestBody::Bytes(b) => b.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            RequestBody::Incoming(b) => b.size_hint(),
+            RequestBody::Bytes(b) => {
+                http_body::SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
+    }
+}
+
 /// A request body read whole, if it is at most `max` bytes and arrives
 /// within 30 s (gatehouse's own forms and the console's API).
-pub async fn collect_limited(incoming: hyper::body::Incoming, max: usize) -> Option<Bytes> {
+pub async fn collect_limited<B>(incoming: B, max: usize) -> Option<Bytes>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
     let limited = http_body_util::Limited::new(incoming, max);
     match tokio::time::timeout(std::time::Duration::from_secs(30), limited.collect()).await {
         Ok(Ok(collected)) => Some(collected.to_bytes()),
@@ -25,8 +100,12 @@ pub async fn collect_limited(incoming: hyper::body::Incoming, max: usize) -> Opt
     }
 }
 
-pub fn stream(incoming: hyper::body::Incoming) -> Body {
-    incoming.map_err(BoxError::from).boxed()
+pub fn stream<B>(incoming: B) -> Body
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    incoming.map_err(Into::into).boxed()
 }
 
 /// A body that fails when no frame arrives for `idle` (a route's
@@ -90,10 +169,11 @@ where
 }
 
 /// An upstream or downstream body, with the route's idle timeout if it has one.
-pub fn stream_with_idle(
-    incoming: hyper::body::Incoming,
-    idle: Option<std::time::Duration>,
-) -> Body {
+pub fn stream_with_idle<B>(incoming: B, idle: Option<std::time::Duration>) -> Body
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
     match idle {
         Some(d) => IdleTimeout::new(incoming, d).boxed(),
         None => stream(incoming),

@@ -21,9 +21,9 @@
 
 use std::borrow::Cow;
 
+use crate::body::RequestBody;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use crate::Proxy;
 use crate::access_log::{Outcome, Pending as Line};
@@ -94,7 +94,7 @@ impl Addressed<'_> {
 pub async fn handle(
     proxy: &Proxy,
     rt: &Runtime,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     conn: &ConnInfo,
 ) -> Response<Body> {
     // 1. accept
@@ -142,7 +142,7 @@ fn is_health_check<B>(req: &Request<B>) -> bool {
 }
 
 /// Phases 1 to 8 for one request.
-async fn serve(ex: &mut Exchange<'_>, req: Request<Incoming>) -> Response<Body> {
+async fn serve(ex: &mut Exchange<'_>, req: Request<RequestBody>) -> Response<Body> {
     // Health checks answer on every host, before routing.
     if is_health_check(&req) {
         return crate::answers::ok_text();
@@ -255,8 +255,8 @@ async fn serve(ex: &mut Exchange<'_>, req: Request<Incoming>) -> Response<Body> 
 #[allow(clippy::result_large_err)]
 fn canonical(
     ex: &Exchange<'_>,
-    mut req: Request<Incoming>,
-) -> Result<Request<Incoming>, Response<Body>> {
+    mut req: Request<RequestBody>,
+) -> Result<Request<RequestBody>, Response<Body>> {
     let rules = &ex.rt.config.request;
     let authority = req.uri().authority().cloned();
     if let Err(e) = crate::request::check_headers(req.headers_mut(), authority.as_ref(), rules) {
@@ -278,11 +278,11 @@ fn canonical(
 
 enum Early {
     Answered(Response<Body>),
-    Continue(Request<Incoming>),
+    Continue(Request<RequestBody>),
 }
 
 /// Phase 3: what gatehouse answers itself, before any route's policy.
-async fn early(ex: &Exchange<'_>, at: &Addressed<'_>, req: Request<Incoming>) -> Early {
+async fn early(ex: &Exchange<'_>, at: &Addressed<'_>, req: Request<RequestBody>) -> Early {
     let rt = ex.rt;
     let proxy = ex.proxy;
     let (host, port) = (&*at.host, at.port);
@@ -395,7 +395,7 @@ async fn early(ex: &Exchange<'_>, at: &Addressed<'_>, req: Request<Incoming>) ->
 fn route(
     ex: &Exchange<'_>,
     at: &Addressed<'_>,
-    req: &Request<Incoming>,
+    req: &Request<RequestBody>,
 ) -> Result<usize, Response<Body>> {
     let rt = ex.rt;
     let path = req.uri().path();
@@ -416,7 +416,7 @@ async fn act(
     ex: &mut Exchange<'_>,
     at: &Addressed<'_>,
     permit: Permit<'_>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Response<Body> {
     let rt = ex.rt;
     let route = permit.route();

@@ -8,13 +8,13 @@
 
 use std::borrow::Cow;
 
+use crate::body::RequestBody;
 use gatehouse_config::{
     HostHeader, PathRewrite, Redirect, Route, RouteAction, TemplatePart, UpstreamScheme,
 };
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
-use hyper::body::Incoming;
 
 use crate::assertion::claim_value;
 use crate::authorize::Permit;
@@ -70,7 +70,7 @@ fn authority<B>(req: &Request<B>) -> &str {
 /// What the route does with a request its policy allowed.
 pub(crate) async fn act(
     permit: &Permit<'_>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     ctx: &RequestCtx<'_>,
 ) -> Result<Response<Body>, ProxyError> {
     let (route, state) = (permit.route(), permit.state());
@@ -94,7 +94,7 @@ pub(crate) async fn act(
 fn redirect(
     r: &Redirect,
     route: &Route,
-    req: &Request<Incoming>,
+    req: &Request<RequestBody>,
     conn: &ConnInfo,
 ) -> Response<Body> {
     let path = req.uri().path();
@@ -173,7 +173,7 @@ async fn forward(
     route: &Route,
     state: &RouteState,
     targets: &[gatehouse_config::UpstreamTarget],
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
     ctx: &RequestCtx<'_>,
 ) -> Result<Response<Body>, ProxyError> {
     let upgrade =

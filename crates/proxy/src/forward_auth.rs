@@ -30,6 +30,7 @@ use crate::answers;
 use crate::assertion::{assertion, claim_value};
 use crate::authenticate;
 use crate::authorize::{Asked, Decided, decide, denied_page, identify, is_cors_preflight};
+use crate::body::RequestBody;
 use crate::body::{self, Body};
 use crate::error::ProxyError;
 use crate::request::{ConnInfo, split_authority};
@@ -166,7 +167,7 @@ fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 pub async fn handle(
     proxy: &crate::Proxy,
     rt: &Runtime,
-    req: &Request<hyper::body::Incoming>,
+    req: &Request<RequestBody>,
     conn: &ConnInfo,
     request_id: &HeaderValue,
 ) -> Response<Body> {

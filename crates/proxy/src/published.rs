@@ -3,9 +3,9 @@
 //! `/.well-known/pomerium` (discovery), and `/.pomerium/jwt` (the raw
 //! assertion, when enabled).
 
+use crate::body::RequestBody;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use crate::assertion::assertion;
 use crate::authenticate;
@@ -17,7 +17,7 @@ use crate::runtime::Runtime;
 pub(crate) async fn raw_assertion(
     proxy: &crate::Proxy,
     rt: &Runtime,
-    req: &Request<Incoming>,
+    req: &Request<RequestBody>,
     (host, port): (&str, u16),
     id: &str,
     json: bool,
@@ -72,7 +72,7 @@ pub(crate) async fn raw_assertion(
 /// `/.well-known/pomerium` (discovery), both open to any origin.
 pub(crate) fn well_known(
     rt: &Runtime,
-    req: &Request<Incoming>,
+    req: &Request<RequestBody>,
     host: &authenticate::Host<'_>,
 ) -> Option<Response<Body>> {
     let (status, body, etag) = match req.uri().path() {

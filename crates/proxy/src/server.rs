@@ -15,7 +15,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
-use crate::body::{self, Body};
+use crate::body::{self, Body, RequestBody};
 use crate::deadline::{Activity, Deadlines, Tracked};
 use crate::forward::ConnInfo;
 use crate::{Proxy, answers};
@@ -163,7 +163,8 @@ async fn serve_connection(
         let tracker = tracker.clone();
         async move {
             let rt = proxy.runtime.load_full();
-            let resp = crate::dispatch::handle(&proxy, &rt, req, &conn).await;
+            let resp =
+                crate::dispatch::handle(&proxy, &rt, req.map(RequestBody::Incoming), &conn).await;
             if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
                 tracker.upgraded();
             }

@@ -1,10 +1,10 @@
 //! The token hand-off of embedded routes (`/.pomerium/sign_in_with_token`):
 //! a session made from a signed token, for frames.
 
+use crate::body::RequestBody;
 use gatehouse_identity::session::{Session, unix_now};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use crate::answers::redirect;
 use crate::body::Body;
@@ -35,7 +35,7 @@ pub async fn sign_in_with_token(
     auth: &Auth,
     state: &IdentityState,
     routes: TokenRoutes<'_>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     host: &Host<'_>,
     secure: bool,
     request_id: &str,

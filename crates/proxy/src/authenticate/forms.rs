@@ -1,11 +1,11 @@
 //! Query and form helpers: parameters, sealed form tokens, the
 //! same-origin check of form posts, reading a bounded form body.
 
+use crate::body::RequestBody;
 use gatehouse_identity::codec::{self};
 use gatehouse_identity::session::unix_now;
 use http::Request;
 use http::header::HeaderMap;
-use hyper::body::Incoming;
 
 use crate::body::{self};
 
@@ -50,7 +50,7 @@ pub(super) fn form_field<'a>(form: &'a [(String, String)], name: &str) -> &'a st
         .map_or("", |(_, v)| v.as_str())
 }
 
-pub(super) async fn read_form(req: Request<Incoming>) -> Option<Vec<(String, String)>> {
+pub(super) async fn read_form(req: Request<RequestBody>) -> Option<Vec<(String, String)>> {
     let bytes = body::collect_limited(req.into_body(), MAX_FORM).await?;
     Some(url::form_urlencoded::parse(&bytes).into_owned().collect())
 }

@@ -1,12 +1,12 @@
 //! After sign-in: back to the target, through the target host's
 //! `/.pomerium/callback/` with a one-time hand-off bound to the browser.
 
+use crate::body::RequestBody;
 use gatehouse_identity::codec::{self, Handoff};
 use gatehouse_identity::session::{Session, unix_now};
 use gatehouse_identity::store::SessionStore;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use crate::answers::{notice, redirect};
 use crate::body::Body;
@@ -95,7 +95,7 @@ pub(super) async fn finish(
 pub(super) async fn callback(
     auth: &Auth,
     state: &IdentityState,
-    req: &Request<Incoming>,
+    req: &Request<RequestBody>,
     host: &Host<'_>,
     secure: bool,
 ) -> Response<Body> {

@@ -1,13 +1,13 @@
 //! Sign-in with an OpenID Connect provider or GitHub: the authorization
 //! request, the flow state, and the callback.
 
+use crate::body::RequestBody;
 use gatehouse_identity::codec::{self};
 use gatehouse_identity::github::GitHub;
 use gatehouse_identity::oidc::Oidc;
 use gatehouse_identity::session::unix_now;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use crate::answers::{notice, redirect};
 use crate::body::Body;
@@ -156,7 +156,7 @@ pub(super) fn bind_flow(
 pub(super) async fn oidc_callback(
     auth: &Auth,
     state: &IdentityState,
-    req: &Request<Incoming>,
+    req: &Request<RequestBody>,
     host: &Host<'_>,
     allowed: &Targets<'_>,
     secure: bool,

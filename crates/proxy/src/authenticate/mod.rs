@@ -59,9 +59,9 @@ mod targets;
 #[cfg(test)]
 mod tests;
 
+use crate::body::RequestBody;
 use gatehouse_identity::store::SessionStore;
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use crate::answers::{self, html, json, notice};
 use crate::body::Body;
@@ -88,12 +88,12 @@ pub use state::{Auth, AuthError, Host, IdentityState, Scope};
 pub async fn endpoint(
     auth: &Auth,
     state: &IdentityState,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     host: &Host<'_>,
     allowed_redirect: &(dyn Fn(&str, Option<u16>) -> bool + Sync),
     caller: crate::request::Caller<'_>,
     request_id: &str,
-) -> Result<Response<Body>, Request<Incoming>> {
+) -> Result<Response<Body>, Request<RequestBody>> {
     // The sign-in throttle counts per client address (the canonical one:
     // behind trusted proxies, not the proxy's own).
     let conn = caller.conn;

@@ -2,11 +2,11 @@
 
 use std::net::IpAddr;
 
+use crate::body::RequestBody;
 use gatehouse_identity::codec::{self, valid_binding};
 use gatehouse_identity::session::unix_now;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use crate::answers::{html, notice};
 use crate::body::Body;
@@ -23,7 +23,7 @@ use super::targets::*;
 pub(super) async fn sign_in_page(
     auth: &Auth,
     state: &IdentityState,
-    req: &Request<Incoming>,
+    req: &Request<RequestBody>,
     host: &Host<'_>,
     allowed: &Targets<'_>,
     secure: bool,
@@ -91,7 +91,7 @@ pub(super) fn sign_in_refused(
 pub(super) async fn sign_in_post(
     auth: &Auth,
     state: &IdentityState,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     host: &Host<'_>,
     allowed: &Targets<'_>,
     peer: IpAddr,

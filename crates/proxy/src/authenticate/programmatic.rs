@@ -1,11 +1,11 @@
 //! Programmatic login (`/.pomerium/api/v1/login`): a token handed to a
 //! command-line client through a whitelisted redirect.
 
+use crate::body::RequestBody;
 use bytes::Bytes;
 use gatehouse_identity::cookie::Handle;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use crate::answers::{notice, redirect};
 use crate::body::{self, Body};
@@ -22,7 +22,7 @@ use super::state::*;
 /// client's redirect URI with `pomerium_jwt=<token>`.
 pub(super) fn programmatic_login(
     auth: &Auth,
-    req: &Request<Incoming>,
+    req: &Request<RequestBody>,
     host: &Host<'_>,
     request_id: &str,
 ) -> Response<Body> {
@@ -65,7 +65,7 @@ pub(super) fn programmatic_login(
 pub(super) async fn programmatic_finish(
     auth: &Auth,
     state: &IdentityState,
-    req: &Request<Incoming>,
+    req: &Request<RequestBody>,
     host: &Host<'_>,
     secure: bool,
 ) -> Response<Body> {

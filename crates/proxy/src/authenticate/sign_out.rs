@@ -1,8 +1,8 @@
 //! Signing out: the confirmation page's post and the one-click link.
 
+use crate::body::RequestBody;
 use http::header::{self};
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use crate::answers::{notice, redirect};
 use crate::body::Body;
@@ -16,7 +16,7 @@ use super::targets::*;
 pub(super) async fn sign_out_post(
     auth: &Auth,
     state: &IdentityState,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     host: &Host<'_>,
     allowed: &Targets<'_>,
     secure: bool,

@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
+use crate::body::RequestBody;
 use gatehouse_identity::Session;
 use http::{Method, Request, Response, StatusCode, header};
-use hyper::body::Incoming;
 use serde_json::{Value as Json, json};
 
 use super::{
@@ -22,7 +22,7 @@ const OPENAPI: &str = include_str!("openapi.json");
 pub(super) async fn serve(
     console: &Arc<Console>,
     rt: &Runtime,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     path: &str,
     session: &Session,
 ) -> Response<Body> {
@@ -216,7 +216,7 @@ pub(super) async fn serve(
     }
 }
 
-async fn json_body(req: Request<Incoming>) -> Result<Json, ChangeError> {
+async fn json_body(req: Request<RequestBody>) -> Result<Json, ChangeError> {
     let bytes = read_body(req).await?;
     serde_json::from_slice(&bytes).map_err(|e| invalid(&format!("the body is not valid JSON: {e}")))
 }

@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use crate::body::RequestBody;
 use gatehouse_identity::Session;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use hyper::body::Incoming;
 use serde_json::{Map, Value as Json};
 
 use super::{
@@ -22,7 +22,7 @@ use crate::runtime::Runtime;
 pub(super) async fn serve(
     console: &Arc<Console>,
     rt: &Runtime,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     path: &str,
     session: &Session,
 ) -> Response<Body> {
@@ -138,7 +138,7 @@ pub(super) fn cross_origin(console: &Console, session: &Session) -> Response<Bod
     )
 }
 
-async fn read_form(req: Request<Incoming>) -> Result<Vec<(String, String)>, ChangeError> {
+async fn read_form(req: Request<RequestBody>) -> Result<Vec<(String, String)>, ChangeError> {
     let bytes = read_body(req).await?;
     Ok(url::form_urlencoded::parse(&bytes).into_owned().collect())
 }
@@ -153,7 +153,7 @@ fn field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
 async fn save_route(
     console: &Arc<Console>,
     rt: &Runtime,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     session: &Session,
     id: &str,
 ) -> Response<Body> {
@@ -213,7 +213,7 @@ async fn save_route(
 async fn save_settings(
     console: &Arc<Console>,
     rt: &Runtime,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     session: &Session,
 ) -> Response<Body> {
     let submitted = match read_form(req).await {

@@ -22,13 +22,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
+use crate::body::RequestBody;
 use bytes::Bytes;
 use gatehouse_config::overlay::{self, Overlay, Target};
 use gatehouse_config::{ConsoleStorage, Diagnostic, Loaded, Rejected};
 use gatehouse_identity::Session;
 use gatehouse_identity::console_store::{ConsoleStore, FileConsoleStore};
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
@@ -797,7 +797,7 @@ fn who(session: &Session) -> String {
 pub(crate) async fn serve(
     console: &Arc<Console>,
     rt: &Runtime,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     session: Option<&Session>,
     request_id: &str,
 ) -> Response<Body> {
@@ -840,7 +840,7 @@ pub(crate) async fn serve(
 }
 
 /// The authority the request addressed (`:authority` or `Host`).
-fn authority(req: &Request<Incoming>) -> &str {
+fn authority(req: &Request<RequestBody>) -> &str {
     req.uri()
         .authority()
         .map(|a| a.as_str())
@@ -854,7 +854,7 @@ fn authority(req: &Request<Incoming>) -> &str {
 
 /// [`crate::csrf::write_allowed`] for this request: the console's origin is the
 /// host the browser addressed, in the scheme the console is served on.
-fn write_allowed(rt: &Runtime, req: &Request<Incoming>) -> bool {
+fn write_allowed(rt: &Runtime, req: &Request<RequestBody>) -> bool {
     let authority = authority(req);
     let https = rt.config.console.as_ref().is_none_or(|c| c.from.https);
     let own = crate::csrf::own_origin(https, authority);
@@ -887,7 +887,7 @@ fn claimed_origin(headers: &http::HeaderMap) -> String {
     }
 }
 
-async fn read_body(req: Request<Incoming>) -> Result<Bytes, ChangeError> {
+async fn read_body(req: Request<RequestBody>) -> Result<Bytes, ChangeError> {
     body::collect_limited(req.into_body(), MAX_BODY)
         .await
         .ok_or_else(|| {
