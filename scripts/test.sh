@@ -35,6 +35,9 @@ cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
+log "module cycles (scripts/module-cycles.py: none allowed in any crate)"
+python3 scripts/module-cycles.py
+
 command -v node >/dev/null || { echo "node not found: install Node.js 20 first" >&2; exit 1; }
 log "npm packages for the end-to-end tests (oidc-provider, playwright-core)"
 ( cd tests/e2e && npm ci --no-audit --no-fund --silent )
