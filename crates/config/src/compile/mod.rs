@@ -1,0 +1,297 @@
+//! Turns [`Options`] into a [`Config`], collecting every problem as a
+//! positioned [`Diagnostic`] instead of stopping at the first.
+//!
+//! This file owns the [`Compiler`] (its diagnostics and the files it reads)
+//! and the top-level `compile`, which puts the parts together. Each concern
+//! has a file of its own, adding methods to the same `Compiler`:
+//!
+//! - `global`: listen addresses, request rules, access log fields, IP lists;
+//! - `sign_in`: identity provider, cookie, secrets, session storage, local
+//!   users, and the issuers trusted for bearer tokens;
+//! - `tls`: PEM values, the server's certificates, upstream TLS;
+//! - `route`: each route, its match, rewrites, authorization and identity;
+//! - `upstream`: what a route does: forward (and its Host), redirect, respond;
+//! - `headers`: header names, values and templates;
+//! - `parse`: free parsers with no diagnostics of their own.
+
+mod global;
+mod headers;
+mod parse;
+mod route;
+mod sign_in;
+mod tls;
+mod upstream;
+
+pub use parse::{parse_template, parse_upstream};
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+
+use crate::compiled::{
+    Config, ConsoleSettings, ConsoleStorage, Provider, Route, StorageKind, TrustedIssuer,
+};
+use crate::de::Spanned;
+use crate::diagnostic::Diagnostic;
+use crate::model::{GoDuration, Options};
+use crate::yaml::Mark;
+
+/// What every route inherits from the global options.
+struct RouteDefaults<'a> {
+    timeout: Duration,
+    response_headers: &'a [(HeaderName, HeaderValue)],
+    pass_identity_headers: bool,
+    jwt_issuer_format: Option<&'a Spanned<String>>,
+    jwt_claims_headers: Option<&'a Spanned<crate::model::ClaimsHeaders>>,
+    bearer_token_format: Option<&'a Spanned<String>>,
+    idp_access_token_allowed_audiences: Option<&'a Spanned<crate::model::StringList>>,
+    /// Names in `identity_providers`.
+    identity_providers: &'a [TrustedIssuer],
+    /// The sign-in provider is OpenID Connect (its tokens can be verified).
+    oidc: bool,
+}
+
+pub(crate) struct Compiler<'a> {
+    pub base_dir: &'a Path,
+    pub diags: Vec<Diagnostic>,
+    pub watched: Vec<PathBuf>,
+    pub file_mark: Mark,
+}
+
+fn dur(v: &Option<Spanned<GoDuration>>) -> Option<Duration> {
+    v.as_ref().map(|d| d.value.0)
+}
+
+impl Compiler<'_> {
+    fn error(&mut self, mark: &Mark, message: impl Into<String>) {
+        self.diags.push(Diagnostic::error(mark.clone(), message));
+    }
+
+    fn warn(&mut self, mark: &Mark, message: impl Into<String>) {
+        self.diags.push(Diagnostic::warning(mark.clone(), message));
+    }
+
+    fn resolve(&self, path: &str) -> PathBuf {
+        let p = Path::new(path);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// Reads a file named in the config, remembering it for hot reload.
+    fn read_file(&mut self, path: &Spanned<String>, what: &str) -> Option<Vec<u8>> {
+        let full = self.resolve(&path.value);
+        match crate::input::read_limited(&full) {
+            Ok(bytes) => {
+                self.watched.push(full);
+                Some(bytes)
+            }
+            Err(e) => {
+                self.error(
+                    &path.mark,
+                    format!("cannot read {what} file `{}`: {e}", full.display()),
+                );
+                None
+            }
+        }
+    }
+
+    pub fn compile(&mut self, opts: Options, source: PathBuf) -> Option<Config> {
+        self.watched.push(source.clone());
+        let insecure_server = opts.insecure_server.unwrap_or(false);
+
+        let address = match &opts.address {
+            None => ":443".to_string(),
+            Some(a) => a.value.clone(),
+        };
+        let address = self.listen_address(&address, opts.address.as_ref().map(|a| &a.mark));
+        let http_redirect_addr = opts
+            .http_redirect_addr
+            .as_ref()
+            .map(|a| self.listen_address(&a.value, Some(&a.mark)));
+
+        let certificates = self.certificates(&opts);
+
+        let timeout_read = dur(&opts.timeout_read).unwrap_or(Duration::from_secs(30));
+        let timeout_write = dur(&opts.timeout_write).filter(|d| !d.is_zero());
+        let timeout_idle = dur(&opts.timeout_idle).unwrap_or(Duration::from_secs(300));
+        if timeout_read.is_zero() {
+            if let Some(t) = &opts.timeout_read {
+                self.error(
+                    &t.mark,
+                    "timeout_read must be greater than 0 (it protects against slow clients)",
+                );
+            }
+        }
+        let default_upstream_timeout =
+            dur(&opts.default_upstream_timeout).unwrap_or(Duration::from_secs(30));
+
+        // Pomerium's defaults; HSTS only when real certificates are configured.
+        let mut global_headers = vec![
+            (
+                HeaderName::from_static("x-frame-options"),
+                HeaderValue::from_static("SAMEORIGIN"),
+            ),
+            (
+                HeaderName::from_static("x-xss-protection"),
+                HeaderValue::from_static("1; mode=block"),
+            ),
+        ];
+        if !certificates.is_empty() && !insecure_server {
+            global_headers.push((
+                HeaderName::from_static("strict-transport-security"),
+                HeaderValue::from_static("max-age=31536000; includeSubDomains; preload"),
+            ));
+        }
+        if let Some(map) = &opts.set_response_headers {
+            global_headers = self.response_headers(map).unwrap_or_default();
+        }
+
+        self.removed_and_unsupported(&opts);
+
+        let sign_in = self.sign_in(&opts);
+        let identity_providers = self.identity_providers(opts.identity_providers.as_ref());
+        let pass_identity_default = opts.pass_identity_headers.unwrap_or(false);
+        let mut routes: Vec<Route> = Vec::new();
+        let all_routes = opts
+            .policy
+            .iter()
+            .flatten()
+            .chain(opts.routes.iter().flatten());
+        let route_defaults = || RouteDefaults {
+            timeout: default_upstream_timeout,
+            response_headers: &global_headers,
+            pass_identity_headers: pass_identity_default,
+            jwt_issuer_format: opts.jwt_issuer_format.as_ref(),
+            jwt_claims_headers: opts.jwt_claims_headers.as_ref(),
+            bearer_token_format: opts.bearer_token_format.as_ref(),
+            idp_access_token_allowed_audiences: opts.idp_access_token_allowed_audiences.as_ref(),
+            identity_providers: &identity_providers,
+            oidc: matches!(sign_in.provider, Provider::Oidc(_)),
+        };
+        for (index, r) in all_routes.enumerate() {
+            let defaults = RouteDefaults {
+                timeout: default_upstream_timeout,
+                response_headers: &global_headers,
+                pass_identity_headers: pass_identity_default,
+                jwt_issuer_format: opts.jwt_issuer_format.as_ref(),
+                jwt_claims_headers: opts.jwt_claims_headers.as_ref(),
+                bearer_token_format: opts.bearer_token_format.as_ref(),
+                idp_access_token_allowed_audiences: opts
+                    .idp_access_token_allowed_audiences
+                    .as_ref(),
+                identity_providers: &identity_providers,
+                oidc: matches!(sign_in.provider, Provider::Oidc(_)),
+            };
+            if let Some(route) = self.route(index, r, &defaults) {
+                if let Some(first) = routes
+                    .iter()
+                    .find(|o| o.from == route.from && o.path_match == route.path_match)
+                {
+                    let at = match crate::origin::target(&first.mark) {
+                        Some(_) => format!("in the console (`{}`)", first.label()),
+                        None => format!("at line {}", first.mark.line),
+                    };
+                    self.error(
+                        &route.mark,
+                        format!(
+                            "duplicate route: `{}`{} is already defined {at}",
+                            route.from, route.path_match
+                        ),
+                    );
+                    continue;
+                }
+                routes.push(route);
+            }
+        }
+        let console = opts.console.as_ref().and_then(|c| {
+            let route = self.console_route(routes.len(), c, &route_defaults())?;
+            if let Some(other) = routes.iter().find(|r| r.from == route.from) {
+                let at = match crate::origin::target(&other.mark) {
+                    Some(_) => format!("the console route `{}`", other.label()),
+                    None => format!("the route at line {}", other.mark.line),
+                };
+                self.error(
+                    &route.mark,
+                    format!("console: `{}` is also served by {at}; give the console a host of its own", route.from),
+                );
+                return None;
+            }
+            let storage = match (&sign_in.storage.kind, &c.value.storage_file) {
+                (StorageKind::Memory, Some(f)) => ConsoleStorage::File(self.resolve(&f.value)),
+                (StorageKind::Memory, None) => {
+                    ConsoleStorage::File(self.resolve("gatehouse-console.redb"))
+                }
+                (_, Some(f)) => {
+                    self.warn(&f.mark, "console: `storage_file` is not used: console changes are kept in the session store (`databroker_storage_type`)");
+                    ConsoleStorage::Sessions
+                }
+                (_, None) => ConsoleStorage::Sessions,
+            };
+            let from = route.from.clone();
+            routes.push(route);
+            Some(ConsoleSettings { from, storage })
+        });
+        if routes.is_empty() && !self.diags.iter().any(Diagnostic::is_error) {
+            self.warn(
+                &self.file_mark.clone(),
+                "no routes configured: every request will get 404",
+            );
+        }
+
+        let trusted_assertion_sources = self.ip_nets(opts.trusted_assertion_sources.as_ref());
+        let forward_auth_trusted_sources = match opts.forward_auth_trusted_sources.as_ref() {
+            Some(v) => self.ip_nets(Some(v)),
+            None => vec![
+                ipnet::IpNet::V4(ipnet::Ipv4Net::new_assert(
+                    std::net::Ipv4Addr::new(127, 0, 0, 0),
+                    8,
+                )),
+                ipnet::IpNet::V6(ipnet::Ipv6Net::new_assert(
+                    std::net::Ipv6Addr::LOCALHOST,
+                    128,
+                )),
+            ],
+        };
+        let programmatic_redirect_domains = match &opts.programmatic_redirect_domain_whitelist {
+            Some(v) => v
+                .value
+                .0
+                .iter()
+                .map(|d| d.trim().trim_start_matches("*.").to_ascii_lowercase())
+                .filter(|d| !d.is_empty())
+                .collect(),
+            None => vec!["localhost".to_string()],
+        };
+        let access_log = self.access_log_fields(opts.access_log_fields.as_ref());
+        let request = self.request_rules(&opts);
+        if self.diags.iter().any(Diagnostic::is_error) {
+            return None;
+        }
+        Some(Config {
+            access_log,
+            source,
+            address,
+            insecure_server,
+            http_redirect_addr,
+            certificates,
+            timeout_read,
+            timeout_write,
+            timeout_idle,
+            default_upstream_timeout,
+            request,
+            trusted_assertion_sources,
+            forward_auth_trusted_sources,
+            identity_providers,
+            programmatic_redirect_domains,
+            routes,
+            sign_in,
+            console,
+            watched_files: std::mem::take(&mut self.watched),
+            options: opts,
+        })
+    }
+}
