@@ -406,8 +406,14 @@ async fn act(
         if let Some(o) = ex.outcome() {
             o.details = Some("gatehouse");
         }
-        let resp =
-            crate::console::serve(&ex.proxy.console, rt, req, permit.session(), ex.id()).await;
+        let resp = match &ex.proxy.console {
+            Some(console) => {
+                console
+                    .serve(ex.proxy, rt, req, permit.session(), ex.id())
+                    .await
+            }
+            None => crate::mount::unmounted(req.headers(), ex.id()),
+        };
         return with_response_headers(route, resp);
     }
     let assertion = route

@@ -24,6 +24,7 @@ pub mod forward;
 pub mod forward_auth;
 pub mod identity_headers;
 pub mod metrics;
+pub mod mount;
 pub mod pages;
 pub mod published;
 pub mod request;
@@ -39,6 +40,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use gatehouse_config::Config;
+use gatehouse_identity::console_store::ConsoleStore;
 
 pub use server::{Listeners, bind, serve};
 
@@ -109,15 +111,23 @@ pub struct Proxy {
     pub(crate) assertions: Arc<assertion::Assertions>,
     /// Process-wide metrics (served on `metrics_address`).
     pub(crate) metrics: Arc<metrics::Metrics>,
-    /// Routes and settings managed in the browser.
-    pub(crate) console: Arc<console::Console>,
+    /// What serves console routes, registered by the binary.
+    pub(crate) console: Option<Arc<dyn mount::RouteService>>,
+    /// The session store's backend as the console's store, when it can be
+    /// one (opened once, with the session store).
+    console_store: Option<Arc<dyn ConsoleStore>>,
     pub(crate) settings: Settings,
     /// The session store opened at start.
     storage: gatehouse_config::Storage,
 }
 
 impl Proxy {
-    pub fn new(config: Config) -> Result<Arc<Proxy>, ApplyError> {
+    /// Builds the proxy for `config`, with `console` serving its console
+    /// routes (`None`: they answer that the console is not configured).
+    pub fn new(
+        config: Config,
+        console: Option<Arc<dyn mount::RouteService>>,
+    ) -> Result<Arc<Proxy>, ApplyError> {
         let settings = Settings::of(&config);
         let clients = upstream::ClientCache::default();
         let certs = cert_store(&config)?;
@@ -131,7 +141,6 @@ impl Proxy {
             metrics.clone(),
             assertions.clone(),
         );
-        let console = Arc::new(console::Console::new(console_store));
         let storage = config.sign_in.storage.clone();
         tracing::info!(store = %storage.describe(), "session store");
         let lasting = runtime::Lasting {
@@ -141,22 +150,20 @@ impl Proxy {
             assertions: &assertions,
         };
         let (rt, _) = runtime::Runtime::build(config, &lasting)?;
-        Ok(Arc::new_cyclic(|me| {
-            console.attach(me.clone());
-            Proxy {
-                runtime: ArcSwap::from_pointee(rt),
-                certs: Arc::new(tls::CertResolver {
-                    store: ArcSwap::from_pointee(certs),
-                }),
-                clients,
-                identity,
-                store,
-                assertions,
-                metrics,
-                console,
-                settings,
-                storage,
-            }
+        Ok(Arc::new(Proxy {
+            runtime: ArcSwap::from_pointee(rt),
+            certs: Arc::new(tls::CertResolver {
+                store: ArcSwap::from_pointee(certs),
+            }),
+            clients,
+            identity,
+            store,
+            assertions,
+            metrics,
+            console,
+            console_store,
+            settings,
+            storage,
         }))
     }
 
@@ -214,18 +221,11 @@ impl Proxy {
         self.runtime.load()
     }
 
-    /// The console (inert unless `console:` is configured).
-    pub fn console(&self) -> &Arc<console::Console> {
-        &self.console
-    }
-
-    /// Loads `path` with the console's routes and settings laid over it:
-    /// what a reload puts in force.
-    pub fn load(
-        &self,
-        path: &std::path::Path,
-    ) -> Result<gatehouse_config::Loaded, gatehouse_config::Rejected> {
-        self.console.load_file(path)
+    /// The session store's backend as a store for the console's state,
+    /// when it can be one (the embedded file, Redis); opened at start with
+    /// the session store, as both share one file or connection.
+    pub fn console_store(&self) -> Option<&Arc<dyn ConsoleStore>> {
+        self.console_store.as_ref()
     }
 
     pub fn settings(&self) -> &Settings {

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
 
 use gatehouse_identity::Session;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -15,12 +14,14 @@ use super::{
     ChangeError, Console, ConsoleRoute, Edit, FieldError, form, listed, new_id, read_body, respond,
     who,
 };
+use crate::Proxy;
 use crate::body::Body;
 use crate::pages::html_escape as esc;
 use crate::runtime::Runtime;
 
 pub(super) async fn serve(
-    console: &Arc<Console>,
+    console: &Console,
+    proxy: &Proxy,
     rt: &Runtime,
     req: Request<Incoming>,
     path: &str,
@@ -53,10 +54,10 @@ pub(super) async fn serve(
                 None => not_found(console, session),
             }
         }
-        (Method::POST, ["routes", id]) => save_route(console, rt, req, session, id).await,
+        (Method::POST, ["routes", id]) => save_route(console, proxy, rt, req, session, id).await,
         (Method::POST, ["routes", id, "delete"]) => {
             let result = console
-                .change(&who(session), Edit::DeleteRoute(id.to_string()))
+                .change(proxy, &who(session), Edit::DeleteRoute(id.to_string()))
                 .await;
             done(console, session, result)
         }
@@ -71,15 +72,15 @@ pub(super) async fn serve(
                 StatusCode::OK,
             )
         }
-        (Method::POST, ["settings"]) => save_settings(console, rt, req, session).await,
-        (Method::GET | Method::HEAD, ["history"]) => history_page(console, session).await,
+        (Method::POST, ["settings"]) => save_settings(console, proxy, rt, req, session).await,
+        (Method::GET | Method::HEAD, ["history"]) => history_page(console, proxy, session).await,
         (Method::GET | Method::HEAD, ["history", v]) => match v.parse() {
-            Ok(v) => change_page(console, session, v).await,
+            Ok(v) => change_page(console, proxy, session, v).await,
             Err(_) => not_found(console, session),
         },
         (Method::POST, ["history", v, "revert"]) => match v.parse() {
             Ok(v) => {
-                let result = console.change(&who(session), Edit::Revert(v)).await;
+                let result = console.change(proxy, &who(session), Edit::Revert(v)).await;
                 done(console, session, result)
             }
             Err(_) => not_found(console, session),
@@ -112,7 +113,7 @@ pub(super) async fn serve(
                 Ok(f) => field(&f, "config").to_string(),
                 Err(e) => return error_page(console, session, e),
             };
-            match console.import(&who(session), rt, &text).await {
+            match console.import(proxy, &who(session), rt, &text).await {
                 Err(ChangeError::Invalid(errors)) => import_page(
                     console,
                     session,
@@ -151,7 +152,8 @@ fn field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
 }
 
 async fn save_route(
-    console: &Arc<Console>,
+    console: &Console,
+    proxy: &Proxy,
     rt: &Runtime,
     req: Request<Incoming>,
     session: &Session,
@@ -184,7 +186,10 @@ async fn save_route(
                 id: existing.as_ref().map_or_else(new_id, |r| r.id.clone()),
                 options,
             };
-            match console.change(&who(session), Edit::PutRoute(route)).await {
+            match console
+                .change(proxy, &who(session), Edit::PutRoute(route))
+                .await
+            {
                 Err(ChangeError::Invalid(errors)) => {
                     let preset = field(&submitted, "policy_preset");
                     errors
@@ -211,7 +216,8 @@ async fn save_route(
 }
 
 async fn save_settings(
-    console: &Arc<Console>,
+    console: &Console,
+    proxy: &Proxy,
     rt: &Runtime,
     req: Request<Incoming>,
     session: &Session,
@@ -258,7 +264,7 @@ async fn save_settings(
         settings.insert(key.to_string(), value);
     }
     match console
-        .change(&who(session), Edit::Settings(settings))
+        .change(proxy, &who(session), Edit::Settings(settings))
         .await
     {
         Err(ChangeError::Invalid(errors)) => settings_page(
@@ -298,7 +304,7 @@ fn settings_values(settings: &Map<String, Json>) -> HashMap<String, String> {
 
 /// After a change: back to the list with a notice, or the error.
 fn done(
-    console: &Arc<Console>,
+    console: &Console,
     session: &Session,
     result: Result<(u64, super::Change), ChangeError>,
 ) -> Response<Body> {
@@ -314,7 +320,7 @@ fn done(
     }
 }
 
-fn error_page(console: &Arc<Console>, session: &Session, e: ChangeError) -> Response<Body> {
+fn error_page(console: &Console, session: &Session, e: ChangeError) -> Response<Body> {
     let body = format!(
         "<p class=error role=alert>{}</p><p>Nothing was changed. <a href=\"/\">Back to the routes</a></p>",
         esc(&e.message())
@@ -322,7 +328,7 @@ fn error_page(console: &Arc<Console>, session: &Session, e: ChangeError) -> Resp
     page(e.status(), "Not changed", &body, session, console)
 }
 
-fn not_found(console: &Arc<Console>, session: &Session) -> Response<Body> {
+fn not_found(console: &Console, session: &Session) -> Response<Body> {
     page(
         StatusCode::NOT_FOUND,
         "Not found",
@@ -413,7 +419,7 @@ fn page(
 }
 
 fn routes_page(
-    console: &Arc<Console>,
+    console: &Console,
     rt: &Runtime,
     session: &Session,
     query: &HashMap<String, String>,
@@ -713,7 +719,7 @@ fn tab_of(field: &str) -> &'static str {
 }
 
 fn route_page(
-    console: &Arc<Console>,
+    console: &Console,
     rt: &Runtime,
     session: &Session,
     existing: Option<&ConsoleRoute>,
@@ -878,7 +884,7 @@ fn route_page(
 }
 
 fn settings_page(
-    console: &Arc<Console>,
+    console: &Console,
     rt: &Runtime,
     session: &Session,
     values: &HashMap<String, String>,
@@ -925,8 +931,8 @@ fn settings_page(
     page(status, "Settings", &body, session, console)
 }
 
-async fn history_page(console: &Arc<Console>, session: &Session) -> Response<Body> {
-    let changes = match console.history(200).await {
+async fn history_page(console: &Console, proxy: &Proxy, session: &Session) -> Response<Body> {
+    let changes = match console.history(proxy, 200).await {
         Ok(c) => c,
         Err(e) => return error_page(console, session, e),
     };
@@ -953,8 +959,13 @@ async fn history_page(console: &Arc<Console>, session: &Session) -> Response<Bod
     page(StatusCode::OK, "History", &body, session, console)
 }
 
-async fn change_page(console: &Arc<Console>, session: &Session, version: u64) -> Response<Body> {
-    let c = match console.change_record(version).await {
+async fn change_page(
+    console: &Console,
+    proxy: &Proxy,
+    session: &Session,
+    version: u64,
+) -> Response<Body> {
+    let c = match console.change_record(proxy, version).await {
         Ok(c) => c,
         Err(e) => return error_page(console, session, e),
     };
@@ -994,7 +1005,7 @@ async fn change_page(console: &Arc<Console>, session: &Session, version: u64) ->
 }
 
 fn import_page(
-    console: &Arc<Console>,
+    console: &Console,
     session: &Session,
     text: &str,
     errors: &[FieldError],

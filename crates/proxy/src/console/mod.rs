@@ -178,11 +178,9 @@ struct Current {
     problem: Option<String>,
 }
 
-/// Process-wide console state (outlives reloads).
+/// Process-wide console state (outlives reloads). It keeps no reference
+/// to the proxy: each call that needs it is handed it.
 pub struct Console {
-    proxy: OnceLock<Weak<Proxy>>,
-    /// The session store's backend, when it can keep console state.
-    shared: Option<Arc<dyn ConsoleStore>>,
     store: OnceLock<Arc<dyn ConsoleStore>>,
     current: Mutex<Current>,
     /// One change at a time in this process.
@@ -193,10 +191,8 @@ pub struct Console {
 }
 
 impl Console {
-    pub fn new(shared: Option<Arc<dyn ConsoleStore>>) -> Console {
+    pub fn new() -> Console {
         Console {
-            proxy: OnceLock::new(),
-            shared,
             store: OnceLock::new(),
             current: Mutex::new(Current {
                 version: 0,
@@ -209,14 +205,6 @@ impl Console {
         }
     }
 
-    pub(crate) fn attach(&self, proxy: Weak<Proxy>) {
-        let _ = self.proxy.set(proxy);
-    }
-
-    fn proxy(&self) -> Option<Arc<Proxy>> {
-        self.proxy.get().and_then(Weak::upgrade)
-    }
-
     fn current(&self) -> std::sync::MutexGuard<'_, Current> {
         self.current.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -227,13 +215,18 @@ impl Console {
         (c.version, c.state.clone())
     }
 
-    /// The store for `storage`, opened on first use.
-    fn store_for(&self, storage: &ConsoleStorage) -> Result<Arc<dyn ConsoleStore>, ChangeError> {
+    /// The store for `storage`, opened on first use (`sessions`: the
+    /// session store's backend, as `proxy` opened it).
+    fn store_for(
+        &self,
+        proxy: &Proxy,
+        storage: &ConsoleStorage,
+    ) -> Result<Arc<dyn ConsoleStore>, ChangeError> {
         if let Some(s) = self.store.get() {
             return Ok(s.clone());
         }
         let store: Arc<dyn ConsoleStore> = match storage {
-            ConsoleStorage::Sessions => match &self.shared {
+            ConsoleStorage::Sessions => match proxy.console_store() {
                 Some(s) => s.clone(),
                 None => {
                     return Err(ChangeError::Unavailable(
@@ -254,13 +247,10 @@ impl Console {
         Ok(self.store.get_or_init(|| store).clone())
     }
 
-    fn store(&self) -> Result<Arc<dyn ConsoleStore>, ChangeError> {
-        let proxy = self
-            .proxy()
-            .ok_or_else(|| ChangeError::Unavailable("gatehouse is stopping".into()))?;
+    fn store(&self, proxy: &Proxy) -> Result<Arc<dyn ConsoleStore>, ChangeError> {
         let rt = proxy.runtime();
         match &rt.config.console {
-            Some(c) => self.store_for(&c.storage),
+            Some(c) => self.store_for(proxy, &c.storage),
             None => Err(ChangeError::Unavailable(
                 "the console is not configured".into(),
             )),
@@ -300,30 +290,30 @@ impl Console {
         }
     }
 
-    /// At start (after [`Proxy::new`], before listening): reads the stored
-    /// state and puts it in force, and follows changes other instances
-    /// make. A stored state that no longer fits the file is reported and
-    /// left out; the file's configuration serves.
-    pub async fn start(self: &Arc<Self>) {
-        let Some(proxy) = self.proxy() else { return };
+    /// At start (after [`Proxy::new`], before listening) and after each
+    /// reload: reads the stored state and puts it in force in `proxy`, and
+    /// follows changes other instances make (one follower per process,
+    /// holding `proxy`). A stored state that no longer fits the file is
+    /// reported and left out; the file's configuration serves.
+    pub async fn start(self: &Arc<Self>, proxy: &Arc<Proxy>) {
         let Some(settings) = proxy.runtime().config.console.clone() else {
             return;
         };
-        let store = match self.store_for(&settings.storage) {
+        let store = match self.store_for(proxy, &settings.storage) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e.message(), "console: cannot open its storage; console changes are unavailable");
                 return;
             }
         };
-        self.sync(&proxy, &store).await;
+        self.sync(proxy, &store).await;
         // Once per process (a reload that adds the console starts it too).
         if !self
             .watching
             .swap(true, std::sync::atomic::Ordering::AcqRel)
         {
             tracing::info!(storage = %store.describe(), "console state storage");
-            tokio::spawn(follow(Arc::downgrade(self), store));
+            tokio::spawn(follow(Arc::downgrade(self), proxy.clone(), store));
         }
     }
 
@@ -397,20 +387,22 @@ impl Console {
     }
 
     /// Makes a change: validated, saved with its history entry, applied.
-    pub async fn change(&self, who: &str, edit: Edit) -> Result<(u64, Change), ChangeError> {
-        let proxy = self
-            .proxy()
-            .ok_or_else(|| ChangeError::Unavailable("gatehouse is stopping".into()))?;
-        let store = self.store()?;
+    pub async fn change(
+        &self,
+        proxy: &Proxy,
+        who: &str,
+        edit: Edit,
+    ) -> Result<(u64, Change), ChangeError> {
+        let store = self.store(proxy)?;
         let _w = self.write.lock().await;
-        self.sync_locked(&proxy, &store).await;
+        self.sync_locked(proxy, &store).await;
         let (version, state) = self.state();
         let (new_state, mut change) = self.edit(&store, &state, edit).await?;
         change.who = who.to_string();
         change.at = gatehouse_identity::session::unix_now();
         let path = proxy.runtime().config.source.clone();
         let prepared = self
-            .build(&proxy, &path, &new_state)
+            .build(proxy, &path, &new_state)
             .map_err(ChangeError::Invalid)?;
         let state_bytes = serde_json::to_vec(&new_state).map_err(|e| unavailable(&e))?;
         let change_bytes = serde_json::to_vec(&change).map_err(|e| unavailable(&e))?;
@@ -427,7 +419,7 @@ impl Console {
                 Ok((v, change))
             }
             Ok(None) => {
-                self.sync_locked(&proxy, &store).await;
+                self.sync_locked(proxy, &store).await;
                 Err(ChangeError::Conflict)
             }
             Err(e) => Err(unavailable(&e)),
@@ -582,17 +574,18 @@ impl Console {
     /// Imports a Pomerium `config.yaml` (see [`parse_import`]) as one change.
     pub async fn import(
         &self,
+        proxy: &Proxy,
         who: &str,
         rt: &Runtime,
         text: &str,
     ) -> Result<(u64, Change), ChangeError> {
         let state = parse_import(rt, text)?;
-        self.change(who, Edit::Import(state)).await
+        self.change(proxy, who, Edit::Import(state)).await
     }
 
     /// Recorded changes, newest first.
-    pub async fn history(&self, limit: usize) -> Result<Vec<Change>, ChangeError> {
-        let store = self.store()?;
+    pub async fn history(&self, proxy: &Proxy, limit: usize) -> Result<Vec<Change>, ChangeError> {
+        let store = self.store(proxy)?;
         let items = store.history(limit).await.map_err(|e| unavailable(&e))?;
         Ok(items
             .into_iter()
@@ -604,8 +597,8 @@ impl Console {
             .collect())
     }
 
-    pub async fn change_record(&self, version: u64) -> Result<Change, ChangeError> {
-        let store = self.store()?;
+    pub async fn change_record(&self, proxy: &Proxy, version: u64) -> Result<Change, ChangeError> {
+        let store = self.store(proxy)?;
         let bytes = store
             .change(version)
             .await
@@ -635,7 +628,8 @@ fn unavailable(e: &dyn std::fmt::Display) -> ChangeError {
 
 /// Follows saves made by other instances sharing the store: announced
 /// ones at once, and a check every few seconds in case one was missed.
-async fn follow(console: Weak<Console>, store: Arc<dyn ConsoleStore>) {
+/// Also samples the routes' request counts for the recent rates.
+async fn follow(console: Weak<Console>, proxy: Arc<Proxy>, store: Arc<dyn ConsoleStore>) {
     let mut watch = store.watch();
     // Only a store other instances write to can change behind our back.
     let shared = watch.is_some();
@@ -658,7 +652,6 @@ async fn follow(console: Weak<Console>, store: Arc<dyn ConsoleStore>) {
             _ = samples.tick() => {}
         }
         let Some(c) = console.upgrade() else { return };
-        let Some(proxy) = c.proxy() else { return };
         c.sample(&proxy.runtime());
         if shared_check || shared {
             c.sync(&proxy, &store).await;
@@ -793,9 +786,29 @@ fn who(session: &Session) -> String {
     }
 }
 
+impl Default for Console {
+    fn default() -> Console {
+        Console::new()
+    }
+}
+
+impl crate::mount::RouteService for Console {
+    fn serve<'a>(
+        &'a self,
+        proxy: &'a Proxy,
+        runtime: &'a Runtime,
+        req: Request<Incoming>,
+        session: Option<&'a Session>,
+        request_id: &'a str,
+    ) -> crate::mount::Answer<'a> {
+        Box::pin(serve(self, proxy, runtime, req, session, request_id))
+    }
+}
+
 /// Serves the console host. The route's policy has allowed the request.
-pub(crate) async fn serve(
-    console: &Arc<Console>,
+async fn serve(
+    console: &Console,
+    proxy: &Proxy,
     rt: &Runtime,
     req: Request<Incoming>,
     session: Option<&Session>,
@@ -834,9 +847,9 @@ pub(crate) async fn serve(
         };
     }
     if let Some(rest) = path.strip_prefix("/api/v1") {
-        return api::serve(console, rt, req, rest, session).await;
+        return api::serve(console, proxy, rt, req, rest, session).await;
     }
-    html::serve(console, rt, req, &path, session).await
+    html::serve(console, proxy, rt, req, &path, session).await
 }
 
 /// The authority the request addressed (`:authority` or `Host`).
