@@ -621,7 +621,7 @@ async fn serve(
         .map(|a| a.value.clone());
     // The console serves its routes through the proxy and is handed the
     // proxy for what it does outside a request (the binary owns both).
-    let console = Arc::new(gatehouse_proxy::console::Console::new());
+    let console = Arc::new(gatehouse_console::Console::new());
     let proxy = gatehouse_proxy::Proxy::new(config, Some(console.clone()))?;
     if let Some(addr) = metrics_address {
         let listener = tokio::net::TcpListener::bind(&addr)

@@ -11,8 +11,8 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
+use gatehouse_console::Console;
 use gatehouse_proxy::Proxy;
-use gatehouse_proxy::console::Console;
 
 /// Starts the reload loop. The file watcher and the SIGHUP handler are in
 /// place when this returns, so an edit or a signal that follows the

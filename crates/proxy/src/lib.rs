@@ -15,7 +15,6 @@ pub mod assertion;
 pub mod authorize;
 pub mod bearer;
 pub mod body;
-pub mod console;
 pub mod csrf;
 pub mod deadline;
 pub mod dispatch;

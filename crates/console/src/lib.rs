@@ -11,7 +11,12 @@
 //! Nothing invalid is saved; nothing saved fails to apply.
 //!
 //! The console is a route of its own (`console:` in the file): the usual
-//! sign-in and policy run before any of this code does.
+//! sign-in and policy run before any of this code does. It sits above
+//! `gatehouse-proxy`: the binary registers a [`Console`] with
+//! [`Proxy::new`] as the proxy's [`RouteService`], and hands it the proxy
+//! for what it does outside a request ([`Console::start`]). The proxy does
+//! not know this crate.
+#![forbid(unsafe_code)]
 
 mod api;
 mod diff;
@@ -32,9 +37,10 @@ use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
-use crate::Proxy;
-use crate::body::{self, Body};
-use crate::runtime::Runtime;
+use gatehouse_proxy::Proxy;
+use gatehouse_proxy::body::{self, Body};
+use gatehouse_proxy::mount::RouteService;
+use gatehouse_proxy::runtime::Runtime;
 
 /// Largest request body the console reads (an imported config included).
 const MAX_BODY: usize = 1024 * 1024;
@@ -371,7 +377,7 @@ impl Console {
         proxy: &Proxy,
         path: &Path,
         state: &State,
-    ) -> Result<crate::Prepared, Vec<FieldError>> {
+    ) -> Result<gatehouse_proxy::Prepared, Vec<FieldError>> {
         let env = |k: &str| std::env::var(k).ok();
         let loaded = overlay::load_file_with_overlay(path, &env, &state.overlay())
             .map_err(|r| field_errors(&r.diagnostics))?;
@@ -792,7 +798,7 @@ impl Default for Console {
     }
 }
 
-impl crate::mount::RouteService for Console {
+impl RouteService for Console {
     fn serve<'a>(
         &'a self,
         proxy: &'a Proxy,
@@ -800,7 +806,7 @@ impl crate::mount::RouteService for Console {
         req: Request<Incoming>,
         session: Option<&'a Session>,
         request_id: &'a str,
-    ) -> crate::mount::Answer<'a> {
+    ) -> gatehouse_proxy::mount::Answer<'a> {
         Box::pin(serve(self, proxy, runtime, req, session, request_id))
     }
 }
@@ -821,12 +827,12 @@ async fn serve(
     let Some(session) = session else {
         // A policy that lets anyone in without a session (`accept: true`)
         // must not open the console.
-        return crate::pages::page(
+        return gatehouse_proxy::pages::page(
             StatusCode::FORBIDDEN,
             "The console needs a signed-in user: its policy must name who may use it.",
             "console_needs_user",
             request_id,
-            crate::pages::wants_json(req.headers()),
+            gatehouse_proxy::pages::wants_json(req.headers()),
         );
     };
     let path = req.uri().path().to_string();
@@ -865,16 +871,16 @@ fn authority(req: &Request<Incoming>) -> &str {
         .unwrap_or_default()
 }
 
-/// [`crate::csrf::write_allowed`] for this request: the console's origin is the
+/// [`gatehouse_proxy::csrf::write_allowed`] for this request: the console's origin is the
 /// host the browser addressed, in the scheme the console is served on.
 fn write_allowed(rt: &Runtime, req: &Request<Incoming>) -> bool {
     let authority = authority(req);
     let https = rt.config.console.as_ref().is_none_or(|c| c.from.https);
-    let own = crate::csrf::own_origin(https, authority);
+    let own = gatehouse_proxy::csrf::own_origin(https, authority);
     // The cookie `authorize::identify` would have read for this host.
-    let host = crate::csrf::host_name(authority);
-    let cookie = crate::signin::has_session_cookie(&rt.auth, req.headers(), &host);
-    crate::csrf::write_allowed(req.method(), req.headers(), own.as_ref(), cookie)
+    let host = gatehouse_proxy::csrf::host_name(authority);
+    let cookie = gatehouse_proxy::signin::has_session_cookie(&rt.auth, req.headers(), &host);
+    gatehouse_proxy::csrf::write_allowed(req.method(), req.headers(), own.as_ref(), cookie)
 }
 
 /// Where a refused write said it came from, for the log: an origin only
@@ -931,7 +937,7 @@ fn respond(
 /// The file's routes and the console's, for the list page and the API.
 struct Listed<'a> {
     route: &'a gatehouse_config::Route,
-    counts: crate::metrics::RouteCounts,
+    counts: gatehouse_proxy::metrics::RouteCounts,
     per_minute: Option<f64>,
 }
 

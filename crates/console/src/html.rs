@@ -14,10 +14,10 @@ use super::{
     ChangeError, Console, ConsoleRoute, Edit, FieldError, form, listed, new_id, read_body, respond,
     who,
 };
-use crate::Proxy;
-use crate::body::Body;
-use crate::pages::html_escape as esc;
-use crate::runtime::Runtime;
+use gatehouse_proxy::Proxy;
+use gatehouse_proxy::body::Body;
+use gatehouse_proxy::pages::html_escape as esc;
+use gatehouse_proxy::runtime::Runtime;
 
 pub(super) async fn serve(
     console: &Console,

@@ -12,9 +12,9 @@ use super::{
     ChangeError, Console, Edit, FieldError, listed, new_id, parse_route, read_body, respond,
     route_json, who,
 };
-use crate::Proxy;
-use crate::body::Body;
-use crate::runtime::Runtime;
+use gatehouse_proxy::Proxy;
+use gatehouse_proxy::body::Body;
+use gatehouse_proxy::runtime::Runtime;
 
 const OPENAPI: &str = include_str!("openapi.json");
 
