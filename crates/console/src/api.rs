@@ -4,17 +4,17 @@
 //! OpenAPI document is `/api/v1/openapi.json`.
 
 use gatehouse_identity::Session;
+use gatehouse_proxy::Proxy;
+use gatehouse_proxy::body::Body;
+use gatehouse_proxy::runtime::Runtime;
 use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use serde_json::{Value as Json, json};
 
-use super::{
-    ChangeError, Console, Edit, FieldError, listed, new_id, parse_route, read_body, respond,
-    route_json, who,
-};
-use gatehouse_proxy::Proxy;
-use gatehouse_proxy::body::Body;
-use gatehouse_proxy::runtime::Runtime;
+use crate::Console;
+use crate::import_export::export;
+use crate::serve::{listed, not_in_force, read_body, respond, who};
+use crate::state::{ChangeError, Edit, FieldError, new_id, parse_route, route_json};
 
 const OPENAPI: &str = include_str!("openapi.json");
 
@@ -58,7 +58,7 @@ pub(super) async fn serve(
                 })
                 .collect();
             // Console routes left out because they no longer fit the file.
-            for r in super::not_in_force(&state, rt) {
+            for r in not_in_force(&state, rt) {
                 routes.push(json!({"source": "console", "read_only": false, "in_force": false, "route": route_json(r)}));
             }
             ok(json!({"version": version, "routes": routes, "problem": console.problem()}))
@@ -178,7 +178,7 @@ pub(super) async fn serve(
         },
         (Method::GET, ["export"]) => {
             let (_, state) = console.state();
-            match super::export(rt, &state) {
+            match export(rt, &state) {
                 Ok(yaml) => respond(StatusCode::OK, "application/yaml; charset=utf-8", yaml),
                 Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "export_failed", &e),
             }
