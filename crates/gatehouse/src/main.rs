@@ -8,6 +8,7 @@ mod verify_app;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -618,7 +619,10 @@ async fn serve(
         .metrics_basic_auth
         .as_ref()
         .map(|a| a.value.clone());
-    let proxy = gatehouse_proxy::Proxy::new(config)?;
+    // The console serves its routes through the proxy and is handed the
+    // proxy for what it does outside a request (the binary owns both).
+    let console = Arc::new(gatehouse_console::Console::new());
+    let proxy = gatehouse_proxy::Proxy::new(config, Some(console.clone()))?;
     if let Some(addr) = metrics_address {
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
@@ -631,10 +635,10 @@ async fn serve(
         ));
     }
     // Console routes and settings are in force before the first request.
-    proxy.console().start().await;
+    console.start(&proxy).await;
     let routes = proxy.runtime().config.routes.len();
     let listeners = gatehouse_proxy::bind(&proxy).await?;
-    reload::spawn(path, watched, proxy.clone());
+    reload::spawn(path, watched, proxy.clone(), console);
     let settings = proxy.settings();
     tracing::info!(
         address = %listeners.main_addr()?,

@@ -11,13 +11,20 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
+use gatehouse_console::Console;
 use gatehouse_proxy::Proxy;
 
 /// Starts the reload loop. The file watcher and the SIGHUP handler are in
 /// place when this returns, so an edit or a signal that follows the
 /// "listening" line is never missed (an early SIGHUP would otherwise end
-/// the process, its default action).
-pub fn spawn(config_path: PathBuf, watched: Vec<PathBuf>, proxy: Arc<Proxy>) {
+/// the process, its default action). A reload reads the file with
+/// `console`'s routes and settings laid over it.
+pub fn spawn(
+    config_path: PathBuf,
+    watched: Vec<PathBuf>,
+    proxy: Arc<Proxy>,
+    console: Arc<Console>,
+) {
     let (tx, rx) = mpsc::unbounded_channel::<()>();
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(mut hup) => {
@@ -38,13 +45,14 @@ pub fn spawn(config_path: PathBuf, watched: Vec<PathBuf>, proxy: Arc<Proxy>) {
             None
         }
     };
-    tokio::spawn(run(config_path, watched, proxy, watcher, tx, rx));
+    tokio::spawn(run(config_path, watched, proxy, console, watcher, tx, rx));
 }
 
 async fn run(
     config_path: PathBuf,
     mut watched: Vec<PathBuf>,
     proxy: Arc<Proxy>,
+    console: Arc<Console>,
     mut watcher: Option<notify::RecommendedWatcher>,
     tx: mpsc::UnboundedSender<()>,
     mut rx: mpsc::UnboundedReceiver<()>,
@@ -53,7 +61,7 @@ async fn run(
         // Editors write in several steps: wait for the burst to end.
         tokio::time::sleep(Duration::from_millis(200)).await;
         while rx.try_recv().is_ok() {}
-        match proxy.load(&config_path) {
+        match console.load_file(&config_path) {
             Err(rejected) => {
                 proxy.metrics().reload(false);
                 for d in &rejected.diagnostics {
@@ -75,7 +83,7 @@ async fn run(
                         proxy.metrics().reload(true);
                         tracing::info!(routes, "configuration reloaded");
                         // A console added by this reload starts now.
-                        proxy.console().start().await;
+                        console.start(&proxy).await;
                         if new_watched != watched {
                             watched = new_watched;
                             watcher = new_watcher(tx.clone(), &watched).ok();

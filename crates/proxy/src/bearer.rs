@@ -6,7 +6,7 @@
 //!   sign-in provider, verified with its published keys);
 //! - the programmatic-login token: `Authorization: Pomerium <token>`,
 //!   `Authorization: Bearer Pomerium-<token>` or
-//!   `X-Pomerium-Authorization: <token>` (see [`crate::signin`]).
+//!   `X-Pomerium-Authorization: <token>` (see [`crate::authenticate`]).
 //!
 //! A verified bearer JWT becomes a session that is never stored: its id is
 //! derived from the token (so a token's assertion is cached like a

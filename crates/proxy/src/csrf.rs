@@ -26,7 +26,7 @@ pub(crate) fn is_write(method: &Method) -> bool {
 /// The console's own origin for a request addressed to `authority`
 /// (`host[:port]`), in the scheme the console is served on. `None` when the
 /// authority is not a plain `host[:port]` (then no write is same-origin).
-pub(crate) fn own_origin(https: bool, authority: &str) -> Option<Origin> {
+pub fn own_origin(https: bool, authority: &str) -> Option<Origin> {
     let scheme = if https { "https" } else { "http" };
     if authority.is_empty() || authority.contains(['/', '?', '#', '@', '\\']) {
         return None;
@@ -84,7 +84,7 @@ pub(crate) fn header_authenticated(headers: &HeaderMap, carries_session_cookie: 
 /// The rule: a write must be same-origin unless a header token (and no
 /// cookie) authenticated it. `own` is `None` when the console's origin is
 /// unknown; then only header-authenticated writes pass.
-pub(crate) fn write_allowed(
+pub fn write_allowed(
     method: &Method,
     headers: &HeaderMap,
     own: Option<&Origin>,
@@ -112,7 +112,7 @@ fn origin_only(text: &str) -> Option<Origin> {
 
 /// The request's host name as `forward` routes on it: lower case, without
 /// port or trailing dot (for the session cookie's name).
-pub(crate) fn host_name(authority: &str) -> String {
+pub fn host_name(authority: &str) -> String {
     let host = match authority.parse::<http::uri::Authority>() {
         Ok(a) => a.host().to_string(),
         Err(_) => authority.to_string(),

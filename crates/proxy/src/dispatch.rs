@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | 1. **accept** | [`handle`] | request id, access-log line, `/ping` and `/healthz`, `CONNECT` (405) |
 //! | 2. **canonical request** | [`crate::request`] | one Host, header names, one canonical path, the client address (400) |
-//! | 3. **early answers** | [`early`] | forward-auth ([`crate::forward_auth`]), published keys ([`crate::published`]), the authenticate service ([`crate::signin`]) |
+//! | 3. **early answers** | [`early`] | forward-auth ([`crate::forward_auth`]), published keys ([`crate::published`]), the authenticate service ([`crate::authenticate`]) |
 //! | 4. **route** | [`route`] | host + canonical path → route (404) |
 //! | 5. **identify** | [`crate::authorize::identify`] | session cookie, programmatic token or bearer JWT (401/400) |
 //! | 6. **decide** | [`crate::authorize::decide`] | the route's policy: a [`Permit`], a 403 page or sign-in (302/401) |
@@ -21,7 +21,6 @@
 
 use std::borrow::Cow;
 
-use crate::body::RequestBody;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
@@ -29,7 +28,7 @@ use crate::Proxy;
 use crate::access_log::{Outcome, Pending as Line};
 use crate::authenticate;
 use crate::authorize::{Asked, Decided, Permit, decide, denied_page, identify, is_cors_preflight};
-use crate::body::{self, Body};
+use crate::body::{self, Body, RequestBody};
 use crate::error::ProxyError;
 use crate::request::{ConnInfo, split_authority};
 use crate::runtime::Runtime;
@@ -424,8 +423,14 @@ async fn act(
         if let Some(o) = ex.outcome() {
             o.details = Some("gatehouse");
         }
-        let resp =
-            crate::console::serve(&ex.proxy.console, rt, req, permit.session(), ex.id()).await;
+        let resp = match &ex.proxy.console {
+            Some(console) => {
+                console
+                    .serve(ex.proxy, rt, req, permit.session(), ex.id())
+                    .await
+            }
+            None => unmounted(req.headers(), ex.id()),
+        };
         return with_response_headers(route, resp);
     }
     let assertion = route
@@ -538,4 +543,11 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
         *b = HEX[((n >> (124 - 4 * i)) & 0xf) as usize];
     }
     HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// The answer for a console route when no console is registered: as the
+/// console answers when it is not configured (503, nothing changed).
+fn unmounted(headers: &HeaderMap, request_id: &str) -> Response<Body> {
+    let json = crate::answers::wants_json(headers);
+    crate::error::response(&crate::error::ProxyError::NotMounted, request_id, json)
 }

@@ -95,6 +95,13 @@ pub enum ProxyError {
     /// A method an own endpoint does not take (`Allow` lists those it does).
     #[error("method not allowed")]
     MethodNotAllowed { allow: Option<&'static str> },
+    /// A mounted service (the console) that needs a user from the main
+    /// sign-in, asked without one (its policy admits anyone).
+    #[error("a signed-in user is needed")]
+    NeedsUser,
+    /// A console route, and no console mounted on the proxy.
+    #[error("the console is not configured")]
+    NotMounted,
     /// The session store cannot be reached: sign-in waits (`Retry-After`).
     #[error("the session store is unavailable")]
     SessionStoreUnavailable,
@@ -138,13 +145,16 @@ impl ProxyError {
             | ProxyError::SignInRequired
             | ProxyError::NotSignedIn
             | ProxyError::SignInUnavailable(_)
-            | ProxyError::TokenSignInRefused(..) => Fault::Policy,
+            | ProxyError::TokenSignInRefused(..)
+            | ProxyError::NeedsUser => Fault::Policy,
             ProxyError::BearerRefused { status, .. } if status.is_server_error() => Fault::Internal,
             ProxyError::BearerRefused { .. } => Fault::Policy,
             ProxyError::UpstreamConnect(_)
             | ProxyError::UpstreamReset(_)
             | ProxyError::UpstreamTimeout => Fault::Upstream,
-            ProxyError::Internal(_) | ProxyError::SessionStoreUnavailable => Fault::Internal,
+            ProxyError::Internal(_)
+            | ProxyError::SessionStoreUnavailable
+            | ProxyError::NotMounted => Fault::Internal,
         }
     }
 
@@ -157,7 +167,7 @@ impl ProxyError {
             ProxyError::MethodNotSupported | ProxyError::MethodNotAllowed { .. } => {
                 StatusCode::METHOD_NOT_ALLOWED
             }
-            ProxyError::Denied(_) => StatusCode::FORBIDDEN,
+            ProxyError::Denied(_) | ProxyError::NeedsUser => StatusCode::FORBIDDEN,
             ProxyError::SignInRequired
             | ProxyError::NotSignedIn
             | ProxyError::SignInUnavailable(_) => StatusCode::UNAUTHORIZED,
@@ -165,7 +175,9 @@ impl ProxyError {
             | ProxyError::TokenSignInRefused(status, _) => *status,
             ProxyError::ProgrammaticNoRedirect => StatusCode::NOT_FOUND,
             ProxyError::ProgrammaticRedirectRefused => StatusCode::BAD_REQUEST,
-            ProxyError::SessionStoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::SessionStoreUnavailable | ProxyError::NotMounted => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::UpstreamConnect(_) | ProxyError::UpstreamReset(_) => {
                 StatusCode::BAD_GATEWAY
             }
@@ -205,6 +217,10 @@ impl ProxyError {
                 "pomerium_redirect_uri is not on a host in programmatic_redirect_domain_whitelist."
             }
             ProxyError::MethodNotAllowed { .. } => "Method not allowed.",
+            ProxyError::NotMounted => "The console is not configured.",
+            ProxyError::NeedsUser => {
+                "The console needs a signed-in user: its policy must name who may use it."
+            }
             ProxyError::SessionStoreUnavailable => {
                 "Sign-in is unavailable for a moment: gatehouse cannot reach its session store. People already signed in are not affected. Try again shortly."
             }
@@ -246,6 +262,8 @@ impl ProxyError {
             ProxyError::ProgrammaticRedirectRefused => "invalid_redirect",
             ProxyError::MethodNotAllowed { .. } => "method_not_allowed",
             ProxyError::SessionStoreUnavailable => "session_store_unavailable",
+            ProxyError::NotMounted => "unavailable",
+            ProxyError::NeedsUser => "console_needs_user",
             ProxyError::UpstreamConnect(_) => "upstream_connect",
             ProxyError::UpstreamReset(_) => "upstream_reset",
             ProxyError::UpstreamTimeout => "upstream_timeout",
@@ -323,6 +341,8 @@ mod tests {
             ProxyError::UpstreamTimeout,
             ProxyError::Internal("x".into()),
             ProxyError::SessionStoreUnavailable,
+            ProxyError::NotMounted,
+            ProxyError::NeedsUser,
             ProxyError::ForwardAuthUntrusted,
             ProxyError::ForwardAuthBadRequest("bad"),
             ProxyError::ForwardAuthNoRoute,

@@ -17,7 +17,6 @@ pub mod authenticate;
 pub mod authorize;
 pub mod bearer;
 pub mod body;
-pub mod console;
 pub mod csrf;
 pub mod deadline;
 pub mod dispatch;
@@ -26,7 +25,6 @@ pub mod forward;
 pub mod forward_auth;
 pub mod identity_headers;
 pub mod metrics;
-
 pub mod published;
 pub mod request;
 pub mod routing;
@@ -41,6 +39,12 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use gatehouse_config::Config;
+use gatehouse_identity::Session;
+use http::{Request, Response};
+
+use crate::body::{Body, RequestBody};
+use crate::runtime::Runtime;
+use gatehouse_identity::console_store::ConsoleStore;
 
 pub use server::{Listeners, bind, serve};
 
@@ -97,6 +101,37 @@ pub struct Prepared {
     keys: Vec<String>,
 }
 
+/// The answer of a [`RouteService`]: boxed, as the service is a trait
+/// object (it is not on the hot path).
+pub type Answer<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send + 'a>>;
+
+/// A service mounted on the proxy from a crate above it (the console):
+/// the dispatcher calls it for a route whose action is
+/// [`RouteAction::Console`](gatehouse_config::RouteAction::Console), once
+/// the route's policy has allowed the request. It gets what it needs with
+/// each call and keeps no reference to the proxy: anything it does outside
+/// a request (applying a change, following other instances) is handed the
+/// proxy by whoever owns both (the binary).
+pub trait RouteService: Send + Sync {
+    /// Answers `req`, which the route's policy has allowed.
+    ///
+    /// `proxy` is the proxy serving the request (to put a change in force
+    /// with [`Proxy::prepare`] and [`Proxy::commit`]); `runtime` is the
+    /// configuration in force when the request arrived; `session` is the
+    /// one the [`Permit`](crate::authorize::Permit) was granted to, if any;
+    /// `request_id` is the request's `X-Request-Id`. The dispatcher adds
+    /// the route's response headers to the answer.
+    fn serve<'a>(
+        &'a self,
+        proxy: &'a Proxy,
+        runtime: &'a Runtime,
+        req: Request<RequestBody>,
+        session: Option<&'a Session>,
+        request_id: &'a str,
+    ) -> Answer<'a>;
+}
+
 /// The running proxy: the current runtime and certificates, both swapped
 /// atomically by [`Proxy::apply`].
 pub struct Proxy {
@@ -111,15 +146,23 @@ pub struct Proxy {
     pub(crate) assertions: Arc<assertion::Assertions>,
     /// Process-wide metrics (served on `metrics_address`).
     pub(crate) metrics: Arc<metrics::Metrics>,
-    /// Routes and settings managed in the browser.
-    pub(crate) console: Arc<console::Console>,
+    /// What serves console routes, registered by the binary.
+    pub(crate) console: Option<Arc<dyn RouteService>>,
+    /// The session store's backend as the console's store, when it can be
+    /// one (opened once, with the session store).
+    console_store: Option<Arc<dyn ConsoleStore>>,
     pub(crate) settings: Settings,
     /// The session store opened at start.
     storage: gatehouse_config::Storage,
 }
 
 impl Proxy {
-    pub fn new(config: Config) -> Result<Arc<Proxy>, ApplyError> {
+    /// Builds the proxy for `config`, with `console` serving its console
+    /// routes (`None`: they answer that the console is not configured).
+    pub fn new(
+        config: Config,
+        console: Option<Arc<dyn RouteService>>,
+    ) -> Result<Arc<Proxy>, ApplyError> {
         let settings = Settings::of(&config);
         let clients = upstream::ClientCache::default();
         let certs = cert_store(&config)?;
@@ -133,7 +176,6 @@ impl Proxy {
             metrics.clone(),
             assertions.clone(),
         );
-        let console = Arc::new(console::Console::new(console_store));
         let storage = config.sign_in.storage.clone();
         tracing::info!(store = %storage.describe(), "session store");
         let lasting = runtime::Lasting {
@@ -143,22 +185,20 @@ impl Proxy {
             assertions: &assertions,
         };
         let (rt, _) = runtime::Runtime::build(config, &lasting)?;
-        Ok(Arc::new_cyclic(|me| {
-            console.attach(me.clone());
-            Proxy {
-                runtime: ArcSwap::from_pointee(rt),
-                certs: Arc::new(tls::CertResolver {
-                    store: ArcSwap::from_pointee(certs),
-                }),
-                clients,
-                identity,
-                store,
-                assertions,
-                metrics,
-                console,
-                settings,
-                storage,
-            }
+        Ok(Arc::new(Proxy {
+            runtime: ArcSwap::from_pointee(rt),
+            certs: Arc::new(tls::CertResolver {
+                store: ArcSwap::from_pointee(certs),
+            }),
+            clients,
+            identity,
+            store,
+            assertions,
+            metrics,
+            console,
+            console_store,
+            settings,
+            storage,
         }))
     }
 
@@ -216,18 +256,11 @@ impl Proxy {
         self.runtime.load()
     }
 
-    /// The console (inert unless `console:` is configured).
-    pub fn console(&self) -> &Arc<console::Console> {
-        &self.console
-    }
-
-    /// Loads `path` with the console's routes and settings laid over it:
-    /// what a reload puts in force.
-    pub fn load(
-        &self,
-        path: &std::path::Path,
-    ) -> Result<gatehouse_config::Loaded, gatehouse_config::Rejected> {
-        self.console.load_file(path)
+    /// The session store's backend as a store for the console's state,
+    /// when it can be one (the embedded file, Redis); opened at start with
+    /// the session store, as both share one file or connection.
+    pub fn console_store(&self) -> Option<&Arc<dyn ConsoleStore>> {
+        self.console_store.as_ref()
     }
 
     pub fn settings(&self) -> &Settings {

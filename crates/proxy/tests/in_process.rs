@@ -44,7 +44,7 @@ local_users:
     let loaded =
         gatehouse_config::load_str(&yaml, "test.yaml", std::path::Path::new("."), &|_| None)
             .unwrap_or_else(|e| panic!("{e}"));
-    Proxy::new(loaded.config).unwrap()
+    Proxy::new(loaded.config, None).unwrap()
 }
 
 fn conn() -> ConnInfo {

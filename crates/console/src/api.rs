@@ -3,24 +3,23 @@
 //! with `Authorization: Pomerium <token>` from a programmatic login. The
 //! OpenAPI document is `/api/v1/openapi.json`.
 
-use std::sync::Arc;
-
-use crate::body::RequestBody;
 use gatehouse_identity::Session;
+use gatehouse_proxy::Proxy;
+use gatehouse_proxy::body::{Body, RequestBody};
+use gatehouse_proxy::runtime::Runtime;
 use http::{Method, Request, Response, StatusCode, header};
 use serde_json::{Value as Json, json};
 
-use super::{
-    ChangeError, Console, Edit, FieldError, listed, new_id, parse_route, read_body, respond,
-    route_json, who,
-};
-use crate::body::Body;
-use crate::runtime::Runtime;
+use crate::Console;
+use crate::common::{listed, not_in_force, read_body, respond, who};
+use crate::import_export::export;
+use crate::state::{ChangeError, Edit, FieldError, new_id, parse_route, route_json};
 
 const OPENAPI: &str = include_str!("openapi.json");
 
 pub(super) async fn serve(
-    console: &Arc<Console>,
+    console: &Console,
+    proxy: &Proxy,
     rt: &Runtime,
     req: Request<RequestBody>,
     path: &str,
@@ -58,7 +57,7 @@ pub(super) async fn serve(
                 })
                 .collect();
             // Console routes left out because they no longer fit the file.
-            for r in super::not_in_force(&state, rt) {
+            for r in not_in_force(&state, rt) {
                 routes.push(json!({"source": "console", "read_only": false, "in_force": false, "route": route_json(r)}));
             }
             ok(json!({"version": version, "routes": routes, "problem": console.problem()}))
@@ -72,7 +71,7 @@ pub(super) async fn serve(
                 Ok(r) => r,
                 Err(e) => return change_error(e),
             };
-            match console.change(&user, Edit::PutRoute(route)).await {
+            match console.change(proxy, &user, Edit::PutRoute(route)).await {
                 Ok((version, change)) => {
                     let mut resp = json_response(
                         StatusCode::CREATED,
@@ -109,14 +108,14 @@ pub(super) async fn serve(
                 Ok(r) => r,
                 Err(e) => return change_error(e),
             };
-            match console.change(&user, Edit::PutRoute(route)).await {
+            match console.change(proxy, &user, Edit::PutRoute(route)).await {
                 Ok((version, change)) => ok(json!({"version": version, "route": change.after})),
                 Err(e) => change_error(e),
             }
         }
         (Method::DELETE, ["routes", id]) => {
             match console
-                .change(&user, Edit::DeleteRoute(id.to_string()))
+                .change(proxy, &user, Edit::DeleteRoute(id.to_string()))
                 .await
             {
                 Ok((version, _)) => ok(json!({"version": version})),
@@ -141,7 +140,7 @@ pub(super) async fn serve(
                     "settings are a JSON object of option names to values",
                 ));
             };
-            match console.change(&user, Edit::Settings(settings)).await {
+            match console.change(proxy, &user, Edit::Settings(settings)).await {
                 Ok((version, change)) => ok(json!({"version": version, "settings": change.after})),
                 Err(e) => change_error(e),
             }
@@ -157,20 +156,20 @@ pub(super) async fn serve(
                 })
                 .unwrap_or(100)
                 .clamp(1, 1000);
-            match console.history(limit).await {
+            match console.history(proxy, limit).await {
                 Ok(changes) => ok(json!({"changes": changes})),
                 Err(e) => change_error(e),
             }
         }
         (Method::GET, ["history", v]) => match v.parse() {
-            Ok(v) => match console.change_record(v).await {
+            Ok(v) => match console.change_record(proxy, v).await {
                 Ok(c) => ok(json!({"change": c})),
                 Err(e) => change_error(e),
             },
             Err(_) => change_error(ChangeError::NotFound(format!("change `{v}`"))),
         },
         (Method::POST, ["history", v, "revert"]) => match v.parse() {
-            Ok(v) => match console.change(&user, Edit::Revert(v)).await {
+            Ok(v) => match console.change(proxy, &user, Edit::Revert(v)).await {
                 Ok((version, change)) => ok(json!({"version": version, "change": change})),
                 Err(e) => change_error(e),
             },
@@ -178,7 +177,7 @@ pub(super) async fn serve(
         },
         (Method::GET, ["export"]) => {
             let (_, state) = console.state();
-            match super::export(rt, &state) {
+            match export(rt, &state) {
                 Ok(yaml) => respond(StatusCode::OK, "application/yaml; charset=utf-8", yaml),
                 Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "export_failed", &e),
             }
@@ -191,7 +190,7 @@ pub(super) async fn serve(
                 },
                 Err(e) => return change_error(e),
             };
-            match console.import(&user, rt, &text).await {
+            match console.import(proxy, &user, rt, &text).await {
                 Ok((version, _)) => {
                     let (_, state) = console.state();
                     ok(

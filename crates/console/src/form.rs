@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value as Json};
 
-use super::FieldError;
+use crate::state::FieldError;
 
 /// Policy presets, as on Pomerium's route form.
 pub const PRESETS: &[(&str, &str)] = &[

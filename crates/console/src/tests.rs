@@ -1,4 +1,10 @@
-use super::*;
+use gatehouse_config::{Diagnostic, overlay};
+use serde_json::Map;
+
+use crate::import_export::path_of;
+use crate::state::{
+    ChangeError, ConsoleRoute, FieldError, State, check_setting_keys, field_errors,
+};
 
 #[test]
 fn diagnostics_land_on_their_field() {

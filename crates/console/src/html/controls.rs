@@ -1,0 +1,209 @@
+//! Form controls with their label, hint and error, shared by the route
+//! and settings forms.
+
+use std::collections::HashMap;
+
+use gatehouse_proxy::answers::html_escape as esc;
+
+use crate::state::FieldError;
+
+/// Renders form controls with their label, hint and error, and remembers
+/// which fields it showed: errors for any other field go in the summary.
+pub(super) struct Form<'a> {
+    values: &'a HashMap<String, String>,
+    errors: &'a [FieldError],
+    shown: std::cell::RefCell<Vec<String>>,
+}
+
+impl<'a> Form<'a> {
+    pub(super) fn new(values: &'a HashMap<String, String>, errors: &'a [FieldError]) -> Self {
+        Form {
+            values,
+            errors,
+            shown: Default::default(),
+        }
+    }
+
+    pub(super) fn v(&self, name: &str) -> String {
+        esc(self
+            .values
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or_default())
+    }
+
+    /// The attributes for `name`'s control and its error message (empty
+    /// when it has none).
+    pub(super) fn error(&self, name: &str) -> (String, String) {
+        self.shown.borrow_mut().push(name.to_string());
+        let messages: Vec<&str> = self
+            .errors
+            .iter()
+            .filter(|e| e.field == name)
+            .map(|e| e.message.as_str())
+            .collect();
+        if messages.is_empty() {
+            return (String::new(), String::new());
+        }
+        (
+            format!(" aria-invalid=true aria-describedby=\"err-{name}\""),
+            format!(
+                "<p class=error id=\"err-{name}\">{}</p>",
+                esc(&messages.join("; "))
+            ),
+        )
+    }
+
+    /// A labelled control: `control` gets the attributes to add to it.
+    pub(super) fn field(
+        &self,
+        name: &str,
+        label: &str,
+        hint: &str,
+        control: impl FnOnce(&str) -> String,
+    ) -> String {
+        let (attrs, err) = self.error(name);
+        format!(
+            "<div class=field><label for=\"f-{name}\">{label}</label>{}{}{err}</div>",
+            control(&attrs),
+            hint_html(hint),
+        )
+    }
+
+    pub(super) fn text(&self, name: &str, label: &str, hint: &str, placeholder: &str) -> String {
+        self.field(name, label, hint, |attrs| {
+            format!(
+                "<input type=text id=\"f-{name}\" name=\"{name}\" value=\"{}\" placeholder=\"{}\"{attrs}>",
+                self.v(name),
+                esc(placeholder)
+            )
+        })
+    }
+
+    pub(super) fn area(&self, name: &str, label: &str, hint: &str, placeholder: &str) -> String {
+        self.field(name, label, hint, |attrs| {
+            format!(
+                "<textarea id=\"f-{name}\" name=\"{name}\" placeholder=\"{}\"{attrs}>{}</textarea>",
+                esc(placeholder),
+                self.v(name)
+            )
+        })
+    }
+
+    pub(super) fn check(&self, name: &str, label: &str, hint: &str) -> String {
+        let (attrs, err) = self.error(name);
+        let checked = if self.values.get(name).is_some_and(|v| v == "on") {
+            " checked"
+        } else {
+            ""
+        };
+        format!(
+            "<div class=\"field check\"><input type=checkbox id=\"f-{name}\" name=\"{name}\"{checked}{attrs}> <label for=\"f-{name}\">{label}</label>{h}{err}</div>",
+            h = hint_html(hint),
+        )
+    }
+
+    pub(super) fn select(
+        &self,
+        name: &str,
+        label: &str,
+        options: &[(&str, &str)],
+        hint: &str,
+    ) -> String {
+        let current = self
+            .values
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or_default();
+        let opts: String = options
+            .iter()
+            .map(|(v, l)| {
+                let sel = if *v == current { " selected" } else { "" };
+                format!("<option value=\"{v}\"{sel}>{l}</option>")
+            })
+            .collect();
+        self.field(name, label, hint, |attrs| {
+            format!("<select id=\"f-{name}\" name=\"{name}\"{attrs}>{opts}</select>")
+        })
+    }
+
+    /// "Not saved" with the count, and the errors no field showed (the
+    /// file's, a key set through the API). Call after rendering the fields.
+    pub(super) fn summary(&self) -> String {
+        if self.errors.is_empty() {
+            return String::new();
+        }
+        let shown = self.shown.borrow();
+        let others: String = self
+            .errors
+            .iter()
+            .filter(|e| !shown.contains(&e.field))
+            .map(|e| {
+                if e.field.is_empty() {
+                    format!("<li>{}</li>", esc(&e.message))
+                } else {
+                    format!(
+                        "<li><code>{}</code>: {}</li>",
+                        esc(&e.field),
+                        esc(&e.message)
+                    )
+                }
+            })
+            .collect();
+        let others = if others.is_empty() {
+            String::new()
+        } else {
+            format!("<ul>{others}</ul>")
+        };
+        format!(
+            "<div class=problem role=alert><strong>Not saved: {} problem(s).</strong> Nothing was changed; the fields below say what to fix.{others}</div>",
+            self.errors.len()
+        )
+    }
+}
+
+fn hint_html(hint: &str) -> String {
+    if hint.is_empty() {
+        String::new()
+    } else {
+        format!("<p class=hint>{hint}</p>")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    pub(super) fn errors_no_field_showed_are_in_the_summary() {
+        let values = HashMap::new();
+        let errors = [
+            FieldError {
+                field: "to".into(),
+                message: "bad to".into(),
+            },
+            FieldError {
+                field: "redirect".into(),
+                message: "bad redirect".into(),
+            },
+            FieldError {
+                field: String::new(),
+                message: "the file".into(),
+            },
+        ];
+        let f = Form::new(&values, &errors);
+        let to = f.area("to", "To", "", "");
+        assert!(
+            to.contains("aria-invalid=true") && to.contains("bad to"),
+            "{to}"
+        );
+        let summary = f.summary();
+        assert!(summary.contains("3 problem(s)"), "{summary}");
+        assert!(
+            summary.contains("<code>redirect</code>: bad redirect"),
+            "{summary}"
+        );
+        assert!(summary.contains("<li>the file</li>"), "{summary}");
+        assert!(!summary.contains("bad to"), "shown by its field: {summary}");
+    }
+}
