@@ -158,7 +158,7 @@ impl Console {
             .swap(true, std::sync::atomic::Ordering::AcqRel)
         {
             tracing::info!(storage = %store.describe(), "console state storage");
-            tokio::spawn(follow(Arc::downgrade(self), proxy.clone(), store));
+            tokio::spawn(follow(Arc::downgrade(self), Arc::downgrade(proxy), store));
         }
     }
 

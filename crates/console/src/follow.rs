@@ -13,10 +13,12 @@ use crate::Console;
 
 /// Follows saves made by other instances sharing the store: announced
 /// ones at once, and a check every few seconds in case one was missed.
-/// Also samples the routes' request counts for the recent rates.
+/// Also samples the routes' request counts for the recent rates. Ends
+/// when the proxy is gone (it holds the console): the task keeps neither
+/// alive.
 pub(crate) async fn follow(
     console: Weak<Console>,
-    proxy: Arc<Proxy>,
+    proxy: Weak<Proxy>,
     store: Arc<dyn ConsoleStore>,
 ) {
     let mut watch = store.watch();
@@ -40,7 +42,9 @@ pub(crate) async fn follow(
             }
             _ = samples.tick() => {}
         }
-        let Some(c) = console.upgrade() else { return };
+        let (Some(c), Some(proxy)) = (console.upgrade(), proxy.upgrade()) else {
+            return;
+        };
         c.sample(&proxy.runtime());
         if shared_check || shared {
             c.sync(&proxy, &store).await;

@@ -63,16 +63,18 @@ impl http_body::Body for RequestBody {
             RequestBody::Incoming(b) => std::pin::Pin::new(b)
                 .poll_frame(cx)
                 .map(|f| f.map(|r| r.map_err(BoxError::from))),
-            RequestBody::Bytes(b) => {
-                std::task::Poll::Ready(b.take().map(|b| Ok(http_body::Frame::data(b))))
-            }
+            RequestBody::Bytes(b) => std::task::Poll::Ready(
+                b.take()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| Ok(http_body::Frame::data(b))),
+            ),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             RequestBody::Incoming(b) => b.is_end_stream(),
-            RequestBody::Bytes(b) => b.is_none(),
+            RequestBody::Bytes(b) => b.as_ref().is_none_or(Bytes::is_empty),
         }
     }
 

@@ -145,10 +145,19 @@ impl ProxyError {
             | ProxyError::SignInRequired
             | ProxyError::NotSignedIn
             | ProxyError::SignInUnavailable(_)
-            | ProxyError::TokenSignInRefused(..)
             | ProxyError::NeedsUser => Fault::Policy,
-            ProxyError::BearerRefused { status, .. } if status.is_server_error() => Fault::Internal,
-            ProxyError::BearerRefused { .. } => Fault::Policy,
+            // A token refused is the policy's; a malformed request the
+            // client's; keys or a store out of reach gatehouse's.
+            ProxyError::BearerRefused { status, .. }
+            | ProxyError::TokenSignInRefused(status, _) => {
+                if status.is_server_error() {
+                    Fault::Internal
+                } else if *status == StatusCode::BAD_REQUEST {
+                    Fault::Downstream
+                } else {
+                    Fault::Policy
+                }
+            }
             ProxyError::UpstreamConnect(_)
             | ProxyError::UpstreamReset(_)
             | ProxyError::UpstreamTimeout => Fault::Upstream,
@@ -336,6 +345,12 @@ mod tests {
                 public: "later",
             },
             ProxyError::TokenSignInRefused(StatusCode::FORBIDDEN, "no"),
+            ProxyError::TokenSignInRefused(StatusCode::BAD_REQUEST, "bad"),
+            ProxyError::TokenSignInRefused(StatusCode::SERVICE_UNAVAILABLE, "later"),
+            ProxyError::BearerRefused {
+                status: StatusCode::BAD_REQUEST,
+                public: "bad",
+            },
             ProxyError::ProgrammaticNoRedirect,
             ProxyError::ProgrammaticRedirectRefused,
             ProxyError::UpstreamTimeout,
