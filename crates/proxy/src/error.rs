@@ -106,9 +106,9 @@ pub enum ProxyError {
     #[error("the session store is unavailable")]
     SessionStoreUnavailable,
     #[error("could not connect to the upstream")]
-    UpstreamConnect(#[source] hyper_util::client::legacy::Error),
+    UpstreamConnect(#[source] crate::body::BoxError),
     #[error("the upstream closed or reset the connection")]
-    UpstreamReset(#[source] hyper_util::client::legacy::Error),
+    UpstreamReset(#[source] crate::body::BoxError),
     #[error("the upstream did not answer in time")]
     UpstreamTimeout,
     #[error("could not build the upstream request")]

@@ -212,16 +212,28 @@ async fn forward(
             }
         }
     };
-    let scheme = match target.scheme {
-        UpstreamScheme::Https => Scheme::HTTPS,
-        UpstreamScheme::Http | UpstreamScheme::H2c => Scheme::HTTP,
+    // HTTP/1 requests to plain-HTTP upstreams ride this connection's lane
+    // (driven by this task); the others go through the pooled clients.
+    let lane = match (&ctx.conn.lane, target.scheme, upgrade, req.version()) {
+        (Some(lane), UpstreamScheme::Http, false, Version::HTTP_11 | Version::HTTP_10) => {
+            Some(lane)
+        }
+        _ => None,
     };
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(scheme);
-    parts.authority = Some(target.authority.clone());
-    parts.path_and_query = Some(path_and_query);
-    let uri =
-        Uri::from_parts(parts).map_err(|e| ProxyError::Internal(format!("upstream URI: {e}")))?;
+    let uri = if lane.is_some() {
+        // An HTTP/1 connection of our own takes the origin form.
+        Uri::from(path_and_query)
+    } else {
+        let scheme = match target.scheme {
+            UpstreamScheme::Https => Scheme::HTTPS,
+            UpstreamScheme::Http | UpstreamScheme::H2c => Scheme::HTTP,
+        };
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(scheme);
+        parts.authority = Some(target.authority.clone());
+        parts.path_and_query = Some(path_and_query);
+        Uri::from_parts(parts).map_err(|e| ProxyError::Internal(format!("upstream URI: {e}")))?
+    };
 
     let original_host = match req.uri().authority() {
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
@@ -247,22 +259,44 @@ async fn forward(
         upgrade,
     );
 
-    let client = state.clients.for_target(target.scheme, upgrade);
     let req = req.map(|b| body::stream_with_idle(b, route.idle_timeout));
-    let fut = client.request(req);
-    let result = match route.timeout {
-        Some(t) => tokio::time::timeout(t, fut)
-            .await
-            .map_err(|_| ProxyError::UpstreamTimeout)?,
-        None => fut.await,
-    };
-    let mut resp = result.map_err(|e| {
-        if e.is_connect() {
-            ProxyError::UpstreamConnect(e)
-        } else {
-            ProxyError::UpstreamReset(e)
+    let mut resp = match lane {
+        Some(lane) => {
+            let fut = lane.send(&state.clients.lanes, &target.authority, req);
+            let result = match route.timeout {
+                Some(t) => match tokio::time::timeout(t, fut).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        // The exchange was cut halfway: its connection goes.
+                        lane.unbind();
+                        return Err(ProxyError::UpstreamTimeout);
+                    }
+                },
+                None => fut.await,
+            };
+            result.map_err(|e| match e {
+                crate::lane::LaneError::Connect(e) => ProxyError::UpstreamConnect(e),
+                crate::lane::LaneError::Reset(e) => ProxyError::UpstreamReset(Box::new(e)),
+            })?
         }
-    })?;
+        None => {
+            let client = state.clients.for_target(target.scheme, upgrade);
+            let fut = client.request(req);
+            let result = match route.timeout {
+                Some(t) => tokio::time::timeout(t, fut)
+                    .await
+                    .map_err(|_| ProxyError::UpstreamTimeout)?,
+                None => fut.await,
+            };
+            result.map_err(|e| {
+                if e.is_connect() {
+                    ProxyError::UpstreamConnect(Box::new(e))
+                } else {
+                    ProxyError::UpstreamReset(Box::new(e))
+                }
+            })?
+        }
+    };
 
     if let (Some(downstream), StatusCode::SWITCHING_PROTOCOLS) = (downstream_upgrade, resp.status())
     {

@@ -24,6 +24,7 @@ pub mod error;
 pub mod forward;
 pub mod forward_auth;
 pub mod identity_headers;
+pub mod lane;
 pub mod metrics;
 pub mod published;
 pub mod request;

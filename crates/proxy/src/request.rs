@@ -399,6 +399,9 @@ pub struct ConnInfo {
     pub tls: bool,
     /// The client's IP as a header value, for `X-Forwarded-For`.
     pub peer_ip: HeaderValue,
+    /// The upstream connection bound to this connection (HTTP/1 requests
+    /// to plain-HTTP upstreams), driven by this connection's task.
+    pub lane: Option<std::sync::Arc<crate::lane::Lane>>,
 }
 
 impl ConnInfo {
@@ -419,6 +422,7 @@ impl ConnInfo {
             local_port,
             tls,
             peer_ip,
+            lane: None,
         }
     }
 }

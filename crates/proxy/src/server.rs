@@ -153,6 +153,10 @@ async fn serve_connection(
     let metrics = proxy.metrics.clone();
     let _open = metrics.connection();
     let peer = conn.peer;
+    // This connection's lane to its upstreams, driven by this task.
+    let lane = Arc::new(crate::lane::Lane::default());
+    let mut conn = conn;
+    conn.lane = Some(lane.clone());
     let conn = Arc::new(conn);
     let activity = Arc::new(Activity::default());
     let tracker = activity.clone();
@@ -178,26 +182,28 @@ async fn serve_connection(
         Some(acceptor) => match tokio::time::timeout(read_timeout, acceptor.accept(stream)).await {
             Ok(Ok(tls)) => {
                 let io = Deadlines::new(tls, activity, read_timeout, idle_timeout);
-                serve_io(&builder, graceful, TokioIo::new(io), service, peer).await
+                serve_io(&builder, graceful, TokioIo::new(io), service, peer, lane).await
             }
             Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
             Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
         },
         None => {
             let io = Deadlines::new(stream, activity, read_timeout, idle_timeout);
-            serve_io(&builder, graceful, TokioIo::new(io), service, peer).await
+            serve_io(&builder, graceful, TokioIo::new(io), service, peer, lane).await
         }
     }
 }
 
 /// Serves HTTP on an established (TLS or plain) connection, watched by the
-/// graceful-shutdown tracker.
+/// graceful-shutdown tracker, with its lane's upstream connection driven in
+/// the same task.
 async fn serve_io<I, S>(
     builder: &auto::Builder<TokioExecutor>,
     graceful: Arc<GracefulShutdown>,
     io: I,
     service: S,
     peer: std::net::SocketAddr,
+    lane: Arc<crate::lane::Lane>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     S: hyper::service::Service<
@@ -215,7 +221,11 @@ async fn serve_io<I, S>(
             .into_owned(),
     );
     drop(graceful);
-    if let Err(e) = watched.await {
+    let joined = crate::lane::Joined {
+        server: Box::pin(watched),
+        lane,
+    };
+    if let Err(e) = joined.await {
         tracing::debug!(peer = %peer, error = %e, "connection closed with an error");
     }
 }

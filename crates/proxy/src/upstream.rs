@@ -27,6 +27,8 @@ pub struct UpstreamClients {
     pub http1: HttpClient,
     /// h2c targets: HTTP/2 with prior knowledge.
     pub h2c: HttpClient,
+    /// Idle HTTP/1 connections to http targets, for lanes.
+    pub lanes: Arc<crate::lane::Pool>,
 }
 
 impl UpstreamClients {
@@ -43,6 +45,9 @@ impl UpstreamClients {
 #[derive(Default)]
 pub struct ClientCache {
     clients: Mutex<HashMap<String, UpstreamClients>>,
+    /// One pool of idle HTTP/1 connections to plain-HTTP upstreams (TLS
+    /// settings do not apply to them).
+    lanes: Arc<crate::lane::Pool>,
 }
 
 impl ClientCache {
@@ -52,7 +57,7 @@ impl ClientCache {
         if let Some(c) = map.get(&key) {
             return Ok(c.clone());
         }
-        let clients = build_clients(tls)?;
+        let clients = build_clients(tls, self.lanes.clone())?;
         map.insert(key, clients.clone());
         Ok(clients)
     }
@@ -73,7 +78,10 @@ fn http_connector() -> HttpConnector {
     http
 }
 
-fn build_clients(tls: &UpstreamTls) -> Result<UpstreamClients, rustls::Error> {
+fn build_clients(
+    tls: &UpstreamTls,
+    lanes: Arc<crate::lane::Pool>,
+) -> Result<UpstreamClients, rustls::Error> {
     let tls_config = client_tls_config(tls)?;
     let connector = |h2: bool| {
         let b = hyper_rustls::HttpsConnectorBuilder::new()
@@ -110,6 +118,7 @@ fn build_clients(tls: &UpstreamTls) -> Result<UpstreamClients, rustls::Error> {
             b.http2_only(true);
             b.build(connector(false))
         },
+        lanes,
     })
 }
 
