@@ -162,6 +162,22 @@ async fn one_upstream_connection_serves_a_downstream_connection_and_the_next() {
     assert_eq!(d.get("/id").await, (200, "conn 1".to_string()));
 }
 
+/// An idle downstream connection does not hold an upstream one: after a
+/// second without requests its connection goes back to the pool.
+#[tokio::test]
+async fn idle_downstream_connections_give_their_upstream_connection_back() {
+    let up = raw_upstream(Duration::from_secs(30)).await;
+    let gh = start(&up);
+    let mut first = Downstream::open(gh.port).await;
+    assert_eq!(first.get("/id").await, (200, "conn 1".to_string()));
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let mut second = Downstream::open(gh.port).await;
+    assert_eq!(second.get("/id").await, (200, "conn 1".to_string()));
+    // The first one, still open, now needs a connection of its own.
+    assert_eq!(first.get("/id").await, (200, "conn 2".to_string()));
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
+}
+
 #[tokio::test]
 async fn connections_the_upstream_closed_are_replaced_not_failed() {
     // The upstream closes connections idle for 300 ms.

@@ -10,8 +10,9 @@
 //!   a plain-HTTP upstream checks a connection out of the [`Pool`]
 //!   (synchronously) or opens one; the connection then stays bound while
 //!   the downstream connection sends requests to the same upstream, and
-//!   goes back to the pool when the downstream connection ends or its next
-//!   request is for another upstream.
+//!   goes back to the pool when the downstream connection has sent nothing
+//!   for a second, ends, or its next request is for another upstream (so
+//!   idle downstream connections do not hold upstream ones).
 //! - The pool keeps idle connections per upstream authority for 90 s (at
 //!   most 256 each), across reloads. An idle connection is not polled: one
 //!   the upstream closed meanwhile is found at checkout (polled once without
@@ -44,6 +45,9 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 const MAX_IDLE_PER_AUTHORITY: usize = 256;
 /// How long opening an upstream connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a bound connection stays bound to a downstream connection that
+/// sends nothing; then it goes back to the pool for others.
+const RELEASE_AFTER: Duration = Duration::from_secs(1);
 
 type Driver = Pin<Box<client_h1::Connection<TokioIo<TcpStream>, Body>>>;
 
@@ -126,6 +130,8 @@ struct Bound {
     pool: Weak<Pool>,
     /// A connection was bound since the last poll: poll it before sleeping.
     installed: bool,
+    /// When the bound connection last took a request.
+    last_used: Option<Instant>,
 }
 
 /// The upstream connection bound to one downstream connection.
@@ -168,6 +174,23 @@ impl Lane {
             }
         }
         std::mem::take(&mut b.installed)
+    }
+
+    /// Gives an idle bound connection back to the pool once the downstream
+    /// connection has sent nothing for [`RELEASE_AFTER`]; else when to look
+    /// again (`None`: nothing is bound).
+    fn release_if_idle(&self, now: Instant) -> Option<Instant> {
+        let mut b = self.lock();
+        b.conn.as_ref()?;
+        let due = b.last_used.map_or(now, |t| t + RELEASE_AFTER);
+        let idle = b.conn.as_ref().is_some_and(|c| c.sender.is_ready());
+        if now < due || !idle {
+            return Some(due.max(now + RELEASE_AFTER / 4));
+        }
+        if let (Some(conn), Some(pool)) = (b.conn.take(), b.pool.upgrade()) {
+            pool.put(conn);
+        }
+        None
     }
 
     /// Drops the bound connection (after a failed or abandoned exchange,
@@ -219,7 +242,9 @@ impl Lane {
                     ));
                 };
                 conn.used = true;
-                conn.sender.try_send_request(req)
+                let sent = conn.sender.try_send_request(req);
+                b.last_used = Some(Instant::now());
+                sent
             };
             match sent.await {
                 Ok(resp) => return Ok(resp),
@@ -294,10 +319,23 @@ async fn connect(authority: &Authority) -> Result<Conn, BoxError> {
 
 /// A downstream connection's future joined with its lane: the upstream
 /// connection's IO is driven in the same task, before and after the
-/// downstream side (which may have just sent a request on it).
+/// downstream side (which may have just sent a request on it); an upstream
+/// connection the downstream side leaves idle goes back to the pool.
 pub struct Joined<S> {
-    pub server: Pin<Box<S>>,
-    pub lane: Arc<Lane>,
+    server: Pin<Box<S>>,
+    lane: Arc<Lane>,
+    /// Armed while a connection is bound: when to check for idleness.
+    release: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> Joined<S> {
+    pub fn new(server: S, lane: Arc<Lane>) -> Joined<S> {
+        Joined {
+            server: Box::pin(server),
+            lane,
+            release: None,
+        }
+    }
 }
 
 impl<S: Future> Future for Joined<S> {
@@ -313,7 +351,30 @@ impl<S: Future> Future for Joined<S> {
             // A connection bound during that poll has not been polled yet:
             // poll it now rather than after a wake-up that would not come.
             if !this.lane.poll_bound(cx) {
-                return Poll::Pending;
+                break;
+            }
+        }
+        // One timer per connection, touched about once a second at most.
+        loop {
+            match this.release.as_mut() {
+                None => {
+                    if this.lane.lock().conn.is_none() {
+                        return Poll::Pending;
+                    }
+                    this.release = Some(Box::pin(tokio::time::sleep(RELEASE_AFTER)));
+                }
+                Some(sleep) => {
+                    if sleep.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    match this.lane.release_if_idle(Instant::now()) {
+                        Some(next) => sleep.as_mut().reset(next.into()),
+                        None => {
+                            this.release = None;
+                            return Poll::Pending;
+                        }
+                    }
+                }
             }
         }
     }

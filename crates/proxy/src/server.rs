@@ -221,10 +221,7 @@ async fn serve_io<I, S>(
             .into_owned(),
     );
     drop(graceful);
-    let joined = crate::lane::Joined {
-        server: Box::pin(watched),
-        lane,
-    };
+    let joined = crate::lane::Joined::new(watched, lane);
     if let Err(e) = joined.await {
         tracing::debug!(peer = %peer, error = %e, "connection closed with an error");
     }
