@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// A raw HTTP/1 upstream. Per request path:
 /// - `/id`: 200 `conn <n>` (the connection's number), kept open;
+/// - `/slow`: the same after 500 ms;
 /// - `/close`: 200, then the connection is closed without notice;
 /// - `/hang`: never answers (the connection stays open);
 /// - `/drop`: closes the connection without answering.
@@ -52,6 +53,7 @@ async fn raw_upstream(idle: Duration) -> RawUpstream {
                             return;
                         }
                         "/drop" => return,
+                        "/slow" => tokio::time::sleep(Duration::from_millis(500)).await,
                         _ => {}
                     }
                     let body = format!("conn {n}");
@@ -151,30 +153,36 @@ async fn one_upstream_connection_serves_a_downstream_connection_and_the_next() {
         assert_eq!(d.get("/id").await, (200, "conn 1".to_string()));
     }
     drop(d);
-    // The next downstream connection takes the pooled upstream connection.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let mut d = Downstream::open(gh.port).await;
     assert_eq!(d.get("/id").await, (200, "conn 1".to_string()));
-    assert_eq!(up.accepted.load(Ordering::SeqCst), 1);
-    // Two downstream connections at once need two upstream connections.
+    // An idle client connection holds no upstream connection: another
+    // client takes the same one.
     let mut other = Downstream::open(gh.port).await;
-    assert_eq!(other.get("/id").await, (200, "conn 2".to_string()));
+    assert_eq!(other.get("/id").await, (200, "conn 1".to_string()));
     assert_eq!(d.get("/id").await, (200, "conn 1".to_string()));
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 1);
 }
 
-/// An idle downstream connection does not hold an upstream one: after a
-/// second without requests its connection goes back to the pool.
+/// Exchanges at the same time each have their own connection, and each
+/// goes back to the pool when it is complete.
 #[tokio::test]
-async fn idle_downstream_connections_give_their_upstream_connection_back() {
+async fn concurrent_exchanges_use_their_own_connections() {
     let up = raw_upstream(Duration::from_secs(30)).await;
     let gh = start(&up);
-    let mut first = Downstream::open(gh.port).await;
-    assert_eq!(first.get("/id").await, (200, "conn 1".to_string()));
-    tokio::time::sleep(Duration::from_millis(1600)).await;
-    let mut second = Downstream::open(gh.port).await;
-    assert_eq!(second.get("/id").await, (200, "conn 1".to_string()));
-    // The first one, still open, now needs a connection of its own.
-    assert_eq!(first.get("/id").await, (200, "conn 2".to_string()));
+    let mut slow = Downstream::open(gh.port).await;
+    let mut fast = Downstream::open(gh.port).await;
+    assert_eq!(fast.get("/id").await, (200, "conn 1".to_string()));
+    let (a, b) = tokio::join!(slow.get("/slow"), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        fast.get("/id").await
+    });
+    assert_eq!(a, (200, "conn 1".to_string()));
+    assert_eq!(b, (200, "conn 2".to_string()));
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
+    // Both are pooled now: no third connection.
+    assert_eq!(slow.get("/id").await.0, 200);
+    assert_eq!(fast.get("/id").await.0, 200);
     assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
 }
 
@@ -185,15 +193,15 @@ async fn connections_the_upstream_closed_are_replaced_not_failed() {
     let gh = start(&up);
     let mut d = Downstream::open(gh.port).await;
     assert_eq!(d.get("/id").await, (200, "conn 1".to_string()));
-    // Closed while bound to this downstream connection.
+    // Closed while idle in the pool.
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(d.get("/id").await, (200, "conn 2".to_string()));
     // Closed right after an answer.
     assert_eq!(d.get("/close").await, (200, "conn 2".to_string()));
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(d.get("/id").await, (200, "conn 3".to_string()));
+    // Closed while idle, with the client connection gone too.
     drop(d);
-    // Closed while idle in the pool.
     tokio::time::sleep(Duration::from_millis(600)).await;
     let mut d = Downstream::open(gh.port).await;
     assert_eq!(d.get("/id").await, (200, "conn 4".to_string()));

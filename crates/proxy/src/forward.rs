@@ -262,6 +262,13 @@ async fn forward(
     let req = req.map(|b| body::stream_with_idle(b, route.idle_timeout));
     let mut resp = match lane {
         Some(lane) => {
+            // The pooled clients add `Host` when a header rule removed it;
+            // a connection of our own needs it said.
+            let mut req = req;
+            if !req.headers().contains_key(header::HOST) {
+                req.headers_mut()
+                    .insert(header::HOST, state.target_hosts[target_index].clone());
+            }
             let fut = lane.send(&state.clients.lanes, &target.authority, req);
             let result = match route.timeout {
                 Some(t) => match tokio::time::timeout(t, fut).await {

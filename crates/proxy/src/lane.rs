@@ -1,23 +1,22 @@
-//! The forwarding lane: the upstream HTTP/1 connection bound to one
-//! downstream HTTP/1 connection, driven by that connection's own task.
+//! The forwarding lane: upstream HTTP/1 exchanges driven by the task of the
+//! downstream connection that asked for them.
 //!
 //! With a pooled client every proxied request costs a hop to another task
 //! (the client's connection task) and back. Here the upstream connection's
-//! IO is polled by the downstream connection's task itself ([`Joined`]):
-//! a request is written and its answer read without waking anything else.
+//! IO is polled by the downstream connection's own task ([`Joined`]): a
+//! request is written and its answer read without waking anything else.
 //!
-//! - A [`Lane`] belongs to one downstream connection. Its first request to
-//!   a plain-HTTP upstream checks a connection out of the [`Pool`]
-//!   (synchronously) or opens one; the connection then stays bound while
-//!   the downstream connection sends requests to the same upstream, and
-//!   goes back to the pool when the downstream connection has sent nothing
-//!   for a second, ends, or its next request is for another upstream (so
-//!   idle downstream connections do not hold upstream ones).
-//! - The pool keeps idle connections per upstream authority for 90 s (at
-//!   most 256 each), across reloads. An idle connection is not polled: one
-//!   the upstream closed meanwhile is found at checkout (polled once without
-//!   a waker) and dropped; a request a reused connection could not write at
-//!   all is sent again once on a new connection (it was never seen).
+//! - A [`Lane`] belongs to one downstream connection and holds at most one
+//!   upstream connection, only for the length of one exchange: checked out
+//!   of the [`Pool`] (synchronously) or opened for the request, given back
+//!   the moment the exchange is complete (request written, answer read to
+//!   its end). Idle downstream connections hold no upstream connection.
+//! - The pool keeps idle connections per upstream authority (90 s, at most
+//!   256 each), across reloads; a reaper closes expired ones and ones the
+//!   upstream closed. Each is polled once at checkout (without a waker) so
+//!   a connection the upstream closed is dropped, not used; a request a
+//!   reused connection could not write at all is sent again once on a new
+//!   connection (it was never seen).
 //! - Only HTTP/1.x requests to `http://` upstreams take a lane; HTTP/2
 //!   requests (many at once on one connection), `https://` and `h2c://`
 //!   upstreams and websocket upgrades use the pooled clients of
@@ -25,15 +24,17 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use http::uri::Authority;
-use http::{Request, Response};
+use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::http1 as client_h1;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
@@ -43,11 +44,8 @@ use crate::body::{Body, BoxError};
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Idle connections kept per upstream authority.
 const MAX_IDLE_PER_AUTHORITY: usize = 256;
-/// How long opening an upstream connection may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a bound connection stays bound to a downstream connection that
-/// sends nothing; then it goes back to the pool for others.
-const RELEASE_AFTER: Duration = Duration::from_secs(1);
+/// How often the reaper looks at the idle connections.
+const REAP_EVERY: Duration = Duration::from_secs(10);
 
 type Driver = Pin<Box<client_h1::Connection<TokioIo<TcpStream>, Body>>>;
 
@@ -63,7 +61,7 @@ struct Conn {
 
 impl Conn {
     /// Polls the connection once without a waker: true when it has ended
-    /// (the upstream closed it while nobody was polling it).
+    /// (the upstream closed it, or sent something unasked).
     fn ended(&mut self) -> bool {
         let mut cx = Context::from_waker(Waker::noop());
         self.sender.is_closed() || self.driver.as_mut().poll(&mut cx).is_ready()
@@ -75,23 +73,68 @@ struct Idle {
     since: Instant,
 }
 
-/// Idle upstream HTTP/1 connections by authority, kept across reloads.
+/// FNV-1a: authorities are a handful of configured `to:` targets, not
+/// attacker-chosen keys, and this runs once per proxied request.
 #[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type IdleMap = HashMap<Authority, Vec<Idle>, BuildHasherDefault<Fnv>>;
+
+/// Idle upstream HTTP/1 connections by authority, kept across reloads.
 pub struct Pool {
-    idle: Mutex<HashMap<Authority, Vec<Idle>>>,
+    idle: Mutex<IdleMap>,
+    connector: HttpConnector,
+    /// The reaper runs once the first connection is kept.
+    reaper: std::sync::Once,
 }
 
 impl Pool {
+    /// A pool whose new connections are made by `connector` (TCP only:
+    /// name resolution, per-address timeouts, happy eyeballs, no-delay and
+    /// keep-alive as the pooled clients have them).
+    pub fn new(connector: HttpConnector) -> Pool {
+        Pool {
+            idle: Mutex::default(),
+            connector,
+            reaper: std::sync::Once::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, IdleMap> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// An idle connection to `authority` that is still open, newest first.
     fn checkout(&self, authority: &Authority) -> Option<Conn> {
-        let mut map = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.lock();
         let list = map.get_mut(authority)?;
         while let Some(idle) = list.pop() {
-            if idle.since.elapsed() > IDLE_TIMEOUT {
+            let idle_for = idle.since.elapsed();
+            if idle_for > IDLE_TIMEOUT {
                 // Older ones below are older still.
                 list.clear();
                 break;
             }
+            // A probe costs no system call unless the socket has become
+            // readable (a close or unasked bytes arrived).
             let mut conn = idle.conn;
             if !conn.ended() {
                 return Some(conn);
@@ -101,25 +144,45 @@ impl Pool {
     }
 
     /// Keeps `conn` for another request, if it is idle and there is room.
-    fn put(&self, mut conn: Conn) {
+    fn put(self: &Arc<Self>, mut conn: Conn) {
         if !conn.sender.is_ready() || conn.ended() {
             return;
         }
-        let mut map = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.lock();
         let list = map.entry(conn.authority.clone()).or_default();
-        list.retain(|i| i.since.elapsed() <= IDLE_TIMEOUT);
         if list.len() < MAX_IDLE_PER_AUTHORITY {
             list.push(Idle {
                 conn,
                 since: Instant::now(),
             });
         }
+        drop(map);
+        self.reaper.call_once(|| {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(reap(Arc::downgrade(self)));
+            }
+        });
     }
 
-    /// Idle connections kept, for tests.
+    /// Idle connections kept (metrics and tests).
     pub fn idle_count(&self) -> usize {
-        let map = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        map.values().map(Vec::len).sum()
+        self.lock().values().map(Vec::len).sum()
+    }
+}
+
+/// Closes idle connections that expired or that the upstream closed, and
+/// forgets authorities with none left; ends with the pool.
+async fn reap(pool: Weak<Pool>) {
+    let mut every = tokio::time::interval(REAP_EVERY);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let Some(pool) = pool.upgrade() else { return };
+        let mut map = pool.lock();
+        for list in map.values_mut() {
+            list.retain_mut(|i| i.since.elapsed() <= IDLE_TIMEOUT && !i.conn.ended());
+        }
+        map.retain(|_, list| !list.is_empty());
     }
 }
 
@@ -128,25 +191,17 @@ struct Bound {
     conn: Option<Conn>,
     /// Where `conn` goes back to.
     pool: Weak<Pool>,
+    /// The request is on its way: the exchange is complete once the
+    /// connection is ready for another.
+    sent: bool,
     /// A connection was bound since the last poll: poll it before sleeping.
     installed: bool,
-    /// When the bound connection last took a request.
-    last_used: Option<Instant>,
 }
 
-/// The upstream connection bound to one downstream connection.
+/// The upstream exchange of one downstream connection, if one is going on.
 #[derive(Default)]
 pub struct Lane {
     bound: Mutex<Bound>,
-}
-
-/// Why a request on a lane failed.
-#[derive(Debug)]
-pub enum LaneError {
-    /// The upstream could not be reached (nothing was sent).
-    Connect(BoxError),
-    /// The upstream closed or reset the connection, or sent garbage.
-    Reset(hyper::Error),
 }
 
 impl std::fmt::Debug for Lane {
@@ -158,49 +213,62 @@ impl std::fmt::Debug for Lane {
     }
 }
 
+/// Why a request on a lane failed.
+#[derive(Debug)]
+pub enum LaneError {
+    /// The upstream could not be reached (nothing was sent).
+    Connect(BoxError),
+    /// The upstream closed or reset the connection, or sent garbage.
+    Reset(hyper::Error),
+}
+
 impl Lane {
     fn lock(&self) -> std::sync::MutexGuard<'_, Bound> {
         self.bound.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Drives the bound connection's IO (from the downstream connection's
-    /// task); forgets it once it has ended. True when a connection was
-    /// bound since the last call.
+    /// task); gives it back to its pool once its exchange is complete, and
+    /// forgets it once it has ended. True when a connection was bound since
+    /// the last call.
     fn poll_bound(&self, cx: &mut Context<'_>) -> bool {
-        let mut b = self.lock();
+        let mut guard = self.lock();
+        let b = &mut *guard;
         if let Some(conn) = b.conn.as_mut() {
             if conn.driver.as_mut().poll(cx).is_ready() {
                 b.conn = None;
+                b.sent = false;
+            } else if b.sent && conn.sender.is_ready() {
+                b.sent = false;
+                if let (Some(conn), Some(pool)) = (b.conn.take(), b.pool.upgrade()) {
+                    pool.put(conn);
+                }
             }
         }
         std::mem::take(&mut b.installed)
     }
 
-    /// Gives an idle bound connection back to the pool once the downstream
-    /// connection has sent nothing for [`RELEASE_AFTER`]; else when to look
-    /// again (`None`: nothing is bound).
-    fn release_if_idle(&self, now: Instant) -> Option<Instant> {
-        let mut b = self.lock();
-        b.conn.as_ref()?;
-        let due = b.last_used.map_or(now, |t| t + RELEASE_AFTER);
-        let idle = b.conn.as_ref().is_some_and(|c| c.sender.is_ready());
-        if now < due || !idle {
-            return Some(due.max(now + RELEASE_AFTER / 4));
-        }
-        if let (Some(conn), Some(pool)) = (b.conn.take(), b.pool.upgrade()) {
-            pool.put(conn);
-        }
-        None
-    }
-
     /// Drops the bound connection (after a failed or abandoned exchange,
     /// whose state on the wire is unknown).
     pub fn unbind(&self) {
-        self.lock().conn = None;
+        let mut b = self.lock();
+        b.conn = None;
+        b.sent = false;
     }
 
-    /// Sends `req` to `authority` on this lane's connection: the bound one
-    /// when it goes there, else one from `pool`, else a new one.
+    /// Binds `conn` (from `pool`) for this exchange.
+    fn bind(&self, conn: Conn, pool: &Arc<Pool>) {
+        let mut b = self.lock();
+        // A connection still bound here is one whose exchange never
+        // completed (the upstream stopped reading, say): not reused.
+        b.conn = Some(conn);
+        b.pool = Arc::downgrade(pool);
+        b.sent = false;
+        b.installed = true;
+    }
+
+    /// Sends `req` to `authority` on a connection from `pool` (or a new
+    /// one), driven by this lane's task.
     pub async fn send(
         &self,
         pool: &Arc<Pool>,
@@ -209,41 +277,42 @@ impl Lane {
     ) -> Result<Response<Incoming>, LaneError> {
         let mut req = req;
         for _ in 0..2 {
-            let reused = match self.take_or_bind(pool, authority) {
-                Some(used) => used,
-                None => {
-                    let conn = connect(authority).await.map_err(LaneError::Connect)?;
-                    let mut b = self.lock();
-                    if let Some(old) = b.conn.replace(conn) {
-                        // Only if this task bound another meanwhile (never
-                        // in HTTP/1); keep neither in doubt.
-                        drop(old);
-                    }
-                    b.pool = Arc::downgrade(pool);
-                    b.installed = true;
-                    false
-                }
+            let (conn, reused) = match pool.checkout(authority) {
+                Some(conn) => (conn, true),
+                None => (connect(pool, authority).await?, false),
             };
+            self.bind(conn, pool);
             // Ready once the connection's task (ours) has polled it.
-            std::future::poll_fn(|cx| match self.lock().conn.as_mut() {
-                Some(c) => c.sender.poll_ready(cx),
-                None => Poll::Ready(Ok(())),
+            let ready = std::future::poll_fn(|cx| match self.lock().conn.as_mut() {
+                Some(c) => c.sender.poll_ready(cx).map(|r| r.map(|()| true)),
+                None => Poll::Ready(Ok(false)),
             })
-            .await
-            .map_err(LaneError::Reset)?;
+            .await;
+            match ready {
+                Ok(true) => {}
+                // Ended or failed before anything was written.
+                Ok(false) | Err(_) if reused => {
+                    self.unbind();
+                    continue;
+                }
+                Ok(false) => {
+                    return Err(LaneError::Connect(
+                        "the upstream closed the connection at once".into(),
+                    ));
+                }
+                Err(e) => {
+                    self.unbind();
+                    return Err(LaneError::Reset(e));
+                }
+            }
             let sent = {
                 let mut b = self.lock();
                 let Some(conn) = b.conn.as_mut() else {
-                    if reused {
-                        continue;
-                    }
-                    return Err(LaneError::Connect(
-                        "the upstream closed the connection".into(),
-                    ));
+                    continue;
                 };
                 conn.used = true;
                 let sent = conn.sender.try_send_request(req);
-                b.last_used = Some(Instant::now());
+                b.sent = true;
                 sent
             };
             match sent.await {
@@ -263,29 +332,6 @@ impl Lane {
             "the upstream closed every connection tried".into(),
         ))
     }
-
-    /// Makes sure a connection to `authority` is bound, if one is at hand:
-    /// `Some(used)` when one is (`used`: it carried a request before),
-    /// `None` when a new one must be opened.
-    fn take_or_bind(&self, pool: &Arc<Pool>, authority: &Authority) -> Option<bool> {
-        let mut b = self.lock();
-        if let Some(conn) = b.conn.as_ref() {
-            if conn.authority == *authority && !conn.sender.is_closed() {
-                return Some(conn.used);
-            }
-        }
-        if let Some(old) = b.conn.take() {
-            if let Some(p) = b.pool.upgrade() {
-                p.put(old);
-            }
-        }
-        let conn = pool.checkout(authority)?;
-        let used = conn.used;
-        b.conn = Some(conn);
-        b.pool = Arc::downgrade(pool);
-        b.installed = true;
-        Some(used)
-    }
 }
 
 impl Drop for Lane {
@@ -297,18 +343,23 @@ impl Drop for Lane {
     }
 }
 
-async fn connect(authority: &Authority) -> Result<Conn, BoxError> {
-    let addr = match authority.port_u16() {
-        Some(_) => authority.as_str().to_string(),
-        None => format!("{}:80", authority.host()),
-    };
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+async fn connect(pool: &Pool, authority: &Authority) -> Result<Conn, LaneError> {
+    use tower_service::Service;
+    let uri = Uri::builder()
+        .scheme("http")
+        .authority(authority.clone())
+        .path_and_query("/")
+        .build()
+        .map_err(|e| LaneError::Connect(e.into()))?;
+    let mut connector = pool.connector.clone();
+    let io = connector
+        .call(uri)
         .await
-        .map_err(|_| "connecting to the upstream timed out")??;
-    stream.set_nodelay(true)?;
+        .map_err(|e| LaneError::Connect(e.into()))?;
     let (sender, driver) = client_h1::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await?;
+        .handshake(io)
+        .await
+        .map_err(|e| LaneError::Connect(e.into()))?;
     Ok(Conn {
         authority: authority.clone(),
         sender,
@@ -319,13 +370,10 @@ async fn connect(authority: &Authority) -> Result<Conn, BoxError> {
 
 /// A downstream connection's future joined with its lane: the upstream
 /// connection's IO is driven in the same task, before and after the
-/// downstream side (which may have just sent a request on it); an upstream
-/// connection the downstream side leaves idle goes back to the pool.
+/// downstream side (which may have just sent a request on it).
 pub struct Joined<S> {
     server: Pin<Box<S>>,
     lane: Arc<Lane>,
-    /// Armed while a connection is bound: when to check for idleness.
-    release: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<S> Joined<S> {
@@ -333,7 +381,6 @@ impl<S> Joined<S> {
         Joined {
             server: Box::pin(server),
             lane,
-            release: None,
         }
     }
 }
@@ -351,30 +398,7 @@ impl<S: Future> Future for Joined<S> {
             // A connection bound during that poll has not been polled yet:
             // poll it now rather than after a wake-up that would not come.
             if !this.lane.poll_bound(cx) {
-                break;
-            }
-        }
-        // One timer per connection, touched about once a second at most.
-        loop {
-            match this.release.as_mut() {
-                None => {
-                    if this.lane.lock().conn.is_none() {
-                        return Poll::Pending;
-                    }
-                    this.release = Some(Box::pin(tokio::time::sleep(RELEASE_AFTER)));
-                }
-                Some(sleep) => {
-                    if sleep.as_mut().poll(cx).is_pending() {
-                        return Poll::Pending;
-                    }
-                    match this.lane.release_if_idle(Instant::now()) {
-                        Some(next) => sleep.as_mut().reset(next.into()),
-                        None => {
-                            this.release = None;
-                            return Poll::Pending;
-                        }
-                    }
-                }
+                return Poll::Pending;
             }
         }
     }

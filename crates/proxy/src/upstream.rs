@@ -42,12 +42,20 @@ impl UpstreamClients {
 }
 
 /// Clients by TLS settings, kept across reloads so pooled connections survive.
-#[derive(Default)]
 pub struct ClientCache {
     clients: Mutex<HashMap<String, UpstreamClients>>,
     /// One pool of idle HTTP/1 connections to plain-HTTP upstreams (TLS
     /// settings do not apply to them).
     lanes: Arc<crate::lane::Pool>,
+}
+
+impl Default for ClientCache {
+    fn default() -> ClientCache {
+        ClientCache {
+            clients: Mutex::default(),
+            lanes: Arc::new(crate::lane::Pool::new(http_connector())),
+        }
+    }
 }
 
 impl ClientCache {
