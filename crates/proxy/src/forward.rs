@@ -8,7 +8,6 @@
 
 use std::borrow::Cow;
 
-use crate::body::RequestBody;
 use gatehouse_config::{
     HostHeader, PathRewrite, Redirect, Route, RouteAction, TemplatePart, UpstreamScheme,
 };
@@ -18,7 +17,7 @@ use http::{Request, Response, StatusCode, Uri, Version};
 
 use crate::assertion::claim_value;
 use crate::authorize::Permit;
-use crate::body::{self, Body};
+use crate::body::{self, Body, RequestBody};
 use crate::error::ProxyError;
 use crate::request::split_authority;
 use crate::runtime::RouteState;

@@ -3,13 +3,12 @@
 //! `/.well-known/pomerium` (discovery), and `/.pomerium/jwt` (the raw
 //! assertion, when enabled).
 
-use crate::body::RequestBody;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 
 use crate::assertion::assertion;
 use crate::authenticate;
-use crate::body::{self, Body};
+use crate::body::{self, Body, RequestBody};
 use crate::error::ProxyError;
 use crate::runtime::Runtime;
 

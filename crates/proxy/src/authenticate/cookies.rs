@@ -6,7 +6,7 @@ use gatehouse_identity::cookie::Handle;
 use gatehouse_identity::session::{Session, unix_now};
 use http::header::{self, HeaderMap, HeaderValue};
 
-use super::state::*;
+use super::state::Auth;
 
 pub(super) fn cookie_value<'a>(headers: &'a HeaderMap, name: &'a str) -> Option<&'a str> {
     cookie_values(headers, name).next()

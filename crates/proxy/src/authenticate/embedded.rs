@@ -1,18 +1,17 @@
 //! The token hand-off of embedded routes (`/.pomerium/sign_in_with_token`):
 //! a session made from a signed token, for frames.
 
-use crate::body::RequestBody;
 use gatehouse_identity::session::{Session, unix_now};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
 use crate::answers::redirect;
-use crate::body::Body;
+use crate::body::{Body, RequestBody};
 use crate::error::ProxyError;
 
-use super::cookies::*;
-use super::forms::*;
-use super::state::*;
+use super::cookies::session_cookie;
+use super::forms::{form_field, read_form};
+use super::state::{Auth, Host, IdentityState};
 
 /// What a token sign-in needs of the configuration in force.
 pub struct TokenRoutes<'a> {

@@ -1,15 +1,14 @@
 //! Query and form helpers: parameters, sealed form tokens, the
 //! same-origin check of form posts, reading a bounded form body.
 
-use crate::body::RequestBody;
-use gatehouse_identity::codec::{self};
+use gatehouse_identity::codec;
 use gatehouse_identity::session::unix_now;
 use http::Request;
 use http::header::HeaderMap;
 
-use crate::body::{self};
+use crate::body::{self, RequestBody};
 
-use super::state::*;
+use super::state::{Auth, FORM_SECS, MAX_FORM};
 
 pub(super) fn query_param(query: Option<&str>, key: &str) -> Option<String> {
     url::form_urlencoded::parse(query?.as_bytes())

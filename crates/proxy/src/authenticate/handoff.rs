@@ -1,7 +1,6 @@
 //! After sign-in: back to the target, through the target host's
 //! `/.pomerium/callback/` with a one-time hand-off bound to the browser.
 
-use crate::body::RequestBody;
 use gatehouse_identity::codec::{self, Handoff};
 use gatehouse_identity::session::{Session, unix_now};
 use gatehouse_identity::store::SessionStore;
@@ -9,12 +8,12 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 
 use crate::answers::{notice, redirect};
-use crate::body::Body;
+use crate::body::{Body, RequestBody};
 
-use super::cookies::*;
-use super::forms::*;
-use super::start::*;
-use super::state::*;
+use super::cookies::session_cookie;
+use super::forms::{enc, query_param};
+use super::start::{holds_binding, pending_cookie_name, start_sign_in};
+use super::state::{Auth, HANDOFF_SECS, Host, IdentityState, Scope};
 
 /// After sign-in: straight back when the target is this host (or shares
 /// its cookie), else through the target host's `/.pomerium/callback/` with a

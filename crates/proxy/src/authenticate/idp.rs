@@ -1,8 +1,7 @@
 //! Sign-in with an OpenID Connect provider or GitHub: the authorization
 //! request, the flow state, and the callback.
 
-use crate::body::RequestBody;
-use gatehouse_identity::codec::{self};
+use gatehouse_identity::codec;
 use gatehouse_identity::github::GitHub;
 use gatehouse_identity::oidc::Oidc;
 use gatehouse_identity::session::unix_now;
@@ -10,13 +9,13 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 
 use crate::answers::{notice, redirect};
-use crate::body::Body;
+use crate::body::{Body, RequestBody};
 
-use super::cookies::*;
-use super::forms::*;
-use super::handoff::*;
-use super::state::*;
-use super::targets::*;
+use super::cookies::{cookie_value, session_cookie};
+use super::forms::query_param;
+use super::handoff::finish;
+use super::state::{Auth, Host, IdentityState, LazyOidc};
+use super::targets::{Targets, checked_redirect};
 
 /// Lifetime of an OpenID sign-in round trip.
 pub(super) const OIDC_FLOW_SECS: u64 = 600;

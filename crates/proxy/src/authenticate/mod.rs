@@ -59,22 +59,21 @@ mod targets;
 #[cfg(test)]
 mod tests;
 
-use crate::body::RequestBody;
 use gatehouse_identity::store::SessionStore;
 use http::{Method, Request, Response, StatusCode};
 
 use crate::answers::{self, html, json, notice};
-use crate::body::Body;
+use crate::body::{Body, RequestBody};
 use crate::error::ProxyError;
 
-use forms::*;
-use handoff::*;
-use idp::*;
-use pages::*;
-use password::*;
-use programmatic::*;
-use sign_out::*;
-use targets::*;
+use forms::query_param;
+use handoff::callback;
+use idp::oidc_callback;
+use pages::{sign_out_page, user_json, user_page};
+use password::{sign_in_page, sign_in_post};
+use programmatic::{programmatic_finish, programmatic_login};
+use sign_out::sign_out_post;
+use targets::Targets;
 
 pub use cookies::strip_cookies;
 pub use embedded::{TokenRoutes, sign_in_with_token};

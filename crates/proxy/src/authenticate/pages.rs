@@ -1,13 +1,13 @@
 //! The authenticate service's pages (login form, who am I, sign out), in
 //! the one shell of [`crate::answers`].
 
-use gatehouse_identity::codec::{self};
+use gatehouse_identity::codec;
 use gatehouse_identity::session::{Session, unix_now};
 
 use crate::answers::{self, Layout, html_escape};
 
-use super::forms::*;
-use super::state::*;
+use super::forms::{enc, form_token};
+use super::state::{Auth, FORM_SECS, Host};
 
 pub(super) fn user_json(s: &Session) -> serde_json::Value {
     let id = &s.identity;

@@ -2,23 +2,22 @@
 
 use std::net::IpAddr;
 
-use crate::body::RequestBody;
 use gatehouse_identity::codec::{self, valid_binding};
 use gatehouse_identity::session::unix_now;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 
 use crate::answers::{html, notice};
-use crate::body::Body;
+use crate::body::{Body, RequestBody};
 
-use super::cookies::*;
-use super::forms::*;
-use super::handoff::*;
-use super::idp::*;
-use super::pages::*;
-use super::sessions::*;
-use super::state::*;
-use super::targets::*;
+use super::cookies::session_cookie;
+use super::forms::{form_field, query_param, read_form, same_origin};
+use super::handoff::finish;
+use super::idp::{start_github, start_oidc};
+use super::pages::login_form;
+use super::sessions::session;
+use super::state::{Auth, Host, IdentityState, Scope};
+use super::targets::{Targets, checked_redirect};
 
 pub(super) async fn sign_in_page(
     auth: &Auth,

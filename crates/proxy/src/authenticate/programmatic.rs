@@ -1,20 +1,19 @@
 //! Programmatic login (`/.pomerium/api/v1/login`): a token handed to a
 //! command-line client through a whitelisted redirect.
 
-use crate::body::RequestBody;
 use bytes::Bytes;
 use gatehouse_identity::cookie::Handle;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 
 use crate::answers::{notice, redirect};
-use crate::body::{self, Body};
+use crate::body::{self, Body, RequestBody};
 use crate::error::ProxyError;
 
-use super::forms::*;
-use super::sessions::*;
-use super::start::*;
-use super::state::*;
+use super::forms::{form_token, open_form_token, query_param};
+use super::sessions::{TOKEN_PURPOSE, session};
+use super::start::{sign_in_url, start_sign_in};
+use super::state::{Auth, Host, IdentityState, Scope};
 
 /// `/.pomerium/api/v1/login?pomerium_redirect_uri=...` (Pomerium's
 /// programmatic login): the sign-in URL, as text. After sign-in the browser

@@ -9,8 +9,8 @@ use gatehouse_identity::session::{Session, SessionId, unix_now};
 use gatehouse_identity::store::SessionStore;
 use http::header::HeaderMap;
 
-use super::cookies::*;
-use super::state::*;
+use super::cookies::{cookie_value, cookie_values};
+use super::state::{Auth, IdentityState, LazyOidc, Scope};
 
 /// The signed-in session of a request within `scope`, if any. Anything
 /// wrong with the cookie (tampered, expired, unknown, out of scope, store

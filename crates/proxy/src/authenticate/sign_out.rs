@@ -1,17 +1,16 @@
 //! Signing out: the confirmation page's post and the one-click link.
 
-use crate::body::RequestBody;
 use http::header::{self};
 use http::{Method, Request, Response, StatusCode};
 
 use crate::answers::{notice, redirect};
-use crate::body::Body;
+use crate::body::{Body, RequestBody};
 
-use super::cookies::*;
-use super::forms::*;
-use super::sessions::*;
-use super::state::*;
-use super::targets::*;
+use super::cookies::set_cookie;
+use super::forms::{open_form_token, query_param, read_form, same_origin};
+use super::sessions::session;
+use super::state::{Auth, Host, IdentityState, Scope};
+use super::targets::{Targets, checked_redirect};
 
 pub(super) async fn sign_out_post(
     auth: &Auth,

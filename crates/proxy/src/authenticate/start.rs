@@ -9,9 +9,9 @@ use crate::answers::{self, redirect};
 use crate::body::Body;
 use crate::error::ProxyError;
 
-use super::cookies::*;
-use super::forms::*;
-use super::state::*;
+use super::cookies::cookie_values;
+use super::forms::enc;
+use super::state::{Auth, Host};
 
 /// The answer for a protected route without a session: a redirect to sign
 /// in for page loads, 401 for API calls (fetch/XHR never get a redirect).

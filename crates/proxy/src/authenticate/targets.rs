@@ -1,7 +1,7 @@
 //! Where a sign-in may return to: only origins gatehouse serves (no open
 //! redirects).
 
-use super::state::*;
+use super::state::Auth;
 
 /// Where sign-in may send a browser: origins gatehouse serves.
 pub(crate) struct Targets<'a> {

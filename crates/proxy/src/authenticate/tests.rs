@@ -1,7 +1,12 @@
 use gatehouse_identity::codec::valid_binding;
 use http::header::{self, HeaderMap, HeaderValue};
 
-use super::{cookies::*, embedded::*, start::*, targets::*};
+use super::{
+    cookies::strip_cookies,
+    embedded::origin_matches,
+    start::{binding_of, holds_binding_named, new_binding},
+    targets::serves_origin,
+};
 
 #[test]
 fn own_cookies_are_stripped_others_kept() {
