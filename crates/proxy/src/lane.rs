@@ -383,6 +383,11 @@ impl<S> Joined<S> {
             lane,
         }
     }
+
+    /// The downstream connection's future (to ask it to close gracefully).
+    pub fn server(&mut self) -> Pin<&mut S> {
+        self.server.as_mut()
+    }
 }
 
 impl<S: Future> Future for Joined<S> {

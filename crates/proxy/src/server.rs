@@ -1,6 +1,8 @@
 //! Listeners: accept, TLS handshake (bounded by `timeout_read`), HTTP/1.1 or
-//! HTTP/2 by ALPN, slow-client protection, the HTTP→HTTPS redirect listener,
-//! and graceful drain on shutdown.
+//! HTTP/2 (by ALPN over TLS, by the first bytes of a plain connection: the
+//! HTTP/2 preface), each served by its own hyper server, slow-client
+//! protection, the HTTP→HTTPS redirect listener, and graceful drain on
+//! shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,11 +10,11 @@ use std::time::Duration;
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::body::{self, Body, RequestBody};
@@ -54,6 +56,42 @@ pub async fn bind(proxy: &Proxy) -> std::io::Result<Listeners> {
     Ok(Listeners { main, redirect })
 }
 
+/// The first bytes of an HTTP/2 connection with prior knowledge (h2c).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The HTTP/1 and HTTP/2 servers every connection is served by.
+struct Protocols {
+    http1: http1::Builder,
+    /// `None` with `codec_type: http1`.
+    http2: Option<http2::Builder<TokioExecutor>>,
+}
+
+impl Protocols {
+    fn new(http1_only: bool) -> Protocols {
+        let mut h1 = http1::Builder::new();
+        h1.timer(TokioTimer::new())
+            // Replaced by `deadline::Deadlines`, which also honours timeout_idle.
+            .header_read_timeout(None)
+            // A hard limit on the head (431), however the bytes arrive;
+            // the buffer limit alone can be overshot by one read.
+            .max_header_size(MAX_HEADER_BYTES)
+            .max_buf_size(MAX_HEADER_BYTES)
+            .keep_alive(true);
+        let h2 = (!http1_only).then(|| {
+            let mut h2 = http2::Builder::new(TokioExecutor::new());
+            h2.timer(TokioTimer::new())
+                .max_header_list_size(MAX_HEADER_BYTES as u32)
+                .keep_alive_interval(Some(Duration::from_secs(60)))
+                .keep_alive_timeout(Duration::from_secs(20));
+            h2
+        });
+        Protocols {
+            http1: h1,
+            http2: h2,
+        }
+    }
+}
+
 /// Serves until `shutdown` completes, then stops accepting and lets
 /// in-flight requests finish for up to `drain`.
 pub async fn serve(
@@ -62,25 +100,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) {
-    let graceful = Arc::new(GracefulShutdown::new());
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        // Replaced by `deadline::Deadlines`, which also honours timeout_idle.
-        .header_read_timeout(None)
-        .max_buf_size(MAX_HEADER_BYTES)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(MAX_HEADER_BYTES as u32)
-        .keep_alive_interval(Some(Duration::from_secs(60)))
-        .keep_alive_timeout(Duration::from_secs(20));
-    if proxy.settings.http1_only {
-        builder = builder.http1_only();
-    }
-    let builder = Arc::new(builder);
+    let protocols = Arc::new(Protocols::new(proxy.settings.http1_only));
+    // Every connection holds a receiver: `true` asks it to finish what it
+    // is doing and close; the drain is over when all are dropped.
+    let (draining, drain_signal) = watch::channel(false);
     let acceptor = (!proxy.settings.insecure).then(|| {
         TlsAcceptor::from(crate::tls::server_config(
             proxy.certs.clone(),
@@ -111,41 +134,38 @@ pub async fn serve(
                 let local_port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
                 let conn = ConnInfo::new(peer, local_port, acceptor.is_some());
                 let proxy = proxy.clone();
-                let builder = builder.clone();
+                let protocols = protocols.clone();
                 let acceptor = acceptor.clone();
-                let graceful = graceful.clone();
+                let drain_signal = drain_signal.clone();
                 tokio::spawn(async move {
-                    serve_connection(proxy, builder, acceptor, graceful, stream, conn).await;
+                    serve_connection(proxy, protocols, acceptor, drain_signal, stream, conn).await;
                 });
             }
         }
     }
     drop(listeners.main);
+    drop(drain_signal);
     if let Some(t) = redirect_task {
         t.abort();
     }
-    tracing::info!(in_flight = graceful.count(), "draining connections");
-    match Arc::try_unwrap(graceful) {
-        Ok(g) => {
-            if tokio::time::timeout(drain, g.shutdown()).await.is_err() {
-                tracing::warn!("drain timeout reached; closing remaining connections");
-            }
-        }
-        Err(g) => {
-            // Connection tasks still hold a clone only while starting up.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            if let Ok(g) = Arc::try_unwrap(g) {
-                let _ = tokio::time::timeout(drain, g.shutdown()).await;
-            }
-        }
+    tracing::info!(
+        in_flight = draining.receiver_count(),
+        "draining connections"
+    );
+    let _ = draining.send(true);
+    if tokio::time::timeout(drain, draining.closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!("drain timeout reached; closing remaining connections");
     }
 }
 
 async fn serve_connection(
     proxy: Arc<Proxy>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    protocols: Arc<Protocols>,
     acceptor: Option<TlsAcceptor>,
-    graceful: Arc<GracefulShutdown>,
+    drain_signal: watch::Receiver<bool>,
     stream: TcpStream,
     conn: ConnInfo,
 ) {
@@ -178,52 +198,122 @@ async fn serve_connection(
             }))
         }
     });
+    let served = Served {
+        protocols: &protocols,
+        drain_signal,
+        peer,
+        lane,
+    };
     match acceptor {
         Some(acceptor) => match tokio::time::timeout(read_timeout, acceptor.accept(stream)).await {
             Ok(Ok(tls)) => {
+                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
                 let io = Deadlines::new(tls, activity, read_timeout, idle_timeout);
-                serve_io(&builder, graceful, TokioIo::new(io), service, peer, lane).await
+                served.serve(TokioIo::new(io), h2, service).await
             }
             Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
             Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
         },
         None => {
+            let h2 = match tokio::time::timeout(read_timeout, starts_with_preface(&stream)).await {
+                Ok(Ok(h2)) => h2 && protocols.http2.is_some(),
+                Ok(Err(_)) | Err(_) => return,
+            };
             let io = Deadlines::new(stream, activity, read_timeout, idle_timeout);
-            serve_io(&builder, graceful, TokioIo::new(io), service, peer, lane).await
+            served.serve(TokioIo::new(io), h2, service).await
         }
     }
 }
 
-/// Serves HTTP on an established (TLS or plain) connection, watched by the
-/// graceful-shutdown tracker, with its lane's upstream connection driven in
-/// the same task.
-async fn serve_io<I, S>(
-    builder: &auto::Builder<TokioExecutor>,
-    graceful: Arc<GracefulShutdown>,
-    io: I,
-    service: S,
+/// Whether a plain connection opens with the HTTP/2 preface, from its first
+/// bytes (peeked, not consumed): one byte that differs is enough.
+async fn starts_with_preface(stream: &TcpStream) -> std::io::Result<bool> {
+    let mut buf = [0u8; 24];
+    loop {
+        let n = stream.peek(&mut buf).await?;
+        if n == 0 {
+            return Ok(false);
+        }
+        if buf[..n] != H2_PREFACE[..n] {
+            return Ok(false);
+        }
+        if n == H2_PREFACE.len() {
+            return Ok(true);
+        }
+        // A prefix of the preface ("P", "PR"…): wait for more bytes.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// One established connection's serving: the right server, the lane
+/// driven in the same task, and a graceful close when the drain starts.
+struct Served<'a> {
+    protocols: &'a Protocols,
+    drain_signal: watch::Receiver<bool>,
     peer: std::net::SocketAddr,
     lane: Arc<crate::lane::Lane>,
-) where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    S: hyper::service::Service<
-            Request<Incoming>,
-            Response = Response<Tracked<Body>>,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    let watched = graceful.watch(
-        builder
-            .serve_connection_with_upgrades(io, service)
-            .into_owned(),
-    );
-    drop(graceful);
-    let joined = crate::lane::Joined::new(watched, lane);
-    if let Err(e) = joined.await {
-        tracing::debug!(peer = %peer, error = %e, "connection closed with an error");
+}
+
+impl Served<'_> {
+    async fn serve<I, S>(self, io: I, h2: bool, service: S)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+        S: hyper::service::HttpService<Incoming, ResBody = Tracked<Body>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+    {
+        match (h2, &self.protocols.http2) {
+            (true, Some(h2)) => {
+                let conn = h2.serve_connection(io, service);
+                self.drive(conn, |c| c.graceful_shutdown()).await
+            }
+            _ => {
+                let conn = self
+                    .protocols
+                    .http1
+                    .serve_connection(io, service)
+                    .with_upgrades();
+                self.drive(conn, |c| c.graceful_shutdown()).await
+            }
+        }
+    }
+
+    async fn drive<F, E>(self, conn: F, close: impl FnOnce(std::pin::Pin<&mut F>))
+    where
+        F: Future<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
+        let Served {
+            mut drain_signal,
+            peer,
+            lane,
+            ..
+        } = self;
+        let mut joined = crate::lane::Joined::new(conn, lane);
+        // Borrowed, not moved: the receiver must live as long as the
+        // connection, since the drain waits for every receiver to go.
+        let draining = async {
+            loop {
+                let now = *drain_signal.borrow_and_update();
+                if now {
+                    return;
+                }
+                if drain_signal.changed().await.is_err() {
+                    // The server is gone without a drain: serve on.
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        let result = tokio::select! {
+            r = &mut joined => r,
+            () = draining => {
+                close(joined.server());
+                joined.await
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(peer = %peer, error = %e, "connection closed with an error");
+        }
+        drop(drain_signal);
     }
 }
 
