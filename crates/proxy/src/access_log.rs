@@ -152,7 +152,7 @@ impl Pending {
     pub fn attach(self, resp: http::Response<Body>) -> http::Response<Body> {
         let status = resp.status().as_u16();
         resp.map(|inner| {
-            http_body_util::BodyExt::boxed(Logged {
+            crate::body::boxed(Logged {
                 inner,
                 bytes: 0,
                 line: Some(Box::new((self, status))),

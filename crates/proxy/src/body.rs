@@ -1,20 +1,109 @@
 //! Body types. Requests: [`RequestBody`], the client's stream or bytes
 //! built in memory (so the dispatcher and every handler can be driven by a
-//! test without a socket). Responses: [`Body`]; upstream bodies stream
-//! through untouched, and gatehouse's own pages are small in-memory bodies.
+//! test without a socket). Everything gatehouse sends, to the client or to
+//! the upstream: [`Body`], an enum, so bodies that pass through unchanged
+//! are neither boxed nor called through a vtable.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
+use http_body::Frame;
+use http_body_util::BodyExt;
+use http_body_util::combinators::BoxBody;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-pub type Body = BoxBody<Bytes, BoxError>;
+
+/// A body gatehouse sends.
+pub enum Body {
+    /// Gatehouse's own answers (`None`: empty).
+    Bytes(Option<Bytes>),
+    /// The upstream's answer on its way to the client.
+    Upstream(hyper::body::Incoming),
+    /// The client's request body on its way to the upstream.
+    Client(RequestBody),
+    /// The same two with the route's `idle_timeout`.
+    UpstreamIdle(IdleTimeout<hyper::body::Incoming>),
+    ClientIdle(IdleTimeout<RequestBody>),
+    /// Anything else (the access log's byte counter).
+    Boxed(BoxBody<Bytes, BoxError>),
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Body::Bytes(_) => "Body::Bytes",
+            Body::Upstream(_) | Body::UpstreamIdle(_) => "Body::Upstream",
+            Body::Client(_) | Body::ClientIdle(_) => "Body::Client",
+            Body::Boxed(_) => "Body::Boxed",
+        })
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Body::Bytes(b) => Poll::Ready(
+                b.take()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| Ok(Frame::data(b))),
+            ),
+            Body::Upstream(b) => Pin::new(b)
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map_err(BoxError::from))),
+            Body::Client(b) => Pin::new(b).poll_frame(cx),
+            Body::UpstreamIdle(b) => Pin::new(b).poll_frame(cx),
+            Body::ClientIdle(b) => Pin::new(b).poll_frame(cx),
+            Body::Boxed(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Bytes(b) => b.as_ref().is_none_or(Bytes::is_empty),
+            Body::Upstream(b) => b.is_end_stream(),
+            Body::Client(b) => b.is_end_stream(),
+            Body::UpstreamIdle(b) => b.is_end_stream(),
+            Body::ClientIdle(b) => b.is_end_stream(),
+            Body::Boxed(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            Body::Bytes(b) => {
+                http_body::SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            Body::Upstream(b) => b.size_hint(),
+            Body::Client(b) => b.size_hint(),
+            Body::UpstreamIdle(b) => b.size_hint(),
+            Body::ClientIdle(b) => b.size_hint(),
+            Body::Boxed(b) => b.size_hint(),
+        }
+    }
+}
 
 pub fn full(bytes: Bytes) -> Body {
-    Full::new(bytes).map_err(|never| match never {}).boxed()
+    Body::Bytes(Some(bytes))
 }
 
 pub fn empty() -> Body {
-    Empty::new().map_err(|never| match never {}).boxed()
+    Body::Bytes(None)
+}
+
+/// Any other body, boxed.
+pub fn boxed<B>(b: B) -> Body
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    Body::Boxed(b.map_err(Into::into).boxed())
 }
 
 /// A request body as gatehouse's handlers take it: the client's stream
@@ -102,14 +191,6 @@ where
     }
 }
 
-pub fn stream<B>(incoming: B) -> Body
-where
-    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
-    B::Error: Into<BoxError>,
-{
-    incoming.map_err(Into::into).boxed()
-}
-
 /// A body that fails when no frame arrives for `idle` (a route's
 /// `idle_timeout`): a stalled stream is cut instead of holding resources.
 pub struct IdleTimeout<B> {
@@ -170,14 +251,18 @@ where
     }
 }
 
-/// An upstream or downstream body, with the route's idle timeout if it has one.
-pub fn stream_with_idle<B>(incoming: B, idle: Option<std::time::Duration>) -> Body
-where
-    B: http_body::Body<Data = Bytes> + Send + Sync + Unpin + 'static,
-    B::Error: Into<BoxError>,
-{
+/// The upstream's answer, with the route's idle timeout if it has one.
+pub fn from_upstream(incoming: hyper::body::Incoming, idle: Option<std::time::Duration>) -> Body {
     match idle {
-        Some(d) => IdleTimeout::new(incoming, d).boxed(),
-        None => stream(incoming),
+        Some(d) => Body::UpstreamIdle(IdleTimeout::new(incoming, d)),
+        None => Body::Upstream(incoming),
+    }
+}
+
+/// The client's request body, with the route's idle timeout if it has one.
+pub fn from_client(body: RequestBody, idle: Option<std::time::Duration>) -> Body {
+    match idle {
+        Some(d) => Body::ClientIdle(IdleTimeout::new(body, d)),
+        None => Body::Client(body),
     }
 }

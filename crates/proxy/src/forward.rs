@@ -258,7 +258,7 @@ async fn forward(
         upgrade,
     );
 
-    let req = req.map(|b| body::stream_with_idle(b, route.idle_timeout));
+    let req = req.map(|b| body::from_client(b, route.idle_timeout));
     let mut resp = match lane {
         Some(lane) => {
             // The pooled clients add `Host` when a header rule removed it;
@@ -321,7 +321,7 @@ async fn forward(
     }
 
     let (parts, incoming) = resp.into_parts();
-    let mut out = Response::from_parts(parts, body::stream_with_idle(incoming, route.idle_timeout));
+    let mut out = Response::from_parts(parts, body::from_upstream(incoming, route.idle_timeout));
     strip_hop_by_hop(out.headers_mut(), false);
     strip_own_set_cookies(out.headers_mut(), ctx.cookie_name);
     Ok(out)
