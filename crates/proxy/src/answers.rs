@@ -20,7 +20,8 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
     let mut best_json = -1.0f32;
     for part in accept.split(',') {
         let mut it = part.split(';');
-        let media = it.next().unwrap_or("").trim().to_ascii_lowercase();
+        // Read on every request: compared in place, nothing allocated.
+        let media = it.next().unwrap_or("").trim().as_bytes();
         let q = it
             .find_map(|p| {
                 p.trim()
@@ -28,11 +29,13 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
                     .and_then(|q| q.parse::<f32>().ok())
             })
             .unwrap_or(1.0);
-        match media.as_str() {
-            "text/html" | "application/xhtml+xml" => best_html = best_html.max(q),
-            "application/json" => best_json = best_json.max(q),
-            m if m.ends_with("+json") => best_json = best_json.max(q),
-            _ => {}
+        let is = |m: &[u8]| media.eq_ignore_ascii_case(m);
+        if is(b"text/html") || is(b"application/xhtml+xml") {
+            best_html = best_html.max(q);
+        } else if is(b"application/json")
+            || (media.len() >= 5 && media[media.len() - 5..].eq_ignore_ascii_case(b"+json"))
+        {
+            best_json = best_json.max(q);
         }
     }
     best_json > best_html
