@@ -229,6 +229,11 @@ async fn serve_connection(
 /// bytes (peeked, not consumed): one byte that differs is enough.
 async fn starts_with_preface(stream: &TcpStream) -> std::io::Result<bool> {
     let mut buf = [0u8; 24];
+    // A prefix of the preface ("P", "PRI * HT"…) leaves the bytes unread,
+    // so the socket stays readable: wait with a growing pause instead of
+    // polling it in a loop (a client holding "P" costs ~10 wake-ups a
+    // second, until `timeout_read`).
+    let mut pause = Duration::from_millis(1);
     loop {
         let n = stream.peek(&mut buf).await?;
         if n == 0 {
@@ -240,8 +245,8 @@ async fn starts_with_preface(stream: &TcpStream) -> std::io::Result<bool> {
         if n == H2_PREFACE.len() {
             return Ok(true);
         }
-        // A prefix of the preface ("P", "PR"…): wait for more bytes.
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
     }
 }
 
