@@ -27,8 +27,6 @@ pub struct Config {
     pub certificates: Vec<Certificate>,
     /// Downstream: time allowed to receive request headers (and the TLS handshake).
     pub timeout_read: Duration,
-    /// Downstream: time allowed to write a response; `None` = unlimited (streaming).
-    pub timeout_write: Option<Duration>,
     /// Downstream: idle keep-alive connections are closed after this.
     pub timeout_idle: Duration,
     pub default_upstream_timeout: Duration,

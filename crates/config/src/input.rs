@@ -1,7 +1,7 @@
 //! Reading configuration input (the file, and files it names) within the
 //! size limit.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::yaml::MAX_INPUT_BYTES;
 
@@ -21,4 +21,15 @@ pub fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
         )));
     }
     Ok(bytes)
+}
+
+/// A path the configuration names, relative to the configuration file's
+/// directory unless absolute.
+pub(crate) fn resolve(base_dir: &Path, path: &str) -> PathBuf {
+    let p = Path::new(path);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base_dir.join(p)
+    }
 }

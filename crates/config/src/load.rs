@@ -3,7 +3,7 @@
 //! overlay), then validation and compilation.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::compiled::Config;
 use crate::diagnostic::Diagnostic;
@@ -129,7 +129,7 @@ fn load_str_inner(
     }
     let mut diags = Vec::new();
     apply_env(&mut root, env, &mut diags);
-    read_secret_files(&mut root, base_dir, &mut diags);
+    let secret_files = read_secret_files(&mut root, base_dir, &mut diags);
     if let Some(layer) = layer {
         layer(&mut root);
     }
@@ -158,7 +158,8 @@ fn load_str_inner(
     let mut compiler = compile::Compiler {
         base_dir,
         diags,
-        watched: Vec::new(),
+        // Secret files are watched like every other file the config names.
+        watched: secret_files,
         file_mark: file_mark.clone(),
     };
     let source = Path::new(origin).to_path_buf();
@@ -279,7 +280,14 @@ pub const SECRET_KEYS: &[(&str, bool)] = &[
 /// `shared_secret_file` etc.: the file's content becomes the option's value
 /// (trailing newline removed). The `*_file` keys that Pomerium keeps as
 /// paths (certificates, CA, user directory) are handled by the compiler.
-fn read_secret_files(root: &mut yaml::Node, base_dir: &Path, diags: &mut Vec<Diagnostic>) {
+/// Puts the content of each `<secret>_file` in place of `<secret>`; the
+/// files read, for hot reload.
+fn read_secret_files(
+    root: &mut yaml::Node,
+    base_dir: &Path,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<PathBuf> {
+    let mut read_files = Vec::new();
     let file_keys = SECRET_KEYS.iter().filter(|(_, file)| *file).map(|(k, _)| k);
     for key in file_keys {
         let file_key = format!("{key}_file");
@@ -289,11 +297,7 @@ fn read_secret_files(root: &mut yaml::Node, base_dir: &Path, diags: &mut Vec<Dia
         let Some(path) = path_node.as_str().filter(|p| !p.is_empty()) else {
             continue;
         };
-        let full = if Path::new(path).is_absolute() {
-            Path::new(path).to_path_buf()
-        } else {
-            base_dir.join(path)
-        };
+        let full = crate::input::resolve(base_dir, path);
         let read = read_limited(&full).and_then(|b| {
             String::from_utf8(b).map_err(|_| std::io::Error::other("it is not valid UTF-8"))
         });
@@ -305,6 +309,7 @@ fn read_secret_files(root: &mut yaml::Node, base_dir: &Path, diags: &mut Vec<Dia
                         format!("both `{key}` and `{file_key}` are set; using `{file_key}`"),
                     ));
                 }
+                read_files.push(full);
                 let value = content.trim_end_matches(['\n', '\r']).to_string();
                 set_key(
                     root,
@@ -319,4 +324,5 @@ fn read_secret_files(root: &mut yaml::Node, base_dir: &Path, diags: &mut Vec<Dia
             )),
         }
     }
+    read_files
 }

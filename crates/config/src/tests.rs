@@ -196,6 +196,25 @@ fn secret_files_are_read() {
         cfg.sign_in.shared_secret,
         Some(std::array::from_fn(|i| i as u8))
     );
+    // Watched like every file the configuration names: editing it reloads.
+    assert!(
+        cfg.watched_files.contains(&dir.path().join("secret")),
+        "{:?}",
+        cfg.watched_files
+    );
+}
+
+#[test]
+fn cookie_secure_is_named_as_without_effect() {
+    let loaded = load("cookie_secure: false\n").unwrap();
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.to_string().contains("cookie_secure") && w.to_string().contains("Secure")),
+        "{:?}",
+        loaded.warnings
+    );
 }
 
 #[test]

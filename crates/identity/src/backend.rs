@@ -11,12 +11,6 @@ use crate::console_store::{ConsoleStore, FileConsoleStore};
 use crate::redis_store::RedisStore;
 use crate::store::{Counted, FileStore, MemoryStore, SessionStore, StoreError};
 
-/// Opens the store the configuration names (Redis connects lazily and
-/// needs a Tokio runtime).
-pub fn open(settings: &gatehouse_config::Storage) -> Result<Arc<Counted>, StoreError> {
-    open_shared(settings).map(|(s, _)| s)
-}
-
 /// The session store, and its backend as the console's store when it can be one.
 pub type Opened = (Arc<Counted>, Option<Arc<dyn ConsoleStore>>);
 

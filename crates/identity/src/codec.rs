@@ -109,7 +109,8 @@ pub fn open_login_form(sealer: &Sealer, token: &str, now: u64) -> Option<(String
     Some((target, binding))
 }
 
-const LOGIN_FORM: &str = "login-form";
+/// The purpose a login form's sealed fields are sealed under.
+pub const LOGIN_FORM: &str = "login-form";
 
 /// The associated data of an OAuth2/OpenID sign-in's sealed `state`.
 pub const FLOW_STATE: &str = "oidc-state";

@@ -73,12 +73,7 @@ impl Compiler<'_> {
     }
 
     fn resolve(&self, path: &str) -> PathBuf {
-        let p = Path::new(path);
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.base_dir.join(p)
-        }
+        crate::input::resolve(self.base_dir, path)
     }
 
     /// Reads a file named in the config, remembering it for hot reload.
@@ -116,7 +111,6 @@ impl Compiler<'_> {
         let certificates = self.certificates(&opts);
 
         let timeout_read = dur(&opts.timeout_read).unwrap_or(Duration::from_secs(30));
-        let timeout_write = dur(&opts.timeout_write).filter(|d| !d.is_zero());
         let timeout_idle = dur(&opts.timeout_idle).unwrap_or(Duration::from_secs(300));
         if timeout_read.is_zero() {
             if let Some(t) = &opts.timeout_read {
@@ -279,7 +273,6 @@ impl Compiler<'_> {
             http_redirect_addr,
             certificates,
             timeout_read,
-            timeout_write,
             timeout_idle,
             default_upstream_timeout,
             request,

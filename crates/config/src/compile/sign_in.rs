@@ -226,6 +226,14 @@ impl Compiler<'_> {
             window: dur(&opts.login_throttle_window).unwrap_or(Duration::from_secs(120)),
             lockout: dur(&opts.login_throttle_lockout).unwrap_or(Duration::from_secs(300)),
         };
+        // `true` is what gatehouse does; `false` asks for less and is not done.
+        if opts.cookie_secure == Some(false) {
+            let mark = self.file_mark.clone();
+            self.warn(
+                &mark,
+                "`cookie_secure: false` is not honoured: cookies are always Secure (browsers reach gatehouse over HTTPS; with `insecure_server`, through a TLS-terminating load balancer)",
+            );
+        }
         SignIn {
             provider,
             authenticate,
