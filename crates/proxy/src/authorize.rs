@@ -15,14 +15,14 @@ use crate::error::ProxyError;
 use crate::metrics::Metrics;
 use crate::runtime::{RouteState, Runtime};
 
-/// A request the route's policy allowed: the route, who asked, and why it
-/// was allowed. Made only by [`decide`], so whatever acts on a route has
-/// been through the policy (and counted) first.
+/// A request the route's policy allowed: the route and who asked (why it
+/// was allowed is counted and logged by [`decide`]). Made only by
+/// [`decide`], so whatever acts on a route has been through the policy
+/// (and counted) first.
 pub struct Permit<'r> {
     route: &'r Route,
     state: &'r RouteState,
     session: Option<gatehouse_identity::Session>,
-    reasons: gatehouse_policy::Reasons,
 }
 
 impl<'r> Permit<'r> {
@@ -35,10 +35,6 @@ impl<'r> Permit<'r> {
     /// The signed-in user, when the route's policy looked at one.
     pub fn session(&self) -> Option<&gatehouse_identity::Session> {
         self.session.as_ref()
-    }
-    /// Why the policy allowed it.
-    pub fn reasons(&self) -> gatehouse_policy::Reasons {
-        self.reasons
     }
 }
 
@@ -176,11 +172,11 @@ pub(crate) fn decide<'r>(
         request_id,
     );
     match decision {
-        gatehouse_policy::Decision::Allow(reasons) => Decided::Allowed(Permit {
+        // The reasons were counted and logged above.
+        gatehouse_policy::Decision::Allow(_) => Decided::Allowed(Permit {
             route,
             state,
             session,
-            reasons,
         }),
         gatehouse_policy::Decision::Deny(reasons) => Decided::Denied(reasons),
         gatehouse_policy::Decision::SignIn(_) => Decided::SignIn,

@@ -286,18 +286,17 @@ async fn early(ex: &Exchange<'_>, at: &Addressed<'_>, req: Request<RequestBody>)
     let proxy = ex.proxy;
     let (host, port) = (&*at.host, at.port);
     let path = req.uri().path();
+    let route_host = rt.table.serves_host(host, port);
     // Forward-auth questions from a proxy in front (on any host: nginx
     // often calls gatehouse by address). `/oauth2/auth` is one only when it
     // describes another request or is not a route host's own path.
     if path == crate::forward_auth::PATH
         || (path == crate::forward_auth::OAUTH2_PATH
-            && (crate::forward_auth::describes_original(req.headers())
-                || !rt.table.serves_host(host, port)))
+            && (crate::forward_auth::describes_original(req.headers()) || !route_host))
     {
         let resp = crate::forward_auth::handle(proxy, rt, &req, ex.conn, &ex.request_id).await;
         return Early::Answered(resp);
     }
-    let route_host = rt.table.serves_host(host, port);
     // Published keys and discovery: on every route host, before any policy.
     if path.starts_with("/.well-known/pomerium") && route_host {
         if let Some(resp) = crate::published::well_known(rt, &req, &at.signin_host(ex.conn)) {
@@ -319,10 +318,18 @@ async fn early(ex: &Exchange<'_>, at: &Addressed<'_>, req: Request<RequestBody>)
         let find = |path: &str| {
             let canonical = crate::request::canonical_path(path, &rt.config.request)
                 .map_err(|_| "pomerium_redirect_uri has an invalid path.")?;
-            rt.table
-                .find(&rt.config.routes, host, port, &canonical.path)
-                .map(|i| &rt.config.routes[i])
-                .ok_or("No route serves pomerium_redirect_uri.")
+            match rt
+                .table
+                .resolve(&rt.config.routes, host, port, &canonical.path)
+            {
+                Ok(i) => Ok(&rt.config.routes[i]),
+                Err(crate::routing::Unresolved::NoRoute) => {
+                    Err("No route serves pomerium_redirect_uri.")
+                }
+                Err(crate::routing::Unresolved::Ambiguous) => {
+                    Err("pomerium_redirect_uri has an ambiguous path.")
+                }
+            }
         };
         let routes = authenticate::TokenRoutes {
             find: &find,
@@ -398,16 +405,19 @@ fn route(
 ) -> Result<usize, Response<Body>> {
     let rt = ex.rt;
     let path = req.uri().path();
-    let Some(index) = rt.table.find(&rt.config.routes, &at.host, at.port, path) else {
-        return Err(ex.refuse(&ProxyError::NoRoute));
-    };
-    if let Some(cut) = crate::request::without_parameters(path) {
-        if rt.table.find(&rt.config.routes, &at.host, at.port, &cut) != Some(index) {
-            let e = ProxyError::Ambiguous(crate::request::Ambiguous::PathParameters);
-            return Err(ex.refuse(&e));
+    rt.table
+        .resolve(&rt.config.routes, &at.host, at.port, path)
+        .map_err(|u| ex.refuse(&unresolved(u)))
+}
+
+/// The refusal for a request no route takes.
+fn unresolved(u: crate::routing::Unresolved) -> ProxyError {
+    match u {
+        crate::routing::Unresolved::NoRoute => ProxyError::NoRoute,
+        crate::routing::Unresolved::Ambiguous => {
+            ProxyError::Ambiguous(crate::request::Ambiguous::PathParameters)
         }
     }
-    Ok(index)
 }
 
 /// Phase 7: what an allowed request gets, then the route's response headers.

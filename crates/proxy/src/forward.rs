@@ -497,8 +497,8 @@ fn upstream_request_headers(
         }
     }
     crate::authenticate::strip_cookies(headers, ctx.cookie_name);
-    // gatehouse's own programmatic token never reaches an upstream.
-    headers.remove(&crate::bearer::X_POMERIUM_AUTHORIZATION);
+    // gatehouse's own programmatic token never reaches an upstream
+    // (`X-Pomerium-Authorization` went with the owned headers above).
     if crate::bearer::is_own_token(headers) {
         headers.remove(header::AUTHORIZATION);
     }
@@ -510,18 +510,19 @@ fn upstream_request_headers(
     // `skip_xff_append`.
     let conn = ctx.conn;
     if !ctx.rules.skip_xff_append {
-        let prev: Vec<&str> = headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .collect();
-        let xff = if prev.is_empty() {
+        let mut joined = String::new();
+        for v in headers.get_all(&X_FORWARDED_FOR) {
+            let v = v.to_str().map(str::trim).unwrap_or("");
+            if !v.is_empty() {
+                joined.push_str(v);
+                joined.push_str(", ");
+            }
+        }
+        let xff = if joined.is_empty() {
             conn.peer_ip.clone()
         } else {
-            HeaderValue::from_str(&format!("{}, {}", prev.join(", "), conn.peer.ip()))
-                .unwrap_or_else(|_| conn.peer_ip.clone())
+            joined.push_str(conn.peer_ip.to_str().unwrap_or_default());
+            HeaderValue::from_str(&joined).unwrap_or_else(|_| conn.peer_ip.clone())
         };
         headers.insert(X_FORWARDED_FOR.clone(), xff);
     }

@@ -175,7 +175,7 @@ pub async fn handle(
     let json = answers::wants_json(headers);
     let refuse = |e: ProxyError| crate::error::response(&e, id, json);
     let rules = &rt.config.request;
-    let peer = crate::request::unmap(conn.peer.ip());
+    let peer = conn.peer.ip().to_canonical();
     if !rt
         .config
         .forward_auth_trusted_sources
@@ -211,17 +211,18 @@ pub async fn handle(
         Ok(c) => c.path,
         Err(e) => return refuse(ProxyError::Ambiguous(e)),
     };
-    let Some(index) = rt.table.find(&rt.config.routes, host, port, &path) else {
-        tracing::info!(url = %original.url(), request_id = id, "forward-auth: no route matches the original request");
-        return refuse(ProxyError::ForwardAuthNoRoute);
-    };
-    if let Some(cut) = crate::request::without_parameters(&path) {
-        if rt.table.find(&rt.config.routes, host, port, &cut) != Some(index) {
+    let index = match rt.table.resolve(&rt.config.routes, host, port, &path) {
+        Ok(i) => i,
+        Err(crate::routing::Unresolved::NoRoute) => {
+            tracing::info!(url = %original.url(), request_id = id, "forward-auth: no route matches the original request");
+            return refuse(ProxyError::ForwardAuthNoRoute);
+        }
+        Err(crate::routing::Unresolved::Ambiguous) => {
             return refuse(ProxyError::Ambiguous(
                 crate::request::Ambiguous::PathParameters,
             ));
         }
-    }
+    };
     let route = &rt.config.routes[index];
     let state = &rt.routes[index];
 

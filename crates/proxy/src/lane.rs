@@ -163,11 +163,6 @@ impl Pool {
             }
         });
     }
-
-    /// Idle connections kept (metrics and tests).
-    pub fn idle_count(&self) -> usize {
-        self.lock().values().map(Vec::len).sum()
-    }
 }
 
 /// Closes idle connections that expired or that the upstream closed, and

@@ -415,7 +415,8 @@ impl ConnInfo {
     }
 
     pub fn new(peer: SocketAddr, local_port: u16, tls: bool) -> ConnInfo {
-        let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
+        // IPv4-mapped peers in one spelling, as the policy sees them.
+        let peer_ip = HeaderValue::from_str(&peer.ip().to_canonical().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
         ConnInfo {
             peer,
@@ -466,10 +467,10 @@ pub fn client_address(
     trusted_hops: u32,
 ) -> Result<IpAddr, Ambiguous> {
     if trusted_hops == 0 {
-        return Ok(unmap(peer));
+        return Ok(peer.to_canonical());
     }
     nth_forwarded_from_right(headers, trusted_hops as usize)
-        .map(unmap)
+        .map(|ip| ip.to_canonical())
         .ok_or(Ambiguous::ForwardedFor)
 }
 
@@ -479,7 +480,7 @@ pub fn client_address(
 /// usable `X-Forwarded-For` (nginx: `$proxy_add_x_forwarded_for`).
 pub fn forwarded_client(headers: &HeaderMap, trusted_hops: u32) -> Result<IpAddr, Ambiguous> {
     nth_forwarded_from_right(headers, trusted_hops as usize + 1)
-        .map(unmap)
+        .map(|ip| ip.to_canonical())
         .ok_or(Ambiguous::ForwardedFor)
 }
 
@@ -520,14 +521,6 @@ fn parse_forwarded_ip(s: &str) -> Option<IpAddr> {
     s.strip_prefix('[')
         .and_then(|r| r.strip_suffix(']'))
         .and_then(|r| r.parse().ok())
-}
-
-/// IPv4-mapped IPv6 as IPv4: one spelling per address.
-pub fn unmap(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
 }
 
 #[cfg(test)]

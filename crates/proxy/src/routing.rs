@@ -38,6 +38,14 @@ struct Entry {
     route: usize,
 }
 
+/// Why [`RouteTable::resolve`] found no route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unresolved {
+    NoRoute,
+    /// The servlet reading of the path picks another route.
+    Ambiguous,
+}
+
 impl RouteTable {
     pub fn new(routes: &[Route]) -> RouteTable {
         let mut table = RouteTable::default();
@@ -83,6 +91,28 @@ impl RouteTable {
             rest = &rest[dot + 1..];
         }
         None
+    }
+
+    /// The route for a request, as every lookup must make it: [`find`](Self::find)
+    /// on the canonical path, and the servlet reading of that path
+    /// (`;parameters` cut, as Jetty and Tomcat read it) must pick the same
+    /// route, or the request is ambiguous.
+    pub fn resolve(
+        &self,
+        routes: &[Route],
+        host: &str,
+        port: u16,
+        path: &str,
+    ) -> Result<usize, Unresolved> {
+        let index = self
+            .find(routes, host, port, path)
+            .ok_or(Unresolved::NoRoute)?;
+        if let Some(cut) = crate::request::without_parameters(path) {
+            if self.find(routes, host, port, &cut) != Some(index) {
+                return Err(Unresolved::Ambiguous);
+            }
+        }
+        Ok(index)
     }
 
     /// True when some route serves this host (any path) on this port.
@@ -135,6 +165,30 @@ mod tests {
             .unwrap()
             .config
             .routes
+    }
+
+    /// Every lookup (proxied requests, forward-auth, the token sign-in's
+    /// target) goes through `resolve`: the servlet reading of a path must
+    /// pick the same route.
+    #[test]
+    fn resolve_refuses_paths_the_servlet_reading_routes_elsewhere() {
+        let r = routes(
+            "routes:
+  - {from: 'https://a.example', path: /secret, to: 'http://u', allow_any_authenticated_user: true}
+  - {from: 'https://a.example', prefix: /, to: 'http://u', allow_public_unauthenticated_access: true}
+",
+        );
+        let t = RouteTable::new(&r);
+        assert_eq!(t.resolve(&r, "a.example", 443, "/secret"), Ok(0));
+        assert_eq!(t.resolve(&r, "a.example", 443, "/other;x"), Ok(1));
+        assert_eq!(
+            t.resolve(&r, "a.example", 443, "/secret;x"),
+            Err(Unresolved::Ambiguous)
+        );
+        assert_eq!(
+            t.resolve(&r, "b.example", 443, "/"),
+            Err(Unresolved::NoRoute)
+        );
     }
 
     #[test]

@@ -285,10 +285,6 @@ impl Auth {
             None => origin.to_string(),
         }
     }
-
-    pub fn cookie_header_name(&self) -> &str {
-        &self.cookie.name
-    }
 }
 
 /// What the proxy knows about the request's host.
