@@ -294,7 +294,14 @@ async fn early(ex: &Exchange<'_>, at: &Addressed<'_>, req: Request<RequestBody>)
         || (path == crate::forward_auth::OAUTH2_PATH
             && (crate::forward_auth::describes_original(req.headers()) || !route_host))
     {
-        let resp = crate::forward_auth::handle(proxy, rt, &req, ex.conn, &ex.request_id).await;
+        let resp = Box::pin(crate::forward_auth::handle(
+            proxy,
+            rt,
+            &req,
+            ex.conn,
+            &ex.request_id,
+        ))
+        .await;
         return Early::Answered(resp);
     }
     // Published keys and discovery: on every route host, before any policy.
@@ -306,8 +313,15 @@ async fn early(ex: &Exchange<'_>, at: &Addressed<'_>, req: Request<RequestBody>)
     // The raw assertion, when `runtime_flags: {pomerium_jwt_endpoint: true}`
     // (off by default, as Pomerium).
     if path == "/.pomerium/jwt" && route_host {
-        let resp =
-            crate::published::raw_assertion(proxy, rt, &req, (host, port), ex.id(), ex.json).await;
+        let resp = Box::pin(crate::published::raw_assertion(
+            proxy,
+            rt,
+            &req,
+            (host, port),
+            ex.id(),
+            ex.json,
+        ))
+        .await;
         return Early::Answered(resp);
     }
     // The token hand-off of embedded routes, on route hosts.
@@ -335,7 +349,7 @@ async fn early(ex: &Exchange<'_>, at: &Addressed<'_>, req: Request<RequestBody>)
             find: &find,
             bearer: rt.bearer.as_ref(),
         };
-        let resp = authenticate::sign_in_with_token(
+        let resp = Box::pin(authenticate::sign_in_with_token(
             &rt.auth,
             &proxy.identity,
             routes,
@@ -343,7 +357,7 @@ async fn early(ex: &Exchange<'_>, at: &Addressed<'_>, req: Request<RequestBody>)
             &at.signin_host(ex.conn),
             secure,
             ex.id(),
-        )
+        ))
         .await;
         return Early::Answered(resp);
     }
@@ -362,7 +376,7 @@ async fn early(ex: &Exchange<'_>, at: &Addressed<'_>, req: Request<RequestBody>)
             ip: at.client_ip,
         };
         let host_info = at.signin_host(ex.conn);
-        match authenticate::endpoint(
+        match Box::pin(authenticate::endpoint(
             auth,
             &proxy.identity,
             req,
@@ -370,7 +384,7 @@ async fn early(ex: &Exchange<'_>, at: &Addressed<'_>, req: Request<RequestBody>)
             &allowed,
             caller,
             ex.id(),
-        )
+        ))
         .await
         {
             Ok(resp) => return Early::Answered(resp),

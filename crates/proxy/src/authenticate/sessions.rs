@@ -91,7 +91,9 @@ pub(super) async fn session_from_handle(
         session.identity = auth.directory.as_ref()?.current(&session.identity.sub)?;
     }
     match &session.tokens {
-        Some(t) if t.needs_refresh(now) => refresh(auth, state, session, now).await,
+        // Rare, and a large future: boxed so that every request's future
+        // does not carry its room.
+        Some(t) if t.needs_refresh(now) => Box::pin(refresh(auth, state, session, now)).await,
         _ => Some(session),
     }
 }
