@@ -428,8 +428,60 @@ fn upstream_host(
 }
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
+/// Hop-by-hop header names present in a map, from one pass over its names.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+struct HopByHop(u8);
+
+impl HopByHop {
+    const CONNECTION: u8 = 1;
+    const KEEP_ALIVE: u8 = 1 << 1;
+    const PROXY_CONNECTION: u8 = 1 << 2;
+    const TRANSFER_ENCODING: u8 = 1 << 3;
+    const TRAILER: u8 = 1 << 4;
+    const UPGRADE: u8 = 1 << 5;
+    const TE: u8 = 1 << 6;
+
+    /// The bit of `name`, or 0 for an end-to-end header (standard names
+    /// compare as enum tags, without looking at bytes).
+    fn bit(name: &HeaderName) -> u8 {
+        if *name == header::CONNECTION {
+            Self::CONNECTION
+        } else if *name == header::TRANSFER_ENCODING {
+            Self::TRANSFER_ENCODING
+        } else if *name == header::TRAILER {
+            Self::TRAILER
+        } else if *name == header::UPGRADE {
+            Self::UPGRADE
+        } else if *name == header::TE {
+            Self::TE
+        } else if *name == KEEP_ALIVE {
+            Self::KEEP_ALIVE
+        } else if *name == PROXY_CONNECTION {
+            Self::PROXY_CONNECTION
+        } else {
+            0
+        }
+    }
+
+    fn has(self, bit: u8) -> bool {
+        self.0 & bit != 0
+    }
+}
+
+/// Removes the hop-by-hop headers (and those `Connection` names). Runs on
+/// every request and response: one pass over the names, and a removal only
+/// for a name that is there (the common request and answer have none, or
+/// only `Connection`).
 fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    if headers.contains_key(header::CONNECTION) {
+    let mut seen = HopByHop::default();
+    for name in headers.keys() {
+        seen.0 |= HopByHop::bit(name);
+    }
+    strip_seen_hop_by_hop(headers, seen, keep_upgrade);
+}
+
+fn strip_seen_hop_by_hop(headers: &mut HeaderMap, seen: HopByHop, keep_upgrade: bool) {
+    if seen.has(HopByHop::CONNECTION) {
         let listed: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
@@ -444,20 +496,31 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             headers.remove(&name);
         }
     }
-    headers.remove(&KEEP_ALIVE);
-    headers.remove(&PROXY_CONNECTION);
-    headers.remove(header::TRANSFER_ENCODING);
-    headers.remove(header::TRAILER);
-    headers.remove(header::CONNECTION);
+    let gone = [
+        (HopByHop::KEEP_ALIVE, &KEEP_ALIVE),
+        (HopByHop::PROXY_CONNECTION, &PROXY_CONNECTION),
+        (HopByHop::TRANSFER_ENCODING, &header::TRANSFER_ENCODING),
+        (HopByHop::TRAILER, &header::TRAILER),
+        (HopByHop::CONNECTION, &header::CONNECTION),
+    ];
+    for (bit, name) in gone {
+        if seen.has(bit) {
+            headers.remove(name);
+        }
+    }
     if !keep_upgrade {
-        headers.remove(header::UPGRADE);
+        if seen.has(HopByHop::UPGRADE) {
+            headers.remove(header::UPGRADE);
+        }
     } else {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
     // `TE: trailers` is end-to-end in practice (gRPC needs it).
-    if let Some(te) = headers.get(header::TE) {
-        if !te.as_bytes().eq_ignore_ascii_case(b"trailers") {
-            headers.remove(header::TE);
+    if seen.has(HopByHop::TE) {
+        if let Some(te) = headers.get(header::TE) {
+            if !te.as_bytes().eq_ignore_ascii_case(b"trailers") {
+                headers.remove(header::TE);
+            }
         }
     }
 }
@@ -471,8 +534,29 @@ fn upstream_request_headers(
     host: HeaderValue,
     upgrade: bool,
 ) {
-    strip_hop_by_hop(headers, upgrade);
-    ctx.owned_headers.strip(headers);
+    // One pass over the client's header names decides which edits apply:
+    // a name that is not there costs no lookup.
+    let mut hop = HopByHop::default();
+    let (mut owned, mut cookie, mut authorization, mut xff) = (false, false, false, false);
+    for name in headers.keys() {
+        let bit = HopByHop::bit(name);
+        if bit != 0 {
+            hop.0 |= bit;
+        } else if *name == header::COOKIE {
+            cookie = true;
+        } else if *name == header::AUTHORIZATION {
+            authorization = true;
+        } else if *name == X_FORWARDED_FOR {
+            xff = true;
+        } else {
+            owned |= ctx.owned_headers.owns(name.as_str());
+        }
+    }
+    strip_seen_hop_by_hop(headers, hop, upgrade);
+    if owned {
+        // Among them a client's `X-Forwarded-Host` and `-Proto`.
+        ctx.owned_headers.strip(headers);
+    }
     if let Some(a) = &ctx.assertion {
         headers.insert(
             HeaderName::from_static("x-pomerium-jwt-assertion"),
@@ -496,10 +580,12 @@ fn upstream_request_headers(
             }
         }
     }
-    crate::authenticate::strip_cookies(headers, ctx.cookie_name);
+    if cookie {
+        crate::authenticate::strip_cookies(headers, ctx.cookie_name);
+    }
     // gatehouse's own programmatic token never reaches an upstream
     // (`X-Pomerium-Authorization` went with the owned headers above).
-    if crate::bearer::is_own_token(headers) {
+    if authorization && crate::bearer::is_own_token(headers) {
         headers.remove(header::AUTHORIZATION);
     }
     for name in &route.remove_request_headers {
@@ -509,7 +595,9 @@ fn upstream_request_headers(
     // X-Forwarded-For: the peer appended (Envoy's default), unless
     // `skip_xff_append`.
     let conn = ctx.conn;
-    if !ctx.rules.skip_xff_append {
+    if !ctx.rules.skip_xff_append && !xff {
+        headers.insert(X_FORWARDED_FOR.clone(), conn.peer_ip.clone());
+    } else if !ctx.rules.skip_xff_append {
         let mut joined = String::new();
         for v in headers.get_all(&X_FORWARDED_FOR) {
             let v = v.to_str().map(str::trim).unwrap_or("");
@@ -530,10 +618,10 @@ fn upstream_request_headers(
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
     );
-    match original_host {
-        Some(h) => headers.insert(X_FORWARDED_HOST.clone(), h),
-        None => headers.remove(&X_FORWARDED_HOST),
-    };
+    // A client's own went with the owned headers.
+    if let Some(h) = original_host {
+        headers.insert(X_FORWARDED_HOST.clone(), h);
+    }
     headers.insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
     headers.insert(header::HOST, host);
 

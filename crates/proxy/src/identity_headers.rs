@@ -8,8 +8,6 @@
 //! route, in every spelling (CGI, WSGI and PHP read `_` as `-`), so no
 //! route, public or not, lets a forged identity reach an upstream.
 
-use std::collections::HashSet;
-
 use gatehouse_config::{Config, TemplatePart};
 use http::HeaderMap;
 use http::header::HeaderName;
@@ -47,8 +45,9 @@ const EXTENDED: [&str; 2] = ["x-forwarded-for", "x-request-id"];
 /// The names of one configuration, built once per configuration.
 #[derive(Debug, Default)]
 pub struct OwnedHeaders {
-    /// Canonical spellings (lower case, `-`) of names outside the prefixes.
-    names: HashSet<Box<str>>,
+    /// Canonical spellings (lower case, `-`) of names outside the prefixes:
+    /// a few, compared in a row (every request header is looked up here).
+    names: Vec<Box<str>>,
     /// Every exact name gatehouse may write, for the blanks of a
     /// forward-auth answer (a proxy in front that copies a header the
     /// answer lacks would otherwise keep the client's copy).
@@ -96,12 +95,14 @@ impl OwnedHeaders {
         }
         // Stored in the spelling `owns` compares in: `_` read as `-` (a
         // configured `X_WEBAUTH_USER` owns `X-Webauth-User` too).
-        let names = written
+        let mut names: Vec<Box<str>> = written
             .iter()
             .map(|n| n.as_str().replace('_', "-"))
             .filter(|n| !OWNED_PREFIXES.iter().any(|p| n.starts_with(p)))
             .map(String::into_boxed_str)
             .collect();
+        names.sort();
+        names.dedup();
         OwnedHeaders { names, written }
     }
 
@@ -115,7 +116,7 @@ impl OwnedHeaders {
         OWNED_PREFIXES.iter().any(|p| canonical.starts_with(p))
             || REQUEST_DESCRIPTION.contains(&canonical.as_ref())
             || (name.contains('_') && EXTENDED.contains(&canonical.as_ref()))
-            || self.names.contains(canonical.as_ref())
+            || self.names.iter().any(|n| **n == *canonical)
     }
 
     /// Removes every header gatehouse owns from a client's request.
