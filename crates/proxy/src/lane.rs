@@ -7,15 +7,10 @@
 //! request is written and its answer read without waking anything else.
 //!
 //! - A [`Lane`] belongs to one downstream connection and holds at most one
-//!   upstream connection: checked out of the [`Pool`] (synchronously) or
-//!   opened for a request, and kept for the next request to the same
-//!   upstream while the downstream connection stays busy, so a busy
-//!   connection's request touches no shared state. It is watched while
-//!   kept (its IO is polled by the lane's task: a close is seen at once),
-//!   and goes back to the pool once the downstream connection has been
-//!   idle for a sweep ([`SWEEP_EVERY`], 1 to 2 s), when the next request
-//!   goes to another upstream, or when the downstream connection ends.
-//!   Idle downstream connections hold no upstream connection for long.
+//!   upstream connection, only for the length of one exchange: checked out
+//!   of the [`Pool`] (synchronously) or opened for the request, given back
+//!   the moment the exchange is complete (request written, answer read to
+//!   its end). Idle downstream connections hold no upstream connection.
 //! - The pool keeps idle connections per upstream authority (90 s, at most
 //!   256 each), across reloads; a reaper closes expired ones and ones the
 //!   upstream closed. Each is polled once at checkout (without a waker) so
@@ -49,9 +44,8 @@ use crate::body::{Body, BoxError};
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Idle connections kept per upstream authority.
 const MAX_IDLE_PER_AUTHORITY: usize = 256;
-/// How often the reaper takes connections back from idle lanes and closes
-/// expired idle ones.
-pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// How often the reaper looks at the idle connections.
+const REAP_EVERY: Duration = Duration::from_secs(10);
 
 type Driver = Pin<Box<client_h1::Connection<TokioIo<TcpStream>, Body>>>;
 
@@ -107,8 +101,6 @@ type IdleMap = HashMap<Authority, Vec<Idle>, BuildHasherDefault<Fnv>>;
 /// Idle upstream HTTP/1 connections by authority, kept across reloads.
 pub struct Pool {
     idle: Mutex<IdleMap>,
-    /// Lanes that keep one of this pool's connections (swept when idle).
-    lanes: Mutex<Vec<Weak<Lane>>>,
     connector: HttpConnector,
     /// The reaper runs once the first connection is kept.
     reaper: std::sync::Once,
@@ -121,7 +113,6 @@ impl Pool {
     pub fn new(connector: HttpConnector) -> Pool {
         Pool {
             idle: Mutex::default(),
-            lanes: Mutex::default(),
             connector,
             reaper: std::sync::Once::new(),
         }
@@ -166,19 +157,6 @@ impl Pool {
             });
         }
         drop(map);
-        self.start_reaper();
-    }
-
-    /// Lists `lane` for the idle sweep.
-    fn list(self: &Arc<Self>, lane: Weak<Lane>) {
-        self.lanes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(lane);
-        self.start_reaper();
-    }
-
-    fn start_reaper(self: &Arc<Self>) {
         self.reaper.call_once(|| {
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 rt.spawn(reap(Arc::downgrade(self)));
@@ -187,38 +165,14 @@ impl Pool {
     }
 }
 
-/// Takes connections back from lanes idle since the last sweep, closes
-/// idle connections that expired or that the upstream closed, and forgets
-/// authorities with none left; ends with the pool.
+/// Closes idle connections that expired or that the upstream closed, and
+/// forgets authorities with none left; ends with the pool.
 async fn reap(pool: Weak<Pool>) {
-    let mut every = tokio::time::interval(SWEEP_EVERY);
+    let mut every = tokio::time::interval(REAP_EVERY);
     every.tick().await;
     loop {
         every.tick().await;
         let Some(pool) = pool.upgrade() else { return };
-        let lanes: Vec<Arc<Lane>> = {
-            let mut lanes = pool.lanes.lock().unwrap_or_else(|e| e.into_inner());
-            lanes.retain(|l| l.strong_count() > 0);
-            lanes.iter().filter_map(Weak::upgrade).collect()
-        };
-        let mut released = Vec::new();
-        for lane in &lanes {
-            if let Some(conn) = lane.release_if_idle() {
-                released.push(conn);
-            }
-        }
-        if !released.is_empty() {
-            // Lanes that gave their connection back are listed again when
-            // they take one.
-            pool.lanes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .retain(|l| l.upgrade().is_some_and(|l| l.lock().listed));
-        }
-        drop(lanes);
-        for conn in released {
-            pool.put(conn);
-        }
         let mut map = pool.lock();
         for list in map.values_mut() {
             list.retain_mut(|i| i.since.elapsed() <= IDLE_TIMEOUT && !i.conn.ended());
@@ -237,12 +191,6 @@ struct Bound {
     sent: bool,
     /// A connection was bound since the last poll: poll it before sleeping.
     installed: bool,
-    /// Exchanges completed, and their number at the last sweep: equal means
-    /// idle for a whole sweep.
-    exchanges: u64,
-    swept: u64,
-    /// In the pool's list of lanes to sweep.
-    listed: bool,
 }
 
 /// The upstream exchange of one downstream connection, if one is going on.
@@ -275,9 +223,9 @@ impl Lane {
     }
 
     /// Drives the bound connection's IO (from the downstream connection's
-    /// task): notes when its exchange is complete (it stays, for the next
-    /// request), forgets it once it has ended. True when a connection was
-    /// bound since the last call.
+    /// task); gives it back to its pool once its exchange is complete, and
+    /// forgets it once it has ended. True when a connection was bound since
+    /// the last call.
     fn poll_bound(&self, cx: &mut Context<'_>) -> bool {
         let mut guard = self.lock();
         let b = &mut *guard;
@@ -287,57 +235,12 @@ impl Lane {
                 b.sent = false;
             } else if b.sent && conn.sender.is_ready() {
                 b.sent = false;
-                b.exchanges += 1;
+                if let (Some(conn), Some(pool)) = (b.conn.take(), b.pool.upgrade()) {
+                    pool.put(conn);
+                }
             }
         }
         std::mem::take(&mut b.installed)
-    }
-
-    /// The kept connection, when it is to `authority` and free; one to
-    /// another upstream goes back to its pool.
-    fn take_kept(&self, authority: &Authority) -> Option<Conn> {
-        let mut guard = self.lock();
-        let b = &mut *guard;
-        let conn = b.conn.as_mut()?;
-        if !conn.sender.is_ready() {
-            // Mid-exchange or closed: `bind` drops it.
-            return None;
-        }
-        if b.sent {
-            b.sent = false;
-            b.exchanges += 1;
-        }
-        if conn.authority == *authority {
-            return b.conn.take();
-        }
-        let (conn, pool) = (b.conn.take(), b.pool.upgrade());
-        drop(guard);
-        if let (Some(conn), Some(pool)) = (conn, pool) {
-            pool.put(conn);
-        }
-        None
-    }
-
-    /// The kept connection, if the lane has been idle since the last sweep.
-    fn release_if_idle(&self) -> Option<Conn> {
-        let mut guard = self.lock();
-        let b = &mut *guard;
-        let free = b.conn.as_ref().is_some_and(|c| c.sender.is_ready());
-        if free && b.sent {
-            // Complete, and not polled since.
-            b.sent = false;
-            b.exchanges += 1;
-        }
-        let idle = b.exchanges == b.swept;
-        b.swept = b.exchanges;
-        if idle && free {
-            b.listed = false;
-            return b.conn.take();
-        }
-        if b.conn.is_none() {
-            b.listed = false;
-        }
-        None
     }
 
     /// Drops the bound connection (after a failed or abandoned exchange,
@@ -349,7 +252,7 @@ impl Lane {
     }
 
     /// Binds `conn` (from `pool`) for this exchange.
-    fn bind(self: &Arc<Self>, conn: Conn, pool: &Arc<Pool>) {
+    fn bind(&self, conn: Conn, pool: &Arc<Pool>) {
         let mut b = self.lock();
         // A connection still bound here is one whose exchange never
         // completed (the upstream stopped reading, say): not reused.
@@ -357,25 +260,19 @@ impl Lane {
         b.pool = Arc::downgrade(pool);
         b.sent = false;
         b.installed = true;
-        if !b.listed {
-            b.listed = true;
-            drop(b);
-            pool.list(Arc::downgrade(self));
-        }
     }
 
     /// Sends `req` to `authority` on a connection from `pool` (or a new
     /// one), driven by this lane's task.
     pub async fn send(
-        self: &Arc<Self>,
+        &self,
         pool: &Arc<Pool>,
         authority: &Authority,
         req: Request<Body>,
     ) -> Result<Response<Incoming>, LaneError> {
         let mut req = req;
         for _ in 0..2 {
-            let kept = self.take_kept(authority);
-            let (conn, reused) = match kept.or_else(|| pool.checkout(authority)) {
+            let (conn, reused) = match pool.checkout(authority) {
                 Some(conn) => (conn, true),
                 None => (connect(pool, authority).await?, false),
             };
