@@ -99,12 +99,22 @@ enum Phase {
 }
 
 /// An IO stream with the deadlines above.
+///
+/// The timer is not moved on every request (a timer-wheel update each
+/// time): entering a phase notes when it began and moves the timer only
+/// when the phase's deadline is earlier than the one set (or that one has
+/// passed). When the timer fires, the current phase's own deadline decides:
+/// passed, the connection ends; not yet, the timer is set to it.
 pub struct Deadlines<T> {
     io: T,
     activity: Arc<Activity>,
     read_timeout: Duration,
     idle_timeout: Duration,
     sleep: Pin<Box<Sleep>>,
+    /// When `sleep` fires.
+    armed: Instant,
+    /// When the current phase began.
+    since: Instant,
     phase: Phase,
     /// First bytes not seen yet (protocol detection).
     first: bool,
@@ -121,12 +131,15 @@ impl<T> Deadlines<T> {
         read_timeout: Duration,
         idle_timeout: Duration,
     ) -> Self {
+        let now = Instant::now();
         Deadlines {
             io,
             activity,
             read_timeout,
             idle_timeout,
-            sleep: Box::pin(tokio::time::sleep(read_timeout)),
+            sleep: Box::pin(tokio::time::sleep_until(now + read_timeout)),
+            armed: now + read_timeout,
+            since: now,
             phase: Phase::Head,
             first: true,
             h2: false,
@@ -150,8 +163,28 @@ impl<T> Deadlines<T> {
         busy
     }
 
-    fn arm(&mut self, d: Duration) {
-        self.sleep.as_mut().reset(Instant::now() + d);
+    /// Enters `phase` (Head or Idle) now.
+    fn enter(&mut self, phase: Phase) {
+        let now = Instant::now();
+        self.phase = phase;
+        self.since = now;
+        let deadline = now + self.limit();
+        if deadline < self.armed || self.armed <= now {
+            self.set(deadline);
+        }
+    }
+
+    /// The current phase's time limit (Head or Idle).
+    fn limit(&self) -> Duration {
+        match self.phase {
+            Phase::Head => self.read_timeout,
+            _ => self.idle_timeout,
+        }
+    }
+
+    fn set(&mut self, deadline: Instant) {
+        self.armed = deadline;
+        self.sleep.as_mut().reset(deadline);
     }
 }
 
@@ -177,9 +210,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Deadlines<T> {
                     // The first bytes of a new HTTP/1 request start its head timer.
                     let busy = this.sync();
                     if !this.h2 && !busy && this.phase != Phase::Head {
-                        this.phase = Phase::Head;
-                        let d = this.read_timeout;
-                        this.arm(d);
+                        this.enter(Phase::Head);
                     }
                 }
                 Poll::Ready(Ok(()))
@@ -191,20 +222,22 @@ impl<T: AsyncRead + Unpin> AsyncRead for Deadlines<T> {
                     return Poll::Pending;
                 }
                 if this.phase == Phase::Busy || (this.h2 && this.phase == Phase::Head) {
-                    this.phase = Phase::Idle;
-                    let d = this.idle_timeout;
-                    this.arm(d);
+                    this.enter(Phase::Idle);
                 }
-                match this.sleep.as_mut().poll(cx) {
-                    Poll::Ready(()) => {
-                        let why = match this.phase {
-                            Phase::Head => "request headers not received within timeout_read",
-                            _ => "connection idle for timeout_idle",
-                        };
-                        Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, why)))
+                while this.sleep.as_mut().poll(cx).is_ready() {
+                    let deadline = this.since + this.limit();
+                    if Instant::now() < deadline {
+                        // Set for an earlier phase: on to this one's.
+                        this.set(deadline);
+                        continue;
                     }
-                    Poll::Pending => Poll::Pending,
+                    let why = match this.phase {
+                        Phase::Head => "request headers not received within timeout_read",
+                        _ => "connection idle for timeout_idle",
+                    };
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, why)));
                 }
+                Poll::Pending
             }
         }
     }
@@ -298,6 +331,24 @@ mod tests {
         client.write_all(b"GET / HT").await.unwrap();
         let elapsed = reader.await.unwrap();
         assert_eq!(elapsed, Duration::from_secs(100) + READ);
+    }
+
+    /// The timer is not moved on every request: a head begun just before a
+    /// timer set for an earlier phase fires still gets all of its
+    /// `timeout_read`, no more.
+    #[tokio::test(start_paused = true)]
+    async fn a_head_begun_just_before_an_earlier_timer_gets_its_whole_timeout_read() {
+        let (mut io, mut client, activity) = pair();
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 64];
+        assert!(io.read(&mut buf).await.unwrap() > 0);
+        drop(activity.start());
+        let reader = tokio::spawn(async move { time_to_close(&mut io).await });
+        // The timer set when the connection opened fires at READ.
+        tokio::time::sleep(READ - Duration::from_secs(1)).await;
+        client.write_all(b"GET / HT").await.unwrap();
+        let elapsed = reader.await.unwrap();
+        assert_eq!(elapsed, READ - Duration::from_secs(1) + READ);
     }
 
     #[tokio::test(start_paused = true)]

@@ -274,7 +274,9 @@ impl Lane {
         for _ in 0..2 {
             let (conn, reused) = match pool.checkout(authority) {
                 Some(conn) => (conn, true),
-                None => (connect(pool, authority).await?, false),
+                // Boxed: rare, and its future would otherwise make every
+                // request's future larger.
+                None => (Box::pin(connect(pool, authority)).await?, false),
             };
             self.bind(conn, pool);
             // Ready once the connection's task (ours) has polled it.
