@@ -429,15 +429,44 @@ JRisZ5KzajB3IIfBqhIJ7C97f7FpUBk5Ow==
 /// so an assertion minted under one configuration (one signing key, one
 /// route list) is never served under the next; [`Cache::clear`] on reload
 /// frees the old ones, [`Cache::forget_session`] a signed-out session's.
+///
+/// A hit allocates nothing and takes only a read lock: the map is keyed by
+/// the host's keyed hash (foldhash, seeded per process, so request hosts on
+/// a wildcard route cannot be chosen to collide), and the host itself is
+/// compared before a value is served (an assertion is never given to a host
+/// it was not minted for).
 pub struct Cache<V> {
-    entries: std::sync::Mutex<std::collections::HashMap<CacheKey, (V, u64)>>,
+    entries:
+        std::sync::RwLock<std::collections::HashMap<Slot, Entry<V>, foldhash::fast::RandomState>>,
+    hosts: foldhash::fast::RandomState,
     capacity: usize,
     generation: std::sync::atomic::AtomicU64,
 }
 
-/// Session id (zeros for public routes), configuration generation, route
-/// index, request host.
-pub type CacheKey = ([u8; 16], u64, usize, String);
+/// What an assertion is for: the session (zeros for public routes), the
+/// configuration generation, the route (its index) and the request host.
+#[derive(Clone, Copy, Debug)]
+pub struct CacheKey<'a> {
+    pub session: [u8; 16],
+    pub generation: u64,
+    pub route: usize,
+    pub host: &'a str,
+}
+
+/// A key with the host as its hash.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Slot {
+    session: [u8; 16],
+    generation: u64,
+    route: usize,
+    host: u64,
+}
+
+struct Entry<V> {
+    host: Box<str>,
+    value: V,
+    expires: u64,
+}
 
 /// Re-mint when less than this many seconds remain.
 pub const REMINT_BEFORE_SECS: u64 = 60;
@@ -446,6 +475,7 @@ impl<V: Clone> Cache<V> {
     pub fn new(capacity: usize) -> Cache<V> {
         Cache {
             entries: Default::default(),
+            hosts: Default::default(),
             capacity: capacity.max(1),
             generation: Default::default(),
         }
@@ -464,49 +494,63 @@ impl<V: Clone> Cache<V> {
     /// The cached value for `key`, or `mint()`'s (value, expiry) stored.
     pub fn get_or_mint(
         &self,
-        key: CacheKey,
+        key: CacheKey<'_>,
         now: u64,
         mint: impl FnOnce() -> Option<(V, u64)>,
     ) -> Option<V> {
+        use std::hash::BuildHasher;
+        let slot = Slot {
+            session: key.session,
+            generation: key.generation,
+            route: key.route,
+            host: self.hosts.hash_one(key.host),
+        };
         {
-            let map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((v, exp)) = map.get(&key) {
-                if *exp > now + REMINT_BEFORE_SECS {
-                    return Some(v.clone());
+            let map = self.entries.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(e) = map.get(&slot) {
+                if *e.host == *key.host && e.expires > now + REMINT_BEFORE_SECS {
+                    return Some(e.value.clone());
                 }
             }
         }
         // Signed outside the lock: other requests are not held up.
-        let (value, exp) = mint()?;
-        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let (value, expires) = mint()?;
+        let mut map = self.entries.write().unwrap_or_else(|e| e.into_inner());
         if map.len() >= self.capacity {
-            map.retain(|_, (_, e)| *e > now + REMINT_BEFORE_SECS);
+            map.retain(|_, e| e.expires > now + REMINT_BEFORE_SECS);
             if map.len() >= self.capacity {
                 map.clear();
             }
         }
-        map.insert(key, (value.clone(), exp));
+        map.insert(
+            slot,
+            Entry {
+                host: key.host.into(),
+                value: value.clone(),
+                expires,
+            },
+        );
         Some(value)
     }
 
     /// Drops every entry of one session (sign-out).
     pub fn forget_session(&self, session: &[u8; 16]) {
         self.entries
-            .lock()
+            .write()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|k, _| &k.0 != session);
+            .retain(|k, _| &k.session != session);
     }
 
     /// Drops everything (a new configuration, perhaps a new key).
     pub fn clear(&self) {
         self.entries
-            .lock()
+            .write()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
     }
 
     pub fn len(&self) -> usize {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.entries.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -554,7 +598,12 @@ mod cache_tests {
     #[test]
     fn reuses_until_a_minute_before_expiry_and_stays_bounded() {
         let cache: Cache<u32> = Cache::new(2);
-        let key = |s: &str| ([s.as_bytes()[0]; 16], 0, 0, "h".to_string());
+        let key = |s: &str| CacheKey {
+            session: [s.as_bytes()[0]; 16],
+            generation: 0,
+            route: 0,
+            host: "h",
+        };
         let mut mints = 0;
         let mut get = |k: &str, now: u64| {
             cache.get_or_mint(key(k), now, || {
@@ -573,5 +622,48 @@ mod cache_tests {
         assert!(cache.len() <= 1);
         cache.clear();
         assert!(cache.is_empty());
+    }
+
+    /// A host whose hash meets another's is never served the other's
+    /// assertion: the host itself is compared.
+    #[test]
+    fn a_host_hash_collision_mints_instead_of_serving_another_hosts_assertion() {
+        use std::hash::BuildHasher;
+        let cache: Cache<&str> = Cache::new(10);
+        let key = |host| CacheKey {
+            session: [1; 16],
+            generation: 0,
+            route: 0,
+            host,
+        };
+        assert_eq!(
+            cache.get_or_mint(key("a.example"), 1000, || Some(("for a", 2000))),
+            Some("for a")
+        );
+        // Plant a's entry where b's hash points (a collision).
+        {
+            let mut map = cache.entries.write().unwrap();
+            let planted = Entry {
+                host: "a.example".into(),
+                value: "for a",
+                expires: 2000,
+            };
+            let slot = Slot {
+                session: [1; 16],
+                generation: 0,
+                route: 0,
+                host: cache.hosts.hash_one("b.example"),
+            };
+            map.insert(slot, planted);
+        }
+        assert_eq!(
+            cache.get_or_mint(key("b.example"), 1000, || Some(("for b", 2000))),
+            Some("for b")
+        );
+        assert_eq!(
+            cache.get_or_mint(key("b.example"), 1001, || Some(("again", 2000))),
+            Some("for b"),
+            "cached now"
+        );
     }
 }

@@ -58,12 +58,12 @@ pub(crate) fn assertion(
     if !rt.cache_assertions {
         return mint_assertion(rt, host, route, session, now);
     }
-    let key = (
-        session.map_or([0; 16], |s| s.id.0),
-        rt.generation,
-        route.index,
-        host.to_string(),
-    );
+    let key = gatehouse_assertion::CacheKey {
+        session: session.map_or([0; 16], |s| s.id.0),
+        generation: rt.generation,
+        route: route.index,
+        host,
+    };
     let mut minted = false;
     let value = cache.get_or_mint(key, now, || {
         minted = true;
