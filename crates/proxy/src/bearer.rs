@@ -87,12 +87,14 @@ pub fn credential(headers: &HeaderMap) -> Credential<'_> {
 pub fn is_own_token(headers: &HeaderMap) -> bool {
     headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            let v = v.trim_start().as_bytes();
-            let starts = |p: &[u8]| v.len() >= p.len() && v[..p.len()].eq_ignore_ascii_case(p);
-            starts(b"pomerium ") || starts(b"bearer pomerium-")
-        })
+        .is_some_and(is_own_token_value)
+}
+
+/// True for an `Authorization` value carrying gatehouse's own token.
+pub fn is_own_token_value(v: &http::HeaderValue) -> bool {
+    let v = v.as_bytes().trim_ascii_start();
+    let starts = |p: &[u8]| v.len() >= p.len() && v[..p.len()].eq_ignore_ascii_case(p);
+    starts(b"pomerium ") || starts(b"bearer pomerium-")
 }
 
 /// Why a bearer token was refused.

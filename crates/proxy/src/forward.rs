@@ -327,6 +327,25 @@ async fn forward(
     Ok(out)
 }
 
+/// Removes every `Authorization` value that is gatehouse's own token (the
+/// client's other credentials stay), whichever of several values it is.
+fn strip_own_tokens(headers: &mut HeaderMap) {
+    let own = |v: &HeaderValue| crate::bearer::is_own_token_value(v);
+    if !headers.get_all(header::AUTHORIZATION).iter().any(own) {
+        return;
+    }
+    let kept: Vec<HeaderValue> = headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .filter(|v| !own(v))
+        .cloned()
+        .collect();
+    headers.remove(header::AUTHORIZATION);
+    for v in kept {
+        headers.append(header::AUTHORIZATION, v);
+    }
+}
+
 /// gatehouse's cookies (the session, `<name>_*`: pending sign-ins, CSRF,
 /// the authenticate host's) are set by gatehouse alone: an upstream, maybe
 /// a hostile co-tenant route on the same cookie domain, must not plant,
@@ -515,11 +534,17 @@ fn strip_seen_hop_by_hop(headers: &mut HeaderMap, seen: HopByHop, keep_upgrade: 
     } else {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    // `TE: trailers` is end-to-end in practice (gRPC needs it).
+    // `TE: trailers` is end-to-end in practice (gRPC needs it); nothing
+    // else in any `TE` value passes.
     if seen.has(HopByHop::TE) {
-        if let Some(te) = headers.get(header::TE) {
-            if !te.as_bytes().eq_ignore_ascii_case(b"trailers") {
-                headers.remove(header::TE);
+        let trailers = |v: &HeaderValue| v.as_bytes().eq_ignore_ascii_case(b"trailers");
+        let all = headers.get_all(header::TE);
+        let only_trailers = all.iter().all(trailers);
+        let any_trailers = all.iter().any(trailers);
+        if !only_trailers {
+            headers.remove(header::TE);
+            if any_trailers {
+                headers.insert(header::TE, HeaderValue::from_static("trailers"));
             }
         }
     }
@@ -539,6 +564,9 @@ fn upstream_request_headers(
     let mut hop = HopByHop::default();
     let (mut owned, mut cookie, mut authorization, mut xff) = (false, false, false, false);
     for name in headers.keys() {
+        // Any name may be owned (a configured claim header may be called
+        // `Authorization`, `Cookie` or `X-Forwarded-For`): asked of each.
+        owned |= ctx.owned_headers.owns(name.as_str());
         let bit = HopByHop::bit(name);
         if bit != 0 {
             hop.0 |= bit;
@@ -548,8 +576,6 @@ fn upstream_request_headers(
             authorization = true;
         } else if *name == X_FORWARDED_FOR {
             xff = true;
-        } else {
-            owned |= ctx.owned_headers.owns(name.as_str());
         }
     }
     strip_seen_hop_by_hop(headers, hop, upgrade);
@@ -585,8 +611,8 @@ fn upstream_request_headers(
     }
     // gatehouse's own programmatic token never reaches an upstream
     // (`X-Pomerium-Authorization` went with the owned headers above).
-    if authorization && crate::bearer::is_own_token(headers) {
-        headers.remove(header::AUTHORIZATION);
+    if authorization {
+        strip_own_tokens(headers);
     }
     for name in &route.remove_request_headers {
         headers.remove(name);

@@ -355,3 +355,58 @@ routes:
     let answer = raw_exchange(gh.port, &ask(b"127.0.0.1\xff", "lb.localhost")).await;
     assert_eq!(status(answer), "400");
 }
+
+/// A claim header may be named like a header gatehouse also handles for
+/// other reasons (`Authorization`, `Cookie`, `X-Forwarded-For`): the
+/// client's copies still never reach the upstream. And gatehouse's own
+/// token is removed whichever `Authorization` value carries it; a `TE`
+/// other than `trailers` goes in every value.
+#[tokio::test(flavor = "multi_thread")]
+async fn owned_names_shared_with_other_headers_and_repeated_values() {
+    let up = echo_upstream("a").await;
+    let gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}
+insecure_server: true
+jwt_claims_headers: {{Authorization: email, Cookie: email, X-Forwarded-For: email}}
+routes:
+  - from: https://app.localhost
+    to: http://{up}
+    allow_public_unauthenticated_access: true
+",
+        up = up.addr
+    ));
+    let forged = "Authorization: Basic Zm9vOmJhcg==\r\nCookie: other=1\r\nX-Forwarded-For: 1.2.3.4\r\nX-Forwarded-For: 5.6.7.8\r\n";
+    let (status, body) = h1(gh.port, "app.localhost", "/", forged).await;
+    assert_eq!(status, 200, "{body}");
+    let seen = headers_seen(&body);
+    assert!(!seen.contains_key("authorization"), "{body}");
+    assert!(!seen.contains_key("cookie"), "{body}");
+    let xff = seen
+        .get("x-forwarded-for")
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    assert!(
+        !xff.contains("1.2.3.4") && !xff.contains("5.6.7.8"),
+        "{body}"
+    );
+
+    let gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}
+insecure_server: true
+routes:
+  - from: https://app.localhost
+    to: http://{up}
+    allow_public_unauthenticated_access: true
+",
+        up = up.addr
+    ));
+    let repeated = "Authorization: Basic Zm9vOmJhcg==\r\nAuthorization: Pomerium secret-token\r\nTE: trailers\r\nTE: gzip\r\n";
+    let (status, body) = h1(gh.port, "app.localhost", "/", repeated).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains("secret-token"), "{body}");
+    assert!(
+        body.contains("Zm9vOmJhcg=="),
+        "the client's own credential stays: {body}"
+    );
+    assert!(!body.to_ascii_lowercase().contains("gzip"), "{body}");
+}
