@@ -98,6 +98,33 @@ impl Directory {
         Some(Self::identity(user))
     }
 
+    /// [`Directory::current`] for a session's identity, without building
+    /// one when nothing changed (every request of a signed-in user asks):
+    /// `None` once the user is removed, `Some(None)` when the directory
+    /// still says the same, `Some(Some(new))` when it changed.
+    pub fn changed(&self, identity: &Identity) -> Option<Option<Identity>> {
+        let sub = identity.sub.as_str();
+        let index = if sub.bytes().any(|b| b.is_ascii_uppercase()) || !sub.is_ascii() {
+            self.users.get(&sub.to_lowercase())
+        } else {
+            self.users.get(sub)
+        };
+        let user = index
+            .map(|&i| &self.entries[i])
+            .filter(|u| u.username == sub)?;
+        let name = if user.name.is_empty() {
+            &user.username
+        } else {
+            &user.name
+        };
+        let same = identity.email == user.email
+            && identity.name == *name
+            && identity.groups == user.groups
+            && identity.idp == "local"
+            && identity.claims.is_empty();
+        Some((!same).then(|| Self::identity(user)))
+    }
+
     fn identity(user: &LocalUser) -> Identity {
         Identity {
             sub: user.username.clone(),
@@ -528,6 +555,35 @@ mod tests {
         assert!(d.current("alice").unwrap().groups.is_empty());
         let d = Directory::new(vec![user("bob", "pw")]).unwrap();
         assert!(d.current("alice").is_none(), "removed");
+    }
+
+    /// `changed` agrees with `current` without building an identity when
+    /// nothing changed.
+    #[test]
+    fn changed_is_current_without_a_copy_when_nothing_changed() {
+        let d = Directory::new(vec![user("alice", "pw")]).unwrap();
+        let now = d.current("alice").unwrap();
+        assert_eq!(d.changed(&now), Some(None), "unchanged");
+        let mut demoted = user("alice", "pw");
+        demoted.groups.clear();
+        let d2 = Directory::new(vec![demoted]).unwrap();
+        assert_eq!(
+            d2.changed(&now),
+            Some(d2.current("alice")),
+            "groups changed"
+        );
+        let mut renamed = now.clone();
+        renamed.email = "old@example.com".into();
+        assert_eq!(
+            d.changed(&renamed),
+            Some(d.current("alice")),
+            "email changed"
+        );
+        let mut upper = now.clone();
+        upper.sub = "Alice".into();
+        assert_eq!(d.changed(&upper), None, "the exact subject only");
+        let d3 = Directory::new(vec![user("bob", "pw")]).unwrap();
+        assert_eq!(d3.changed(&now), None, "removed");
     }
 
     #[test]

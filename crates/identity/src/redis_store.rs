@@ -89,11 +89,11 @@ impl Shared {
     }
 
     /// Keeps `session` as Redis just confirmed it.
-    fn remember(&self, session: &Session) {
+    fn remember(&self, session: Arc<Session>) {
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(
             session.id,
             Hot {
-                session: session.clone(),
+                session,
                 confirmed: Instant::now(),
             },
         );
@@ -102,7 +102,7 @@ impl Shared {
 
 #[derive(Clone)]
 struct Hot {
-    session: Session,
+    session: Arc<Session>,
     /// When Redis last said this is the record.
     confirmed: Instant,
 }
@@ -256,7 +256,7 @@ impl RedisStore {
     }
 
     /// The record as Redis has it now (the cache is updated, not read).
-    async fn fetch(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+    async fn fetch(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError> {
         let bytes: Option<Vec<u8>> = self
             .query(redis::cmd("GET").arg(key("session", &id.0)))
             .await?;
@@ -264,9 +264,10 @@ impl RedisStore {
             self.cache().remove(id);
             return Ok(None);
         };
-        let session: Session =
-            serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.shared.remember(&session);
+        let session: Arc<Session> = Arc::new(
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        );
+        self.shared.remember(session.clone());
         Ok(Some(session))
     }
 
@@ -278,7 +279,16 @@ impl RedisStore {
 
 #[async_trait]
 impl SessionStore for RedisStore {
-    async fn get(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+    fn peek(&self, id: &SessionId) -> Option<Option<Arc<Session>>> {
+        let h = self.cache().get(id)?;
+        if self.shared.subscribed.load(Ordering::Acquire) && h.confirmed.elapsed() < TRUST {
+            self.shared.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Some(Some(h.session));
+        }
+        None
+    }
+
+    async fn get(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError> {
         let cached = self.cache().get(id);
         if let Some(h) = &cached {
             if self.shared.subscribed.load(Ordering::Acquire) && h.confirmed.elapsed() < TRUST {
@@ -297,7 +307,7 @@ impl SessionStore for RedisStore {
         self.fetch(id).await.or_else(fallback)
     }
 
-    async fn get_fresh(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+    async fn get_fresh(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError> {
         self.fetch(id).await
     }
 
@@ -319,7 +329,7 @@ impl SessionStore for RedisStore {
             .arg(self.invalidation(&session.id))
             .ignore();
         self.query_pipe(&pipe).await?;
-        self.shared.remember(session);
+        self.shared.remember(Arc::new(session.clone()));
         Ok(())
     }
 
@@ -569,7 +579,7 @@ mod tests {
         let mut s = Session::new(crate::session::Identity::default(), 0, 10);
         s.id = SessionId([n; 16]);
         Hot {
-            session: s,
+            session: s.into(),
             confirmed: Instant::now(),
         }
     }

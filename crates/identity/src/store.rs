@@ -28,13 +28,19 @@ pub enum StoreError {
 
 #[async_trait]
 pub trait SessionStore: Send + Sync {
-    async fn get(&self, id: &SessionId) -> Result<Option<Session>, StoreError>;
+    async fn get(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError>;
     /// The record as the store has it now, never an instance's cached copy
     /// (read before refreshing tokens another instance may have refreshed).
-    async fn get_fresh(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+    async fn get_fresh(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError> {
         self.get(id).await
     }
     async fn put(&self, session: &Session) -> Result<(), StoreError>;
+    /// The record when it can be had without waiting (a copy this process
+    /// holds and may trust), else `None`: then ask [`SessionStore::get`].
+    /// Spares the request path an async call (and its allocation).
+    fn peek(&self, _id: &SessionId) -> Option<Option<Arc<Session>>> {
+        None
+    }
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError>;
     /// Remembers a one-time token until `expires_at` (unix seconds).
     async fn put_once(&self, token: [u8; 16], expires_at: u64) -> Result<(), StoreError>;
@@ -95,17 +101,24 @@ impl Counted {
 
 #[async_trait]
 impl SessionStore for Counted {
-    async fn get(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+    async fn get(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError> {
         self.count(0);
         self.inner.get(id).await
     }
-    async fn get_fresh(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+    async fn get_fresh(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError> {
         self.count(0);
         self.inner.get_fresh(id).await
     }
     async fn put(&self, session: &Session) -> Result<(), StoreError> {
         self.count(1);
         self.inner.put(session).await
+    }
+    fn peek(&self, id: &SessionId) -> Option<Option<Arc<Session>>> {
+        let found = self.inner.peek(id);
+        if found.is_some() {
+            self.count(0);
+        }
+        found
     }
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
         self.count(2);
@@ -144,19 +157,24 @@ pub struct Lease {
 
 #[derive(Default)]
 pub struct MemoryStore {
-    sessions: Mutex<HashMap<SessionId, Session>>,
+    sessions: Mutex<HashMap<SessionId, Arc<Session>>>,
     once: Mutex<HashMap<[u8; 16], u64>>,
 }
 
 #[async_trait]
 impl SessionStore for MemoryStore {
-    async fn get(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        Ok(self
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            .cloned())
+    async fn get(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError> {
+        Ok(self.peek(id).flatten())
+    }
+
+    fn peek(&self, id: &SessionId) -> Option<Option<Arc<Session>>> {
+        Some(
+            self.sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(id)
+                .cloned(),
+        )
     }
 
     async fn put(&self, session: &Session) -> Result<(), StoreError> {
@@ -165,7 +183,7 @@ impl SessionStore for MemoryStore {
             let now = crate::session::unix_now();
             map.retain(|_, s| s.is_live(now));
         }
-        map.insert(session.id, session.clone());
+        map.insert(session.id, Arc::new(session.clone()));
         Ok(())
     }
 
@@ -248,7 +266,7 @@ impl FileStore {
 
 #[async_trait]
 impl SessionStore for FileStore {
-    async fn get(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+    async fn get(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError> {
         let key = id.0;
         self.blocking(move |db| {
             let tx = db.begin_read().map_err(backend)?;
@@ -256,7 +274,7 @@ impl SessionStore for FileStore {
             match table.get(&key).map_err(backend)? {
                 None => Ok(None),
                 Some(v) => serde_json::from_slice(v.value())
-                    .map(Some)
+                    .map(|s| Some(Arc::new(s)))
                     .map_err(|e| StoreError::Corrupt(e.to_string())),
             }
         })
@@ -333,7 +351,7 @@ mod tests {
         );
         assert_eq!(store.get(&s.id).await.unwrap(), None);
         store.put(&s).await.unwrap();
-        assert_eq!(store.get(&s.id).await.unwrap(), Some(s.clone()));
+        assert_eq!(store.get(&s.id).await.unwrap(), Some(Arc::new(s.clone())));
         store.delete(&s.id).await.unwrap();
         assert_eq!(store.get(&s.id).await.unwrap(), None);
 
@@ -369,6 +387,6 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let reopened = FileStore::open(&path).unwrap();
         assert_eq!(mode(&path), 0o600);
-        assert_eq!(reopened.get(&s.id).await.unwrap(), Some(s));
+        assert_eq!(reopened.get(&s.id).await.unwrap(), Some(Arc::new(s)));
     }
 }

@@ -4,6 +4,8 @@
 //! counted and logged in one place; only it makes the [`Permit`] that
 //! forwarding, the console and forward-auth's 200 require.
 
+use std::sync::Arc;
+
 use gatehouse_config::{Route, RouteAction};
 use http::HeaderMap;
 use http::Response;
@@ -22,7 +24,7 @@ use crate::runtime::{RouteState, Runtime};
 pub struct Permit<'r> {
     route: &'r Route,
     state: &'r RouteState,
-    session: Option<gatehouse_identity::Session>,
+    session: Option<Arc<gatehouse_identity::Session>>,
 }
 
 impl<'r> Permit<'r> {
@@ -34,7 +36,7 @@ impl<'r> Permit<'r> {
     }
     /// The signed-in user, when the route's policy looked at one.
     pub fn session(&self) -> Option<&gatehouse_identity::Session> {
-        self.session.as_ref()
+        self.session.as_deref()
     }
 }
 
@@ -61,7 +63,7 @@ pub(crate) async fn identify(
     route: &Route,
     headers: &HeaderMap,
     host: &str,
-) -> Result<Option<gatehouse_identity::Session>, crate::bearer::Refused> {
+) -> Result<Option<Arc<gatehouse_identity::Session>>, crate::bearer::Refused> {
     use crate::bearer::{Credential, Refused};
     let scope = authenticate::Scope::Route {
         config: &rt.config,
@@ -82,7 +84,7 @@ pub(crate) async fn identify(
             match &rt.bearer {
                 // The console takes only the main sign-in, never a bearer token.
                 Some(_) if matches!(route.action, RouteAction::Console) => Ok(None),
-                Some(b) => b.verify(route, token).await.map(Some),
+                Some(b) => b.verify(route, token).await.map(|s| Some(Arc::new(s))),
                 None => Err(Refused::invalid("this route does not accept bearer tokens")),
             }
         }
@@ -130,11 +132,11 @@ pub(crate) fn decide<'r>(
     metrics: &Metrics,
     route: &'r Route,
     state: &'r RouteState,
-    session: Option<gatehouse_identity::Session>,
+    session: Option<Arc<gatehouse_identity::Session>>,
     asked: Asked<'_>,
     request_id: &HeaderValue,
 ) -> Decided<'r> {
-    let subject = session.as_ref().map(SessionSubject);
+    let subject = session.as_deref().map(SessionSubject);
     let facts = gatehouse_policy::Facts {
         subject: subject
             .as_ref()
@@ -167,7 +169,7 @@ pub(crate) fn decide<'r>(
         route,
         asked.method,
         asked.path,
-        session.as_ref(),
+        session.as_deref(),
         decision,
         request_id,
     );

@@ -226,7 +226,7 @@ pub async fn handle(
     let route = &rt.config.routes[index];
     let state = &rt.routes[index];
 
-    let session: Option<Session> = if state.policy.uses_subject() {
+    let session: Option<std::sync::Arc<Session>> = if state.policy.uses_subject() {
         match identify(rt, &proxy.identity, route, headers, host).await {
             Ok(s) => s,
             Err(refused) => return refused.response(id, json),

@@ -130,7 +130,7 @@ pub async fn endpoint(
         ),
         ("/.pomerium" | "/.pomerium/", &Method::GET) => {
             let s = session(auth, state, req.headers(), host.name, Scope::OwnPages).await;
-            Ok(html(StatusCode::OK, user_page(auth, s.as_ref(), host)))
+            Ok(html(StatusCode::OK, user_page(auth, s.as_deref(), host)))
         }
         // A signed link (the session's own sign-out token) signs out at once.
         ("/.pomerium/sign_out", &Method::GET)
@@ -140,7 +140,7 @@ pub async fn endpoint(
         }
         ("/.pomerium/sign_out", &Method::GET) => {
             let s = session(auth, state, req.headers(), host.name, Scope::OwnPages).await;
-            Ok(html(StatusCode::OK, sign_out_page(auth, s.as_ref())))
+            Ok(html(StatusCode::OK, sign_out_page(auth, s.as_deref())))
         }
         ("/.pomerium/sign_out", &Method::POST) => {
             Ok(sign_out_post(auth, state, req, host, allowed_redirect, secure).await)

@@ -21,13 +21,13 @@ pub async fn session(
     headers: &HeaderMap,
     host: &str,
     scope: Scope<'_>,
-) -> Option<Session> {
+) -> Option<Arc<Session>> {
     let name = auth.cookie_name(host);
     // A host-only cookie and a `cookie_domain` one may share the name (a
     // few at most are looked at). Two good ones for different sessions are
     // ambiguous, maybe one planted by another site: signed out, never the
     // first.
-    let mut found: Option<Session> = None;
+    let mut found: Option<Arc<Session>> = None;
     for value in cookie_values(headers, name).take(4) {
         if let Some(s) = session_from_handle(auth, state, name, value, host, scope).await {
             match &found {
@@ -57,7 +57,7 @@ pub async fn token_session(
     token: &str,
     host: &str,
     scope: Scope<'_>,
-) -> Option<Session> {
+) -> Option<Arc<Session>> {
     session_from_handle(auth, state, TOKEN_PURPOSE, token, host, scope).await
 }
 
@@ -73,10 +73,15 @@ pub(super) async fn session_from_handle(
     value: &str,
     host: &str,
     scope: Scope<'_>,
-) -> Option<Session> {
+) -> Option<Arc<Session>> {
     let now = unix_now();
     let handle = Handle::open(&auth.cookie_sealer, name, value, now)?;
-    let mut session = match state.store.get(&handle.session).await {
+    // A copy the store holds in this process is shared, not cloned.
+    let found = match state.store.peek(&handle.session) {
+        Some(found) => Ok(found),
+        None => state.store.get(&handle.session).await,
+    };
+    let mut session = match found {
         Ok(Some(s)) if s.is_live(now) && auth.in_scope(&s, host, scope, now) => s,
         Ok(_) => return None,
         Err(e) => {
@@ -88,12 +93,21 @@ pub(super) async fn session_from_handle(
     // The built-in directory is the source of truth on every request: a
     // removed user is signed out, changed groups apply at once.
     if session.provenance.is_main_sign_in() && session.identity.idp == "local" {
-        session.identity = auth.directory.as_ref()?.current(&session.identity.sub)?;
+        if let Some(identity) = auth.directory.as_ref()?.changed(&session.identity)? {
+            let mut changed = Session::clone(&session);
+            changed.identity = identity;
+            session = Arc::new(changed);
+        }
     }
     match &session.tokens {
         // Rare, and a large future: boxed so that every request's future
         // does not carry its room.
-        Some(t) if t.needs_refresh(now) => Box::pin(refresh(auth, state, session, now)).await,
+        Some(t) if t.needs_refresh(now) => {
+            let owned = Arc::unwrap_or_clone(session);
+            Box::pin(refresh(auth, state, owned, now))
+                .await
+                .map(Arc::new)
+        }
         _ => Some(session),
     }
 }
@@ -168,7 +182,7 @@ pub(super) async fn wait_for_refresh(
         match state.store.get_fresh(&session.id).await {
             Ok(Some(s)) if !s.is_live(now) => return None,
             Ok(Some(s)) if !s.tokens.as_ref().is_some_and(|t| t.needs_refresh(now)) => {
-                return Some(s);
+                return Some(Arc::unwrap_or_clone(s));
             }
             Ok(Some(_)) => {}
             Ok(None) => return None,
@@ -187,7 +201,7 @@ pub(super) async fn refresh_leased(
     let id = session.id;
     // Another request or instance may have refreshed while this one waited.
     let mut current = match state.store.get_fresh(&id).await {
-        Ok(Some(s)) if s.is_live(now) => s,
+        Ok(Some(s)) if s.is_live(now) => Arc::unwrap_or_clone(s),
         Ok(_) => return None,
         Err(_) => return Some(session),
     };
