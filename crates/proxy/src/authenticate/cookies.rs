@@ -27,33 +27,51 @@ pub(super) fn cookie_values<'a>(
         .map(|(_, v)| v.trim_matches('"'))
 }
 
-/// Removes gatehouse's own cookies from what the upstream sees.
+/// Removes gatehouse's own cookies (`name` and `name_*`, however spaced)
+/// from what the upstream sees. Runs on every signed-in request: a value
+/// with none of them is kept as it is, and nothing is allocated when only
+/// gatehouse's cookies were sent.
 pub fn strip_cookies(headers: &mut HeaderMap, name: &str) {
-    let values: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
-    if !values
+    if !headers
+        .get_all(header::COOKIE)
         .iter()
         .any(|v| v.to_str().is_ok_and(|s| s.contains(name)))
     {
         return;
     }
-    headers.remove(header::COOKIE);
-    let prefix = format!("{name}_");
-    for v in values {
-        let Ok(s) = v.to_str() else { continue };
-        let kept: Vec<&str> = s
-            .split(';')
-            .map(str::trim)
-            .filter(|pair| {
-                let k = pair.split_once('=').map_or(*pair, |(k, _)| k);
-                k != name && !k.starts_with(&prefix)
-            })
-            .filter(|p| !p.is_empty())
-            .collect();
-        if !kept.is_empty() {
-            if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
-                headers.append(header::COOKIE, v);
+    let own = |pair: &str| {
+        let key = pair.split_once('=').map_or(pair, |(k, _)| k).trim();
+        key.strip_prefix(name)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('_'))
+    };
+    let mut kept: Vec<HeaderValue> = Vec::new();
+    if let http::header::Entry::Occupied(entry) = headers.entry(header::COOKIE) {
+        for v in entry.remove_entry_mult().1 {
+            // A value that is not text cannot be read for them: it goes.
+            let Ok(s) = v.to_str() else { continue };
+            if !s.split(';').any(own) {
+                kept.push(v);
+                continue;
+            }
+            let mut out = String::new();
+            for pair in s.split(';').map(str::trim) {
+                if pair.is_empty() || own(pair) {
+                    continue;
+                }
+                if !out.is_empty() {
+                    out.push_str("; ");
+                }
+                out.push_str(pair);
+            }
+            if let Ok(v) = HeaderValue::from_str(&out) {
+                if !out.is_empty() {
+                    kept.push(v);
+                }
             }
         }
+    }
+    for v in kept {
+        headers.append(header::COOKIE, v);
     }
 }
 

@@ -23,6 +23,28 @@ fn own_cookies_are_stripped_others_kept() {
         .map(|v| v.to_str().unwrap())
         .collect();
     assert_eq!(all, ["a=1; b=2"]);
+
+    // However spaced; another name that merely starts the same is kept; a
+    // value without gatehouse's cookies stays as it was.
+    let mut h = HeaderMap::new();
+    h.append(header::COOKIE, HeaderValue::from_static("x=1;y=2"));
+    h.append(
+        header::COOKIE,
+        HeaderValue::from_static(" _pomerium =s ;_pomeriumx=1"),
+    );
+    strip_cookies(&mut h, "_pomerium");
+    let all: Vec<&str> = h
+        .get_all(header::COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(all, ["x=1;y=2", "_pomeriumx=1"]);
+
+    // Only gatehouse's: no Cookie header at all.
+    let mut h = HeaderMap::new();
+    h.insert(header::COOKIE, HeaderValue::from_static("_pomerium=s"));
+    strip_cookies(&mut h, "_pomerium");
+    assert!(h.get(header::COOKIE).is_none());
 }
 
 #[test]
