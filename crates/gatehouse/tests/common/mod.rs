@@ -29,6 +29,36 @@ pub fn free_port() -> u16 {
         .expect("bind a free port")
 }
 
+/// True when process `pid` holds a listening TCP socket on `port` (from
+/// `/proc`: the socket inodes of its descriptors against the kernel's
+/// table of listening sockets).
+pub fn listens(pid: u32, port: u16) -> bool {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address is ADDR:PORT in hex; state 0A is LISTEN.
+            let local_port = f.get(1).and_then(|a| a.rsplit(':').next());
+            if f.get(3) == Some(&"0A")
+                && local_port.and_then(|p| u16::from_str_radix(p, 16).ok()) == Some(port)
+            {
+                if let Some(inode) = f.get(9) {
+                    inodes.push(format!("socket:[{inode}]"));
+                }
+            }
+        }
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(Result::ok)
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .any(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
+}
+
 /// A running gatehouse process; killed on drop.
 pub struct Gatehouse {
     pub child: Child,
@@ -44,13 +74,35 @@ impl Gatehouse {
         Self::start_in(tempfile::tempdir().expect("tempdir"), yaml)
     }
 
+    /// On a free port; another one if a parallel test's server took it
+    /// between choosing and binding.
     pub fn start_in(dir: tempfile::TempDir, yaml: &str) -> Gatehouse {
-        Self::start_on(free_port(), dir, yaml)
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Self::try_start_on(free_port(), dir.path(), yaml) {
+                Ok(gh) => return gh.with_dir(dir),
+                Err(e) if e.contains("in use") => last = e,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("{last}")
     }
 
     /// Starts on a port chosen beforehand (when a peer must know it first).
     pub fn start_on(port: u16, dir: tempfile::TempDir, yaml: &str) -> Gatehouse {
-        let config = dir.path().join("config.yaml");
+        match Self::try_start_on(port, dir.path(), yaml) {
+            Ok(gh) => gh.with_dir(dir),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn with_dir(mut self, dir: tempfile::TempDir) -> Gatehouse {
+        self.dir = dir;
+        self
+    }
+
+    fn try_start_on(port: u16, dir: &std::path::Path, yaml: &str) -> Result<Gatehouse, String> {
+        let config = dir.join("config.yaml");
         std::fs::write(&config, yaml.replace("{port}", &port.to_string())).expect("write config");
         let mut child = Command::new(BIN)
             .args(["run", "-c"])
@@ -69,26 +121,41 @@ impl Gatehouse {
                 sink.lock().unwrap().push(line);
             }
         });
-        let gh = Gatehouse {
+        let mut gh = Gatehouse {
             child,
             port,
-            dir,
+            // Replaced by the caller's directory (which holds the config).
+            dir: tempfile::tempdir().expect("tempdir"),
             config,
             log,
         };
-        gh.wait_ready();
-        gh
+        gh.wait_ready()?;
+        Ok(gh)
     }
 
-    fn wait_ready(&self) {
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!(
+                    "gatehouse exited ({status}); log:\n{}",
+                    self.log_text()
+                ));
+            }
+            // Something answers on the port, and it is this process: a
+            // port chosen free may have been taken by another test's
+            // server meanwhile, which must not be mistaken for ours.
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                && listens(self.child.id(), self.port)
+            {
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(25));
         }
-        panic!("gatehouse did not start; log:\n{}", self.log_text());
+        Err(format!(
+            "gatehouse did not start; log:\n{}",
+            self.log_text()
+        ))
     }
 
     pub fn addr(&self) -> SocketAddr {
