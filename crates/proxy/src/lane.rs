@@ -145,7 +145,16 @@ impl Pool {
 
     /// Keeps `conn` for another request, if it is idle and there is room.
     fn put(self: &Arc<Self>, mut conn: Conn) {
-        if !conn.sender.is_ready() || conn.ended() {
+        if conn.ended() {
+            return;
+        }
+        self.put_polled(conn);
+    }
+
+    /// [`Pool::put`] for a connection just polled and found open (no
+    /// second probe).
+    fn put_polled(self: &Arc<Self>, conn: Conn) {
+        if !conn.sender.is_ready() {
             return;
         }
         let mut map = self.lock();
@@ -197,6 +206,9 @@ struct Bound {
 #[derive(Default)]
 pub struct Lane {
     bound: Mutex<Bound>,
+    /// A connection is bound: the connection's task polls the lane on
+    /// every wake-up, and most find it empty (between requests).
+    busy: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Lane {
@@ -227,6 +239,10 @@ impl Lane {
     /// forgets it once it has ended. True when a connection was bound since
     /// the last call.
     fn poll_bound(&self, cx: &mut Context<'_>) -> bool {
+        use std::sync::atomic::Ordering;
+        if !self.busy.load(Ordering::Acquire) {
+            return false;
+        }
         let mut guard = self.lock();
         let b = &mut *guard;
         if let Some(conn) = b.conn.as_mut() {
@@ -236,9 +252,13 @@ impl Lane {
             } else if b.sent && conn.sender.is_ready() {
                 b.sent = false;
                 if let (Some(conn), Some(pool)) = (b.conn.take(), b.pool.upgrade()) {
-                    pool.put(conn);
+                    // Just polled: open.
+                    pool.put_polled(conn);
                 }
             }
+        }
+        if b.conn.is_none() {
+            self.busy.store(false, Ordering::Release);
         }
         std::mem::take(&mut b.installed)
     }
@@ -249,6 +269,7 @@ impl Lane {
         let mut b = self.lock();
         b.conn = None;
         b.sent = false;
+        self.busy.store(false, std::sync::atomic::Ordering::Release);
     }
 
     /// Binds `conn` (from `pool`) for this exchange.
@@ -260,6 +281,7 @@ impl Lane {
         b.pool = Arc::downgrade(pool);
         b.sent = false;
         b.installed = true;
+        self.busy.store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Sends `req` to `authority` on a connection from `pool` (or a new
