@@ -330,19 +330,26 @@ async fn forward(
 /// Removes every `Authorization` value that is gatehouse's own token (the
 /// client's other credentials stay), whichever of several values it is.
 fn strip_own_tokens(headers: &mut HeaderMap) {
-    let own = |v: &HeaderValue| crate::bearer::is_own_token_value(v);
-    if !headers.get_all(header::AUTHORIZATION).iter().any(own) {
+    remove_values(headers, &header::AUTHORIZATION, |v| {
+        crate::bearer::is_own_token_value(v)
+    });
+}
+
+/// Removes the values of `name` that `gone` picks and keeps the others, in
+/// order; nothing is copied when none is picked.
+fn remove_values(headers: &mut HeaderMap, name: &HeaderName, gone: impl Fn(&HeaderValue) -> bool) {
+    if !headers.get_all(name).iter().any(&gone) {
         return;
     }
     let kept: Vec<HeaderValue> = headers
-        .get_all(header::AUTHORIZATION)
+        .get_all(name)
         .iter()
-        .filter(|v| !own(v))
+        .filter(|v| !gone(v))
         .cloned()
         .collect();
-    headers.remove(header::AUTHORIZATION);
+    headers.remove(name);
     for v in kept {
-        headers.append(header::AUTHORIZATION, v);
+        headers.append(name.clone(), v);
     }
 }
 
@@ -361,19 +368,7 @@ fn strip_own_set_cookies(headers: &mut HeaderMap, cookie_name: &str) {
         name.strip_prefix(cookie_name)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('_'))
     };
-    if !headers.get_all(header::SET_COOKIE).iter().any(own) {
-        return;
-    }
-    let kept: Vec<HeaderValue> = headers
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter(|v| !own(v))
-        .cloned()
-        .collect();
-    headers.remove(header::SET_COOKIE);
-    for v in kept {
-        headers.append(header::SET_COOKIE, v);
-    }
+    remove_values(headers, &header::SET_COOKIE, own);
 }
 
 async fn tunnel(down: hyper::upgrade::Upgraded, up: hyper::upgrade::Upgraded) {

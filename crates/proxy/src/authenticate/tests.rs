@@ -8,6 +8,13 @@ use super::{
     targets::serves_origin,
 };
 
+fn cookies(h: &HeaderMap) -> Vec<&str> {
+    h.get_all(header::COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect()
+}
+
 #[test]
 fn own_cookies_are_stripped_others_kept() {
     let mut h = HeaderMap::new();
@@ -17,12 +24,7 @@ fn own_cookies_are_stripped_others_kept() {
     );
     h.append(header::COOKIE, HeaderValue::from_static("_pomerium_csrf=x"));
     strip_cookies(&mut h, "_pomerium");
-    let all: Vec<&str> = h
-        .get_all(header::COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap())
-        .collect();
-    assert_eq!(all, ["a=1; b=2"]);
+    assert_eq!(cookies(&h), ["a=1; b=2"]);
 
     // However spaced; another name that merely starts the same is kept; a
     // value without gatehouse's cookies stays as it was.
@@ -33,12 +35,7 @@ fn own_cookies_are_stripped_others_kept() {
         HeaderValue::from_static(" _pomerium =s ;_pomeriumx=1"),
     );
     strip_cookies(&mut h, "_pomerium");
-    let all: Vec<&str> = h
-        .get_all(header::COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap())
-        .collect();
-    assert_eq!(all, ["x=1;y=2", "_pomeriumx=1"]);
+    assert_eq!(cookies(&h), ["x=1;y=2", "_pomeriumx=1"]);
 
     // Only gatehouse's: no Cookie header at all.
     let mut h = HeaderMap::new();
