@@ -317,38 +317,35 @@ mod tests {
         assert_eq!(time_to_close(&mut io).await, READ);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn an_unfinished_head_gets_timeout_read_after_its_first_byte() {
+    /// A first request completes and its response is sent; the connection
+    /// rests for `rest`, then a head starts and never ends: how long after
+    /// the response the connection is closed.
+    async fn slow_head_after(rest: Duration) -> Duration {
         let (mut io, mut client, activity) = pair();
-        // A first request completes and its response is sent...
         client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
         let mut buf = [0u8; 64];
         assert!(io.read(&mut buf).await.unwrap() > 0);
         drop(activity.start());
-        // ...the connection rests (idle), then a slow head starts.
         let reader = tokio::spawn(async move { time_to_close(&mut io).await });
-        tokio::time::sleep(Duration::from_secs(100)).await;
+        tokio::time::sleep(rest).await;
         client.write_all(b"GET / HT").await.unwrap();
-        let elapsed = reader.await.unwrap();
-        assert_eq!(elapsed, Duration::from_secs(100) + READ);
+        reader.await.unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unfinished_head_gets_timeout_read_after_its_first_byte() {
+        let rest = Duration::from_secs(100);
+        assert_eq!(slow_head_after(rest).await, rest + READ);
     }
 
     /// The timer is not moved on every request: a head begun just before a
-    /// timer set for an earlier phase fires still gets all of its
-    /// `timeout_read`, no more.
+    /// timer set for an earlier phase fires (the one set when the
+    /// connection opened, at READ) still gets all of its `timeout_read`,
+    /// no more.
     #[tokio::test(start_paused = true)]
     async fn a_head_begun_just_before_an_earlier_timer_gets_its_whole_timeout_read() {
-        let (mut io, mut client, activity) = pair();
-        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
-        let mut buf = [0u8; 64];
-        assert!(io.read(&mut buf).await.unwrap() > 0);
-        drop(activity.start());
-        let reader = tokio::spawn(async move { time_to_close(&mut io).await });
-        // The timer set when the connection opened fires at READ.
-        tokio::time::sleep(READ - Duration::from_secs(1)).await;
-        client.write_all(b"GET / HT").await.unwrap();
-        let elapsed = reader.await.unwrap();
-        assert_eq!(elapsed, READ - Duration::from_secs(1) + READ);
+        let rest = READ - Duration::from_secs(1);
+        assert_eq!(slow_head_after(rest).await, rest + READ);
     }
 
     #[tokio::test(start_paused = true)]
