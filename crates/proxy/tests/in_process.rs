@@ -235,7 +235,8 @@ async fn a_sign_in_then_the_policy_with_the_session() {
 /// branches (the authenticate endpoints, a token refresh through the
 /// provider) are boxed where they are awaited so that they do not make
 /// every request's future as big as themselves. It was 12 KiB (24 KiB
-/// with the server's wrapper) before they were.
+/// with the server's wrapper) before they were, 7 KiB before the session
+/// became shared (`Arc<Session>`), 5.4 KiB since.
 #[test]
 fn the_per_request_future_stays_small() {
     let p = proxy("");
@@ -246,5 +247,5 @@ fn the_per_request_future_stays_small() {
     let conn = conn();
     let fut = gatehouse_proxy::dispatch::handle(&p, &rt, req, &conn);
     let size = std::mem::size_of_val(&fut);
-    assert!(size <= 8 * 1024, "the per-request future is {size} bytes");
+    assert!(size <= 6 * 1024, "the per-request future is {size} bytes");
 }
