@@ -582,3 +582,33 @@ async fn a_hand_off_returns_only_to_its_own_origin() {
     assert_eq!(resp.status(), 302, "{}", gh.log_text());
     assert_eq!(location(&resp), gh.url("app.localhost", "/private"));
 }
+
+/// Found by an attacker's review: a cookie header with a byte over 0x7f (a
+/// co-tenant on the cookie domain can set such a cookie, and the browser
+/// sends it in the same `Cookie` header as gatehouse's) was passed on whole,
+/// gatehouse's session handle included, because only valid header text was
+/// looked at. Now every value is read as bytes.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_session_cookie_never_reaches_an_upstream_whatever_else_the_header_holds() {
+    let up = echo_upstream("up").await;
+    let gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}
+insecure_server: true
+routes:
+  - from: https://pub.localhost
+    to: http://{}
+    allow_public_unauthenticated_access: true
+",
+        up.addr
+    ));
+    let (status, body) = raw_get(
+        gh.port,
+        "pub.localhost",
+        "/",
+        "Cookie: _pomerium=sealed-handle; x=\u{e9}\r\n",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains("sealed-handle"), "{body}");
+    assert!(body.contains("x="), "the other cookie stays: {body}");
+}

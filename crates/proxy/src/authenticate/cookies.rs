@@ -28,43 +28,45 @@ pub(super) fn cookie_values<'a>(
 }
 
 /// Removes gatehouse's own cookies (`name` and `name_*`, however spaced)
-/// from what the upstream sees. Runs on every signed-in request: a value
-/// with none of them is kept as it is, and nothing is allocated when only
-/// gatehouse's cookies were sent.
+/// from what the upstream sees. Read as bytes: a value that is not valid
+/// header text (a co-tenant's cookie may carry any byte) is cleaned like
+/// any other, never passed on whole. Runs on every signed-in request: a
+/// value with none of them is kept as it is, and nothing is allocated when
+/// only gatehouse's cookies were sent.
 pub fn strip_cookies(headers: &mut HeaderMap, name: &str) {
-    if !headers
-        .get_all(header::COOKIE)
-        .iter()
-        .any(|v| v.to_str().is_ok_and(|s| s.contains(name)))
-    {
+    let name = name.as_bytes();
+    let mentions = |v: &HeaderValue| v.as_bytes().windows(name.len()).any(|w| w == name);
+    if !headers.get_all(header::COOKIE).iter().any(mentions) {
         return;
     }
-    let own = |pair: &str| {
-        let key = pair.split_once('=').map_or(pair, |(k, _)| k).trim();
+    let own = |pair: &[u8]| {
+        let key = pair
+            .split(|&b| b == b'=')
+            .next()
+            .unwrap_or(pair)
+            .trim_ascii();
         key.strip_prefix(name)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('_'))
+            .is_some_and(|rest| rest.is_empty() || rest[0] == b'_')
     };
     let mut kept: Vec<HeaderValue> = Vec::new();
     if let http::header::Entry::Occupied(entry) = headers.entry(header::COOKIE) {
         for v in entry.remove_entry_mult().1 {
-            // A value that is not text cannot be read for them: it goes.
-            let Ok(s) = v.to_str() else { continue };
-            if !s.split(';').any(own) {
+            if !v.as_bytes().split(|&b| b == b';').any(own) {
                 kept.push(v);
                 continue;
             }
-            let mut out = String::new();
-            for pair in s.split(';').map(str::trim) {
+            let mut out: Vec<u8> = Vec::new();
+            for pair in v.as_bytes().split(|&b| b == b';').map(<[u8]>::trim_ascii) {
                 if pair.is_empty() || own(pair) {
                     continue;
                 }
                 if !out.is_empty() {
-                    out.push_str("; ");
+                    out.extend_from_slice(b"; ");
                 }
-                out.push_str(pair);
+                out.extend_from_slice(pair);
             }
-            if let Ok(v) = HeaderValue::from_str(&out) {
-                if !out.is_empty() {
+            if !out.is_empty() {
+                if let Ok(v) = HeaderValue::from_bytes(&out) {
                     kept.push(v);
                 }
             }

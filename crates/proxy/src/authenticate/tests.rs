@@ -37,6 +37,21 @@ fn own_cookies_are_stripped_others_kept() {
     strip_cookies(&mut h, "_pomerium");
     assert_eq!(cookies(&h), ["x=1;y=2", "_pomeriumx=1"]);
 
+    // A value that is not valid text (a co-tenant's cookie with a byte
+    // over 0x7f) is cleaned too, its other bytes kept.
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::COOKIE,
+        HeaderValue::from_bytes(b"_pomerium=sealed; x=\xc3\xa9").unwrap(),
+    );
+    strip_cookies(&mut h, "_pomerium");
+    let all: Vec<&[u8]> = h
+        .get_all(header::COOKIE)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    assert_eq!(all, [b"x=\xc3\xa9".as_slice()]);
+
     // Only gatehouse's: no Cookie header at all.
     let mut h = HeaderMap::new();
     h.insert(header::COOKIE, HeaderValue::from_static("_pomerium=s"));
