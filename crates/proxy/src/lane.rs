@@ -195,8 +195,8 @@ struct Bound {
     conn: Option<Conn>,
     /// Where `conn` goes back to.
     pool: Weak<Pool>,
-    /// The request is on its way: the exchange is complete once the
-    /// connection is ready for another.
+    /// The request is written and its answer has begun: the exchange is
+    /// complete once the connection is ready for another.
     sent: bool,
     /// A connection was bound since the last poll: poll it before sleeping.
     installed: bool,
@@ -330,12 +330,17 @@ impl Lane {
                     continue;
                 };
                 conn.used = true;
-                let sent = conn.sender.try_send_request(req);
-                b.sent = true;
-                sent
+                conn.sender.try_send_request(req)
             };
             match sent.await {
-                Ok(resp) => return Ok(resp),
+                Ok(resp) => {
+                    // The request is written (its answer has begun): the
+                    // exchange is complete once the connection is ready for
+                    // another. Not before: hyper may say "ready" while the
+                    // request is still queued.
+                    self.lock().sent = true;
+                    return Ok(resp);
+                }
                 Err(mut e) => {
                     self.unbind();
                     // Never written: a reused connection the upstream had
