@@ -62,19 +62,32 @@ pub fn credential(headers: &HeaderMap) -> Credential<'_> {
         let t = t.strip_prefix("Pomerium ").unwrap_or(t);
         return Credential::Pomerium(t.trim());
     }
-    let Some(auth) = headers
+    match headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-    else {
-        return Credential::None;
-    };
-    let (scheme, rest) = auth.trim().split_once(' ').unwrap_or((auth, ""));
+    {
+        Some(auth) => authorization(auth),
+        None => Credential::None,
+    }
+}
+
+/// What one `Authorization` value presents: the one reading of it, for
+/// identifying the request and for keeping gatehouse's token from the
+/// upstream alike.
+fn authorization(value: &str) -> Credential<'_> {
+    let value = value.trim();
+    let (scheme, rest) = value
+        .split_once(|c: char| c.is_ascii_whitespace())
+        .unwrap_or((value, ""));
     let rest = rest.trim();
     if scheme.eq_ignore_ascii_case("pomerium") {
         Credential::Pomerium(rest)
     } else if scheme.eq_ignore_ascii_case("bearer") {
-        match rest.strip_prefix("Pomerium-") {
-            Some(t) => Credential::Pomerium(t),
+        match rest
+            .get(..9)
+            .filter(|p| p.eq_ignore_ascii_case("pomerium-"))
+        {
+            Some(_) => Credential::Pomerium(&rest[9..]),
             None => Credential::Bearer(rest),
         }
     } else {
@@ -82,19 +95,14 @@ pub fn credential(headers: &HeaderMap) -> Credential<'_> {
     }
 }
 
-/// True when the `Authorization` header holds gatehouse's own token, which
-/// must never reach an upstream.
-pub fn is_own_token(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::AUTHORIZATION)
-        .is_some_and(is_own_token_value)
-}
-
-/// True for an `Authorization` value carrying gatehouse's own token.
+/// True for an `Authorization` value carrying gatehouse's own token, which
+/// must never reach an upstream (read as text even when it is not valid
+/// header text: in doubt, it goes).
 pub fn is_own_token_value(v: &http::HeaderValue) -> bool {
-    let v = v.as_bytes().trim_ascii_start();
-    let starts = |p: &[u8]| v.len() >= p.len() && v[..p.len()].eq_ignore_ascii_case(p);
-    starts(b"pomerium ") || starts(b"bearer pomerium-")
+    matches!(
+        authorization(&String::from_utf8_lossy(v.as_bytes())),
+        Credential::Pomerium(_)
+    )
 }
 
 /// Why a bearer token was refused.
@@ -448,15 +456,17 @@ mod tests {
             credential(&headers(&[("authorization", "Basic dTpw")])),
             Credential::None
         );
-        assert!(is_own_token(&headers(&[("authorization", "Pomerium tok")])));
-        assert!(is_own_token(&headers(&[(
-            "authorization",
-            "Bearer Pomerium-tok"
-        )])));
-        assert!(!is_own_token(&headers(&[(
-            "authorization",
-            "Bearer a.b.c"
-        )])));
+        let own = |v: &'static str| is_own_token_value(&http::HeaderValue::from_static(v));
+        assert!(own("Pomerium tok"));
+        assert!(own("Bearer Pomerium-tok"));
+        assert!(!own("Bearer a.b.c"));
+        // The same reading as `credential`, in every spelling it takes.
+        assert!(own("pomerium\ttok"));
+        assert!(own("bearer pomerium-tok"));
+        assert_eq!(
+            credential(&headers(&[("authorization", "bearer pomerium-tok")])),
+            Credential::Pomerium("tok")
+        );
     }
 
     #[test]
