@@ -409,4 +409,17 @@ routes:
         "the client's own credential stays: {body}"
     );
     assert!(!body.to_ascii_lowercase().contains("gzip"), "{body}");
+    // Any spelling gatehouse reads as its token is kept from the upstream
+    // (one reading for both: a tab after the scheme used to pass).
+    for token in ["Pomerium\tsecret-token", "bearer pomerium-secret-token"] {
+        let (status, body) = h1(
+            gh.port,
+            "app.localhost",
+            "/",
+            &format!("Authorization: {token}\r\n"),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert!(!body.contains("secret-token"), "{token}: {body}");
+    }
 }
