@@ -364,17 +364,22 @@ routes:
 #[tokio::test(flavor = "multi_thread")]
 async fn owned_names_shared_with_other_headers_and_repeated_values() {
     let up = echo_upstream("a").await;
-    let gh = Gatehouse::start(&format!(
-        "address: 127.0.0.1:{{port}}
+    // A public route to the echo upstream, with `global` options.
+    let start = |global: &str| {
+        Gatehouse::start(&format!(
+            "address: 127.0.0.1:{{port}}
 insecure_server: true
-jwt_claims_headers: {{Authorization: email, Cookie: email, X-Forwarded-For: email}}
+{global}
 routes:
   - from: https://app.localhost
     to: http://{up}
     allow_public_unauthenticated_access: true
 ",
-        up = up.addr
-    ));
+            up = up.addr
+        ))
+    };
+    let gh =
+        start("jwt_claims_headers: {Authorization: email, Cookie: email, X-Forwarded-For: email}");
     let forged = "Authorization: Basic Zm9vOmJhcg==\r\nCookie: other=1\r\nX-Forwarded-For: 1.2.3.4\r\nX-Forwarded-For: 5.6.7.8\r\n";
     let (status, body) = h1(gh.port, "app.localhost", "/", forged).await;
     assert_eq!(status, 200, "{body}");
@@ -390,16 +395,7 @@ routes:
         "{body}"
     );
 
-    let gh = Gatehouse::start(&format!(
-        "address: 127.0.0.1:{{port}}
-insecure_server: true
-routes:
-  - from: https://app.localhost
-    to: http://{up}
-    allow_public_unauthenticated_access: true
-",
-        up = up.addr
-    ));
+    let gh = start("");
     let repeated = "Authorization: Basic Zm9vOmJhcg==\r\nAuthorization: Pomerium secret-token\r\nTE: trailers\r\nTE: gzip\r\n";
     let (status, body) = h1(gh.port, "app.localhost", "/", repeated).await;
     assert_eq!(status, 200, "{body}");
