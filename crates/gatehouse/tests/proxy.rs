@@ -792,3 +792,96 @@ async fn keep_alive_lives_for_timeout_idle_not_timeout_read() {
         "expected the idle connection to be closed, got {n:?}"
     );
 }
+
+/// An HTTP/1 connection idle for a moment is put to rest (hyper's buffers
+/// and state freed, the socket kept): its next request, and the bytes of a
+/// pipelined request that had arrived before the rest, are served as if
+/// nothing happened. Over plain HTTP and over TLS.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_connections_rest_and_serve_on() {
+    install_crypto();
+    let ca = TestCa::new();
+    let up = echo_upstream("a").await;
+    let route = format!(
+        "routes:\n  - {{from: 'https://ok.localhost', to: 'http://{}', allow_public_unauthenticated_access: true}}\n",
+        up.addr
+    );
+    let plain = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}\ninsecure_server: true\n{route}"
+    ));
+    let s = tokio::net::TcpStream::connect(("127.0.0.1", plain.port))
+        .await
+        .unwrap();
+    rest_and_serve_on(s).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, _) = ca.leaf(&["ok.localhost"]);
+    std::fs::write(dir.path().join("ok.crt"), cert).unwrap();
+    std::fs::write(dir.path().join("ok.key"), key).unwrap();
+    let tls = Gatehouse::start_in(
+        dir,
+        &format!(
+            "address: 127.0.0.1:{{port}}\ncertificate_file: ok.crt\ncertificate_key_file: ok.key\n{route}"
+        ),
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.cert.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", tls.port))
+        .await
+        .unwrap();
+    let s = connector
+        .connect("ok.localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    rest_and_serve_on(s).await;
+}
+
+async fn rest_and_serve_on<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S) {
+    // Longer than the rest time (100 ms), shorter than any timeout.
+    let rest = Duration::from_millis(400);
+    // A request, and the first bytes of the next one in the same write.
+    s.write_all(b"GET /first HTTP/1.1\r\nHost: ok.localhost\r\n\r\nGET /second HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    assert!(response(&mut s).await.contains("\"/first\""));
+    tokio::time::sleep(rest).await;
+    s.write_all(b"st: ok.localhost\r\n\r\n").await.unwrap();
+    assert!(response(&mut s).await.contains("\"/second\""));
+    // A rest between two whole requests.
+    tokio::time::sleep(rest).await;
+    s.write_all(b"GET /third HTTP/1.1\r\nHost: ok.localhost\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(response(&mut s).await.contains("\"/third\""));
+}
+
+/// One HTTP/1.1 response with a `content-length` body: its status line and
+/// body.
+async fn response<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse().unwrap())
+                .unwrap_or_else(|| panic!("no content-length: {head}"));
+            if got.len() >= end + 4 + len {
+                assert!(head.starts_with("http/1.1 200"), "{head}");
+                return String::from_utf8_lossy(&got[end + 4..end + 4 + len]).into_owned();
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("a response within 10 s")
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+}

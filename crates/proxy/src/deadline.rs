@@ -9,6 +9,11 @@
 //! hyper's own header timer also runs while a keep-alive connection waits,
 //! which would cut idle connections at `timeout_read`; this wrapper replaces
 //! it. Upgraded connections (websockets) are left alone.
+//!
+//! It also tells the server when an HTTP/1 connection has rested long
+//! enough for its HTTP state to be put away ([`Deadlines::rest_after`]):
+//! hyper's close is then not passed on, the socket goes back to the server
+//! with the bytes hyper read ahead ([`Deadlines::give_back`]).
 
 use std::future::Future;
 use std::io;
@@ -31,6 +36,9 @@ pub struct Activity {
     /// between two of its polls.
     started: AtomicU64,
     upgraded: AtomicBool,
+    /// The connection has been idle for its rest time: the server may put
+    /// its HTTP/1 state away (set by the reader, taken by the server).
+    rest: AtomicBool,
     /// The reader waiting while requests were in flight: woken when the last
     /// one ends so the idle deadline gets armed.
     reader: AtomicWaker,
@@ -48,6 +56,12 @@ impl Activity {
     /// The connection now carries a tunnel (101 Switching Protocols).
     pub fn upgraded(&self) {
         self.upgraded.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the connection has rested long enough, with nothing in
+    /// flight, for its HTTP/1 state to be put away (asked once).
+    pub fn take_rest(&self) -> bool {
+        self.rest.swap(false, Ordering::Relaxed) && self.in_flight.load(Ordering::Acquire) == 0
     }
 }
 
@@ -122,6 +136,15 @@ pub struct Deadlines<T> {
     h2: bool,
     /// `Activity::started` as of the last poll.
     seen: u64,
+    /// HTTP/1: idle this long, the connection may rest; `None`: never.
+    rest_after: Option<Duration>,
+    /// This idle spell has ended in a rest (until request bytes arrive).
+    rested: bool,
+    /// Put to rest: the server's close is not passed on (the socket goes
+    /// back to the server, which keeps it).
+    keep_open: bool,
+    /// Bytes read before a rest, read again first.
+    prefix: Bytes,
 }
 
 impl<T> Deadlines<T> {
@@ -144,6 +167,55 @@ impl<T> Deadlines<T> {
             first: true,
             h2: false,
             seen: 0,
+            rest_after: None,
+            rested: false,
+            keep_open: false,
+            prefix: Bytes::new(),
+        }
+    }
+
+    /// An HTTP/1 connection idle for `rest` (shorter than `timeout_idle`)
+    /// asks to rest ([`Activity::take_rest`]).
+    pub fn rest_after(&mut self, rest: Duration) {
+        self.rest_after = Some(rest);
+    }
+
+    /// Whether the server was asked to put the connection to rest (and so
+    /// its close was not passed on); from now on closes are passed on.
+    pub fn take_rest(&mut self) -> bool {
+        std::mem::take(&mut self.keep_open)
+    }
+
+    /// Bytes the server read and did not use: read again first.
+    pub fn give_back(&mut self, bytes: Bytes) {
+        debug_assert!(self.prefix.is_empty());
+        self.prefix = bytes;
+    }
+
+    /// Whether bytes given back are waiting to be read.
+    pub fn has_prefix(&self) -> bool {
+        !self.prefix.is_empty()
+    }
+
+    /// Request bytes arrived (read, or given back).
+    fn arrived(&mut self, read: &[u8]) {
+        if self.first {
+            self.first = false;
+            self.h2 = read.starts_with(b"PRI * HTTP/2.0");
+        }
+        self.rested = false;
+        // The first bytes of a new HTTP/1 request start its head timer.
+        let busy = self.sync();
+        if !self.h2 && !busy && self.phase != Phase::Head {
+            self.enter(Phase::Head);
+        }
+    }
+
+    /// Whether the idle phase ends in a rest (not yet rested, HTTP/1).
+    fn may_rest(&self) -> Option<Duration> {
+        match self.rest_after {
+            Some(r) if !self.rested && !self.h2 && r < self.idle_timeout => Some(r),
+            _ => None,
         }
     }
 
@@ -178,7 +250,8 @@ impl<T> Deadlines<T> {
     fn limit(&self) -> Duration {
         match self.phase {
             Phase::Head => self.read_timeout,
-            _ => self.idle_timeout,
+            Phase::Idle => self.may_rest().unwrap_or(self.idle_timeout),
+            Phase::Busy => self.idle_timeout,
         }
     }
 
@@ -195,23 +268,27 @@ impl<T: AsyncRead + Unpin> AsyncRead for Deadlines<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            let given = this.prefix.split_to(n);
+            buf.put_slice(&given);
+            this.arrived(&given);
+            // With what has come since, in the same read: a reader handed
+            // one byte would grow its buffer for the rest.
+            if this.prefix.is_empty() && buf.remaining() > 0 {
+                let _ = Pin::new(&mut this.io).poll_read(cx, buf);
+            }
+            return Poll::Ready(Ok(()));
+        }
         if this.activity.upgraded.load(Ordering::Relaxed) {
             return Pin::new(&mut this.io).poll_read(cx, buf);
         }
         let before = buf.filled().len();
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                let read = &buf.filled()[before..];
-                if !read.is_empty() {
-                    if this.first {
-                        this.first = false;
-                        this.h2 = read.starts_with(b"PRI * HTTP/2.0");
-                    }
-                    // The first bytes of a new HTTP/1 request start its head timer.
-                    let busy = this.sync();
-                    if !this.h2 && !busy && this.phase != Phase::Head {
-                        this.enter(Phase::Head);
-                    }
+                let filled = buf.filled();
+                if filled.len() > before {
+                    this.arrived(&filled[before..]);
                 }
                 Poll::Ready(Ok(()))
             }
@@ -229,6 +306,16 @@ impl<T: AsyncRead + Unpin> AsyncRead for Deadlines<T> {
                     if Instant::now() < deadline {
                         // Set for an earlier phase: on to this one's.
                         this.set(deadline);
+                        continue;
+                    }
+                    if this.phase == Phase::Idle && this.may_rest().is_some() {
+                        // Rested long enough: the server is told (it looks
+                        // once this poll returns) and the timer goes on to
+                        // `timeout_idle`.
+                        this.rested = true;
+                        this.keep_open = true;
+                        this.activity.rest.store(true, Ordering::Relaxed);
+                        this.set(this.since + this.idle_timeout);
                         continue;
                     }
                     let why = match this.phase {
@@ -269,7 +356,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Deadlines<T> {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+        let this = self.get_mut();
+        if this.keep_open {
+            // Put to rest, not closed: the server keeps the socket.
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_shutdown(cx)
     }
 }
 
@@ -422,6 +514,87 @@ mod tests {
         }
         let elapsed = reader.await.unwrap();
         assert_eq!(elapsed, IDLE);
+    }
+
+    const REST: Duration = Duration::from_millis(100);
+
+    /// A request came and went; the connection is idle from now.
+    async fn after_one_request(
+        rest: bool,
+    ) -> (
+        Deadlines<tokio::io::DuplexStream>,
+        tokio::io::DuplexStream,
+        Arc<Activity>,
+    ) {
+        let (mut io, mut client, activity) = pair();
+        if rest {
+            io.rest_after(REST);
+        }
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 64];
+        assert!(io.read(&mut buf).await.unwrap() > 0);
+        drop(activity.start());
+        (io, client, activity)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_http1_connection_asks_to_rest_once_and_keeps_its_socket() {
+        let (mut io, mut client, activity) = after_one_request(true).await;
+        let mut buf = [0u8; 64];
+        assert!(!activity.take_rest(), "not before it has been idle");
+        let waited = tokio::time::timeout(REST * 3, io.read(&mut buf)).await;
+        assert!(waited.is_err(), "resting is not closing");
+        assert!(activity.take_rest());
+        assert!(!activity.take_rest(), "asked once");
+        // The server's close is not passed on: the socket stays open...
+        io.shutdown().await.unwrap();
+        assert!(io.take_rest());
+        client.write_all(b"G").await.unwrap();
+        assert_eq!(io.read(&mut buf).await.unwrap(), 1);
+        // ...and from then on closes are real.
+        assert!(!io.take_rest());
+        io.shutdown().await.unwrap();
+        assert_eq!(client.read(&mut buf).await.unwrap(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rested_connection_still_closes_at_timeout_idle() {
+        let (mut io, _client, activity) = after_one_request(true).await;
+        let mut buf = [0u8; 64];
+        let waited = tokio::time::timeout(REST * 3, io.read(&mut buf)).await;
+        assert!(waited.is_err());
+        assert!(activity.take_rest() && io.take_rest());
+        assert_eq!(time_to_close(&mut io).await, IDLE - REST * 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bytes_given_back_are_read_first_and_start_the_head_timer() {
+        let (mut io, mut client, _activity) = after_one_request(true).await;
+        io.give_back(Bytes::from_static(b"GET /next HT"));
+        client.write_all(b"TP/1.1\r\n").await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = io.read(&mut buf).await.unwrap();
+        // What arrived since comes in the same read.
+        assert_eq!(&buf[..n], b"GET /next HTTP/1.1\r\n");
+        assert!(!io.has_prefix());
+        // The head never ends: timeout_read, from the bytes given back.
+        assert_eq!(time_to_close(&mut io).await, READ);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_rest_without_rest_after_or_with_a_request_in_flight() {
+        let (mut io, _client, activity) = after_one_request(false).await;
+        let mut buf = [0u8; 64];
+        let waited = tokio::time::timeout(REST * 3, io.read(&mut buf)).await;
+        assert!(waited.is_err());
+        assert!(!activity.take_rest(), "not asked to rest");
+
+        let (mut io, _client, activity) = after_one_request(true).await;
+        let in_flight = activity.start();
+        let waited = tokio::time::timeout(REST * 3, io.read(&mut buf)).await;
+        assert!(waited.is_err());
+        assert!(!activity.take_rest(), "busy, not idle");
+        drop(in_flight);
     }
 
     #[tokio::test(start_paused = true)]

@@ -412,6 +412,14 @@ impl<S> Joined<S> {
     pub fn server(&mut self) -> Pin<&mut S> {
         self.server.as_mut()
     }
+
+    /// The downstream connection's future, once it is done.
+    pub fn into_server(self) -> S
+    where
+        S: Unpin,
+    {
+        *Pin::into_inner(self.server)
+    }
 }
 
 impl<S: Future> Future for Joined<S> {
