@@ -885,3 +885,30 @@ async fn response<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> String {
         got.extend_from_slice(&buf[..n]);
     }
 }
+
+/// A request asking for an upgrade that is answered without one (a
+/// websocket to a route without `allow_websockets`, curl's h2c upgrade)
+/// leaves the connection kept alive, past the rest time: hyper keeps such
+/// an upgrade pending, so that connection never rests.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upgrade_asked_for_and_not_given_keeps_the_connection() {
+    let up = echo_upstream("a").await;
+    let gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}\ninsecure_server: true\nroutes:\n  - {{from: 'https://ok.localhost', to: 'http://{}', allow_public_unauthenticated_access: true}}\n",
+        up.addr
+    ));
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", gh.port))
+        .await
+        .unwrap();
+    s.write_all(
+        b"GET /u HTTP/1.1\r\nHost: ok.localhost\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    assert!(response(&mut s).await.contains("\"/u\""));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    s.write_all(b"GET /again HTTP/1.1\r\nHost: ok.localhost\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(response(&mut s).await.contains("\"/again\""));
+}

@@ -39,6 +39,13 @@ pub struct Activity {
     /// The connection has been idle for its rest time: the server may put
     /// its HTTP/1 state away (set by the reader, taken by the server).
     rest: AtomicBool,
+    /// Never rest: a request on this connection had a body, asked for an
+    /// upgrade or for the connection's end (hyper may not be idle when it
+    /// looks so from here, or keeps an upgrade pending).
+    no_rest: AtomicBool,
+    /// The server is putting the connection to rest: its HTTP server's
+    /// close is not passed on.
+    keep_open: AtomicBool,
     /// The reader waiting while requests were in flight: woken when the last
     /// one ends so the idle deadline gets armed.
     reader: AtomicWaker,
@@ -61,7 +68,21 @@ impl Activity {
     /// Whether the connection has rested long enough, with nothing in
     /// flight, for its HTTP/1 state to be put away (asked once).
     pub fn take_rest(&self) -> bool {
-        self.rest.swap(false, Ordering::Relaxed) && self.in_flight.load(Ordering::Acquire) == 0
+        self.rest.swap(false, Ordering::Relaxed)
+            && self.in_flight.load(Ordering::Acquire) == 0
+            && !self.no_rest.load(Ordering::Relaxed)
+    }
+
+    /// This connection never rests (see `no_rest`).
+    pub fn forbid_rest(&self) {
+        self.no_rest.store(true, Ordering::Relaxed);
+    }
+
+    /// Holds (or no longer holds) the HTTP server's close: set just before
+    /// it is asked to close an idle connection, cleared if it did not close
+    /// at once (it was busy after all: its close is then real).
+    pub fn hold_close(&self, hold: bool) {
+        self.keep_open.store(hold, Ordering::Relaxed);
     }
 }
 
@@ -140,9 +161,9 @@ pub struct Deadlines<T> {
     rest_after: Option<Duration>,
     /// This idle spell has ended in a rest (until request bytes arrive).
     rested: bool,
-    /// Put to rest: the server's close is not passed on (the socket goes
-    /// back to the server, which keeps it).
-    keep_open: bool,
+    /// An error met while reading ahead of bytes given back: returned by
+    /// the next read.
+    error: Option<io::Error>,
     /// Bytes read before a rest, read again first.
     prefix: Bytes,
 }
@@ -169,7 +190,7 @@ impl<T> Deadlines<T> {
             seen: 0,
             rest_after: None,
             rested: false,
-            keep_open: false,
+            error: None,
             prefix: Bytes::new(),
         }
     }
@@ -180,16 +201,22 @@ impl<T> Deadlines<T> {
         self.rest_after = Some(rest);
     }
 
-    /// Whether the server was asked to put the connection to rest (and so
-    /// its close was not passed on); from now on closes are passed on.
+    /// Whether the server's close was held (the connection is put to
+    /// rest); from now on closes are passed on.
     pub fn take_rest(&mut self) -> bool {
-        std::mem::take(&mut self.keep_open)
+        self.activity.keep_open.swap(false, Ordering::Relaxed)
     }
 
-    /// Bytes the server read and did not use: read again first.
+    /// Bytes the server read and did not use: read again first (after any
+    /// given back before).
     pub fn give_back(&mut self, bytes: Bytes) {
-        debug_assert!(self.prefix.is_empty());
-        self.prefix = bytes;
+        if self.prefix.is_empty() {
+            self.prefix = bytes;
+        } else {
+            let mut all = bytes::BytesMut::from(&self.prefix[..]);
+            all.extend_from_slice(&bytes);
+            self.prefix = all.freeze();
+        }
     }
 
     /// Whether bytes given back are waiting to be read.
@@ -214,7 +241,14 @@ impl<T> Deadlines<T> {
     /// Whether the idle phase ends in a rest (not yet rested, HTTP/1).
     fn may_rest(&self) -> Option<Duration> {
         match self.rest_after {
-            Some(r) if !self.rested && !self.h2 && r < self.idle_timeout => Some(r),
+            Some(r)
+                if !self.rested
+                    && !self.h2
+                    && r < self.idle_timeout
+                    && !self.activity.no_rest.load(Ordering::Relaxed) =>
+            {
+                Some(r)
+            }
             _ => None,
         }
     }
@@ -268,6 +302,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for Deadlines<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if let Some(e) = this.error.take() {
+            return Poll::Ready(Err(e));
+        }
         if !this.prefix.is_empty() {
             let n = this.prefix.len().min(buf.remaining());
             let given = this.prefix.split_to(n);
@@ -276,7 +313,15 @@ impl<T: AsyncRead + Unpin> AsyncRead for Deadlines<T> {
             // With what has come since, in the same read: a reader handed
             // one byte would grow its buffer for the rest.
             if this.prefix.is_empty() && buf.remaining() > 0 {
-                let _ = Pin::new(&mut this.io).poll_read(cx, buf);
+                let before = buf.filled().len();
+                match Pin::new(&mut this.io).poll_read(cx, buf) {
+                    Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                        let filled = buf.filled();
+                        this.arrived(&filled[before..]);
+                    }
+                    Poll::Ready(Err(e)) => this.error = Some(e),
+                    _ => {}
+                }
             }
             return Poll::Ready(Ok(()));
         }
@@ -313,7 +358,6 @@ impl<T: AsyncRead + Unpin> AsyncRead for Deadlines<T> {
                         // once this poll returns) and the timer goes on to
                         // `timeout_idle`.
                         this.rested = true;
-                        this.keep_open = true;
                         this.activity.rest.store(true, Ordering::Relaxed);
                         this.set(this.since + this.idle_timeout);
                         continue;
@@ -357,7 +401,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Deadlines<T> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.keep_open {
+        if this.activity.keep_open.load(Ordering::Relaxed) {
             // Put to rest, not closed: the server keeps the socket.
             return Poll::Ready(Ok(()));
         }
@@ -546,7 +590,8 @@ mod tests {
         assert!(waited.is_err(), "resting is not closing");
         assert!(activity.take_rest());
         assert!(!activity.take_rest(), "asked once");
-        // The server's close is not passed on: the socket stays open...
+        // The server's close, held, is not passed on: the socket stays open...
+        activity.hold_close(true);
         io.shutdown().await.unwrap();
         assert!(io.take_rest());
         client.write_all(b"G").await.unwrap();
@@ -563,7 +608,9 @@ mod tests {
         let mut buf = [0u8; 64];
         let waited = tokio::time::timeout(REST * 3, io.read(&mut buf)).await;
         assert!(waited.is_err());
-        assert!(activity.take_rest() && io.take_rest());
+        assert!(activity.take_rest());
+        activity.hold_close(true);
+        assert!(io.take_rest());
         assert_eq!(time_to_close(&mut io).await, IDLE - REST * 3);
     }
 
@@ -595,6 +642,12 @@ mod tests {
         assert!(waited.is_err());
         assert!(!activity.take_rest(), "busy, not idle");
         drop(in_flight);
+
+        let (mut io, _client, activity) = after_one_request(true).await;
+        activity.forbid_rest();
+        let waited = tokio::time::timeout(REST * 3, io.read(&mut buf)).await;
+        assert!(waited.is_err());
+        assert!(!activity.take_rest(), "forbidden");
     }
 
     #[tokio::test(start_paused = true)]

@@ -113,7 +113,7 @@ fn build_clients(
         b.timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
+            .pool_max_idle_per_host(1024)
             .http1_preserve_header_case(false)
             .http2_adaptive_window(true);
         b

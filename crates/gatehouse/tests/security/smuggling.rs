@@ -6,6 +6,7 @@
 //! framing, or the client gets a 400 and the connection ends.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -300,4 +301,72 @@ routes:
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let answer = raw_exchange(gh.port, ask("https://paths.localhost/admin").as_bytes()).await;
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+}
+
+/// Idle HTTP/1 connections rest (hyper's state is put away, the bytes it
+/// read ahead are kept for the next request). A request whose answer is
+/// done while its body is still coming (the upstream answered early) looks
+/// idle from outside hyper: its body's remaining bytes must never be read
+/// as requests, however the body ends (its exchange given up by the route's
+/// `idle_timeout`, a broken chunk, `Connection: close`). Found by an
+/// attacker's review of the rests.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_still_coming_after_its_answer_is_never_read_as_requests() {
+    let up = Recorder::start().await;
+    let gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}
+insecure_server: true
+routes:
+  - from: https://public.localhost
+    to: http://127.0.0.1:{}
+    allow_public_unauthenticated_access: true
+    idle_timeout: 1s
+",
+        up.port
+    ));
+    let smuggled = b"GET /smuggled HTTP/1.1\r\nHost: public.localhost\r\n\r\n";
+    let cases: [(&str, &[u8], Duration, &[u8]); 3] = [
+        (
+            "content-length body given up by idle_timeout",
+            b"POST /a HTTP/1.1\r\nHost: public.localhost\r\nContent-Length: 100000\r\n\r\nxxxx",
+            Duration::from_millis(1600),
+            b"",
+        ),
+        (
+            "chunked body, then a broken chunk",
+            b"POST /b HTTP/1.1\r\nHost: public.localhost\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nxxxx\r\n",
+            Duration::from_millis(400),
+            b"Z",
+        ),
+        (
+            "Connection: close",
+            b"POST /c HTTP/1.1\r\nHost: public.localhost\r\nConnection: close\r\nContent-Length: 100000\r\n\r\n",
+            Duration::from_millis(400),
+            b"",
+        ),
+    ];
+    for (case, request, wait, before) in cases {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", gh.port))
+            .await
+            .unwrap();
+        s.write_all(request).await.unwrap();
+        tokio::time::sleep(wait).await;
+        let mut next = before.to_vec();
+        next.extend_from_slice(smuggled);
+        let _ = s.write_all(&next).await;
+        // Whatever comes back within a second: the first answer at most.
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let until = tokio::time::Instant::now() + Duration::from_secs(1);
+        while let Ok(Ok(n)) = tokio::time::timeout_at(until, s.read(&mut buf)).await {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        // A second answer is the smuggled request's (its bytes are the
+        // body's: the upstream may well receive them, as body).
+        let answers = String::from_utf8_lossy(&got).matches("HTTP/1.1 ").count();
+        assert!(answers <= 1, "{case}: {}", String::from_utf8_lossy(&got));
+    }
 }
