@@ -66,18 +66,29 @@ impl Sealer {
         if sealed.len() > 4096 {
             return None;
         }
-        let raw = URL_SAFE_NO_PAD.decode(sealed.trim()).ok()?;
+        let mut raw = URL_SAFE_NO_PAD.decode(sealed.trim()).ok()?;
+        self.open_raw(purpose, &mut raw).map(<[u8]>::to_vec)
+    }
+
+    /// [`Sealer::open`] into `buf` (nothing allocated): `None` also when
+    /// the value does not fit in `buf`.
+    pub fn open_in<'a>(&self, purpose: &str, sealed: &str, buf: &'a mut [u8]) -> Option<&'a [u8]> {
+        let n = URL_SAFE_NO_PAD.decode_slice(sealed.trim(), buf).ok()?;
+        self.open_raw(purpose, &mut buf[..n])
+    }
+
+    /// Opens nonce + ciphertext + tag in place.
+    fn open_raw<'a>(&self, purpose: &str, raw: &'a mut [u8]) -> Option<&'a [u8]> {
         if raw.len() < NONCE_LEN + AES_256_GCM.tag_len() {
             return None;
         }
-        let (nonce, ct) = raw.split_at(NONCE_LEN);
+        let (nonce, ct) = raw.split_at_mut(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-        let mut buf = ct.to_vec();
         let plain = self
             .key
-            .open_in_place(nonce, Aad::from(purpose.as_bytes()), &mut buf)
+            .open_in_place(nonce, Aad::from(purpose.as_bytes()), ct)
             .ok()?;
-        Some(plain.to_vec())
+        Some(plain)
     }
 }
 
@@ -99,7 +110,10 @@ impl Handle {
 
     /// The handle in a cookie value, if it is genuine and not expired.
     pub fn open(sealer: &Sealer, cookie_name: &str, value: &str, now: u64) -> Option<Handle> {
-        let plain = sealer.open(cookie_name, value)?;
+        // Read on every signed-in request: opened on the stack. A genuine
+        // value is 52 bytes (nonce, 24, tag); anything longer is not one.
+        let mut buf = [0u8; 64];
+        let plain = sealer.open_in(cookie_name, value, &mut buf)?;
         let plain: [u8; 24] = plain.try_into().ok()?;
         let mut id = [0u8; 16];
         id.copy_from_slice(&plain[..16]);
@@ -156,6 +170,15 @@ mod tests {
             Handle::open(&s, "_pomerium", &v[..v.len() - 1], 1000),
             None,
             "truncated"
+        );
+        // Longer than any genuine value (opened on the stack): signed out.
+        let long = h.seal(&s, "_pomerium") + &"A".repeat(200);
+        assert_eq!(Handle::open(&s, "_pomerium", &long, 1000), None, "too long");
+        let sealed_long = s.seal("_pomerium", &[1u8; 100]);
+        assert_eq!(
+            Handle::open(&s, "_pomerium", &sealed_long, 1000),
+            None,
+            "genuine but not a handle"
         );
         let mut bytes = URL_SAFE_NO_PAD.decode(&v).unwrap();
         for i in 0..bytes.len() {
