@@ -269,12 +269,15 @@ async fn forward(
                     .insert(header::HOST, state.target_hosts[target_index].clone());
             }
             let sent = lane.send(&state.clients.lanes, &target.authority, req);
-            // (Timeouts inline here and below: a shared async helper made
-            // every request's future 1 KiB larger.)
+            // The route's timeout on the connection's own timer (no timer
+            // registered and cancelled per request); the exchange's future
+            // pinned here, not copied into the timeout's. (Timeouts inline
+            // here and below: a shared async helper made every request's
+            // future 1 KiB larger.)
             let result = match route.timeout {
-                Some(t) => match tokio::time::timeout(t, sent).await {
-                    Ok(r) => r,
-                    Err(_) => {
+                Some(t) => match lane.within(t, std::pin::pin!(sent)).await {
+                    Some(r) => r,
+                    None => {
                         // The exchange was cut halfway: its connection goes.
                         lane.unbind();
                         return Err(ProxyError::UpstreamTimeout);

@@ -202,9 +202,44 @@ struct Bound {
     installed: bool,
 }
 
+/// The route's `timeout` for this connection's exchanges (one at a time):
+/// one timer kept for the connection's life instead of one registered and
+/// cancelled per request. It is moved only when an exchange's deadline is
+/// earlier than the one set; when it fires, the current exchange's own
+/// deadline decides (passed: timed out; not yet: the timer is set to it).
+#[derive(Default)]
+struct ExchangeTimer {
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// When `sleep` fires.
+    armed: Option<tokio::time::Instant>,
+}
+
+impl ExchangeTimer {
+    /// Ready once `deadline` has passed.
+    fn poll(&mut self, cx: &mut Context<'_>, deadline: tokio::time::Instant) -> Poll<()> {
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if self.armed.is_none_or(|armed| deadline < armed) {
+            sleep.as_mut().reset(deadline);
+            self.armed = Some(deadline);
+        }
+        while sleep.as_mut().poll(cx).is_ready() {
+            if tokio::time::Instant::now() >= deadline {
+                return Poll::Ready(());
+            }
+            // Set for an earlier exchange: on to this one's deadline.
+            sleep.as_mut().reset(deadline);
+            self.armed = Some(deadline);
+        }
+        Poll::Pending
+    }
+}
+
 /// The upstream exchange of one downstream connection, if one is going on.
 #[derive(Default)]
 pub struct Lane {
+    timer: Mutex<ExchangeTimer>,
     bound: Mutex<Bound>,
     /// A connection is bound: the connection's task polls the lane on
     /// every wake-up, and most find it empty (between requests).
@@ -261,6 +296,25 @@ impl Lane {
             self.busy.store(false, Ordering::Release);
         }
         std::mem::take(&mut b.installed)
+    }
+
+    /// `fut` (this connection's exchange), or `None` once `limit` has
+    /// passed since now: the route's `timeout` on the connection's timer.
+    /// (Pinned by the caller: the exchange's future is not copied into
+    /// this one.)
+    pub fn within<'a, F: Future>(
+        &'a self,
+        limit: Duration,
+        mut fut: Pin<&'a mut F>,
+    ) -> impl Future<Output = Option<F::Output>> + 'a {
+        let deadline = tokio::time::Instant::now() + limit;
+        std::future::poll_fn(move |cx| {
+            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Some(out));
+            }
+            let mut timer = self.timer.lock().unwrap_or_else(|e| e.into_inner());
+            timer.poll(cx, deadline).map(|()| None)
+        })
     }
 
     /// Drops the bound connection (after a failed or abandoned exchange,
@@ -438,5 +492,33 @@ impl<S: Future> Future for Joined<S> {
                 return Poll::Pending;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each exchange gets its whole timeout from its own start, whatever
+    /// the connection's timer was set to by the ones before.
+    #[tokio::test(start_paused = true)]
+    async fn each_exchange_gets_its_own_timeout_on_the_shared_timer() {
+        let lane = Lane::default();
+        let limit = Duration::from_secs(30);
+        // An exchange that answers in time leaves the timer set.
+        let quick = std::pin::pin!(tokio::time::sleep(Duration::from_secs(1)));
+        assert_eq!(lane.within(limit, quick).await, Some(()));
+        // 20 s later, one that never answers: cut 30 s after its start,
+        // not when the first one's deadline (29 s from now) passes.
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let start = tokio::time::Instant::now();
+        let never = std::pin::pin!(std::future::pending::<()>());
+        assert_eq!(lane.within(limit, never).await, None);
+        assert_eq!(start.elapsed(), limit);
+        // A shorter limit than the timer is set to moves it earlier.
+        let never = std::pin::pin!(std::future::pending::<()>());
+        let start = tokio::time::Instant::now();
+        assert_eq!(lane.within(Duration::from_secs(2), never).await, None);
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
     }
 }
