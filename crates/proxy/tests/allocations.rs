@@ -123,24 +123,18 @@ routes:
         .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
         .find(|c| c.starts_with("_pomerium="))
         .expect("a session cookie");
-    let per_request = per_request(|| async {
-        let req = Request::get("https://app.localhost/x?y=1")
-            .header("user-agent", "bench")
-            .header("accept", "*/*")
-            .header("cookie", cookie.as_str())
-            .body(RequestBody::empty())
-            .unwrap();
-        let resp = gatehouse_proxy::dispatch::handle(&proxy, &rt, req, &conn).await;
-        assert_eq!(resp.status(), 200);
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        assert_eq!(&body[..], b"app");
+    let per_request = per_request(|| {
+        get_ok(
+            &proxy,
+            &rt,
+            &conn,
+            "https://app.localhost/x?y=1",
+            Some(&cookie),
+            b"app",
+        )
     })
     .await;
-    println!("allocations per signed-in request: {per_request}");
-    assert!(
-        per_request <= SIGNED_IN_REQUEST_BOUND,
-        "{per_request} allocations per request, bound {SIGNED_IN_REQUEST_BOUND}"
-    );
+    within_bound("signed-in", per_request, SIGNED_IN_REQUEST_BOUND);
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -158,23 +152,18 @@ routes:
     let proxy = Proxy::new(loaded.config, None).unwrap();
     let conn = ConnInfo::new("127.0.0.1:40000".parse::<SocketAddr>().unwrap(), 8443, true);
     let rt = proxy.runtime();
-    let per_request = per_request(|| async {
-        let req = Request::get("https://public.localhost/x?y=1")
-            .header("user-agent", "bench")
-            .header("accept", "*/*")
-            .body(RequestBody::empty())
-            .unwrap();
-        let resp = gatehouse_proxy::dispatch::handle(&proxy, &rt, req, &conn).await;
-        assert_eq!(resp.status(), 200);
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        assert_eq!(&body[..], b"hello");
+    let per_request = per_request(|| {
+        get_ok(
+            &proxy,
+            &rt,
+            &conn,
+            "https://public.localhost/x?y=1",
+            None,
+            b"hello",
+        )
     })
     .await;
-    println!("allocations per public request: {per_request}");
-    assert!(
-        per_request <= PUBLIC_REQUEST_BOUND,
-        "{per_request} allocations per request, bound {PUBLIC_REQUEST_BOUND}"
-    );
+    within_bound("public", per_request, PUBLIC_REQUEST_BOUND);
 }
 
 /// Allocations of one public request forwarded to an HTTP/1 upstream on
@@ -235,23 +224,47 @@ routes:
     conn.lane = Some(lane.clone());
     let rt = proxy.runtime();
     let per_request = per_request(|| {
-        let exchange = async {
-            let req = Request::get("https://public.localhost/x?y=1")
-                .header("user-agent", "bench")
-                .header("accept", "*/*")
-                .body(RequestBody::empty())
-                .unwrap();
-            let resp = gatehouse_proxy::dispatch::handle(&proxy, &rt, req, &conn).await;
-            assert_eq!(resp.status(), 200);
-            let body = resp.into_body().collect().await.unwrap().to_bytes();
-            assert_eq!(&body[..], b"hello");
-        };
+        let exchange = get_ok(
+            &proxy,
+            &rt,
+            &conn,
+            "https://public.localhost/x?y=1",
+            None,
+            b"hello",
+        );
         gatehouse_proxy::lane::Joined::new(exchange, lane.clone())
     })
     .await;
-    println!("allocations per forwarded request: {per_request}");
+    within_bound("forwarded", per_request, FORWARDED_REQUEST_BOUND);
+}
+
+/// One GET through the dispatcher (with `cookie`, if any) answered 200
+/// with `body`, read whole.
+async fn get_ok(
+    proxy: &Proxy,
+    rt: &gatehouse_proxy::runtime::Runtime,
+    conn: &ConnInfo,
+    url: &str,
+    cookie: Option<&str>,
+    body: &[u8],
+) {
+    let mut req = Request::get(url)
+        .header("user-agent", "bench")
+        .header("accept", "*/*");
+    if let Some(cookie) = cookie {
+        req = req.header("cookie", cookie);
+    }
+    let req = req.body(RequestBody::empty()).unwrap();
+    let resp = gatehouse_proxy::dispatch::handle(proxy, rt, req, conn).await;
+    assert_eq!(resp.status(), 200);
+    let got = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&got[..], body);
+}
+
+fn within_bound(kind: &str, per_request: usize, bound: usize) {
+    println!("allocations per {kind} request: {per_request}");
     assert!(
-        per_request <= FORWARDED_REQUEST_BOUND,
-        "{per_request} allocations per request, bound {FORWARDED_REQUEST_BOUND}"
+        per_request <= bound,
+        "{kind}: {per_request} allocations per request, bound {bound}"
     );
 }
