@@ -87,11 +87,8 @@ routes:
     allow_any_authenticated_user: true
 "
     );
-    let loaded =
-        gatehouse_config::load_str(&yaml, "test.yaml", std::path::Path::new("."), &|_| None)
-            .unwrap_or_else(|e| panic!("{e}"));
-    let proxy = Proxy::new(loaded.config, None).unwrap();
-    let conn = ConnInfo::new("127.0.0.1:40000".parse::<SocketAddr>().unwrap(), 8443, true);
+    let proxy = proxy(&yaml);
+    let conn = conn();
     let rt = proxy.runtime();
     // The built-in sign-in: its form's token, then the post.
     let form = Request::get(
@@ -146,11 +143,8 @@ routes:
     response: {status: 200, body: hello}
     allow_public_unauthenticated_access: true
 ";
-    let loaded =
-        gatehouse_config::load_str(yaml, "test.yaml", std::path::Path::new("."), &|_| None)
-            .unwrap_or_else(|e| panic!("{e}"));
-    let proxy = Proxy::new(loaded.config, None).unwrap();
-    let conn = ConnInfo::new("127.0.0.1:40000".parse::<SocketAddr>().unwrap(), 8443, true);
+    let proxy = proxy(yaml);
+    let conn = conn();
     let rt = proxy.runtime();
     let per_request = per_request(|| {
         get_ok(
@@ -215,12 +209,9 @@ routes:
     allow_public_unauthenticated_access: true
 "
     );
-    let loaded =
-        gatehouse_config::load_str(&yaml, "test.yaml", std::path::Path::new("."), &|_| None)
-            .unwrap_or_else(|e| panic!("{e}"));
-    let proxy = Proxy::new(loaded.config, None).unwrap();
+    let proxy = proxy(&yaml);
     let lane = std::sync::Arc::new(gatehouse_proxy::lane::Lane::default());
-    let mut conn = ConnInfo::new("127.0.0.1:40000".parse::<SocketAddr>().unwrap(), 8443, true);
+    let mut conn = conn();
     conn.lane = Some(lane.clone());
     let rt = proxy.runtime();
     let per_request = per_request(|| {
@@ -236,6 +227,17 @@ routes:
     })
     .await;
     within_bound("forwarded", per_request, FORWARDED_REQUEST_BOUND);
+}
+
+fn proxy(yaml: &str) -> std::sync::Arc<Proxy> {
+    let loaded =
+        gatehouse_config::load_str(yaml, "test.yaml", std::path::Path::new("."), &|_| None)
+            .unwrap_or_else(|e| panic!("{e}"));
+    Proxy::new(loaded.config, None).unwrap()
+}
+
+fn conn() -> ConnInfo {
+    ConnInfo::new("127.0.0.1:40000".parse::<SocketAddr>().unwrap(), 8443, true)
 }
 
 /// One GET through the dispatcher (with `cookie`, if any) answered 200
