@@ -19,7 +19,7 @@ const THRESHOLD: usize = 4 << 20;
 const EVERY: Duration = Duration::from_secs(1);
 
 /// Starts the trimming thread (glibc only).
-pub fn start() {
+pub(crate) fn start() {
     if cfg!(all(target_os = "linux", target_env = "gnu")) {
         let _ = std::thread::Builder::new()
             .name("gatehouse-memory".into())
@@ -35,7 +35,7 @@ pub fn start() {
 
 /// What the last trim left free.
 #[derive(Debug, Default)]
-pub struct Trimmer {
+struct Trimmer {
     free: usize,
 }
 
@@ -43,7 +43,7 @@ impl Trimmer {
     /// Trims when more has been freed since the last trim than
     /// [`THRESHOLD`]; whether it did. A fall of what is free (reused)
     /// lowers the mark, so the next burst's frees count in full.
-    pub fn tick(&mut self) -> bool {
+    fn tick(&mut self) -> bool {
         let Some(free) = free_bytes() else {
             return false;
         };
@@ -83,17 +83,16 @@ fn trim() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn trim() {}
 
-/// The process's resident size (`/proc/self/statm`).
-#[cfg(test)]
-fn resident_bytes() -> Option<usize> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: usize = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
-}
-
 #[cfg(all(test, target_os = "linux", target_env = "gnu"))]
 mod tests {
     use super::*;
+
+    /// The process's resident size (`/proc/self/statm`).
+    fn resident_bytes() -> Option<usize> {
+        let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+        let pages: usize = statm.split_whitespace().nth(1)?.parse().ok()?;
+        Some(pages * 4096)
+    }
 
     /// Memory freed between blocks still in use is given back once, and a
     /// second look with nothing new freed does nothing.

@@ -40,6 +40,15 @@ impl std::fmt::Debug for Directory {
     }
 }
 
+/// The name shown for a user: its `name`, or its username.
+fn display_name(user: &LocalUser) -> &str {
+    if user.name.is_empty() {
+        &user.username
+    } else {
+        &user.name
+    }
+}
+
 impl Directory {
     pub fn new(users: Vec<LocalUser>) -> Result<Directory, DirectoryError> {
         let mut map = HashMap::new();
@@ -90,12 +99,7 @@ impl Directory {
     /// directory are checked against it on every lookup, so removing a user
     /// or a group takes effect at once, not when the cookie expires.
     pub fn current(&self, sub: &str) -> Option<Identity> {
-        let user = self
-            .users
-            .get(&sub.to_lowercase())
-            .map(|&i| &self.entries[i])
-            .filter(|u| u.username == sub)?;
-        Some(Self::identity(user))
+        self.user(sub).map(Self::identity)
     }
 
     /// [`Directory::current`] for a session's identity, without building
@@ -103,37 +107,33 @@ impl Directory {
     /// `None` once the user is removed, `Some(None)` when the directory
     /// still says the same, `Some(Some(new))` when it changed.
     pub fn changed(&self, identity: &Identity) -> Option<Option<Identity>> {
-        let sub = identity.sub.as_str();
-        let index = if sub.bytes().any(|b| b.is_ascii_uppercase()) || !sub.is_ascii() {
-            self.users.get(&sub.to_lowercase())
-        } else {
-            self.users.get(sub)
-        };
-        let user = index
-            .map(|&i| &self.entries[i])
-            .filter(|u| u.username == sub)?;
-        let name = if user.name.is_empty() {
-            &user.username
-        } else {
-            &user.name
-        };
+        let user = self.user(&identity.sub)?;
         let same = identity.email == user.email
-            && identity.name == *name
+            && identity.name == display_name(user)
             && identity.groups == user.groups
             && identity.idp == "local"
             && identity.claims.is_empty();
         Some((!same).then(|| Self::identity(user)))
     }
 
+    /// The user named `sub` (its exact spelling), without allocating for
+    /// a lower-case name.
+    fn user(&self, sub: &str) -> Option<&LocalUser> {
+        let index = if sub.bytes().any(|b| b.is_ascii_uppercase()) || !sub.is_ascii() {
+            self.users.get(&sub.to_lowercase())
+        } else {
+            self.users.get(sub)
+        };
+        index
+            .map(|&i| &self.entries[i])
+            .filter(|u| u.username == sub)
+    }
+
     fn identity(user: &LocalUser) -> Identity {
         Identity {
             sub: user.username.clone(),
             email: user.email.clone(),
-            name: if user.name.is_empty() {
-                user.username.clone()
-            } else {
-                user.name.clone()
-            },
+            name: display_name(user).to_string(),
             groups: user.groups.clone(),
             idp: "local".into(),
             claims: serde_json::Map::new(),

@@ -271,6 +271,18 @@ impl RedisStore {
         Ok(Some(session))
     }
 
+    /// Whether this instance's copy is believed without asking Redis:
+    /// changes are being heard, and the copy was confirmed within `TRUST`
+    /// (counted as a hit).
+    fn trusted(&self, h: &Hot) -> bool {
+        let trusted =
+            self.shared.subscribed.load(Ordering::Acquire) && h.confirmed.elapsed() < TRUST;
+        if trusted {
+            self.shared.cache_hits.fetch_add(1, Ordering::Relaxed);
+        }
+        trusted
+    }
+
     /// Tells the other instances to drop their copy of `id`.
     fn invalidation(&self, id: &SessionId) -> String {
         format!("{} {}", self.shared.instance, id.to_hex())
@@ -281,18 +293,13 @@ impl RedisStore {
 impl SessionStore for RedisStore {
     fn peek(&self, id: &SessionId) -> Option<Option<Arc<Session>>> {
         let h = self.cache().get(id)?;
-        if self.shared.subscribed.load(Ordering::Acquire) && h.confirmed.elapsed() < TRUST {
-            self.shared.cache_hits.fetch_add(1, Ordering::Relaxed);
-            return Some(Some(h.session));
-        }
-        None
+        self.trusted(&h).then_some(Some(h.session))
     }
 
     async fn get(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError> {
         let cached = self.cache().get(id);
         if let Some(h) = &cached {
-            if self.shared.subscribed.load(Ordering::Acquire) && h.confirmed.elapsed() < TRUST {
-                self.shared.cache_hits.fetch_add(1, Ordering::Relaxed);
+            if self.trusted(h) {
                 return Ok(Some(h.session.clone()));
             }
         }

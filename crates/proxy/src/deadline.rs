@@ -73,6 +73,11 @@ impl Activity {
             && !self.no_rest.load(Ordering::Relaxed)
     }
 
+    /// Whether this connection may no longer rest.
+    pub fn rest_forbidden(&self) -> bool {
+        self.no_rest.load(Ordering::Relaxed)
+    }
+
     /// This connection never rests (see `no_rest`).
     pub fn forbid_rest(&self) {
         self.no_rest.store(true, Ordering::Relaxed);
@@ -203,7 +208,7 @@ impl<T> Deadlines<T> {
 
     /// Whether the server's close was held (the connection is put to
     /// rest); from now on closes are passed on.
-    pub fn take_rest(&mut self) -> bool {
+    pub fn take_held_close(&mut self) -> bool {
         self.activity.keep_open.swap(false, Ordering::Relaxed)
     }
 
@@ -245,7 +250,7 @@ impl<T> Deadlines<T> {
                 if !self.rested
                     && !self.h2
                     && r < self.idle_timeout
-                    && !self.activity.no_rest.load(Ordering::Relaxed) =>
+                    && !self.activity.rest_forbidden() =>
             {
                 Some(r)
             }
@@ -593,11 +598,11 @@ mod tests {
         // The server's close, held, is not passed on: the socket stays open...
         activity.hold_close(true);
         io.shutdown().await.unwrap();
-        assert!(io.take_rest());
+        assert!(io.take_held_close());
         client.write_all(b"G").await.unwrap();
         assert_eq!(io.read(&mut buf).await.unwrap(), 1);
         // ...and from then on closes are real.
-        assert!(!io.take_rest());
+        assert!(!io.take_held_close());
         io.shutdown().await.unwrap();
         assert_eq!(client.read(&mut buf).await.unwrap(), 0);
     }
@@ -610,7 +615,7 @@ mod tests {
         assert!(waited.is_err());
         assert!(activity.take_rest());
         activity.hold_close(true);
-        assert!(io.take_rest());
+        assert!(io.take_held_close());
         assert_eq!(time_to_close(&mut io).await, IDLE - REST * 3);
     }
 

@@ -358,15 +358,8 @@ fn remove_values(headers: &mut HeaderMap, name: &HeaderName, gone: impl Fn(&Head
 /// replace or delete them in a browser.
 fn strip_own_set_cookies(headers: &mut HeaderMap, cookie_name: &str) {
     // Looked at on every response: nothing allocated unless one is found.
-    let own = |v: &HeaderValue| {
-        let text = String::from_utf8_lossy(v.as_bytes());
-        let name = text
-            .split_once('=')
-            .map_or(text.as_ref(), |(n, _)| n)
-            .trim();
-        name.strip_prefix(cookie_name)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('_'))
-    };
+    let own =
+        |v: &HeaderValue| crate::authenticate::is_own_cookie(v.as_bytes(), cookie_name.as_bytes());
     remove_values(headers, &header::SET_COOKIE, own);
 }
 

@@ -189,7 +189,7 @@ async fn serve_connection(
         let proxy = proxy.clone();
         let conn = conn.clone();
         let in_flight = tracker.start();
-        if !rests_after(&req) {
+        if !tracker.rest_forbidden() && !rests_after(&req) {
             tracker.forbid_rest();
         }
         let tracker = tracker.clone();
@@ -298,9 +298,25 @@ impl Served<'_> {
                 // (HTTP/2 +15% requests/s; HTTP/1 keeps it in place).
                 let service = service_fn(move |req| Box::pin(handle(req)));
                 // Built straight into its box: it is not part of this task.
-                let conn = h2.serve_connection(TokioIo::new(io), service);
-                let joined = crate::lane::Joined::new(conn, self.lane.clone());
-                self.drive(joined, |c| c.graceful_shutdown()).await
+                // (No lane: HTTP/2 requests use the pooled clients.)
+                let mut conn = Box::pin(h2.serve_connection(TokioIo::new(io), service));
+                let Served {
+                    mut drain_signal,
+                    peer,
+                    ..
+                } = self;
+                // Borrowed, not moved: the receiver must live as long as
+                // the connection, since the drain waits for every receiver.
+                let result = tokio::select! {
+                    r = conn.as_mut() => r,
+                    () = drained(&mut drain_signal) => {
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::debug!(peer = %peer, error = %e, "connection closed with an error");
+                }
             }
             _ => {
                 io.rest_after(REST_AFTER);
@@ -399,7 +415,7 @@ impl Served<'_> {
                 tracing::debug!(peer = %peer, error = %e, "connection closed with an error");
                 return;
             }
-            if !io.take_rest() {
+            if !io.take_held_close() {
                 // hyper closed it.
                 return;
             }
@@ -412,32 +428,6 @@ impl Served<'_> {
             }
             wait = !io.has_prefix();
         }
-    }
-
-    async fn drive<F, E>(self, mut joined: crate::lane::Joined<F>, close: impl FnOnce(Pin<&mut F>))
-    where
-        F: Future<Output = Result<(), E>>,
-        E: std::fmt::Display,
-    {
-        let Served {
-            mut drain_signal,
-            peer,
-            ..
-        } = self;
-        // Borrowed, not moved: the receiver must live as long as the
-        // connection, since the drain waits for every receiver to go.
-        let draining = drained(&mut drain_signal);
-        let result = tokio::select! {
-            r = &mut joined => r,
-            () = draining => {
-                close(joined.server());
-                joined.await
-            }
-        };
-        if let Err(e) = result {
-            tracing::debug!(peer = %peer, error = %e, "connection closed with an error");
-        }
-        drop(drain_signal);
     }
 }
 
@@ -453,9 +443,9 @@ const REST_AFTER: Duration = Duration::from_millis(100);
 /// refused stays pending in hyper, and would take the socket with it).
 fn rests_after(req: &Request<Incoming>) -> bool {
     use http_body::Body as _;
-    req.body().is_end_stream()
+    req.version() == http::Version::HTTP_11
+        && req.body().is_end_stream()
         && req.method() != http::Method::CONNECT
-        && req.version() == http::Version::HTTP_11
         && !req.headers().contains_key(header::UPGRADE)
         && !crate::forward::lists(req.headers(), &header::CONNECTION, "close")
 }

@@ -27,6 +27,19 @@ pub(super) fn cookie_values<'a>(
         .map(|(_, v)| v.trim_matches('"'))
 }
 
+/// Whether the cookie `pair` (`key=value`, or a `Set-Cookie` value) is
+/// one of gatehouse's: its key, however spaced, is `name` or `name_*`.
+pub fn is_own_cookie(pair: &[u8], name: &[u8]) -> bool {
+    let key = pair.split(|&b| b == b'=').next().unwrap_or(pair);
+    // Every ASCII space, vertical tab included: wider than any browser's.
+    let space = |b: &u8| b.is_ascii_whitespace() || *b == 0x0b;
+    let start = key.iter().position(|b| !space(b)).unwrap_or(key.len());
+    let end = key.iter().rposition(|b| !space(b)).map_or(start, |e| e + 1);
+    key[start..end]
+        .strip_prefix(name)
+        .is_some_and(|rest| rest.is_empty() || rest[0] == b'_')
+}
+
 /// Removes gatehouse's own cookies (`name` and `name_*`, however spaced)
 /// from what the upstream sees. Read as bytes: a value that is not valid
 /// header text (a co-tenant's cookie may carry any byte) is cleaned like
@@ -39,15 +52,7 @@ pub fn strip_cookies(headers: &mut HeaderMap, name: &str) {
     if !headers.get_all(header::COOKIE).iter().any(mentions) {
         return;
     }
-    let own = |pair: &[u8]| {
-        let key = pair
-            .split(|&b| b == b'=')
-            .next()
-            .unwrap_or(pair)
-            .trim_ascii();
-        key.strip_prefix(name)
-            .is_some_and(|rest| rest.is_empty() || rest[0] == b'_')
-    };
+    let own = |pair: &[u8]| is_own_cookie(pair, name);
     let mut kept: Vec<HeaderValue> = Vec::new();
     if let http::header::Entry::Occupied(entry) = headers.entry(header::COOKIE) {
         for v in entry.remove_entry_mult().1 {

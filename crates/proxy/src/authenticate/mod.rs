@@ -75,7 +75,7 @@ use programmatic::{programmatic_finish, programmatic_login};
 use sign_out::sign_out_post;
 use targets::Targets;
 
-pub use cookies::strip_cookies;
+pub use cookies::{is_own_cookie, strip_cookies};
 pub use embedded::{TokenRoutes, sign_in_with_token};
 pub use sessions::{has_session_cookie, session, token_session};
 pub(crate) use start::prefers_html;
