@@ -141,18 +141,16 @@ enum Phase {
 /// An IO stream with the deadlines above.
 ///
 /// The timer is not moved on every request (a timer-wheel update each
-/// time): entering a phase notes when it began and moves the timer only
-/// when the phase's deadline is earlier than the one set (or that one has
-/// passed). When the timer fires, the current phase's own deadline decides:
-/// passed, the connection ends; not yet, the timer is set to it.
+/// time): entering a phase notes when it began, and the [`LazyTimer`] is
+/// moved only when the phase's deadline is earlier than the one set. When
+/// it fires, the current phase's own deadline decides: passed, the
+/// connection ends; not yet, the timer is set to it.
 pub struct Deadlines<T> {
     io: T,
     activity: Arc<Activity>,
     read_timeout: Duration,
     idle_timeout: Duration,
-    sleep: Pin<Box<Sleep>>,
-    /// When `sleep` fires.
-    armed: Instant,
+    timer: LazyTimer,
     /// When the current phase began.
     since: Instant,
     phase: Phase,
@@ -186,8 +184,7 @@ impl<T> Deadlines<T> {
             activity,
             read_timeout,
             idle_timeout,
-            sleep: Box::pin(tokio::time::sleep_until(now + read_timeout)),
-            armed: now + read_timeout,
+            timer: LazyTimer::new(now + read_timeout),
             since: now,
             phase: Phase::Head,
             first: true,
@@ -274,15 +271,11 @@ impl<T> Deadlines<T> {
         busy
     }
 
-    /// Enters `phase` (Head or Idle) now.
+    /// Enters `phase` (Head or Idle) now; the timer follows when the
+    /// reader next waits.
     fn enter(&mut self, phase: Phase) {
-        let now = Instant::now();
         self.phase = phase;
-        self.since = now;
-        let deadline = now + self.limit();
-        if deadline < self.armed || self.armed <= now {
-            self.set(deadline);
-        }
+        self.since = Instant::now();
     }
 
     /// The current phase's time limit (Head or Idle).
@@ -292,6 +285,40 @@ impl<T> Deadlines<T> {
             Phase::Idle => self.may_rest().unwrap_or(self.idle_timeout),
             Phase::Busy => self.idle_timeout,
         }
+    }
+}
+
+/// A timer kept for a connection's life and moved only when a deadline
+/// earlier than the one it is set to is asked for: no timer-wheel update
+/// per request. When it fires for an earlier deadline than the one asked
+/// now, it is set to that one.
+pub(crate) struct LazyTimer {
+    sleep: Pin<Box<Sleep>>,
+    /// When `sleep` fires.
+    armed: Instant,
+}
+
+impl LazyTimer {
+    pub(crate) fn new(deadline: Instant) -> LazyTimer {
+        LazyTimer {
+            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            armed: deadline,
+        }
+    }
+
+    /// Ready once `deadline` has passed.
+    pub(crate) fn poll_until(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<()> {
+        if deadline < self.armed {
+            self.set(deadline);
+        }
+        while self.sleep.as_mut().poll(cx).is_ready() {
+            if Instant::now() >= deadline {
+                return Poll::Ready(());
+            }
+            // Set for an earlier deadline: on to this one.
+            self.set(deadline);
+        }
+        Poll::Pending
     }
 
     fn set(&mut self, deadline: Instant) {
@@ -351,20 +378,17 @@ impl<T: AsyncRead + Unpin> AsyncRead for Deadlines<T> {
                 if this.phase == Phase::Busy || (this.h2 && this.phase == Phase::Head) {
                     this.enter(Phase::Idle);
                 }
-                while this.sleep.as_mut().poll(cx).is_ready() {
-                    let deadline = this.since + this.limit();
-                    if Instant::now() < deadline {
-                        // Set for an earlier phase: on to this one's.
-                        this.set(deadline);
-                        continue;
-                    }
+                while this
+                    .timer
+                    .poll_until(cx, this.since + this.limit())
+                    .is_ready()
+                {
                     if this.phase == Phase::Idle && this.may_rest().is_some() {
                         // Rested long enough: the server is told (it looks
                         // once this poll returns) and the timer goes on to
                         // `timeout_idle`.
                         this.rested = true;
                         this.activity.rest.store(true, Ordering::Relaxed);
-                        this.set(this.since + this.idle_timeout);
                         continue;
                     }
                     let why = match this.phase {

@@ -39,6 +39,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::body::{Body, BoxError};
+use crate::deadline::LazyTimer;
 
 /// How long an idle upstream connection is kept.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -202,44 +203,13 @@ struct Bound {
     installed: bool,
 }
 
-/// The route's `timeout` for this connection's exchanges (one at a time):
-/// one timer kept for the connection's life instead of one registered and
-/// cancelled per request. It is moved only when an exchange's deadline is
-/// earlier than the one set; when it fires, the current exchange's own
-/// deadline decides (passed: timed out; not yet: the timer is set to it).
-#[derive(Default)]
-struct ExchangeTimer {
-    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// When `sleep` fires.
-    armed: Option<tokio::time::Instant>,
-}
-
-impl ExchangeTimer {
-    /// Ready once `deadline` has passed.
-    fn poll(&mut self, cx: &mut Context<'_>, deadline: tokio::time::Instant) -> Poll<()> {
-        let sleep = self
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if self.armed.is_none_or(|armed| deadline < armed) {
-            sleep.as_mut().reset(deadline);
-            self.armed = Some(deadline);
-        }
-        while sleep.as_mut().poll(cx).is_ready() {
-            if tokio::time::Instant::now() >= deadline {
-                return Poll::Ready(());
-            }
-            // Set for an earlier exchange: on to this one's deadline.
-            sleep.as_mut().reset(deadline);
-            self.armed = Some(deadline);
-        }
-        Poll::Pending
-    }
-}
-
 /// The upstream exchange of one downstream connection, if one is going on.
 #[derive(Default)]
 pub struct Lane {
-    timer: Mutex<ExchangeTimer>,
+    /// The route's `timeout` for this connection's exchanges (one at a
+    /// time): one timer for the connection's life instead of one registered
+    /// and cancelled per request; set at the first timed exchange.
+    timer: Mutex<Option<LazyTimer>>,
     bound: Mutex<Bound>,
     /// A connection is bound: the connection's task polls the lane on
     /// every wake-up, and most find it empty (between requests).
@@ -313,7 +283,10 @@ impl Lane {
                 return Poll::Ready(Some(out));
             }
             let mut timer = self.timer.lock().unwrap_or_else(|e| e.into_inner());
-            timer.poll(cx, deadline).map(|()| None)
+            timer
+                .get_or_insert_with(|| LazyTimer::new(deadline))
+                .poll_until(cx, deadline)
+                .map(|()| None)
         })
     }
 
