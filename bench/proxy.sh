@@ -61,10 +61,21 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-UP_PORT=$(free_port); NGX_PORT=$(free_port); GH_PORT=$(free_port)
-NGX_TLS_PORT=$(free_port); NGX_AR_PORT=$(free_port); NGX_AR_TLS_PORT=$(free_port)
-NGX_H2_PORT=$(free_port); GH_TLS_PORT=$(free_port)
+# Ports below the ephemeral range: a port from bind(0) can be taken as a
+# client's source port before the server meant for it starts.
+read -r UP_PORT NGX_PORT GH_PORT NGX_TLS_PORT NGX_AR_PORT NGX_AR_TLS_PORT NGX_H2_PORT GH_TLS_PORT < <(python3 - <<'PY'
+import os, socket
+port, found = 10000 + os.getpid() % 20000, []
+while len(found) < 8:
+    port += 1
+    try:
+        socket.socket().bind(("127.0.0.1", port))
+        found.append(str(port))
+    except OSError:
+        pass
+print(" ".join(found))
+PY
+)
 
 # One certificate for every TLS listener (ECDSA P-256, as most sites).
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \

@@ -1,7 +1,7 @@
 // Shared by the browser tests: Chromium's flags, free ports, starting
 // processes and waiting for them, where artifacts go.
 import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,14 +18,33 @@ export const CHROMIUM_ARGS = [
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
 ];
 
-export function freePort() {
-  return new Promise((resolve, reject) => {
+/**
+ * A port nothing listens on, chosen below the kernel's ephemeral range so
+ * that no outgoing connection takes it as its source port before the
+ * server meant for it binds (a port from listen(0) is ephemeral and can be).
+ * Each process walks its own stretch of the range, from its id.
+ */
+let nextPort = 0;
+export async function freePort() {
+  let low = 32768;
+  try {
+    low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || low;
+  } catch {}
+  const first = 10000;
+  const span = Math.max(1, low - first);
+  const start = (process.pid * 7919) % span;
+  for (let i = 0; i < span; i++) {
+    const port = first + ((start + nextPort++) % span);
+    if (await bindable(port)) return port;
+  }
+  throw new Error('no free port below the ephemeral range');
+}
+
+function bindable(port) {
+  return new Promise((resolve) => {
     const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
   });
 }
 

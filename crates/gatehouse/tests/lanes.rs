@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::Gatehouse;
+use common::{Gatehouse, free_port};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -221,10 +221,7 @@ async fn a_failed_or_timed_out_exchange_costs_its_connection_only() {
     assert_eq!(d.get("/hang").await.0, 504);
     assert_eq!(d.get("/id").await, (200, "conn 3".to_string()));
     // Nothing listens any more: 502, not a hang.
-    let gone = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let gone = free_port();
     let gh2 = Gatehouse::start(&format!(
         "address: 127.0.0.1:{{port}}\ninsecure_server: true\nroutes:\n  - {{from: 'https://app.localhost', to: 'http://127.0.0.1:{gone}', allow_public_unauthenticated_access: true}}\n"
     ));

@@ -365,7 +365,21 @@ impl Lane {
                     // exchange is complete once the connection is ready for
                     // another. Not before: hyper may say "ready" while the
                     // request is still queued.
-                    self.lock().sent = true;
+                    let mut b = self.lock();
+                    if b.conn.as_ref().is_some_and(|c| c.sender.is_ready()) {
+                        // Already complete (the whole answer came in the
+                        // read that brought its head, as small answers do):
+                        // back to the pool before the answer goes out, so
+                        // the client's next request, on any connection,
+                        // finds it there.
+                        if let (Some(conn), Some(pool)) = (b.conn.take(), b.pool.upgrade()) {
+                            // Polled by this task just now: open.
+                            pool.put_polled(conn);
+                        }
+                        self.busy.store(false, std::sync::atomic::Ordering::Release);
+                    } else {
+                        b.sent = true;
+                    }
                     return Ok(resp);
                 }
                 Err(mut e) => {
@@ -457,6 +471,11 @@ impl<S: Future> Future for Joined<S> {
         loop {
             this.lane.poll_bound(cx);
             if let Poll::Ready(out) = this.server.as_mut().poll(cx) {
+                // The exchange that poll completed (hyper closes an idle
+                // connection in the same poll that answered it, for a
+                // rest) gives its upstream connection back now, not when
+                // this client next speaks.
+                this.lane.poll_bound(cx);
                 return Poll::Ready(out);
             }
             // A connection bound during that poll has not been polled yet:

@@ -419,6 +419,10 @@ impl Served<'_> {
                 // hyper closed it.
                 return;
             }
+            // At rest the lane holds nothing: its last exchange's connection
+            // went back to the pool as hyper closed; one that was not ready
+            // for another request then is in an unknown state, not kept.
+            lane.unbind();
             if drain {
                 return close(&mut io).await;
             }

@@ -21,12 +21,34 @@ use tokio::net::TcpListener;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 
-/// A port nothing listens on right now.
+/// A port nothing listens on right now, and that no outgoing connection
+/// will take before the server it is meant for binds it: chosen below the
+/// kernel's ephemeral range (`ip_local_port_range`), where connections'
+/// source ports and `bind(0)` never land. A port from `bind(0)` is itself
+/// ephemeral, so any test's client could take it as its source port in
+/// the gap (which once failed a run with "Address already in use").
+/// Each process walks its own stretch of the range (from its id), so two
+/// test binaries running at once do not hand out the same ports either.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind a free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let (first, last) = (10_000u32, low_ephemeral.clamp(10_001, 65_535));
+    let span = last - first;
+    let start = std::process::id().wrapping_mul(2_654_435_761) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (first + (start + n) % span) as u16;
+        let v4 = std::net::TcpListener::bind(("127.0.0.1", port));
+        let v6 = std::net::TcpListener::bind(("::1", port));
+        if v4.is_ok() && !matches!(&v6, Err(e) if e.kind() == std::io::ErrorKind::AddrInUse) {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range");
 }
 
 /// True when process `pid` holds a listening TCP socket on `port` (from
