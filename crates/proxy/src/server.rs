@@ -218,17 +218,22 @@ async fn serve_connection(
             // Boxed: the handshake's state (1.3 KiB) is not part of the
             // connection's task for its whole life.
             let handshake = Box::pin(tokio::time::timeout(read_timeout, acceptor.accept(stream)));
-            let tls = match handshake.await {
-                Ok(Ok(tls)) => tls,
+            // The stream goes straight into its box, within this match: a
+            // binding of it alive across the `.await` below would keep
+            // 1.2 KiB in the connection's task for its whole life.
+            let (io, h2) = match handshake.await {
+                Ok(Ok(tls)) => {
+                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                    // Boxed (1.3 KiB with the TLS state), so that moving it
+                    // between the connection's phases moves a pointer.
+                    let io = Box::new(Deadlines::new(tls, activity, read_timeout, idle_timeout));
+                    (io, h2)
+                }
                 Ok(Err(e)) => {
                     return tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
                 }
                 Err(_) => return tracing::debug!(peer = %peer, "TLS handshake timed out"),
             };
-            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            // Boxed (1.3 KiB with the TLS state), so that moving it between
-            // the connection's phases moves a pointer.
-            let io = Box::new(Deadlines::new(tls, activity, read_timeout, idle_timeout));
             // Nothing of the first request has been read yet.
             served.serve(io, h2, handle, true).await
         }
