@@ -26,12 +26,14 @@ export const CHROMIUM_ARGS = [
  */
 let nextPort = 0;
 export async function freePort() {
-  let low = 32768;
+  let [low, high] = [32768, 60999];
   try {
-    low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || low;
+    const r = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (r[0] && r[1]) [low, high] = r;
   } catch {}
-  const first = 10000;
-  const span = Math.max(1, low - first);
+  // Below the ephemeral range, or above it when there is no room below.
+  const [first, last] = low >= 11000 ? [10000, low] : [Math.min(high + 1, 64535), 65536];
+  const span = last - first;
   const start = (process.pid * 7919) % span;
   for (let i = 0; i < span; i++) {
     const port = first + ((start + nextPort++) % span);

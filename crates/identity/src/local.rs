@@ -161,10 +161,13 @@ thread_local! {
     /// per thread for a burst: allocating it per hash fragments the
     /// allocator, and a burst of hashes then grows the process by 19 MiB
     /// each (measured: 20 hashes on two threads took 370 MiB). Released
-    /// once the burst is over ([`HashGate::run`]): kept for good, it was
-    /// 19 MiB of every instance's resident size after one sign-in.
+    /// once the thread has been idle for [`RELEASE_AFTER`]: kept for good,
+    /// it was 19 MiB of every instance's resident size after one sign-in.
     static BLOCKS: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
 }
+
+/// How long a hashing thread keeps its argon2 memory without a job.
+const RELEASE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Gives back this thread's argon2 memory (the allocator's trim returns it
 /// to the system).
@@ -462,6 +465,17 @@ pub struct Busy;
 
 impl HashGate {
     pub fn new(workers: usize, queue: usize, max_wait: std::time::Duration) -> HashGate {
+        Self::releasing_after(workers, queue, max_wait, RELEASE_AFTER)
+    }
+
+    /// [`HashGate::new`] whose threads give back their hash memory after
+    /// `idle` without a job.
+    fn releasing_after(
+        workers: usize,
+        queue: usize,
+        max_wait: std::time::Duration,
+        idle: std::time::Duration,
+    ) -> HashGate {
         let workers = workers.max(1);
         let (jobs, rx) = std::sync::mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
@@ -471,11 +485,24 @@ impl HashGate {
             std::thread::Builder::new()
                 .name(format!("gatehouse-hash-{i}"))
                 .spawn(move || {
+                    use std::sync::mpsc::RecvTimeoutError;
                     loop {
-                        let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        // Never an endless wait while holding the lock: the
+                        // other threads, waiting for it, must get their turn
+                        // to find themselves idle too (each within
+                        // `workers` × `idle`; one wake-up per `idle` for the
+                        // whole gate while nothing happens).
+                        let job = rx
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .recv_timeout(idle);
                         match job {
                             Ok(job) => job(),
-                            Err(_) => return,
+                            // The burst is over for this thread: its hash
+                            // memory goes back (the allocator's trim
+                            // returns it to the system).
+                            Err(RecvTimeoutError::Timeout) => release_hash_memory(),
+                            Err(RecvTimeoutError::Disconnected) => return,
                         }
                     }
                 })
@@ -513,17 +540,9 @@ impl HashGate {
             .map_err(|_| Busy)?
             .map_err(|_| Busy)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let admitted = self.admitted.clone();
         let job: Job = Box::new(move || {
             let _permit = permit;
-            let out = hash();
-            // The last of a burst (only this caller, not yet answered, is
-            // admitted): the thread's hash memory goes back; within a
-            // burst it is reused.
-            if admitted.load(Ordering::Acquire) <= 1 {
-                release_hash_memory();
-            }
-            let _ = tx.send(out);
+            let _ = tx.send(hash());
         });
         self.jobs.send(job).map_err(|_| Busy)?;
         rx.await.map_err(|_| Busy)
@@ -543,10 +562,17 @@ mod tests {
     async fn hash_memory_is_kept_through_a_burst_and_released_after_it() {
         let dir = Arc::new(Directory::new(vec![user("alice", "pw")]).unwrap());
         // One thread, so every job below runs on it.
-        let gate = Arc::new(HashGate::new(1, 4, std::time::Duration::from_secs(60)));
+        let idle = std::time::Duration::from_millis(300);
+        let gate = Arc::new(HashGate::releasing_after(
+            1,
+            4,
+            std::time::Duration::from_secs(60),
+            idle,
+        ));
         let verify = |d: Arc<Directory>| move || d.verify("alice", "pw").is_some();
-        // A lone sign-in: its memory is gone once it is answered.
+        // A lone sign-in: its memory is gone once the thread was idle.
         assert!(gate.run(verify(dir.clone())).await.unwrap());
+        tokio::time::sleep(idle * 3).await;
         assert_eq!(gate.run(hash_memory).await.unwrap(), 0);
         // A burst: the first hash waits until a second caller is admitted;
         // the second finds the memory still there.
@@ -575,6 +601,7 @@ mod tests {
             "reused within the burst"
         );
         // The burst is over: released.
+        tokio::time::sleep(idle * 3).await;
         assert_eq!(gate.run(hash_memory).await.unwrap(), 0);
     }
 

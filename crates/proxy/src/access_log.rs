@@ -86,10 +86,12 @@ impl AccessLog {
         peer: IpAddr,
         request_id: &HeaderValue,
         start: Instant,
-    ) -> Pending {
+    ) -> Box<Pending> {
         let h = req.headers();
         let get = |name: HeaderName| h.get(name).cloned();
-        Pending {
+        // Boxed: the request's future carries it through every phase, and
+        // 440 bytes inline there are copied with it.
+        Box::new(Pending {
             log: self.clone(),
             start,
             method: req.method().as_str().to_owned(),
@@ -115,7 +117,7 @@ impl AccessLog {
                 .map(|n| (n.clone(), header_value(h, n)))
                 .collect(),
             outcome: Outcome::default(),
-        }
+        })
     }
 }
 
@@ -149,13 +151,14 @@ pub struct Pending {
 
 impl Pending {
     /// Wraps the response body; the line is written when it ends.
-    pub fn attach(self, resp: http::Response<Body>) -> http::Response<Body> {
+    pub fn attach(self: Box<Self>, resp: http::Response<Body>) -> http::Response<Body> {
         let status = resp.status().as_u16();
         resp.map(|inner| {
             crate::body::boxed(Logged {
                 inner,
                 bytes: 0,
-                line: Some(Box::new((self, status))),
+                status,
+                line: Some(self),
             })
         })
     }
@@ -198,7 +201,8 @@ impl Pending {
 struct Logged {
     inner: Body,
     bytes: u64,
-    line: Option<Box<(Pending, u16)>>,
+    status: u16,
+    line: Option<Box<Pending>>,
 }
 
 impl HttpBody for Logged {
@@ -230,7 +234,7 @@ impl HttpBody for Logged {
 impl Drop for Logged {
     fn drop(&mut self) {
         if let Some(line) = self.line.take() {
-            line.0.write(line.1, self.bytes);
+            line.write(self.status, self.bytes);
         }
     }
 }

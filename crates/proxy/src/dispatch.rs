@@ -49,7 +49,7 @@ pub(crate) struct Exchange<'a> {
     /// The route that matched (phase 4), for counters and the log.
     pub routed: Option<usize>,
     /// The access-log line, when the access log is on.
-    pub line: Option<Line>,
+    pub line: Option<Box<Line>>,
 }
 
 impl Exchange<'_> {
@@ -141,7 +141,7 @@ fn is_health_check<B>(req: &Request<B>) -> bool {
 }
 
 /// Phases 1 to 8 for one request.
-async fn serve(ex: &mut Exchange<'_>, req: Request<RequestBody>) -> Response<Body> {
+async fn serve(ex: &mut Exchange<'_>, mut req: Request<RequestBody>) -> Response<Body> {
     // Health checks answer on every host, before routing.
     if is_health_check(&req) {
         return crate::answers::ok_text();
@@ -150,7 +150,10 @@ async fn serve(ex: &mut Exchange<'_>, req: Request<RequestBody>) -> Response<Bod
         return ex.refuse(&ProxyError::MethodNotSupported);
     }
     // 2. canonical request: decided here once; everything below reads only it.
-    let req = match canonical(ex, req) {
+    // One binding for the request through the phases (reassigned, not
+    // shadowed): each shadowing binding would be a 264-byte slot of its own
+    // in this future, copied with it.
+    req = match canonical(ex, req) {
         Ok(req) => req,
         Err(resp) => return resp,
     };
@@ -181,7 +184,7 @@ async fn serve(ex: &mut Exchange<'_>, req: Request<RequestBody>) -> Response<Bod
         client_ip,
     };
     // 3. early answers
-    let req = match early(ex, &at, req).await {
+    req = match early(ex, &at, req).await {
         Early::Answered(resp) => return resp,
         Early::Continue(req) => req,
     };

@@ -101,11 +101,21 @@ impl Held {
 
     /// At rest: hyper's state dropped, the socket kept (unless hyper had
     /// read bytes nobody asked for, which end it).
+    ///
+    /// `into_parts` gives back the socket and what was read, not what was
+    /// still to be written: only a connection hyper calls ready for another
+    /// request rests, and hyper says so only with its write queue empty
+    /// (true of the vectored-write `TcpStream` lanes use; a connection
+    /// whose request-body tail were dropped here would have the next
+    /// request land inside it).
     fn rest(self) -> Option<Held> {
         let Held::Live(conn) = self else {
             return Some(self);
         };
         let Conn { sender, driver, .. } = conn;
+        if !sender.is_ready() {
+            return None;
+        }
         drop(sender);
         let parts = Pin::into_inner(driver).into_parts();
         parts

@@ -32,11 +32,19 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let low_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
-        .unwrap_or(32768);
-    let (first, last) = (10_000u32, low_ephemeral.clamp(10_001, 65_535));
+        .and_then(|r| {
+            let mut it = r.split_whitespace().map(|p| p.parse::<u32>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999));
+    // Below the ephemeral range, or above it when there is no room below.
+    let (first, last) = if range.0 >= 11_000 {
+        (10_000, range.0)
+    } else {
+        ((range.1 + 1).min(64_535), 65_536)
+    };
     let span = last - first;
     let start = std::process::id().wrapping_mul(2_654_435_761) % span;
     for _ in 0..span {
