@@ -498,7 +498,7 @@ async fn act(
         Err(e) => {
             permit.state().metrics.upstream_error(e.code());
             if e.status().is_server_error() {
-                tracing::warn!(route = %route.label(), request_id = ?ex.request_id, error = %e, source = ?std::error::Error::source(&e), "upstream request failed");
+                tracing::warn!(route = %route.label(), request_id = %ex.id(), error = %e, source = ?std::error::Error::source(&e), "upstream request failed");
             }
             ex.refuse(&e)
         }
@@ -557,19 +557,27 @@ fn request_host<'a>(authority: &'a str, conn: &ConnInfo) -> Option<(Cow<'a, str>
 
 /// The client's `X-Request-Id` when it is sane, else a new random one.
 fn request_id(headers: &HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(&X_REQUEST_ID) {
-        let b = v.as_bytes();
-        if !b.is_empty() && b.len() <= 128 && b.iter().all(u8::is_ascii_graphic) {
-            return v.clone();
+    let mut id = match headers.get(&X_REQUEST_ID) {
+        Some(v)
+            if !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(u8::is_ascii_graphic) =>
+        {
+            v.clone()
         }
-    }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let n: u128 = rand::random();
-    let mut buf = [0u8; 32];
-    for (i, b) in buf.iter_mut().enumerate() {
-        *b = HEX[((n >> (124 - 4 * i)) & 0xf) as usize];
-    }
-    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
+        _ => {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            let n: u128 = rand::random();
+            let mut buf = [0u8; 32];
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = HEX[((n >> (124 - 4 * i)) & 0xf) as usize];
+            }
+            HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
+        }
+    };
+    // Never indexed by HTTP/2's header compression (to clients and h2
+    // upstreams): each id is new, so entering it into the compression
+    // table, and searching the table for it, is work for nothing.
+    id.set_sensitive(true);
+    id
 }
 
 /// The answer for a console route when no console is registered: as the
@@ -577,4 +585,24 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
 fn unmounted(headers: &HeaderMap, request_id: &str) -> Response<Body> {
     let json = crate::answers::wants_json(headers);
     crate::error::response(&crate::error::ProxyError::NotMounted, request_id, json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_kept_out_of_the_http2_compression_table() {
+        let fresh = request_id(&HeaderMap::new());
+        assert_eq!(fresh.len(), 32);
+        assert!(fresh.is_sensitive());
+        let mut h = HeaderMap::new();
+        h.insert(X_REQUEST_ID.clone(), HeaderValue::from_static("client-id-1"));
+        let given = request_id(&h);
+        assert_eq!(given, "client-id-1");
+        assert!(given.is_sensitive());
+        // Not a usable id: a fresh one instead.
+        h.insert(X_REQUEST_ID.clone(), HeaderValue::from_static("two words"));
+        assert_ne!(request_id(&h), "two words");
+    }
 }
