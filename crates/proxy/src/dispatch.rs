@@ -597,7 +597,10 @@ mod tests {
         assert_eq!(fresh.len(), 32);
         assert!(fresh.is_sensitive());
         let mut h = HeaderMap::new();
-        h.insert(X_REQUEST_ID.clone(), HeaderValue::from_static("client-id-1"));
+        h.insert(
+            X_REQUEST_ID.clone(),
+            HeaderValue::from_static("client-id-1"),
+        );
         let given = request_id(&h);
         assert_eq!(given, "client-id-1");
         assert!(given.is_sensitive());
