@@ -125,12 +125,6 @@ impl Held {
     }
 }
 
-/// What a checkout found.
-enum Checked {
-    Live(Conn),
-    Resting(TcpStream),
-}
-
 struct Idle {
     held: Held,
     since: Instant,
@@ -191,7 +185,7 @@ impl Pool {
     }
 
     /// An idle connection to `authority` that is still open, newest first.
-    fn checkout(&self, authority: &Authority) -> Option<Checked> {
+    fn checkout(&self, authority: &Authority) -> Option<Held> {
         let mut map = self.lock();
         let list = map.get_mut(authority)?;
         while let Some(idle) = list.pop() {
@@ -205,10 +199,7 @@ impl Pool {
             // readable (a close or unasked bytes arrived).
             let mut held = idle.held;
             if !held.ended() {
-                return Some(match held {
-                    Held::Live(conn) => Checked::Live(conn),
-                    Held::Resting(io) => Checked::Resting(io),
-                });
+                return Some(held);
             }
         }
         None
@@ -291,6 +282,17 @@ struct Bound {
     installed: bool,
 }
 
+impl Bound {
+    /// The bound connection, its exchange complete and just polled open,
+    /// back to its pool.
+    fn give_back(&mut self) {
+        self.sent = false;
+        if let (Some(conn), Some(pool)) = (self.conn.take(), self.pool.upgrade()) {
+            pool.put_polled(conn);
+        }
+    }
+}
+
 /// The upstream exchange of one downstream connection, if one is going on.
 #[derive(Default)]
 pub struct Lane {
@@ -343,11 +345,8 @@ impl Lane {
                 b.conn = None;
                 b.sent = false;
             } else if b.sent && conn.sender.is_ready() {
-                b.sent = false;
-                if let (Some(conn), Some(pool)) = (b.conn.take(), b.pool.upgrade()) {
-                    // Just polled: open.
-                    pool.put_polled(conn);
-                }
+                // Just polled: open.
+                b.give_back();
             }
         }
         if b.conn.is_none() {
@@ -410,9 +409,9 @@ impl Lane {
         let mut req = req;
         for _ in 0..2 {
             let (conn, reused) = match pool.checkout(authority) {
-                Some(Checked::Live(conn)) => (conn, true),
+                Some(Held::Live(conn)) => (conn, true),
                 // At rest: hyper's state again (boxed, as rare as below).
-                Some(Checked::Resting(io)) => match Box::pin(revive(authority, io)).await {
+                Some(Held::Resting(io)) => match Box::pin(revive(authority, io)).await {
                     Ok(conn) => (conn, true),
                     Err(_) => continue,
                 },
@@ -464,11 +463,9 @@ impl Lane {
                         // read that brought its head, as small answers do):
                         // back to the pool before the answer goes out, so
                         // the client's next request, on any connection,
-                        // finds it there.
-                        if let (Some(conn), Some(pool)) = (b.conn.take(), b.pool.upgrade()) {
-                            // Polled by this task just now: open.
-                            pool.put_polled(conn);
-                        }
+                        // finds it there. Polled by this task just now:
+                        // open.
+                        b.give_back();
                         self.busy.store(false, std::sync::atomic::Ordering::Release);
                     } else {
                         b.sent = true;
