@@ -27,4 +27,6 @@ pub use model::{Options, RouteOptions, parse_duration};
 pub use yaml::{MAX_DEPTH, MAX_INPUT_BYTES, MAX_TREE_BYTES, Mark, shorten};
 
 #[cfg(test)]
+mod registry_tests;
+#[cfg(test)]
 mod tests;

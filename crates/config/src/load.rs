@@ -21,6 +21,8 @@ pub(crate) type Layer<'a> = &'a dyn Fn(&mut yaml::Node);
 pub struct Loaded {
     pub config: Config,
     pub warnings: Vec<Diagnostic>,
+    /// The keys the file sets, in force and without effect.
+    pub keys: registry::KeyCounts,
 }
 
 /// A configuration that cannot run: every error (and warning) found.
@@ -138,7 +140,7 @@ fn load_str_inner(
         diags.push(Diagnostic::error(e.mark, e.message));
         return Err(Rejected { diagnostics: diags });
     }
-    let reported = registry::check(&root, env, de::struct_fields::<Options>(), &mut diags);
+    let survey = registry::check(&root, env, de::struct_fields::<Options>(), &mut diags);
 
     let ctx = de::Context::default();
     let options: Options = match de::from_node(&root, &ctx) {
@@ -150,7 +152,7 @@ fn load_str_inner(
     };
     for (key, mark) in ctx.unknown_keys.into_inner() {
         // Values from the environment share one mark: compare names too.
-        if !reported.iter().any(|(k, m)| *k == key && *m == mark) {
+        if !survey.reported.iter().any(|(k, m)| *k == key && *m == mark) {
             diags.push(unknown_key(&key, mark));
         }
     }
@@ -170,6 +172,7 @@ fn load_str_inner(
         Some(config) if !diags.iter().any(Diagnostic::is_error) => Ok(Loaded {
             config,
             warnings: diags,
+            keys: survey.keys,
         }),
         _ => Err(Rejected { diagnostics: diags }),
     }

@@ -1,16 +1,23 @@
-//! The registry of Pomerium keys that gatehouse does not implement, and what
-//! it does when a file sets one: refuse it (the key protects something, so
-//! running without it would let in requests the file means to keep out),
-//! report it as removed from Pomerium, or ignore it with the reason that is
-//! harmless. One table, checked in one walk over the tree; keys that
-//! gatehouse implements are not listed here. docs/configuration.md
-//! ("Settings gatehouse refuses") lists the refused keys.
+//! The registry of every Pomerium key, and what gatehouse does with each:
+//! honour it with Pomerium's meaning (in force), refuse it (the key protects
+//! something gatehouse does not implement, so running without it would let
+//! in requests the file means to keep out), report it as removed from
+//! Pomerium, or accept it with no effect and say why that is harmless.
+//! gatehouse's own keys are listed too, so the model and this table can be
+//! checked against each other (tests.rs): a key the model reads is in the
+//! table, a key in force is one the model reads, and every key of
+//! Pomerium's `config/options.go` and `config/policy.go` is here.
+//! docs/pomerium-compatibility.md is [`markdown`]'s output (a test keeps it
+//! so).
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
 
 use crate::diagnostic::Diagnostic;
 use crate::yaml::{Mark, Node, Value};
 
 /// Where a key is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Scope {
     /// A top-level option.
     Global,
@@ -20,19 +27,27 @@ pub enum Scope {
     Any,
 }
 
-/// What gatehouse does with a key it does not implement.
+/// What gatehouse does with a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
+    /// Honoured with Pomerium's meaning; `note` says where gatehouse's
+    /// reading narrows or extends it (empty when it does not).
+    InForce { note: &'static str },
+    /// gatehouse's own key (Pomerium has none by this name).
+    Own { note: &'static str },
     /// An error: without the key, gatehouse would let in what the file keeps
     /// out. `risk` says what would happen if it were ignored.
     Refused { risk: &'static str },
     /// An error, as in Pomerium: the key was removed there.
     Removed { hint: &'static str },
-    /// A warning: not implemented, and harmless without it because `why`.
+    /// A warning: no effect in gatehouse, and harmless without it because
+    /// `why`.
     Ignored { why: &'static str },
 }
 
-/// One key. `key` ending in `*` matches every key with that prefix.
+/// One key. `key` ending in `*` matches every key with that prefix (for
+/// keys a newer Pomerium may add to a family; the table names each key
+/// Pomerium has today).
 #[derive(Debug, Clone, Copy)]
 pub struct Entry {
     pub scope: Scope,
@@ -45,34 +60,34 @@ pub struct Entry {
     pub off_values: &'static [&'static str],
 }
 
-const fn refused(scope: Scope, key: &'static str, risk: &'static str) -> Entry {
+const fn entry(scope: Scope, key: &'static str, status: Status) -> Entry {
     Entry {
         scope,
         key,
-        status: Status::Refused { risk },
+        status,
         sub_keys: &[],
         off_values: &[],
     }
+}
+
+const fn in_force(scope: Scope, key: &'static str, note: &'static str) -> Entry {
+    entry(scope, key, Status::InForce { note })
+}
+
+const fn own(scope: Scope, key: &'static str, note: &'static str) -> Entry {
+    entry(scope, key, Status::Own { note })
+}
+
+const fn refused(scope: Scope, key: &'static str, risk: &'static str) -> Entry {
+    entry(scope, key, Status::Refused { risk })
 }
 
 const fn removed(key: &'static str, hint: &'static str) -> Entry {
-    Entry {
-        scope: Scope::Any,
-        key,
-        status: Status::Removed { hint },
-        sub_keys: &[],
-        off_values: &[],
-    }
+    entry(Any, key, Status::Removed { hint })
 }
 
 const fn ignored(scope: Scope, key: &'static str, why: &'static str) -> Entry {
-    Entry {
-        scope,
-        key,
-        status: Status::Ignored { why },
-        sub_keys: &[],
-        off_values: &[],
-    }
+    entry(scope, key, Status::Ignored { why })
 }
 
 use Scope::{Any, Global, Route};
@@ -87,10 +102,157 @@ const UPSTREAM_CREDENTIAL: &str =
     "no credential is sent upstream, so an upstream that requires one refuses the request";
 const AVAILABILITY: &str = "it only affects availability: upstreams are tried without it";
 const NO_MCP: &str = "MCP clients cannot sign in through gatehouse; the route's policy still applies to every request";
+const NO_MTLS: &str = "client certificates are not requested or checked yet, so clients without a certificate would be let in";
+const NO_MTLS_ROUTE: &str = "client certificates are not requested or checked yet, so clients without a certificate would be let in to this route";
+const METRICS_CA: &str = "the metrics endpoint would answer clients without a certificate";
+const METRICS_TLS: &str =
+    "metrics (and their basic-auth credentials) would be served over plain HTTP";
+const ROUTE_IDP: &str = "users would sign in with the global identity provider client, which may admit users this route's client does not";
+const NO_PORTAL: &str = "it is only shown in a routes portal, which gatehouse does not have";
+const NO_UPGRADES: &str = "upgrades other than websockets (allow_websockets) are refused";
+const NO_RECORDING: &str = "sessions are not recorded (SSH is not served)";
+const NO_INTERNAL_TLS: &str = "gatehouse makes no TLS calls between its own services";
+const NO_GRPC: &str = "gatehouse has no gRPC listener, so nothing is served there";
+const DNS: &str = "upstream names are resolved by the system resolver";
 
-/// Every key gatehouse does not implement, with what it does about it.
+/// Every Pomerium key, and gatehouse's own, with what gatehouse does.
 pub const KEYS: &[Entry] = &[
-    // --- refused: running without them would let in what the file keeps out
+    // ================= global: in force
+    in_force(Global, "address", ""),
+    in_force(Global, "insecure_server", ""),
+    in_force(Global, "http_redirect_addr", ""),
+    in_force(Global, "certificates", ""),
+    in_force(Global, "certificate", ""),
+    in_force(Global, "certificate_key", ""),
+    in_force(Global, "certificate_file", ""),
+    in_force(Global, "certificate_key_file", ""),
+    in_force(Global, "timeout_read", ""),
+    in_force(Global, "timeout_idle", ""),
+    in_force(Global, "default_upstream_timeout", ""),
+    in_force(
+        Global,
+        "codec_type",
+        "`http3` is refused (gatehouse serves no QUIC)",
+    ),
+    in_force(Global, "set_response_headers", ""),
+    in_force(Global, "skip_xff_append", ""),
+    in_force(Global, "xff_num_trusted_hops", ""),
+    in_force(
+        Global,
+        "normalize_path",
+        "only `true`: `false` is refused, so policy always sees the path the upstream acts on",
+    ),
+    in_force(Global, "merge_slashes", ""),
+    in_force(Global, "path_with_escaped_slashes_action", ""),
+    in_force(Global, "headers_with_underscores_action", ""),
+    in_force(Global, "routes", ""),
+    in_force(
+        Global,
+        "policy",
+        "the legacy name of `routes`; both lists are used, `policy` first",
+    ),
+    in_force(Global, "authenticate_service_url", ""),
+    in_force(Global, "signout_redirect_url", ""),
+    in_force(Global, "programmatic_redirect_domain_whitelist", ""),
+    in_force(
+        Global,
+        "idp_provider",
+        "oidc, google, azure, okta, auth0, gitlab, cognito, github and gatehouse's `local`; apple, onelogin, ping and hosted load, and sign-in to them answers 401",
+    ),
+    in_force(Global, "idp_provider_url", ""),
+    in_force(Global, "idp_client_id", ""),
+    in_force(Global, "idp_client_secret", ""),
+    in_force(Global, "idp_client_secret_file", ""),
+    in_force(Global, "idp_scopes", ""),
+    in_force(Global, "idp_request_params", ""),
+    in_force(Global, "idp_access_token_allowed_audiences", ""),
+    in_force(Global, "identity_providers", ""),
+    in_force(Global, "bearer_token_format", ""),
+    in_force(Global, "shared_secret", ""),
+    in_force(Global, "shared_secret_file", ""),
+    in_force(Global, "cookie_secret", ""),
+    in_force(Global, "cookie_secret_file", ""),
+    in_force(Global, "cookie_name", ""),
+    in_force(Global, "cookie_expire", ""),
+    in_force(Global, "cookie_domain", ""),
+    in_force(Global, "cookie_http_only", ""),
+    in_force(Global, "cookie_same_site", ""),
+    in_force(Global, "signing_key", ""),
+    in_force(Global, "signing_key_file", ""),
+    in_force(Global, "jwt_claims_headers", ""),
+    in_force(Global, "jwt_issuer_format", ""),
+    in_force(Global, "pass_identity_headers", ""),
+    in_force(
+        Global,
+        "databroker_storage_type",
+        "`memory`, `file` and `redis`; `postgres` is refused",
+    ),
+    in_force(Global, "databroker_storage_connection_string", ""),
+    in_force(Global, "databroker_storage_connection_string_file", ""),
+    in_force(Global, "log_level", ""),
+    in_force(Global, "access_log_fields", ""),
+    in_force(Global, "metrics_address", ""),
+    in_force(Global, "metrics_basic_auth", ""),
+    in_force(
+        Global,
+        "runtime_flags",
+        "`pomerium_jwt_endpoint` is honoured; the other flags tune Pomerium's Envoy, SSH and MCP services and have no effect",
+    ),
+    // ================= global: gatehouse's own
+    own(
+        Global,
+        "trusted_assertion_sources",
+        "peers whose `X-Pomerium-Jwt-Assertion` is passed upstream as `X-Pomerium-Jwt-Assertion-For`",
+    ),
+    own(
+        Global,
+        "forward_auth_trusted_sources",
+        "peers allowed to ask the forward-auth endpoint about a request",
+    ),
+    own(
+        Global,
+        "local_users",
+        "built-in users (the `local` identity provider)",
+    ),
+    own(Global, "local_users_file", "built-in users, from a file"),
+    own(
+        Global,
+        "login_throttle_failures",
+        "wrong passwords allowed per user and address within the window",
+    ),
+    own(Global, "login_throttle_window", ""),
+    own(Global, "login_throttle_lockout", ""),
+    own(
+        Global,
+        "cookie_secure",
+        "`false` only for plain-HTTP development set-ups",
+    ),
+    own(
+        Global,
+        "databroker_storage_ca_file",
+        "Redis over TLS: the CA to trust",
+    ),
+    own(
+        Global,
+        "databroker_storage_cert_file",
+        "Redis over TLS: a client certificate",
+    ),
+    own(
+        Global,
+        "databroker_storage_key_file",
+        "Redis over TLS: the client certificate's key",
+    ),
+    own(
+        Global,
+        "databroker_storage_outage_grace",
+        "how long signed-in users keep working while Redis cannot be reached",
+    ),
+    own(
+        Global,
+        "console",
+        "the console: routes and settings managed in a browser",
+    ),
+    // ================= global: refused
     Entry {
         sub_keys: &[
             "ca",
@@ -101,78 +263,20 @@ pub const KEYS: &[Entry] = &[
             "match_subject_alt_names",
             "max_verify_depth",
         ],
-        ..refused(
-            Global,
-            "downstream_mtls",
-            "client certificates are not requested or checked yet, so clients without a certificate would be let in",
-        )
+        ..refused(Global, "downstream_mtls", NO_MTLS)
     },
-    refused(
-        Route,
-        "tls_downstream_client_ca",
-        "client certificates are not requested or checked yet, so clients without a certificate would be let in to this route",
-    ),
-    refused(
-        Route,
-        "tls_downstream_client_ca_file",
-        "client certificates are not requested or checked yet, so clients without a certificate would be let in to this route",
-    ),
-    refused(
-        Global,
-        "metrics_client_ca",
-        "the metrics endpoint would answer clients without a certificate",
-    ),
-    refused(
-        Global,
-        "metrics_client_ca_file",
-        "the metrics endpoint would answer clients without a certificate",
-    ),
-    refused(
-        Global,
-        "metrics_certificate",
-        "metrics (and their basic-auth credentials) would be served over plain HTTP",
-    ),
-    refused(
-        Global,
-        "metrics_certificate_file",
-        "metrics (and their basic-auth credentials) would be served over plain HTTP",
-    ),
-    refused(
-        Global,
-        "metrics_certificate_key",
-        "metrics (and their basic-auth credentials) would be served over plain HTTP",
-    ),
-    refused(
-        Global,
-        "metrics_certificate_key_file",
-        "metrics (and their basic-auth credentials) would be served over plain HTTP",
-    ),
+    refused(Global, "metrics_client_ca", METRICS_CA),
+    refused(Global, "metrics_client_ca_file", METRICS_CA),
+    refused(Global, "metrics_certificate", METRICS_TLS),
+    refused(Global, "metrics_certificate_file", METRICS_TLS),
+    refused(Global, "metrics_certificate_key", METRICS_TLS),
+    refused(Global, "metrics_certificate_key_file", METRICS_TLS),
     refused(
         Global,
         "use_proxy_protocol",
         "the PROXY header would be read as a request, and client addresses would be the load balancer's",
     ),
-    refused(
-        Route,
-        "sub_policies",
-        "their rules (deny rules included) would not be applied",
-    ),
-    refused(
-        Route,
-        "regex_priority_order",
-        "routes are matched in file order, so another route (and its policy) could answer requests meant for this one",
-    ),
-    refused(
-        Route,
-        "idp_client_id",
-        "users would sign in with the global identity provider client, which may admit users this route's client does not",
-    ),
-    refused(
-        Route,
-        "idp_client_secret",
-        "users would sign in with the global identity provider client, which may admit users this route's client does not",
-    ),
-    // --- removed from Pomerium (errors there too)
+    // ================= removed from Pomerium (errors there too)
     removed("client_ca", "use `downstream_mtls` instead"),
     removed("client_ca_file", "use `downstream_mtls` instead"),
     removed("idp_service_account", "directory sync options were removed"),
@@ -191,7 +295,7 @@ pub const KEYS: &[Entry] = &[
         "use `set_request_headers` instead",
     ),
     removed("tracing_*", "use the `otel_*` options instead"),
-    // --- ignored, with why that is harmless (global)
+    // ================= global: no effect, and why that is harmless
     ignored(Global, "proxy_log_level", NO_ENVOY),
     ignored(
         Global,
@@ -217,6 +321,9 @@ pub const KEYS: &[Entry] = &[
     ignored(Global, "databroker_service_url", NO_CLUSTER),
     ignored(Global, "databroker_service_urls", NO_CLUSTER),
     ignored(Global, "databroker_internal_service_url", NO_CLUSTER),
+    ignored(Global, "databroker_cluster_leader_id", NO_CLUSTER),
+    ignored(Global, "databroker_cluster_node_id", NO_CLUSTER),
+    ignored(Global, "databroker_cluster_nodes", NO_CLUSTER),
     ignored(Global, "databroker_cluster_*", NO_CLUSTER),
     ignored(Global, "databroker_raft_bind_address", NO_CLUSTER),
     ignored(
@@ -229,31 +336,15 @@ pub const KEYS: &[Entry] = &[
         "certificate_authority_file",
         "it trusts more upstream certificates, not fewer: without it such upstreams fail verification (502); use the route's `tls_custom_ca_file`",
     ),
-    ignored(
-        Global,
-        "grpc_address",
-        "gatehouse has no gRPC listener, so nothing is served there",
-    ),
-    ignored(
-        Global,
-        "grpc_insecure",
-        "gatehouse has no gRPC listener, so nothing is served there",
-    ),
+    ignored(Global, "grpc_address", NO_GRPC),
+    ignored(Global, "grpc_insecure", NO_GRPC),
     ignored(
         Global,
         "grpc_client_timeout",
         "gatehouse makes no gRPC calls between services",
     ),
-    ignored(
-        Global,
-        "override_certificate_name",
-        "gatehouse makes no TLS calls between its own services",
-    ),
-    ignored(
-        Global,
-        "tls_derive",
-        "gatehouse makes no TLS calls between its own services",
-    ),
+    ignored(Global, "override_certificate_name", NO_INTERNAL_TLS),
+    ignored(Global, "tls_derive", NO_INTERNAL_TLS),
     ignored(
         Global,
         "health_check_addr",
@@ -269,59 +360,177 @@ pub const KEYS: &[Entry] = &[
         "debug_address",
         "no debug listener is opened, so nothing is served there",
     ),
-    ignored(
-        Global,
-        "allow_upgrades",
-        "upgrades other than websockets (allow_websockets) are refused",
-    ),
+    ignored(Global, "allow_upgrades", NO_UPGRADES),
     ignored(
         Global,
         "auto_apply_changesets",
         "it belongs to Pomerium Zero; this file is the whole configuration",
     ),
     ignored(Global, "installation_id", "it belongs to Pomerium Zero"),
+    ignored(Global, "envoy_dynamic_extensions", NO_ENVOY),
+    ignored(Global, "envoy_admin_access_log_path", NO_ENVOY),
+    ignored(Global, "envoy_admin_profile_path", NO_ENVOY),
+    ignored(Global, "envoy_admin_address", NO_ENVOY),
+    ignored(Global, "envoy_bind_config_source_address", NO_ENVOY),
+    ignored(Global, "envoy_bind_config_freebind", NO_ENVOY),
     ignored(Global, "envoy_*", NO_ENVOY),
-    ignored(
-        Global,
-        "session_recording_concurrency",
-        "sessions are not recorded (SSH is not served)",
-    ),
-    ignored(
-        Global,
-        "blob_storage",
-        "sessions are not recorded (SSH is not served)",
-    ),
+    ignored(Global, "session_recording_concurrency", NO_RECORDING),
+    ignored(Global, "blob_storage", NO_RECORDING),
     ignored(
         Global,
         "policy_file",
         "routes in that file are not loaded, so their hosts are not served (404)",
     ),
+    ignored(Global, "ssh_address", NO_SSH),
+    ignored(Global, "ssh_host_key_files", NO_SSH),
+    ignored(Global, "ssh_host_keys", NO_SSH),
+    ignored(Global, "ssh_user_ca_key_file", NO_SSH),
+    ignored(Global, "ssh_user_ca_key", NO_SSH),
+    ignored(Global, "ssh_rls_enabled", NO_SSH),
+    ignored(Global, "ssh_rls_additional_entries", NO_SSH),
     ignored(Global, "ssh_*", NO_SSH),
     ignored(
         Global,
         "google_cloud_serverless_authentication_service_account",
         UPSTREAM_CREDENTIAL,
     ),
+    ignored(Global, "mcp_allowed_client_id_domains", NO_MCP),
+    ignored(Global, "mcp_allowed_as_metadata_domains", NO_MCP),
     ignored(Global, "mcp_*", NO_MCP),
     ignored(Global, "circuit_breaker_thresholds", AVAILABILITY),
+    ignored(Global, "dns_failure_refresh_rate", DNS),
+    ignored(Global, "dns_lookup_family", DNS),
+    ignored(Global, "dns_query_timeout", DNS),
+    ignored(Global, "dns_query_tries", DNS),
+    ignored(Global, "dns_refresh_rate", DNS),
+    ignored(Global, "dns_udp_max_queries", DNS),
+    ignored(Global, "dns_use_tcp", DNS),
+    ignored(Global, "dns_resolvers", DNS),
+    ignored(Global, "dns_*", DNS),
+    ignored(Global, "otel_traces_exporter", NO_TRACING),
+    ignored(Global, "otel_traces_sampler_arg", NO_TRACING),
+    ignored(Global, "otel_resource_attributes", NO_TRACING),
+    ignored(Global, "otel_log_level", NO_TRACING),
+    ignored(Global, "otel_attribute_value_length_limit", NO_TRACING),
+    ignored(Global, "otel_exporter_otlp_endpoint", NO_TRACING),
+    ignored(Global, "otel_exporter_otlp_traces_endpoint", NO_TRACING),
+    ignored(Global, "otel_exporter_otlp_protocol", NO_TRACING),
+    ignored(Global, "otel_exporter_otlp_traces_protocol", NO_TRACING),
+    ignored(Global, "otel_exporter_otlp_headers", NO_TRACING),
+    ignored(Global, "otel_exporter_otlp_traces_headers", NO_TRACING),
+    ignored(Global, "otel_exporter_otlp_timeout", NO_TRACING),
+    ignored(Global, "otel_exporter_otlp_traces_timeout", NO_TRACING),
+    ignored(Global, "otel_bsp_schedule_delay", NO_TRACING),
+    ignored(Global, "otel_bsp_max_export_batch_size", NO_TRACING),
+    ignored(Global, "otel_*", NO_TRACING),
+    ignored(Global, "autocert", NO_ACME),
+    ignored(Global, "autocert_ca", NO_ACME),
+    ignored(Global, "autocert_email", NO_ACME),
+    ignored(Global, "autocert_use_staging", NO_ACME),
+    ignored(Global, "autocert_eab_key_id", NO_ACME),
+    ignored(Global, "autocert_eab_mac_key", NO_ACME),
+    ignored(Global, "autocert_must_staple", NO_ACME),
+    ignored(Global, "autocert_dir", NO_ACME),
+    ignored(Global, "autocert_trusted_ca", NO_ACME),
+    ignored(Global, "autocert_trusted_ca_file", NO_ACME),
+    ignored(Global, "autocert*", NO_ACME),
     ignored(
         Global,
-        "dns_*",
-        "upstream names are resolved by the system resolver",
+        "jwt_groups_filter",
+        "the assertion carries every group of the user; it only grows the header (Pomerium sets this key through its API, not in config files)",
     ),
-    ignored(Global, "otel_*", NO_TRACING),
-    ignored(Global, "autocert*", NO_ACME),
-    // --- ignored, with why that is harmless (routes)
-    ignored(
+    // ================= routes: in force
+    in_force(Route, "name", ""),
+    in_force(
         Route,
-        "description",
-        "it is only shown in a routes portal, which gatehouse does not have",
+        "from",
+        "http(s) routes; `tcp+https` and `udp+https` are refused",
     ),
-    ignored(
+    in_force(Route, "to", "weighted lists as in Pomerium (`url,weight`)"),
+    in_force(Route, "redirect", ""),
+    in_force(Route, "response", ""),
+    in_force(Route, "prefix", ""),
+    in_force(Route, "path", ""),
+    in_force(Route, "regex", ""),
+    in_force(Route, "prefix_rewrite", ""),
+    in_force(Route, "regex_rewrite_pattern", ""),
+    in_force(Route, "regex_rewrite_substitution", ""),
+    in_force(Route, "host_rewrite", ""),
+    in_force(Route, "host_rewrite_header", ""),
+    in_force(Route, "host_path_regex_rewrite_pattern", ""),
+    in_force(Route, "host_path_regex_rewrite_substitution", ""),
+    in_force(Route, "preserve_host_header", ""),
+    in_force(Route, "allow_websockets", ""),
+    in_force(Route, "timeout", ""),
+    in_force(Route, "idle_timeout", ""),
+    in_force(Route, "tls_skip_verify", ""),
+    in_force(Route, "tls_server_name", ""),
+    in_force(Route, "tls_upstream_server_name", ""),
+    in_force(Route, "tls_custom_ca", ""),
+    in_force(Route, "tls_custom_ca_file", ""),
+    in_force(Route, "tls_client_cert", ""),
+    in_force(Route, "tls_client_key", ""),
+    in_force(Route, "tls_client_cert_file", ""),
+    in_force(Route, "tls_client_key_file", ""),
+    in_force(Route, "set_request_headers", ""),
+    in_force(Route, "remove_request_headers", ""),
+    in_force(Route, "set_response_headers", ""),
+    in_force(
         Route,
-        "logo_url",
-        "it is only shown in a routes portal, which gatehouse does not have",
+        "load_balancing_policy",
+        "weighted round robin; other policies warn and use it",
     ),
+    in_force(Route, "allow_public_unauthenticated_access", ""),
+    in_force(Route, "allow_any_authenticated_user", ""),
+    in_force(Route, "cors_allow_preflight", ""),
+    in_force(Route, "allowed_users", ""),
+    in_force(Route, "allowed_domains", ""),
+    in_force(Route, "allowed_idp_claims", ""),
+    in_force(
+        Route,
+        "policy",
+        "PPL, with every criterion and operator Pomerium's open-source edition has",
+    ),
+    in_force(Route, "show_error_details", ""),
+    in_force(Route, "pass_identity_headers", ""),
+    in_force(Route, "jwt_issuer_format", ""),
+    in_force(Route, "bearer_token_format", ""),
+    in_force(Route, "idp_access_token_allowed_audiences", ""),
+    in_force(Route, "identity_providers", ""),
+    // ================= routes: gatehouse's own
+    own(Route, "jwt_claims_headers", "the global key, for one route"),
+    own(
+        Route,
+        "cookie_same_site",
+        "the global key, for one route's session cookie",
+    ),
+    own(
+        Route,
+        "frame_ancestors",
+        "origins allowed to embed the route in a frame",
+    ),
+    // ================= routes: refused
+    refused(Route, "tls_downstream_client_ca", NO_MTLS_ROUTE),
+    refused(Route, "tls_downstream_client_ca_file", NO_MTLS_ROUTE),
+    refused(
+        Route,
+        "sub_policies",
+        "their rules (deny rules included) would not be applied",
+    ),
+    refused(
+        Route,
+        "regex_priority_order",
+        "routes are matched in file order, so another route (and its policy) could answer requests meant for this one",
+    ),
+    refused(Route, "idp_client_id", ROUTE_IDP),
+    refused(Route, "idp_client_secret", ROUTE_IDP),
+    // ================= routes: no effect, and why that is harmless
+    ignored(Route, "description", NO_PORTAL),
+    ignored(Route, "logo_url", NO_PORTAL),
+    Entry {
+        off_values: &["false"],
+        ..ignored(Route, "allow_spdy", "SPDY upgrades are refused")
+    },
     ignored(
         Route,
         "tls_downstream_server_name",
@@ -367,15 +576,12 @@ pub const KEYS: &[Entry] = &[
         "upstream_tunnel",
         "the upstream is reached directly or not at all (502)",
     ),
+    ignored(Route, "allow_upgrades", NO_UPGRADES),
+    ignored(Route, "session_recording", NO_RECORDING),
     ignored(
         Route,
-        "allow_upgrades",
-        "upgrades other than websockets (allow_websockets) are refused",
-    ),
-    ignored(
-        Route,
-        "session_recording",
-        "sessions are not recorded (SSH is not served)",
+        "jwt_groups_filter",
+        "the assertion carries every group of the user; it only grows the header",
     ),
 ];
 
@@ -399,19 +605,19 @@ pub(crate) fn check(
     env: &dyn Fn(&str) -> Option<String>,
     model_fields: &[&str],
     diags: &mut Vec<Diagnostic>,
-) -> Vec<(String, Mark)> {
-    let mut reported = Vec::new();
+) -> Survey {
+    let mut survey = Survey::default();
     let Value::Map(entries) = &root.value else {
-        return reported;
+        return survey;
     };
     for (k, v) in entries {
-        check_key(Global, k, v, diags, &mut reported);
+        check_key(Global, k, v, diags, &mut survey);
         if matches!(k.as_str(), Some("routes" | "policy")) {
             if let Value::Seq(routes) = &v.value {
                 for route in routes {
                     if let Value::Map(keys) = &route.value {
                         for (rk, rv) in keys {
-                            check_key(Route, rk, rv, diags, &mut reported);
+                            check_key(Route, rk, rv, diags, &mut survey);
                         }
                     }
                 }
@@ -440,7 +646,25 @@ pub(crate) fn check(
             }
         }
     }
-    reported
+    survey
+}
+
+/// What [`check`] found in a file: the keys it reported (name and mark,
+/// so they are not reported again as unknown), and which keys are set.
+#[derive(Debug, Default)]
+pub(crate) struct Survey {
+    pub reported: Vec<(String, Mark)>,
+    pub keys: KeyCounts,
+}
+
+/// Distinct keys a configuration sets (a route key counts once however
+/// many routes set it), by what gatehouse does with them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct KeyCounts {
+    /// Keys honoured: Pomerium's in force, and gatehouse's own.
+    pub in_force: BTreeSet<(Scope, String)>,
+    /// Keys accepted with no effect (each has its warning).
+    pub without_effect: BTreeSet<(Scope, String)>,
 }
 
 fn check_key(
@@ -448,7 +672,7 @@ fn check_key(
     key: &Node,
     value: &Node,
     diags: &mut Vec<Diagnostic>,
-    reported: &mut Vec<(String, Mark)>,
+    survey: &mut Survey,
 ) {
     let Some(name) = key.as_str() else { return };
     let Some(entry) = lookup(scope, name) else {
@@ -456,6 +680,11 @@ fn check_key(
     };
     let off = is_off(value, entry.off_values);
     let diag = match entry.status {
+        // The model reads it; its own checks apply.
+        Status::InForce { .. } | Status::Own { .. } => {
+            survey.keys.in_force.insert((scope, name.to_string()));
+            return;
+        }
         Status::Refused { risk } if !off => {
             Diagnostic::error(key.mark.clone(), refused_message(name, risk))
         }
@@ -466,17 +695,20 @@ fn check_key(
         // The console writes only keys it means: one it sends that does
         // nothing is an error there (see `unknown_key`), not a warning.
         Status::Ignored { .. } if crate::origin::target(&key.mark).is_some() => return,
-        Status::Ignored { why } if !off => Diagnostic::warning(
-            key.mark.clone(),
-            format!("`{name}` is not supported and is ignored; harmless: {why}"),
-        ),
+        Status::Ignored { why } if !off => {
+            survey.keys.without_effect.insert((scope, name.to_string()));
+            Diagnostic::warning(
+                key.mark.clone(),
+                format!("`{name}` is not supported and is ignored; harmless: {why}"),
+            )
+        }
         // Set to nothing: there is nothing to refuse or ignore.
         _ => {
-            reported.push((name.to_string(), key.mark.clone()));
+            survey.reported.push((name.to_string(), key.mark.clone()));
             return;
         }
     };
-    reported.push((name.to_string(), key.mark.clone()));
+    survey.reported.push((name.to_string(), key.mark.clone()));
     diags.push(diag);
 }
 
@@ -499,4 +731,121 @@ fn is_off(node: &Node, off_values: &[&str]) -> bool {
         Value::Seq(items) => items.is_empty(),
         Value::Map(entries) => entries.is_empty(),
     }
+}
+
+/// The compatibility table (docs/pomerium-compatibility.md), from [`KEYS`].
+pub fn markdown() -> String {
+    let named = || KEYS.iter().filter(|e| !e.key.ends_with('*'));
+    let count = |f: fn(&Status) -> bool| named().filter(|e| f(&e.status)).count();
+    let in_force = count(|s| matches!(s, Status::InForce { .. }));
+    let refused = count(|s| matches!(s, Status::Refused { .. }));
+    let ignored = count(|s| matches!(s, Status::Ignored { .. }));
+    let own = count(|s| matches!(s, Status::Own { .. }));
+    let scope = |e: &Entry| match e.scope {
+        Global => "global",
+        Route => "route",
+        Any => "any",
+    };
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "# Pomerium compatibility\n\n\
+         <!-- Generated from crates/config/src/registry.rs; a test keeps this file equal to it.\n\
+         \x20    After changing the registry: GATEHOUSE_BLESS=1 cargo test -p gatehouse-config compatibility_table -->\n\n\
+         Every key Pomerium reads from a configuration file (its `config/options.go` and\n\
+         `config/policy.go`), and `jwt_groups_filter`, which Pomerium takes only through its\n\
+         API, with what gatehouse does with each. A global key and a route key of the same\n\
+         name are counted apart, as Pomerium lists them.\n\n\
+         | | keys |\n|---|---|\n\
+         | in force, with Pomerium's meaning | {in_force} |\n\
+         | refused: an error naming the key, because ignoring it would let in what the file keeps out | {refused} |\n\
+         | accepted with no effect: a warning naming the key and why that is harmless | {ignored} |\n\
+         | **Pomerium keys** | **{}** |\n\
+         | gatehouse's own keys | {own} |\n\n\
+         A key in none of these lists is unknown: a warning, as in Pomerium (a file may be\n\
+         written for a newer version). `gatehouse check` ends with how many of the file's\n\
+         keys are in force and how many have no effect.\n",
+        in_force + refused + ignored
+    );
+    let table = |out: &mut String,
+                 title: &str,
+                 intro: &str,
+                 head: &str,
+                 f: fn(&Status) -> Option<&'static str>| {
+        let _ = write!(
+            out,
+            "\n## {title}\n\n{intro}\n\n| scope | key | {head} |\n|---|---|---|\n"
+        );
+        for e in named() {
+            if let Some(text) = f(&e.status) {
+                let _ = writeln!(out, "| {} | `{}` | {} |", scope(e), e.key, text);
+            }
+        }
+    };
+    table(
+        &mut out,
+        "In force",
+        "Honoured with Pomerium's meaning; the note says where gatehouse's reading narrows it.",
+        "note",
+        |s| match s {
+            Status::InForce { note } => Some(note),
+            _ => None,
+        },
+    );
+    table(
+        &mut out,
+        "Refused",
+        "Fail closed: these are errors in `gatehouse check` and `gatehouse run`, and a reload that adds one is refused. \
+         A key set to nothing (`~`, `''`, `false`, `0`, `{}`, `[]`) asks for nothing and is accepted. \
+         They are refused from the environment too (`DOWNSTREAM_MTLS_CA=...`).",
+        "what would happen if it were ignored",
+        |s| match s {
+            Status::Refused { risk } => Some(risk),
+            _ => None,
+        },
+    );
+    table(
+        &mut out,
+        "Accepted with no effect",
+        "A warning that names the key and gives the reason. None of them can let in a request the file keeps out.",
+        "why that is harmless",
+        |s| match s {
+            Status::Ignored { why } => Some(why),
+            _ => None,
+        },
+    );
+    table(
+        &mut out,
+        "gatehouse's own keys",
+        "Keys Pomerium does not have (see [configuration](configuration.md)).",
+        "what it does",
+        |s| match s {
+            Status::Own { note } => Some(note),
+            _ => None,
+        },
+    );
+    let _ = write!(
+        out,
+        "\n## Removed from Pomerium\n\nErrors, as in Pomerium.\n\n| key | instead |\n|---|---|\n"
+    );
+    for e in KEYS {
+        if let Status::Removed { hint } = e.status {
+            let _ = writeln!(out, "| `{}` | {} |", e.key, hint);
+        }
+    }
+    let families: Vec<&str> = KEYS
+        .iter()
+        .filter(|e| e.key.ends_with('*') && matches!(e.status, Status::Ignored { .. }))
+        .map(|e| e.key)
+        .collect();
+    let _ = write!(
+        out,
+        "\nKeys a newer Pomerium adds to the families {} are accepted with no effect, like the rest of their family.\n",
+        families
+            .iter()
+            .map(|k| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    out
 }

@@ -949,27 +949,6 @@ fn harmless_keys_warn_and_say_why() {
 
 /// Every refused key is listed in the documentation, with its reason.
 #[test]
-fn refused_keys_are_documented() {
-    let docs = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md"),
-    )
-    .unwrap();
-    let section = docs
-        .split("## Settings gatehouse refuses")
-        .nth(1)
-        .expect("docs/configuration.md has a refused-settings section");
-    for entry in registry::KEYS {
-        if let registry::Status::Refused { .. } = entry.status {
-            assert!(
-                section.contains(&format!("`{}`", entry.key)),
-                "{} is not documented",
-                entry.key
-            );
-        }
-    }
-}
-
-#[test]
 fn a_byte_order_mark_does_not_hide_the_first_key() {
     let loaded = load(&format!("\u{feff}{ROUTE}")).unwrap();
     assert_eq!(loaded.config.routes.len(), 1);

@@ -503,10 +503,12 @@ fn check(path: &Path) -> ExitCode {
                 return ExitCode::FAILURE;
             }
             println!(
-                "{}: configuration OK ({} routes, {} warnings)",
+                "{}: configuration OK ({}, {}); {} in force, {} without effect",
                 path.display(),
-                loaded.config.routes.len(),
-                warnings
+                counted(loaded.config.routes.len(), "route"),
+                counted(warnings, "warning"),
+                counted(loaded.keys.in_force.len(), "key"),
+                loaded.keys.without_effect.len(),
             );
             ExitCode::SUCCESS
         }
@@ -655,4 +657,13 @@ async fn serve(
     gatehouse_proxy::serve(proxy, listeners, reload::terminated(), drain).await;
     tracing::info!("gatehouse stopped");
     Ok(())
+}
+
+/// `1 route`, `2 routes`.
+fn counted(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }

@@ -14,7 +14,23 @@ fn check_accepts_a_valid_file() {
     );
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("configuration OK (1 routes, 0 warnings)"),
+        out.contains("configuration OK (1 route, 0 warnings); 5 keys in force, 0 without effect"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_counts_the_keys_that_do_nothing() {
+    let (code, out) = check(
+        "address: :8443\ndebug_address: :9901\nroutes:\n  - from: https://app.example.com\n    to: http://127.0.0.1:8080\n    allow_public_unauthenticated_access: true\n    logo_url: https://example.com/logo.png\n",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(":2:1: warning: `debug_address` is not supported and is ignored; harmless: no debug listener is opened"),
+        "{out}"
+    );
+    assert!(
+        out.contains("configuration OK (1 route, 2 warnings); 5 keys in force, 2 without effect"),
         "{out}"
     );
 }

@@ -278,12 +278,6 @@ impl Compiler<'_> {
                 );
             }
         }
-        if o.allow_spdy == Some(true) {
-            self.warn(
-                &r.mark,
-                "allow_spdy is not supported; SPDY upgrades are refused",
-            );
-        }
 
         let after = self.diags.iter().filter(|d| d.is_error()).count();
         if after > before {

@@ -163,7 +163,7 @@ fn a_byte_order_mark_does_not_hide_the_first_key() {
     let (code, out) = check(&format!("\u{feff}{ROUTE}"));
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("configuration OK (1 routes, 0 warnings)"),
+        out.contains("configuration OK (1 route, 0 warnings)"),
         "{out}"
     );
     // The first key is read as itself: its bad value is an error, not an
