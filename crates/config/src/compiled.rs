@@ -150,6 +150,16 @@ impl Clone for Certificate {
     }
 }
 
+/// One `rewrite_response_headers` rule: in each value of the upstream's
+/// `name` header that starts with `prefix` (byte for byte), that prefix is
+/// replaced with `value`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RewriteHeader {
+    pub name: HeaderName,
+    pub prefix: String,
+    pub value: String,
+}
+
 #[derive(Debug)]
 pub struct Route {
     /// Position in the file's route list (0-based), stable for logs.
@@ -159,6 +169,9 @@ pub struct Route {
     pub mark: Mark,
     pub from: From,
     pub path_match: PathMatch,
+    /// `regex_priority_order`: among the `regex` routes of one host, higher
+    /// is tried first, routes without it last (file order among equals).
+    pub regex_priority: Option<i64>,
     pub action: RouteAction,
     pub rewrite: PathRewrite,
     pub host: HostHeader,
@@ -172,6 +185,9 @@ pub struct Route {
     pub remove_request_headers: Vec<HeaderName>,
     /// Global response headers merged with the route's own.
     pub response_headers: Vec<(HeaderName, HeaderValue)>,
+    /// `rewrite_response_headers`: prefixes of upstream response header
+    /// values replaced, in order.
+    pub rewrite_response_headers: Vec<RewriteHeader>,
     pub authorization: Authorization,
     pub show_error_details: bool,
     /// Route value, or the global default.

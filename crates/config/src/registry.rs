@@ -452,6 +452,11 @@ pub const KEYS: &[Entry] = &[
     in_force(Route, "prefix", ""),
     in_force(Route, "path", ""),
     in_force(Route, "regex", ""),
+    in_force(
+        Route,
+        "regex_priority_order",
+        "orders the `regex` routes of one host: higher first, unset last, file order among equals (Pomerium applies it only to routes from its API)",
+    ),
     in_force(Route, "prefix_rewrite", ""),
     in_force(Route, "regex_rewrite_pattern", ""),
     in_force(Route, "regex_rewrite_substitution", ""),
@@ -475,6 +480,11 @@ pub const KEYS: &[Entry] = &[
     in_force(Route, "set_request_headers", ""),
     in_force(Route, "remove_request_headers", ""),
     in_force(Route, "set_response_headers", ""),
+    in_force(
+        Route,
+        "rewrite_response_headers",
+        "each value of a repeated header is rewritten on its own (Envoy joins them first)",
+    ),
     in_force(
         Route,
         "load_balancing_policy",
@@ -517,11 +527,6 @@ pub const KEYS: &[Entry] = &[
         "sub_policies",
         "their rules (deny rules included) would not be applied",
     ),
-    refused(
-        Route,
-        "regex_priority_order",
-        "routes are matched in file order, so another route (and its policy) could answer requests meant for this one",
-    ),
     refused(Route, "idp_client_id", ROUTE_IDP),
     refused(Route, "idp_client_secret", ROUTE_IDP),
     // ================= routes: no effect, and why that is harmless
@@ -535,11 +540,6 @@ pub const KEYS: &[Entry] = &[
         Route,
         "tls_downstream_server_name",
         "certificates are chosen by the SNI the client sends; the route's host is matched as usual",
-    ),
-    ignored(
-        Route,
-        "rewrite_response_headers",
-        "upstream response headers are passed unchanged (a `Location` may name the upstream's host)",
     ),
     ignored(
         Route,

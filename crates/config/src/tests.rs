@@ -822,12 +822,6 @@ fn refused_keys_are_errors_at_their_key() {
             "deny rules included",
         ),
         (
-            format!("{ROUTE}    regex_priority_order: 5\n"),
-            "c.yaml:5:5:",
-            "regex_priority_order",
-            "another route",
-        ),
-        (
             format!("{ROUTE}    idp_client_id: other\n"),
             "c.yaml:5:5:",
             "idp_client_id",
@@ -870,10 +864,7 @@ fn refused_keys_set_to_nothing_are_accepted() {
         let loaded = load(&format!("{off}{ROUTE}")).unwrap();
         assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     }
-    let loaded = load(&format!(
-        "{ROUTE}    regex_priority_order: 0\n    tls_downstream_client_ca: ''\n"
-    ))
-    .unwrap();
+    let loaded = load(&format!("{ROUTE}    tls_downstream_client_ca: ''\n")).unwrap();
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
 }
 
@@ -1025,4 +1016,35 @@ fn an_alias_bomb_is_refused_by_the_loader() {
         all.contains("alias `*x4` makes the configuration take more than 64 MiB"),
         "{all}"
     );
+}
+
+#[test]
+fn rewrite_response_headers_are_compiled_in_order_and_checked() {
+    let cfg = load(&format!(
+        "routes:\n  - from: https://a.example.com\n    to: http://127.0.0.1:1\n{PUBLIC}    rewrite_response_headers:\n      - {{header: Location, prefix: 'http://10.0.0.5/', value: 'https://a.example.com/'}}\n      - {{header: link, value: x}}\n"
+    ))
+    .unwrap()
+    .config;
+    let rules = &cfg.routes[0].rewrite_response_headers;
+    assert_eq!(rules.len(), 2);
+    assert_eq!(rules[0].name, "location");
+    assert_eq!(rules[0].prefix, "http://10.0.0.5/");
+    assert_eq!(rules[0].value, "https://a.example.com/");
+    assert_eq!(
+        (rules[1].prefix.as_str(), rules[1].value.as_str()),
+        ("", "x")
+    );
+    let all = errors(&format!(
+        "routes:\n  - from: https://a.example.com\n    to: http://127.0.0.1:1\n{PUBLIC}    rewrite_response_headers:\n      - {{prefix: a, value: b}}\n      - {{header: 'bad name', value: b}}\n      - {{header: Location, value: \"a\\nb\"}}\n      - {{header: Location, prfix: a}}\n      - just-a-string\n"
+    ))
+    .join("\n");
+    for want in [
+        "c.yaml:6:9: `rewrite_response_headers` entry needs `header`",
+        "c.yaml:7:18: `bad name` is not a valid HTTP header name",
+        "is not a valid HTTP header value",
+        "c.yaml:9:28: unknown `rewrite_response_headers` option `prfix`",
+        "c.yaml:10:9: each `rewrite_response_headers` entry must be a mapping",
+    ] {
+        assert!(all.contains(want), "{want}\n{all}");
+    }
 }

@@ -129,6 +129,7 @@ async fn only_admins_reach_the_console() {
     let anonymous = gh.client(HOSTS);
     let r = anonymous
         .get(gh.url("console.localhost", "/api/v1/routes"))
+        .header("Accept", "application/json")
         .send()
         .await
         .unwrap();
@@ -520,6 +521,7 @@ async fn page_text(c: &reqwest::Client, url: &str) -> String {
 async fn anonymous_get(gh: &Gatehouse, host: &str) -> u16 {
     gh.client(HOSTS)
         .get(gh.url(host, "/"))
+        .header("Accept", "application/json")
         .send()
         .await
         .unwrap()

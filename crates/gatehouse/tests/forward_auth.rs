@@ -370,6 +370,36 @@ async fn forward_auth_questions_are_trusted_only_from_configured_peers() {
             .unwrap()
             .contains("/.pomerium/sign_in?pomerium_redirect_uri=")
     );
+    // A question about `/robots.txt` is answered as any other: a proxy in
+    // front reads a 200 as "let it through" (proxied requests get a
+    // robots.txt answer of gatehouse's own instead).
+    for (path, header, accept) in [
+        ("/oauth2/auth", "X-Original-URL", "*/*"),
+        (
+            "/.pomerium/forward_auth",
+            "X-Forwarded-Uri",
+            "application/json",
+        ),
+    ] {
+        let value = if header == "X-Original-URL" {
+            s.url("/robots.txt")
+        } else {
+            "/robots.txt".into()
+        };
+        let resp = direct
+            .get(format!("http://127.0.0.1:{}{path}", s.gh.port))
+            .header("Accept", accept)
+            .header(
+                "X-Forwarded-Host",
+                s.url("/").split('/').nth(2).unwrap().to_string(),
+            )
+            .header("X-Forwarded-Proto", "https")
+            .header(header, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401, "{path}");
+    }
     // Traefik style, for a host no route serves: 403.
     let resp = ask("/.pomerium/forward_auth")
         .header("X-Forwarded-Host", "nowhere.localhost")

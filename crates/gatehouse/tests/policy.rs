@@ -204,7 +204,7 @@ fn broken_policies_never_load_and_name_their_position() {
         check("routes:\n  - from: https://app.example.com\n    to: http://127.0.0.1:8080\n");
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("denies everyone") && out.contains("1 warnings"),
+        out.contains("denies everyone") && out.contains("1 warning)"),
         "{out}"
     );
 }

@@ -912,3 +912,88 @@ async fn an_upgrade_asked_for_and_not_given_keeps_the_connection() {
         .unwrap();
     assert!(response(&mut s).await.contains("\"/again\""));
 }
+
+/// `rewrite_response_headers`: the upstream's own address in `Location`
+/// becomes the route's, every value of a repeated header is rewritten,
+/// rules apply in order, and gatehouse's own answers and cookies are never
+/// touched.
+#[tokio::test(flavor = "multi_thread")]
+async fn rewrite_response_headers_fix_what_the_upstream_says_about_itself() {
+    let up = echo_upstream("a").await;
+    let port = free_port();
+    let yaml = format!(
+        "address: 127.0.0.1:{port}
+cookie_secret: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
+routes:
+  - from: https://app.localhost
+    to: http://{up}
+    allow_public_unauthenticated_access: true
+    rewrite_response_headers:
+      - header: Location
+        prefix: http://{up}/
+        value: https://app.localhost:{port}/
+      - header: link
+        prefix: </
+        value: </static/
+      - header: link
+        prefix: </static/b
+        value: </static/bundle-b
+      - header: X-Upstream
+        prefix: nomatch
+        value: x
+      - header: Set-Cookie
+        prefix: app=
+        value: _pomerium=
+  - from: https://closed.localhost
+    to: http://{up}
+    rewrite_response_headers:
+      - header: Content-Type
+        prefix: text/html
+        value: text/plain
+"
+    );
+    let gh = Gatehouse::start_on(port, tempfile::tempdir().unwrap(), &yaml);
+    let c = gh.client(&["app.localhost", "closed.localhost"]);
+    let resp = c
+        .get(gh.url("app.localhost", "/redirect"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 302);
+    assert_eq!(
+        resp.headers()["location"],
+        format!("https://app.localhost:{port}/login").as_str()
+    );
+    let links: Vec<_> = resp
+        .headers()
+        .get_all("link")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        links,
+        [
+            "</static/a.css>; rel=preload",
+            "</static/bundle-b.js>; rel=preload"
+        ]
+    );
+    assert_eq!(resp.headers()["x-upstream"], "a", "no match, no change");
+    // A rule cannot make the upstream set gatehouse's own cookie.
+    assert!(
+        resp.headers()
+            .get_all("set-cookie")
+            .iter()
+            .all(|v| !v.to_str().unwrap().starts_with("_pomerium=")),
+        "{:?}",
+        resp.headers()
+    );
+    // gatehouse's own answers are its own.
+    let resp = c.get(gh.url("closed.localhost", "/")).send().await.unwrap();
+    assert_eq!(resp.status(), 403);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+}

@@ -74,7 +74,7 @@ async fn pages_redirect_to_sign_in_and_apis_get_401() {
         p = gh.port
     );
     assert_eq!(location(&resp), expected);
-    for accept in ["application/json", "*/*"] {
+    for accept in ["application/json", "text/plain"] {
         let resp = c
             .get(gh.url("app.localhost", "/api"))
             .header("Accept", accept)
@@ -84,7 +84,7 @@ async fn pages_redirect_to_sign_in_and_apis_get_401() {
         assert_eq!(
             resp.status(),
             401,
-            "fetch/XHR ({accept}) never get a redirect"
+            "clients that prefer {accept} never get a redirect"
         );
         assert!(resp.headers().get("x-pomerium-sign-in-url").is_some());
     }
@@ -638,4 +638,130 @@ async fn behind_a_tls_load_balancer_urls_and_cookies_are_https() {
             .unwrap()
             .contains("; Secure")
     );
+}
+
+/// Pomerium's rule for who is sent to sign in, and its answers shaped for
+/// each kind of client, for sign-in required (401) and denied (403).
+#[tokio::test(flavor = "multi_thread")]
+async fn refusals_are_shaped_for_the_client_as_pomerium_s() {
+    let up = echo_upstream("a").await;
+    let cfg = config(&up.addr.to_string(), "").replace(
+        "routes:\n",
+        &format!(
+            "routes:\n  - {{from: 'https://closed.localhost', to: 'http://{}'}}\n",
+            up.addr
+        ),
+    );
+    let gh = Gatehouse::start(&cfg);
+    let c = gh.browser(
+        &["app.localhost", "closed.localhost", "public.localhost"],
+        false,
+    );
+    let get = |host: &'static str, path: &'static str, headers: &[(&'static str, &'static str)]| {
+        let mut req = c.get(gh.url(host, path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        async move { req.send().await.unwrap() }
+    };
+    let sign_in = format!("https://app.localhost:{}/.pomerium/sign_in?", gh.port);
+    // Redirected: no Accept, curl's and fetch's `*/*`, a type gatehouse
+    // does not answer in, HTML tied with JSON.
+    for accept in [
+        None,
+        Some("*/*"),
+        Some("image/png"),
+        Some("text/html;q=0.9, application/json;q=0.9"),
+    ] {
+        let headers: Vec<_> = accept.map(|a| ("accept", a)).into_iter().collect();
+        let resp = get("app.localhost", "/x", &headers).await;
+        assert_eq!(resp.status(), 302, "{accept:?}");
+        assert!(location(&resp).starts_with(&sign_in), "{accept:?}");
+    }
+    // 401: JSON, plain text, gRPC, and programs with a token of their own.
+    for headers in [
+        vec![("accept", "application/json, */*;q=0.8")],
+        vec![("accept", "text/plain")],
+        vec![("authorization", "Bearer Pomerium-not-a-token")],
+    ] {
+        let resp = get("app.localhost", "/x", &headers).await;
+        assert_eq!(resp.status(), 401, "{headers:?}");
+    }
+    let resp = get("app.localhost", "/x", &[("accept", "application/json")]).await;
+    let body: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    assert_eq!(body["error"], "user-unauthenticated");
+    assert!(body["request_id"].as_str().is_some_and(|id| !id.is_empty()));
+
+    // Kubernetes clients get a Status object, 401 and 403.
+    let kubectl = [
+        (
+            "user-agent",
+            "kubectl/v1.30.0 (linux/amd64) kubernetes/7c48c2b",
+        ),
+        ("accept", "application/json, */*"),
+    ];
+    for (host, code, reason) in [
+        ("app.localhost", 401, "Unauthorized"),
+        ("closed.localhost", 403, "Forbidden"),
+    ] {
+        let resp = get(host, "/api/v1/pods", &kubectl).await;
+        assert_eq!(resp.status(), code);
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        let body: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+        assert_eq!(body["kind"], "Status");
+        assert_eq!(body["apiVersion"], "v1");
+        assert_eq!(body["status"], "Failure");
+        assert_eq!(body["code"], code);
+        assert_eq!(body["reason"], reason);
+    }
+
+    // gRPC and gRPC-Web: the status in grpc-status, no body.
+    for (ct, answer) in [
+        ("application/grpc", "application/grpc+json"),
+        ("application/grpc-web+proto", "application/grpc-web+json"),
+    ] {
+        for (host, code, grpc) in [("app.localhost", 401, "16"), ("closed.localhost", 403, "7")] {
+            let resp = c
+                .post(gh.url(host, "/pkg.Service/Method"))
+                .header("content-type", ct)
+                .body(vec![0u8, 0, 0, 0, 0])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), code, "{ct} {host}");
+            assert_eq!(resp.headers()["content-type"], answer);
+            assert_eq!(resp.headers()["grpc-status"], grpc);
+            assert!(resp.headers().contains_key("grpc-message"));
+            assert!(resp.bytes().await.unwrap().is_empty());
+        }
+    }
+
+    // Denied: JSON for JSON clients, the page for the rest.
+    let resp = get("closed.localhost", "/", &[("accept", "application/json")]).await;
+    assert_eq!(resp.status(), 403);
+    let body: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    assert_eq!(body["error"], "access_denied");
+    let resp = get("closed.localhost", "/", &[]).await;
+    assert_eq!(resp.status(), 403);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+
+    // robots.txt behind a route: everything disallowed, whoever asks; a
+    // public route's comes from its upstream.
+    for host in ["app.localhost", "closed.localhost"] {
+        for accept in [None, Some("application/json"), Some("text/plain")] {
+            let headers: Vec<_> = accept.map(|a| ("accept", a)).into_iter().collect();
+            let resp = get(host, "/robots.txt", &headers).await;
+            assert_eq!(resp.status(), 200, "{host} {accept:?}");
+            assert!(resp.headers().get("location").is_none());
+            assert_eq!(resp.text().await.unwrap(), "User-agent: *\nDisallow: /\n");
+        }
+    }
+    let resp = get("public.localhost", "/robots.txt", &[]).await;
+    assert_eq!(resp.status(), 200);
+    assert!(!resp.text().await.unwrap().contains("Disallow"));
 }

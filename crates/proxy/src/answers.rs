@@ -10,35 +10,245 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
 use crate::body::{Body, full};
 
-/// True when the client's `Accept` prefers JSON over HTML (API clients,
-/// fetch/XHR with `Accept: application/json`).
-pub fn wants_json(headers: &HeaderMap) -> bool {
-    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let mut best_html = -1.0f32;
-    let mut best_json = -1.0f32;
-    for part in accept.split(',') {
-        let mut it = part.split(';');
-        // Read on every request: compared in place, nothing allocated.
-        let media = it.next().unwrap_or("").trim().as_bytes();
-        let q = it
-            .find_map(|p| {
-                p.trim()
-                    .strip_prefix("q=")
-                    .and_then(|q| q.parse::<f32>().ok())
-            })
-            .unwrap_or(1.0);
-        let is = |m: &[u8]| media.eq_ignore_ascii_case(m);
-        if is(b"text/html") || is(b"application/xhtml+xml") {
-            best_html = best_html.max(q);
-        } else if is(b"application/json")
-            || (media.len() >= 5 && media[media.len() - 5..].eq_ignore_ascii_case(b"+json"))
-        {
-            best_json = best_json.max(q);
+/// An `Accept` header that cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MalformedAccept;
+
+/// The media type a client's `Accept` header (every one it sent) prefers
+/// among `candidates`, as Pomerium reads it (`rfc7231.MostAcceptable`): the
+/// range with the highest weight (q, plus a little for specificity:
+/// `type/sub` over `type/*` over `*/*`; ties go to the earlier range) picks
+/// the first candidate it covers. `Ok(None)`: no range covers any
+/// candidate. `Err`: a range is malformed. Unlike Pomerium, `q=0` means
+/// "not acceptable" (RFC 9110), not "fully acceptable".
+///
+/// Besides exact types and wildcards, `application/xhtml+xml` covers
+/// `text/html`, and any `…+json` type covers `application/json`.
+/// Compared in place; nothing is allocated.
+pub fn most_acceptable(
+    headers: &HeaderMap,
+    candidates: &[&str],
+) -> Result<Option<usize>, MalformedAccept> {
+    let mut best: Option<(f32, usize)> = None;
+    let mut values = headers.get_all(header::ACCEPT).iter().peekable();
+    if values.peek().is_none() {
+        // No `Accept`: anything is acceptable.
+        return Ok((!candidates.is_empty()).then_some(0));
+    }
+    for value in values {
+        let text = value.to_str().map_err(|_| MalformedAccept)?;
+        for range in text.split(',') {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or("").trim();
+            if media.is_empty() {
+                continue;
+            }
+            let (ty, sub) = match media.split_once('/') {
+                Some((t, s)) if !t.is_empty() && !s.is_empty() => (t.trim(), s.trim()),
+                _ if media == "*" => ("*", "*"),
+                _ => return Err(MalformedAccept),
+            };
+            if ty == "*" && sub != "*" {
+                return Err(MalformedAccept);
+            }
+            let mut q = 1.0f32;
+            let mut params = 0u8;
+            for p in parts {
+                let p = p.trim();
+                if let Some(v) = p.strip_prefix("q=") {
+                    q = v.trim().parse::<f32>().map_err(|_| MalformedAccept)?;
+                    if !q.is_finite() {
+                        return Err(MalformedAccept);
+                    }
+                    q = q.clamp(0.0, 1.0);
+                } else if !p.is_empty() {
+                    params = params.saturating_add(1);
+                }
+            }
+            if q == 0.0 {
+                continue;
+            }
+            let specific = match (ty, sub) {
+                ("*", _) => 0.0,
+                (_, "*") => 0.00001,
+                _ => 0.00002,
+            };
+            let weight = q + specific + 0.0001 * f32::from(params);
+            let Some(found) = candidates.iter().position(|c| covers(ty, sub, c)) else {
+                continue;
+            };
+            if best.is_none_or(|(w, _)| weight > w) {
+                best = Some((weight, found));
+            }
         }
     }
-    best_json > best_html
+    Ok(best.map(|(_, i)| i))
+}
+
+/// Whether the range `ty/sub` covers the media type `candidate`.
+fn covers(ty: &str, sub: &str, candidate: &str) -> bool {
+    if ty == "*" {
+        return true;
+    }
+    let (cty, csub) = candidate.split_once('/').unwrap_or((candidate, ""));
+    if ty.eq_ignore_ascii_case(cty) && (sub == "*" || sub.eq_ignore_ascii_case(csub)) {
+        return true;
+    }
+    match candidate {
+        "text/html" => {
+            ty.eq_ignore_ascii_case("application") && sub.eq_ignore_ascii_case("xhtml+xml")
+        }
+        "application/json" => {
+            sub.len() > 5 && sub.as_bytes()[sub.len() - 5..].eq_ignore_ascii_case(b"+json")
+        }
+        _ => false,
+    }
+}
+
+/// True when the client's `Accept` prefers JSON over HTML (API clients,
+/// fetch/XHR with `Accept: application/json`): Pomerium's
+/// `isJSONWebRequest`.
+pub fn wants_json(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::ACCEPT)
+        && most_acceptable(headers, &["text/html", "application/json"]) == Ok(Some(1))
+}
+
+/// The candidates Pomerium's `ShouldRedirect` weighs; only `text/html`
+/// winning (or nothing covered, or no `Accept` at all) means a redirect.
+const SIGN_IN_CANDIDATES: &[&str] = &[
+    "text/html",
+    "application/json",
+    "text/plain",
+    "application/grpc-web-text",
+    "application/grpc-web+proto",
+    "application/grpc+proto",
+];
+
+/// Whether a request without a session is sent to sign in (302) rather
+/// than refused with 401: Pomerium's `ShouldRedirect`. Never gRPC or
+/// gRPC-Web, never a request that carries a Pomerium session or token of
+/// its own (`X-Pomerium-Authorization`, `Authorization: Pomerium …`,
+/// `Authorization: Bearer Pomerium-…`, `?pomerium_session=`: a program, whose
+/// token did not do); otherwise when `text/html` is as acceptable as
+/// anything the client lists (no `Accept`, `*/*`, a browser's), or the
+/// header cannot be read.
+pub fn should_redirect(headers: &HeaderMap, query: Option<&str>) -> bool {
+    if grpc(headers).is_some() {
+        return false;
+    }
+    if headers.contains_key("x-pomerium-authorization")
+        || headers.get_all(header::AUTHORIZATION).iter().any(|v| {
+            v.as_bytes().starts_with(b"Pomerium ") || v.as_bytes().starts_with(b"Bearer Pomerium-")
+        })
+    {
+        return false;
+    }
+    if query.is_some_and(|q| {
+        q.split('&')
+            .any(|kv| kv.split('=').next() == Some("pomerium_session"))
+    }) {
+        return false;
+    }
+    !matches!(most_acceptable(headers, SIGN_IN_CANDIDATES), Ok(Some(i)) if i != 0)
+}
+
+/// gRPC (`application/grpc`, `application/grpc+…`) or gRPC-Web
+/// (`application/grpc-web-text`, `application/grpc-web+…`) by the request's
+/// `Content-Type`: the content type of gatehouse's answer to it.
+pub fn grpc(headers: &HeaderMap) -> Option<&'static str> {
+    let ct = headers.get(header::CONTENT_TYPE)?.as_bytes();
+    if ct == b"application/grpc-web-text" || ct.starts_with(b"application/grpc-web+") {
+        Some("application/grpc-web+json")
+    } else if ct == b"application/grpc" || ct.starts_with(b"application/grpc+") {
+        Some("application/grpc+json")
+    } else {
+        None
+    }
+}
+
+/// A Kubernetes client (`kubectl`, client-go: `User-Agent` has
+/// `kubernetes/`), which reads refusals as a `Status` object.
+pub fn is_kubernetes(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::USER_AGENT)
+        .iter()
+        .any(|v| v.as_bytes().windows(11).any(|w| w == b"kubernetes/"))
+}
+
+/// A Kubernetes `Status` object for a refusal (`reason` in Kubernetes'
+/// words), as Pomerium sends it.
+pub fn kubernetes_status(status: StatusCode, message: &str) -> Response<Body> {
+    let reason = match status.as_u16() {
+        401 | 450 | 495 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "NotFound",
+        _ => "",
+    };
+    let body = format!(
+        "{{\"apiVersion\":\"v1\",\"code\":{},\"kind\":\"Status\",\"message\":\"{}\",\"reason\":\"{}\",\"status\":\"Failure\"}}\n",
+        status.as_u16(),
+        json_escape(message),
+        reason
+    );
+    let mut resp = Response::new(full(Bytes::from(body)));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// A refusal to a gRPC or gRPC-Web client (`content_type` from [`grpc`]):
+/// no body, the status as `grpc-status` (Pomerium's mapping) and the reason
+/// as `grpc-message`, in the headers (a trailers-only answer); the HTTP
+/// status stays the refusal's.
+pub fn grpc_refusal(
+    status: StatusCode,
+    message: &str,
+    content_type: &'static str,
+) -> Response<Body> {
+    let code = match status.as_u16() {
+        400 => "13",
+        401 => "16",
+        403 => "7",
+        404 => "12",
+        429 | 502 | 503 | 504 => "14",
+        _ => "2",
+    };
+    let mut resp = Response::new(crate::body::empty());
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert("grpc-status", HeaderValue::from_static(code));
+    // Percent-encoded, as gRPC wants (`grpc-message` is ASCII).
+    let encoded: String = message
+        .bytes()
+        .map(|b| {
+            if (0x20..0x7f).contains(&b) && b != b'%' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    if let Ok(v) = HeaderValue::from_str(&encoded) {
+        h.insert("grpc-message", v);
+    }
+    resp
+}
+
+/// `/robots.txt` on a route the crawler may not enter: everything
+/// disallowed, as Pomerium answers.
+pub fn robots_disallow_all() -> Response<Body> {
+    let mut resp = Response::new(full(Bytes::from_static(b"User-agent: *\nDisallow: /\n")));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
 }
 
 /// Renders an error or status page.
@@ -280,6 +490,105 @@ mod tests {
         assert!(!wants_json(&accept("*/*")));
         assert!(!wants_json(&HeaderMap::new()));
         assert!(wants_json(&accept("text/html;q=0.5, application/json")));
+    }
+
+    fn redirects(accept_header: Option<&str>) -> bool {
+        let mut h = HeaderMap::new();
+        if let Some(v) = accept_header {
+            h.insert(header::ACCEPT, HeaderValue::from_str(v).unwrap());
+        }
+        should_redirect(&h, None)
+    }
+
+    #[test]
+    fn sign_in_redirects_follow_pomerium_s_rule() {
+        // Redirected: no Accept, anything-goes, browsers, HTML first, types
+        // no candidate covers, and headers that cannot be read.
+        for a in [
+            None,
+            Some(""),
+            Some("*/*"),
+            Some("text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8"),
+            Some("text/html,application/json"),
+            Some("text/*"),
+            Some("image/png"),
+            Some("text/html;q=0.9, application/json;q=0.9"),
+            Some("application/json;q=x"),
+            Some("text/plain;q=0.5,*/*"),
+        ] {
+            assert!(redirects(a), "{a:?} should be redirected");
+        }
+        // 401: clients that prefer JSON, plain text or gRPC.
+        for a in [
+            "application/json",
+            "application/json,text/html",
+            "application/json;q=0.9,*/*;q=0.8",
+            "text/plain",
+            "application/grpc+proto",
+            "text/html;q=0, application/json;q=0.1",
+            "application/problem+json",
+        ] {
+            assert!(!redirects(Some(a)), "{a} should get 401");
+        }
+        // Programs with a token of their own, and gRPC, never.
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Pomerium abc"),
+        );
+        assert!(!should_redirect(&h, None));
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer Pomerium-abc"),
+        );
+        assert!(!should_redirect(&h, None));
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc"),
+        );
+        assert!(should_redirect(&h, None));
+        assert!(!should_redirect(
+            &HeaderMap::new(),
+            Some("a=1&pomerium_session=x")
+        ));
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        assert!(!should_redirect(&h, None));
+        assert_eq!(grpc(&h), Some("application/grpc+json"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc-web+proto"),
+        );
+        assert_eq!(grpc(&h), Some("application/grpc-web+json"));
+        // Several Accept headers are read as one list.
+        let mut h = HeaderMap::new();
+        h.append(header::ACCEPT, HeaderValue::from_static("application/json"));
+        h.append(header::ACCEPT, HeaderValue::from_static("text/html;q=0.5"));
+        assert!(!should_redirect(&h, None));
+    }
+
+    #[test]
+    fn refusals_for_kubernetes_and_grpc_clients() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::USER_AGENT,
+            HeaderValue::from_static("kubectl/v1.30.0 (linux/amd64) kubernetes/7c48c2b"),
+        );
+        assert!(is_kubernetes(&h));
+        let resp = kubernetes_status(StatusCode::FORBIDDEN, "Forbidden");
+        assert_eq!(resp.status(), 403);
+        let resp = grpc_refusal(
+            StatusCode::UNAUTHORIZED,
+            "sign-in required: 100%",
+            "application/grpc+json",
+        );
+        assert_eq!(resp.headers()["grpc-status"], "16");
+        assert_eq!(resp.headers()["grpc-message"], "sign-in required: 100%25");
     }
 
     #[test]

@@ -8,11 +8,9 @@ use std::sync::Arc;
 
 use gatehouse_config::{Route, RouteAction};
 use http::HeaderMap;
-use http::Response;
 use http::header::{self, HeaderValue};
 
 use crate::authenticate::{self, IdentityState};
-use crate::body::Body;
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
 use crate::runtime::{RouteState, Runtime};
@@ -219,14 +217,8 @@ fn log_decision(
     );
 }
 
-/// The 403 page; the policy's reasons only when the route sets
+/// The refusal for a denied request: the policy's reasons only with
 /// `show_error_details`.
-pub(crate) fn denied_page(
-    route: &Route,
-    reasons: gatehouse_policy::Reasons,
-    request_id: &HeaderValue,
-    json: bool,
-) -> Response<Body> {
-    let e = ProxyError::Denied(route.show_error_details.then(|| reasons.to_string()));
-    crate::error::response(&e, request_id.to_str().unwrap_or_default(), json)
+pub(crate) fn denied(route: &Route, reasons: gatehouse_policy::Reasons) -> ProxyError {
+    ProxyError::Denied(route.show_error_details.then(|| reasons.to_string()))
 }

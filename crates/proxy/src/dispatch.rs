@@ -27,7 +27,7 @@ use http::{Method, Request, Response, StatusCode};
 use crate::Proxy;
 use crate::access_log::{Outcome, Pending as Line};
 use crate::authenticate;
-use crate::authorize::{Asked, Decided, Permit, decide, denied_page, identify, is_cors_preflight};
+use crate::authorize::{Asked, Decided, Permit, decide, denied, identify, is_cors_preflight};
 use crate::body::{self, Body, RequestBody};
 use crate::error::ProxyError;
 use crate::request::{ConnInfo, split_authority};
@@ -234,7 +234,9 @@ async fn serve(ex: &mut Exchange<'_>, mut req: Request<RequestBody>) -> Response
             if let Some(o) = ex.outcome() {
                 o.details = Some("denied");
             }
-            with_response_headers(route, denied_page(route, reasons, &ex.request_id, ex.json))
+            let e = denied(route, reasons);
+            let resp = crate::error::refusal(&e, req.headers(), req.uri().path(), ex.id());
+            with_response_headers(route, resp)
         }
         Decided::SignIn => {
             if let Some(o) = ex.outcome() {

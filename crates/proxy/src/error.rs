@@ -317,6 +317,35 @@ pub fn response(e: &ProxyError, request_id: &str, json: bool) -> Response<Body> 
     resp
 }
 
+/// The answer for an authorization refusal (sign-in required, denied),
+/// shaped for the client as Pomerium's `deniedResponse`: a Kubernetes
+/// `Status` for Kubernetes clients; `/robots.txt` answered 200 with
+/// everything disallowed (so crawlers index nothing behind the route);
+/// JSON for clients that prefer it; a gRPC status for gRPC and gRPC-Web;
+/// else the HTML page.
+pub fn refusal(
+    e: &ProxyError,
+    headers: &http::HeaderMap,
+    path: &str,
+    request_id: &str,
+) -> Response<Body> {
+    use crate::answers;
+    let mut resp = if answers::is_kubernetes(headers) {
+        answers::kubernetes_status(e.status(), &e.reason())
+    } else if path == "/robots.txt" {
+        answers::robots_disallow_all()
+    } else if let Some(ct) = answers::grpc(headers).filter(|_| !answers::wants_json(headers)) {
+        answers::grpc_refusal(e.status(), &e.reason(), ct)
+    } else {
+        return response(e, request_id, answers::wants_json(headers));
+    };
+    resp.extensions_mut().insert(Refusal {
+        fault: e.fault(),
+        code: e.code(),
+    });
+    resp
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -314,6 +314,7 @@ async fn forward(
         });
         let (parts, _) = resp.into_parts();
         let mut out = Response::from_parts(parts, body::empty());
+        rewrite_headers(out.headers_mut(), &route.rewrite_response_headers);
         strip_hop_by_hop(out.headers_mut(), true);
         strip_own_set_cookies(out.headers_mut(), ctx.cookie_name);
         return Ok(out);
@@ -321,9 +322,33 @@ async fn forward(
 
     let (parts, incoming) = resp.into_parts();
     let mut out = Response::from_parts(parts, body::from_upstream(incoming, route.idle_timeout));
+    rewrite_headers(out.headers_mut(), &route.rewrite_response_headers);
     strip_hop_by_hop(out.headers_mut(), false);
     strip_own_set_cookies(out.headers_mut(), ctx.cookie_name);
     Ok(out)
+}
+
+/// `rewrite_response_headers`, in order, on the upstream's answer (never on
+/// gatehouse's own): each value of the named header that starts with the
+/// rule's prefix gets the rule's value in its place. Runs before the
+/// hop-by-hop and own-cookie filters, so a rewrite cannot slip past them.
+fn rewrite_headers(headers: &mut HeaderMap, rules: &[gatehouse_config::RewriteHeader]) {
+    for rule in rules {
+        let http::header::Entry::Occupied(mut entry) = headers.entry(&rule.name) else {
+            continue;
+        };
+        for v in entry.iter_mut() {
+            let Some(rest) = v.as_bytes().strip_prefix(rule.prefix.as_bytes()) else {
+                continue;
+            };
+            let mut new = Vec::with_capacity(rule.value.len() + rest.len());
+            new.extend_from_slice(rule.value.as_bytes());
+            new.extend_from_slice(rest);
+            if let Ok(nv) = HeaderValue::from_bytes(&new) {
+                *v = nv;
+            }
+        }
+    }
 }
 
 /// Removes every `Authorization` value that is gatehouse's own token (the

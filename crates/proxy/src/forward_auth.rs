@@ -29,7 +29,7 @@ use http::{Method, Request, Response, StatusCode};
 use crate::answers;
 use crate::assertion::{assertion, claim_value};
 use crate::authenticate;
-use crate::authorize::{Asked, Decided, decide, denied_page, identify, is_cors_preflight};
+use crate::authorize::{Asked, Decided, decide, denied, identify, is_cors_preflight};
 use crate::body::{self, Body, RequestBody};
 use crate::error::ProxyError;
 use crate::request::{ConnInfo, split_authority};
@@ -279,7 +279,9 @@ pub async fn handle(
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             resp
         }
-        Decided::Denied(reasons) => denied_page(route, reasons, request_id, json),
+        // Never shaped like `error::refusal`: a proxy in front reads any 2xx
+        // (a robots.txt answer) as "allowed".
+        Decided::Denied(reasons) => crate::error::response(&denied(route, reasons), id, json),
         Decided::SignIn => {
             if !rt.auth.can_sign_in() {
                 return authenticate::unauthenticated(
@@ -294,7 +296,8 @@ pub async fn handle(
                 );
             }
             let url = authenticate::sign_in_url(&rt.auth, &original.origin(), &original.url());
-            let redirect = !original.nginx && authenticate::prefers_html(headers);
+            let query = original.path_and_query.split_once('?').map(|(_, q)| q);
+            let redirect = !original.nginx && answers::should_redirect(headers, query);
             let mut resp = if redirect {
                 let mut r = Response::new(body::empty());
                 *r.status_mut() = StatusCode::FOUND;

@@ -5,8 +5,9 @@
 //!    longest suffix wins (`*.a.example.com` before `*.example.com`). The
 //!    chosen host owns all its paths: there is no fall-through to a wildcard
 //!    (a host whose routes all name other ports is not chosen).
-//! 2. within a host: `path` (exact) > `regex` (file order) > `prefix`
-//!    (longest first) > host-only routes.
+//! 2. within a host: `path` (exact) > `regex` (higher
+//!    `regex_priority_order` first, then file order) > `prefix` (longest
+//!    first) > host-only routes.
 //! 3. a `from` with a port only matches requests for that port.
 //!
 //! Lookup cost depends on the number of labels in the request host and on
@@ -33,8 +34,9 @@ struct Entry {
     port: Option<u16>,
     /// Sort class: 0 exact path, 1 regex, 2 prefix, 3 host-only.
     class: u8,
-    /// Prefix length, to put longer prefixes first.
-    len: usize,
+    /// Prefix length, to put longer prefixes first; for regexes, their
+    /// `regex_priority_order` (unset: after every set one).
+    len: i128,
     route: usize,
 }
 
@@ -51,9 +53,9 @@ impl RouteTable {
         let mut table = RouteTable::default();
         for (i, r) in routes.iter().enumerate() {
             let (class, len) = match &r.path_match {
-                PathMatch::Exact(p) => (0, p.len()),
-                PathMatch::Regex(_) => (1, 0),
-                PathMatch::Prefix(p) => (2, p.len()),
+                PathMatch::Exact(p) => (0, p.len() as i128),
+                PathMatch::Regex(_) => (1, r.regex_priority.map_or(i128::MIN, i128::from)),
+                PathMatch::Prefix(p) => (2, p.len() as i128),
                 PathMatch::Any => (3, 0),
             };
             let map = match &r.from.host {
@@ -68,7 +70,7 @@ impl RouteTable {
             });
         }
         for hr in table.exact.values_mut().chain(table.wildcard.values_mut()) {
-            // Stable sort keeps file order inside a class (regexes).
+            // Stable: file order among equals (regexes of one priority).
             hr.entries
                 .sort_by(|a, b| a.class.cmp(&b.class).then(b.len.cmp(&a.len)));
         }
@@ -223,6 +225,34 @@ mod tests {
         );
         assert_eq!(f("example.com", 443, "/"), None);
         assert_eq!(f("other.org", 443, "/"), None);
+    }
+
+    #[test]
+    fn regex_priority_order_decides_among_regexes_then_file_order() {
+        let r = routes(
+            "routes:
+  - {from: 'https://a.example.com', to: 'http://first', regex: '/api/.*'}
+  - {from: 'https://a.example.com', to: 'http://low', regex: '/api/a.*', regex_priority_order: -5}
+  - {from: 'https://a.example.com', to: 'http://high', regex: '/api/admin/.*', regex_priority_order: 10}
+  - {from: 'https://a.example.com', to: 'http://mid', regex: '/api/admin/x', regex_priority_order: 3}
+  - {from: 'https://a.example.com', to: 'http://exact', path: '/api/admin/x'}
+",
+        );
+        let t = RouteTable::new(&r);
+        // Exact paths still come first; then priority 10, 3, -5, unset.
+        assert_eq!(t.find(&r, "a.example.com", 443, "/api/admin/x"), Some(4));
+        assert_eq!(t.find(&r, "a.example.com", 443, "/api/admin/y"), Some(2));
+        assert_eq!(t.find(&r, "a.example.com", 443, "/api/apps"), Some(1));
+        assert_eq!(t.find(&r, "a.example.com", 443, "/api/other"), Some(0));
+        // Without priorities: file order.
+        let r = routes(
+            "routes:
+  - {from: 'https://a.example.com', to: 'http://first', regex: '/api/.*'}
+  - {from: 'https://a.example.com', to: 'http://second', regex: '/api/admin/.*'}
+",
+        );
+        let t = RouteTable::new(&r);
+        assert_eq!(t.find(&r, "a.example.com", 443, "/api/admin/y"), Some(0));
     }
 
     #[test]

@@ -5,10 +5,10 @@ use http::{HeaderName, HeaderValue};
 
 use super::Compiler;
 use super::parse::parse_template;
-use crate::compiled::HeaderTemplate;
+use crate::compiled::{HeaderTemplate, RewriteHeader};
 use crate::de::Spanned;
 use crate::model::StringMap;
-use crate::yaml::Mark;
+use crate::yaml::{Mark, Node, Value};
 
 impl Compiler<'_> {
     pub(super) fn header_name(&mut self, name: &str, mark: &Mark) -> Option<HeaderName> {
@@ -29,6 +29,67 @@ impl Compiler<'_> {
                 None
             }
         }
+    }
+
+    /// `rewrite_response_headers`: a list of `{header, prefix, value}`.
+    pub(super) fn rewrite_headers(&mut self, node: &Node) -> Vec<RewriteHeader> {
+        let mut out = Vec::new();
+        let items = match &node.value {
+            Value::Seq(items) => items,
+            _ if node.is_null() => return out,
+            _ => {
+                self.error(
+                    &node.mark,
+                    "`rewrite_response_headers` must be a list of `{header, prefix, value}`",
+                );
+                return out;
+            }
+        };
+        for item in items {
+            let Value::Map(entries) = &item.value else {
+                self.error(
+                    &item.mark,
+                    "each `rewrite_response_headers` entry must be a mapping with `header`, `prefix` and `value`",
+                );
+                continue;
+            };
+            let (mut name, mut prefix, mut value) = (None, String::new(), String::new());
+            for (k, v) in entries {
+                let Some(text) = v.as_str() else {
+                    self.error(&v.mark, "must be a string");
+                    continue;
+                };
+                match k.as_str().unwrap_or_default() {
+                    "header" => name = self.header_name(text, &v.mark),
+                    "prefix" => prefix = text.to_string(),
+                    "value" => {
+                        // What it writes must itself be a valid value.
+                        if self.header_value(text, &v.mark).is_some() {
+                            value = text.to_string();
+                        }
+                    }
+                    other => self.error(
+                        &k.mark,
+                        format!("unknown `rewrite_response_headers` option `{other}` (header, prefix, value)"),
+                    ),
+                }
+            }
+            match name {
+                Some(name) => out.push(RewriteHeader {
+                    name,
+                    prefix,
+                    value,
+                }),
+                None if !entries.iter().any(|(k, _)| k.as_str() == Some("header")) => {
+                    self.error(
+                        &item.mark,
+                        "`rewrite_response_headers` entry needs `header`",
+                    );
+                }
+                None => {}
+            }
+        }
+        out
     }
 
     /// `set_response_headers` to a header list; `None` for `disable: true`.

@@ -221,6 +221,18 @@ impl Compiler<'_> {
             }
         }
 
+        if o.regex_priority_order.is_some() && o.regex.is_none() {
+            self.warn(
+                &r.mark,
+                "`regex_priority_order` orders `regex` routes; this route has no `regex`, so it has no effect",
+            );
+        }
+        let rewrite_response_headers = o
+            .rewrite_response_headers
+            .as_ref()
+            .map(|n| self.rewrite_headers(&n.0))
+            .unwrap_or_default();
+
         let authorization = self.authorization(o);
 
         let bearer_token_format = self.bearer_format(
@@ -288,6 +300,7 @@ impl Compiler<'_> {
             name: o.name.as_ref().map(|n| n.value.clone()),
             mark: from_opt.mark.clone(),
             from: from?,
+            regex_priority: o.regex_priority_order.filter(|_| o.regex.is_some()),
             path_match: path_match?,
             action: action?,
             rewrite,
@@ -299,6 +312,7 @@ impl Compiler<'_> {
             set_request_headers,
             remove_request_headers,
             response_headers,
+            rewrite_response_headers,
             authorization,
             show_error_details: o.show_error_details.unwrap_or(false),
             pass_identity_headers: o.pass_identity_headers.unwrap_or(pass_identity_default),

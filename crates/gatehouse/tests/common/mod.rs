@@ -337,6 +337,8 @@ fn full(s: impl Into<Bytes>) -> UpBody {
 /// - `/upload`: count the request body, answer `{"received": N}`;
 /// - `/stall?ms=N`: send `start`, stay silent N ms, then send `end`;
 /// - `/reset`: close the connection without answering;
+/// - `/redirect`: 302 to `http://<Host>/login`, with two `Link` headers and
+///   a `Set-Cookie`;
 /// - anything else: JSON echo of method, path, version and headers.
 pub async fn echo(
     name: &'static str,
@@ -392,6 +394,23 @@ pub async fn echo(
                 }
             });
             Ok(Response::new(StreamBody::new(stream).boxed()))
+        }
+        "/redirect" => {
+            let host = req
+                .headers()
+                .get("host")
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            let mut resp = Response::new(full("moved"));
+            *resp.status_mut() = hyper::StatusCode::FOUND;
+            let h = resp.headers_mut();
+            h.insert("location", format!("http://{host}/login").parse().unwrap());
+            h.append("link", "</a.css>; rel=preload".parse().unwrap());
+            h.append("link", "</b.js>; rel=preload".parse().unwrap());
+            h.insert("set-cookie", "app=1; Path=/".parse().unwrap());
+            h.insert("x-upstream", name.parse().unwrap());
+            Ok(resp)
         }
         "/upload" => {
             let mut body = req.into_body();

@@ -78,7 +78,6 @@ use targets::Targets;
 pub use cookies::{is_own_cookie, strip_cookies};
 pub use embedded::{TokenRoutes, sign_in_with_token};
 pub use sessions::{has_session_cookie, session, token_session};
-pub(crate) use start::prefers_html;
 pub use start::{sign_in_url, unauthenticated};
 pub use state::{Auth, AuthError, Host, IdentityState, Scope};
 

@@ -14,7 +14,8 @@ use super::forms::enc;
 use super::state::{Auth, Host};
 
 /// The answer for a protected route without a session: a redirect to sign
-/// in for page loads, 401 for API calls (fetch/XHR never get a redirect).
+/// in, unless the client prefers JSON, plain text or gRPC, or is a program
+/// with a token of its own (401; see [`answers::should_redirect`]).
 pub fn unauthenticated(
     auth: &Auth,
     headers: &HeaderMap,
@@ -26,8 +27,13 @@ pub fn unauthenticated(
         let e = ProxyError::SignInUnavailable(auth.unsupported.clone());
         return crate::error::response(&e, request_id, answers::wants_json(headers));
     }
-    if !prefers_html(headers) {
-        let mut resp = crate::error::response(&ProxyError::SignInRequired, request_id, true);
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_and_query, None),
+    };
+    if !answers::should_redirect(headers, query) || path == "/robots.txt" {
+        let mut resp =
+            crate::error::refusal(&ProxyError::SignInRequired, headers, path, request_id);
         let login = sign_in_url(
             auth,
             &host.origin,
@@ -126,16 +132,4 @@ pub fn sign_in_url(auth: &Auth, origin: &str, target: &str) -> String {
         auth.sign_in_origin(origin),
         enc(target)
     )
-}
-
-/// Page navigations get redirects; everything else (fetch, XHR, curl) 401.
-pub(crate) fn prefers_html(headers: &HeaderMap) -> bool {
-    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    accept.split(',').any(|p| {
-        let media = p.split(';').next().unwrap_or("").trim();
-        media.eq_ignore_ascii_case("text/html")
-            || media.eq_ignore_ascii_case("application/xhtml+xml")
-    }) && !answers::wants_json(headers)
 }
