@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, StatusCode};
 use regex::Regex;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
 use crate::model::Options;
 use crate::yaml::Mark;
@@ -45,6 +45,10 @@ pub struct Config {
     /// `programmatic_redirect_domain_whitelist`: hosts a programmatic login
     /// may return its token to (default `localhost`).
     pub programmatic_redirect_domains: Vec<String>,
+    /// `downstream_mtls` and the routes' `tls_downstream_client_ca`: how
+    /// client certificates are asked for and judged. `None` when no CA is
+    /// configured anywhere: no certificate is asked for.
+    pub client_certs: Option<ClientCertRules>,
     /// `access_log_fields`: what each request's `http-request` line holds.
     pub access_log: Vec<AccessField>,
     pub routes: Vec<Route>,
@@ -56,6 +60,59 @@ pub struct Config {
     pub watched_files: Vec<PathBuf>,
     /// Everything as written, for options that later layers interpret.
     pub options: Options,
+}
+
+/// Client certificates (downstream mTLS), as Pomerium's `downstream_mtls`.
+#[derive(Debug, Clone)]
+pub struct ClientCertRules {
+    /// `downstream_mtls.ca`: the CAs a client certificate must chain to on
+    /// routes without a CA of their own; empty: such routes need none.
+    pub ca: Vec<CertificateDer<'static>>,
+    /// `crl`: revocation lists; a revoked leaf is invalid (only the leaf's
+    /// revocation is checked, as Envoy's `only_verify_leaf_cert_crl`).
+    pub crls: Vec<CertificateRevocationListDer<'static>>,
+    pub enforcement: Enforcement,
+    /// `match_subject_alt_names`: a valid certificate has some SAN matching
+    /// one of these (none: no SAN is required).
+    pub match_subject_alt_names: Vec<SanMatcher>,
+    /// `max_verify_depth` (default 1: the leaf is issued by a trusted CA
+    /// itself); 0: unlimited.
+    pub max_verify_depth: u32,
+    /// Every CA of the configuration (global and routes'), for the TLS
+    /// handshake: the names offered to clients, and what
+    /// `reject_connection` verifies against.
+    pub all_cas: Vec<CertificateDer<'static>>,
+}
+
+/// `downstream_mtls.enforcement`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enforcement {
+    /// Every route denies a missing or invalid certificate (495), whatever
+    /// its policy says.
+    PolicyWithDefaultDeny,
+    /// Only policies that say so (`invalid_client_certificate`,
+    /// `client_certificate`) look at certificates.
+    Policy,
+    /// A missing or invalid certificate fails the TLS handshake; routes
+    /// then judge as with `policy_with_default_deny`.
+    RejectConnection,
+}
+
+/// One `match_subject_alt_names` entry: a SAN type and a pattern the whole
+/// name must match.
+#[derive(Debug, Clone)]
+pub struct SanMatcher {
+    pub kind: SanKind,
+    pub pattern: Regex,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SanKind {
+    Dns,
+    Email,
+    Uri,
+    IpAddress,
+    UserPrincipalName,
 }
 
 /// How requests are made canonical before routing: Envoy's HTTP connection
@@ -185,6 +242,12 @@ pub struct Route {
     pub remove_request_headers: Vec<HeaderName>,
     /// Global response headers merged with the route's own.
     pub response_headers: Vec<(HeaderName, HeaderValue)>,
+    /// `tls_downstream_client_ca`: the CAs client certificates must chain
+    /// to on this route, instead of `downstream_mtls.ca`.
+    pub client_ca: Vec<CertificateDer<'static>>,
+    /// Deny a missing or invalid client certificate whatever the policy
+    /// says (a CA is configured and the enforcement is not `policy`).
+    pub client_cert_default_deny: bool,
     /// `rewrite_response_headers`: prefixes of upstream response header
     /// values replaced, in order.
     pub rewrite_response_headers: Vec<RewriteHeader>,
@@ -656,6 +719,10 @@ pub enum TemplatePart {
     IdToken,
     Jwt,
     ClientCertFingerprint,
+    /// The client certificate's DNS names, comma-separated.
+    ClientCertSanDns,
+    /// The client certificate's email addresses, comma-separated.
+    ClientCertSanEmail,
     RequestHeader(HeaderName),
 }
 
@@ -684,6 +751,8 @@ pub enum AccessField {
     /// gatehouse: the signed-in user's id and email.
     User,
     Email,
+    /// The client certificate: issuer, subject and subject alt names.
+    ClientCertificate,
     /// `headers.<Name>`; credentials (`Authorization`, `Cookie`, ...) are
     /// never written.
     Header(http::HeaderName),
@@ -730,6 +799,7 @@ impl AccessField {
             "size" => Size,
             "upstream-cluster" => UpstreamCluster,
             "user-agent" => UserAgent,
+            "client-certificate" => ClientCertificate,
             "upstream" => Upstream,
             "user" => User,
             "email" => Email,

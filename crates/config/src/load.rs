@@ -243,6 +243,54 @@ fn apply_env(
         };
         set_key(root, key, node, mark);
     }
+    // `downstream_mtls`'s keys one by one (`DOWNSTREAM_MTLS_CA_FILE`), as
+    // Pomerium reads them; they win over the file's.
+    for sub in [
+        "ca",
+        "ca_file",
+        "crl",
+        "crl_file",
+        "enforcement",
+        "match_subject_alt_names",
+        "max_verify_depth",
+    ] {
+        let var = format!("DOWNSTREAM_MTLS_{}", sub.to_ascii_uppercase());
+        let Some(value) = env(&var) else { continue };
+        let mark = Mark::env(&var);
+        let node = if sub == "match_subject_alt_names" {
+            match yaml::parse(&value, &mark.origin) {
+                Ok(mut n) => {
+                    relabel(&mut n, &mark);
+                    n
+                }
+                Err(e) => {
+                    diags.push(Diagnostic::error(mark, format!("{var}: {}", e.message)));
+                    continue;
+                }
+            }
+        } else {
+            yaml::Node::scalar(value, mark.clone())
+        };
+        if !matches!(
+            root.get("downstream_mtls").map(|n| &n.value),
+            Some(yaml::Value::Map(_))
+        ) {
+            set_key(
+                root,
+                "downstream_mtls",
+                yaml::Node::empty_map(mark.clone()),
+                mark.clone(),
+            );
+        }
+        if let yaml::Value::Map(entries) = &mut root.value {
+            if let Some((_, mtls)) = entries
+                .iter_mut()
+                .find(|(k, _)| k.as_str() == Some("downstream_mtls"))
+            {
+                set_key(mtls, sub, node, mark);
+            }
+        }
+    }
 }
 
 /// Values from the environment have no lines of their own.

@@ -50,6 +50,8 @@ pub struct Options {
     /// loopback only.
     pub forward_auth_trusted_sources: S<StringList>,
     pub use_proxy_protocol: Option<bool>,
+    /// Client certificates (Pomerium's `downstream_mtls`).
+    pub downstream_mtls: Option<Spanned<DownstreamMtlsOptions>>,
     pub codec_type: S<String>,
     pub services: S<String>,
     pub grpc_address: S<String>,
@@ -143,6 +145,24 @@ pub struct ConsoleOptions {
     pub storage_file: S<String>,
 }
 
+/// `downstream_mtls:`: which client certificates are trusted, and what a
+/// missing or invalid one means.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct DownstreamMtlsOptions {
+    /// CA bundle: PEM, or base64 of PEM.
+    pub ca: S<String>,
+    pub ca_file: S<String>,
+    /// Revocation lists: PEM, or base64 of PEM.
+    pub crl: S<String>,
+    pub crl_file: S<String>,
+    /// `policy_with_default_deny` (default), `policy`, `reject_connection`.
+    pub enforcement: S<String>,
+    /// A list of single-key maps `{dns|email|uri|ip_address|user_principal_name: regex}`.
+    pub match_subject_alt_names: Option<RawNode>,
+    pub max_verify_depth: Option<Spanned<u32>>,
+}
+
 /// One entry of `certificates:` (Pomerium: `cert`/`key`, files or base64).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -193,6 +213,10 @@ pub struct RouteOptions {
     pub tls_server_name: S<String>,
     pub tls_upstream_server_name: S<String>,
     pub tls_downstream_server_name: S<String>,
+    /// The CA client certificates for this route must chain to (instead of
+    /// `downstream_mtls.ca`).
+    pub tls_downstream_client_ca: S<String>,
+    pub tls_downstream_client_ca_file: S<String>,
     pub tls_custom_ca: S<String>,
     pub tls_custom_ca_file: S<String>,
     pub tls_client_cert: S<String>,

@@ -102,8 +102,6 @@ const UPSTREAM_CREDENTIAL: &str =
     "no credential is sent upstream, so an upstream that requires one refuses the request";
 const AVAILABILITY: &str = "it only affects availability: upstreams are tried without it";
 const NO_MCP: &str = "MCP clients cannot sign in through gatehouse; the route's policy still applies to every request";
-const NO_MTLS: &str = "client certificates are not requested or checked yet, so clients without a certificate would be let in";
-const NO_MTLS_ROUTE: &str = "client certificates are not requested or checked yet, so clients without a certificate would be let in to this route";
 const METRICS_CA: &str = "the metrics endpoint would answer clients without a certificate";
 const METRICS_TLS: &str =
     "metrics (and their basic-auth credentials) would be served over plain HTTP";
@@ -135,6 +133,11 @@ pub const KEYS: &[Entry] = &[
         "`http3` is refused (gatehouse serves no QUIC)",
     ),
     in_force(Global, "set_response_headers", ""),
+    in_force(
+        Global,
+        "downstream_mtls",
+        "`ca`, `ca_file`, `crl`, `crl_file`, `enforcement`, `match_subject_alt_names`, `max_verify_depth`, as Pomerium",
+    ),
     in_force(Global, "skip_xff_append", ""),
     in_force(Global, "xff_num_trusted_hops", ""),
     in_force(
@@ -253,18 +256,6 @@ pub const KEYS: &[Entry] = &[
         "the console: routes and settings managed in a browser",
     ),
     // ================= global: refused
-    Entry {
-        sub_keys: &[
-            "ca",
-            "ca_file",
-            "crl",
-            "crl_file",
-            "enforcement",
-            "match_subject_alt_names",
-            "max_verify_depth",
-        ],
-        ..refused(Global, "downstream_mtls", NO_MTLS)
-    },
     refused(Global, "metrics_client_ca", METRICS_CA),
     refused(Global, "metrics_client_ca_file", METRICS_CA),
     refused(Global, "metrics_certificate", METRICS_TLS),
@@ -472,6 +463,8 @@ pub const KEYS: &[Entry] = &[
     in_force(Route, "tls_server_name", ""),
     in_force(Route, "tls_upstream_server_name", ""),
     in_force(Route, "tls_custom_ca", ""),
+    in_force(Route, "tls_downstream_client_ca", ""),
+    in_force(Route, "tls_downstream_client_ca_file", ""),
     in_force(Route, "tls_custom_ca_file", ""),
     in_force(Route, "tls_client_cert", ""),
     in_force(Route, "tls_client_key", ""),
@@ -520,8 +513,6 @@ pub const KEYS: &[Entry] = &[
         "origins allowed to embed the route in a frame",
     ),
     // ================= routes: refused
-    refused(Route, "tls_downstream_client_ca", NO_MTLS_ROUTE),
-    refused(Route, "tls_downstream_client_ca_file", NO_MTLS_ROUTE),
     refused(
         Route,
         "sub_policies",

@@ -798,24 +798,6 @@ const ROUTE: &str = "routes:\n  - from: https://a.example.com\n    to: http://12
 fn refused_keys_are_errors_at_their_key() {
     for (text, at, key, risk) in [
         (
-            format!("downstream_mtls:\n  ca: abc\n  enforcement: reject_connection\n{ROUTE}"),
-            "c.yaml:1:1:",
-            "downstream_mtls",
-            "clients without a certificate would be let in",
-        ),
-        (
-            format!("{ROUTE}    tls_downstream_client_ca: abc\n"),
-            "c.yaml:5:5:",
-            "tls_downstream_client_ca",
-            "clients without a certificate would be let in",
-        ),
-        (
-            format!("{ROUTE}    tls_downstream_client_ca_file: /etc/ca.pem\n"),
-            "c.yaml:5:5:",
-            "tls_downstream_client_ca_file",
-            "clients without a certificate",
-        ),
-        (
             format!("{ROUTE}    sub_policies: [{{id: x}}]\n"),
             "c.yaml:5:5:",
             "sub_policies",
@@ -870,20 +852,20 @@ fn refused_keys_set_to_nothing_are_accepted() {
 
 #[test]
 fn refused_keys_from_the_environment_are_errors() {
-    let env = |k: &str| {
-        match k {
-        "DOWNSTREAM_MTLS_CA" => Some("abc".to_string()),
+    let env = |k: &str| match k {
+        "METRICS_CLIENT_CA" => Some("abc".to_string()),
         "USE_PROXY_PROTOCOL" => Some("true".to_string()),
-        "ROUTES" => Some("[{from: 'https://b.example.com', to: 'http://x', tls_downstream_client_ca_file: ca.pem}]".to_string()),
+        "ROUTES" => Some(
+            "[{from: 'https://b.example.com', to: 'http://x', idp_client_id: other}]".to_string(),
+        ),
         _ => None,
-    }
     };
     let rejected = load_str("", "c.yaml", Path::new("."), &env).unwrap_err();
     let all = rejected.to_string();
     for expected in [
-        "env:DOWNSTREAM_MTLS_CA: `downstream_mtls` is not implemented",
+        "env:METRICS_CLIENT_CA: `metrics_client_ca` is not implemented",
         "env:USE_PROXY_PROTOCOL: `use_proxy_protocol` is not implemented",
-        "env:ROUTES: `tls_downstream_client_ca_file` is not implemented",
+        "env:ROUTES: `idp_client_id` is not implemented",
     ] {
         assert!(all.contains(expected), "missing `{expected}` in:\n{all}");
     }
@@ -898,7 +880,7 @@ fn refused_keys_from_the_console_are_errors_on_their_key() {
     let overlay = Overlay {
         routes: vec![(
             "r1".into(),
-            serde_json::json!({"from": "https://b.localhost", "to": ["http://127.0.0.1:2"], "allow_any_authenticated_user": true, "tls_downstream_client_ca": "abc"}),
+            serde_json::json!({"from": "https://b.localhost", "to": ["http://127.0.0.1:2"], "allow_any_authenticated_user": true, "idp_client_id": "abc"}),
         )],
         settings: vec![],
     };
@@ -911,7 +893,7 @@ fn refused_keys_from_the_console_are_errors_on_their_key() {
     assert_eq!(errors.len(), 1, "{rejected}");
     assert_eq!(
         target(&errors[0].mark),
-        Some(Target::Route("r1", Some("tls_downstream_client_ca")))
+        Some(Target::Route("r1", Some("idp_client_id")))
     );
     assert!(errors[0].message.contains("not implemented"), "{rejected}");
 }
@@ -1044,6 +1026,123 @@ fn rewrite_response_headers_are_compiled_in_order_and_checked() {
         "is not a valid HTTP header value",
         "c.yaml:9:28: unknown `rewrite_response_headers` option `prfix`",
         "c.yaml:10:9: each `rewrite_response_headers` entry must be a mapping",
+    ] {
+        assert!(all.contains(want), "{want}\n{all}");
+    }
+}
+
+/// A CA certificate (made with `openssl req -x509`; only its PEM is read
+/// here: the proxy's tests verify certificates against CAs).
+const TEST_CA: &str = "-----BEGIN CERTIFICATE-----
+MIIBhjCCAS2gAwIBAgIUYVstoLeSfHEL9fFSB3/paWzhXt0wCgYIKoZIzj0EAwIw
+GTEXMBUGA1UEAwwOQ29uZmlnIFRlc3QgQ0EwHhcNMjYxMTMwMjMxNDAyWhcNMzYx
+MTI3MjMxNDAyWjAZMRcwFQYDVQQDDA5Db25maWcgVGVzdCBDQTBZMBMGByqGSM49
+AgEGCCqGSM49AwEHA0IABH/N5iDlFlKn9oUiaoJZXUyXK2gZ8n5sRp6kOqNYVa1W
+ZXYZYOxlSk+e7+ZKuM3+hZWt5rtuWUm715ea0ULpUrCjUzBRMB0GA1UdDgQWBBSY
+Btt8d/aHqgB4vhxRrhm3at+NZDAfBgNVHSMEGDAWgBSYBtt8d/aHqgB4vhxRrhm3
+at+NZDAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0cAMEQCIG2z7LoTYpnq
+my+4WnO292tolSOnyPq9GAkdDNGK+7b2AiBweFXdYvz0Y4hmZUMDYqAqVnOcr6dj
+0LQHvA/UegJOsA==
+-----END CERTIFICATE-----
+";
+
+#[test]
+fn downstream_mtls_is_compiled_with_pomerium_s_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), TEST_CA).unwrap();
+    let load_in = |text: &str, env: &dyn Fn(&str) -> Option<String>| {
+        load_str(text, "c.yaml", dir.path(), env)
+    };
+    // Defaults: policy_with_default_deny, depth 1, every route denies a
+    // missing or invalid certificate.
+    let cfg = load_in(
+        &format!("downstream_mtls:\n  ca_file: ca.pem\n{ROUTE}"),
+        &|_| None,
+    )
+    .unwrap()
+    .config;
+    let rules = cfg.client_certs.as_ref().unwrap();
+    assert_eq!(rules.enforcement, Enforcement::PolicyWithDefaultDeny);
+    assert_eq!(rules.max_verify_depth, 1);
+    assert_eq!(rules.ca.len(), 1);
+    assert!(cfg.routes[0].client_cert_default_deny);
+    // `policy`: only policies look at certificates.
+    let cfg = load_in(
+        &format!("downstream_mtls:\n  ca_file: ca.pem\n  enforcement: policy\n  max_verify_depth: 0\n  match_subject_alt_names:\n    - dns: '.*\\.example\\.com'\n    - Email: '.*@example\\.com'\n{ROUTE}"),
+        &|_| None,
+    )
+    .unwrap()
+    .config;
+    let rules = cfg.client_certs.as_ref().unwrap();
+    assert_eq!(rules.enforcement, Enforcement::Policy);
+    assert_eq!(rules.max_verify_depth, 0);
+    assert_eq!(rules.match_subject_alt_names.len(), 2);
+    assert!(
+        rules.match_subject_alt_names[0]
+            .pattern
+            .is_match("a.example.com")
+    );
+    assert!(
+        !rules.match_subject_alt_names[0]
+            .pattern
+            .is_match("a.example.com.evil")
+    );
+    assert!(!cfg.routes[0].client_cert_default_deny);
+    // A route's own CA alone turns client certificates on.
+    let cfg = load_in(
+        &format!("{ROUTE}    tls_downstream_client_ca_file: ca.pem\n"),
+        &|_| None,
+    )
+    .unwrap()
+    .config;
+    assert_eq!(cfg.routes[0].client_ca.len(), 1);
+    assert_eq!(cfg.client_certs.as_ref().unwrap().all_cas.len(), 1);
+    assert!(cfg.client_certs.as_ref().unwrap().ca.is_empty());
+    // From the environment, key by key.
+    let cfg = load_in(ROUTE, &|k| match k {
+        "DOWNSTREAM_MTLS_CA_FILE" => Some("ca.pem".into()),
+        "DOWNSTREAM_MTLS_ENFORCEMENT" => Some("reject_connection".into()),
+        _ => None,
+    })
+    .unwrap()
+    .config;
+    assert_eq!(
+        cfg.client_certs.as_ref().unwrap().enforcement,
+        Enforcement::RejectConnection
+    );
+    // No CA at all: nothing is asked for, and nothing else may be set.
+    assert!(
+        load_in(&format!("downstream_mtls: {{}}\n{ROUTE}"), &|_| None)
+            .unwrap()
+            .config
+            .client_certs
+            .is_none()
+    );
+    let all = match load_in(
+        &format!("downstream_mtls:\n  enforcement: reject_connection\n{ROUTE}"),
+        &|_| None,
+    ) {
+        Err(r) => r.to_string(),
+        Ok(_) => panic!("accepted"),
+    };
+    assert!(all.contains("downstream_mtls needs a `ca`"), "{all}");
+    // Mistakes, each at its place.
+    let all = match load_in(
+        &format!(
+            "downstream_mtls:\n  ca_file: ca.pem\n  ca: x\n  enforcement: deny\n  crl: '-----BEGIN CERTIFICATE-----'\n  match_subject_alt_names:\n    - cn: x\n    - dns: '('\n{ROUTE}    tls_downstream_client_ca_file: missing.pem\n"
+        ),
+        &|_| None,
+    ) {
+        Err(r) => r.to_string(),
+        Ok(_) => panic!("accepted"),
+    };
+    for want in [
+        "c.yaml:2:12: set only one of `downstream_mtls.ca` and `downstream_mtls.ca_file`",
+        "c.yaml:4:16: downstream_mtls.enforcement `deny` must be policy_with_default_deny, policy or reject_connection",
+        "downstream_mtls.crl: no PEM `X509 CRL` found",
+        "c.yaml:7:7: unknown subject alt name type `cn`",
+        "c.yaml:8:12: invalid regular expression",
+        "cannot read tls_downstream_client_ca file",
     ] {
         assert!(all.contains(want), "{want}\n{all}");
     }

@@ -6,7 +6,9 @@
 use gatehouse_config::yaml::{Node, Value};
 use gatehouse_config::{Diagnostic, Mark, Route};
 
-use crate::{Block, Claim, Criterion, ListMatch, ListOp, Op, Policy, StrMatch, StrOp, time};
+use crate::{
+    Block, CertMatch, Claim, Criterion, ListMatch, ListOp, Op, Policy, StrMatch, StrOp, time,
+};
 
 /// Every route's policy, in route order, and the warnings worth logging.
 #[derive(Debug)]
@@ -53,7 +55,15 @@ pub fn compile_route(route: &Route) -> Result<(Policy, Vec<Diagnostic>), Vec<Dia
                 c.route
             ),
         ));
-        return Ok((Policy::deny_all(), warnings));
+        let policy = Policy::deny_all();
+        return Ok((
+            if route.client_cert_default_deny {
+                policy.with_default_client_cert_deny()
+            } else {
+                policy
+            },
+            warnings,
+        ));
     }
     let mut shorthand = Vec::new();
     if authz.public.is_some() {
@@ -84,6 +94,7 @@ pub fn compile_route(route: &Route) -> Result<(Policy, Vec<Diagnostic>), Vec<Dia
         deny: Vec::new(),
         uses_subject: false,
         uses_source_ip: false,
+        uses_client_cert: false,
     };
     if !shorthand.is_empty() {
         policy.allow.push(Block {
@@ -128,6 +139,20 @@ pub fn compile_route(route: &Route) -> Result<(Policy, Vec<Diagnostic>), Vec<Dia
         .chain(&policy.deny)
         .flat_map(|b| &b.criteria)
         .any(|c| matches!(c, Criterion::SourceIp(_)));
+    policy.uses_client_cert = policy
+        .allow
+        .iter()
+        .chain(&policy.deny)
+        .flat_map(|b| &b.criteria)
+        .any(|c| {
+            matches!(
+                c,
+                Criterion::ClientCertificate(_) | Criterion::InvalidClientCertificate
+            )
+        });
+    if route.client_cert_default_deny {
+        policy = policy.with_default_client_cert_deny();
+    }
     Ok((policy, warnings))
 }
 
@@ -136,7 +161,7 @@ struct Compiler {
     errors: Vec<Diagnostic>,
 }
 
-const CRITERIA: &str = "accept, reject, authenticated_user, user, email, domain, groups, claim/<name>, http_method, http_path, source_ip, cors_preflight, date, day_of_week, time_of_day";
+const CRITERIA: &str = "accept, reject, authenticated_user, user, email, domain, groups, claim/<name>, http_method, http_path, source_ip, cors_preflight, date, day_of_week, time_of_day, client_certificate, invalid_client_certificate";
 
 fn scalar(node: &Node) -> Option<&str> {
     match &node.value {
@@ -357,10 +382,8 @@ impl Compiler {
             "date" => self.date(data).map(Criterion::Date),
             "day_of_week" => self.day_of_week(data).map(Criterion::DayOfWeek),
             "time_of_day" => self.time_of_day(data).map(Criterion::TimeOfDay),
-            "client_certificate" | "invalid_client_certificate" => Err((
-                key.mark.clone(),
-                format!("criterion `{name}` is not supported yet (gatehouse has no downstream mTLS yet); the route would otherwise be open, so it is refused"),
-            )),
+            "invalid_client_certificate" => Ok(Criterion::InvalidClientCertificate),
+            "client_certificate" => self.cert_match(data).map(Criterion::ClientCertificate),
             "device" | "record" | "mcp_tool" | "ssh_username" | "ssh_username_matches_email"
             | "ssh_username_matches_claim" | "ssh_publickey" | "ssh_ca" | "pomerium_routes" => Err((
                 key.mark.clone(),
@@ -471,6 +494,99 @@ impl Compiler {
             });
         }
         Ok(ListMatch(ops))
+    }
+
+    /// `client_certificate: {fingerprint, spki_hash, san_email, san_dns, san_uri}`.
+    fn cert_match(&mut self, data: &Node) -> Result<CertMatch, (Mark, String)> {
+        let Value::Map(entries) = &data.value else {
+            return Err((
+                data.mark.clone(),
+                "`client_certificate` takes a map of fingerprint, spki_hash, san_email, san_dns, san_uri".into(),
+            ));
+        };
+        if entries.is_empty() {
+            return Err((
+                data.mark.clone(),
+                "`client_certificate`: no condition given".into(),
+            ));
+        }
+        let mut m = CertMatch::default();
+        for (k, v) in entries {
+            let strings = |what: &str| -> Result<Vec<(String, Mark)>, (Mark, String)> {
+                match &v.value {
+                    Value::Seq(items) if !items.is_empty() => items
+                        .iter()
+                        .map(|i| {
+                            scalar(i)
+                                .map(|t| (t.to_string(), i.mark.clone()))
+                                .ok_or_else(|| {
+                                    (
+                                        i.mark.clone(),
+                                        format!("`{what}` takes a string or a list of strings"),
+                                    )
+                                })
+                        })
+                        .collect(),
+                    _ => scalar(v)
+                        .map(|t| vec![(t.to_string(), v.mark.clone())])
+                        .ok_or_else(|| {
+                            (
+                                v.mark.clone(),
+                                format!("`{what}` takes a string or a list of strings"),
+                            )
+                        }),
+                }
+            };
+            match scalar(k).unwrap_or("") {
+                "fingerprint" => {
+                    for (f, mark) in strings("fingerprint")? {
+                        // 64 hex digits, or 32 colon-separated bytes.
+                        let hex: String = f
+                            .chars()
+                            .filter(|c| *c != ':')
+                            .collect::<String>()
+                            .to_ascii_lowercase();
+                        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                            return Err((
+                                mark,
+                                format!(
+                                    "`fingerprint`: `{f}` is not a SHA-256 fingerprint (64 hex digits, or 32 bytes separated by colons)"
+                                ),
+                            ));
+                        }
+                        m.fingerprints.push(hex);
+                    }
+                }
+                "spki_hash" => {
+                    use base64::Engine;
+                    for (h, mark) in strings("spki_hash")? {
+                        match base64::engine::general_purpose::STANDARD.decode(h.as_bytes()) {
+                            Ok(b) if b.len() == 32 => m.spki_hashes.push(h),
+                            _ => {
+                                return Err((
+                                    mark,
+                                    format!(
+                                        "`spki_hash`: `{h}` is not the base64 of a SHA-256 hash"
+                                    ),
+                                ));
+                            }
+                        }
+                    }
+                }
+                "san_email" => m.san_email = Some(self.str_match("san_email", v)?),
+                "san_dns" => m.san_dns = Some(self.str_match("san_dns", v)?),
+                "san_uri" => m.san_uri = Some(self.str_match("san_uri", v)?),
+                other => {
+                    return Err((
+                        k.mark.clone(),
+                        format!(
+                            "unsupported certificate matcher condition `{other}` (fingerprint, spki_hash, san_email, san_dns, san_uri)"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(m)
     }
 
     fn source_ip(&mut self, data: &Node) -> Result<Vec<ipnet::IpNet>, (Mark, String)> {

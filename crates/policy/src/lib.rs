@@ -45,8 +45,33 @@ pub struct Facts<'a> {
     pub source_ip: IpAddr,
     /// `OPTIONS` with `Origin` and `Access-Control-Request-Method`.
     pub cors_preflight: bool,
+    /// The client certificate of the connection, as this route judges it.
+    pub client_cert: ClientCert<'a>,
     /// Unix seconds.
     pub now: i64,
+}
+
+/// The client certificate (downstream mTLS) a request came with.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum ClientCert<'a> {
+    /// None presented.
+    #[default]
+    None,
+    /// Presented; `valid` when it chains to the route's CA and passes the
+    /// revocation, depth and name checks.
+    Presented { valid: bool, cert: &'a CertFacts },
+}
+
+/// What criteria see of a certificate (its leaf).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertFacts {
+    /// Lowercase hex SHA-256 of the DER.
+    pub fingerprint: String,
+    /// Standard base64 of the SHA-256 of the SubjectPublicKeyInfo.
+    pub spki_hash: String,
+    pub san_email: Vec<String>,
+    pub san_dns: Vec<String>,
+    pub san_uri: Vec<String>,
 }
 
 /// Pomerium's reason strings.
@@ -82,9 +107,16 @@ pub enum Reason {
     TimeOfDayUnauthorized,
     /// A route with no rule at all.
     NoPolicy,
+    ClientCertificateOk,
+    ClientCertificateUnauthorized,
+    ValidClientCertificate,
+    /// No client certificate where one is needed (495).
+    ClientCertificateRequired,
+    /// A client certificate that is not valid for the route (495).
+    InvalidClientCertificate,
 }
 
-pub const ALL_REASONS: [Reason; 28] = [
+pub const ALL_REASONS: [Reason; 33] = [
     Reason::Accept,
     Reason::Reject,
     Reason::UserOk,
@@ -113,6 +145,11 @@ pub const ALL_REASONS: [Reason; 28] = [
     Reason::TimeOfDayOk,
     Reason::TimeOfDayUnauthorized,
     Reason::NoPolicy,
+    Reason::ClientCertificateOk,
+    Reason::ClientCertificateUnauthorized,
+    Reason::ValidClientCertificate,
+    Reason::ClientCertificateRequired,
+    Reason::InvalidClientCertificate,
 ];
 
 impl Reason {
@@ -146,6 +183,11 @@ impl Reason {
             Reason::TimeOfDayOk => "time-of-day-ok",
             Reason::TimeOfDayUnauthorized => "time-of-day-unauthorized",
             Reason::NoPolicy => "no-policy",
+            Reason::ClientCertificateOk => "client-certificate-ok",
+            Reason::ClientCertificateUnauthorized => "client-certificate-unauthorized",
+            Reason::ValidClientCertificate => "valid-client-certificate",
+            Reason::ClientCertificateRequired => "client-certificate-required",
+            Reason::InvalidClientCertificate => "invalid-client-certificate",
         }
     }
 }
@@ -223,6 +265,8 @@ pub struct Policy {
     uses_subject: bool,
     /// Some criterion looks at the client address (`source_ip`).
     uses_source_ip: bool,
+    /// Some criterion looks at the client certificate.
+    uses_client_cert: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,6 +302,35 @@ enum Criterion {
     Date(time::DateWindow),
     DayOfWeek(time::Days),
     TimeOfDay(time::TimeWindow),
+    ClientCertificate(CertMatch),
+    InvalidClientCertificate,
+}
+
+/// `client_certificate`: every condition given must hold for the leaf.
+#[derive(Debug, Clone, Default)]
+struct CertMatch {
+    /// Any of these (lowercase hex).
+    fingerprints: Vec<String>,
+    /// Any of these (standard base64).
+    spki_hashes: Vec<String>,
+    /// Some SAN of the kind matches.
+    san_email: Option<StrMatch>,
+    san_dns: Option<StrMatch>,
+    san_uri: Option<StrMatch>,
+}
+
+impl CertMatch {
+    fn matches(&self, cert: &CertFacts) -> bool {
+        let any = |m: &Option<StrMatch>, names: &[String]| {
+            m.as_ref()
+                .is_none_or(|m| names.iter().any(|n| m.matches(n)))
+        };
+        (self.fingerprints.is_empty() || self.fingerprints.contains(&cert.fingerprint))
+            && (self.spki_hashes.is_empty() || self.spki_hashes.contains(&cert.spki_hash))
+            && any(&self.san_email, &cert.san_email)
+            && any(&self.san_dns, &cert.san_dns)
+            && any(&self.san_uri, &cert.san_uri)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -474,6 +547,19 @@ fn criterion(c: &Criterion, facts: &Facts<'_>) -> (bool, Reason) {
             R::TimeOfDayOk,
             R::TimeOfDayUnauthorized,
         ),
+        Criterion::ClientCertificate(m) => verdict(
+            match facts.client_cert {
+                ClientCert::Presented { cert, .. } => m.matches(cert),
+                ClientCert::None => false,
+            },
+            R::ClientCertificateOk,
+            R::ClientCertificateUnauthorized,
+        ),
+        Criterion::InvalidClientCertificate => match facts.client_cert {
+            ClientCert::Presented { valid: true, .. } => (false, R::ValidClientCertificate),
+            ClientCert::None => (true, R::ClientCertificateRequired),
+            ClientCert::Presented { valid: false, .. } => (true, R::InvalidClientCertificate),
+        },
     }
 }
 
@@ -534,7 +620,25 @@ impl Policy {
             deny: Vec::new(),
             uses_subject: false,
             uses_source_ip: false,
+            uses_client_cert: false,
         }
+    }
+
+    /// The same policy with Pomerium's default client-certificate rule
+    /// added: `deny: {or: [invalid_client_certificate]}`.
+    pub fn with_default_client_cert_deny(mut self) -> Policy {
+        self.deny.push(Block {
+            op: Op::Or,
+            criteria: vec![Criterion::InvalidClientCertificate],
+        });
+        self.uses_client_cert = true;
+        self
+    }
+
+    /// True when some criterion looks at the client certificate: the
+    /// caller must judge it for this route.
+    pub fn uses_client_cert(&self) -> bool {
+        self.uses_client_cert
     }
 
     /// True when some criterion looks at the user: the caller should look
@@ -555,6 +659,17 @@ impl Policy {
             return Decision::Deny(Reasons::one(Reason::NoPolicy));
         }
         let (denied, deny_why) = any_block(&self.deny, facts);
+        // A missing or invalid client certificate is answered first, before
+        // any sign-in (as Pomerium: 495, never a login page).
+        if denied
+            && (deny_why.contains(Reason::ClientCertificateRequired)
+                || deny_why.contains(Reason::InvalidClientCertificate))
+        {
+            return Decision::Deny(deny_why);
+        }
+        if self.allow.is_empty() && !denied {
+            return Decision::Deny(Reasons::one(Reason::NoPolicy));
+        }
         let (allowed, allow_why) = any_block(&self.allow, facts);
         // Who the user is must be known before a deny rule or a failed
         // allow can be trusted: ask for sign-in first (as Pomerium).

@@ -77,6 +77,8 @@ fn policy(yaml: &str) -> Policy {
 
 #[derive(Clone)]
 struct Req {
+    /// The client certificate: none, or (valid, facts).
+    cert: Option<(bool, CertFacts)>,
     user: bool,
     method: &'static str,
     path: &'static str,
@@ -90,6 +92,7 @@ const WED_10_UTC: i64 = 1_749_031_200;
 
 fn req() -> Req {
     Req {
+        cert: None,
         user: true,
         method: "GET",
         path: "/",
@@ -107,6 +110,13 @@ fn decide(p: &Policy, r: &Req) -> Decision {
         path: r.path,
         source_ip: r.ip.parse::<IpAddr>().unwrap(),
         cors_preflight: r.cors,
+        client_cert: match &r.cert {
+            None => ClientCert::None,
+            Some((valid, cert)) => ClientCert::Presented {
+                valid: *valid,
+                cert,
+            },
+        },
         now: r.now,
     })
 }
@@ -581,11 +591,7 @@ fn mistakes_are_errors_with_positions_never_open_routes() {
         ("policy: yes", "expected a rule"),
         (
             "policy:\n  allow:\n    or:\n      - client_certificate: {fingerprint: ab}",
-            "not supported yet",
-        ),
-        (
-            "policy:\n  allow:\n    or:\n      - invalid_client_certificate: true",
-            "not supported yet",
+            "is not a SHA-256 fingerprint",
         ),
     ];
     for (yaml, needle) in cases {
@@ -691,4 +697,101 @@ fn arbitrary_policy_text_never_panics() {
         checked > 100,
         "only {checked} inputs reached the policy compiler"
     );
+}
+
+fn alice_cert() -> CertFacts {
+    CertFacts {
+        fingerprint: "ab".repeat(32),
+        spki_hash: "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=".into(),
+        san_email: vec!["alice@example.com".into()],
+        san_dns: vec!["alice.example.com".into(), "a.example.com".into()],
+        san_uri: vec!["spiffe://example.com/alice".into()],
+    }
+}
+
+#[test]
+fn client_certificate_criteria() {
+    let with = |valid: bool| Req {
+        cert: Some((valid, alice_cert())),
+        ..req()
+    };
+    let upper_colons: String = (0..32).map(|_| "AB").collect::<Vec<_>>().join(":");
+    for (yaml, want) in [
+        (format!("client_certificate: {{fingerprint: '{}'}}", "ab".repeat(32)), true),
+        (format!("client_certificate: {{fingerprint: '{upper_colons}'}}"), true),
+        (format!("client_certificate: {{fingerprint: ['{}', '{}']}}", "cd".repeat(32), "ab".repeat(32)), true),
+        (format!("client_certificate: {{fingerprint: '{}'}}", "cd".repeat(32)), false),
+        ("client_certificate: {spki_hash: '47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='}".into(), true),
+        ("client_certificate: {san_email: alice@example.com}".into(), true),
+        ("client_certificate: {san_dns: {ends_with: .example.com}}".into(), true),
+        ("client_certificate: {san_uri: {starts_with: 'spiffe://example.com/'}, san_email: bob@example.com}".into(), false),
+        ("client_certificate: {san_dns: b.example.com}".into(), false),
+    ] {
+        let yaml = format!("policy:\n  allow:\n    and:\n      - {yaml}\n");
+        assert_eq!(allowed(&yaml, &with(true)), want, "{yaml}");
+        // Matchers look at the certificate, not at its validity.
+        assert_eq!(allowed(&yaml, &with(false)), want, "{yaml}");
+        assert!(!allowed(&yaml, &req()), "no certificate: {yaml}");
+    }
+    // invalid_client_certificate: missing and invalid are distinct reasons.
+    let p = policy(
+        "policy:\n  allow:\n    and:\n      - accept: true\n  deny:\n    or:\n      - invalid_client_certificate: true\n",
+    );
+    assert!(matches!(decide(&p, &with(true)), Decision::Allow(_)));
+    let d = decide(&p, &req());
+    assert!(
+        matches!(d, Decision::Deny(r) if r.contains(Reason::ClientCertificateRequired)),
+        "{d:?}"
+    );
+    let d = decide(&p, &with(false));
+    assert!(
+        matches!(d, Decision::Deny(r) if r.contains(Reason::InvalidClientCertificate)),
+        "{d:?}"
+    );
+    // The certificate is answered before sign-in: a user-needing policy
+    // without a session still gets the certificate refusal first.
+    let p = policy("allow_any_authenticated_user: true").with_default_client_cert_deny();
+    let anonymous = Req {
+        user: false,
+        ..req()
+    };
+    assert!(
+        matches!(decide(&p, &anonymous), Decision::Deny(r) if r.contains(Reason::ClientCertificateRequired))
+    );
+    let anonymous_valid = Req {
+        user: false,
+        cert: Some((true, alice_cert())),
+        ..req()
+    };
+    assert!(matches!(decide(&p, &anonymous_valid), Decision::SignIn(_)));
+    assert!(p.uses_client_cert());
+    // A route without any rule still answers 495 first.
+    let p = Policy::deny_all().with_default_client_cert_deny();
+    assert!(
+        matches!(decide(&p, &req()), Decision::Deny(r) if r.contains(Reason::ClientCertificateRequired))
+    );
+    assert!(matches!(decide(&p, &with(true)), Decision::Deny(r) if r.contains(Reason::NoPolicy)));
+}
+
+#[test]
+fn client_certificate_matchers_are_checked_when_compiled() {
+    for (yaml, want) in [
+        (
+            "client_certificate: {fingerprint: abc}",
+            "is not a SHA-256 fingerprint",
+        ),
+        (
+            "client_certificate: {spki_hash: 'not base64'}",
+            "is not the base64 of a SHA-256 hash",
+        ),
+        (
+            "client_certificate: {subject: CN=alice}",
+            "unsupported certificate matcher condition `subject`",
+        ),
+        ("client_certificate: {}", "no condition given"),
+        ("client_certificate: yes", "takes a map"),
+    ] {
+        let all = compile(&format!("policy:\n  allow:\n    and:\n      - {yaml}\n")).unwrap_err();
+        assert!(all.contains(want), "{yaml}: {all}");
+    }
 }

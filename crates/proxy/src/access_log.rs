@@ -53,6 +53,7 @@ fn bit(f: &AccessField) -> u32 {
         User => 15,
         Email => 16,
         Header(_) => 17,
+        ClientCertificate => 18,
     }
 }
 
@@ -86,6 +87,7 @@ impl AccessLog {
         peer: IpAddr,
         request_id: &HeaderValue,
         start: Instant,
+        cert: Option<&crate::client_cert::PeerCert>,
     ) -> Box<Pending> {
         let h = req.headers();
         let get = |name: HeaderName| h.get(name).cloned();
@@ -116,6 +118,25 @@ impl AccessLog {
                 .iter()
                 .map(|n| (n.clone(), header_value(h, n)))
                 .collect(),
+            client_cert: cert
+                .filter(|_| self.has(AccessField::ClientCertificate))
+                .map(|c| {
+                    let f = &c.facts;
+                    let sans: Vec<String> = f
+                        .san_dns
+                        .iter()
+                        .map(|n| format!("DNS:{n}"))
+                        .chain(f.san_email.iter().map(|n| format!("email:{n}")))
+                        .chain(f.san_uri.iter().map(|n| format!("URI:{n}")))
+                        .collect();
+                    serde_json::json!({
+                        "issuer": c.issuer,
+                        "subject": c.subject,
+                        "subjectAltName": sans,
+                        "fingerprint": f.fingerprint,
+                    })
+                    .to_string()
+                }),
             outcome: Outcome::default(),
         })
     }
@@ -146,6 +167,7 @@ pub struct Pending {
     peer: IpAddr,
     request_id: HeaderValue,
     headers: Vec<(HeaderName, Option<String>)>,
+    client_cert: Option<String>,
     pub outcome: Outcome,
 }
 
@@ -191,6 +213,7 @@ impl Pending {
             user = l.has(AccessField::User).then_some(o.user.as_deref()).flatten(),
             email = l.has(AccessField::Email).then_some(o.email.as_deref()).flatten(),
             headers = (!self.headers.is_empty()).then(|| headers_text(&self.headers)).as_deref(),
+            "client-certificate" = self.client_cert.as_deref(),
             },
             "http-request"
         );

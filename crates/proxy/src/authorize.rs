@@ -122,6 +122,9 @@ pub(crate) struct Asked<'a> {
     pub path: &'a str,
     pub source_ip: std::net::IpAddr,
     pub cors_preflight: bool,
+    /// The connection's client certificate (forward-auth questions have
+    /// none: the proxy in front terminated TLS).
+    pub client_cert: Option<&'a crate::client_cert::PeerCert>,
 }
 
 /// The route's policy decides; the decision is counted and logged. Shared
@@ -135,7 +138,17 @@ pub(crate) fn decide<'r>(
     request_id: &HeaderValue,
 ) -> Decided<'r> {
     let subject = session.as_deref().map(SessionSubject);
+    // Judged only where the policy looks at it (the verdict is kept per
+    // connection).
+    let client_cert = match asked.client_cert {
+        Some(cert) if state.policy.uses_client_cert() => gatehouse_policy::ClientCert::Presented {
+            valid: state.client_judge.as_ref().is_none_or(|j| j.valid(cert)),
+            cert: &cert.facts,
+        },
+        _ => gatehouse_policy::ClientCert::None,
+    };
     let facts = gatehouse_policy::Facts {
+        client_cert,
         subject: subject
             .as_ref()
             .map(|s| s as &dyn gatehouse_policy::Subject),

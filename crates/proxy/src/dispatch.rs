@@ -103,7 +103,8 @@ pub async fn handle(
         let hops = rt.config.request.xff_num_trusted_hops;
         let client = crate::request::client_address(conn.peer.ip(), req.headers(), hops)
             .unwrap_or(conn.peer.ip());
-        rt.access_log.begin(&req, client, &request_id, start)
+        rt.access_log
+            .begin(&req, client, &request_id, start, conn.client_cert())
     });
     let mut ex = Exchange {
         proxy,
@@ -224,6 +225,7 @@ async fn serve(ex: &mut Exchange<'_>, mut req: Request<RequestBody>) -> Response
             path: req.uri().path(),
             source_ip: at.client_ip,
             cors_preflight: is_cors_preflight(req.method().as_str(), req.headers()),
+            client_cert: ex.conn.client_cert(),
         },
         &ex.request_id,
     );
@@ -234,7 +236,13 @@ async fn serve(ex: &mut Exchange<'_>, mut req: Request<RequestBody>) -> Response
             if let Some(o) = ex.outcome() {
                 o.details = Some("denied");
             }
-            let e = denied(route, reasons);
+            let e = if reasons.contains(gatehouse_policy::Reason::ClientCertificateRequired)
+                || reasons.contains(gatehouse_policy::Reason::InvalidClientCertificate)
+            {
+                crate::error::ProxyError::ClientCertificate
+            } else {
+                denied(route, reasons)
+            };
             let resp = crate::error::refusal(&e, req.headers(), req.uri().path(), ex.id());
             with_response_headers(route, resp)
         }

@@ -65,6 +65,10 @@ pub enum ProxyError {
     /// `show_error_details`.
     #[error("the route's policy denied the request")]
     Denied(Option<String>),
+    /// A missing or invalid client certificate where the route needs a
+    /// valid one (Pomerium's 495).
+    #[error("a valid client certificate is required")]
+    ClientCertificate,
     /// No session where one is needed (API clients; browsers are sent to
     /// sign in).
     #[error("sign-in required")]
@@ -142,6 +146,7 @@ impl ProxyError {
             | ProxyError::ProgrammaticNoRedirect
             | ProxyError::ProgrammaticRedirectRefused => Fault::Downstream,
             ProxyError::Denied(_)
+            | ProxyError::ClientCertificate
             | ProxyError::SignInRequired
             | ProxyError::NotSignedIn
             | ProxyError::SignInUnavailable(_)
@@ -177,6 +182,10 @@ impl ProxyError {
                 StatusCode::METHOD_NOT_ALLOWED
             }
             ProxyError::Denied(_) | ProxyError::NeedsUser => StatusCode::FORBIDDEN,
+            // Nginx's "SSL Certificate Required", as Pomerium answers.
+            ProxyError::ClientCertificate => {
+                StatusCode::from_u16(495).unwrap_or(StatusCode::FORBIDDEN)
+            }
             ProxyError::SignInRequired
             | ProxyError::NotSignedIn
             | ProxyError::SignInUnavailable(_) => StatusCode::UNAUTHORIZED,
@@ -210,6 +219,9 @@ impl ProxyError {
             ProxyError::Denied(None) => DENIED,
             ProxyError::Denied(Some(reasons)) => {
                 return format!("{DENIED} Reasons: {reasons}.").into();
+            }
+            ProxyError::ClientCertificate => {
+                "A valid client certificate is required to access this page."
             }
             ProxyError::SignInRequired => "Sign-in required.",
             ProxyError::NotSignedIn => "Not signed in.",
@@ -259,6 +271,7 @@ impl ProxyError {
             ProxyError::NoHost => "no_host",
             ProxyError::MethodNotSupported => "method_not_supported",
             ProxyError::Denied(_) => "access_denied",
+            ProxyError::ClientCertificate => "invalid_client_certificate",
             ProxyError::SignInRequired | ProxyError::NotSignedIn => "user-unauthenticated",
             ProxyError::SignInUnavailable(_) => "sign_in_unavailable",
             ProxyError::BearerRefused { status, .. } => match *status {

@@ -703,7 +703,28 @@ fn render_template(
                     .and_then(|a| a.to_str().ok())
                     .unwrap_or(""),
             ),
-            TemplatePart::ClientCertFingerprint => {}
+            TemplatePart::ClientCertFingerprint => {
+                if let Some(c) = ctx.conn.client_cert() {
+                    out.push_str(&c.facts.fingerprint);
+                }
+            }
+            // Names with a comma are left out: the list would be ambiguous.
+            TemplatePart::ClientCertSanDns | TemplatePart::ClientCertSanEmail => {
+                if let Some(c) = ctx.conn.client_cert() {
+                    let names = match p {
+                        TemplatePart::ClientCertSanDns => &c.facts.san_dns,
+                        _ => &c.facts.san_email,
+                    };
+                    let mut first = true;
+                    for n in names.iter().filter(|n| !n.contains(',')) {
+                        if !first {
+                            out.push(',');
+                        }
+                        out.push_str(n);
+                        first = false;
+                    }
+                }
+            }
         }
     }
     HeaderValue::from_str(&out).ok()

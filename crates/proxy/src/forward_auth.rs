@@ -255,6 +255,7 @@ pub async fn handle(
             path: &path,
             source_ip: client,
             cors_preflight: is_cors_preflight(&original.method, headers),
+            client_cert: None,
         },
         request_id,
     );

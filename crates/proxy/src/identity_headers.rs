@@ -81,9 +81,14 @@ impl OwnedHeaders {
                 // (and `Authorization` must stay the client's elsewhere);
                 // a certificate fingerprint is vouched for by gatehouse alone.
                 .filter(|(_, t)| {
-                    t.parts
-                        .iter()
-                        .any(|p| matches!(p, TemplatePart::ClientCertFingerprint))
+                    t.parts.iter().any(|p| {
+                        matches!(
+                            p,
+                            TemplatePart::ClientCertFingerprint
+                                | TemplatePart::ClientCertSanDns
+                                | TemplatePart::ClientCertSanEmail
+                        )
+                    })
                 })
                 .map(|(n, _)| n.clone());
             claims.chain(templated)

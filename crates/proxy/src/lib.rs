@@ -17,6 +17,7 @@ pub mod authenticate;
 pub mod authorize;
 pub mod bearer;
 pub mod body;
+pub mod client_cert;
 pub mod csrf;
 pub mod deadline;
 pub mod dispatch;
@@ -138,6 +139,10 @@ pub trait RouteService: Send + Sync {
 pub struct Proxy {
     pub(crate) runtime: ArcSwap<runtime::Runtime>,
     pub(crate) certs: Arc<tls::CertResolver>,
+    /// The TLS settings new connections get (certificates through the
+    /// resolver; the client-certificate verifier of the configuration in
+    /// force).
+    pub(crate) server_tls: ArcSwap<rustls::ServerConfig>,
     clients: upstream::ClientCache,
     /// The authenticate service's lasting state (throttle, secrets).
     pub(crate) identity: authenticate::IdentityState,
@@ -186,11 +191,18 @@ impl Proxy {
             assertions: &assertions,
         };
         let (rt, _) = runtime::Runtime::build(config, &lasting)?;
+        let certs = Arc::new(tls::CertResolver {
+            store: ArcSwap::from_pointee(certs),
+        });
+        let server_tls = ArcSwap::new(tls::server_config(
+            certs.clone(),
+            !settings.http1_only,
+            rt.client_auth.as_ref().map(|a| a.handshake.clone()),
+        ));
         Ok(Arc::new(Proxy {
             runtime: ArcSwap::from_pointee(rt),
-            certs: Arc::new(tls::CertResolver {
-                store: ArcSwap::from_pointee(certs),
-            }),
+            certs,
+            server_tls,
             clients,
             identity,
             store,
@@ -248,6 +260,15 @@ impl Proxy {
     /// Puts a prepared configuration in force, atomically.
     pub fn commit(&self, prepared: Prepared) {
         self.certs.store.store(Arc::new(prepared.certs));
+        self.server_tls.store(tls::server_config(
+            self.certs.clone(),
+            !self.settings.http1_only,
+            prepared
+                .runtime
+                .client_auth
+                .as_ref()
+                .map(|a| a.handshake.clone()),
+        ));
         self.runtime.store(Arc::new(prepared.runtime));
         self.clients.retain(&prepared.keys);
     }

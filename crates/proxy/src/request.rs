@@ -402,6 +402,9 @@ pub struct ConnInfo {
     /// The upstream connection bound to this connection (HTTP/1 requests
     /// to plain-HTTP upstreams), driven by this connection's task.
     pub lane: Option<std::sync::Arc<crate::lane::Lane>>,
+    /// The client certificate presented in the TLS handshake, if any (set
+    /// once, after the handshake).
+    pub client_cert: std::sync::OnceLock<std::sync::Arc<crate::client_cert::PeerCert>>,
 }
 
 impl ConnInfo {
@@ -424,7 +427,13 @@ impl ConnInfo {
             tls,
             peer_ip,
             lane: None,
+            client_cert: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The client certificate of this connection, if one was presented.
+    pub fn client_cert(&self) -> Option<&crate::client_cert::PeerCert> {
+        self.client_cert.get().map(|c| &**c)
     }
 }
 

@@ -26,6 +26,8 @@ pub struct Runtime {
     pub bearer: Option<crate::bearer::Bearer>,
     /// Header names only gatehouse may write, removed from every request.
     pub owned_headers: crate::identity_headers::OwnedHeaders,
+    /// Client certificates (downstream mTLS), when a CA is configured.
+    pub client_auth: Option<std::sync::Arc<crate::client_cert::ClientAuth>>,
 }
 
 pub struct RouteState {
@@ -37,6 +39,9 @@ pub struct RouteState {
     pub target_hosts: Vec<HeaderValue>,
     /// This route's request counters (kept across reloads by label).
     pub metrics: std::sync::Arc<crate::metrics::RouteMetrics>,
+    /// Who judges client certificates here (`None`: no CA applies, any
+    /// certificate presented is valid).
+    pub client_judge: Option<std::sync::Arc<crate::client_cert::Judge>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +58,8 @@ pub enum RuntimeError {
     Bearer(String),
     #[error(transparent)]
     SigningKey(#[from] gatehouse_assertion::KeyError),
+    #[error(transparent)]
+    ClientCert(#[from] crate::client_cert::ClientCertError),
     /// Every policy mistake, one `FILE:LINE:COL: message` per line.
     #[error("{}", .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
     Policy(Vec<gatehouse_config::Diagnostic>),
@@ -99,6 +106,12 @@ impl Runtime {
         for w in &compiled.warnings {
             tracing::warn!("{w}");
         }
+        let client_auth = match &config.client_certs {
+            Some(rules) => Some(std::sync::Arc::new(crate::client_cert::ClientAuth::new(
+                rules,
+            )?)),
+            None => None,
+        };
         let mut policies = compiled.policies.into_iter();
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut pool_keys = Vec::new();
@@ -114,7 +127,12 @@ impl Runtime {
                     source,
                 })?;
             pool_keys.push(r.tls.pool_key());
+            let client_judge = match &client_auth {
+                Some(a) => a.judge_for(&r.client_ca)?,
+                None => None,
+            };
             routes.push(RouteState {
+                client_judge,
                 policy: policies
                     .next()
                     .unwrap_or_else(gatehouse_policy::Policy::deny_all),
@@ -170,6 +188,7 @@ impl Runtime {
                 routes,
                 bearer,
                 owned_headers,
+                client_auth,
             },
             pool_keys,
         ))

@@ -107,12 +107,7 @@ pub async fn serve(
     // Every connection holds a receiver: `true` asks it to finish what it
     // is doing and close; the drain is over when all are dropped.
     let (draining, drain_signal) = watch::channel(false);
-    let acceptor = (!proxy.settings.insecure).then(|| {
-        TlsAcceptor::from(crate::tls::server_config(
-            proxy.certs.clone(),
-            !proxy.settings.http1_only,
-        ))
-    });
+    let tls = !proxy.settings.insecure;
 
     let redirect_task = listeners.redirect.map(|l| {
         let port = proxy.settings.https_port;
@@ -135,10 +130,11 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let local_port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
-                let conn = ConnInfo::new(peer, local_port, acceptor.is_some());
+                let conn = ConnInfo::new(peer, local_port, tls);
+                // The TLS settings in force when the connection arrived.
+                let acceptor = tls.then(|| TlsAcceptor::from(proxy.server_tls.load_full()));
                 let proxy = proxy.clone();
                 let protocols = protocols.clone();
-                let acceptor = acceptor.clone();
                 let drain_signal = drain_signal.clone();
                 tokio::spawn(async move {
                     serve_connection(proxy, protocols, acceptor, drain_signal, stream, conn).await;
@@ -181,6 +177,7 @@ async fn serve_connection(
     let mut conn = conn;
     conn.lane = Some(lane.clone());
     let conn = Arc::new(conn);
+    let conn_cert = conn.clone();
     let activity = Arc::new(Activity::default());
     let tracker = activity.clone();
     // Each request: dispatch, with the request counted in flight until its
@@ -223,7 +220,15 @@ async fn serve_connection(
             // 1.2 KiB in the connection's task for its whole life.
             let (io, h2) = match handshake.await {
                 Ok(Ok(tls)) => {
-                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                    let session = tls.get_ref().1;
+                    let h2 = session.alpn_protocol() == Some(b"h2");
+                    if let Some(chain) = session.peer_certificates() {
+                        let chain = chain.iter().map(|c| c.clone().into_owned()).collect();
+                        if let Some(cert) = crate::client_cert::PeerCert::new(chain) {
+                            let _ = conn_cert.client_cert.set(Arc::new(cert));
+                        }
+                    }
+                    drop(conn_cert);
                     // Boxed (1.3 KiB with the TLS state), so that moving it
                     // between the connection's phases moves a pointer.
                     let io = Box::new(Deadlines::new(tls, activity, read_timeout, idle_timeout));

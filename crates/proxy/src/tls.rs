@@ -136,14 +136,23 @@ impl ResolvesServerCert for CertResolver {
     }
 }
 
-/// Builds the rustls server config around the shared resolver.
-pub fn server_config(resolver: Arc<CertResolver>, http2: bool) -> Arc<ServerConfig> {
+/// Builds the rustls server config around the shared resolver; with
+/// `client_auth`, client certificates are asked for (see
+/// [`crate::client_cert`]).
+pub fn server_config(
+    resolver: Arc<CertResolver>,
+    http2: bool,
+    client_auth: Option<Arc<crate::client_cert::HandshakeVerifier>>,
+) -> Arc<ServerConfig> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut cfg = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .expect("aws-lc-rs supports the default protocol versions")
-        .with_no_client_auth()
-        .with_cert_resolver(resolver);
+        .expect("aws-lc-rs supports the default protocol versions");
+    let builder = match client_auth {
+        Some(v) => builder.with_client_cert_verifier(v),
+        None => builder.with_no_client_auth(),
+    };
+    let mut cfg = builder.with_cert_resolver(resolver);
     cfg.alpn_protocols = if http2 {
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
     } else {

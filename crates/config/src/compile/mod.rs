@@ -262,11 +262,19 @@ impl Compiler<'_> {
         };
         let access_log = self.access_log_fields(opts.access_log_fields.as_ref());
         let request = self.request_rules(&opts);
+        let client_certs = self.client_cert_rules(opts.downstream_mtls.as_ref(), &routes);
+        if let Some(rules) = &client_certs {
+            let deny = rules.enforcement != crate::compiled::Enforcement::Policy;
+            for r in &mut routes {
+                r.client_cert_default_deny = deny;
+            }
+        }
         if self.diags.iter().any(Diagnostic::is_error) {
             return None;
         }
         Some(Config {
             access_log,
+            client_certs,
             source,
             address,
             insecure_server,

@@ -120,6 +120,8 @@ pub fn parse_template(value: &str) -> Result<Vec<TemplatePart>, String> {
                 "pomerium.id_token" => TemplatePart::IdToken,
                 "pomerium.jwt" => TemplatePart::Jwt,
                 "pomerium.client_cert_fingerprint" => TemplatePart::ClientCertFingerprint,
+                "pomerium.client_cert_san_dns" => TemplatePart::ClientCertSanDns,
+                "pomerium.client_cert_san_email" => TemplatePart::ClientCertSanEmail,
                 e => {
                     let header = e
                         .strip_prefix("pomerium.request.headers[")

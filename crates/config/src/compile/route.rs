@@ -227,6 +227,7 @@ impl Compiler<'_> {
                 "`regex_priority_order` orders `regex` routes; this route has no `regex`, so it has no effect",
             );
         }
+        let client_ca = self.route_client_ca(o);
         let rewrite_response_headers = o
             .rewrite_response_headers
             .as_ref()
@@ -313,6 +314,8 @@ impl Compiler<'_> {
             remove_request_headers,
             response_headers,
             rewrite_response_headers,
+            client_ca,
+            client_cert_default_deny: false,
             authorization,
             show_error_details: o.show_error_details.unwrap_or(false),
             pass_identity_headers: o.pass_identity_headers.unwrap_or(pass_identity_default),

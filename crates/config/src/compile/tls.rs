@@ -3,13 +3,15 @@
 
 use base64::Engine;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
 use super::Compiler;
-use crate::compiled::{Certificate, UpstreamTls};
+use crate::compiled::{
+    Certificate, ClientCertRules, Enforcement, Route, SanKind, SanMatcher, UpstreamTls,
+};
 use crate::de::Spanned;
-use crate::model::{Options, RouteOptions};
-use crate::yaml::Mark;
+use crate::model::{DownstreamMtlsOptions, Options, RouteOptions};
+use crate::yaml::{Mark, Value};
 
 impl Compiler<'_> {
     /// A PEM value given inline, as base64 of PEM, or (for `certificates`) as a file path.
@@ -208,5 +210,164 @@ impl Compiler<'_> {
             );
         }
         tls
+    }
+
+    /// PEM from `key` (inline or base64) or `key_file`; both is an error.
+    fn pem_or_file(
+        &mut self,
+        inline: &Option<Spanned<String>>,
+        file: &Option<Spanned<String>>,
+        what: &str,
+    ) -> Option<(Vec<u8>, Mark)> {
+        // Set to nothing: not set.
+        let given = |v: &Option<Spanned<String>>| v.clone().filter(|v| !v.value.trim().is_empty());
+        let (inline, file) = (&given(inline), &given(file));
+        match (inline, file) {
+            (Some(v), Some(f)) => {
+                self.error(
+                    &f.mark,
+                    format!("set only one of `{what}` and `{what}_file`"),
+                );
+                let _ = v;
+                None
+            }
+            (Some(v), None) => self.pem_value(v, what, false).map(|p| (p, v.mark.clone())),
+            (None, Some(f)) => self.read_file(f, what).map(|p| (p, f.mark.clone())),
+            (None, None) => None,
+        }
+    }
+
+    /// A route's `tls_downstream_client_ca(_file)`.
+    pub(super) fn route_client_ca(&mut self, o: &RouteOptions) -> Vec<CertificateDer<'static>> {
+        let given = self.pem_or_file(
+            &o.tls_downstream_client_ca,
+            &o.tls_downstream_client_ca_file,
+            "tls_downstream_client_ca",
+        );
+        given
+            .and_then(|(pem, mark)| self.certs(&pem, &mark, "tls_downstream_client_ca"))
+            .unwrap_or_default()
+    }
+
+    /// `downstream_mtls` with the routes' CAs: `None` when no CA is
+    /// configured anywhere.
+    pub(super) fn client_cert_rules(
+        &mut self,
+        opts: Option<&Spanned<DownstreamMtlsOptions>>,
+        routes: &[Route],
+    ) -> Option<ClientCertRules> {
+        let empty = DownstreamMtlsOptions::default();
+        let (m, mark) = match opts {
+            Some(o) => (&o.value, o.mark.clone()),
+            None => (&empty, self.file_mark.clone()),
+        };
+        let ca = self
+            .pem_or_file(&m.ca, &m.ca_file, "downstream_mtls.ca")
+            .and_then(|(pem, mark)| self.certs(&pem, &mark, "downstream_mtls.ca"))
+            .unwrap_or_default();
+        let mut crls = Vec::new();
+        if let Some((pem, crl_mark)) = self.pem_or_file(&m.crl, &m.crl_file, "downstream_mtls.crl")
+        {
+            let parsed: Result<Vec<_>, _> =
+                CertificateRevocationListDer::pem_slice_iter(&pem).collect();
+            match parsed {
+                Ok(list) if !list.is_empty() => crls = list,
+                Ok(_) | Err(_) => self.error(
+                    &crl_mark,
+                    "downstream_mtls.crl: no PEM `X509 CRL` found (give the CA's revocation list in PEM, or its base64)",
+                ),
+            }
+        }
+        let enforcement = match m
+            .enforcement
+            .as_ref()
+            .map(|e| (e.value.trim().to_ascii_lowercase(), &e.mark))
+        {
+            None => Enforcement::PolicyWithDefaultDeny,
+            Some((e, _)) if e.is_empty() || e == "policy_with_default_deny" => {
+                Enforcement::PolicyWithDefaultDeny
+            }
+            Some((e, _)) if e == "policy" => Enforcement::Policy,
+            Some((e, _)) if e == "reject_connection" => Enforcement::RejectConnection,
+            Some((e, mark)) => {
+                self.error(
+                    mark,
+                    format!("downstream_mtls.enforcement `{e}` must be policy_with_default_deny, policy or reject_connection"),
+                );
+                Enforcement::PolicyWithDefaultDeny
+            }
+        };
+        let mut match_subject_alt_names = Vec::new();
+        if let Some(node) = &m.match_subject_alt_names {
+            let items: &[crate::yaml::Node] = match &node.0.value {
+                Value::Seq(items) => items,
+                _ if node.0.is_null() => &[],
+                _ => {
+                    self.error(&node.0.mark, "downstream_mtls.match_subject_alt_names must be a list of `{dns|email|uri|ip_address|user_principal_name: regex}`");
+                    &[]
+                }
+            };
+            for item in items {
+                let Value::Map(entries) = &item.value else {
+                    self.error(&item.mark, "each match_subject_alt_names entry must be a mapping like `dns: '.*\\.example\\.com'`");
+                    continue;
+                };
+                for (k, v) in entries {
+                    let kind = match k.as_str().unwrap_or_default().to_ascii_lowercase().as_str() {
+                        "dns" => SanKind::Dns,
+                        "email" => SanKind::Email,
+                        "uri" => SanKind::Uri,
+                        "ip_address" => SanKind::IpAddress,
+                        "user_principal_name" => SanKind::UserPrincipalName,
+                        other => {
+                            self.error(&k.mark, format!("unknown subject alt name type `{other}` (dns, email, uri, ip_address, user_principal_name)"));
+                            continue;
+                        }
+                    };
+                    let Some(text) = v.as_str() else {
+                        self.error(&v.mark, "must be a regular expression");
+                        continue;
+                    };
+                    // The whole name must match (RE2 full match, as Pomerium).
+                    match regex::Regex::new(&format!("^(?:{text})$")) {
+                        Ok(pattern) => match_subject_alt_names.push(SanMatcher { kind, pattern }),
+                        Err(e) => self.error(&v.mark, format!("invalid regular expression: {e}")),
+                    }
+                }
+            }
+        }
+        let max_verify_depth = m.max_verify_depth.as_ref().map_or(1, |d| d.value);
+        let mut all_cas = ca.clone();
+        for r in routes {
+            for c in &r.client_ca {
+                if !all_cas.contains(c) {
+                    all_cas.push(c.clone());
+                }
+            }
+        }
+        if all_cas.is_empty() {
+            // Nothing to check certificates against: nothing is asked for.
+            let set = m.crl.is_some()
+                || m.crl_file.is_some()
+                || m.enforcement.is_some()
+                || m.match_subject_alt_names.is_some()
+                || m.max_verify_depth.is_some();
+            let ca_given = m.ca.is_some() || m.ca_file.is_some();
+            if opts.is_some() && set && !ca_given {
+                self.error(
+                    &mark,
+                    "downstream_mtls needs a `ca` (or `ca_file`), or a route's `tls_downstream_client_ca`: without a CA no client certificate can be checked",
+                );
+            }
+            return None;
+        }
+        Some(ClientCertRules {
+            ca,
+            crls,
+            enforcement,
+            match_subject_alt_names,
+            max_verify_depth,
+            all_cas,
+        })
     }
 }

@@ -19,6 +19,8 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
+pub mod mtls;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 
 /// A port nothing listens on right now, and that no outgoing connection

@@ -57,6 +57,7 @@ pub fn facts(user: &User) -> Facts<'_> {
         path: "/reports/2025",
         source_ip: "10.1.2.3".parse().unwrap(),
         cors_preflight: false,
+        client_cert: gatehouse_policy::ClientCert::None,
         now: 1_749_031_200,
     }
 }
