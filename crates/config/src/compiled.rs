@@ -207,6 +207,14 @@ impl Clone for Certificate {
     }
 }
 
+/// `jwt_groups_filter`: the groups kept in the assertion (and the group
+/// headers), plus, with `infer_from_ppl`, those the route's policy names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupsFilter {
+    pub groups: Vec<String>,
+    pub infer_from_ppl: bool,
+}
+
 /// One `rewrite_response_headers` rule: in each value of the upstream's
 /// `name` header that starts with `prefix` (byte for byte), that prefix is
 /// replaced with `value`.
@@ -242,6 +250,9 @@ pub struct Route {
     pub remove_request_headers: Vec<HeaderName>,
     /// Global response headers merged with the route's own.
     pub response_headers: Vec<(HeaderName, HeaderValue)>,
+    /// `jwt_groups_filter` (the global one and the route's, merged): which
+    /// groups the assertion and the group headers may carry. `None`: all.
+    pub groups_filter: Option<GroupsFilter>,
     /// `tls_downstream_client_ca`: the CAs client certificates must chain
     /// to on this route, instead of `downstream_mtls.ca`.
     pub client_ca: Vec<CertificateDer<'static>>,

@@ -103,6 +103,8 @@ pub struct Options {
     pub jwt_claims_headers: S<ClaimsHeaders>,
     pub jwt_issuer_format: S<String>,
     pub pass_identity_headers: Option<bool>,
+    /// Groups the assertion may carry: a list, or `{groups, infer_from_ppl}`.
+    pub jwt_groups_filter: Option<RawNode>,
 
     // --- storage
     pub databroker_storage_type: S<String>,
@@ -245,6 +247,7 @@ pub struct RouteOptions {
     pub pass_identity_headers: Option<bool>,
     pub jwt_claims_headers: S<ClaimsHeaders>,
     pub jwt_issuer_format: S<String>,
+    pub jwt_groups_filter: Option<RawNode>,
     pub bearer_token_format: S<String>,
     pub idp_client_id: S<String>,
     pub idp_client_secret: S<String>,

@@ -187,6 +187,11 @@ pub const KEYS: &[Entry] = &[
     in_force(Global, "pass_identity_headers", ""),
     in_force(
         Global,
+        "jwt_groups_filter",
+        "a list, or `{groups, infer_from_ppl}`; filters the IdP's groups too (Pomerium: directory groups only, and only through its API)",
+    ),
+    in_force(
+        Global,
         "databroker_storage_type",
         "`memory`, `file` and `redis`; `postgres` is refused",
     ),
@@ -425,11 +430,6 @@ pub const KEYS: &[Entry] = &[
     ignored(Global, "autocert_trusted_ca", NO_ACME),
     ignored(Global, "autocert_trusted_ca_file", NO_ACME),
     ignored(Global, "autocert*", NO_ACME),
-    ignored(
-        Global,
-        "jwt_groups_filter",
-        "the assertion carries every group of the user; it only grows the header (Pomerium sets this key through its API, not in config files)",
-    ),
     // ================= routes: in force
     in_force(Route, "name", ""),
     in_force(
@@ -497,6 +497,11 @@ pub const KEYS: &[Entry] = &[
     in_force(Route, "show_error_details", ""),
     in_force(Route, "pass_identity_headers", ""),
     in_force(Route, "jwt_issuer_format", ""),
+    in_force(
+        Route,
+        "jwt_groups_filter",
+        "widens the global filter for this route",
+    ),
     in_force(Route, "bearer_token_format", ""),
     in_force(Route, "idp_access_token_allowed_audiences", ""),
     in_force(Route, "identity_providers", ""),
@@ -569,11 +574,6 @@ pub const KEYS: &[Entry] = &[
     ),
     ignored(Route, "allow_upgrades", NO_UPGRADES),
     ignored(Route, "session_recording", NO_RECORDING),
-    ignored(
-        Route,
-        "jwt_groups_filter",
-        "the assertion carries every group of the user; it only grows the header",
-    ),
 ];
 
 /// The entry for `key` read at `scope`.

@@ -1147,3 +1147,32 @@ fn downstream_mtls_is_compiled_with_pomerium_s_defaults() {
         assert!(all.contains(want), "{want}\n{all}");
     }
 }
+
+#[test]
+fn jwt_groups_filter_forms_and_merging() {
+    let cfg = load(&format!(
+        "jwt_groups_filter: [staff]\n{ROUTE}    jwt_groups_filter: 'a, b'\n  - from: https://b.example.com\n    to: http://127.0.0.1:1\n    allow_any_authenticated_user: true\n    jwt_groups_filter: {{groups: [c], infer_from_ppl: true}}\n  - from: https://c.example.com\n    to: http://127.0.0.1:1\n    allow_any_authenticated_user: true\n"
+    ))
+    .unwrap()
+    .config;
+    let f = |i: usize| cfg.routes[i].groups_filter.clone().unwrap();
+    assert_eq!(f(0).groups, ["staff", "a", "b"]);
+    assert!(!f(0).infer_from_ppl);
+    assert_eq!(f(1).groups, ["staff", "c"]);
+    assert!(f(1).infer_from_ppl);
+    assert_eq!(f(2).groups, ["staff"]);
+    let cfg = load(ROUTE).unwrap().config;
+    assert!(cfg.routes[0].groups_filter.is_none());
+    let all = errors(&format!(
+        "jwt_groups_filter: {{groups: [a], infer: true}}\n{ROUTE}    jwt_groups_filter: {{infer_from_ppl: maybe}}\n"
+    ))
+    .join("\n");
+    assert!(
+        all.contains("c.yaml:1:34: unknown `jwt_groups_filter` option `infer`"),
+        "{all}"
+    );
+    assert!(
+        all.contains("`infer_from_ppl` must be true or false"),
+        "{all}"
+    );
+}

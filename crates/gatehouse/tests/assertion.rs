@@ -357,3 +357,62 @@ routes:
     assert_eq!(code, 1);
     assert!(out.contains(":1:") && out.contains("10.0.0.0/33"), "{out}");
 }
+
+/// `jwt_groups_filter`: the assertion, the claim headers and /.pomerium/jwt
+/// carry only the listed groups (global list widened per route, or the
+/// groups the route's policy names), from the IdP's groups too.
+#[tokio::test(flavor = "multi_thread")]
+async fn groups_filter_keeps_the_assertion_small() {
+    let up = echo_upstream("a").await;
+    let gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}
+idp_provider: local
+jwt_claims_headers: groups
+jwt_groups_filter: [staff]
+local_users:
+  - {{username: alice, email: alice@example.com, name: Alice, groups: [staff, admins, g1, g2, g3], password_hash: '{hash}'}}
+routes:
+  - {{from: 'https://global.localhost', to: 'http://{up}', allow_any_authenticated_user: true, pass_identity_headers: true}}
+  - {{from: 'https://wider.localhost', to: 'http://{up}', allow_any_authenticated_user: true, pass_identity_headers: true, jwt_groups_filter: 'g2, g3'}}
+  - from: https://inferred.localhost
+    to: http://{up}
+    pass_identity_headers: true
+    jwt_groups_filter: {{infer_from_ppl: true}}
+    policy:
+      allow:
+        or:
+          - groups: {{has: admins}}
+          - groups: {{has: nobody}}
+",
+        hash = hash(PASSWORD),
+        up = up.addr
+    ));
+    let hosts = ["global.localhost", "wider.localhost", "inferred.localhost"];
+    let c = gh.browser(&hosts, false);
+    for (host, want) in [
+        ("global.localhost", vec!["staff"]),
+        ("wider.localhost", vec!["staff", "g2", "g3"]),
+        ("inferred.localhost", vec!["staff", "admins"]),
+    ] {
+        let resp = submit_login(&c, &login_url(&gh, host), "alice", PASSWORD).await;
+        assert_eq!(resp.status(), 302);
+        let echo: Value = get_json(&c, &gh.url(host, "/")).await;
+        let token = echo["headers"]["x-pomerium-jwt-assertion"][0]
+            .as_str()
+            .unwrap();
+        let payload: Value = serde_json::from_slice(
+            &base64::Engine::decode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                token.split('.').nth(1).unwrap(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(payload["groups"], serde_json::json!(want), "{host}");
+        assert_eq!(
+            echo["headers"]["x-pomerium-claim-groups"][0],
+            want.join(","),
+            "{host}"
+        );
+    }
+}

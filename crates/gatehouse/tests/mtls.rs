@@ -55,8 +55,8 @@ async fn json(req: reqwest::RequestBuilder) -> Value {
 fn config(pki: &Pki, up: &Upstream, mtls: &str) -> String {
     let other = pki.dir().join("other-ca-for-route.pem");
     std::fs::write(&other, pki.other_ca_pem()).unwrap();
-    // Both CAs' revocation lists: once lists are given, a leaf whose
-    // issuer has none is refused.
+    // Both CAs' revocation lists (a leaf whose issuer has none is not
+    // checked for revocation).
     let crls = pki.dir().join("crls.pem");
     std::fs::write(&crls, pki.crl_pem() + &pki.intermediate_crl_pem()).unwrap();
     format!(

@@ -635,6 +635,32 @@ impl Policy {
         self
     }
 
+    /// The groups the policy grants on (`groups` and `claim/groups` with
+    /// `has` or `is`), for `jwt_groups_filter: {infer_from_ppl: true}`.
+    pub fn referenced_groups(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for c in self
+            .allow
+            .iter()
+            .chain(&self.deny)
+            .flat_map(|b| &b.criteria)
+        {
+            let m = match c {
+                Criterion::Groups(m) => m,
+                Criterion::Claim(claim) if claim.name == "groups" => &claim.matcher,
+                _ => continue,
+            };
+            for op in &m.0 {
+                if let ListOp::Has(g) | ListOp::Is(g) = op {
+                    if !out.contains(g) {
+                        out.push(g.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// True when some criterion looks at the client certificate: the
     /// caller must judge it for this route.
     pub fn uses_client_cert(&self) -> bool {

@@ -83,15 +83,17 @@ fn mint_assertion(
 ) -> Option<HeaderValue> {
     let no_groups = Vec::new();
     let sid = session.map(|s| s.id.to_hex()).unwrap_or_default();
-    let subject = match session {
-        Some(s) => gatehouse_assertion::Subject {
+    let filter = rt.routes[route.index].groups_filter.as_deref();
+    let groups = session.map(|s| visible_groups(&s.identity.groups, filter));
+    let subject = match (session, &groups) {
+        (Some(s), Some(groups)) => gatehouse_assertion::Subject {
             user: &s.identity.sub,
             email: &s.identity.email,
             name: &s.identity.name,
-            groups: &s.identity.groups,
+            groups,
             sid: &sid,
         },
-        None => gatehouse_assertion::Subject {
+        _ => gatehouse_assertion::Subject {
             user: "",
             email: "",
             name: "",
@@ -106,7 +108,7 @@ fn mint_assertion(
             if !map.contains_key(claim) {
                 map.insert(
                     claim.clone(),
-                    serde_json::Value::String(claim_value(s, claim)),
+                    serde_json::Value::String(claim_value(s, claim, filter)),
                 );
             }
         }
@@ -114,15 +116,37 @@ fn mint_assertion(
     HeaderValue::from_str(&rt.signing.sign(&claims)).ok()
 }
 
+/// The groups a route lets upstreams see (`jwt_groups_filter`): those in
+/// `filter`, in the user's order; all without one.
+pub(crate) fn visible_groups<'a>(
+    groups: &'a [String],
+    filter: Option<&[String]>,
+) -> std::borrow::Cow<'a, [String]> {
+    match filter {
+        None => std::borrow::Cow::Borrowed(groups),
+        Some(keep) => groups
+            .iter()
+            .filter(|g| keep.binary_search(g).is_ok())
+            .cloned()
+            .collect::<Vec<_>>()
+            .into(),
+    }
+}
+
 /// A claim as a header value: base claims first, then the IdP's; lists are
-/// comma-joined; a missing claim is empty (as Pomerium).
-pub(crate) fn claim_value(s: &gatehouse_identity::Session, claim: &str) -> String {
+/// comma-joined; a missing claim is empty (as Pomerium). `groups` (the
+/// base claim, or the IdP's) passes through the route's groups filter.
+pub(crate) fn claim_value(
+    s: &gatehouse_identity::Session,
+    claim: &str,
+    groups_filter: Option<&[String]>,
+) -> String {
     let id = &s.identity;
     match claim {
         "sub" | "user" => id.sub.clone(),
         "email" => id.email.clone(),
         "name" => id.name.clone(),
-        "groups" => id.groups.join(","),
+        "groups" => visible_groups(&id.groups, groups_filter).join(","),
         "sid" => s.id.to_hex(),
         other => match id.claims.get(other) {
             None | Some(serde_json::Value::Null) => String::new(),

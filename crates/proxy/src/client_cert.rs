@@ -31,6 +31,15 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 use x509_parser::extensions::GeneralName;
 
+/// Verdicts kept per connection (one per route CA asked about).
+const VERDICTS_PER_CONNECTION: usize = 16;
+
+/// The most certificates a client may present (its leaf and
+/// intermediates), and their total size: a chain is kept for the
+/// connection's life, so it is bounded.
+pub const MAX_CHAIN_CERTS: usize = 6;
+pub const MAX_CHAIN_BYTES: usize = 16 * 1024;
+
 /// Why the client-certificate settings cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("client certificates: {0}")]
@@ -40,8 +49,8 @@ pub struct ClientCertError(String);
 /// route's), with the global revocation, depth and name rules.
 pub struct Judge {
     verifier: Arc<dyn ClientCertVerifier>,
-    /// The CAs' subjects (DER), to measure a chain's depth.
-    root_subjects: Vec<Vec<u8>>,
+    /// The CAs themselves: a client may send a copy along.
+    roots: Vec<CertificateDer<'static>>,
     san: Vec<SanMatcher>,
     max_depth: u32,
 }
@@ -49,7 +58,7 @@ pub struct Judge {
 impl std::fmt::Debug for Judge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Judge")
-            .field("roots", &self.root_subjects.len())
+            .field("roots", &self.roots.len())
             .finish()
     }
 }
@@ -64,14 +73,10 @@ impl Judge {
         rules: &ClientCertRules,
     ) -> Result<Judge, ClientCertError> {
         let mut roots = RootCertStore::empty();
-        let mut root_subjects = Vec::new();
         for ca in cas {
             roots
                 .add(ca.clone())
                 .map_err(|e| ClientCertError(format!("a CA certificate cannot be used: {e}")))?;
-            if let Ok((_, c)) = x509_parser::parse_x509_certificate(ca.as_ref()) {
-                root_subjects.push(c.subject().as_raw().to_vec());
-            }
         }
         let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
         if !rules.crls.is_empty() {
@@ -88,7 +93,7 @@ impl Judge {
             .map_err(|e| ClientCertError(format!("cannot build the verifier: {e}")))?;
         Ok(Judge {
             verifier,
-            root_subjects,
+            roots: cas.to_vec(),
             san: rules.match_subject_alt_names.clone(),
             max_depth: rules.max_verify_depth,
         })
@@ -113,8 +118,9 @@ impl Judge {
                 false
             }
         };
-        if cache.len() >= 8 {
-            cache.clear();
+        if cache.len() >= VERDICTS_PER_CONNECTION {
+            // The oldest verdict goes.
+            cache.remove(0);
         }
         // The judge is kept with its verdict, so its address is not reused.
         cache.push((key, self.clone(), verdict));
@@ -143,33 +149,18 @@ impl Judge {
         Ok(())
     }
 
-    /// The verified chain's length minus one, as Go counts it: 1 when the
-    /// leaf is issued by a trusted CA itself, 2 with one intermediate...
+    /// An upper bound of the verified chain's length minus one, as Go
+    /// counts it (1: the leaf is issued by a trusted CA itself; 2: through
+    /// one intermediate...). The verified path can only use the
+    /// intermediates the client sent, so their number (copies of trusted
+    /// CAs aside) plus one bounds it: a chain padded with certificates the
+    /// path does not need is refused rather than measured by names, which
+    /// a decoy certificate could fake.
     fn depth(&self, chain: &[CertificateDer<'static>]) -> usize {
-        let parsed: Vec<_> = chain
+        1 + chain[1..]
             .iter()
-            .filter_map(|c| {
-                x509_parser::parse_x509_certificate(c.as_ref())
-                    .ok()
-                    .map(|(_, c)| c)
-            })
-            .collect();
-        let Some(mut current) = parsed.first() else {
-            return usize::MAX;
-        };
-        let mut depth = 1;
-        while depth <= parsed.len() {
-            let issuer = current.issuer().as_raw();
-            if self.root_subjects.iter().any(|s| s == issuer) {
-                return depth;
-            }
-            match parsed[1..].iter().find(|c| c.subject().as_raw() == issuer) {
-                Some(next) => current = next,
-                None => break,
-            }
-            depth += 1;
-        }
-        usize::MAX
+            .filter(|c| !self.roots.iter().any(|r| r == *c))
+            .count()
     }
 }
 
@@ -370,6 +361,17 @@ impl ClientCertVerifier for HandshakeVerifier {
         intermediates: &[CertificateDer<'_>],
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
+        let bytes: usize = end_entity.len() + intermediates.iter().map(|c| c.len()).sum::<usize>();
+        if intermediates.len() + 1 > MAX_CHAIN_CERTS || bytes > MAX_CHAIN_BYTES {
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Other(rustls::OtherError(Arc::new(ClientCertError(
+                    format!(
+                        "a client certificate chain of {} certificates, {bytes} bytes (at most {MAX_CHAIN_CERTS}, {MAX_CHAIN_BYTES} bytes)",
+                        intermediates.len() + 1
+                    ),
+                )))),
+            ));
+        }
         // Every presented leaf must at least be a certificate.
         if x509_parser::parse_x509_certificate(end_entity.as_ref()).is_err() {
             return Err(rustls::Error::InvalidCertificate(

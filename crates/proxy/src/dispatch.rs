@@ -493,6 +493,16 @@ async fn act(
         upstream: Default::default(),
         owned_headers: &rt.owned_headers,
         rules: &rt.config.request,
+        groups_filter: rt.routes[route.index].groups_filter.as_deref(),
+        // Only a certificate valid for a CA of the route is vouched for
+        // upstream (judged only for connections that presented one; the
+        // verdict is kept per connection).
+        client_cert: ex.conn.client_cert().filter(|c| {
+            rt.routes[route.index]
+                .client_judge
+                .as_ref()
+                .is_some_and(|j| j.valid(c))
+        }),
     };
     let result = crate::forward::act(&permit, req, &ctx).await;
     if let Some(o) = ex.line.as_mut().map(|l| &mut l.outcome) {

@@ -42,6 +42,11 @@ pub struct RequestCtx<'a> {
     /// How requests are made canonical (a rewritten path is checked
     /// against them; `skip_xff_append`).
     pub rules: &'a gatehouse_config::RequestRules,
+    /// The route's `jwt_groups_filter` (claim headers carry only these).
+    pub groups_filter: Option<&'a [String]>,
+    /// The connection's client certificate, only when it is valid for the
+    /// route: `${pomerium.client_cert_*}` templates vouch for it.
+    pub client_cert: Option<&'a crate::client_cert::PeerCert>,
 }
 
 pub use crate::request::ConnInfo;
@@ -609,7 +614,7 @@ fn upstream_request_headers(
         for (name, claim) in &route.claim_headers {
             let value = ctx
                 .session
-                .map(|s| claim_value(s, claim))
+                .map(|s| claim_value(s, claim, ctx.groups_filter))
                 .unwrap_or_default();
             if let Ok(v) = HeaderValue::from_str(&value) {
                 headers.insert(name.clone(), v);
@@ -704,13 +709,13 @@ fn render_template(
                     .unwrap_or(""),
             ),
             TemplatePart::ClientCertFingerprint => {
-                if let Some(c) = ctx.conn.client_cert() {
+                if let Some(c) = ctx.client_cert {
                     out.push_str(&c.facts.fingerprint);
                 }
             }
             // Names with a comma are left out: the list would be ambiguous.
             TemplatePart::ClientCertSanDns | TemplatePart::ClientCertSanEmail => {
-                if let Some(c) = ctx.conn.client_cert() {
+                if let Some(c) = ctx.client_cert {
                     let names = match p {
                         TemplatePart::ClientCertSanDns => &c.facts.san_dns,
                         _ => &c.facts.san_email,

@@ -275,7 +275,7 @@ pub async fn handle(
                 h.insert(HeaderName::from_static("x-pomerium-jwt-assertion"), a);
             }
             if let Some(s) = session {
-                identity_headers(h, route, s);
+                identity_headers(h, route, s, state.groups_filter.as_deref());
             }
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             resp
@@ -320,9 +320,14 @@ pub async fn handle(
 
 /// The identity headers of a 200 answer: the route's claim headers and
 /// oauth2-proxy's `X-Auth-Request-*` set.
-fn identity_headers(h: &mut HeaderMap, route: &gatehouse_config::Route, s: &Session) {
+fn identity_headers(
+    h: &mut HeaderMap,
+    route: &gatehouse_config::Route,
+    s: &Session,
+    groups_filter: Option<&[String]>,
+) {
     for (name, claim) in &route.claim_headers {
-        if let Ok(v) = HeaderValue::from_str(&claim_value(s, claim)) {
+        if let Ok(v) = HeaderValue::from_str(&claim_value(s, claim, groups_filter)) {
             h.insert(name.clone(), v);
         }
     }
@@ -341,7 +346,8 @@ fn identity_headers(h: &mut HeaderMap, route: &gatehouse_config::Route, s: &Sess
             h.insert(HeaderName::from_static(name), v);
         }
     }
-    if let Ok(v) = HeaderValue::from_str(&id.groups.join(",")) {
+    let groups = crate::assertion::visible_groups(&id.groups, groups_filter);
+    if let Ok(v) = HeaderValue::from_str(&groups.join(",")) {
         h.insert(HeaderName::from_static("x-auth-request-groups"), v);
     }
 }

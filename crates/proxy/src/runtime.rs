@@ -39,6 +39,9 @@ pub struct RouteState {
     pub target_hosts: Vec<HeaderValue>,
     /// This route's request counters (kept across reloads by label).
     pub metrics: std::sync::Arc<crate::metrics::RouteMetrics>,
+    /// `jwt_groups_filter` with the groups inferred from the policy: the
+    /// only groups the assertion and group headers carry. `None`: all.
+    pub groups_filter: Option<Vec<String>>,
     /// Who judges client certificates here (`None`: no CA applies, any
     /// certificate presented is valid).
     pub client_judge: Option<std::sync::Arc<crate::client_cert::Judge>>,
@@ -131,11 +134,22 @@ impl Runtime {
                 Some(a) => a.judge_for(&r.client_ca)?,
                 None => None,
             };
+            let policy = policies
+                .next()
+                .unwrap_or_else(gatehouse_policy::Policy::deny_all);
+            let groups_filter = r.groups_filter.as_ref().map(|f| {
+                let mut groups = f.groups.clone();
+                if f.infer_from_ppl {
+                    groups.extend(policy.referenced_groups());
+                }
+                groups.sort();
+                groups.dedup();
+                groups
+            });
             routes.push(RouteState {
                 client_judge,
-                policy: policies
-                    .next()
-                    .unwrap_or_else(gatehouse_policy::Policy::deny_all),
+                groups_filter,
+                policy,
                 metrics: metrics.route(&r.label().to_string()),
                 balancer: Balancer::new(targets),
                 clients: c,

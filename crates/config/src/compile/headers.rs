@@ -5,7 +5,7 @@ use http::{HeaderName, HeaderValue};
 
 use super::Compiler;
 use super::parse::parse_template;
-use crate::compiled::{HeaderTemplate, RewriteHeader};
+use crate::compiled::{GroupsFilter, HeaderTemplate, RewriteHeader};
 use crate::de::Spanned;
 use crate::model::StringMap;
 use crate::yaml::{Mark, Node, Value};
@@ -29,6 +29,59 @@ impl Compiler<'_> {
                 None
             }
         }
+    }
+
+    /// `jwt_groups_filter`: a list (or comma-separated string) of groups,
+    /// or `{groups: [...], infer_from_ppl: true}`. `None` when empty.
+    pub(super) fn groups_filter(&mut self, node: &Node) -> Option<GroupsFilter> {
+        let list = |c: &mut Self, n: &Node| -> Vec<String> {
+            match &n.value {
+                Value::Seq(items) => items
+                    .iter()
+                    .filter_map(|i| match i.as_str() {
+                        Some(g) => Some(g.trim().to_string()),
+                        None => {
+                            c.error(&i.mark, "`jwt_groups_filter`: each group must be a string");
+                            None
+                        }
+                    })
+                    .filter(|g| !g.is_empty())
+                    .collect(),
+                _ => n
+                    .as_str()
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(|g| g.trim().to_string())
+                    .filter(|g| !g.is_empty())
+                    .collect(),
+            }
+        };
+        let filter = match &node.value {
+            Value::Map(entries) => {
+                let mut f = GroupsFilter::default();
+                for (k, v) in entries {
+                    match k.as_str().unwrap_or_default() {
+                        "groups" => f.groups = list(self, v),
+                        "infer_from_ppl" => match v.as_str() {
+                            Some("true") => f.infer_from_ppl = true,
+                            Some("false") => {}
+                            _ => self.error(&v.mark, "`infer_from_ppl` must be true or false"),
+                        },
+                        other => self.error(
+                            &k.mark,
+                            format!("unknown `jwt_groups_filter` option `{other}` (groups, infer_from_ppl)"),
+                        ),
+                    }
+                }
+                f
+            }
+            _ if node.is_null() => return None,
+            _ => GroupsFilter {
+                groups: list(self, node),
+                infer_from_ppl: false,
+            },
+        };
+        (!filter.groups.is_empty() || filter.infer_from_ppl).then_some(filter)
     }
 
     /// `rewrite_response_headers`: a list of `{header, prefix, value}`.

@@ -262,6 +262,24 @@ impl Compiler<'_> {
         };
         let access_log = self.access_log_fields(opts.access_log_fields.as_ref());
         let request = self.request_rules(&opts);
+        // The global groups filter, merged into each route's: a group either
+        // names is kept (a route's list widens the global one).
+        let global_groups = opts
+            .jwt_groups_filter
+            .as_ref()
+            .and_then(|n| self.groups_filter(&n.0));
+        if let Some(global) = &global_groups {
+            for r in &mut routes {
+                let merged = match r.groups_filter.take() {
+                    None => global.clone(),
+                    Some(own) => crate::compiled::GroupsFilter {
+                        groups: global.groups.iter().chain(&own.groups).cloned().collect(),
+                        infer_from_ppl: global.infer_from_ppl || own.infer_from_ppl,
+                    },
+                };
+                r.groups_filter = Some(merged);
+            }
+        }
         let client_certs = self.client_cert_rules(opts.downstream_mtls.as_ref(), &routes);
         if let Some(rules) = &client_certs {
             let deny = rules.enforcement != crate::compiled::Enforcement::Policy;

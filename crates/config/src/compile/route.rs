@@ -228,6 +228,10 @@ impl Compiler<'_> {
             );
         }
         let client_ca = self.route_client_ca(o);
+        let groups_filter = o
+            .jwt_groups_filter
+            .as_ref()
+            .and_then(|n| self.groups_filter(&n.0));
         let rewrite_response_headers = o
             .rewrite_response_headers
             .as_ref()
@@ -316,6 +320,7 @@ impl Compiler<'_> {
             rewrite_response_headers,
             client_ca,
             client_cert_default_deny: false,
+            groups_filter,
             authorization,
             show_error_details: o.show_error_details.unwrap_or(false),
             pass_identity_headers: o.pass_identity_headers.unwrap_or(pass_identity_default),

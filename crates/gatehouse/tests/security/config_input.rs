@@ -178,16 +178,16 @@ fn a_byte_order_mark_does_not_hide_the_first_key() {
 fn refused_cases() -> Vec<(&'static str, String, (u32, u32), &'static str)> {
     vec![
         (
-            "downstream_mtls",
-            format!("downstream_mtls:\n  ca: Zm9v\n  enforcement: reject_connection\n{ROUTE}"),
+            "metrics_client_ca",
+            format!("metrics_client_ca: Zm9v\n{ROUTE}"),
             (1, 1),
-            "clients without a certificate would be let in",
+            "the metrics endpoint would answer clients without a certificate",
         ),
         (
-            "tls_downstream_client_ca_file",
-            format!("{ROUTE}    tls_downstream_client_ca_file: /etc/gatehouse/client-ca.pem\n"),
+            "sub_policies",
+            format!("{ROUTE}    sub_policies: [{{id: x, allow: {{or: [{{email: a@b.c}}]}}}}]\n"),
             (5, 5),
-            "clients without a certificate would be let in to this route",
+            "deny rules included",
         ),
     ]
 }
@@ -256,13 +256,11 @@ async fn a_reload_with_a_refused_setting_or_a_bomb_keeps_the_last_good_config() 
     };
     assert_eq!(serves().await, 200);
 
-    gh.write_config(&format!(
-        "{base}    tls_downstream_client_ca_file: /etc/client-ca.pem\n"
-    ));
+    gh.write_config(&format!("{base}    idp_client_id: another-client\n"));
     assert!(gh.wait_log("reload rejected", 0), "{}", gh.log_text());
     let log = gh.log_text();
     assert!(
-        log.contains("config.yaml:6:5: `tls_downstream_client_ca_file` is not implemented"),
+        log.contains("config.yaml:6:5: `idp_client_id` is not implemented"),
         "{log}"
     );
     assert_eq!(serves().await, 200, "the last good config still serves");

@@ -7,6 +7,9 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+/// Client certificates: decoy chains, padded chains, certificates vouched
+/// for upstream.
+mod client_certs;
 /// Configuration input: YAML alias bombs, sizes, fail-closed keys.
 mod config_input;
 /// Cross-site requests: console writes and sign-in forms.
