@@ -203,6 +203,11 @@ pub const KEYS: &[Entry] = &[
     in_force(Global, "metrics_basic_auth", ""),
     in_force(
         Global,
+        "health_check_addr",
+        "`/startupz`, `/readyz`, `/healthz`, `/status`; bound only when set (Pomerium binds 127.0.0.1:28080 by default)",
+    ),
+    in_force(
+        Global,
         "runtime_flags",
         "`pomerium_jwt_endpoint` is honoured; the other flags tune Pomerium's Envoy, SSH and MCP services and have no effect",
     ),
@@ -341,11 +346,6 @@ pub const KEYS: &[Entry] = &[
     ),
     ignored(Global, "override_certificate_name", NO_INTERNAL_TLS),
     ignored(Global, "tls_derive", NO_INTERNAL_TLS),
-    ignored(
-        Global,
-        "health_check_addr",
-        "no health-check listener is opened, so nothing is served there",
-    ),
     ignored(
         Global,
         "health_check_systemd_disabled",

@@ -621,6 +621,19 @@ async fn serve(
             a.to_string()
         }
     });
+    let health_address = config
+        .options
+        .health_check_addr
+        .as_ref()
+        .map(|a| a.value.trim())
+        .filter(|a| !a.is_empty())
+        .map(|a| {
+            if a.starts_with(':') {
+                format!("0.0.0.0{a}")
+            } else {
+                a.to_string()
+            }
+        });
     let metrics_auth = config
         .options
         .metrics_basic_auth
@@ -640,6 +653,16 @@ async fn serve(
             proxy.metrics().clone(),
             metrics_auth,
         ));
+    }
+    if let Some(addr) = health_address {
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on health_check_addr {addr}: {e}"))?;
+        tracing::info!(
+            address = %listener.local_addr()?,
+            "health checks are served at /startupz, /readyz, /healthz and /status"
+        );
+        tokio::spawn(gatehouse_proxy::health::serve(listener, proxy.clone()));
     }
     // Console routes and settings are in force before the first request.
     console.start(&proxy).await;

@@ -276,3 +276,69 @@ async fn sigterm_closes_idle_keep_alives_and_finishes_the_rest() {
         .unwrap();
     assert!(status.success());
 }
+
+/// `health_check_addr`: Pomerium's probes on their own listener; a session
+/// store that does not answer makes `/readyz` and `/healthz` 503 (with the
+/// reason, never the store's password) while `/startupz` stays 200.
+#[tokio::test(flavor = "multi_thread")]
+async fn health_endpoints_report_each_check() {
+    let health = free_port();
+    let closed = free_port();
+    let route = "routes:\n  - {from: 'https://a.localhost', to: 'http://127.0.0.1:1', allow_public_unauthenticated_access: true}\n";
+    let c = reqwest::Client::builder().no_proxy().build().unwrap();
+    let get = |path: &'static str| {
+        let c = c.clone();
+        async move {
+            let r = c
+                .get(format!("http://127.0.0.1:{health}{path}"))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+            (status, body)
+        }
+    };
+    {
+        let _gh = Gatehouse::start(&format!(
+            "address: 127.0.0.1:{{port}}\nhealth_check_addr: 127.0.0.1:{health}\n{route}"
+        ));
+        for path in ["/startupz", "/readyz", "/healthz"] {
+            let (status, body) = get(path).await;
+            assert_eq!(status, 200, "{path}: {body}");
+            for check in ["config.loaded", "proxy.service", "storage.backend"] {
+                assert_eq!(body[check]["status"], "RUNNING", "{path}: {body}");
+            }
+        }
+        let (status, body) = get("/status").await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            body["checks"],
+            serde_json::json!(["config.loaded", "proxy.service", "storage.backend"])
+        );
+        let r = c
+            .post(format!("http://127.0.0.1:{health}/readyz"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405);
+        let r = c
+            .get(format!("http://127.0.0.1:{health}/metrics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+    }
+    let _gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}\nhealth_check_addr: 127.0.0.1:{health}\ndatabroker_storage_type: redis\ndatabroker_storage_connection_string: redis://:hunter2@127.0.0.1:{closed}/\n{route}"
+    ));
+    let (status, body) = get("/startupz").await;
+    assert_eq!(status, 200, "{body}");
+    for path in ["/readyz", "/healthz"] {
+        let (status, body) = get(path).await;
+        assert_eq!(status, 503, "{path}: {body}");
+        assert_eq!(body["storage.backend"]["status"], "UNAVAILABLE");
+        assert!(body["storage.backend"]["error"].is_string());
+        assert!(!body.to_string().contains("hunter2"), "{body}");
+    }
+}

@@ -24,6 +24,7 @@ pub mod dispatch;
 pub mod error;
 pub mod forward;
 pub mod forward_auth;
+pub mod health;
 pub mod identity_headers;
 pub mod lane;
 pub mod metrics;
@@ -159,7 +160,9 @@ pub struct Proxy {
     console_store: Option<Arc<dyn ConsoleStore>>,
     pub(crate) settings: Settings,
     /// The session store opened at start.
-    storage: gatehouse_config::Storage,
+    pub(crate) storage: gatehouse_config::Storage,
+    /// Set when the drain starts (health: `proxy.service` is TERMINATING).
+    pub(crate) draining: std::sync::atomic::AtomicBool,
 }
 
 impl Proxy {
@@ -212,6 +215,7 @@ impl Proxy {
             console_store,
             settings,
             storage,
+            draining: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 

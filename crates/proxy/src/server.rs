@@ -151,6 +151,9 @@ pub async fn serve(
         in_flight = draining.receiver_count(),
         "draining connections"
     );
+    proxy
+        .draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = draining.send(true);
     if tokio::time::timeout(drain, draining.closed())
         .await
