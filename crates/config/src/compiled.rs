@@ -29,6 +29,10 @@ pub struct Config {
     pub timeout_read: Duration,
     /// Downstream: idle keep-alive connections are closed after this.
     pub timeout_idle: Duration,
+    /// `timeout_write` (Envoy's `max_stream_duration`): the most one
+    /// request may take, from its arrival to its response's last byte.
+    /// `None`: no limit (Pomerium's default, so streams may run).
+    pub timeout_write: Option<Duration>,
     pub default_upstream_timeout: Duration,
     /// How a request's path, headers and client address are made canonical
     /// before routing.

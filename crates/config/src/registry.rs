@@ -126,6 +126,11 @@ pub const KEYS: &[Entry] = &[
     in_force(Global, "certificate_key_file", ""),
     in_force(Global, "timeout_read", ""),
     in_force(Global, "timeout_idle", ""),
+    in_force(
+        Global,
+        "timeout_write",
+        "the whole request and response, as Envoy's `max_stream_duration`; websocket tunnels are not cut",
+    ),
     in_force(Global, "default_upstream_timeout", ""),
     in_force(
         Global,
@@ -306,14 +311,6 @@ pub const KEYS: &[Entry] = &[
     Entry {
         off_values: &["all"],
         ..ignored(Global, "services", ONE_PROCESS)
-    },
-    Entry {
-        off_values: &["0s"],
-        ..ignored(
-            Global,
-            "timeout_write",
-            "it is not enforced yet; it only limits how long a response may take to send, not who gets one",
-        )
     },
     ignored(Global, "authenticate_internal_service_url", ONE_PROCESS),
     ignored(Global, "authorize_service_url", ONE_PROCESS),

@@ -997,3 +997,54 @@ routes:
             .starts_with("text/html")
     );
 }
+
+/// `timeout_write` (Envoy's `max_stream_duration`): a response not started
+/// in time is 408; one still streaming is cut; others are untouched. Over
+/// HTTP/1.1 and HTTP/2.
+#[tokio::test(flavor = "multi_thread")]
+async fn timeout_write_bounds_the_whole_exchange() {
+    let up = echo_upstream("a").await;
+    let gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}
+timeout_write: 1s
+routes:
+  - from: https://app.localhost
+    to: http://{up}
+    allow_public_unauthenticated_access: true
+"
+    ));
+    for h1 in [true, false] {
+        let mut b = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .resolve("app.localhost", gh.addr())
+            .no_proxy();
+        if h1 {
+            b = b.http1_only();
+        }
+        let c = b.build().unwrap();
+        let resp = c.get(gh.url("app.localhost", "/")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let resp = c
+            .get(gh.url("app.localhost", "/slow?ms=4000"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 408, "h1: {h1}");
+        let resp = c
+            .get(gh.url("app.localhost", "/stall?ms=4000"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = resp.bytes().await;
+        assert!(
+            body.as_ref().is_err() || body.as_ref().unwrap().as_ref() == b"start",
+            "h1: {h1}: {body:?}"
+        );
+    }
+    assert!(
+        gh.log_text().contains("stream_timeout"),
+        "{}",
+        gh.log_text()
+    );
+}

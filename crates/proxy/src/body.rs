@@ -191,6 +191,55 @@ where
     }
 }
 
+/// `body`, cut with an error at `deadline` (`timeout_write`): a response
+/// still streaming then ends as a failed stream (HTTP/1.1: the connection
+/// closes; HTTP/2: the stream is reset).
+pub fn until(body: Body, deadline: tokio::time::Instant) -> Body {
+    if http_body::Body::is_end_stream(&body) {
+        return body;
+    }
+    boxed(Until {
+        inner: body,
+        sleep: Box::pin(tokio::time::sleep_until(deadline)),
+    })
+}
+
+struct Until {
+    inner: Body,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+/// The error a body ends with when `timeout_write` passes.
+#[derive(Debug, thiserror::Error)]
+#[error("the response took longer than timeout_write")]
+pub struct StreamTimedOut;
+
+impl http_body::Body for Until {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        use std::future::Future;
+        let this = &mut *self;
+        // The limit holds even for a stream that keeps flowing.
+        if this.sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(Box::new(StreamTimedOut))));
+        }
+        Pin::new(&mut this.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// A body that fails when no frame arrives for `idle` (a route's
 /// `idle_timeout`): a stalled stream is cut instead of holding resources.
 pub struct IdleTimeout<B> {

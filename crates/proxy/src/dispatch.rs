@@ -115,7 +115,11 @@ pub async fn handle(
         routed: None,
         line,
     };
-    let mut resp = serve(&mut ex, req).await;
+    let mut resp = match rt.config.timeout_write {
+        None => serve(&mut ex, req).await,
+        // Boxed: only configurations with a limit pay for its timer.
+        Some(limit) => Box::pin(within(&mut ex, req, start, limit)).await,
+    };
     // 8. respond: the id goes back to the client on every answer (unless
     // the app set its own), so a user's report can be matched to the log.
     resp.headers_mut()
@@ -259,6 +263,27 @@ async fn serve(ex: &mut Exchange<'_>, mut req: Request<RequestBody>) -> Response
                 ex.id(),
             );
             with_response_headers(route, resp)
+        }
+    }
+}
+
+/// `timeout_write` (Envoy's `max_stream_duration`): the request and its
+/// response within `limit` of its arrival. Before the response starts the
+/// answer is 408; after, the response body is cut.
+async fn within(
+    ex: &mut Exchange<'_>,
+    req: Request<RequestBody>,
+    start: std::time::Instant,
+    limit: std::time::Duration,
+) -> Response<Body> {
+    let deadline = tokio::time::Instant::from_std(start + limit);
+    match tokio::time::timeout_at(deadline, serve(ex, req)).await {
+        Ok(resp) => resp.map(|b| crate::body::until(b, deadline)),
+        Err(_) => {
+            if let Some(o) = ex.outcome() {
+                o.details = Some("stream_timeout");
+            }
+            ex.refuse(&ProxyError::StreamTimeout)
         }
     }
 }

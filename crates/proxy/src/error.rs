@@ -115,6 +115,9 @@ pub enum ProxyError {
     UpstreamReset(#[source] crate::body::BoxError),
     #[error("the upstream did not answer in time")]
     UpstreamTimeout,
+    /// `timeout_write` passed before the response started.
+    #[error("the request took longer than timeout_write")]
+    StreamTimeout,
     #[error("could not build the upstream request")]
     Internal(String),
     /// A forward-auth question from a peer not in
@@ -165,7 +168,8 @@ impl ProxyError {
             }
             ProxyError::UpstreamConnect(_)
             | ProxyError::UpstreamReset(_)
-            | ProxyError::UpstreamTimeout => Fault::Upstream,
+            | ProxyError::UpstreamTimeout
+            | ProxyError::StreamTimeout => Fault::Upstream,
             ProxyError::Internal(_)
             | ProxyError::SessionStoreUnavailable
             | ProxyError::NotMounted => Fault::Internal,
@@ -200,6 +204,8 @@ impl ProxyError {
                 StatusCode::BAD_GATEWAY
             }
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            // As Envoy's `max_stream_duration` answers.
+            ProxyError::StreamTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::ForwardAuthUntrusted | ProxyError::ForwardAuthNoRoute => {
                 StatusCode::FORBIDDEN
@@ -252,6 +258,9 @@ impl ProxyError {
             ProxyError::UpstreamTimeout => {
                 "The service behind this address did not answer in time."
             }
+            ProxyError::StreamTimeout => {
+                "The request took longer than this server allows (timeout_write)."
+            }
             ProxyError::Internal(_) => "Something went wrong inside gatehouse.",
             ProxyError::ForwardAuthUntrusted => {
                 "Forward-auth requests are accepted only from the proxies listed in forward_auth_trusted_sources."
@@ -289,6 +298,7 @@ impl ProxyError {
             ProxyError::UpstreamConnect(_) => "upstream_connect",
             ProxyError::UpstreamReset(_) => "upstream_reset",
             ProxyError::UpstreamTimeout => "upstream_timeout",
+            ProxyError::StreamTimeout => "stream_timeout",
             ProxyError::Internal(_) => "internal",
             ProxyError::ForwardAuthUntrusted => "forward_auth_untrusted",
             ProxyError::ForwardAuthBadRequest(_) => "forward_auth_bad_request",

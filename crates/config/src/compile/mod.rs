@@ -112,6 +112,7 @@ impl Compiler<'_> {
 
         let timeout_read = dur(&opts.timeout_read).unwrap_or(Duration::from_secs(30));
         let timeout_idle = dur(&opts.timeout_idle).unwrap_or(Duration::from_secs(300));
+        let timeout_write = dur(&opts.timeout_write).filter(|d| !d.is_zero());
         if timeout_read.is_zero() {
             if let Some(t) = &opts.timeout_read {
                 self.error(
@@ -300,6 +301,7 @@ impl Compiler<'_> {
             certificates,
             timeout_read,
             timeout_idle,
+            timeout_write,
             default_upstream_timeout,
             request,
             trusted_assertion_sources,
