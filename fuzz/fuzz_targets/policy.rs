@@ -39,16 +39,36 @@ fuzz_target!(|data: &[u8]| {
     let Ok(compiled) = gatehouse_policy::compile_routes(&loaded.config.routes) else {
         return;
     };
+    let cert = gatehouse_policy::CertFacts {
+        fingerprint: "ab".repeat(32),
+        spki_hash: "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=".into(),
+        san_email: vec!["a@example.com".into()],
+        san_dns: vec!["a.example.com".into()],
+        san_uri: vec![],
+    };
     for p in &compiled.policies {
         for subject in [None, Some(&User as &dyn gatehouse_policy::Subject)] {
-            let _ = p.evaluate(&gatehouse_policy::Facts {
-                subject,
-                method: "GET",
-                path: "/admin",
-                source_ip: std::net::Ipv4Addr::LOCALHOST.into(),
-                cors_preflight: false,
-                now: 1_780_000_000,
-            });
+            for client_cert in [
+                gatehouse_policy::ClientCert::None,
+                gatehouse_policy::ClientCert::Presented {
+                    valid: true,
+                    cert: &cert,
+                },
+                gatehouse_policy::ClientCert::Presented {
+                    valid: false,
+                    cert: &cert,
+                },
+            ] {
+                let _ = p.evaluate(&gatehouse_policy::Facts {
+                    subject,
+                    method: "GET",
+                    path: "/admin",
+                    source_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+                    cors_preflight: false,
+                    client_cert,
+                    now: 1_780_000_000,
+                });
+            }
         }
     }
 });

@@ -234,6 +234,9 @@ pub struct Route {
     /// Position in the file's route list (0-based), stable for logs.
     pub index: usize,
     pub name: Option<String>,
+    /// `description` and `logo_url`: shown in the routes portal.
+    pub description: Option<String>,
+    pub logo_url: Option<String>,
     /// Where the route was written.
     pub mark: Mark,
     pub from: From,

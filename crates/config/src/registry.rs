@@ -106,7 +106,6 @@ const METRICS_CA: &str = "the metrics endpoint would answer clients without a ce
 const METRICS_TLS: &str =
     "metrics (and their basic-auth credentials) would be served over plain HTTP";
 const ROUTE_IDP: &str = "users would sign in with the global identity provider client, which may admit users this route's client does not";
-const NO_PORTAL: &str = "it is only shown in a routes portal, which gatehouse does not have";
 const NO_UPGRADES: &str = "upgrades other than websockets (allow_websockets) are refused";
 const NO_RECORDING: &str = "sessions are not recorded (SSH is not served)";
 const NO_INTERNAL_TLS: &str = "gatehouse makes no TLS calls between its own services";
@@ -429,6 +428,12 @@ pub const KEYS: &[Entry] = &[
     ignored(Global, "autocert*", NO_ACME),
     // ================= routes: in force
     in_force(Route, "name", ""),
+    in_force(Route, "description", "shown in the routes portal"),
+    in_force(
+        Route,
+        "logo_url",
+        "given to the routes portal's JSON; the page shows no images",
+    ),
     in_force(
         Route,
         "from",
@@ -523,8 +528,6 @@ pub const KEYS: &[Entry] = &[
     refused(Route, "idp_client_id", ROUTE_IDP),
     refused(Route, "idp_client_secret", ROUTE_IDP),
     // ================= routes: no effect, and why that is harmless
-    ignored(Route, "description", NO_PORTAL),
-    ignored(Route, "logo_url", NO_PORTAL),
     Entry {
         off_values: &["false"],
         ..ignored(Route, "allow_spdy", "SPDY upgrades are refused")

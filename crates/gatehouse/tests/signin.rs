@@ -765,3 +765,69 @@ async fn refusals_are_shaped_for_the_client_as_pomerium_s() {
     assert_eq!(resp.status(), 200);
     assert!(!resp.text().await.unwrap().contains("Disallow"));
 }
+
+/// The routes portal (`/.pomerium/routes`, `/.pomerium/api/v1/routes`):
+/// sign-in first, then the routes whose policy lets this user in.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_routes_portal_lists_what_the_user_may_open() {
+    let up = echo_upstream("a").await;
+    let cfg = config(&up.addr.to_string(), "").replace(
+        "routes:\n",
+        &format!(
+            "routes:\n  - {{from: 'https://bobs.localhost', to: 'http://{}', allowed_users: [bob], name: Bob's, description: not for alice}}\n  - {{from: 'https://app.localhost', prefix: /wiki/, to: 'http://{}', allowed_domains: [example.com], name: Wiki, description: 'Team <wiki>', logo_url: 'https://example.com/wiki.png'}}\n",
+            up.addr, up.addr
+        ),
+    );
+    let gh = Gatehouse::start(&cfg);
+    let c = browser(&gh);
+    let api = gh.url("app.localhost", "/.pomerium/api/v1/routes");
+    let resp = c
+        .get(&api)
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = get_html(&c, &gh.url("app.localhost", "/.pomerium/routes")).await;
+    assert_eq!(resp.status(), 302);
+    let resp = submit_login(&c, &location(&resp), "alice", "wonderland").await;
+    assert_eq!(resp.status(), 302);
+    let resp = c.get(&api).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    let routes = body["routes"].as_array().unwrap();
+    let names: Vec<&str> = routes.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["Wiki", "app", "other", "policy", "public"],
+        "{body}"
+    );
+    let wiki = &routes[0];
+    assert_eq!(wiki["type"], "http");
+    assert_eq!(wiki["from"], "https://app.localhost");
+    assert_eq!(wiki["description"], "Team <wiki>");
+    assert_eq!(wiki["logo_url"], "https://example.com/wiki.png");
+    let id = wiki["id"].as_str().unwrap();
+    assert!(
+        id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
+    // The same ids after a reload of the same file.
+    let again: Value =
+        serde_json::from_str(&c.get(&api).send().await.unwrap().text().await.unwrap()).unwrap();
+    assert_eq!(again["routes"][0]["id"], wiki["id"]);
+    // The page: links, escaped descriptions.
+    let page = get_html(&c, &gh.url("app.localhost", "/.pomerium/routes"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("href=\"https://app.localhost/wiki/\""),
+        "{page}"
+    );
+    assert!(page.contains("Team &lt;wiki&gt;"), "{page}");
+    assert!(!page.contains("Bob"), "{page}");
+    let resp = c.post(&api).send().await.unwrap();
+    assert_eq!(resp.status(), 405);
+}

@@ -230,6 +230,39 @@ fn log_decision(
     );
 }
 
+/// Whether `session` may open `path` on a route now, from `source_ip`
+/// (the routes portal): the route's policy, evaluated as for a `GET`.
+/// Nothing is counted or logged.
+pub(crate) fn may_open(
+    state: &RouteState,
+    session: &gatehouse_identity::Session,
+    path: &str,
+    source_ip: std::net::IpAddr,
+    client_cert: Option<&crate::client_cert::PeerCert>,
+) -> bool {
+    let subject = SessionSubject(session);
+    let client_cert = match client_cert {
+        Some(cert) if state.policy.uses_client_cert() => gatehouse_policy::ClientCert::Presented {
+            valid: state.client_judge.as_ref().is_none_or(|j| j.valid(cert)),
+            cert: &cert.facts,
+        },
+        _ => gatehouse_policy::ClientCert::None,
+    };
+    let facts = gatehouse_policy::Facts {
+        subject: Some(&subject),
+        method: "GET",
+        path,
+        source_ip,
+        cors_preflight: false,
+        client_cert,
+        now: gatehouse_identity::session::unix_now() as i64,
+    };
+    matches!(
+        state.policy.evaluate(&facts),
+        gatehouse_policy::Decision::Allow(_)
+    )
+}
+
 /// The refusal for a denied request: the policy's reasons only with
 /// `show_error_details`.
 pub(crate) fn denied(route: &Route, reasons: gatehouse_policy::Reasons) -> ProxyError {

@@ -399,6 +399,20 @@ async fn early(ex: &Exchange<'_>, at: &Addressed<'_>, req: Request<RequestBody>)
         .await;
         return Early::Answered(resp);
     }
+    // The routes portal, on route hosts.
+    if (path == crate::portal::PAGE || path == crate::portal::API) && route_host {
+        let resp = Box::pin(crate::portal::serve(
+            proxy,
+            rt,
+            &req,
+            &at.signin_host(ex.conn),
+            at.client_ip,
+            ex.conn,
+            ex.id(),
+        ))
+        .await;
+        return Early::Answered(resp);
+    }
     // The authenticate service's endpoints, on route hosts and the
     // authenticate host.
     let auth = &rt.auth;

@@ -28,6 +28,7 @@ pub mod health;
 pub mod identity_headers;
 pub mod lane;
 pub mod metrics;
+pub mod portal;
 pub mod published;
 pub mod request;
 pub mod routing;

@@ -303,6 +303,16 @@ impl Compiler<'_> {
         Some(Route {
             index,
             name: o.name.as_ref().map(|n| n.value.clone()),
+            description: o
+                .description
+                .as_ref()
+                .map(|d| d.value.clone())
+                .filter(|d| !d.is_empty()),
+            logo_url: o
+                .logo_url
+                .as_ref()
+                .map(|d| d.value.clone())
+                .filter(|d| !d.is_empty()),
             mark: from_opt.mark.clone(),
             from: from?,
             regex_priority: o.regex_priority_order.filter(|_| o.regex.is_some()),
