@@ -161,7 +161,7 @@ fn the_model_reads_exactly_the_keys_in_force() {
 
 #[test]
 fn a_file_is_told_which_keys_are_in_force_and_which_do_nothing() {
-    let text = "address: :8443\ngrpc_address: :5443\nroutes:\n  - from: https://a.example.com\n    to: http://127.0.0.1:1\n    allow_public_unauthenticated_access: true\n    description: A\n  - from: https://b.example.com\n    to: http://127.0.0.1:2\n    allow_public_unauthenticated_access: true\n    logo_url: ''\n";
+    let text = "address: :8443\ngrpc_address: :5443\nroutes:\n  - from: https://a.example.com\n    to: http://127.0.0.1:1\n    allow_public_unauthenticated_access: true\n    tls_upstream_allow_renegotiation: true\n  - from: https://b.example.com\n    to: http://127.0.0.1:2\n    allow_public_unauthenticated_access: true\n    healthy_panic_threshold: ''\n";
     let loaded = crate::load_str(text, "c.yaml", Path::new("."), &|_| None).unwrap();
     let names = |s: &BTreeSet<(Scope, String)>| {
         s.iter()
@@ -178,10 +178,13 @@ fn a_file_is_told_which_keys_are_in_force_and_which_do_nothing() {
             "Route.to"
         ]
     );
-    // An empty `logo_url` asks for nothing.
+    // An empty `healthy_panic_threshold` asks for nothing.
     assert_eq!(
         names(&loaded.keys.without_effect),
-        ["Global.grpc_address", "Route.description"]
+        [
+            "Global.grpc_address",
+            "Route.tls_upstream_allow_renegotiation"
+        ]
     );
     assert_eq!(loaded.warnings.len(), 2, "{:?}", loaded.warnings);
 }

@@ -22,7 +22,7 @@ fn check_accepts_a_valid_file() {
 #[test]
 fn check_counts_the_keys_that_do_nothing() {
     let (code, out) = check(
-        "address: :8443\ndebug_address: :9901\nroutes:\n  - from: https://app.example.com\n    to: http://127.0.0.1:8080\n    allow_public_unauthenticated_access: true\n    logo_url: https://example.com/logo.png\n",
+        "address: :8443\ndebug_address: :9901\nroutes:\n  - from: https://app.example.com\n    to: http://127.0.0.1:8080\n    allow_public_unauthenticated_access: true\n    tls_upstream_allow_renegotiation: true\n",
     );
     assert_eq!(code, 0, "{out}");
     assert!(
