@@ -55,6 +55,8 @@ pub struct Config {
     pub client_certs: Option<ClientCertRules>,
     /// `access_log_fields`: what each request's `http-request` line holds.
     pub access_log: Vec<AccessField>,
+    /// `authorize_log_fields`: what each `authorize check` line holds.
+    pub authorize_log: Vec<AuthorizeField>,
     pub routes: Vec<Route>,
     pub sign_in: SignIn,
     /// `console:`: the console's host (its route is the last of `routes`)
@@ -742,6 +744,91 @@ pub enum TemplatePart {
     /// The client certificate's email addresses, comma-separated.
     ClientCertSanEmail,
     RequestHeader(HeaderName),
+}
+
+/// One field of the authorize log (`authorize_log_fields`, Pomerium's
+/// names). Every line also has `result`, `reasons` and `route`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthorizeField {
+    RequestId,
+    Method,
+    Path,
+    /// The query string, with secret-looking values replaced.
+    Query,
+    Host,
+    /// The client address the policy saw.
+    Ip,
+    /// The session's id (as the assertion's `sid`).
+    SessionId,
+    User,
+    Email,
+    /// The route (its label).
+    RouteId,
+    /// Groups `jwt_groups_filter` kept out of the assertion.
+    RemovedGroupsCount,
+    /// Every request header but credentials, or one.
+    Headers,
+    Header(HeaderName),
+}
+
+impl AuthorizeField {
+    /// Pomerium's default set, in its order, as far as gatehouse has them.
+    pub fn defaults() -> Vec<AuthorizeField> {
+        use AuthorizeField::*;
+        vec![
+            RequestId,
+            Method,
+            Path,
+            Host,
+            Ip,
+            SessionId,
+            RemovedGroupsCount,
+            User,
+            Email,
+            RouteId,
+        ]
+    }
+
+    /// `Some(None)`: a Pomerium field gatehouse has no value for; `None`:
+    /// not a field.
+    pub fn parse(name: &str) -> Option<Option<AuthorizeField>> {
+        use AuthorizeField::*;
+        if let Some(h) = name.strip_prefix("headers.") {
+            return HeaderName::from_bytes(h.as_bytes())
+                .ok()
+                .map(|h| Some(Header(h)));
+        }
+        Some(Some(match name {
+            "request-id" => RequestId,
+            "method" => Method,
+            "path" => Path,
+            "query" => Query,
+            "host" => Host,
+            "ip" => Ip,
+            "session-id" => SessionId,
+            "user" => User,
+            "email" => Email,
+            "route-id" => RouteId,
+            "removed-groups-count" => RemovedGroupsCount,
+            "headers" => Headers,
+            "check-request-id"
+            | "cluster-stat-name"
+            | "envoy-route-checksum"
+            | "envoy-route-id"
+            | "route-checksum"
+            | "impersonate-email"
+            | "impersonate-session-id"
+            | "impersonate-user-id"
+            | "service-account-id"
+            | "mcp-method"
+            | "mcp-tool"
+            | "mcp-tool-parameters"
+            | "body"
+            | "id-token"
+            | "id-token-claims" => return Some(None),
+            _ => return None,
+        }))
+    }
 }
 
 /// One field of the access log (`access_log_fields`, Pomerium's names).

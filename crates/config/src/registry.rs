@@ -203,6 +203,11 @@ pub const KEYS: &[Entry] = &[
     in_force(Global, "databroker_storage_connection_string_file", ""),
     in_force(Global, "log_level", ""),
     in_force(Global, "access_log_fields", ""),
+    in_force(
+        Global,
+        "authorize_log_fields",
+        "the fields gatehouse has a value for; the others (Envoy route checksums, impersonation, MCP, tokens) are left out with a warning",
+    ),
     in_force(Global, "metrics_address", ""),
     in_force(Global, "metrics_basic_auth", ""),
     in_force(
@@ -302,11 +307,6 @@ pub const KEYS: &[Entry] = &[
     removed("tracing_*", "use the `otel_*` options instead"),
     // ================= global: no effect, and why that is harmless
     ignored(Global, "proxy_log_level", NO_ENVOY),
-    ignored(
-        Global,
-        "authorize_log_fields",
-        "it only chooses what the authorize log line holds (its fields are fixed)",
-    ),
     Entry {
         off_values: &["all"],
         ..ignored(Global, "services", ONE_PROCESS)

@@ -117,7 +117,7 @@ routes:
     let denied = find("/admin/users", "deny");
     assert_eq!(denied["reasons"], "http-path-ok");
     assert!(
-        denied["request_id"]
+        denied["request-id"]
             .as_str()
             .is_some_and(|id| !id.is_empty())
     );

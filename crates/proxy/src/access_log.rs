@@ -284,6 +284,19 @@ fn header_value(h: &HeaderMap, name: &HeaderName) -> Option<String> {
     Some(String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
+/// Request headers as one JSON object string (credentials redacted):
+/// every one, or those in `only`.
+pub(crate) fn headers_json(h: &HeaderMap, only: Option<&[HeaderName]>) -> String {
+    let pairs: Vec<(HeaderName, Option<String>)> = match only {
+        Some(names) => names
+            .iter()
+            .map(|n| (n.clone(), header_value(h, n)))
+            .collect(),
+        None => h.keys().map(|n| (n.clone(), header_value(h, n))).collect(),
+    };
+    headers_text(&pairs)
+}
+
 fn headers_text(headers: &[(HeaderName, Option<String>)]) -> String {
     let map: serde_json::Map<String, serde_json::Value> = headers
         .iter()

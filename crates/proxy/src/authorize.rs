@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use gatehouse_config::{Route, RouteAction};
 use http::HeaderMap;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 
 use crate::authenticate::{self, IdentityState};
 use crate::error::ProxyError;
@@ -125,6 +125,10 @@ pub(crate) struct Asked<'a> {
     /// The connection's client certificate (forward-auth questions have
     /// none: the proxy in front terminated TLS).
     pub client_cert: Option<&'a crate::client_cert::PeerCert>,
+    /// For the authorize log: the host asked for, the query, the headers.
+    pub host: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
 }
 
 /// The route's policy decides; the decision is counted and logged. Shared
@@ -136,6 +140,7 @@ pub(crate) fn decide<'r>(
     session: Option<Arc<gatehouse_identity::Session>>,
     asked: Asked<'_>,
     request_id: &HeaderValue,
+    log: &[gatehouse_config::AuthorizeField],
 ) -> Decided<'r> {
     let subject = session.as_deref().map(SessionSubject);
     // Judged only where the policy looks at it (the verdict is kept per
@@ -177,9 +182,10 @@ pub(crate) fn decide<'r>(
     metrics.decision(decision);
     state.metrics.decided(&decision);
     log_decision(
+        log,
         route,
-        asked.method,
-        asked.path,
+        state,
+        &asked,
         session.as_deref(),
         decision,
         request_id,
@@ -196,15 +202,18 @@ pub(crate) fn decide<'r>(
     }
 }
 
-/// One structured line per decision (target `gatehouse::authorize`).
+/// One structured line per decision (target `gatehouse::authorize`), with
+/// the `authorize_log_fields` asked for.
 fn log_decision(
+    fields: &[gatehouse_config::AuthorizeField],
     route: &Route,
-    method: &str,
-    path: &str,
+    state: &RouteState,
+    asked: &Asked<'_>,
     session: Option<&gatehouse_identity::Session>,
     decision: gatehouse_policy::Decision,
     request_id: &HeaderValue,
 ) {
+    use gatehouse_config::AuthorizeField as F;
     if !tracing::enabled!(target: "gatehouse::authorize", tracing::Level::INFO) {
         return;
     }
@@ -213,19 +222,50 @@ fn log_decision(
         gatehouse_policy::Decision::Deny(r) => ("deny", r),
         gatehouse_policy::Decision::SignIn(r) => ("sign-in", r),
     };
-    let (user, email) = session.map_or(("", ""), |s| {
-        (s.identity.sub.as_str(), s.identity.email.as_str())
-    });
+    let has = |f: F| fields.contains(&f);
+    let identity = session.map(|s| &s.identity);
+    let removed = match (identity, &state.groups_filter) {
+        (Some(id), Some(keep)) => id
+            .groups
+            .iter()
+            .filter(|g| keep.binary_search(g).is_err())
+            .count(),
+        _ => 0,
+    };
+    let header_names: Vec<HeaderName> = fields
+        .iter()
+        .filter_map(|f| match f {
+            F::Header(h) => Some(h.clone()),
+            _ => None,
+        })
+        .collect();
+    let headers = if has(F::Headers) {
+        Some(crate::access_log::headers_json(asked.headers, None))
+    } else if !header_names.is_empty() {
+        Some(crate::access_log::headers_json(
+            asked.headers,
+            Some(&header_names),
+        ))
+    } else {
+        None
+    };
     tracing::info!(
         target: "gatehouse::authorize",
         result,
         reasons = %reasons,
         route = %route.label(),
-        user,
-        email,
-        method,
-        path,
-        request_id = request_id.to_str().unwrap_or_default(),
+        "request-id" = has(F::RequestId).then(|| request_id.to_str().unwrap_or_default()),
+        method = has(F::Method).then_some(asked.method),
+        path = has(F::Path).then_some(asked.path),
+        query = has(F::Query).then(|| asked.query.map(crate::access_log::redact_query)).flatten().as_deref(),
+        host = has(F::Host).then_some(asked.host),
+        ip = has(F::Ip).then(|| asked.source_ip.to_string()).as_deref(),
+        "session-id" = has(F::SessionId).then(|| session.map(|s| s.id.to_hex())).flatten().as_deref(),
+        user = has(F::User).then(|| identity.map_or("", |i| i.sub.as_str())),
+        email = has(F::Email).then(|| identity.map_or("", |i| i.email.as_str())),
+        "route-id" = has(F::RouteId).then(|| route.label().to_string()).as_deref(),
+        "removed-groups-count" = (has(F::RemovedGroupsCount) && removed > 0).then_some(removed),
+        headers = headers.as_deref(),
         "authorize check"
     );
 }

@@ -230,8 +230,12 @@ async fn serve(ex: &mut Exchange<'_>, mut req: Request<RequestBody>) -> Response
             source_ip: at.client_ip,
             cors_preflight: is_cors_preflight(req.method().as_str(), req.headers()),
             client_cert: ex.conn.client_cert(),
+            host: &at.host,
+            query: req.uri().query(),
+            headers: req.headers(),
         },
         &ex.request_id,
+        &rt.config.authorize_log,
     );
     // 7. act
     match decided {

@@ -256,8 +256,12 @@ pub async fn handle(
             source_ip: client,
             cors_preflight: is_cors_preflight(&original.method, headers),
             client_cert: None,
+            host,
+            query: original.path_and_query.split_once('?').map(|(_, q)| q),
+            headers,
         },
         request_id,
+        &rt.config.authorize_log,
     );
     match decided {
         Decided::Allowed(permit) => {

@@ -93,12 +93,40 @@ impl Compiler<'_> {
             match AccessField::parse(name.trim()) {
                 Some(f) if !fields.contains(&f) => fields.push(f),
                 Some(_) => {}
-                None if name.trim() == "client-certificate" || name.trim() == "cluster-stat-name" => {
+                None if name.trim() == "cluster-stat-name" => {
                     self.warn(&v.mark, format!("access_log_fields: `{name}` is not logged by gatehouse"));
                 }
                 None => self.warn(
                     &v.mark,
-                    format!("access_log_fields: unknown field `{name}` (authority, duration, forwarded-for, ip, method, path, query, referer, request-id, response-code, response-code-details, size, upstream-cluster, user-agent, upstream, user, email, headers.<Name>)"),
+                    format!("access_log_fields: unknown field `{name}` (authority, duration, forwarded-for, ip, method, path, query, referer, request-id, response-code, response-code-details, size, upstream-cluster, user-agent, client-certificate, upstream, user, email, headers.<Name>)"),
+                ),
+            }
+        }
+        fields
+    }
+
+    /// `authorize_log_fields` (Pomerium's names; its default set when unset).
+    pub(super) fn authorize_log_fields(
+        &mut self,
+        v: Option<&Spanned<crate::model::StringList>>,
+    ) -> Vec<crate::compiled::AuthorizeField> {
+        use crate::compiled::AuthorizeField;
+        let Some(v) = v else {
+            return AuthorizeField::defaults();
+        };
+        let mut fields = Vec::new();
+        for name in &v.value.0 {
+            let name = name.trim();
+            match AuthorizeField::parse(name) {
+                Some(Some(f)) if !fields.contains(&f) => fields.push(f),
+                Some(Some(_)) => {}
+                Some(None) => self.warn(
+                    &v.mark,
+                    format!("authorize_log_fields: `{name}` has no value in gatehouse and is left out"),
+                ),
+                None => self.warn(
+                    &v.mark,
+                    format!("authorize_log_fields: unknown field `{name}` (request-id, method, path, query, host, ip, session-id, user, email, route-id, removed-groups-count, headers, headers.<Name>)"),
                 ),
             }
         }

@@ -262,6 +262,7 @@ impl Compiler<'_> {
             None => vec!["localhost".to_string()],
         };
         let access_log = self.access_log_fields(opts.access_log_fields.as_ref());
+        let authorize_log = self.authorize_log_fields(opts.authorize_log_fields.as_ref());
         let request = self.request_rules(&opts);
         // The global groups filter, merged into each route's: a group either
         // names is kept (a route's list widens the global one).
@@ -293,6 +294,7 @@ impl Compiler<'_> {
         }
         Some(Config {
             access_log,
+            authorize_log,
             client_certs,
             source,
             address,
