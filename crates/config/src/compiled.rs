@@ -53,6 +53,9 @@ pub struct Config {
     /// client certificates are asked for and judged. `None` when no CA is
     /// configured anywhere: no certificate is asked for.
     pub client_certs: Option<ClientCertRules>,
+    /// `metrics_certificate*` and `metrics_client_ca*`: the metrics
+    /// listener serves TLS, and with a CA asks scrapers for certificates.
+    pub metrics_tls: Option<MetricsTls>,
     /// `access_log_fields`: what each request's `http-request` line holds.
     pub access_log: Vec<AccessField>,
     /// `authorize_log_fields`: what each `authorize check` line holds.
@@ -66,6 +69,15 @@ pub struct Config {
     pub watched_files: Vec<PathBuf>,
     /// Everything as written, for options that later layers interpret.
     pub options: Options,
+}
+
+/// TLS on the metrics listener.
+#[derive(Debug, Clone)]
+pub struct MetricsTls {
+    pub certificate: Certificate,
+    /// Scrapers must present a certificate issued by one of these
+    /// (empty: none asked for).
+    pub client_ca: Vec<CertificateDer<'static>>,
 }
 
 /// Client certificates (downstream mTLS), as Pomerium's `downstream_mtls`.

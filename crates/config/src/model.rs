@@ -126,6 +126,14 @@ pub struct Options {
     pub authorize_log_fields: S<StringList>,
     pub metrics_address: S<String>,
     pub metrics_basic_auth: S<String>,
+    /// The metrics listener's own certificate (PEM or base64 of PEM, or files).
+    pub metrics_certificate: S<String>,
+    pub metrics_certificate_file: S<String>,
+    pub metrics_certificate_key: S<String>,
+    pub metrics_certificate_key_file: S<String>,
+    /// The CA scrapers' client certificates must chain to.
+    pub metrics_client_ca: S<String>,
+    pub metrics_client_ca_file: S<String>,
     pub health_check_addr: S<String>,
     pub runtime_flags: Option<BTreeMap<String, bool>>,
 

@@ -102,9 +102,6 @@ const UPSTREAM_CREDENTIAL: &str =
     "no credential is sent upstream, so an upstream that requires one refuses the request";
 const AVAILABILITY: &str = "it only affects availability: upstreams are tried without it";
 const NO_MCP: &str = "MCP clients cannot sign in through gatehouse; the route's policy still applies to every request";
-const METRICS_CA: &str = "the metrics endpoint would answer clients without a certificate";
-const METRICS_TLS: &str =
-    "metrics (and their basic-auth credentials) would be served over plain HTTP";
 const ROUTE_IDP: &str = "users would sign in with the global identity provider client, which may admit users this route's client does not";
 const NO_UPGRADES: &str = "upgrades other than websockets (allow_websockets) are refused";
 const NO_RECORDING: &str = "sessions are not recorded (SSH is not served)";
@@ -210,6 +207,16 @@ pub const KEYS: &[Entry] = &[
     ),
     in_force(Global, "metrics_address", ""),
     in_force(Global, "metrics_basic_auth", ""),
+    in_force(Global, "metrics_certificate", ""),
+    in_force(Global, "metrics_certificate_file", ""),
+    in_force(Global, "metrics_certificate_key", ""),
+    in_force(Global, "metrics_certificate_key_file", ""),
+    in_force(
+        Global,
+        "metrics_client_ca",
+        "scrapers must present a certificate issued by it (TLS handshake)",
+    ),
+    in_force(Global, "metrics_client_ca_file", ""),
     in_force(
         Global,
         "health_check_addr",
@@ -275,12 +282,6 @@ pub const KEYS: &[Entry] = &[
         "the console: routes and settings managed in a browser",
     ),
     // ================= global: refused
-    refused(Global, "metrics_client_ca", METRICS_CA),
-    refused(Global, "metrics_client_ca_file", METRICS_CA),
-    refused(Global, "metrics_certificate", METRICS_TLS),
-    refused(Global, "metrics_certificate_file", METRICS_TLS),
-    refused(Global, "metrics_certificate_key", METRICS_TLS),
-    refused(Global, "metrics_certificate_key_file", METRICS_TLS),
     refused(
         Global,
         "use_proxy_protocol",

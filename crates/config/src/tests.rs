@@ -816,16 +816,10 @@ fn refused_keys_are_errors_at_their_key() {
             "load balancer",
         ),
         (
-            format!("metrics_client_ca_file: ca.pem\n{ROUTE}"),
-            "c.yaml:1:1:",
-            "metrics_client_ca_file",
-            "without a certificate",
-        ),
-        (
-            format!("metrics_certificate: abc\n{ROUTE}"),
-            "c.yaml:1:1:",
-            "metrics_certificate",
-            "plain HTTP",
+            format!("{ROUTE}    idp_client_secret: other\n"),
+            "c.yaml:5:5:",
+            "idp_client_secret",
+            "global identity provider client",
         ),
     ] {
         let all = errors(&text).join("\n");
@@ -853,7 +847,6 @@ fn refused_keys_set_to_nothing_are_accepted() {
 #[test]
 fn refused_keys_from_the_environment_are_errors() {
     let env = |k: &str| match k {
-        "METRICS_CLIENT_CA" => Some("abc".to_string()),
         "USE_PROXY_PROTOCOL" => Some("true".to_string()),
         "ROUTES" => Some(
             "[{from: 'https://b.example.com', to: 'http://x', idp_client_id: other}]".to_string(),
@@ -863,7 +856,6 @@ fn refused_keys_from_the_environment_are_errors() {
     let rejected = load_str("", "c.yaml", Path::new("."), &env).unwrap_err();
     let all = rejected.to_string();
     for expected in [
-        "env:METRICS_CLIENT_CA: `metrics_client_ca` is not implemented",
         "env:USE_PROXY_PROTOCOL: `use_proxy_protocol` is not implemented",
         "env:ROUTES: `idp_client_id` is not implemented",
     ] {

@@ -493,6 +493,12 @@ fn check(path: &Path) -> ExitCode {
                     failed = true;
                 }
             }
+            if let Some(m) = &loaded.config.metrics_tls {
+                if let Err(e) = gatehouse_proxy::tls::metrics_server_config(m) {
+                    println!("{e}");
+                    failed = true;
+                }
+            }
             if !loaded.config.insecure_server && !loaded.config.certificates.is_empty() {
                 if let Err(e) = gatehouse_proxy::tls::CertStore::new(&loaded.config.certificates) {
                     println!("{e}");
@@ -647,11 +653,20 @@ async fn serve(
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on metrics_address {addr}: {e}"))?;
-        tracing::info!(address = %listener.local_addr()?, "metrics are served at /metrics");
+        let tls = match &proxy.runtime().config.metrics_tls {
+            Some(m) => Some(gatehouse_proxy::tls::metrics_server_config(m)?),
+            None => None,
+        };
+        tracing::info!(
+            address = %listener.local_addr()?,
+            tls = tls.is_some(),
+            "metrics are served at /metrics"
+        );
         tokio::spawn(gatehouse_proxy::metrics::serve(
             listener,
             proxy.metrics().clone(),
             metrics_auth,
+            tls,
         ));
     }
     if let Some(addr) = health_address {

@@ -225,3 +225,63 @@ routes:
     // Nothing secret is exposed.
     assert!(!text.contains("alice"));
 }
+
+/// `metrics_certificate*` and `metrics_client_ca*`: metrics over TLS, and
+/// only to scrapers with a certificate from the CA.
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_over_tls_with_client_certificates() {
+    install_crypto();
+    let server_ca = TestCa::new();
+    let pki = common::mtls::Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, _) = server_ca.leaf(&["metrics.localhost"]);
+    std::fs::write(dir.path().join("m.crt"), &cert).unwrap();
+    std::fs::write(dir.path().join("m.key"), &key).unwrap();
+    let mport = free_port();
+    let gh = Gatehouse::start_in(
+        dir,
+        &format!(
+            "address: 127.0.0.1:{{port}}
+metrics_address: 127.0.0.1:{mport}
+metrics_certificate_file: m.crt
+metrics_certificate_key_file: m.key
+metrics_client_ca_file: {ca}
+routes:
+  - {{from: 'https://app.localhost', to: 'http://127.0.0.1:1', allow_public_unauthenticated_access: true}}
+",
+            ca = pki.ca_file().display()
+        ),
+    );
+    let url = format!("https://metrics.localhost:{mport}/metrics");
+    let client = |kind: Option<common::mtls::ClientKind>| {
+        let mut b = reqwest::Client::builder()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(server_ca.pem().as_bytes()).unwrap(),
+            )
+            .resolve("metrics.localhost", ([127, 0, 0, 1], mport).into())
+            .no_proxy();
+        if let Some(k) = kind {
+            b = b.identity(pki.identity(k));
+        }
+        b.build().unwrap()
+    };
+    let resp = client(Some(common::mtls::ClientKind::Valid))
+        .get(&url)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().contains("gatehouse_"));
+    for kind in [None, Some(common::mtls::ClientKind::WrongCa)] {
+        let got = client(kind).get(&url).send().await;
+        assert!(got.is_err(), "{kind:?}: {got:?}");
+    }
+    // Plain HTTP gets nothing.
+    let plain = reqwest::Client::builder().no_proxy().build().unwrap();
+    let got = plain
+        .get(format!("http://127.0.0.1:{mport}/metrics"))
+        .send()
+        .await;
+    assert!(got.is_err() || got.unwrap().status() != 200);
+    drop(gh);
+}

@@ -605,11 +605,13 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     basic_auth: Option<String>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) {
     use http_body_util::Full;
     use hyper::service::service_fn;
     use hyper_util::rt::{TokioIo, TokioTimer};
     let basic_auth: Option<Arc<str>> = basic_auth.map(|b| Arc::from(b.trim()));
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -617,6 +619,7 @@ pub async fn serve(
         };
         let metrics = metrics.clone();
         let basic_auth = basic_auth.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let metrics = metrics.clone();
@@ -652,11 +655,23 @@ pub async fn serve(
                     Ok::<_, std::convert::Infallible>(resp)
                 }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10));
+            match acceptor {
+                // TLS (and, with `metrics_client_ca`, the scraper's
+                // certificate) before anything is read.
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
+                    if let Ok(Ok(tls)) = handshake.await {
+                        let _ = http.serve_connection(TokioIo::new(tls), svc).await;
+                    }
+                }
+                None => {
+                    let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                }
+            }
         });
     }
 }

@@ -161,6 +161,44 @@ pub fn server_config(
     Arc::new(cfg)
 }
 
+/// The metrics listener's TLS settings: its certificate and, with
+/// `metrics_client_ca`, a client certificate required from scrapers.
+pub fn metrics_server_config(
+    m: &gatehouse_config::MetricsTls,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("aws-lc-rs supports the default protocol versions");
+    let builder = if m.client_ca.is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in &m.client_ca {
+            roots.add(ca.clone()).map_err(|e| TlsError::Parse {
+                origin: "metrics_client_ca".into(),
+                message: e.to_string(),
+            })?;
+        }
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| TlsError::Parse {
+                    origin: "metrics_client_ca".into(),
+                    message: e.to_string(),
+                })?;
+        builder.with_client_cert_verifier(verifier)
+    };
+    let mut cfg = builder
+        .with_single_cert(m.certificate.chain.clone(), m.certificate.key.clone_key())
+        .map_err(|e| TlsError::Parse {
+            origin: m.certificate.origin.clone(),
+            message: e.to_string(),
+        })?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
 /// A self-signed certificate for every host the routes serve, plus
 /// `localhost` and `*.localhost`, for quickstarts without certificates.
 pub fn self_signed(config: &Config) -> Result<Certificate, TlsError> {

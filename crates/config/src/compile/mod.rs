@@ -282,6 +282,13 @@ impl Compiler<'_> {
                 r.groups_filter = Some(merged);
             }
         }
+        let metrics_tls = self.metrics_tls(&opts);
+        if metrics_tls.is_some() && opts.metrics_address.is_none() {
+            self.warn(
+                &self.file_mark.clone(),
+                "metrics_certificate is set but metrics_address is not: no metrics listener is opened",
+            );
+        }
         let client_certs = self.client_cert_rules(opts.downstream_mtls.as_ref(), &routes);
         if let Some(rules) = &client_certs {
             let deny = rules.enforcement != crate::compiled::Enforcement::Policy;
@@ -293,6 +300,7 @@ impl Compiler<'_> {
             return None;
         }
         Some(Config {
+            metrics_tls,
             access_log,
             authorize_log,
             client_certs,

@@ -7,7 +7,7 @@ use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyD
 
 use super::Compiler;
 use crate::compiled::{
-    Certificate, ClientCertRules, Enforcement, Route, SanKind, SanMatcher, UpstreamTls,
+    Certificate, ClientCertRules, Enforcement, MetricsTls, Route, SanKind, SanMatcher, UpstreamTls,
 };
 use crate::de::Spanned;
 use crate::model::{DownstreamMtlsOptions, Options, RouteOptions};
@@ -368,6 +368,60 @@ impl Compiler<'_> {
             match_subject_alt_names,
             max_verify_depth,
             all_cas,
+        })
+    }
+
+    /// `metrics_certificate(_file)`, `metrics_certificate_key(_file)` and
+    /// `metrics_client_ca(_file)`.
+    pub(super) fn metrics_tls(&mut self, o: &Options) -> Option<MetricsTls> {
+        let set =
+            |v: &Option<Spanned<String>>| v.as_ref().is_some_and(|v| !v.value.trim().is_empty());
+        let any_cert = set(&o.metrics_certificate)
+            || set(&o.metrics_certificate_file)
+            || set(&o.metrics_certificate_key)
+            || set(&o.metrics_certificate_key_file);
+        let client_ca = self
+            .pem_or_file(
+                &o.metrics_client_ca,
+                &o.metrics_client_ca_file,
+                "metrics_client_ca",
+            )
+            .and_then(|(pem, mark)| self.certs(&pem, &mark, "metrics_client_ca"));
+        if !any_cert {
+            if client_ca.is_some() {
+                let mark = o
+                    .metrics_client_ca
+                    .as_ref()
+                    .or(o.metrics_client_ca_file.as_ref())
+                    .map_or(self.file_mark.clone(), |v| v.mark.clone());
+                self.error(
+                    &mark,
+                    "metrics_client_ca needs metrics_certificate and metrics_certificate_key: client certificates are asked for over TLS",
+                );
+            }
+            return None;
+        }
+        let mark = [
+            &o.metrics_certificate,
+            &o.metrics_certificate_file,
+            &o.metrics_certificate_key,
+            &o.metrics_certificate_key_file,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|s| s.mark.clone())
+        .next()
+        .unwrap_or(self.file_mark.clone());
+        let certificate = self.cert_pair(
+            (&o.metrics_certificate, &o.metrics_certificate_file),
+            (&o.metrics_certificate_key, &o.metrics_certificate_key_file),
+            "metrics_certificate",
+            &mark,
+            false,
+        )?;
+        Some(MetricsTls {
+            certificate,
+            client_ca: client_ca.unwrap_or_default(),
         })
     }
 }

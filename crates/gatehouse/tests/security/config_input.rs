@@ -178,10 +178,10 @@ fn a_byte_order_mark_does_not_hide_the_first_key() {
 fn refused_cases() -> Vec<(&'static str, String, (u32, u32), &'static str)> {
     vec![
         (
-            "metrics_client_ca",
-            format!("metrics_client_ca: Zm9v\n{ROUTE}"),
+            "use_proxy_protocol",
+            format!("use_proxy_protocol: true\n{ROUTE}"),
             (1, 1),
-            "the metrics endpoint would answer clients without a certificate",
+            "the PROXY header would be read as a request",
         ),
         (
             "sub_policies",
