@@ -13,7 +13,7 @@ log() { printf '\n==> %s\n' "$*"; }
 # openssl: test keys made the way users make them;
 # python3-venv: PyJWT for the interop tests, in tests/e2e/.venv;
 # nginx, caddy: the front proxies of the forward-auth tests.
-APT_PACKAGES=(chromium openssl python3-venv nginx caddy redis-server)
+APT_PACKAGES=(chromium openssl python3-venv nginx libnginx-mod-stream caddy redis-server)
 apt_install() {
   local missing=()
   for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -143,6 +143,11 @@ pub const KEYS: &[Entry] = &[
     in_force(Global, "xff_num_trusted_hops", ""),
     in_force(
         Global,
+        "use_proxy_protocol",
+        "v1 and v2; every connection must start with a header (read at start, like the address)",
+    ),
+    in_force(
+        Global,
         "normalize_path",
         "only `true`: `false` is refused, so policy always sees the path the upstream acts on",
     ),
@@ -282,11 +287,6 @@ pub const KEYS: &[Entry] = &[
         "the console: routes and settings managed in a browser",
     ),
     // ================= global: refused
-    refused(
-        Global,
-        "use_proxy_protocol",
-        "the PROXY header would be read as a request, and client addresses would be the load balancer's",
-    ),
     // ================= removed from Pomerium (errors there too)
     removed("client_ca", "use `downstream_mtls` instead"),
     removed("client_ca_file", "use `downstream_mtls` instead"),

@@ -810,12 +810,6 @@ fn refused_keys_are_errors_at_their_key() {
             "global identity provider client",
         ),
         (
-            format!("use_proxy_protocol: true\n{ROUTE}"),
-            "c.yaml:1:1:",
-            "use_proxy_protocol",
-            "load balancer",
-        ),
-        (
             format!("{ROUTE}    idp_client_secret: other\n"),
             "c.yaml:5:5:",
             "idp_client_secret",
@@ -847,7 +841,6 @@ fn refused_keys_set_to_nothing_are_accepted() {
 #[test]
 fn refused_keys_from_the_environment_are_errors() {
     let env = |k: &str| match k {
-        "USE_PROXY_PROTOCOL" => Some("true".to_string()),
         "ROUTES" => Some(
             "[{from: 'https://b.example.com', to: 'http://x', idp_client_id: other}]".to_string(),
         ),
@@ -855,10 +848,7 @@ fn refused_keys_from_the_environment_are_errors() {
     };
     let rejected = load_str("", "c.yaml", Path::new("."), &env).unwrap_err();
     let all = rejected.to_string();
-    for expected in [
-        "env:USE_PROXY_PROTOCOL: `use_proxy_protocol` is not implemented",
-        "env:ROUTES: `idp_client_id` is not implemented",
-    ] {
+    for expected in ["env:ROUTES: `idp_client_id` is not implemented"] {
         assert!(all.contains(expected), "missing `{expected}` in:\n{all}");
     }
 }

@@ -1048,3 +1048,103 @@ routes:
         gh.log_text()
     );
 }
+
+/// `use_proxy_protocol`: behind a real load balancer (nginx `stream` with
+/// `proxy_protocol on`, v1) and a v2 sender, the client address comes from
+/// the PROXY header (for `X-Forwarded-For` and `source_ip`); a connection
+/// without a header is closed, never served.
+#[tokio::test(flavor = "multi_thread")]
+async fn proxy_protocol_gives_the_client_address() {
+    let up = echo_upstream("a").await;
+    let port = free_port();
+    let gh = Gatehouse::start_on(
+        port,
+        tempfile::tempdir().unwrap(),
+        &format!(
+            "address: 127.0.0.1:{port}
+insecure_server: true
+use_proxy_protocol: true
+routes:
+  - {{from: 'http://app.localhost', to: 'http://{up}', allow_public_unauthenticated_access: true}}
+  - from: http://v6.localhost
+    to: http://{up}
+    policy:
+      allow:
+        and:
+          - source_ip: ::1/128
+"
+        ),
+    );
+    let front = free_port();
+    let _lb = FrontProxy::nginx_stream(
+        front,
+        &format!(
+            "  server {{\n    listen 127.0.0.1:{front};\n    listen [::1]:{front};\n    proxy_pass 127.0.0.1:{port};\n    proxy_protocol on;\n  }}"
+        ),
+    );
+    // Through the balancer over IPv6: the header says ::1, the TCP peer
+    // gatehouse sees is nginx on 127.0.0.1.
+    let c = reqwest::Client::builder()
+        .resolve("app.localhost", ([0, 0, 0, 0, 0, 0, 0, 1], front).into())
+        .resolve("v6.localhost", ([0, 0, 0, 0, 0, 0, 0, 1], front).into())
+        .no_proxy()
+        .build()
+        .unwrap();
+    let echo = json(
+        c.get(format!("http://app.localhost:{front}/"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(header(&echo, "x-forwarded-for"), Some("::1"), "{echo}");
+    let resp = c
+        .get(format!("http://v6.localhost:{front}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "source_ip sees the header's address");
+    // Through the balancer over IPv4: not ::1, refused by the policy.
+    let c4 = reqwest::Client::builder()
+        .resolve("v6.localhost", ([127, 0, 0, 1], front).into())
+        .no_proxy()
+        .build()
+        .unwrap();
+    let resp = c4
+        .get(format!("http://v6.localhost:{front}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+
+    // A v2 header, by hand: any address the balancer vouches for.
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    v2.extend_from_slice(&[
+        0x21, 0x11, 0, 12, 203, 0, 113, 7, 127, 0, 0, 1, 0xc3, 0x50, 0, 80,
+    ]);
+    v2.extend_from_slice(b"GET / HTTP/1.1\r\nHost: app.localhost\r\nConnection: close\r\n\r\n");
+    s.write_all(&v2).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.contains("\"x-forwarded-for\":[\"203.0.113.7\"]"),
+        "{text}"
+    );
+
+    // No header: closed without an answer.
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: app.localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+    drop(gh);
+}

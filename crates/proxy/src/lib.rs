@@ -29,6 +29,7 @@ pub mod identity_headers;
 pub mod lane;
 pub mod metrics;
 pub mod portal;
+pub mod proxy_protocol;
 pub mod published;
 pub mod request;
 pub mod routing;
@@ -63,6 +64,8 @@ pub struct Settings {
     pub timeout_idle: Duration,
     /// Port HTTPS is served on, for redirects from `http_redirect_addr`.
     pub https_port: u16,
+    /// `use_proxy_protocol`: every connection starts with a PROXY header.
+    pub proxy_protocol: bool,
 }
 
 impl Settings {
@@ -83,6 +86,7 @@ impl Settings {
                 .rsplit_once(':')
                 .and_then(|(_, p)| p.parse().ok())
                 .unwrap_or(443),
+            proxy_protocol: config.options.use_proxy_protocol == Some(true),
         }
     }
 }
@@ -226,7 +230,7 @@ impl Proxy {
         let new_settings = Settings::of(&config);
         if new_settings != self.settings {
             tracing::warn!(
-                "listener settings (address, insecure_server, http_redirect_addr, codec_type, timeout_read, timeout_idle) changed: they apply after a restart"
+                "listener settings (address, insecure_server, http_redirect_addr, codec_type, timeout_read, timeout_idle, use_proxy_protocol) changed: they apply after a restart"
             );
         }
         if config.sign_in.storage != self.storage {

@@ -431,6 +431,14 @@ impl ConnInfo {
         }
     }
 
+    /// The client's address from a PROXY protocol header (the load
+    /// balancer's own address is the TCP peer).
+    pub fn set_peer(&mut self, peer: SocketAddr) {
+        self.peer = peer;
+        self.peer_ip = HeaderValue::from_str(&peer.ip().to_canonical().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+    }
+
     /// The client certificate of this connection, if one was presented.
     pub fn client_cert(&self) -> Option<&crate::client_cert::PeerCert> {
         self.client_cert.get().map(|c| &**c)

@@ -111,7 +111,7 @@ pub async fn serve(
 
     let redirect_task = listeners.redirect.map(|l| {
         let port = proxy.settings.https_port;
-        tokio::spawn(serve_redirects(l, port))
+        tokio::spawn(serve_redirects(l, port, proxy.settings.proxy_protocol))
     });
 
     tokio::pin!(shutdown);
@@ -168,16 +168,31 @@ async fn serve_connection(
     protocols: Arc<Protocols>,
     acceptor: Option<TlsAcceptor>,
     drain_signal: watch::Receiver<bool>,
-    stream: TcpStream,
-    conn: ConnInfo,
+    mut stream: TcpStream,
+    mut conn: ConnInfo,
 ) {
     let (read_timeout, idle_timeout) = (proxy.settings.timeout_read, proxy.settings.timeout_idle);
     let metrics = proxy.metrics.clone();
     let _open = metrics.connection();
+    if proxy.settings.proxy_protocol {
+        // The balancer's header first, within `timeout_read`; without one
+        // the connection is closed, never served.
+        let header =
+            tokio::time::timeout(read_timeout, crate::proxy_protocol::read(&mut stream)).await;
+        match header {
+            Ok(Ok(crate::proxy_protocol::Header::Proxied(client))) => conn.set_peer(client),
+            Ok(Ok(crate::proxy_protocol::Header::Local)) => {}
+            Ok(Err(e)) => {
+                return tracing::debug!(peer = %conn.peer, error = %e, "connection refused");
+            }
+            Err(_) => {
+                return tracing::debug!(peer = %conn.peer, "no PROXY protocol header in time");
+            }
+        }
+    }
     let peer = conn.peer;
     // This connection's lane to its upstreams, driven by this task.
     let lane = Arc::new(crate::lane::Lane::default());
-    let mut conn = conn;
     conn.lane = Some(lane.clone());
     let conn = Arc::new(conn);
     let conn_cert = conn.clone();
@@ -502,13 +517,24 @@ fn one_byte(b: u8) -> bytes::Bytes {
 }
 
 /// `http_redirect_addr`: every plain-HTTP request is sent to HTTPS.
-async fn serve_redirects(listener: TcpListener, https_port: u16) {
+async fn serve_redirects(listener: TcpListener, https_port: u16, proxy_protocol: bool) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((mut stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         tokio::spawn(async move {
+            // The balancer's PROXY header comes first here too.
+            if proxy_protocol {
+                let header = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    crate::proxy_protocol::read(&mut stream),
+                )
+                .await;
+                if !matches!(header, Ok(Ok(_))) {
+                    return;
+                }
+            }
             let svc = service_fn(move |req: Request<Incoming>| async move {
                 Ok::<_, std::convert::Infallible>(redirect_to_https(&req, https_port))
             });

@@ -970,6 +970,34 @@ impl FrontProxy {
         Self::ready(child, port, dir, "error.log")
     }
 
+    /// nginx as a TCP load balancer: `stream_block` as its `stream {}`
+    /// content (the stream module loaded; `{dir}` replaced).
+    pub fn nginx_stream(port: u16, stream_block: &str) -> FrontProxy {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        let module = ["/usr/lib/nginx/modules/ngx_stream_module.so"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect(
+                "nginx's stream module is installed (scripts/test.sh installs libnginx-mod-stream)",
+            );
+        let conf = format!(
+            "load_module {module};\ndaemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\nevents {{ worker_connections 256; }}\nstream {{\n{}\n}}\n",
+            stream_block.replace("{dir}", &d)
+        );
+        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+        let child = Command::new("/usr/sbin/nginx")
+            .arg("-c")
+            .arg(dir.path().join("nginx.conf"))
+            .arg("-p")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        Self::ready(child, port, dir, "error.log")
+    }
+
     /// Caddy with this Caddyfile (`{dir}` replaced), admin API off, its data
     /// in its own directory.
     pub fn caddy(port: u16, caddyfile: &str) -> FrontProxy {

@@ -178,10 +178,10 @@ fn a_byte_order_mark_does_not_hide_the_first_key() {
 fn refused_cases() -> Vec<(&'static str, String, (u32, u32), &'static str)> {
     vec![
         (
-            "use_proxy_protocol",
-            format!("use_proxy_protocol: true\n{ROUTE}"),
-            (1, 1),
-            "the PROXY header would be read as a request",
+            "idp_client_secret",
+            format!("{ROUTE}    idp_client_secret: s3cr3t\n"),
+            (5, 5),
+            "global identity provider client",
         ),
         (
             "sub_policies",
