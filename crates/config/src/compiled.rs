@@ -233,6 +233,61 @@ pub struct GroupsFilter {
     pub infer_from_ppl: bool,
 }
 
+/// `load_balancing_policy`: how a route picks among its `to` targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoadBalancing {
+    /// Weighted round robin (the default).
+    #[default]
+    RoundRobin,
+    /// The fewer requests in flight (of two picked at random, weighted).
+    LeastRequest,
+    /// Weighted random.
+    Random,
+    /// Consistent hashing of the client address (the same client reaches
+    /// the same target while the set of healthy targets stays the same).
+    RingHash,
+    Maglev,
+}
+
+/// `outlier_detection`: targets that fail in a row are taken out of
+/// rotation for a while (passive health checking, as Envoy's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutlierDetection {
+    /// Consecutive 5xx answers (and connection failures) that eject.
+    pub consecutive_5xx: u32,
+    /// Consecutive 502/503/504 (and connection failures) that eject.
+    pub consecutive_gateway_failure: u32,
+    /// How long an ejected target stays out, times its ejections so far.
+    pub base_ejection_time: Duration,
+    /// The most targets out at once, in percent (at least one is allowed).
+    pub max_ejection_percent: u32,
+}
+
+/// One active health check (`health_checks` entry, Envoy's shape).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub timeout: Duration,
+    pub interval: Duration,
+    /// Successes in a row that bring a target back.
+    pub healthy_threshold: u32,
+    /// Failures in a row that take it out.
+    pub unhealthy_threshold: u32,
+    pub kind: HealthCheckKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthCheckKind {
+    /// `http_health_check`: a GET of `path` (with `host`), healthy when the
+    /// status is in one of the ranges (`[start, end)`; default 200-299).
+    Http {
+        path: String,
+        host: Option<String>,
+        expected: Vec<(u16, u16)>,
+    },
+    /// `tcp_health_check`: a TCP connection opens.
+    Tcp,
+}
+
 /// One `rewrite_response_headers` rule: in each value of the upstream's
 /// `name` header that starts with `prefix` (byte for byte), that prefix is
 /// replaced with `value`.
@@ -271,6 +326,12 @@ pub struct Route {
     pub remove_request_headers: Vec<HeaderName>,
     /// Global response headers merged with the route's own.
     pub response_headers: Vec<(HeaderName, HeaderValue)>,
+    /// `load_balancing_policy`.
+    pub load_balancing: LoadBalancing,
+    /// `outlier_detection`: `None` = none (as Envoy without it).
+    pub outlier_detection: Option<OutlierDetection>,
+    /// `health_checks`: active checks of each target.
+    pub health_checks: Vec<HealthCheck>,
     /// `jwt_groups_filter` (the global one and the route's, merged): which
     /// groups the assertion and the group headers may carry. `None`: all.
     pub groups_filter: Option<GroupsFilter>,

@@ -484,7 +484,17 @@ pub const KEYS: &[Entry] = &[
     in_force(
         Route,
         "load_balancing_policy",
-        "weighted round robin; other policies warn and use it",
+        "round_robin, least_request, random, ring_hash and maglev (both hash the client address)",
+    ),
+    in_force(
+        Route,
+        "health_checks",
+        "HTTP and TCP checks; a target failing them leaves the rotation",
+    ),
+    in_force(
+        Route,
+        "outlier_detection",
+        "consecutive 5xx and gateway failures eject a target for base_ejection_time (times its ejections), within max_ejection_percent (at least one); Envoy's success-rate and failure-percentage rules warn",
     ),
     in_force(Route, "allow_public_unauthenticated_access", ""),
     in_force(Route, "allow_any_authenticated_user", ""),
@@ -543,10 +553,12 @@ pub const KEYS: &[Entry] = &[
         "depends_on",
         "users sign in to those hosts when they first visit them",
     ),
-    ignored(Route, "health_checks", AVAILABILITY),
-    ignored(Route, "outlier_detection", AVAILABILITY),
     ignored(Route, "circuit_breaker_thresholds", AVAILABILITY),
-    ignored(Route, "healthy_panic_threshold", AVAILABILITY),
+    ignored(
+        Route,
+        "healthy_panic_threshold",
+        "when every target is out of rotation all are used (Envoy's panic mode), whatever the threshold",
+    ),
     ignored(
         Route,
         "tls_upstream_allow_renegotiation",

@@ -1157,3 +1157,45 @@ fn jwt_groups_filter_forms_and_merging() {
         "{all}"
     );
 }
+
+#[test]
+fn load_balancing_and_target_health_are_compiled() {
+    let cfg = load(&format!(
+        "{ROUTE}    load_balancing_policy: LOAD_BALANCING_POLICY_MAGLEV\n    outlier_detection: {{consecutive_5xx: 3, base_ejection_time: 10s, interval: 5s}}\n    health_checks:\n      - {{timeout: 2s, interval: 3s, http_health_check: {{path: /healthz, expected_statuses: [{{start: 200, end: 400}}]}}}}\n      - {{tcp_health_check: {{}}}}\n"
+    ))
+    .unwrap();
+    let r = &cfg.config.routes[0];
+    assert_eq!(r.load_balancing, LoadBalancing::Maglev);
+    let o = r.outlier_detection.as_ref().unwrap();
+    assert_eq!((o.consecutive_5xx, o.consecutive_gateway_failure), (3, 5));
+    assert_eq!(o.base_ejection_time, std::time::Duration::from_secs(10));
+    assert_eq!(r.health_checks.len(), 2);
+    assert_eq!(
+        r.health_checks[0].kind,
+        HealthCheckKind::Http {
+            path: "/healthz".into(),
+            host: None,
+            expected: vec![(200, 400)]
+        }
+    );
+    assert_eq!(r.health_checks[1].kind, HealthCheckKind::Tcp);
+    assert!(
+        cfg.warnings.iter().any(|w| w
+            .to_string()
+            .contains("outlier_detection.interval has no effect")),
+        "{:?}",
+        cfg.warnings
+    );
+    let all = errors(&format!(
+        "{ROUTE}    load_balancing_policy: fastest\n    health_checks:\n      - {{interval: 1s}}\n      - {{grpc_health_check: {{}}}}\n    outlier_detection: {{consecutive_5xx: many}}\n"
+    ))
+    .join("\n");
+    for want in [
+        "load_balancing_policy `fastest` must be round_robin, least_request, random, ring_hash or maglev",
+        "a health check needs `http_health_check` or `tcp_health_check`",
+        "`grpc_health_check` is not supported",
+        "`consecutive_5xx` must be a whole number",
+    ] {
+        assert!(all.contains(want), "{want}\n{all}");
+    }
+}

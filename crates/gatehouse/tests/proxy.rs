@@ -1148,3 +1148,78 @@ routes:
     assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
     drop(gh);
 }
+
+/// A dead upstream leaves the rotation: passively (`outlier_detection`,
+/// after consecutive failures) and actively (`health_checks`); and
+/// `load_balancing_policy: ring_hash` keeps a client on one upstream.
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_upstreams_leave_the_rotation() {
+    let live = echo_upstream("live").await;
+    let (a, b, c3) = (
+        echo_upstream("a").await,
+        echo_upstream("b").await,
+        echo_upstream("c").await,
+    );
+    let dead = free_port();
+    let gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}
+routes:
+  - from: https://od.localhost
+    to: [http://{live}, http://127.0.0.1:{dead}]
+    allow_public_unauthenticated_access: true
+    outlier_detection: {{consecutive_gateway_failure: 2, base_ejection_time: 60s}}
+  - from: https://hc.localhost
+    to: [http://{live}, http://127.0.0.1:{dead}]
+    allow_public_unauthenticated_access: true
+    health_checks:
+      - {{timeout: 1s, interval: 1s, unhealthy_threshold: 1, tcp_health_check: {{}}}}
+  - from: https://ring.localhost
+    to: [http://{a}, http://{b}, http://{c3}]
+    allow_public_unauthenticated_access: true
+    load_balancing_policy: RING_HASH
+  - from: https://least.localhost
+    to: [http://{a}, http://{b}]
+    allow_public_unauthenticated_access: true
+    load_balancing_policy: least_request
+"
+    ));
+    let c = gh.client(&[
+        "od.localhost",
+        "hc.localhost",
+        "ring.localhost",
+        "least.localhost",
+    ]);
+    let status = |host: &'static str| {
+        let c = c.clone();
+        let url = gh.url(host, "/");
+        async move { c.get(url).send().await.unwrap().status().as_u16() }
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(status("od.localhost").await);
+    }
+    assert!(
+        statuses.iter().filter(|s| **s == 502).count() <= 2,
+        "{statuses:?}"
+    );
+    assert!(statuses[6..].iter().all(|s| *s == 200), "{statuses:?}");
+    assert!(gh.wait_log("taken out of rotation", 0), "{}", gh.log_text());
+
+    assert!(gh.wait_log("upstream unhealthy", 0), "{}", gh.log_text());
+    for _ in 0..8 {
+        assert_eq!(status("hc.localhost").await, 200);
+    }
+
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..12 {
+        let resp = c.get(gh.url("ring.localhost", "/")).send().await.unwrap();
+        seen.insert(resp.headers()["x-upstream"].to_str().unwrap().to_string());
+    }
+    assert_eq!(seen.len(), 1, "one client, one upstream: {seen:?}");
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..20 {
+        let resp = c.get(gh.url("least.localhost", "/")).send().await.unwrap();
+        seen.insert(resp.headers()["x-upstream"].to_str().unwrap().to_string());
+    }
+    assert_eq!(seen.len(), 2, "idle upstreams share: {seen:?}");
+}

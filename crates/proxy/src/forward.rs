@@ -89,7 +89,26 @@ pub(crate) async fn act(
             Ok(resp)
         }
         RouteAction::Redirect(r) => Ok(redirect(r, route, &req, ctx.conn)),
-        RouteAction::Forward(targets) => forward(route, state, targets, req, ctx).await,
+        RouteAction::Forward(targets) => {
+            // Counted in flight (least_request) until the answer's head.
+            let picked = state.balancer.pick(ctx.conn.peer.ip());
+            let result = forward(route, state, targets, picked.index, req, ctx).await;
+            let outcome = match &result {
+                Ok(resp) if resp.status().is_server_error() => {
+                    crate::balance::Outcome::Status(resp.status().as_u16())
+                }
+                Ok(_) => crate::balance::Outcome::Ok,
+                Err(
+                    ProxyError::UpstreamConnect(_)
+                    | ProxyError::UpstreamReset(_)
+                    | ProxyError::UpstreamTimeout,
+                ) => crate::balance::Outcome::Failed,
+                // Refused before the upstream was asked: says nothing of it.
+                Err(_) => crate::balance::Outcome::Ok,
+            };
+            state.balancer.report(picked.index, outcome);
+            result
+        }
         // Served by the dispatcher (it needs the process-wide console).
         RouteAction::Console => Err(ProxyError::NoRoute),
     }
@@ -171,12 +190,12 @@ async fn forward(
     route: &Route,
     state: &RouteState,
     targets: &[gatehouse_config::UpstreamTarget],
+    target_index: usize,
     mut req: Request<RequestBody>,
     ctx: &RequestCtx<'_>,
 ) -> Result<Response<Body>, ProxyError> {
     let upgrade =
         route.allow_websockets && is_websocket(req.headers()) && req.version() == Version::HTTP_11;
-    let target_index = state.balancer.pick();
     let target = &targets[target_index];
     let _ = ctx.upstream.set(target.authority.clone());
 

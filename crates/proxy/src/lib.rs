@@ -15,6 +15,7 @@ pub mod answers;
 pub mod assertion;
 pub mod authenticate;
 pub mod authorize;
+pub mod balance;
 pub mod bearer;
 pub mod body;
 pub mod client_cert;

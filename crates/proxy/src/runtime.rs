@@ -5,8 +5,9 @@
 use gatehouse_config::{Config, RouteAction};
 use http::HeaderValue;
 
+use crate::balance::Balancer;
 use crate::routing::RouteTable;
-use crate::upstream::{Balancer, ClientCache, UpstreamClients};
+use crate::upstream::{ClientCache, UpstreamClients};
 
 pub struct Runtime {
     pub config: Config,
@@ -33,7 +34,8 @@ pub struct Runtime {
 pub struct RouteState {
     /// The route's compiled policy (shorthands and PPL).
     pub policy: gatehouse_policy::Policy,
-    pub balancer: Balancer,
+    /// Picks the target; shared with the route's health checks.
+    pub balancer: std::sync::Arc<Balancer>,
     pub clients: UpstreamClients,
     /// Per target: its authority as a `Host` value, built once.
     pub target_hosts: Vec<HeaderValue>,
@@ -137,6 +139,20 @@ impl Runtime {
             let policy = policies
                 .next()
                 .unwrap_or_else(gatehouse_policy::Policy::deny_all);
+            let balancer = std::sync::Arc::new(Balancer::new(
+                &r.label().to_string(),
+                targets,
+                r.load_balancing,
+                r.outlier_detection.clone(),
+            ));
+            if !r.health_checks.is_empty() && targets.len() > 1 {
+                crate::balance::spawn_health_checks(
+                    &balancer,
+                    targets,
+                    &r.health_checks,
+                    c.auto.clone(),
+                );
+            }
             let groups_filter = r.groups_filter.as_ref().map(|f| {
                 let mut groups = f.groups.clone();
                 if f.infer_from_ppl {
@@ -151,7 +167,7 @@ impl Runtime {
                 groups_filter,
                 policy,
                 metrics: metrics.route(&r.label().to_string()),
-                balancer: Balancer::new(targets),
+                balancer,
                 clients: c,
                 target_hosts: targets
                     .iter()

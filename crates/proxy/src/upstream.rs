@@ -3,11 +3,10 @@
 //! the `to` target.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use gatehouse_config::{UpstreamScheme, UpstreamTarget, UpstreamTls};
+use gatehouse_config::{UpstreamScheme, UpstreamTls};
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -215,93 +214,5 @@ impl ServerCertVerifier for NoVerify {
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// Smooth weighted round-robin over a route's targets, precomputed into a
-/// schedule so picking is one atomic increment.
-pub struct Balancer {
-    schedule: Box<[u16]>,
-    next: AtomicUsize,
-}
-
-impl Balancer {
-    pub fn new(targets: &[UpstreamTarget]) -> Balancer {
-        let gcd = targets.iter().map(|t| t.weight).fold(0, gcd);
-        let mut weights: Vec<u64> = targets
-            .iter()
-            .map(|t| u64::from(t.weight / gcd.max(1)))
-            .collect();
-        // Keep the schedule small for huge weights, preserving proportions.
-        let total: u64 = weights.iter().sum();
-        if total > 4096 {
-            for w in &mut weights {
-                *w = ((*w * 4096) / total).max(1);
-            }
-        }
-        let total: i64 = weights.iter().sum::<u64>() as i64;
-        let mut current = vec![0i64; weights.len()];
-        let mut schedule = Vec::with_capacity(total as usize);
-        for _ in 0..total {
-            let mut best = 0;
-            for (i, w) in weights.iter().enumerate() {
-                current[i] += *w as i64;
-                if current[i] > current[best] {
-                    best = i;
-                }
-            }
-            current[best] -= total;
-            schedule.push(best as u16);
-        }
-        if schedule.is_empty() {
-            schedule.push(0);
-        }
-        Balancer {
-            schedule: schedule.into_boxed_slice(),
-            next: AtomicUsize::new(0),
-        }
-    }
-
-    pub fn pick(&self) -> usize {
-        if self.schedule.len() == 1 {
-            return self.schedule[0] as usize;
-        }
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        self.schedule[n % self.schedule.len()] as usize
-    }
-}
-
-fn gcd(a: u32, b: u32) -> u32 {
-    if b == 0 { a } else { gcd(b, a % b) }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn targets(weights: &[u32]) -> Vec<UpstreamTarget> {
-        weights
-            .iter()
-            .map(|w| gatehouse_config::parse_upstream(&format!("http://x,{w}")).unwrap())
-            .collect()
-    }
-
-    #[test]
-    fn weights_are_respected_and_interleaved() {
-        let b = Balancer::new(&targets(&[3, 1]));
-        let picks: Vec<usize> = (0..8).map(|_| b.pick()).collect();
-        assert_eq!(picks.iter().filter(|&&p| p == 0).count(), 6);
-        // Smooth: never three of the heavy target in a row at the start.
-        assert_eq!(&picks[..4], &[0, 0, 1, 0]);
-        let b = Balancer::new(&targets(&[1, 1, 1]));
-        let picks: Vec<usize> = (0..3).map(|_| b.pick()).collect();
-        assert_eq!(picks, [0, 1, 2]);
-    }
-
-    #[test]
-    fn huge_weights_stay_small() {
-        let b = Balancer::new(&targets(&[1_000_000, 999_999, 3]));
-        assert!(b.schedule.len() <= 4096 + 3);
-        assert!(b.schedule.contains(&2));
     }
 }

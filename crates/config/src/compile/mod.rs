@@ -14,6 +14,7 @@
 //! - `headers`: header names, values and templates;
 //! - `parse`: free parsers with no diagnostics of their own.
 
+mod balance;
 mod global;
 mod headers;
 mod parse;

@@ -284,17 +284,16 @@ impl Compiler<'_> {
             }
         }
 
-        if let Some(lb) = &o.load_balancing_policy {
-            if !matches!(lb.value.as_str(), "" | "round_robin") {
-                self.warn(
-                    &lb.mark,
-                    format!(
-                        "load_balancing_policy `{}` is not supported yet; using round_robin",
-                        lb.value
-                    ),
-                );
-            }
-        }
+        let load_balancing = self.load_balancing(o.load_balancing_policy.as_ref());
+        let outlier_detection = o
+            .outlier_detection
+            .as_ref()
+            .and_then(|n| self.outlier_detection(&n.0));
+        let health_checks = o
+            .health_checks
+            .as_ref()
+            .map(|n| self.health_checks(&n.0))
+            .unwrap_or_default();
 
         let after = self.diags.iter().filter(|d| d.is_error()).count();
         if after > before {
@@ -331,6 +330,9 @@ impl Compiler<'_> {
             client_ca,
             client_cert_default_deny: false,
             groups_filter,
+            load_balancing,
+            outlier_detection,
+            health_checks,
             authorization,
             show_error_details: o.show_error_details.unwrap_or(false),
             pass_identity_headers: o.pass_identity_headers.unwrap_or(pass_identity_default),
