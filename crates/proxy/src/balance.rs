@@ -62,17 +62,20 @@ pub struct Balancer {
     route: String,
 }
 
-/// A target picked for a request; counts it in flight until dropped.
+/// A target picked for a request; with `least_request`, counted in flight
+/// until dropped.
 pub struct Picked<'a> {
     pub index: usize,
-    balancer: &'a Balancer,
+    counted: Option<&'a Balancer>,
 }
 
 impl Drop for Picked<'_> {
     fn drop(&mut self) {
-        self.balancer.targets[self.index]
-            .in_flight
-            .fetch_sub(1, Ordering::Relaxed);
+        if let Some(b) = self.counted {
+            b.targets[self.index]
+                .in_flight
+                .fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -119,13 +122,14 @@ impl Balancer {
     /// The target for a request from `client`.
     pub fn pick(&self, client: IpAddr) -> Picked<'_> {
         let index = self.choose(client);
-        self.targets[index]
-            .in_flight
-            .fetch_add(1, Ordering::Relaxed);
-        Picked {
-            index,
-            balancer: self,
+        // Only least_request reads the count: nobody else pays for it.
+        let counted = (self.policy == LoadBalancing::LeastRequest).then_some(self);
+        if counted.is_some() {
+            self.targets[index]
+                .in_flight
+                .fetch_add(1, Ordering::Relaxed);
         }
+        Picked { index, counted }
     }
 
     fn choose(&self, client: IpAddr) -> usize {
