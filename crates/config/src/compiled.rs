@@ -443,6 +443,19 @@ pub struct Authorization {
     pub allowed_domains: Option<crate::de::Spanned<Vec<String>>>,
     pub allowed_idp_claims: Option<crate::de::RawNode>,
     pub policy: Option<crate::de::RawNode>,
+    /// `sub_policies`, each with its allow lists and PPL.
+    pub sub_policies: Vec<SubPolicy>,
+}
+
+/// One entry of `sub_policies`.
+#[derive(Debug, Clone, Default)]
+pub struct SubPolicy {
+    pub id: String,
+    pub allowed_users: Vec<String>,
+    pub allowed_domains: Vec<String>,
+    pub allowed_idp_claims: Option<crate::de::RawNode>,
+    /// `source_ppl`, parsed (YAML or JSON): rules added to the route's.
+    pub ppl: Option<crate::de::RawNode>,
 }
 
 impl Authorization {
@@ -455,6 +468,7 @@ impl Authorization {
             && self.allowed_domains.is_none()
             && self.allowed_idp_claims.is_none()
             && self.policy.is_none()
+            && self.sub_policies.is_empty()
     }
 }
 

@@ -249,6 +249,9 @@ pub struct RouteOptions {
     pub allowed_domains: S<StringList>,
     pub allowed_idp_claims: Option<RawNode>,
     pub policy: Option<RawNode>,
+    /// More rules (Pomerium's console writes them): their allow lists join
+    /// the route's, their `source_ppl` rules join its policy.
+    pub sub_policies: Option<RawNode>,
     pub show_error_details: Option<bool>,
 
     // --- identity (later issues)

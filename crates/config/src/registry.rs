@@ -507,6 +507,11 @@ pub const KEYS: &[Entry] = &[
         "policy",
         "PPL, with every criterion and operator Pomerium's open-source edition has",
     ),
+    in_force(
+        Route,
+        "sub_policies",
+        "allow lists and `source_ppl` rules join the route's; `rego` alone is refused (gatehouse runs no Rego)",
+    ),
     in_force(Route, "show_error_details", ""),
     in_force(Route, "pass_identity_headers", ""),
     in_force(Route, "jwt_issuer_format", ""),
@@ -531,11 +536,6 @@ pub const KEYS: &[Entry] = &[
         "origins allowed to embed the route in a frame",
     ),
     // ================= routes: refused
-    refused(
-        Route,
-        "sub_policies",
-        "their rules (deny rules included) would not be applied",
-    ),
     refused(Route, "idp_client_id", ROUTE_IDP),
     refused(Route, "idp_client_secret", ROUTE_IDP),
     // ================= routes: no effect, and why that is harmless

@@ -798,12 +798,6 @@ const ROUTE: &str = "routes:\n  - from: https://a.example.com\n    to: http://12
 fn refused_keys_are_errors_at_their_key() {
     for (text, at, key, risk) in [
         (
-            format!("{ROUTE}    sub_policies: [{{id: x}}]\n"),
-            "c.yaml:5:5:",
-            "sub_policies",
-            "deny rules included",
-        ),
-        (
             format!("{ROUTE}    idp_client_id: other\n"),
             "c.yaml:5:5:",
             "idp_client_id",

@@ -224,12 +224,16 @@ fn unimplemented_settings_warn_with_a_reason_or_are_refused() {
         ),
         "{out}"
     );
-    let (code, out) = check(&format!(
-        "{route}    sub_policies: [{{id: deny-contractors}}]\n"
-    ));
+    let (code, out) = check(&format!("{route}    idp_client_id: another-client\n"));
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains(":5:5: `sub_policies` is not implemented by gatehouse yet, and ignoring it is unsafe: their rules (deny rules included) would not be applied. Remove it to run without it"),
+        out.contains(":5:5: `idp_client_id` is not implemented by gatehouse yet, and ignoring it is unsafe: users would sign in with the global identity provider client, which may admit users this route's client does not. Remove it to run without it"),
         "{out}"
     );
+    // Rules gatehouse cannot run are refused, never dropped.
+    let (code, out) = check(&format!(
+        "{route}    sub_policies: [{{id: deny-contractors, rego: ['package pomerium.policy']}}]\n"
+    ));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("`rego` is not run by gatehouse"), "{out}");
 }

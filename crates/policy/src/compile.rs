@@ -89,6 +89,19 @@ pub fn compile_route(route: &Route) -> Result<(Policy, Vec<Diagnostic>), Vec<Dia
     if let Some(claims) = &authz.allowed_idp_claims {
         c.idp_claims(&claims.0, &mut shorthand);
     }
+    // Sub-policies' allow lists join the route's (Pomerium's `All*`).
+    for sp in &authz.sub_policies {
+        for u in &sp.allowed_users {
+            shorthand.push(Criterion::User(StrMatch(vec![StrOp::Is(u.clone())])));
+            shorthand.push(Criterion::Email(StrMatch(vec![StrOp::Is(u.clone())])));
+        }
+        for d in &sp.allowed_domains {
+            shorthand.push(Criterion::Domain(StrMatch(vec![StrOp::Is(d.clone())])));
+        }
+        if let Some(claims) = &sp.allowed_idp_claims {
+            c.idp_claims(&claims.0, &mut shorthand);
+        }
+    }
     let mut policy = Policy {
         allow: Vec::new(),
         deny: Vec::new(),
@@ -104,6 +117,13 @@ pub fn compile_route(route: &Route) -> Result<(Policy, Vec<Diagnostic>), Vec<Dia
     }
     if let Some(tree) = &authz.policy {
         c.policy(&tree.0, &mut policy);
+    }
+    // Their rules too: allows and denies join the route's (Pomerium ORs
+    // the results of every query).
+    for sp in &authz.sub_policies {
+        if let Some(tree) = &sp.ppl {
+            c.policy(&tree.0, &mut policy);
+        }
     }
     if !c.errors.is_empty() {
         return Err(c.errors);

@@ -795,3 +795,27 @@ fn client_certificate_matchers_are_checked_when_compiled() {
         assert!(all.contains(want), "{yaml}: {all}");
     }
 }
+
+/// `sub_policies`: their allow lists widen the route's, their `source_ppl`
+/// rules (allow and deny) join its policy.
+#[test]
+fn sub_policies_join_the_route_s_rules() {
+    let p = policy(
+        "allowed_users: [nobody]
+sub_policies:
+  - id: staff
+    allowed_domains: [example.com]
+  - id: no-admin
+    source_ppl: '{deny: {or: [{http_path: {starts_with: /admin}}]}}'
+",
+    );
+    assert!(matches!(decide(&p, &req()), Decision::Allow(_)));
+    let admin = Req {
+        path: "/admin/x",
+        ..req()
+    };
+    assert!(matches!(decide(&p, &admin), Decision::Deny(_)));
+    // Rego without the PPL it was made from: refused, never ignored.
+    let e = compile("allow_any_authenticated_user: true\nsub_policies:\n  - {id: r, rego: ['package pomerium.policy']}\n").unwrap_err();
+    assert!(e.contains("`rego` is not run by gatehouse"), "{e}");
+}

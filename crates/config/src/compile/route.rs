@@ -625,6 +625,11 @@ impl Compiler<'_> {
             allowed_domains: list(&o.allowed_domains),
             allowed_idp_claims: o.allowed_idp_claims.clone(),
             policy: o.policy.clone(),
+            sub_policies: o
+                .sub_policies
+                .as_ref()
+                .map(|n| self.sub_policies(&n.0))
+                .unwrap_or_default(),
         };
         if let Some(mark) = &authz.public {
             // As Pomerium: public access is not combined with allow lists.
@@ -654,5 +659,96 @@ impl Compiler<'_> {
             }
         }
         authz
+    }
+
+    /// `sub_policies`: `{id, name, allowed_users, allowed_domains,
+    /// allowed_idp_claims, source_ppl, rego, explanation, remediation}`.
+    /// Rego is not run: a sub-policy with `rego` must carry the PPL it was
+    /// made from (`source_ppl`, as Pomerium's console writes it).
+    fn sub_policies(&mut self, node: &crate::yaml::Node) -> Vec<crate::compiled::SubPolicy> {
+        use crate::yaml::Value;
+        let mut out = Vec::new();
+        let items = match &node.value {
+            Value::Seq(items) => items,
+            _ if node.is_null() => return out,
+            _ => {
+                self.error(&node.mark, "`sub_policies` must be a list");
+                return out;
+            }
+        };
+        for item in items {
+            let Value::Map(entries) = &item.value else {
+                self.error(&item.mark, "each sub-policy must be a mapping");
+                continue;
+            };
+            let mut sp = crate::compiled::SubPolicy::default();
+            let mut rego = None;
+            let strings = |n: &crate::yaml::Node| -> Vec<String> {
+                match &n.value {
+                    Value::Seq(items) => items
+                        .iter()
+                        .filter_map(|i| i.as_str().map(str::to_string))
+                        .collect(),
+                    _ => n.as_str().map(|s| vec![s.to_string()]).unwrap_or_default(),
+                }
+            };
+            for (k, v) in entries {
+                match k.as_str().unwrap_or_default() {
+                    "id" => sp.id = v.as_str().unwrap_or_default().to_string(),
+                    "name" | "explanation" | "remediation" => {}
+                    "allowed_users" => sp.allowed_users = strings(v),
+                    "allowed_domains" => sp.allowed_domains = strings(v),
+                    "allowed_idp_claims" => {
+                        sp.allowed_idp_claims = Some(crate::de::RawNode(v.clone()))
+                    }
+                    "rego" => {
+                        if !strings(v).iter().all(|r| r.trim().is_empty()) {
+                            rego = Some(k.mark.clone());
+                        }
+                    }
+                    "source_ppl" => match v.as_str() {
+                        Some(text) if !text.trim().is_empty() => {
+                            match crate::yaml::parse(text, &v.mark.origin) {
+                                Ok(mut parsed) => {
+                                    relabel(&mut parsed, &v.mark);
+                                    sp.ppl = Some(crate::de::RawNode(parsed));
+                                }
+                                Err(e) => self.error(
+                                    &v.mark,
+                                    format!(
+                                        "sub_policies: source_ppl is not YAML or JSON: {}",
+                                        e.message
+                                    ),
+                                ),
+                            }
+                        }
+                        _ => {}
+                    },
+                    other => self.error(&k.mark, format!("unknown sub-policy option `{other}`")),
+                }
+            }
+            if let (Some(mark), None) = (&rego, &sp.ppl) {
+                self.error(
+                    mark,
+                    "sub_policies: `rego` is not run by gatehouse (its rules would not apply): give the same rules as `source_ppl`",
+                );
+                continue;
+            }
+            out.push(sp);
+        }
+        out
+    }
+}
+
+/// Marks inside a value parsed from a string point at that string.
+fn relabel(node: &mut crate::yaml::Node, mark: &Mark) {
+    node.mark = mark.clone();
+    match &mut node.value {
+        crate::yaml::Value::Scalar(_) => {}
+        crate::yaml::Value::Seq(items) => items.iter_mut().for_each(|n| relabel(n, mark)),
+        crate::yaml::Value::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
+            relabel(k, mark);
+            relabel(v, mark)
+        }),
     }
 }

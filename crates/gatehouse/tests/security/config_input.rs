@@ -184,10 +184,10 @@ fn refused_cases() -> Vec<(&'static str, String, (u32, u32), &'static str)> {
             "global identity provider client",
         ),
         (
-            "sub_policies",
-            format!("{ROUTE}    sub_policies: [{{id: x, allow: {{or: [{{email: a@b.c}}]}}}}]\n"),
+            "idp_client_id",
+            format!("{ROUTE}    idp_client_id: another-client\n"),
             (5, 5),
-            "deny rules included",
+            "global identity provider client",
         ),
     ]
 }
