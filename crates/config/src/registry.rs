@@ -768,7 +768,10 @@ pub fn markdown() -> String {
          | gatehouse's own keys | {own} |\n\n\
          A key in none of these lists is unknown: a warning, as in Pomerium (a file may be\n\
          written for a newer version). `gatehouse check` ends with how many of the file's\n\
-         keys are in force and how many have no effect.\n",
+         keys are in force and how many have no effect.\n\n\
+         Pomerium configurations written as its docs write them (`examples/pomerium/`: the\n\
+         verify quickstart, client certificates, an ingress-style setup) pass `check` with\n\
+         every key in force and run in the test suite (`crates/gatehouse/tests/compat.rs`).\n",
         in_force + refused + ignored
     );
     let table = |out: &mut String,
