@@ -137,39 +137,35 @@ pub fn compile_route(route: &Route) -> Result<(Policy, Vec<Diagnostic>), Vec<Dia
             ),
         ));
     }
-    policy.uses_subject = policy
-        .allow
-        .iter()
-        .chain(&policy.deny)
-        .flat_map(|b| &b.criteria)
-        .any(|c| {
-            matches!(
-                c,
-                Criterion::AuthenticatedUser
-                    | Criterion::User(_)
-                    | Criterion::Email(_)
-                    | Criterion::Domain(_)
-                    | Criterion::Groups(_)
-                    | Criterion::Claim(_)
-            )
-        });
-    policy.uses_source_ip = policy
-        .allow
-        .iter()
-        .chain(&policy.deny)
-        .flat_map(|b| &b.criteria)
-        .any(|c| matches!(c, Criterion::SourceIp(_)));
-    policy.uses_client_cert = policy
-        .allow
-        .iter()
-        .chain(&policy.deny)
-        .flat_map(|b| &b.criteria)
-        .any(|c| {
-            matches!(
-                c,
-                Criterion::ClientCertificate(_) | Criterion::InvalidClientCertificate
-            )
-        });
+    let uses = |f: fn(&Criterion) -> bool| {
+        policy
+            .allow
+            .iter()
+            .chain(&policy.deny)
+            .flat_map(|b| &b.criteria)
+            .any(f)
+    };
+    let uses_subject = uses(|c| {
+        matches!(
+            c,
+            Criterion::AuthenticatedUser
+                | Criterion::User(_)
+                | Criterion::Email(_)
+                | Criterion::Domain(_)
+                | Criterion::Groups(_)
+                | Criterion::Claim(_)
+        )
+    });
+    let uses_source_ip = uses(|c| matches!(c, Criterion::SourceIp(_)));
+    let uses_client_cert = uses(|c| {
+        matches!(
+            c,
+            Criterion::ClientCertificate(_) | Criterion::InvalidClientCertificate
+        )
+    });
+    policy.uses_subject = uses_subject;
+    policy.uses_source_ip = uses_source_ip;
+    policy.uses_client_cert = uses_client_cert;
     if route.client_cert_default_deny {
         policy = policy.with_default_client_cert_deny();
     }

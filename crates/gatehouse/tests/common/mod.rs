@@ -953,6 +953,11 @@ impl FrontProxy {
             "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\nevents {{ worker_connections 256; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n{}\n}}\n",
             http_block.replace("{dir}", &d)
         );
+        Self::run_nginx(port, dir, &conf)
+    }
+
+    /// nginx in the foreground with `conf` as its configuration, in `dir`.
+    fn run_nginx(port: u16, dir: tempfile::TempDir, conf: &str) -> FrontProxy {
         std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
         let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
             .into_iter()
@@ -985,17 +990,7 @@ impl FrontProxy {
             "load_module {module};\ndaemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\nevents {{ worker_connections 256; }}\nstream {{\n{}\n}}\n",
             stream_block.replace("{dir}", &d)
         );
-        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-        let child = Command::new("/usr/sbin/nginx")
-            .arg("-c")
-            .arg(dir.path().join("nginx.conf"))
-            .arg("-p")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx");
-        Self::ready(child, port, dir, "error.log")
+        Self::run_nginx(port, dir, &conf)
     }
 
     /// Caddy with this Caddyfile (`{dir}` replaced), admin API off, its data
