@@ -170,13 +170,15 @@ async fn access_log_fields_choose_the_fields() {
     let up = echo_upstream("app").await;
     let gh = Gatehouse::start(&config(
         &up.addr.to_string(),
-        "access_log_fields: [method, path, query, ip, upstream, request-id, headers.x-team, headers.cookie]\n",
+        "access_log_fields: [method, path, query, ip, upstream, request-id, headers.x-team, headers.cookie, headers.x-api-key, headers.referer]\n",
     ));
     let c = gh.browser(&["app.localhost"], false);
     submit_login(&c, &login_url(&gh, "app.localhost"), "alice", "wonderland").await;
     c.get(gh.url("app.localhost", "/q?pomerium_jwt=abc&page=2"))
         .header("X-Request-Id", "test-fields")
         .header("X-Team", "blue")
+        .header("X-Api-Key", "k3y-s3cr3t")
+        .header("Referer", "https://app.localhost/cb?access_token=t0k3n&x=1")
         .send()
         .await
         .unwrap();
@@ -188,6 +190,11 @@ async fn access_log_fields_choose_the_fields() {
     let headers: Value = serde_json::from_str(line["headers"].as_str().unwrap()).unwrap();
     assert_eq!(headers["x-team"], "blue");
     assert_eq!(headers["cookie"], "[redacted]");
+    assert_eq!(headers["x-api-key"], "[redacted]");
+    assert_eq!(
+        headers["referer"],
+        "https://app.localhost/cb?access_token=REDACTED&x=1"
+    );
     for absent in ["user", "user-agent", "size", "authority", "response-code"] {
         assert!(line[absent].is_null(), "{absent} not asked for: {line}");
     }
@@ -214,7 +221,7 @@ async fn authorize_log_fields_choose_the_line() {
     let up = echo_upstream("app").await;
     let gh = Gatehouse::start(&config(
         &up.addr.to_string(),
-        "authorize_log_fields: [request-id, host, ip, query, session-id, headers.x-team, headers.cookie, envoy-route-id]\n",
+        "authorize_log_fields: [request-id, host, ip, query, session-id, headers.x-team, headers.cookie, headers.x-api-key, headers.referer, envoy-route-id]\n",
     ));
     assert!(
         gh.log_text()
@@ -229,6 +236,8 @@ async fn authorize_log_fields_choose_the_line() {
         .get(gh.url("app.localhost", "/x?token=s3cr3t&y=1"))
         .header("X-Request-Id", "test-authz-1")
         .header("X-Team", "blue")
+        .header("X-Api-Key", "k3y-s3cr3t")
+        .header("Referer", "https://app.localhost/cb?access_token=t0k3n&x=1")
         .send()
         .await
         .unwrap();
@@ -242,8 +251,15 @@ async fn authorize_log_fields_choose_the_line() {
     let headers: Value = serde_json::from_str(line["headers"].as_str().unwrap()).unwrap();
     assert_eq!(headers["x-team"], "blue");
     assert_eq!(headers["cookie"], "[redacted]");
+    assert_eq!(headers["x-api-key"], "[redacted]");
+    assert_eq!(
+        headers["referer"],
+        "https://app.localhost/cb?access_token=REDACTED&x=1"
+    );
     for absent in ["method", "path", "user", "email", "route-id"] {
         assert!(line.get(absent).is_none(), "{absent} in {line}");
     }
-    assert!(!gh.log_text().contains("s3cr3t"));
+    for secret in ["s3cr3t", "t0k3n"] {
+        assert!(!gh.log_text().contains(secret), "{secret}");
+    }
 }

@@ -815,6 +815,15 @@ sub_policies:
         ..req()
     };
     assert!(matches!(decide(&p, &admin), Decision::Deny(_)));
+    // The PPL written out as a mapping counts the same (never dropped).
+    let p = policy(
+        "allow_any_authenticated_user: true
+sub_policies:
+  - id: no-admin
+    source_ppl: {deny: {or: [{http_path: {starts_with: /admin}}]}}
+",
+    );
+    assert!(matches!(decide(&p, &admin), Decision::Deny(_)));
     // Rego without the PPL it was made from: refused, never ignored.
     let e = compile("allow_any_authenticated_user: true\nsub_policies:\n  - {id: r, rego: ['package pomerium.policy']}\n").unwrap_err();
     assert!(e.contains("`rego` is not run by gatehouse"), "{e}");

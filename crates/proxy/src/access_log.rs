@@ -262,10 +262,13 @@ impl Drop for Logged {
     }
 }
 
-/// Headers whose values are credentials: named, never written.
+/// Headers whose values are (or may be) credentials: named, never
+/// written. Beyond the known ones, any name that sounds like one
+/// (`X-Api-Key`, `X-Amz-Security-Token`, `X-Session`...).
 fn is_secret_header(name: &HeaderName) -> bool {
+    let n = name.as_str();
     matches!(
-        name.as_str(),
+        n,
         "authorization"
             | "proxy-authorization"
             | "cookie"
@@ -273,6 +276,28 @@ fn is_secret_header(name: &HeaderName) -> bool {
             | "x-pomerium-authorization"
             | "x-pomerium-jwt-assertion"
             | "x-pomerium-jwt-assertion-for"
+    ) || [
+        "auth",
+        "token",
+        "key",
+        "secret",
+        "session",
+        "jwt",
+        "signature",
+        "password",
+        "credential",
+        "cookie",
+    ]
+    .iter()
+    .any(|s| n.contains(s))
+}
+
+/// Headers that carry a URL (its query may hold a token): written with
+/// secret-looking parameters redacted.
+fn is_url_header(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "referer" | "x-original-url" | "x-original-uri" | "x-forwarded-uri" | "x-rewrite-url"
     )
 }
 
@@ -281,7 +306,11 @@ fn header_value(h: &HeaderMap, name: &HeaderName) -> Option<String> {
     if is_secret_header(name) {
         return Some("[redacted]".into());
     }
-    Some(String::from_utf8_lossy(v.as_bytes()).into_owned())
+    let text = String::from_utf8_lossy(v.as_bytes());
+    if is_url_header(name) {
+        return Some(redact_url(&text).into_owned());
+    }
+    Some(text.into_owned())
 }
 
 /// Request headers as one JSON object string (credentials redacted):
@@ -308,7 +337,9 @@ fn headers_text(headers: &[(HeaderName, Option<String>)]) -> String {
 /// Query parameters whose values may be credentials or one-time secrets.
 fn is_secret_param(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    matches!(n.as_str(), "code" | "state" | "password" | "key" | "sig")
+    matches!(n.as_str(), "code" | "state" | "password" | "sig")
+        || n.contains("key")
+        || n.contains("auth")
         || [
             "token",
             "secret",

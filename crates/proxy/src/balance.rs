@@ -196,6 +196,15 @@ impl Balancer {
             Outcome::Ok => {
                 t.consecutive_5xx.store(0, Ordering::Relaxed);
                 t.consecutive_gateway.store(0, Ordering::Relaxed);
+                // A target that answers again earns its way back to short
+                // ejections.
+                if t.ejections.load(Ordering::Relaxed) > 0 {
+                    let _ = t
+                        .ejections
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |e| {
+                            Some(e.saturating_sub(1))
+                        });
+                }
                 return;
             }
             Outcome::Status(s) => (true, matches!(s, 502..=504)),
@@ -253,6 +262,11 @@ impl Balancer {
                 tracing::warn!(route = %self.route, upstream = %self.urls[i], "upstream unhealthy: out of rotation (health_checks)");
             }
         }
+    }
+
+    /// Whether outcomes are judged (`outlier_detection`).
+    pub fn judges_outcomes(&self) -> bool {
+        self.outlier.is_some()
     }
 
     /// Whether target `i` is in rotation now (tests, the console).

@@ -308,6 +308,61 @@ pub fn from_upstream(incoming: hyper::body::Incoming, idle: Option<std::time::Du
     }
 }
 
+/// What became of a client's request body on its way upstream (shared with
+/// the code that judges the upstream: a body the client broke off, or had
+/// not finished sending, says nothing about the upstream).
+pub mod client_state {
+    pub const SENDING: u8 = 0;
+    pub const SENT: u8 = 1;
+    pub const BROKEN: u8 = 2;
+}
+
+/// `body`, with its fate written to `state` ([`client_state`]).
+pub fn watched(body: Body, state: std::sync::Arc<std::sync::atomic::AtomicU8>) -> Body {
+    use std::sync::atomic::Ordering;
+    if http_body::Body::is_end_stream(&body) {
+        state.store(client_state::SENT, Ordering::Relaxed);
+        return body;
+    }
+    boxed(Watched { inner: body, state })
+}
+
+struct Watched {
+    inner: Body,
+    state: std::sync::Arc<std::sync::atomic::AtomicU8>,
+}
+
+impl http_body::Body for Watched {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        use std::sync::atomic::Ordering;
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => this.state.store(client_state::SENT, Ordering::Relaxed),
+            Poll::Ready(Some(Err(_))) => this.state.store(client_state::BROKEN, Ordering::Relaxed),
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => {
+                this.state.store(client_state::SENT, Ordering::Relaxed)
+            }
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// The client's request body, with the route's idle timeout if it has one.
 pub fn from_client(body: RequestBody, idle: Option<std::time::Duration>) -> Body {
     match idle {

@@ -537,6 +537,7 @@ async fn act(
         owned_headers: &rt.owned_headers,
         rules: &rt.config.request,
         groups_filter: rt.routes[route.index].groups_filter.as_deref(),
+        client_ip: at.client_ip,
         // Only a certificate valid for a CA of the route is vouched for
         // upstream (judged only for connections that presented one; the
         // verdict is kept per connection).

@@ -115,6 +115,9 @@ pub enum ProxyError {
     UpstreamReset(#[source] crate::body::BoxError),
     #[error("the upstream did not answer in time")]
     UpstreamTimeout,
+    /// The client broke its request body off (a bad chunk, a reset).
+    #[error("the request body broke off")]
+    ClientBody,
     /// `timeout_write` passed before the response started.
     #[error("the request took longer than timeout_write")]
     StreamTimeout,
@@ -146,6 +149,7 @@ impl ProxyError {
             | ProxyError::ForwardAuthUntrusted
             | ProxyError::ForwardAuthBadRequest(_)
             | ProxyError::ForwardAuthNoRoute
+            | ProxyError::ClientBody
             | ProxyError::ProgrammaticNoRedirect
             | ProxyError::ProgrammaticRedirectRefused => Fault::Downstream,
             ProxyError::Denied(_)
@@ -210,7 +214,9 @@ impl ProxyError {
             ProxyError::ForwardAuthUntrusted | ProxyError::ForwardAuthNoRoute => {
                 StatusCode::FORBIDDEN
             }
-            ProxyError::ForwardAuthBadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::ForwardAuthBadRequest(_) | ProxyError::ClientBody => {
+                StatusCode::BAD_REQUEST
+            }
         }
     }
 
@@ -261,6 +267,7 @@ impl ProxyError {
             ProxyError::StreamTimeout => {
                 "The request took longer than this server allows (timeout_write)."
             }
+            ProxyError::ClientBody => "The request body broke off before it was complete.",
             ProxyError::Internal(_) => "Something went wrong inside gatehouse.",
             ProxyError::ForwardAuthUntrusted => {
                 "Forward-auth requests are accepted only from the proxies listed in forward_auth_trusted_sources."
@@ -299,6 +306,7 @@ impl ProxyError {
             ProxyError::UpstreamReset(_) => "upstream_reset",
             ProxyError::UpstreamTimeout => "upstream_timeout",
             ProxyError::StreamTimeout => "stream_timeout",
+            ProxyError::ClientBody => "client_body",
             ProxyError::Internal(_) => "internal",
             ProxyError::ForwardAuthUntrusted => "forward_auth_untrusted",
             ProxyError::ForwardAuthBadRequest(_) => "forward_auth_bad_request",

@@ -44,6 +44,9 @@ pub struct RequestCtx<'a> {
     pub rules: &'a gatehouse_config::RequestRules,
     /// The route's `jwt_groups_filter` (claim headers carry only these).
     pub groups_filter: Option<&'a [String]>,
+    /// The client's address as policies see it (after trusted hops): the
+    /// key of `ring_hash` and `maglev`.
+    pub client_ip: std::net::IpAddr,
     /// The connection's client certificate, only when it is valid for the
     /// route: `${pomerium.client_cert_*}` templates vouch for it.
     pub client_cert: Option<&'a crate::client_cert::PeerCert>,
@@ -91,22 +94,54 @@ pub(crate) async fn act(
         RouteAction::Redirect(r) => Ok(redirect(r, route, &req, ctx.conn)),
         RouteAction::Forward(targets) => {
             // Counted in flight (least_request) until the answer's head.
-            let picked = state.balancer.pick(ctx.conn.peer.ip());
-            let result = forward(route, state, targets, picked.index, req, ctx).await;
-            let outcome = match &result {
-                Ok(resp) if resp.status().is_server_error() => {
-                    crate::balance::Outcome::Status(resp.status().as_u16())
-                }
-                Ok(_) => crate::balance::Outcome::Ok,
-                Err(
-                    ProxyError::UpstreamConnect(_)
-                    | ProxyError::UpstreamReset(_)
-                    | ProxyError::UpstreamTimeout,
-                ) => crate::balance::Outcome::Failed,
-                // Refused before the upstream was asked: says nothing of it.
-                Err(_) => crate::balance::Outcome::Ok,
+            let picked = state.balancer.pick(ctx.client_ip);
+            // With outlier detection, what became of the client's body
+            // decides whether a failure is the upstream's.
+            let body_state = state
+                .balancer
+                .judges_outcomes()
+                .then(|| std::sync::Arc::new(std::sync::atomic::AtomicU8::new(0)));
+            let result = forward(
+                route,
+                state,
+                targets,
+                picked.index,
+                req,
+                ctx,
+                body_state.as_ref(),
+            )
+            .await;
+            let Some(body_state) = body_state else {
+                return result;
             };
-            state.balancer.report(picked.index, outcome);
+            let sent = body_state.load(std::sync::atomic::Ordering::Relaxed);
+            use crate::balance::Outcome;
+            use crate::body::client_state::{BROKEN, SENT};
+            let (outcome, result) = match result {
+                Ok(resp) if resp.status().is_server_error() => {
+                    (Some(Outcome::Status(resp.status().as_u16())), Ok(resp))
+                }
+                Ok(resp) => (Some(Outcome::Ok), Ok(resp)),
+                // The client broke its body off: its fault, not the upstream's.
+                Err(_) if sent == BROKEN => (None, Err(ProxyError::ClientBody)),
+                // Still sending when it failed or timed out: nothing is
+                // known of the upstream.
+                Err(e @ (ProxyError::UpstreamReset(_) | ProxyError::UpstreamTimeout))
+                    if sent != SENT =>
+                {
+                    (None, Err(e))
+                }
+                Err(
+                    e @ (ProxyError::UpstreamConnect(_)
+                    | ProxyError::UpstreamReset(_)
+                    | ProxyError::UpstreamTimeout),
+                ) => (Some(Outcome::Failed), Err(e)),
+                // Refused before the upstream was asked: says nothing of it.
+                Err(e) => (None, Err(e)),
+            };
+            if let Some(o) = outcome {
+                state.balancer.report(picked.index, o);
+            }
             result
         }
         // Served by the dispatcher (it needs the process-wide console).
@@ -193,6 +228,7 @@ async fn forward(
     target_index: usize,
     mut req: Request<RequestBody>,
     ctx: &RequestCtx<'_>,
+    body_state: Option<&std::sync::Arc<std::sync::atomic::AtomicU8>>,
 ) -> Result<Response<Body>, ProxyError> {
     let upgrade =
         route.allow_websockets && is_websocket(req.headers()) && req.version() == Version::HTTP_11;
@@ -276,7 +312,13 @@ async fn forward(
         upgrade,
     );
 
-    let req = req.map(|b| body::from_client(b, route.idle_timeout));
+    let req = req.map(|b| {
+        let b = body::from_client(b, route.idle_timeout);
+        match body_state {
+            Some(st) => body::watched(b, st.clone()),
+            None => b,
+        }
+    });
     let mut resp = match lane {
         Some(lane) => {
             // The pooled clients add `Host` when a header rule removed it;

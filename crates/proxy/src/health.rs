@@ -73,17 +73,7 @@ async fn checks(proxy: &Proxy) -> Vec<Check> {
         error: None,
         attributes: Vec::new(),
     };
-    // A lookup of an id no session has: answered by every backend that
-    // works, an error (or nothing in time) from one that does not.
-    let probe = gatehouse_identity::session::SessionId::random();
-    let store = match tokio::time::timeout(STORE_PROBE, proxy.store.get(&probe)).await {
-        Ok(Ok(_)) => (None, "RUNNING"),
-        Ok(Err(e)) => (Some(e.to_string()), "UNAVAILABLE"),
-        Err(_) => (
-            Some(format!("no answer within {} s", STORE_PROBE.as_secs())),
-            "UNAVAILABLE",
-        ),
-    };
+    let store = store_state(proxy).await;
     let storage = Check {
         name: "storage.backend",
         status: store.1,
@@ -91,6 +81,41 @@ async fn checks(proxy: &Proxy) -> Vec<Check> {
         attributes: vec![("type", proxy.storage.describe())],
     };
     vec![config, service, storage]
+}
+
+/// The session store's state, probed at most once a second whatever the
+/// number of probes (a lookup of an id no session has: answered by every
+/// backend that works, an error or nothing in time from one that does not).
+async fn store_state(proxy: &Proxy) -> (Option<String>, &'static str) {
+    static LAST: std::sync::Mutex<Option<(std::time::Instant, Option<String>)>> =
+        std::sync::Mutex::new(None);
+    {
+        let last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, error)) = &*last {
+            if at.elapsed() < Duration::from_secs(1) {
+                let status = if error.is_some() {
+                    "UNAVAILABLE"
+                } else {
+                    "RUNNING"
+                };
+                return (error.clone(), status);
+            }
+        }
+    }
+    let probe = gatehouse_identity::session::SessionId::random();
+    let error = match tokio::time::timeout(STORE_PROBE, proxy.store.get(&probe)).await {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some(format!("no answer within {} s", STORE_PROBE.as_secs())),
+    };
+    *LAST.lock().unwrap_or_else(|e| e.into_inner()) =
+        Some((std::time::Instant::now(), error.clone()));
+    let status = if error.is_some() {
+        "UNAVAILABLE"
+    } else {
+        "RUNNING"
+    };
+    (error, status)
 }
 
 /// The answer for one probe path, or `None` for a path that is not one.

@@ -67,6 +67,9 @@ pub struct Settings {
     pub https_port: u16,
     /// `use_proxy_protocol`: every connection starts with a PROXY header.
     pub proxy_protocol: bool,
+    /// A digest of the metrics listener's settings (address, basic auth,
+    /// certificate, client CA), read at start: a change needs a restart.
+    pub metrics_digest: [u8; 32],
 }
 
 impl Settings {
@@ -88,6 +91,7 @@ impl Settings {
                 .and_then(|(_, p)| p.parse().ok())
                 .unwrap_or(443),
             proxy_protocol: config.options.use_proxy_protocol == Some(true),
+            metrics_digest: metrics_digest(config),
         }
     }
 }
@@ -231,7 +235,7 @@ impl Proxy {
         let new_settings = Settings::of(&config);
         if new_settings != self.settings {
             tracing::warn!(
-                "listener settings (address, insecure_server, http_redirect_addr, codec_type, timeout_read, timeout_idle, use_proxy_protocol) changed: they apply after a restart"
+                "listener settings (address, insecure_server, http_redirect_addr, codec_type, timeout_read, timeout_idle, use_proxy_protocol, metrics_*, health_check_addr) changed: they apply after a restart"
             );
         }
         if config.sign_in.storage != self.storage {
@@ -308,6 +312,31 @@ impl Proxy {
     pub fn metrics(&self) -> &std::sync::Arc<metrics::Metrics> {
         &self.metrics
     }
+}
+
+/// The metrics and health listeners' settings as one digest (secrets
+/// included, so only a digest is kept).
+fn metrics_digest(config: &Config) -> [u8; 32] {
+    let o = &config.options;
+    let mut text = String::new();
+    for v in [
+        &o.metrics_address,
+        &o.metrics_basic_auth,
+        &o.metrics_certificate,
+        &o.metrics_certificate_file,
+        &o.metrics_certificate_key,
+        &o.metrics_certificate_key_file,
+        &o.metrics_client_ca,
+        &o.metrics_client_ca_file,
+        &o.health_check_addr,
+    ] {
+        text.push_str(v.as_ref().map_or("", |v| v.value.as_str()));
+        text.push('\0');
+    }
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
 }
 
 fn cert_store(config: &Config) -> Result<tls::CertStore, tls::TlsError> {

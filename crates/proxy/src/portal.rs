@@ -60,6 +60,20 @@ pub(crate) async fn serve(
         .iter()
         .zip(&rt.routes)
         .filter(|(route, state)| {
+            // The session must be one this route would take (a token-made
+            // session is good only where its token is), on its host.
+            let route_host = match &route.from.host {
+                HostPattern::Exact(h) => h.as_str(),
+                HostPattern::Wildcard(_) => host.name,
+            };
+            let scope = Scope::Route {
+                config: &rt.config,
+                route,
+            };
+            let now = gatehouse_identity::session::unix_now();
+            if !rt.auth.in_scope(&session, route_host, scope, now) {
+                return false;
+            }
             let probe = match &route.path_match {
                 PathMatch::Exact(p) | PathMatch::Prefix(p) => p.as_str(),
                 PathMatch::Any | PathMatch::Regex(_) => "/",

@@ -17,7 +17,7 @@ const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 /// The longest v1 header, CRLF included.
 const MAX_V1: usize = 107;
 /// The most v2 address and TLV bytes accepted.
-pub const MAX_V2: usize = 1024;
+pub const MAX_V2: usize = 4096;
 
 /// What the header says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -174,9 +174,12 @@ async fn serve_connection(
     let (read_timeout, idle_timeout) = (proxy.settings.timeout_read, proxy.settings.timeout_idle);
     let metrics = proxy.metrics.clone();
     let _open = metrics.connection();
+    // The PROXY header and the TLS handshake (or the first bytes of a plain
+    // connection) share one `timeout_read` from accept.
+    let accepted = tokio::time::Instant::now();
     if proxy.settings.proxy_protocol {
-        // The balancer's header first, within `timeout_read`; without one
-        // the connection is closed, never served.
+        // The balancer's header first; without one the connection is
+        // closed, never served.
         let header =
             tokio::time::timeout(read_timeout, crate::proxy_protocol::read(&mut stream)).await;
         match header {
@@ -232,7 +235,10 @@ async fn serve_connection(
         Some(acceptor) => {
             // Boxed: the handshake's state (1.3 KiB) is not part of the
             // connection's task for its whole life.
-            let handshake = Box::pin(tokio::time::timeout(read_timeout, acceptor.accept(stream)));
+            let handshake = Box::pin(tokio::time::timeout_at(
+                accepted + read_timeout,
+                acceptor.accept(stream),
+            ));
             // The stream goes straight into its box, within this match: a
             // binding of it alive across the `.await` below would keep
             // 1.2 KiB in the connection's task for its whole life.
@@ -261,7 +267,9 @@ async fn serve_connection(
             served.serve(io, h2, handle, true).await
         }
         None => {
-            let h2 = match tokio::time::timeout(read_timeout, starts_with_preface(&stream)).await {
+            let preface =
+                tokio::time::timeout_at(accepted + read_timeout, starts_with_preface(&stream));
+            let h2 = match preface.await {
                 Ok(Ok(h2)) => h2 && protocols.http2.is_some(),
                 Ok(Err(_)) | Err(_) => return,
             };

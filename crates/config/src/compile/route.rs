@@ -706,9 +706,16 @@ impl Compiler<'_> {
                             rego = Some(k.mark.clone());
                         }
                     }
-                    "source_ppl" => match v.as_str() {
-                        Some(text) if !text.trim().is_empty() => {
-                            match crate::yaml::parse(text, &v.mark.origin) {
+                    // PPL as text (YAML or JSON, as the console writes it),
+                    // or written out as a mapping or list; never dropped.
+                    "source_ppl" => match &v.value {
+                        Value::Map(_) | Value::Seq(_) => {
+                            sp.ppl = Some(crate::de::RawNode(v.clone()))
+                        }
+                        _ if v.is_null() => {}
+                        _ => match v.as_str() {
+                            Some(text) if text.trim().is_empty() => {}
+                            Some(text) => match crate::yaml::parse(text, &v.mark.origin) {
                                 Ok(mut parsed) => {
                                     relabel(&mut parsed, &v.mark);
                                     sp.ppl = Some(crate::de::RawNode(parsed));
@@ -720,9 +727,9 @@ impl Compiler<'_> {
                                         e.message
                                     ),
                                 ),
-                            }
-                        }
-                        _ => {}
+                            },
+                            None => self.error(&v.mark, "sub_policies: source_ppl must be PPL"),
+                        },
                     },
                     other => self.error(&k.mark, format!("unknown sub-policy option `{other}`")),
                 }

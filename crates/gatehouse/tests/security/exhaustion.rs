@@ -350,3 +350,80 @@ async fn half_sent_prefaces_wait_without_spinning_and_are_served_when_finished()
     .unwrap();
     assert_eq!(frame[3], 4, "a SETTINGS frame: {frame:?}");
 }
+
+/// A client cannot take healthy upstreams out of rotation: a request body
+/// it breaks off (a bad chunk) or leaves unfinished past the route's
+/// timeout is its own failure, not the upstream's (`outlier_detection`
+/// judges upstreams only on exchanges they could have completed).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_cannot_eject_healthy_upstreams() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = echo_upstream("a").await;
+    let b = echo_upstream("b").await;
+    let port = free_port();
+    let gh = Gatehouse::start_on(
+        port,
+        tempfile::tempdir().unwrap(),
+        &format!(
+            "address: 127.0.0.1:{port}
+insecure_server: true
+routes:
+  - from: http://app.localhost
+    to: [http://{a}, http://{b}]
+    allow_public_unauthenticated_access: true
+    timeout: 1s
+    outlier_detection: {{consecutive_5xx: 2, consecutive_gateway_failure: 2, base_ejection_time: 60s}}
+"
+        ),
+    );
+    let raw = |head: &'static [u8], wait: bool| async move {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        s.write_all(head).await.unwrap();
+        let mut out = Vec::new();
+        if wait {
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out))
+                    .await;
+        } else {
+            let _ = s.read_to_end(&mut out).await;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    for _ in 0..6 {
+        let answer = raw(
+            b"POST /upload HTTP/1.1\r\nHost: app.localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\nzz\r\n",
+            false,
+        )
+        .await;
+        assert!(!answer.starts_with("HTTP/1.1 502"), "{answer}");
+    }
+    for _ in 0..3 {
+        // 3 bytes of 100, then silence past the route's timeout.
+        let answer = raw(
+            b"POST /upload HTTP/1.1\r\nHost: app.localhost\r\nContent-Length: 100\r\nConnection: close\r\n\r\nabc",
+            true,
+        )
+        .await;
+        assert!(!answer.starts_with("HTTP/1.1 502"), "{answer}");
+    }
+    assert_eq!(
+        gh.log_count("taken out of rotation"),
+        0,
+        "{}",
+        gh.log_text()
+    );
+    let c = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..10 {
+        let resp = c
+            .get(format!("http://127.0.0.1:{port}/"))
+            .header("host", "app.localhost")
+            .send()
+            .await
+            .unwrap();
+        seen.insert(resp.headers()["x-upstream"].to_str().unwrap().to_string());
+    }
+    assert_eq!(seen.len(), 2, "both upstreams still serve: {seen:?}");
+}
