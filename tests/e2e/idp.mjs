@@ -22,6 +22,8 @@ const { values } = parseArgs({
     // Ask who signs in with a form (browser tests with several users)
     // instead of taking `login_hint`.
     'login-form': { type: 'boolean', default: false },
+    // A second client (`id:secret`), as a route's own client.
+    'second-client': { type: 'string', default: '' },
   },
 });
 
@@ -36,16 +38,23 @@ const server = http.createServer();
 await new Promise((r) => server.listen(Number(values.port), '127.0.0.1', r));
 const issuer = `http://127.0.0.1:${server.address().port}`;
 
+const client = (client_id, client_secret) => ({
+  client_id,
+  client_secret,
+  redirect_uris: values['redirect-uris'].split(',').filter(Boolean),
+  post_logout_redirect_uris: values['post-logout-redirect-uris'].split(',').filter(Boolean),
+  grant_types: ['authorization_code', 'refresh_token'],
+  response_types: ['code'],
+  token_endpoint_auth_method: 'client_secret_basic',
+});
+const clients = [client('gatehouse', 'gatehouse-secret')];
+if (values['second-client']) {
+  const [id, secret] = values['second-client'].split(':');
+  clients.push(client(id, secret));
+}
+
 const provider = new Provider(issuer, {
-  clients: [{
-    client_id: 'gatehouse',
-    client_secret: 'gatehouse-secret',
-    redirect_uris: values['redirect-uris'].split(',').filter(Boolean),
-    post_logout_redirect_uris: values['post-logout-redirect-uris'].split(',').filter(Boolean),
-    grant_types: ['authorization_code', 'refresh_token'],
-    response_types: ['code'],
-    token_endpoint_auth_method: 'client_secret_basic',
-  }],
+  clients,
   async findAccount(ctx, id) {
     const account = ACCOUNTS[id];
     if (!account) return undefined;

@@ -332,6 +332,13 @@ pub struct Route {
     pub outlier_detection: Option<OutlierDetection>,
     /// `health_checks`: active checks of each target.
     pub health_checks: Vec<HealthCheck>,
+    /// `idp_client_id` / `idp_client_secret` on the route: the key of its
+    /// own client (`SignIn::route_clients`); `None`: the global one.
+    pub idp_client: Option<String>,
+    /// What the route wrote (where, client id, client secret), resolved
+    /// against the global client into `idp_client` by the compiler.
+    #[doc(hidden)]
+    pub idp_client_written: Option<(Mark, Option<String>, Option<String>)>,
     /// `jwt_groups_filter` (the global one and the route's, merged): which
     /// groups the assertion and the group headers may carry. `None`: all.
     pub groups_filter: Option<GroupsFilter>,
@@ -488,6 +495,28 @@ pub struct SignIn {
     /// `databroker_storage_*`: where sessions and one-time tokens live.
     pub storage: Storage,
     pub throttle: LoginThrottle,
+    /// Routes' own clients of the OpenID provider (`idp_client_id` and
+    /// `idp_client_secret` on a route), each once.
+    pub route_clients: Vec<RouteClient>,
+}
+
+/// A route's own client of the global OpenID provider. Sessions it makes
+/// carry `key` as their `idp`, and are good only on routes with this
+/// client.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RouteClient {
+    /// `<idp_provider>:<client id>`.
+    pub key: String,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+impl std::fmt::Debug for RouteClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteClient")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The session store (`databroker_storage_type`). Opened once at start:

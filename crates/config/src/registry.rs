@@ -78,10 +78,6 @@ const fn own(scope: Scope, key: &'static str, note: &'static str) -> Entry {
     entry(scope, key, Status::Own { note })
 }
 
-const fn refused(scope: Scope, key: &'static str, risk: &'static str) -> Entry {
-    entry(scope, key, Status::Refused { risk })
-}
-
 const fn removed(key: &'static str, hint: &'static str) -> Entry {
     entry(Any, key, Status::Removed { hint })
 }
@@ -102,7 +98,6 @@ const UPSTREAM_CREDENTIAL: &str =
     "no credential is sent upstream, so an upstream that requires one refuses the request";
 const AVAILABILITY: &str = "it only affects availability: upstreams are tried without it";
 const NO_MCP: &str = "MCP clients cannot sign in through gatehouse; the route's policy still applies to every request";
-const ROUTE_IDP: &str = "users would sign in with the global identity provider client, which may admit users this route's client does not";
 const NO_UPGRADES: &str = "upgrades other than websockets (allow_websockets) are refused";
 const NO_RECORDING: &str = "sessions are not recorded (SSH is not served)";
 const NO_INTERNAL_TLS: &str = "gatehouse makes no TLS calls between its own services";
@@ -522,6 +517,12 @@ pub const KEYS: &[Entry] = &[
     ),
     in_force(Route, "bearer_token_format", ""),
     in_force(Route, "idp_access_token_allowed_audiences", ""),
+    in_force(
+        Route,
+        "idp_client_id",
+        "a client of the global OpenID provider for this route; its sessions are good only on routes with this client",
+    ),
+    in_force(Route, "idp_client_secret", ""),
     in_force(Route, "identity_providers", ""),
     // ================= routes: gatehouse's own
     own(Route, "jwt_claims_headers", "the global key, for one route"),
@@ -536,8 +537,6 @@ pub const KEYS: &[Entry] = &[
         "origins allowed to embed the route in a frame",
     ),
     // ================= routes: refused
-    refused(Route, "idp_client_id", ROUTE_IDP),
-    refused(Route, "idp_client_secret", ROUTE_IDP),
     // ================= routes: no effect, and why that is harmless
     Entry {
         off_values: &["false"],
@@ -779,14 +778,19 @@ pub fn markdown() -> String {
                  intro: &str,
                  head: &str,
                  f: fn(&Status) -> Option<&'static str>| {
-        let _ = write!(
-            out,
-            "\n## {title}\n\n{intro}\n\n| scope | key | {head} |\n|---|---|---|\n"
-        );
-        for e in named() {
-            if let Some(text) = f(&e.status) {
-                let _ = writeln!(out, "| {} | `{}` | {} |", scope(e), e.key, text);
-            }
+        let _ = write!(out, "\n## {title}\n\n{intro}\n");
+        let rows: Vec<String> = named()
+            .filter_map(|e| {
+                f(&e.status).map(|text| format!("| {} | `{}` | {} |", scope(e), e.key, text))
+            })
+            .collect();
+        if rows.is_empty() {
+            let _ = writeln!(out, "\nNone today.");
+            return;
+        }
+        let _ = write!(out, "\n| scope | key | {head} |\n|---|---|---|\n");
+        for row in rows {
+            let _ = writeln!(out, "{row}");
         }
     };
     table(

@@ -227,7 +227,7 @@ fn unimplemented_settings_warn_with_a_reason_or_are_refused() {
     let (code, out) = check(&format!("{route}    idp_client_id: another-client\n"));
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains(":5:5: `idp_client_id` is not implemented by gatehouse yet, and ignoring it is unsafe: users would sign in with the global identity provider client, which may admit users this route's client does not. Remove it to run without it"),
+        out.contains(":5:20: a route's own idp_client_id / idp_client_secret needs an OpenID Connect idp_provider"),
         "{out}"
     );
     // Rules gatehouse cannot run are refused, never dropped.

@@ -446,3 +446,72 @@ async fn two_tabs_signing_in_at_once_both_land() {
     );
     assert_eq!(first.url().as_str(), gh.url("app.localhost", "/?tab=1"));
 }
+
+/// A route's own client of the provider (`idp_client_id` and
+/// `idp_client_secret` on the route): its sign-in uses that client, its
+/// sessions say so, and a session made with one client is not taken by a
+/// route of the other, as Pomerium (the other client may admit users this
+/// one does not).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_route_with_its_own_client_signs_in_with_it() {
+    let s = setup_with("", &["--second-client", "second:second-secret"]).await;
+    let gh = &s.gh;
+    // The same host: its root with the route's own client, /default/ with
+    // the global one.
+    let up = echo_upstream("b").await;
+    let current: String = std::fs::read_to_string(&gh.config)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("https://other.localhost"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    gh.write_config(
+        &current
+            .replace(
+                "routes:\n",
+                &format!(
+                    "routes:\n  - {{from: 'https://other.localhost', prefix: /default/, to: 'http://{}', allow_any_authenticated_user: true}}\n  - {{from: 'https://other.localhost', to: 'http://{}', allow_any_authenticated_user: true, idp_client_id: second, idp_client_secret: second-secret}}\n",
+                    up.addr, up.addr
+                ),
+            ),
+    );
+    assert!(
+        gh.wait_log("configuration reloaded", 0),
+        "{}",
+        gh.log_text()
+    );
+
+    let manual = browser(gh, false);
+    let resp = page(&manual, &gh.url("other.localhost", "/x")).await;
+    assert_eq!(resp.status(), 302);
+    let sign_in = resp.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        sign_in.contains("pomerium_idp_id=oidc%3Asecond"),
+        "{sign_in}"
+    );
+    let resp = page(&manual, &sign_in).await;
+    let authorize = resp.headers()["location"].to_str().unwrap().to_string();
+    assert!(authorize.contains("client_id=second"), "{authorize}");
+    // An id this gatehouse does not have: refused.
+    let forged = sign_in.replace("oidc%3Asecond", "oidc%3Aother");
+    assert_eq!(page(&manual, &forged).await.status(), 400);
+
+    let c = browser(gh, true);
+    let resp = page(&c, &gh.url("other.localhost", "/x")).await;
+    assert_eq!(resp.status(), 200, "{}", gh.log_text());
+    let me: Value = get_json(&c, &gh.url("other.localhost", "/.pomerium/user")).await;
+    assert_eq!(me["idp"], "oidc:second");
+    // The global client's route on the same host does not take it.
+    let resp = c
+        .get(gh.url("other.localhost", "/default/x"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401, "a session of another client");
+    // Signing in there uses the global client, and lands.
+    let resp = page(&c, &gh.url("other.localhost", "/default/x")).await;
+    assert_eq!(resp.status(), 200);
+    let me: Value = get_json(&c, &gh.url("other.localhost", "/.pomerium/user")).await;
+    assert_eq!(me["idp"], "oidc");
+}

@@ -141,6 +141,9 @@ pub struct FlowState {
     /// Unix seconds.
     #[serde(rename = "e")]
     pub expires: u64,
+    /// A route's own client of the provider (its key); empty: the global.
+    #[serde(rename = "i", default, skip_serializing_if = "String::is_empty")]
+    pub idp: String,
 }
 
 /// Why a returned `state` is not used.
@@ -230,6 +233,7 @@ mod tests {
             binding: "b".into(),
             handoff: Some(binding()),
             expires: 100,
+            idp: "oidc:second".into(),
         };
         let sealed = seal_flow_state(&sealer, &flow);
         assert_eq!(open_flow_state(&sealer, &sealed, 99), Ok(flow.clone()));

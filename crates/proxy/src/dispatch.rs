@@ -265,6 +265,7 @@ async fn serve(ex: &mut Exchange<'_>, mut req: Request<RequestBody>) -> Response
                 &at.signin_host(ex.conn),
                 pq,
                 ex.id(),
+                route.idp_client.as_deref(),
             );
             with_response_headers(route, resp)
         }

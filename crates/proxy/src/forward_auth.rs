@@ -298,9 +298,15 @@ pub async fn handle(
                     },
                     &original.path_and_query,
                     id,
+                    route.idp_client.as_deref(),
                 );
             }
-            let url = authenticate::sign_in_url(&rt.auth, &original.origin(), &original.url());
+            let url = authenticate::sign_in_url_for(
+                &rt.auth,
+                &original.origin(),
+                &original.url(),
+                route.idp_client.as_deref(),
+            );
             let query = original.path_and_query.split_once('?').map(|(_, q)| q);
             let redirect = !original.nginx && answers::should_redirect(headers, query);
             let mut resp = if redirect {

@@ -52,7 +52,7 @@ pub(crate) async fn serve(
     .await;
     let Some(session) = session else {
         let pq = req.uri().path_and_query().map_or(path, |p| p.as_str());
-        return authenticate::unauthenticated(&rt.auth, req.headers(), host, pq, request_id);
+        return authenticate::unauthenticated(&rt.auth, req.headers(), host, pq, request_id, None);
     };
     let entries: Vec<Entry<'_>> = rt
         .config

@@ -290,6 +290,8 @@ impl Compiler<'_> {
                 "metrics_certificate is set but metrics_address is not: no metrics listener is opened",
             );
         }
+        let mut sign_in = sign_in;
+        self.route_clients(&mut routes, &mut sign_in);
         let client_certs = self.client_cert_rules(opts.downstream_mtls.as_ref(), &routes);
         if let Some(rules) = &client_certs {
             let deny = rules.enforcement != crate::compiled::Enforcement::Policy;

@@ -329,6 +329,20 @@ impl Compiler<'_> {
             rewrite_response_headers,
             client_ca,
             client_cert_default_deny: false,
+            idp_client: None,
+            idp_client_written: o
+                .idp_client_id
+                .as_ref()
+                .or(o.idp_client_secret.as_ref())
+                .map(|first| {
+                    (
+                        first.mark.clone(),
+                        o.idp_client_id.as_ref().map(|v| v.value.trim().to_string()),
+                        o.idp_client_secret
+                            .as_ref()
+                            .map(|v| v.value.trim().to_string()),
+                    )
+                }),
             groups_filter,
             load_balancing,
             outlier_detection,

@@ -255,6 +255,7 @@ impl Compiler<'_> {
             signout_redirect_url: opts.signout_redirect_url.as_ref().map(|u| u.value.clone()),
             storage: self.storage(opts),
             throttle,
+            route_clients: Vec::new(),
         }
     }
 
@@ -563,5 +564,57 @@ impl Compiler<'_> {
             out.push(p);
         }
         out
+    }
+
+    /// Routes' own clients of the OpenID provider (`idp_client_id`,
+    /// `idp_client_secret`): each route gets the key of its client; a
+    /// route's id or secret alone takes the other from the global client.
+    pub(super) fn route_clients(
+        &mut self,
+        routes: &mut [crate::compiled::Route],
+        sign_in: &mut SignIn,
+    ) {
+        for r in routes.iter_mut() {
+            let Some((mark, id, secret)) = r.idp_client_written.take() else {
+                continue;
+            };
+            let Provider::Oidc(global) = &sign_in.provider else {
+                self.error(
+                    &mark,
+                    "a route's own idp_client_id / idp_client_secret needs an OpenID Connect idp_provider (oidc, google, azure, okta, auth0, gitlab, cognito)",
+                );
+                continue;
+            };
+            let id = id
+                .filter(|i| !i.is_empty())
+                .unwrap_or_else(|| global.client_id.clone());
+            let secret = secret
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| global.client_secret.clone());
+            if id == global.client_id {
+                if secret != global.client_secret {
+                    self.error(
+                        &mark,
+                        "this route names the global idp_client_id with another secret: give it its own client id, or no secret",
+                    );
+                }
+                // The global client itself.
+                continue;
+            }
+            let key = format!("{}:{id}", global.name);
+            match sign_in.route_clients.iter().find(|c| c.key == key) {
+                Some(c) if c.client_secret != secret => self.error(
+                    &mark,
+                    format!("idp_client_id `{id}` has another secret on an earlier route"),
+                ),
+                Some(_) => {}
+                None => sign_in.route_clients.push(crate::compiled::RouteClient {
+                    key: key.clone(),
+                    client_id: id,
+                    client_secret: secret,
+                }),
+            }
+            r.idp_client = Some(key);
+        }
     }
 }

@@ -122,7 +122,7 @@ pub(super) async fn callback(
         return fail();
     };
     let Some(sealed) = query_param(q, "pomerium_session_encrypted") else {
-        return start_sign_in(auth, host, target_url.as_str(), secure);
+        return start_sign_in(auth, host, target_url.as_str(), secure, None);
     };
     let Some(handoff) = codec::open_handoff(&auth.shared_sealer, &sealed) else {
         return fail();

@@ -46,6 +46,7 @@ pub(super) fn authorize_flow(
     binding: &str,
     handoff: Option<&str>,
     exp: u64,
+    idp: &str,
 ) -> Result<gatehouse_identity::oidc::Authorization, gatehouse_identity::oidc::OidcError> {
     oidc.authorize(redirect_uri, |verifier, nonce| {
         let flow = codec::FlowState {
@@ -56,6 +57,7 @@ pub(super) fn authorize_flow(
             binding: binding.to_string(),
             handoff: handoff.map(String::from),
             expires: exp,
+            idp: idp.to_string(),
         };
         codec::seal_flow_state(&auth.cookie_sealer, &flow)
     })
@@ -63,7 +65,8 @@ pub(super) fn authorize_flow(
 
 /// Sends the browser to the OpenID provider. The flow's secrets travel in
 /// the sealed `state`; a cookie named after this one flow binds it to the
-/// browser (login CSRF), so several tabs can sign in at once.
+/// browser (login CSRF), so several tabs can sign in at once. `idp`: a
+/// route's own client (its key), or empty for the global one.
 pub(super) async fn start_oidc(
     auth: &Auth,
     lazy: &LazyOidc,
@@ -71,6 +74,7 @@ pub(super) async fn start_oidc(
     target: &str,
     handoff: Option<&str>,
     secure: bool,
+    idp: &str,
 ) -> Response<Body> {
     let oidc = match lazy.get().await {
         Ok(o) => o,
@@ -89,6 +93,7 @@ pub(super) async fn start_oidc(
         &binding,
         handoff,
         exp,
+        idp,
     ) {
         Ok(a) => a,
         Err(e) => return idp_unavailable(&e),
@@ -123,6 +128,7 @@ pub(super) fn start_github(
         binding: binding.clone(),
         handoff: handoff.map(String::from),
         expires: exp,
+        idp: String::new(),
     };
     let state = codec::seal_flow_state(&auth.cookie_sealer, &flow);
     let redirect_uri = format!("{}/oauth2/callback", host.origin);
@@ -210,7 +216,16 @@ pub(super) async fn oidc_callback(
         );
     };
     let redirect_uri = format!("{}/oauth2/callback", host.origin);
-    let exchanged = match (&auth.github, &auth.oidc) {
+    // The client the flow was started with (a route's own, or the global).
+    let lazy = if flow.idp.is_empty() {
+        auth.oidc.as_ref()
+    } else if auth.is_route_client(&flow.idp) {
+        auth.oidc_for(&flow.idp)
+    } else {
+        // A client the configuration no longer has.
+        None
+    };
+    let exchanged = match (&auth.github, lazy) {
         (Some(github), _) => github
             .exchange(&redirect_uri, &code)
             .await
@@ -226,7 +241,7 @@ pub(super) async fn oidc_callback(
         }
         (None, None) => Err("no provider".to_string()),
     };
-    let (identity, tokens) = match exchanged {
+    let (mut identity, tokens) = match exchanged {
         Ok(r) => r,
         Err(e) => {
             let idp = if auth.github.is_some() {
@@ -241,6 +256,11 @@ pub(super) async fn oidc_callback(
             return sign_in_failed(StatusCode::UNAUTHORIZED, &e);
         }
     };
+    // Sessions of a route's own client say so: they are good only on
+    // routes with that client.
+    if !flow.idp.is_empty() {
+        identity.idp = flow.idp.clone();
+    }
     let Some(session) = state
         .open_session(identity, auth.cookie.expire, Some(tokens), "provider")
         .await

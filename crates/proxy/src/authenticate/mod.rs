@@ -78,7 +78,7 @@ use targets::Targets;
 pub use cookies::{is_own_cookie, strip_cookies};
 pub use embedded::{TokenRoutes, sign_in_with_token};
 pub use sessions::{has_session_cookie, session, token_session};
-pub use start::{sign_in_url, unauthenticated};
+pub use start::{sign_in_url, sign_in_url_for, unauthenticated};
 pub use state::{Auth, AuthError, Host, IdentityState, Scope};
 
 /// The gatehouse endpoints under `/.pomerium/`, on route hosts and on the

@@ -49,12 +49,31 @@ pub(super) async fn sign_in_page(
             "No supported identity provider is configured.",
         );
     }
-    // Already signed in on the authenticate host: hand the session over at once.
-    if let Some(s) = session(auth, state, req.headers(), host.name, Scope::MainSignIn).await {
-        return finish(auth, state, &s, host, &target_url, binding, None).await;
+    // Which client of the provider: a route's own (`pomerium_idp_id`, as
+    // Pomerium's sign-in URLs carry it), or the global one.
+    let idp = query_param(query, "pomerium_idp_id").unwrap_or_default();
+    if !idp.is_empty() && !auth.is_route_client(&idp) {
+        return notice(
+            StatusCode::BAD_REQUEST,
+            "Sign in",
+            "Cannot sign in",
+            "This sign-in names an identity provider this gatehouse does not have.",
+        );
     }
-    if let Some(lazy) = &auth.oidc {
-        return start_oidc(auth, lazy, host, &target, binding, secure).await;
+    // Already signed in on the authenticate host with that client: hand the
+    // session over at once.
+    if let Some(s) = session(auth, state, req.headers(), host.name, Scope::MainSignIn).await {
+        let same = if idp.is_empty() {
+            !auth.is_route_client(&s.identity.idp)
+        } else {
+            s.identity.idp == idp
+        };
+        if same {
+            return finish(auth, state, &s, host, &target_url, binding, None).await;
+        }
+    }
+    if let Some(lazy) = auth.oidc_for(&idp) {
+        return start_oidc(auth, lazy, host, &target, binding, secure, &idp).await;
     }
     if let Some(github) = &auth.github {
         return start_github(auth, github, host, &target, binding, secure);

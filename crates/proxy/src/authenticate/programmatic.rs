@@ -81,7 +81,7 @@ pub(super) async fn programmatic_finish(
     let Some(session) = session(auth, state, req.headers(), host.name, Scope::MainSignIn).await
     else {
         let here = format!("{}/.pomerium/programmatic?state={sealed}", host.origin);
-        return start_sign_in(auth, host, &here, secure);
+        return start_sign_in(auth, host, &here, secure, None);
     };
     let token = Handle {
         session: session.id,

@@ -121,7 +121,7 @@ pub(super) async fn refresh(
     session: Session,
     now: u64,
 ) -> Option<Session> {
-    let Some(lazy) = &auth.oidc else {
+    let Some(lazy) = auth.oidc_for(&session.identity.idp) else {
         return Some(session);
     };
     let lock = {

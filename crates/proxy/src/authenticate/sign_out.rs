@@ -63,7 +63,10 @@ pub(super) async fn sign_out_post(
         .unwrap_or_else(|| format!("{}/.pomerium/signed_out", host.origin));
     // End the provider's session too (RP-initiated logout), then come back.
     let mut idp_logout = None;
-    if let (Some(lazy), Some(s)) = (&auth.oidc, &current) {
+    if let Some((lazy, s)) = current
+        .as_ref()
+        .and_then(|s| Some((auth.oidc_for(&s.identity.idp)?, s)))
+    {
         if let Ok(oidc) = lazy.get().await {
             let hint = s.tokens.as_ref().and_then(|t| t.id_token.as_deref());
             idp_logout = oidc.end_session_url(hint, &target);

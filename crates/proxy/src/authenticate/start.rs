@@ -16,12 +16,14 @@ use super::state::{Auth, Host};
 /// The answer for a protected route without a session: a redirect to sign
 /// in, unless the client prefers JSON, plain text or gRPC, or is a program
 /// with a token of its own (401; see [`answers::should_redirect`]).
+/// `idp`: the route's own client of the provider (its key), if it has one.
 pub fn unauthenticated(
     auth: &Auth,
     headers: &HeaderMap,
     host: &Host<'_>,
     path_and_query: &str,
     request_id: &str,
+    idp: Option<&str>,
 ) -> Response<Body> {
     if !auth.can_sign_in() {
         let e = ProxyError::SignInUnavailable(auth.unsupported.clone());
@@ -34,10 +36,11 @@ pub fn unauthenticated(
     if !answers::should_redirect(headers, query) || path == "/robots.txt" {
         let mut resp =
             crate::error::refusal(&ProxyError::SignInRequired, headers, path, request_id);
-        let login = sign_in_url(
+        let login = sign_in_url_for(
             auth,
             &host.origin,
             &format!("{}{}", host.origin, path_and_query),
+            idp,
         );
         if let Ok(v) = HeaderValue::from_str(&login) {
             resp.headers_mut()
@@ -47,7 +50,7 @@ pub fn unauthenticated(
     }
     let target = format!("{}{}", host.origin, path_and_query);
     // The browser side is always https (see `ConnInfo::external_https`).
-    start_sign_in(auth, host, &target, true)
+    start_sign_in(auth, host, &target, true, idp)
 }
 
 /// How long a route host waits for the hand-off of a sign-in it started.
@@ -62,8 +65,9 @@ pub(super) fn start_sign_in(
     host: &Host<'_>,
     target: &str,
     secure: bool,
+    idp: Option<&str>,
 ) -> Response<Body> {
-    let url = sign_in_url(auth, &host.origin, target);
+    let url = sign_in_url_for(auth, &host.origin, target, idp);
     if auth.sign_in_origin(&host.origin) == host.origin {
         return redirect(&url);
     }
@@ -127,9 +131,20 @@ pub(super) fn holds_binding_named(headers: &HeaderMap, cookie_name: &str, bindin
 
 /// Where to sign in for a request on `origin`, coming back to `target`.
 pub fn sign_in_url(auth: &Auth, origin: &str, target: &str) -> String {
-    format!(
+    sign_in_url_for(auth, origin, target, None)
+}
+
+/// The same, with a route's own client of the provider (`idp`, its key)
+/// named as Pomerium names it (`pomerium_idp_id`).
+pub fn sign_in_url_for(auth: &Auth, origin: &str, target: &str, idp: Option<&str>) -> String {
+    let mut url = format!(
         "{}/.pomerium/sign_in?pomerium_redirect_uri={}",
         auth.sign_in_origin(origin),
         enc(target)
-    )
+    );
+    if let Some(idp) = idp.filter(|i| auth.is_route_client(i)) {
+        url.push_str("&pomerium_idp_id=");
+        url.push_str(&enc(idp));
+    }
+    url
 }

@@ -144,6 +144,9 @@ pub struct Auth {
     pub(super) shared_sealer: Sealer,
     pub(super) directory: Option<Arc<Directory>>,
     pub(super) oidc: Option<Arc<LazyOidc>>,
+    /// Routes' own clients of the same provider, by key (`idp_client_id`
+    /// on a route).
+    pub(super) route_oidc: Vec<(String, Arc<LazyOidc>)>,
     pub(super) github: Option<Arc<GitHub>>,
     /// Name of a configured provider that is not built yet.
     pub(super) unsupported: Option<String>,
@@ -206,6 +209,28 @@ impl Auth {
             }
             Provider::NotYetSupported(p) => (None, None, Some(p.clone())),
         };
+        let route_oidc = match &sign_in.provider {
+            Provider::Oidc(p) => sign_in
+                .route_clients
+                .iter()
+                .map(|c| {
+                    let settings = OidcSettings {
+                        provider: p.name.clone(),
+                        issuer: p.issuer.clone(),
+                        client_id: c.client_id.clone(),
+                        client_secret: c.client_secret.clone(),
+                        scopes: p.scopes.clone(),
+                        request_params: p.request_params.clone(),
+                    };
+                    let lazy = LazyOidc {
+                        settings,
+                        discovered: tokio::sync::Mutex::new(None),
+                    };
+                    (c.key.clone(), Arc::new(lazy))
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         Ok(Auth {
             cookie: sign_in.cookie.clone(),
             cookie_sealer: Sealer::new(
@@ -222,6 +247,7 @@ impl Auth {
             ),
             directory,
             oidc,
+            route_oidc,
             github,
             unsupported,
             authenticate: sign_in.authenticate.clone(),
@@ -260,6 +286,26 @@ impl Auth {
             })
             .map(|(_, s)| *s)
             .or(self.cookie.same_site)
+    }
+
+    /// The OpenID client for sessions of `idp` (a route's own, by its key;
+    /// the global one otherwise).
+    pub(super) fn oidc_for(&self, idp: &str) -> Option<&Arc<LazyOidc>> {
+        self.route_oidc
+            .iter()
+            .find(|(k, _)| k == idp)
+            .map(|(_, o)| o)
+            .or(self.oidc.as_ref())
+    }
+
+    /// Whether `idp` names a route's own client of this configuration.
+    pub(super) fn is_route_client(&self, idp: &str) -> bool {
+        self.route_oidc.iter().any(|(k, _)| k == idp)
+    }
+
+    /// The `idp` a main sign-in for `route` must carry.
+    pub(super) fn idp_of<'a>(&'a self, route: &'a gatehouse_config::Route) -> Option<&'a str> {
+        route.idp_client.as_deref().or(self.main_idp.as_deref())
     }
 
     pub fn can_sign_in(&self) -> bool {
@@ -317,10 +363,22 @@ impl Auth {
     /// True when `session` may be used on `host` within `scope` at `now`.
     pub fn in_scope(&self, session: &Session, host: &str, scope: Scope<'_>, now: u64) -> bool {
         let p = &session.provenance;
-        if p.is_main_sign_in() && self.main_idp.as_deref() != Some(session.identity.idp.as_str()) {
+        let idp = session.identity.idp.as_str();
+        if p.is_main_sign_in()
+            && self.main_idp.as_deref() != Some(idp)
+            && !self.is_route_client(idp)
+        {
             // Another provider's session, or a token-made record stored
             // before provenance was: not a main sign-in of this configuration.
             return false;
+        }
+        if let Scope::Route { route, .. } = scope {
+            // A route with its own client takes only sessions made with it,
+            // and the others only the global client's (as Pomerium: another
+            // client may admit users this one does not).
+            if p.is_main_sign_in() && self.idp_of(route) != Some(idp) {
+                return false;
+            }
         }
         match scope {
             Scope::Route { route, .. }
