@@ -829,6 +829,21 @@ fn route_clients_are_resolved_against_the_global_one() {
     );
     // The global id names the global client.
     assert_eq!(cfg.routes[2].idp_client, None);
+    // Bearer tokens are verified for the global client: refused beside one.
+    let all = errors(&format!(
+        "{oidc}{ROUTE}    idp_client_id: other\n    bearer_token_format: idp_identity_token\n"
+    ))
+    .join("\n");
+    assert!(
+        all.contains("cannot take identity provider bearer tokens yet"),
+        "{all}"
+    );
+    // A trusted issuer's name cannot look like a route's client.
+    let all = errors(&format!(
+        "identity_providers:\n  'oidc:other': {{issuer: https://x.example.com, jwks_url: https://x.example.com/keys}}\n{ROUTE}"
+    ))
+    .join("\n");
+    assert!(all.contains("may not contain `:`"), "{all}");
     // Without an OpenID provider: an error at the key.
     let all = errors(&format!("{ROUTE}    idp_client_id: other\n")).join("\n");
     assert!(

@@ -475,6 +475,7 @@ async fn a_route_with_its_own_client_signs_in_with_it() {
                 ),
             ),
     );
+    gh.signal("HUP");
     assert!(
         gh.wait_log("configuration reloaded", 0),
         "{}",
@@ -514,4 +515,69 @@ async fn a_route_with_its_own_client_signs_in_with_it() {
     assert_eq!(resp.status(), 200);
     let me: Value = get_json(&c, &gh.url("other.localhost", "/.pomerium/user")).await;
     assert_eq!(me["idp"], "oidc");
+}
+
+/// With an authenticate host, a sign-in for a route's own client that does
+/// not start at the route host (a bookmark, forward-auth, a CLI's URL)
+/// keeps its client through the route host's binding hop, and lands; and a
+/// session of the global client on the authenticate host is not handed to
+/// that route.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_route_client_sign_in_through_the_authenticate_host_lands() {
+    let s = setup_with(
+        "authenticate_service_url: https://auth.localhost:{port}\n",
+        &["--second-client", "second:second-secret"],
+    )
+    .await;
+    let gh = &s.gh;
+    let current: String = std::fs::read_to_string(&gh.config)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            if l.contains("https://other.localhost") {
+                l.replace(
+                    "allow_any_authenticated_user: true}",
+                    "allow_any_authenticated_user: true, idp_client_id: second, idp_client_secret: second-secret}",
+                )
+            } else {
+                l.to_string()
+            }
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    gh.write_config(&current);
+    gh.signal("HUP");
+    assert!(
+        gh.wait_log("configuration reloaded", 0),
+        "{}",
+        gh.log_text()
+    );
+    let c = browser(gh, true);
+    // The global client first (app), so the authenticate host holds a
+    // session of the global client.
+    assert_eq!(page(&c, &gh.url("app.localhost", "/a")).await.status(), 200);
+    // A bookmarked sign-in for the route's own client, started at the
+    // authenticate host: no loop, lands signed in with that client.
+    let target = gh.url("other.localhost", "/b");
+    let bookmark = format!(
+        "{}?pomerium_redirect_uri={}&pomerium_idp_id=oidc%3Asecond",
+        gh.url("auth.localhost", "/.pomerium/sign_in"),
+        url_encode(&target)
+    );
+    let resp = page(&c, &bookmark).await;
+    assert_eq!(resp.status(), 200, "{}", gh.log_text());
+    assert_eq!(resp.url().as_str(), target);
+    let me: Value = get_json(&c, &gh.url("other.localhost", "/.pomerium/user")).await;
+    assert_eq!(me["idp"], "oidc:second");
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

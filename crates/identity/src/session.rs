@@ -58,6 +58,11 @@ pub struct Session {
     /// existed load as the main sign-in.
     #[serde(default)]
     pub provenance: Provenance,
+    /// The provider client the session was signed in with (OpenID); empty
+    /// for other sign-ins and for records stored before it was kept. A
+    /// configuration that changes its clients signs such sessions out.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub client: String,
 }
 
 /// Where a session came from, and so where it may be used.
@@ -195,6 +200,7 @@ impl Session {
             expires_at: now.saturating_add(lifetime_secs),
             tokens: None,
             provenance: Provenance::MainSignIn,
+            client: String::new(),
         }
     }
 

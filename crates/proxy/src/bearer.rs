@@ -391,6 +391,7 @@ impl Bearer {
                 ..Default::default()
             }),
             provenance: Provenance::Token(grant),
+            client: String::new(),
         })
     }
 }

@@ -445,6 +445,15 @@ impl Compiler<'_> {
         let mut out: Vec<TrustedIssuer> = Vec::new();
         for (k, v) in entries {
             let name = k.as_str().unwrap_or_default().to_string();
+            // `:` names a route's own client of the sign-in provider
+            // (`oidc:<client id>`): a trusted issuer must not look like one.
+            if name.contains(':') {
+                self.error(
+                    &k.mark,
+                    format!("identity_providers: the name `{name}` may not contain `:`"),
+                );
+                continue;
+            }
             let Value::Map(fields) = &v.value else {
                 self.error(
                     &v.mark,
@@ -599,6 +608,19 @@ impl Compiler<'_> {
                     );
                 }
                 // The global client itself.
+                continue;
+            }
+            // Bearer tokens are verified for the global client: a route with
+            // its own would take tokens its client never issued.
+            if matches!(
+                r.bearer_token_format,
+                crate::compiled::BearerTokenFormat::IdpAccessToken
+                    | crate::compiled::BearerTokenFormat::IdpIdentityToken
+            ) {
+                self.error(
+                    &mark,
+                    "a route with its own idp_client_id cannot take identity provider bearer tokens yet (bearer_token_format: idp_access_token / idp_identity_token are verified for the global client)",
+                );
                 continue;
             }
             let key = format!("{}:{id}", global.name);

@@ -74,9 +74,15 @@ pub(super) async fn finish(
     } else {
         // The flow did not start at the target host (a bookmark, a CLI's
         // login URL, forward-auth): the target host binds this browser first
-        // and sends it straight back here, already signed in.
+        // and sends it straight back here, already signed in (with the same
+        // client of the provider, named as the sign-in named it).
+        let idp = if auth.is_route_client(&session.identity.idp) {
+            format!("&pomerium_idp_id={}", enc(&session.identity.idp))
+        } else {
+            String::new()
+        };
         redirect(&format!(
-            "{origin}/.pomerium/callback/?pomerium_redirect_uri={}",
+            "{origin}/.pomerium/callback/?pomerium_redirect_uri={}{idp}",
             enc(target.as_str())
         ))
     };
@@ -122,7 +128,8 @@ pub(super) async fn callback(
         return fail();
     };
     let Some(sealed) = query_param(q, "pomerium_session_encrypted") else {
-        return start_sign_in(auth, host, target_url.as_str(), secure, None);
+        let idp = query_param(q, "pomerium_idp_id").filter(|i| auth.is_route_client(i));
+        return start_sign_in(auth, host, target_url.as_str(), secure, idp.as_deref());
     };
     let Some(handoff) = codec::open_handoff(&auth.shared_sealer, &sealed) else {
         return fail();

@@ -225,6 +225,10 @@ pub(super) async fn oidc_callback(
         // A client the configuration no longer has.
         None
     };
+    let client = match (&auth.github, lazy) {
+        (None, Some(l)) => l.settings.client_id.clone(),
+        _ => String::new(),
+    };
     let exchanged = match (&auth.github, lazy) {
         (Some(github), _) => github
             .exchange(&redirect_uri, &code)
@@ -262,7 +266,13 @@ pub(super) async fn oidc_callback(
         identity.idp = flow.idp.clone();
     }
     let Some(session) = state
-        .open_session(identity, auth.cookie.expire, Some(tokens), "provider")
+        .open_session(
+            identity,
+            auth.cookie.expire,
+            Some(tokens),
+            "provider",
+            &client,
+        )
         .await
     else {
         return sign_in_failed(

@@ -190,7 +190,7 @@ pub(super) async fn sign_in_post(
     };
     attempt.succeeded();
     let Some(session) = state
-        .open_session(identity, auth.cookie.expire, None, "password")
+        .open_session(identity, auth.cookie.expire, None, "password", "")
         .await
     else {
         return notice(

@@ -78,9 +78,11 @@ impl IdentityState {
         lifetime: Duration,
         tokens: Option<gatehouse_identity::oidc::Tokens>,
         via: &'static str,
+        client: &str,
     ) -> Option<Session> {
         let mut session = Session::new(identity, unix_now(), lifetime.as_secs());
         session.tokens = tokens;
+        session.client = client.to_string();
         self.store_session(session, via).await
     }
 
@@ -370,6 +372,16 @@ impl Auth {
         {
             // Another provider's session, or a token-made record stored
             // before provenance was: not a main sign-in of this configuration.
+            return false;
+        }
+        // Made with a client this configuration no longer has for that
+        // `idp` (the global client id changed, a route client moved): out.
+        if p.is_main_sign_in()
+            && !session.client.is_empty()
+            && self
+                .oidc_for(idp)
+                .is_none_or(|o| o.settings.client_id != session.client)
+        {
             return false;
         }
         if let Scope::Route { route, .. } = scope {
