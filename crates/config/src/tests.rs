@@ -1232,3 +1232,35 @@ fn load_balancing_and_target_health_are_compiled() {
         assert!(all.contains(want), "{want}\n{all}");
     }
 }
+
+#[test]
+fn console_routes_take_no_secrets() {
+    use crate::overlay::{Overlay, Target, target};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(
+        &path,
+        "idp_provider: oidc\nidp_provider_url: https://idp.example.com\nidp_client_id: main\nidp_client_secret: main-secret\nroutes: []\n",
+    )
+    .unwrap();
+    for (key, value) in [
+        ("idp_client_secret", "s3cr3t"),
+        ("tls_client_key", "-----BEGIN PRIVATE KEY-----"),
+    ] {
+        let overlay = Overlay {
+            routes: vec![(
+                "r1".into(),
+                serde_json::json!({"from": "https://b.localhost", "to": ["http://127.0.0.1:2"], "allow_any_authenticated_user": true, "idp_client_id": "other", key: value}),
+            )],
+            settings: vec![],
+        };
+        let rejected =
+            crate::overlay::load_file_with_overlay(&path, &|_| None, &overlay).unwrap_err();
+        let error = rejected
+            .diagnostics
+            .iter()
+            .find(|d| d.is_error() && d.message.contains("the console keeps no secrets"))
+            .unwrap_or_else(|| panic!("{key}: {rejected}"));
+        assert_eq!(target(&error.mark), Some(Target::Route("r1", Some(key))));
+    }
+}

@@ -227,6 +227,19 @@ impl Compiler<'_> {
                 "`regex_priority_order` orders `regex` routes; this route has no `regex`, so it has no effect",
             );
         }
+        // The console keeps no secrets (its store, history and export
+        // would show them): a console route takes them from nowhere.
+        for secret in [&o.idp_client_secret, &o.tls_client_key]
+            .into_iter()
+            .flatten()
+        {
+            if crate::origin::target(&secret.mark).is_some() {
+                self.error(
+                    &secret.mark,
+                    "the console keeps no secrets (its history and export would show them): set this route's secrets in the configuration file, or give a file (`*_file`)",
+                );
+            }
+        }
         let client_ca = self.route_client_ca(o);
         let groups_filter = o
             .jwt_groups_filter
