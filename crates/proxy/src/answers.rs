@@ -109,8 +109,14 @@ fn covers(ty: &str, sub: &str, candidate: &str) -> bool {
 /// fetch/XHR with `Accept: application/json`): Pomerium's
 /// `isJSONWebRequest`.
 pub fn wants_json(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::ACCEPT)
-        && most_acceptable(headers, &["text/html", "application/json"]) == Ok(Some(1))
+    // Read on every request: only an `Accept` that names JSON at all is
+    // weighed (browsers' and curl's are not).
+    let names_json = headers.get_all(header::ACCEPT).iter().any(|v| {
+        v.as_bytes()
+            .windows(4)
+            .any(|w| w.eq_ignore_ascii_case(b"json"))
+    });
+    names_json && most_acceptable(headers, &["text/html", "application/json"]) == Ok(Some(1))
 }
 
 /// The candidates Pomerium's `ShouldRedirect` weighs; only `text/html`

@@ -145,13 +145,7 @@ pub(crate) fn decide<'r>(
     let subject = session.as_deref().map(SessionSubject);
     // Judged only where the policy looks at it (the verdict is kept per
     // connection).
-    let client_cert = match asked.client_cert {
-        Some(cert) if state.policy.uses_client_cert() => gatehouse_policy::ClientCert::Presented {
-            valid: state.client_judge.as_ref().is_none_or(|j| j.valid(cert)),
-            cert: &cert.facts,
-        },
-        _ => gatehouse_policy::ClientCert::None,
-    };
+    let client_cert = state.client_cert(asked.client_cert);
     let facts = gatehouse_policy::Facts {
         client_cert,
         subject: subject
@@ -225,7 +219,7 @@ fn log_decision(
     let has = |f: F| fields.contains(&f);
     let identity = session.map(|s| &s.identity);
     let removed = match (identity, &state.groups_filter) {
-        (Some(id), Some(keep)) => id
+        (Some(id), Some(keep)) if has(F::RemovedGroupsCount) => id
             .groups
             .iter()
             .filter(|g| keep.binary_search(g).is_err())
@@ -282,13 +276,7 @@ pub(crate) fn may_open(
     client_cert: Option<&crate::client_cert::PeerCert>,
 ) -> bool {
     let subject = SessionSubject(session);
-    let client_cert = match client_cert {
-        Some(cert) if state.policy.uses_client_cert() => gatehouse_policy::ClientCert::Presented {
-            valid: state.client_judge.as_ref().is_none_or(|j| j.valid(cert)),
-            cert: &cert.facts,
-        },
-        _ => gatehouse_policy::ClientCert::None,
-    };
+    let client_cert = state.client_cert(client_cert);
     let facts = gatehouse_policy::Facts {
         subject: Some(&subject),
         method: "GET",

@@ -49,7 +49,9 @@ pub enum Outcome {
 pub struct Balancer {
     policy: LoadBalancing,
     weights: Box<[u32]>,
-    total_weight: u64,
+    /// Targets can leave the rotation (outlier detection or health checks):
+    /// only then does a pick look at their state.
+    may_leave: bool,
     /// Smooth weighted round robin, precomputed.
     schedule: Box<[u16]>,
     next: AtomicUsize,
@@ -85,6 +87,7 @@ impl Balancer {
         targets: &[UpstreamTarget],
         policy: LoadBalancing,
         outlier: Option<OutlierDetection>,
+        health_checked: bool,
     ) -> Balancer {
         let weights: Vec<u32> = targets.iter().map(|t| t.weight.max(1)).collect();
         let schedule = schedule(&weights);
@@ -102,7 +105,7 @@ impl Balancer {
         }
         Balancer {
             policy,
-            total_weight: weights.iter().map(|w| u64::from(*w)).sum(),
+            may_leave: health_checked || outlier.is_some(),
             weights: weights.into_boxed_slice(),
             schedule,
             next: AtomicUsize::new(0),
@@ -137,9 +140,11 @@ impl Balancer {
         if n <= 1 {
             return 0;
         }
-        let now = now_ms();
+        // Without ways to leave the rotation every target is in it: no
+        // clock read, no target state looked at.
+        let now = if self.may_leave { now_ms() } else { 0 };
         // Panic mode: none in rotation, all are.
-        let all = !(0..n).any(|i| self.in_rotation(i, now));
+        let all = !self.may_leave || !(0..n).any(|i| self.in_rotation(i, now));
         let ok = |i: usize| all || self.in_rotation(i, now);
         match self.policy {
             LoadBalancing::RoundRobin => {
@@ -269,13 +274,9 @@ impl Balancer {
         self.outlier.is_some()
     }
 
-    /// Whether target `i` is in rotation now (tests, the console).
-    pub fn is_in_rotation(&self, i: usize) -> bool {
+    #[cfg(test)]
+    fn is_in_rotation(&self, i: usize) -> bool {
         self.in_rotation(i, now_ms())
-    }
-
-    pub fn total_weight(&self) -> u64 {
-        self.total_weight
     }
 }
 
@@ -433,12 +434,24 @@ mod tests {
 
     #[test]
     fn weights_are_respected_and_interleaved() {
-        let b = Balancer::new("r", &targets(&[3, 1]), LoadBalancing::RoundRobin, None);
+        let b = Balancer::new(
+            "r",
+            &targets(&[3, 1]),
+            LoadBalancing::RoundRobin,
+            None,
+            false,
+        );
         let p = picks(&b, 8);
         assert_eq!(p.iter().filter(|&&p| p == 0).count(), 6);
         // Smooth: never three of the heavy target in a row at the start.
         assert_eq!(&p[..4], &[0, 0, 1, 0]);
-        let b = Balancer::new("r", &targets(&[1, 1, 1]), LoadBalancing::RoundRobin, None);
+        let b = Balancer::new(
+            "r",
+            &targets(&[1, 1, 1]),
+            LoadBalancing::RoundRobin,
+            None,
+            false,
+        );
         assert_eq!(picks(&b, 3), [0, 1, 2]);
     }
 
@@ -449,6 +462,7 @@ mod tests {
             &targets(&[1_000_000, 999_999, 3]),
             LoadBalancing::RoundRobin,
             None,
+            false,
         );
         assert!(b.schedule.len() <= 4096 + 3);
         assert!(b.schedule.contains(&2));
@@ -463,7 +477,7 @@ mod tests {
             LoadBalancing::RingHash,
             LoadBalancing::Maglev,
         ] {
-            let b = Balancer::new("r", &targets(&[1, 1, 1]), policy, None);
+            let b = Balancer::new("r", &targets(&[1, 1, 1]), policy, None, true);
             b.set_healthy(1, false);
             let p = picks(&b, 200);
             assert!(!p.contains(&1), "{policy:?}");
@@ -474,11 +488,23 @@ mod tests {
             let _ = picks(&b, 10);
         }
         // Random and least_request reach every target.
-        let b = Balancer::new("r", &targets(&[1, 1, 1]), LoadBalancing::Random, None);
+        let b = Balancer::new(
+            "r",
+            &targets(&[1, 1, 1]),
+            LoadBalancing::Random,
+            None,
+            false,
+        );
         let p = picks(&b, 300);
         assert!((0..3).all(|i| p.contains(&i)));
         // Least request prefers the idle target.
-        let b = Balancer::new("r", &targets(&[1, 1]), LoadBalancing::LeastRequest, None);
+        let b = Balancer::new(
+            "r",
+            &targets(&[1, 1]),
+            LoadBalancing::LeastRequest,
+            None,
+            false,
+        );
         // Target 0 holds requests in flight; target 1's are done.
         let (_busy, done): (Vec<_>, Vec<_>) =
             (0..50).map(|_| b.pick(IP)).partition(|p| p.index == 0);
@@ -489,7 +515,13 @@ mod tests {
 
     #[test]
     fn ring_hash_keeps_a_client_on_one_target() {
-        let b = Balancer::new("r", &targets(&[1, 1, 1, 1]), LoadBalancing::RingHash, None);
+        let b = Balancer::new(
+            "r",
+            &targets(&[1, 1, 1, 1]),
+            LoadBalancing::RingHash,
+            None,
+            false,
+        );
         let client: IpAddr = "203.0.113.7".parse().unwrap();
         let first = b.pick(client).index;
         assert!((0..50).all(|_| b.pick(client).index == first));
@@ -512,6 +544,7 @@ mod tests {
             &targets(&[1, 1, 1]),
             LoadBalancing::RoundRobin,
             Some(o),
+            false,
         );
         b.report(0, Outcome::Status(500));
         b.report(0, Outcome::Status(500));

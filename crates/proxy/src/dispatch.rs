@@ -542,12 +542,10 @@ async fn act(
         // Only a certificate valid for a CA of the route is vouched for
         // upstream (judged only for connections that presented one; the
         // verdict is kept per connection).
-        client_cert: ex.conn.client_cert().filter(|c| {
-            rt.routes[route.index]
-                .client_judge
-                .as_ref()
-                .is_some_and(|j| j.valid(c))
-        }),
+        client_cert: ex
+            .conn
+            .client_cert()
+            .filter(|c| permit.state().vouches_for(c)),
     };
     let result = crate::forward::act(&permit, req, &ctx).await;
     if let Some(o) = ex.line.as_mut().map(|l| &mut l.outcome) {

@@ -49,6 +49,33 @@ pub struct RouteState {
     pub client_judge: Option<std::sync::Arc<crate::client_cert::Judge>>,
 }
 
+impl RouteState {
+    /// A connection's certificate as this route's policy sees it: judged
+    /// only where the policy looks at it; without a CA for the route, any
+    /// certificate presented is valid (as Pomerium).
+    pub fn client_cert<'a>(
+        &self,
+        cert: Option<&'a crate::client_cert::PeerCert>,
+    ) -> gatehouse_policy::ClientCert<'a> {
+        match cert {
+            Some(cert) if self.policy.uses_client_cert() => {
+                gatehouse_policy::ClientCert::Presented {
+                    valid: self.client_judge.as_ref().is_none_or(|j| j.valid(cert)),
+                    cert: &cert.facts,
+                }
+            }
+            _ => gatehouse_policy::ClientCert::None,
+        }
+    }
+
+    /// Whether gatehouse vouches for `cert` upstream on this route
+    /// (`${pomerium.client_cert_*}`): only when a CA of the route accepts
+    /// it, stricter than the policy's view.
+    pub fn vouches_for(&self, cert: &crate::client_cert::PeerCert) -> bool {
+        self.client_judge.as_ref().is_some_and(|j| j.valid(cert))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RuntimeError {
@@ -144,6 +171,7 @@ impl Runtime {
                 targets,
                 r.load_balancing,
                 r.outlier_detection.clone(),
+                !r.health_checks.is_empty(),
             ));
             if !r.health_checks.is_empty() && targets.len() > 1 {
                 crate::balance::spawn_health_checks(
