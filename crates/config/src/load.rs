@@ -255,7 +255,11 @@ fn apply_env(
         "max_verify_depth",
     ] {
         let var = format!("DOWNSTREAM_MTLS_{}", sub.to_ascii_uppercase());
-        let Some(value) = env(&var) else { continue };
+        // Set to nothing: not set, so a blank variable never unsets the
+        // file's CA (which would switch client certificates off).
+        let Some(value) = env(&var).filter(|v| !v.trim().is_empty()) else {
+            continue;
+        };
         let mark = Mark::env(&var);
         let node = if sub == "match_subject_alt_names" {
             match yaml::parse(&value, &mark.origin) {
@@ -326,6 +330,22 @@ pub const SECRET_KEYS: &[(&str, bool)] = &[
     ("databroker_storage_connection_string", true),
     ("metrics_basic_auth", true),
     ("certificate_key", false),
+    ("metrics_certificate_key", false),
+    ("autocert_eab_mac_key", false),
+    ("idp_service_account", false),
+    (
+        "google_cloud_serverless_authentication_service_account",
+        false,
+    ),
+    ("ssh_host_keys", false),
+    ("ssh_user_ca_key", false),
+];
+
+/// Route options whose values are secrets: never exported (the console).
+pub const ROUTE_SECRET_KEYS: &[&str] = &[
+    "idp_client_secret",
+    "tls_client_key",
+    "kubernetes_service_account_token",
 ];
 
 /// `shared_secret_file` etc.: the file's content becomes the option's value

@@ -808,7 +808,7 @@ pub fn markdown() -> String {
         "Refused",
         "Fail closed: these are errors in `gatehouse check` and `gatehouse run`, and a reload that adds one is refused. \
          A key set to nothing (`~`, `''`, `false`, `0`, `{}`, `[]`) asks for nothing and is accepted. \
-         They are refused from the environment too (`DOWNSTREAM_MTLS_CA=...`).",
+         They are refused from the environment too (as its upper-case variable).",
         "what would happen if it were ignored",
         |s| match s {
             Status::Refused { risk } => Some(risk),

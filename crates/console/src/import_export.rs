@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use gatehouse_config::overlay;
+use gatehouse_config::yaml::Value;
 use gatehouse_proxy::runtime::Runtime;
 use serde_json::{Map, Value as Json};
 
@@ -21,7 +22,7 @@ pub(crate) fn export(rt: &Runtime, state: &State) -> Result<String, String> {
         .map_err(|e| format!("{}: {}", e.mark, e.message))?;
     state.overlay().merge_into(&mut root);
     let mut omitted = Vec::new();
-    if let gatehouse_config::yaml::Value::Map(entries) = &mut root.value {
+    if let Value::Map(entries) = &mut root.value {
         entries.retain(|(k, _)| {
             let key = k.as_str().unwrap_or_default();
             let secret = gatehouse_config::SECRET_KEYS.iter().any(|(k, _)| *k == key);
@@ -30,6 +31,27 @@ pub(crate) fn export(rt: &Runtime, state: &State) -> Result<String, String> {
             }
             !secret
         });
+        // The routes' own secrets (a route's idp client, its upstream key).
+        for (k, routes) in entries.iter_mut() {
+            if !matches!(k.as_str(), Some("routes" | "policy")) {
+                continue;
+            }
+            let Value::Seq(routes) = &mut routes.value else {
+                continue;
+            };
+            for route in routes {
+                if let Value::Map(opts) = &mut route.value {
+                    opts.retain(|(k, _)| {
+                        let key = k.as_str().unwrap_or_default();
+                        let secret = gatehouse_config::ROUTE_SECRET_KEYS.contains(&key);
+                        if secret && !omitted.iter().any(|o| o == &format!("routes[].{key}")) {
+                            omitted.push(format!("routes[].{key}"));
+                        }
+                        !secret
+                    });
+                }
+            }
+        }
     }
     let mut out = String::from(
         "# gatehouse configuration: the configuration file with the console's routes and\n# settings merged in. Pomerium-compatible.\n",

@@ -671,3 +671,40 @@ async fn a_file_change_that_clashes_with_the_console_wins_and_is_reported() {
     let page = page_text(&admin, &gh.url("console.localhost", "/")).await;
     assert!(!page.contains("Console changes are not in force"));
 }
+
+/// The export leaves out the file routes' own secrets too (here the key
+/// gatehouse shows the upstream), and names what it left out.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_export_leaves_out_route_secrets() {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let up = echo_upstream("app").await;
+    let (cert, key, _) = TestCa::new().leaf(&["client.localhost"]);
+    let line = "    allow_any_authenticated_user: true\n";
+    let yaml = config(&up.addr.to_string(), "").replace(
+        line,
+        &format!(
+            "{line}    tls_client_cert: {}\n    tls_client_key: {}\n",
+            b64(&cert),
+            b64(&key)
+        ),
+    );
+    let gh = Gatehouse::start(&yaml);
+    let api = Api::as_user(&gh, "alice").await;
+    let r = api
+        .c
+        .get(gh.url("console.localhost", "/api/v1/export"))
+        .header("Authorization", &api.auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let exported = r.text().await.unwrap();
+    assert!(exported.contains(&b64(&cert)), "{exported}");
+    assert!(!exported.contains(&b64(&key)), "{exported}");
+    assert!(!exported.contains("tls_client_key:"), "{exported}");
+    assert!(
+        exported.contains("Left out (secrets; copy them from the running configuration): cookie_secret, shared_secret, routes[].tls_client_key"),
+        "{exported}"
+    );
+}

@@ -229,6 +229,7 @@ impl Compiler<'_> {
         }
         // The console keeps no secrets (its store, history and export
         // would show them): a console route takes them from nowhere.
+        // (`crate::ROUTE_SECRET_KEYS` names them for the export.)
         for secret in [&o.idp_client_secret, &o.tls_client_key]
             .into_iter()
             .flatten()

@@ -352,7 +352,11 @@ impl Compiler<'_> {
                 || m.enforcement.is_some()
                 || m.match_subject_alt_names.is_some()
                 || m.max_verify_depth.is_some();
-            let ca_given = m.ca.is_some() || m.ca_file.is_some();
+            // A blank `ca` is no CA (as `pem_or_file` reads it): settings
+            // beside it would otherwise switch client certificates off.
+            let blank =
+                |v: &Option<Spanned<String>>| v.as_ref().is_none_or(|v| v.value.trim().is_empty());
+            let ca_given = !blank(&m.ca) || !blank(&m.ca_file);
             if opts.is_some() && set && !ca_given {
                 self.error(
                     &mark,

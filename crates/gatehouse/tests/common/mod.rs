@@ -109,9 +109,14 @@ impl Gatehouse {
     /// On a free port; another one if a parallel test's server took it
     /// between choosing and binding.
     pub fn start_in(dir: tempfile::TempDir, yaml: &str) -> Gatehouse {
+        Self::start_with_env(dir, yaml, &[])
+    }
+
+    /// As [`Gatehouse::start_in`], with environment variables set for it.
+    pub fn start_with_env(dir: tempfile::TempDir, yaml: &str, env: &[(&str, &str)]) -> Gatehouse {
         let mut last = String::new();
         for _ in 0..3 {
-            match Self::try_start_on(free_port(), dir.path(), yaml) {
+            match Self::try_start_on(free_port(), dir.path(), yaml, env) {
                 Ok(gh) => return gh.with_dir(dir),
                 Err(e) if e.contains("in use") => last = e,
                 Err(e) => panic!("{e}"),
@@ -122,7 +127,7 @@ impl Gatehouse {
 
     /// Starts on a port chosen beforehand (when a peer must know it first).
     pub fn start_on(port: u16, dir: tempfile::TempDir, yaml: &str) -> Gatehouse {
-        match Self::try_start_on(port, dir.path(), yaml) {
+        match Self::try_start_on(port, dir.path(), yaml, &[]) {
             Ok(gh) => gh.with_dir(dir),
             Err(e) => panic!("{e}"),
         }
@@ -133,7 +138,12 @@ impl Gatehouse {
         self
     }
 
-    fn try_start_on(port: u16, dir: &std::path::Path, yaml: &str) -> Result<Gatehouse, String> {
+    fn try_start_on(
+        port: u16,
+        dir: &std::path::Path,
+        yaml: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Gatehouse, String> {
         let config = dir.join("config.yaml");
         std::fs::write(&config, yaml.replace("{port}", &port.to_string())).expect("write config");
         let mut child = Command::new(BIN)
@@ -141,6 +151,7 @@ impl Gatehouse {
             .arg(&config)
             .args(["--log-format", "json", "--drain-timeout", "10s"])
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

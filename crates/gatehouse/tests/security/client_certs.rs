@@ -1,6 +1,7 @@
 //! Client certificates (downstream mTLS) attacked: a decoy intermediate
 //! that makes a long chain look short, a chain padded to cost memory, and
-//! a certificate no CA of the route vouches for reaching the upstream.
+//! a certificate no CA of the route vouches for reaching the upstream,
+//! and client certificates switched off by a blank CA setting.
 
 use std::path::Path;
 use std::process::Command;
@@ -193,5 +194,33 @@ routes:
                 "{kind:?}: {echo}"
             );
         }
+    }
+}
+
+/// A blank `DOWNSTREAM_MTLS_CA_FILE=` (as a deployment template leaves an
+/// unused variable) is not set: it must not unset the file's CA and with
+/// it every client-certificate check.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blank_ca_variable_does_not_switch_client_certificates_off() {
+    let pki = Pki::new();
+    let up = echo_upstream("a").await;
+    let yaml = format!(
+        "address: 127.0.0.1:{{port}}
+downstream_mtls:
+  ca_file: {ca}
+  enforcement: reject_connection
+routes:
+  - {{from: 'https://app.localhost', to: 'http://{up}', allow_public_unauthenticated_access: true}}
+",
+        ca = pki.ca_file().display(),
+        up = up.addr
+    );
+    for var in ["DOWNSTREAM_MTLS_CA_FILE", "DOWNSTREAM_MTLS_CA"] {
+        let gh = Gatehouse::start_with_env(tempfile::tempdir().unwrap(), &yaml, &[(var, "")]);
+        let got = status(&client(&gh, None), &gh).await;
+        assert!(got.is_err(), "{var}=: no certificate, yet {got:?}");
+        let (chain, key) = pki.client(ClientKind::Valid);
+        let ok = reqwest::Identity::from_pem(format!("{chain}{key}").as_bytes()).unwrap();
+        assert_eq!(status(&client(&gh, Some(ok)), &gh).await, Ok(200), "{var}=");
     }
 }

@@ -192,6 +192,12 @@ fn refused_cases() -> Vec<(&'static str, String, (u32, u32), &'static str)> {
             "sub_policies: `rego` is not run by gatehouse",
         ),
         (
+            "client certificates asked for with a blank CA",
+            format!("downstream_mtls: {{ca: '', enforcement: reject_connection}}\n{ROUTE}"),
+            (1, 18),
+            "downstream_mtls needs a `ca` (or `ca_file`), or a route's `tls_downstream_client_ca`",
+        ),
+        (
             "paths not normalized",
             format!("normalize_path: false\n{ROUTE}"),
             (1, 17),
