@@ -259,6 +259,9 @@ pub struct OutlierDetection {
     pub consecutive_gateway_failure: u32,
     /// How long an ejected target stays out, times its ejections so far.
     pub base_ejection_time: Duration,
+    /// The longest an ejection lasts (Envoy's default: 300 s), at least
+    /// `base_ejection_time`.
+    pub max_ejection_time: Duration,
     /// The most targets out at once, in percent (at least one is allowed).
     pub max_ejection_percent: u32,
 }

@@ -1194,7 +1194,7 @@ fn jwt_groups_filter_forms_and_merging() {
 #[test]
 fn load_balancing_and_target_health_are_compiled() {
     let cfg = load(&format!(
-        "{ROUTE}    load_balancing_policy: LOAD_BALANCING_POLICY_MAGLEV\n    outlier_detection: {{consecutive_5xx: 3, base_ejection_time: 10s, interval: 5s}}\n    health_checks:\n      - {{timeout: 2s, interval: 3s, http_health_check: {{path: /healthz, expected_statuses: [{{start: 200, end: 400}}]}}}}\n      - {{tcp_health_check: {{}}}}\n"
+        "{ROUTE}    load_balancing_policy: LOAD_BALANCING_POLICY_MAGLEV\n    outlier_detection: {{consecutive_5xx: 3, base_ejection_time: 10s, max_ejection_time: 1m, interval: 5s}}\n    health_checks:\n      - {{timeout: 2s, interval: 3s, http_health_check: {{path: /healthz, expected_statuses: [{{start: 200, end: 400}}]}}}}\n      - {{tcp_health_check: {{}}}}\n"
     ))
     .unwrap();
     let r = &cfg.config.routes[0];
@@ -1202,6 +1202,7 @@ fn load_balancing_and_target_health_are_compiled() {
     let o = r.outlier_detection.as_ref().unwrap();
     assert_eq!((o.consecutive_5xx, o.consecutive_gateway_failure), (3, 5));
     assert_eq!(o.base_ejection_time, std::time::Duration::from_secs(10));
+    assert_eq!(o.max_ejection_time, std::time::Duration::from_secs(60));
     assert_eq!(r.health_checks.len(), 2);
     assert_eq!(
         r.health_checks[0].kind,
@@ -1220,7 +1221,7 @@ fn load_balancing_and_target_health_are_compiled() {
         cfg.warnings
     );
     let all = errors(&format!(
-        "{ROUTE}    load_balancing_policy: fastest\n    health_checks:\n      - {{interval: 1s}}\n      - {{grpc_health_check: {{}}}}\n    outlier_detection: {{consecutive_5xx: many}}\n"
+        "{ROUTE}    load_balancing_policy: fastest\n    health_checks:\n      - {{interval: 1s}}\n      - {{grpc_health_check: {{}}}}\n      - {{interval: 100ms, timeout: 50ms, tcp_health_check: {{}}}}\n      - {{interval: 2s, timeout: 3s, tcp_health_check: {{}}}}\n    outlier_detection: {{consecutive_5xx: many}}\n"
     ))
     .join("\n");
     for want in [
@@ -1231,6 +1232,9 @@ fn load_balancing_and_target_health_are_compiled() {
     ] {
         assert!(all.contains(want), "{want}\n{all}");
     }
+    // Both bad timings: a probe storm (100ms) and probes that overlap.
+    let bounded = "a health check needs an `interval` of at least 1s and a non-zero `timeout` no longer than it";
+    assert_eq!(all.matches(bounded).count(), 2, "{all}");
 }
 
 #[test]

@@ -247,9 +247,13 @@ impl Balancer {
             return;
         }
         let times = t.ejections.fetch_add(1, Ordering::Relaxed) + 1;
-        let span = o.base_ejection_time.saturating_mul(times.min(10));
+        let span = o
+            .base_ejection_time
+            .saturating_mul(times.min(10))
+            .min(o.max_ejection_time.max(o.base_ejection_time));
+        let span_ms = u64::try_from(span.as_millis()).unwrap_or(u64::MAX);
         t.ejected_until
-            .store(now + span.as_millis() as u64, Ordering::Relaxed);
+            .store(now.saturating_add(span_ms), Ordering::Relaxed);
         tracing::warn!(
             route = %self.route,
             upstream = %self.urls[i],
@@ -537,6 +541,7 @@ mod tests {
             consecutive_5xx: 3,
             consecutive_gateway_failure: 2,
             base_ejection_time: Duration::from_secs(60),
+            max_ejection_time: Duration::from_secs(300),
             max_ejection_percent: 10,
         };
         let b = Balancer::new(

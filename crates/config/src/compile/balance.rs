@@ -47,6 +47,7 @@ impl Compiler<'_> {
             consecutive_5xx: 5,
             consecutive_gateway_failure: 5,
             base_ejection_time: Duration::from_secs(30),
+            max_ejection_time: Duration::from_secs(300),
             max_ejection_percent: 10,
         };
         for (k, v) in entries {
@@ -57,12 +58,13 @@ impl Compiler<'_> {
                     o.consecutive_gateway_failure = self.count(v, key)
                 }
                 "base_ejection_time" => o.base_ejection_time = self.duration(v, key),
+                "max_ejection_time" => o.max_ejection_time = self.duration(v, key),
                 "max_ejection_percent" => {
                     o.max_ejection_percent = self.count(v, key).min(100)
                 }
                 // Envoy's knobs that change nothing here, said so.
                 "interval" | "enforcing_consecutive_5xx" | "enforcing_consecutive_gateway_failure"
-                | "max_ejection_time" | "max_ejection_time_jitter" => self.warn(
+                | "max_ejection_time_jitter" => self.warn(
                     &k.mark,
                     format!("outlier_detection.{key} has no effect in gatehouse (targets are judged on every answer)"),
                 ),
@@ -142,10 +144,15 @@ impl Compiler<'_> {
                 );
                 continue;
             }
-            if check.interval.is_zero() || check.timeout.is_zero() {
+            // Probes are bounded: at most one per second per target, each
+            // done before the next is due.
+            if check.interval < Duration::from_secs(1)
+                || check.timeout.is_zero()
+                || check.timeout > check.interval
+            {
                 self.error(
                     &item.mark,
-                    "a health check needs a non-zero `interval` and `timeout`",
+                    "a health check needs an `interval` of at least 1s and a non-zero `timeout` no longer than it",
                 );
                 continue;
             }

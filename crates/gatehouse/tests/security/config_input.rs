@@ -198,6 +198,14 @@ fn refused_cases() -> Vec<(&'static str, String, (u32, u32), &'static str)> {
             "downstream_mtls needs a `ca` (or `ca_file`), or a route's `tls_downstream_client_ca`",
         ),
         (
+            "upstream probes as fast as the config asks (a probe storm)",
+            format!(
+                "{ROUTE}    health_checks: [{{interval: 100ms, timeout: 50ms, tcp_health_check: {{}}}}]\n"
+            ),
+            (5, 21),
+            "a health check needs an `interval` of at least 1s and a non-zero `timeout` no longer than it",
+        ),
+        (
             "paths not normalized",
             format!("normalize_path: false\n{ROUTE}"),
             (1, 17),
