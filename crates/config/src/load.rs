@@ -163,6 +163,7 @@ fn load_str_inner(
         // Secret files are watched like every other file the config names.
         watched: secret_files,
         file_mark: file_mark.clone(),
+        ppl_text_budget: compile::PPL_TEXT_BUDGET,
     };
     let source = Path::new(origin).to_path_buf();
     let config = compiler.compile(options, source);

@@ -145,6 +145,12 @@ const NODE_COST: usize = 2 * std::mem::size_of::<Node>();
 /// memory the tree takes (alias copies included) are bounded: past a limit
 /// the parse stops at once with a positioned error.
 pub fn parse(text: &str, origin: &str) -> Result<Node, SyntaxError> {
+    parse_within(text, origin, MAX_TREE_BYTES).map(|(node, _)| node)
+}
+
+/// [`parse`] with a smaller tree budget (for text inside a configuration,
+/// which shares what is left of one): the tree and the bytes it took.
+pub fn parse_within(text: &str, origin: &str, budget: usize) -> Result<(Node, usize), SyntaxError> {
     let origin: Arc<str> = origin.into();
     let start = Mark {
         origin: origin.clone(),
@@ -171,6 +177,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Node, SyntaxError> {
         root: None,
         error: None,
         spent: 0,
+        budget: budget.min(MAX_TREE_BYTES),
         values: 0,
         anchored: 0,
     };
@@ -213,7 +220,11 @@ pub fn parse(text: &str, origin: &str) -> Result<Node, SyntaxError> {
     if let Some(err) = builder.error {
         return Err(err);
     }
-    Ok(builder.root.unwrap_or_else(|| Node::empty_map(start)))
+    let spent = builder.spent;
+    Ok((
+        builder.root.unwrap_or_else(|| Node::empty_map(start)),
+        spent,
+    ))
 }
 
 /// Checks a tree built by other means (environment values, console
@@ -310,6 +321,8 @@ struct Builder<'t> {
     error: Option<SyntaxError>,
     /// Tree bytes so far, alias copies included (see [`MAX_TREE_BYTES`]).
     spent: usize,
+    /// The most tree bytes this parse may spend.
+    budget: usize,
     /// Values so far, alias copies included (for the error message).
     values: usize,
     /// Open lists and mappings that have an anchor: everything added inside
@@ -337,10 +350,10 @@ impl Builder<'_> {
     fn spend(&mut self, cost: usize, values: usize, mark: &Mark, alias: Option<Marker>) -> bool {
         self.spent = self.spent.saturating_add(cost);
         self.values = self.values.saturating_add(values);
-        if self.spent <= MAX_TREE_BYTES {
+        if self.spent <= self.budget {
             return true;
         }
-        let limit = size(MAX_TREE_BYTES);
+        let limit = size(self.budget);
         let message = match alias.map(|at| self.alias_name(at)) {
             Some(name) => format!(
                 "alias `*{name}` makes the configuration take more than {limit} ({} values with every alias copied); aliases that copy aliases multiply, so nest fewer of them",

@@ -58,7 +58,14 @@ pub(crate) struct Compiler<'a> {
     pub diags: Vec<Diagnostic>,
     pub watched: Vec<PathBuf>,
     pub file_mark: Mark,
+    /// Tree bytes left for PPL given as text (`sub_policies.source_ppl`):
+    /// one budget for the whole load, so many small strings cannot each
+    /// spend a file's worth.
+    pub ppl_text_budget: usize,
 }
+
+/// What all of a configuration's PPL text may take once parsed.
+pub(crate) const PPL_TEXT_BUDGET: usize = 16 << 20;
 
 fn dur(v: &Option<Spanned<GoDuration>>) -> Option<Duration> {
     v.as_ref().map(|d| d.value.0)

@@ -693,6 +693,28 @@ impl Compiler<'_> {
     /// allowed_idp_claims, source_ppl, rego, explanation, remediation}`.
     /// Rego is not run: a sub-policy with `rego` must carry the PPL it was
     /// made from (`source_ppl`, as Pomerium's console writes it).
+    /// A sub-policy's text or list of text. A value that is not text is
+    /// an error, never dropped (a dropped `rego` deny rule would open the
+    /// route).
+    fn text_list(&mut self, n: &crate::yaml::Node, key: &str) -> Vec<String> {
+        let items = match &n.value {
+            crate::yaml::Value::Seq(items) => items.as_slice(),
+            _ if n.is_null() => &[],
+            _ => std::slice::from_ref(n),
+        };
+        let mut out = Vec::new();
+        for i in items {
+            match i.as_str() {
+                Some(s) => out.push(s.to_string()),
+                None => self.error(
+                    &i.mark,
+                    format!("sub_policies: `{key}` takes text or a list of text"),
+                ),
+            }
+        }
+        out
+    }
+
     fn sub_policies(&mut self, node: &crate::yaml::Node) -> Vec<crate::compiled::SubPolicy> {
         use crate::yaml::Value;
         let mut out = Vec::new();
@@ -711,26 +733,21 @@ impl Compiler<'_> {
             };
             let mut sp = crate::compiled::SubPolicy::default();
             let mut rego = None;
-            let strings = |n: &crate::yaml::Node| -> Vec<String> {
-                match &n.value {
-                    Value::Seq(items) => items
-                        .iter()
-                        .filter_map(|i| i.as_str().map(str::to_string))
-                        .collect(),
-                    _ => n.as_str().map(|s| vec![s.to_string()]).unwrap_or_default(),
-                }
-            };
             for (k, v) in entries {
                 match k.as_str().unwrap_or_default() {
                     "id" => sp.id = v.as_str().unwrap_or_default().to_string(),
                     "name" | "explanation" | "remediation" => {}
-                    "allowed_users" => sp.allowed_users = strings(v),
-                    "allowed_domains" => sp.allowed_domains = strings(v),
+                    "allowed_users" => sp.allowed_users = self.text_list(v, "allowed_users"),
+                    "allowed_domains" => sp.allowed_domains = self.text_list(v, "allowed_domains"),
                     "allowed_idp_claims" => {
                         sp.allowed_idp_claims = Some(crate::de::RawNode(v.clone()))
                     }
                     "rego" => {
-                        if !strings(v).iter().all(|r| r.trim().is_empty()) {
+                        if !self
+                            .text_list(v, "rego")
+                            .iter()
+                            .all(|r| r.trim().is_empty())
+                        {
                             rego = Some(k.mark.clone());
                         }
                     }
@@ -743,8 +760,14 @@ impl Compiler<'_> {
                         _ if v.is_null() => {}
                         _ => match v.as_str() {
                             Some(text) if text.trim().is_empty() => {}
-                            Some(text) => match crate::yaml::parse(text, &v.mark.origin) {
-                                Ok(mut parsed) => {
+                            Some(text) => match crate::yaml::parse_within(
+                                text,
+                                &v.mark.origin,
+                                self.ppl_text_budget,
+                            ) {
+                                Ok((mut parsed, spent)) => {
+                                    self.ppl_text_budget =
+                                        self.ppl_text_budget.saturating_sub(spent);
                                     relabel(&mut parsed, &v.mark);
                                     sp.ppl = Some(crate::de::RawNode(parsed));
                                 }

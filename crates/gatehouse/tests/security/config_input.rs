@@ -74,6 +74,34 @@ fn an_alias_bomb_is_refused_at_the_alias_with_bounded_memory() {
     assert!(peak_kib < 200 * 1024, "peak RSS {peak_kib} KiB:\n{out}");
 }
 
+/// PPL given as text (`sub_policies.source_ppl`) is parsed on its own: each
+/// string under the file's budget is not enough, as forty strings of ~10 MiB
+/// once read would hold 400 MiB. All PPL text of a load shares one budget.
+#[test]
+fn many_ppl_strings_share_one_tree_budget() {
+    let mut ppl = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for i in 1..=4 {
+        let items = vec![format!("*a{}", i - 1); 9].join(",");
+        ppl.push_str(&format!("a{i}: &a{i} [{items}]\n"));
+    }
+    let mut text = format!("{ROUTE}    sub_policies:\n");
+    for p in 0..40 {
+        text.push_str(&format!("      - id: p{p}\n        source_ppl: |\n"));
+        for line in ppl.lines() {
+            text.push_str(&format!("          {line}\n"));
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), "ppl.yaml", &text);
+    let (code, out, peak_kib) = check_bounded(&config);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("makes the configuration take more than"),
+        "{out}"
+    );
+    assert!(peak_kib < 200 * 1024, "peak RSS {peak_kib} KiB:\n{out}");
+}
+
 #[test]
 fn deep_nesting_is_refused_with_a_position() {
     let dir = tempfile::tempdir().unwrap();
@@ -204,6 +232,12 @@ fn refused_cases() -> Vec<(&'static str, String, (u32, u32), &'static str)> {
             ),
             (5, 21),
             "a health check needs an `interval` of at least 1s and a non-zero `timeout` no longer than it",
+        ),
+        (
+            "a sub-policy's rules that are not text (never dropped)",
+            format!("{ROUTE}    sub_policies: [{{id: x, rego: [{{deny: 1}}]}}]\n"),
+            (5, 35),
+            "sub_policies: `rego` takes text or a list of text",
         ),
         (
             "paths not normalized",
