@@ -231,7 +231,7 @@ fn apply_env(
             };
             match yaml::parse(&text, &mark.origin) {
                 Ok(mut n) => {
-                    relabel(&mut n, &mark);
+                    n.relabel(&mark);
                     n
                 }
                 Err(e) => {
@@ -265,7 +265,7 @@ fn apply_env(
         let node = if sub == "match_subject_alt_names" {
             match yaml::parse(&value, &mark.origin) {
                 Ok(mut n) => {
-                    relabel(&mut n, &mark);
+                    n.relabel(&mark);
                     n
                 }
                 Err(e) => {
@@ -295,19 +295,6 @@ fn apply_env(
                 set_key(mtls, sub, node, mark);
             }
         }
-    }
-}
-
-/// Values from the environment have no lines of their own.
-fn relabel(node: &mut yaml::Node, mark: &Mark) {
-    node.mark = mark.clone();
-    match &mut node.value {
-        yaml::Value::Scalar(_) => {}
-        yaml::Value::Seq(items) => items.iter_mut().for_each(|n| relabel(n, mark)),
-        yaml::Value::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
-            relabel(k, mark);
-            relabel(v, mark)
-        }),
     }
 }
 

@@ -61,6 +61,21 @@ pub struct Node {
 }
 
 impl Node {
+    /// Points this value and everything in it at `mark` (a value parsed
+    /// from a string or taken from the environment has no lines of its
+    /// own: errors inside it name the string's place).
+    pub fn relabel(&mut self, mark: &Mark) {
+        self.mark = mark.clone();
+        match &mut self.value {
+            Value::Scalar(_) => {}
+            Value::Seq(items) => items.iter_mut().for_each(|n| n.relabel(mark)),
+            Value::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
+                k.relabel(mark);
+                v.relabel(mark)
+            }),
+        }
+    }
+
     pub fn scalar(text: impl Into<String>, mark: Mark) -> Node {
         Node {
             value: Value::Scalar(Scalar {

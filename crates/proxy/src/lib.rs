@@ -54,6 +54,11 @@ use gatehouse_identity::console_store::ConsoleStore;
 
 pub use server::{Listeners, bind, serve};
 
+/// Lower-case hex of `bytes` (fingerprints, flow ids, digests).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Listener settings fixed at start; changing them needs a restart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {

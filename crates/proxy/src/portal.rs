@@ -200,8 +200,5 @@ fn id(route: &Route) -> String {
     }
     let _ = write!(text, "|{:?}", route.action);
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
-    digest.as_ref()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex(&digest.as_ref()[..8])
 }

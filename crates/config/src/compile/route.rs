@@ -768,7 +768,7 @@ impl Compiler<'_> {
                                 Ok((mut parsed, spent)) => {
                                     self.ppl_text_budget =
                                         self.ppl_text_budget.saturating_sub(spent);
-                                    relabel(&mut parsed, &v.mark);
+                                    parsed.relabel(&v.mark);
                                     sp.ppl = Some(crate::de::RawNode(parsed));
                                 }
                                 Err(e) => self.error(
@@ -795,18 +795,5 @@ impl Compiler<'_> {
             out.push(sp);
         }
         out
-    }
-}
-
-/// Marks inside a value parsed from a string point at that string.
-fn relabel(node: &mut crate::yaml::Node, mark: &Mark) {
-    node.mark = mark.clone();
-    match &mut node.value {
-        crate::yaml::Value::Scalar(_) => {}
-        crate::yaml::Value::Seq(items) => items.iter_mut().for_each(|n| relabel(n, mark)),
-        crate::yaml::Value::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
-            relabel(k, mark);
-            relabel(v, mark)
-        }),
     }
 }
