@@ -249,7 +249,7 @@ impl PeerCert {
         let leaf = chain.first()?;
         let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
         let sha256 = |b: &[u8]| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b);
-        let fingerprint = crate::hex(sha256(leaf.as_ref()).as_ref());
+        let fingerprint = crate::hex::lower(sha256(leaf.as_ref()).as_ref());
         let spki_hash = base64::engine::general_purpose::STANDARD
             .encode(sha256(parsed.tbs_certificate.subject_pki.raw).as_ref());
         let mut facts = CertFacts {

@@ -37,6 +37,8 @@ pub mod routing;
 pub mod runtime;
 pub mod server;
 
+mod hex;
+
 pub mod tls;
 pub mod upstream;
 
@@ -53,11 +55,6 @@ use crate::runtime::Runtime;
 use gatehouse_identity::console_store::ConsoleStore;
 
 pub use server::{Listeners, bind, serve};
-
-/// Lower-case hex of `bytes` (fingerprints, flow ids, digests).
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// Listener settings fixed at start; changing them needs a restart.
 #[derive(Debug, Clone, PartialEq, Eq)]

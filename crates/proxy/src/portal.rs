@@ -200,5 +200,5 @@ fn id(route: &Route) -> String {
     }
     let _ = write!(text, "|{:?}", route.action);
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
-    crate::hex(&digest.as_ref()[..8])
+    crate::hex::lower(&digest.as_ref()[..8])
 }

@@ -76,8 +76,8 @@ pub(super) async fn start_oidc(
         Ok(o) => o,
         Err(e) => return idp_unavailable(&e),
     };
-    let flow_id = crate::hex(&rand::random::<[u8; 6]>());
-    let binding = crate::hex(&rand::random::<[u8; 16]>());
+    let flow_id = crate::hex::lower(&rand::random::<[u8; 6]>());
+    let binding = crate::hex::lower(&rand::random::<[u8; 16]>());
     let redirect_uri = format!("{}/oauth2/callback", host.origin);
     let exp = unix_now() + OIDC_FLOW_SECS;
     let authz = match authorize_flow(
@@ -113,8 +113,8 @@ pub(super) fn start_github(
     handoff: Option<&str>,
     secure: bool,
 ) -> Response<Body> {
-    let flow_id = crate::hex(&rand::random::<[u8; 6]>());
-    let binding = crate::hex(&rand::random::<[u8; 16]>());
+    let flow_id = crate::hex::lower(&rand::random::<[u8; 6]>());
+    let binding = crate::hex::lower(&rand::random::<[u8; 16]>());
     let exp = unix_now() + OIDC_FLOW_SECS;
     let flow = codec::FlowState {
         target: target.to_string(),

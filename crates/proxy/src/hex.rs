@@ -1,0 +1,7 @@
+//! Lower-case hex (fingerprints, flow ids, digests): a leaf every module
+//! may use.
+
+/// Lower-case hex of `bytes`.
+pub(crate) fn lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
