@@ -60,6 +60,9 @@ pub struct Config {
     pub access_log: Vec<AccessField>,
     /// `authorize_log_fields`: what each `authorize check` line holds.
     pub authorize_log: Vec<AuthorizeField>,
+    /// `otel_*`: where request spans are exported (`None`: tracing off,
+    /// `traceparent` passes through untouched).
+    pub tracing: Option<Tracing>,
     pub routes: Vec<Route>,
     pub sign_in: SignIn,
     /// `console:`: the console's host (its route is the last of `routes`)
@@ -69,6 +72,48 @@ pub struct Config {
     pub watched_files: Vec<PathBuf>,
     /// Everything as written, for options that later layers interpret.
     pub options: Options,
+}
+
+/// OpenTelemetry tracing (`otel_*`): a span per request with its
+/// authorize and upstream phases, exported over OTLP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tracing {
+    /// Where spans are sent: the full URL (`…/v1/traces` for
+    /// `http/protobuf`; the gRPC service's method path for `grpc`).
+    pub endpoint: http::Uri,
+    pub protocol: OtlpProtocol,
+    /// `otel_exporter_otlp_(traces_)headers`: sent with every export
+    /// (often a collector's credentials: never logged or exported).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The most one export may take (default 10s).
+    pub timeout: Duration,
+    /// `otel_traces_sampler_arg`: the share of new traces sampled (0 to 1,
+    /// default 1); a client's `traceparent` decides for its own traces.
+    pub sampler_ratio: f64,
+    /// `otel_resource_attributes`, after `service.name=gatehouse`.
+    pub resource: Vec<(String, String)>,
+    /// `otel_attribute_value_length_limit`: text attributes are cut to
+    /// this many bytes (64 to 32768, default 256, as Envoy's path tag).
+    pub attribute_value_limit: usize,
+    /// `otel_bsp_schedule_delay`: how long a span waits for its batch
+    /// (default 5s, at least 100ms).
+    pub schedule_delay: Duration,
+    /// `otel_bsp_max_export_batch_size` (default 512, at most
+    /// [`Tracing::QUEUE`]).
+    pub max_batch: usize,
+}
+
+impl Tracing {
+    /// Spans waiting for export; more are dropped (and counted).
+    pub const QUEUE: usize = 2048;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    /// `http/protobuf`: `POST …/v1/traces`, `application/x-protobuf`.
+    HttpProtobuf,
+    /// `grpc`: the OTLP trace service over HTTP/2 (h2c for `http://`).
+    Grpc,
 }
 
 /// TLS on the metrics listener.

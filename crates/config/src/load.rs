@@ -327,6 +327,9 @@ pub const SECRET_KEYS: &[(&str, bool)] = &[
     ),
     ("ssh_host_keys", false),
     ("ssh_user_ca_key", false),
+    // Often a collector's credentials (`Authorization=Bearer …`).
+    ("otel_exporter_otlp_headers", false),
+    ("otel_exporter_otlp_traces_headers", false),
 ];
 
 /// Route options whose values are secrets: never exported (the console).

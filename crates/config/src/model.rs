@@ -137,6 +137,23 @@ pub struct Options {
     pub health_check_addr: S<String>,
     pub runtime_flags: Option<BTreeMap<String, bool>>,
 
+    // --- OpenTelemetry tracing (Pomerium's `otel_*`, also `OTEL_*` variables)
+    pub otel_traces_exporter: S<String>,
+    pub otel_traces_sampler_arg: S<f64>,
+    pub otel_resource_attributes: S<StringList>,
+    pub otel_log_level: S<String>,
+    pub otel_attribute_value_length_limit: S<i64>,
+    pub otel_exporter_otlp_endpoint: S<String>,
+    pub otel_exporter_otlp_traces_endpoint: S<String>,
+    pub otel_exporter_otlp_protocol: S<String>,
+    pub otel_exporter_otlp_traces_protocol: S<String>,
+    pub otel_exporter_otlp_headers: S<StringList>,
+    pub otel_exporter_otlp_traces_headers: S<StringList>,
+    pub otel_exporter_otlp_timeout: S<Millis>,
+    pub otel_exporter_otlp_traces_timeout: S<Millis>,
+    pub otel_bsp_schedule_delay: S<Millis>,
+    pub otel_bsp_max_export_batch_size: S<i64>,
+
     // --- gatehouse: the console (routes and settings managed in a browser)
     pub console: Option<Spanned<ConsoleOptions>>,
 }
@@ -273,6 +290,32 @@ pub struct RouteOptions {
 /// A Go-style duration (`300ms`, `30s`, `5m`, `1h30m`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GoDuration(pub Duration);
+
+/// A duration in whole milliseconds, as Pomerium reads the `otel_*`
+/// durations (`5000`); a Go duration (`5s`) is taken too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Millis(pub Duration);
+
+impl<'de> Deserialize<'de> for Millis {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let t = text.trim();
+        if let Ok(ms) = t.parse::<i64>() {
+            return if ms < 0 {
+                Err(de::Error::custom(format!(
+                    "`{t}` is negative; expected milliseconds like `5000`"
+                )))
+            } else {
+                Ok(Millis(Duration::from_millis(ms as u64)))
+            };
+        }
+        parse_duration(t).map(Millis).map_err(|_| {
+            de::Error::custom(format!(
+                "`{t}` is not a duration; expected milliseconds like `5000` (or `5s`)"
+            ))
+        })
+    }
+}
 
 impl<'de> Deserialize<'de> for GoDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -91,7 +91,6 @@ use Scope::{Any, Global, Route};
 const NO_SSH: &str = "gatehouse serves no SSH (ssh:// routes are refused)";
 const ONE_PROCESS: &str = "gatehouse runs every service in one process and authorizes each request itself with this file's routes and policies";
 const NO_ENVOY: &str = "gatehouse has no Envoy";
-const NO_TRACING: &str = "trace export is not implemented; nothing is sent";
 const NO_ACME: &str = "no certificate is obtained; without certificates gatehouse serves a self-signed one, which browsers refuse until it is trusted";
 const NO_CLUSTER: &str = "sessions stay in the store `databroker_storage_type` names; an instance that does not know a session asks the user to sign in";
 const UPSTREAM_CREDENTIAL: &str =
@@ -217,6 +216,52 @@ pub const KEYS: &[Entry] = &[
         "scrapers must present a certificate issued by it (TLS handshake)",
     ),
     in_force(Global, "metrics_client_ca_file", ""),
+    in_force(
+        Global,
+        "otel_traces_exporter",
+        "`otlp`: a span per request (with `authorize` and `upstream` children) over OTLP; `traceparent` continued from clients and passed upstream",
+    ),
+    in_force(
+        Global,
+        "otel_traces_sampler_arg",
+        "the share of new traces sampled; a client's `traceparent` decides for its own",
+    ),
+    in_force(Global, "otel_resource_attributes", ""),
+    in_force(
+        Global,
+        "otel_attribute_value_length_limit",
+        "64 to 32768 bytes (default 256, as Envoy's path tag)",
+    ),
+    in_force(Global, "otel_exporter_otlp_endpoint", ""),
+    in_force(Global, "otel_exporter_otlp_traces_endpoint", ""),
+    in_force(
+        Global,
+        "otel_exporter_otlp_protocol",
+        "`grpc` or `http/protobuf`; guessed from the endpoint when unset, as Pomerium",
+    ),
+    in_force(Global, "otel_exporter_otlp_traces_protocol", ""),
+    in_force(
+        Global,
+        "otel_exporter_otlp_headers",
+        "kept out of logs and exports",
+    ),
+    in_force(
+        Global,
+        "otel_exporter_otlp_traces_headers",
+        "kept out of logs and exports",
+    ),
+    in_force(
+        Global,
+        "otel_exporter_otlp_timeout",
+        "milliseconds (default 10000)",
+    ),
+    in_force(Global, "otel_exporter_otlp_traces_timeout", "milliseconds"),
+    in_force(
+        Global,
+        "otel_bsp_schedule_delay",
+        "milliseconds (default 5000, at least 100); at most 2048 spans wait, more are dropped and counted",
+    ),
+    in_force(Global, "otel_bsp_max_export_batch_size", "default 512"),
     in_force(
         Global,
         "health_check_addr",
@@ -395,22 +440,12 @@ pub const KEYS: &[Entry] = &[
     ignored(Global, "dns_use_tcp", DNS),
     ignored(Global, "dns_resolvers", DNS),
     ignored(Global, "dns_*", DNS),
-    ignored(Global, "otel_traces_exporter", NO_TRACING),
-    ignored(Global, "otel_traces_sampler_arg", NO_TRACING),
-    ignored(Global, "otel_resource_attributes", NO_TRACING),
-    ignored(Global, "otel_log_level", NO_TRACING),
-    ignored(Global, "otel_attribute_value_length_limit", NO_TRACING),
-    ignored(Global, "otel_exporter_otlp_endpoint", NO_TRACING),
-    ignored(Global, "otel_exporter_otlp_traces_endpoint", NO_TRACING),
-    ignored(Global, "otel_exporter_otlp_protocol", NO_TRACING),
-    ignored(Global, "otel_exporter_otlp_traces_protocol", NO_TRACING),
-    ignored(Global, "otel_exporter_otlp_headers", NO_TRACING),
-    ignored(Global, "otel_exporter_otlp_traces_headers", NO_TRACING),
-    ignored(Global, "otel_exporter_otlp_timeout", NO_TRACING),
-    ignored(Global, "otel_exporter_otlp_traces_timeout", NO_TRACING),
-    ignored(Global, "otel_bsp_schedule_delay", NO_TRACING),
-    ignored(Global, "otel_bsp_max_export_batch_size", NO_TRACING),
-    ignored(Global, "otel_*", NO_TRACING),
+    ignored(
+        Global,
+        "otel_log_level",
+        "the exporter's own messages follow `log_level` (export failures are warnings)",
+    ),
+    ignored(Global, "otel_*", "not one of Pomerium's `otel_*` keys"),
     ignored(Global, "autocert", NO_ACME),
     ignored(Global, "autocert_ca", NO_ACME),
     ignored(Global, "autocert_email", NO_ACME),

@@ -915,13 +915,15 @@ fn refused_keys_from_the_console_are_errors_on_their_key() {
 #[test]
 fn harmless_keys_warn_and_say_why() {
     let loaded = load(&format!(
-        "otel_traces_exporter: otlp\nservices: all\nproxy_log_level: debug\n{ROUTE}    kubernetes_service_account_token: abc\n"
+        "otel_log_level: debug\nservices: all\nproxy_log_level: debug\n{ROUTE}    kubernetes_service_account_token: abc\n"
     ))
     .unwrap();
     let w: Vec<String> = loaded.warnings.iter().map(|d| d.to_string()).collect();
     assert_eq!(w.len(), 3, "{w:?}");
     assert!(
-        w[0].starts_with("c.yaml:1:1: warning: `otel_traces_exporter` is not supported and is ignored; harmless: "),
+        w[0].starts_with(
+            "c.yaml:1:1: warning: `otel_log_level` is not supported and is ignored; harmless: "
+        ),
         "{w:?}"
     );
     assert!(
@@ -1267,4 +1269,109 @@ fn console_routes_take_no_secrets() {
             .unwrap_or_else(|| panic!("{key}: {rejected}"));
         assert_eq!(target(&error.mark), Some(Target::Route("r1", Some(key))));
     }
+}
+
+#[test]
+fn otel_settings_are_read_as_pomerium_reads_them() {
+    let cfg = load(&format!(
+        "otel_traces_exporter: otlp\notel_exporter_otlp_endpoint: https://collector.localhost:9000/base/\notel_exporter_otlp_protocol: http/protobuf\notel_exporter_otlp_headers: ['authorization=Bearer%20t', 'x-tenant=a']\notel_exporter_otlp_timeout: 2500\notel_traces_sampler_arg: 2\notel_attribute_value_length_limit: 10\notel_bsp_schedule_delay: 5\notel_bsp_max_export_batch_size: 100000\notel_resource_attributes: [service.name=edge, region=eu]\n{ROUTE}"
+    ))
+    .unwrap();
+    let t = cfg.config.tracing.unwrap();
+    assert_eq!(
+        t.endpoint,
+        "https://collector.localhost:9000/base/v1/traces"
+    );
+    assert_eq!(t.protocol, OtlpProtocol::HttpProtobuf);
+    assert_eq!(t.headers.len(), 2);
+    assert_eq!(t.headers[0].1, "Bearer t");
+    assert!(t.headers[0].1.is_sensitive());
+    assert_eq!(t.timeout, std::time::Duration::from_millis(2500));
+    // Clamped as Pomerium clamps them.
+    assert_eq!(t.sampler_ratio, 1.0);
+    assert_eq!(t.attribute_value_limit, 64);
+    assert_eq!(t.schedule_delay, std::time::Duration::from_millis(100));
+    assert_eq!(t.max_batch, Tracing::QUEUE);
+    assert_eq!(
+        t.resource,
+        [
+            ("service.name".to_string(), "edge".to_string()),
+            ("region".to_string(), "eu".to_string())
+        ]
+    );
+    // The traces-specific endpoint is used as written; gRPC takes the
+    // service's method path; the protocol is guessed from the port.
+    let cfg = load(&format!(
+        "otel_traces_exporter: otlp\notel_exporter_otlp_traces_endpoint: http://c.localhost:4317/ignored\notel_exporter_otlp_endpoint: http://other:1\n{ROUTE}"
+    ))
+    .unwrap();
+    let t = cfg.config.tracing.unwrap();
+    assert_eq!(t.protocol, OtlpProtocol::Grpc);
+    assert_eq!(
+        t.endpoint,
+        "http://c.localhost:4317/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+    );
+    // From the environment, as OTEL_* variables.
+    let env = |k: &str| match k {
+        "OTEL_TRACES_EXPORTER" => Some("otlp".to_string()),
+        "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://127.0.0.1:4318".to_string()),
+        "OTEL_EXPORTER_OTLP_HEADERS" => Some("api-key=k1,x-b=2".to_string()),
+        _ => None,
+    };
+    let cfg = load_str(ROUTE, "c.yaml", Path::new("."), &env).unwrap();
+    let t = cfg.config.tracing.unwrap();
+    assert_eq!(t.endpoint, "http://127.0.0.1:4318/v1/traces");
+    assert_eq!(t.headers.len(), 2);
+    // Off unless the exporter is otlp.
+    for off in ["", "otel_traces_exporter: none\n"] {
+        let cfg = load(&format!(
+            "{off}otel_exporter_otlp_endpoint: http://c:4318\n{ROUTE}"
+        ))
+        .unwrap();
+        assert!(cfg.config.tracing.is_none());
+    }
+}
+
+#[test]
+fn otel_mistakes_are_errors_at_their_key() {
+    for (text, expected) in [
+        (
+            "otel_traces_exporter: jaeger\n",
+            "c.yaml:1:23: otel_traces_exporter `jaeger` must be `otlp` or `none`",
+        ),
+        (
+            "otel_traces_exporter: otlp\notel_exporter_otlp_endpoint: collector:4317\n",
+            "c.yaml:2:30: the OTLP endpoint `collector:4317` must be a URL like `http://localhost:4318` (http or https)",
+        ),
+        (
+            "otel_traces_exporter: otlp\notel_exporter_otlp_endpoint: http://c:1\notel_exporter_otlp_protocol: http/json\n",
+            "c.yaml:3:30: the OTLP protocol `http/json` must be `grpc` or `http/protobuf`",
+        ),
+        (
+            "otel_traces_exporter: otlp\notel_exporter_otlp_endpoint: http://c:1\notel_exporter_otlp_headers: [no-equals-secret]\n",
+            "c.yaml:3:29: otel_exporter_otlp_headers: `no-equals-secret` must be written `name=value`",
+        ),
+        (
+            "otel_traces_exporter: otlp\notel_exporter_otlp_endpoint: http://c:1\notel_exporter_otlp_headers: ['bad name=v']\n",
+            "c.yaml:3:29: otel_exporter_otlp_headers: `bad name` is not a valid header name",
+        ),
+        (
+            "otel_traces_exporter: otlp\notel_exporter_otlp_endpoint: http://c:1\notel_exporter_otlp_timeout: 0\n",
+            "c.yaml:3:29: the OTLP export timeout must be greater than 0",
+        ),
+        (
+            "otel_traces_exporter: otlp\notel_exporter_otlp_endpoint: http://c:1\notel_bsp_schedule_delay: soon\n",
+            "c.yaml:3:26: ",
+        ),
+    ] {
+        let e = errors(&format!("{text}{ROUTE}"));
+        assert!(e.iter().any(|m| m.starts_with(expected)), "{text}: {e:?}");
+    }
+    // Without an endpoint: the OTLP default, said.
+    let cfg = load(&format!("otel_traces_exporter: otlp\n{ROUTE}")).unwrap();
+    assert!(
+        cfg.warnings[0]
+            .to_string()
+            .contains("http://localhost:4318")
+    );
 }

@@ -30,6 +30,7 @@ use crate::authenticate;
 use crate::authorize::{Asked, Decided, Permit, decide, denied, identify, is_cors_preflight};
 use crate::body::{self, Body, RequestBody};
 use crate::error::ProxyError;
+use crate::otlp::{SpanKind, Value};
 use crate::request::{ConnInfo, split_authority};
 use crate::runtime::Runtime;
 
@@ -50,6 +51,8 @@ pub(crate) struct Exchange<'a> {
     pub routed: Option<usize>,
     /// The access-log line, when the access log is on.
     pub line: Option<Box<Line>>,
+    /// The request's trace, when tracing is configured (`otel_*`).
+    pub trace: Option<Box<crate::trace::RequestTrace>>,
 }
 
 impl Exchange<'_> {
@@ -93,12 +96,17 @@ impl Addressed<'_> {
 pub async fn handle(
     proxy: &Proxy,
     rt: &Runtime,
-    req: Request<RequestBody>,
+    mut req: Request<RequestBody>,
     conn: &ConnInfo,
 ) -> Response<Body> {
     // 1. accept
     let start = std::time::Instant::now();
     let request_id = request_id(req.headers());
+    let trace = rt
+        .tracer
+        .as_ref()
+        .filter(|_| !is_health_check(&req))
+        .map(|t| t.begin(&mut req, conn.peer.ip(), conn.external_https(), &request_id));
     let line = (rt.access_log.enabled() && !is_health_check(&req)).then(|| {
         let hops = rt.config.request.xff_num_trusted_hops;
         let client = crate::request::client_address(conn.peer.ip(), req.headers(), hops)
@@ -114,6 +122,7 @@ pub async fn handle(
         request_id,
         routed: None,
         line,
+        trace,
     };
     let mut resp = match rt.config.timeout_write {
         None => serve(&mut ex, req).await,
@@ -133,6 +142,9 @@ pub async fn handle(
     metrics.record(resp.status().as_u16(), start.elapsed());
     if let Some(r) = resp.extensions().get::<crate::error::Refusal>() {
         proxy.metrics.refusal(*r);
+    }
+    if let Some(trace) = ex.trace.take() {
+        resp = trace.finish(resp);
     }
     match ex.line {
         Some(line) => line.attach(resp),
@@ -205,6 +217,15 @@ async fn serve(ex: &mut Exchange<'_>, mut req: Request<RequestBody>) -> Response
     if let Some(o) = ex.outcome() {
         o.route = Some(route.label().to_string());
     }
+    let authorize_start = ex
+        .trace
+        .as_ref()
+        .filter(|t| t.recording())
+        .map(|_| std::time::Instant::now());
+    if let Some(t) = ex.trace.as_mut() {
+        t.rename(format!("{} {}", req.method(), route.label()));
+        t.set("upstream_cluster", Value::Str(route.label().to_string()));
+    }
     // 5. identify: the session, when the policy looks at the user.
     let session = if state.policy.uses_subject() {
         match identify(rt, &ex.proxy.identity, route, req.headers(), &at.host).await {
@@ -237,6 +258,21 @@ async fn serve(ex: &mut Exchange<'_>, mut req: Request<RequestBody>) -> Response
         &ex.request_id,
         &rt.config.authorize_log,
     );
+    if let (Some(t), Some(begun)) = (ex.trace.as_mut(), authorize_start) {
+        let result = match &decided {
+            Decided::Allowed(_) => "allow",
+            Decided::Denied(_) => "deny",
+            Decided::SignIn => "sign_in",
+        };
+        t.child(
+            "authorize",
+            SpanKind::Internal,
+            crate::trace::new_span_id(),
+            begun,
+            vec![("gatehouse.authorize.result", Value::Str(result.into()))],
+            false,
+        );
+    }
     // 7. act
     match decided {
         Decided::Allowed(permit) => act(ex, &at, permit, req).await,
@@ -527,7 +563,16 @@ async fn act(
             )
         })
         .flatten();
+    // The upstream's span: named in the `traceparent` it gets.
+    let upstream_span = ex
+        .trace
+        .as_ref()
+        .map(|_| (crate::trace::new_span_id(), std::time::Instant::now()));
     let ctx = crate::forward::RequestCtx {
+        traceparent: match (&ex.trace, &upstream_span) {
+            (Some(t), Some((id, _))) => Some(t.traceparent(id)),
+            _ => None,
+        },
         conn: ex.conn,
         request_id: &ex.request_id,
         cookie_name: &rt.auth.cookie.name,
@@ -548,6 +593,31 @@ async fn act(
             .filter(|c| permit.state().vouches_for(c)),
     };
     let result = crate::forward::act(&permit, req, &ctx).await;
+    if let (Some(t), Some((id, begun)), Some(to)) =
+        (ex.trace.as_mut(), upstream_span, ctx.upstream.get())
+    {
+        let mut attributes = vec![
+            ("server.address", Value::Str(to.host().to_string())),
+            (
+                "server.port",
+                Value::Int(i64::from(to.port_u16().unwrap_or_default())),
+            ),
+        ];
+        let error = match &result {
+            Ok(resp) => {
+                attributes.push((
+                    "http.response.status_code",
+                    Value::Int(i64::from(resp.status().as_u16())),
+                ));
+                resp.status().is_server_error()
+            }
+            Err(e) => {
+                attributes.push(("error.type", Value::Str(e.code().to_string())));
+                true
+            }
+        };
+        t.child("upstream", SpanKind::Client, id, begun, attributes, error);
+    }
     if let Some(o) = ex.line.as_mut().map(|l| &mut l.outcome) {
         o.upstream = ctx.upstream.get().map(|a| a.to_string());
         o.details = Some(match &result {

@@ -50,6 +50,9 @@ pub struct RequestCtx<'a> {
     /// The connection's client certificate, only when it is valid for the
     /// route: `${pomerium.client_cert_*}` templates vouch for it.
     pub client_cert: Option<&'a crate::client_cert::PeerCert>,
+    /// W3C `traceparent` for the upstream (tracing on): it replaces the
+    /// client's.
+    pub traceparent: Option<HeaderValue>,
 }
 
 pub use crate::request::ConnInfo;
@@ -724,6 +727,9 @@ fn upstream_request_headers(
     }
     headers.insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
     headers.insert(header::HOST, host);
+    if let Some(tp) = &ctx.traceparent {
+        headers.insert(crate::trace::TRACEPARENT.clone(), tp.clone());
+    }
 
     for (name, template) in &route.set_request_headers {
         let value = match template.as_literal() {

@@ -29,6 +29,7 @@ pub mod health;
 pub mod identity_headers;
 pub mod lane;
 pub mod metrics;
+pub mod otlp;
 pub mod portal;
 pub mod proxy_protocol;
 pub mod published;
@@ -40,6 +41,7 @@ pub mod server;
 mod hex;
 
 pub mod tls;
+pub mod trace;
 pub mod upstream;
 
 use std::sync::Arc;

@@ -129,6 +129,8 @@ pub struct Metrics {
     started: u64,
     /// The session store, for its operation and cache counts.
     store: Option<Arc<gatehouse_identity::store::Counted>>,
+    /// Request spans (`otel_*`): exported, dropped, failed.
+    pub spans: Arc<crate::otlp::SpanCounts>,
 }
 
 impl Default for Metrics {
@@ -152,6 +154,7 @@ impl Default for Metrics {
             last_reload_ok: AtomicU64::new(now),
             started: now,
             store: None,
+            spans: Default::default(),
         }
     }
 }
@@ -422,6 +425,23 @@ impl Metrics {
                 out,
                 "gatehouse_refusals_total{{source=\"{}\",code=\"{code}\"}} {n}",
                 fault.label()
+            );
+        }
+        header(
+            &mut out,
+            "gatehouse_trace_spans_total",
+            "counter",
+            "Request spans (otel_*), by what became of them: exported, dropped (queue full) or failed (the collector did not take them).",
+        );
+        for (outcome, n) in [
+            ("exported", &self.spans.exported),
+            ("dropped", &self.spans.dropped),
+            ("failed", &self.spans.failed),
+        ] {
+            let _ = writeln!(
+                out,
+                "gatehouse_trace_spans_total{{outcome=\"{outcome}\"}} {}",
+                n.load(Relaxed)
             );
         }
         header(

@@ -29,6 +29,8 @@ pub struct Runtime {
     pub owned_headers: crate::identity_headers::OwnedHeaders,
     /// Client certificates (downstream mTLS), when a CA is configured.
     pub client_auth: Option<std::sync::Arc<crate::client_cert::ClientAuth>>,
+    /// Request tracing (`otel_*`), when configured.
+    pub tracer: Option<crate::trace::Tracer>,
 }
 
 pub struct RouteState {
@@ -231,6 +233,10 @@ impl Runtime {
         let table = RouteTable::new(&config.routes);
         let generation = assertions.next_generation();
         let owned_headers = crate::identity_headers::OwnedHeaders::new(&config);
+        let tracer = config
+            .tracing
+            .as_ref()
+            .map(|t| crate::trace::Tracer::new(t, crate::otlp::start(t, metrics.spans.clone())));
         Ok((
             Runtime {
                 access_log: std::sync::Arc::new(crate::access_log::AccessLog::new(
@@ -247,6 +253,7 @@ impl Runtime {
                 bearer,
                 owned_headers,
                 client_auth,
+                tracer,
             },
             pool_keys,
         ))

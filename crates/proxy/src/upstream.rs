@@ -147,6 +147,16 @@ fn system_roots() -> Arc<RootCertStore> {
         .clone()
 }
 
+/// TLS to servers gatehouse calls on its own behalf (the OTLP collector):
+/// the system's CAs.
+pub(crate) fn system_tls_config() -> Result<ClientConfig, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(system_roots())
+        .with_no_client_auth())
+}
+
 fn client_tls_config(tls: &UpstreamTls) -> Result<ClientConfig, rustls::Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())

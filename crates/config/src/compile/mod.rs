@@ -21,6 +21,7 @@ mod parse;
 mod route;
 mod sign_in;
 mod tls;
+mod tracing;
 mod upstream;
 
 pub use parse::{parse_template, parse_upstream};
@@ -271,6 +272,7 @@ impl Compiler<'_> {
         };
         let access_log = self.access_log_fields(opts.access_log_fields.as_ref());
         let authorize_log = self.authorize_log_fields(opts.authorize_log_fields.as_ref());
+        let tracing = self.tracing(&opts);
         let request = self.request_rules(&opts);
         // The global groups filter, merged into each route's: a group either
         // names is kept (a route's list widens the global one).
@@ -313,6 +315,7 @@ impl Compiler<'_> {
             metrics_tls,
             access_log,
             authorize_log,
+            tracing,
             client_certs,
             source,
             address,
