@@ -427,3 +427,74 @@ routes:
     }
     assert_eq!(seen.len(), 2, "both upstreams still serve: {seen:?}");
 }
+
+/// Tracing (`otel_*`) under a collector that accepts and never answers,
+/// and clients that ask for every request to be traced: requests are
+/// served as ever, and spans beyond the bounded queue are dropped and
+/// counted, never held.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_collector_and_traced_floods_cost_requests_nothing() {
+    let up = echo_upstream("app").await;
+    let collector = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cport = collector.local_addr().unwrap().port();
+    let stalled = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = collector.accept().await {
+            held.push(s);
+        }
+    });
+    let mport = free_port();
+    let gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}
+metrics_address: 127.0.0.1:{mport}
+otel_traces_exporter: otlp
+otel_exporter_otlp_endpoint: http://127.0.0.1:{cport}
+otel_exporter_otlp_timeout: 60000
+otel_bsp_schedule_delay: 100
+routes:
+  - from: https://app.localhost
+    to: http://{up}
+    allow_public_unauthenticated_access: true
+",
+        up = up.addr
+    ));
+    let c = gh.client(HOSTS);
+    let url = gh.url("app.localhost", "/");
+    let mut ok = 0;
+    for round in 0..50 {
+        let sends = (0..20).map(|i| {
+            c.get(&url)
+                .header(
+                    "traceparent",
+                    format!("00-{:032x}-00f067aa0ba902b7-01", round * 100 + i + 1),
+                )
+                .send()
+        });
+        for r in futures_util::future::join_all(sends).await {
+            if r.unwrap().status() == 200 {
+                ok += 1;
+            }
+        }
+    }
+    assert_eq!(ok, 1000);
+    let text = reqwest::get(format!("http://127.0.0.1:{mport}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |outcome: &str| -> u64 {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!(
+                    "gatehouse_trace_spans_total{{outcome=\"{outcome}\"}} "
+                ))
+            })
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {outcome} count in {text}"))
+    };
+    // 3000 spans made; at most the queue (2048) and one batch (512) held.
+    assert!(count("dropped") >= 3000 - 2048 - 512, "{text}");
+    assert_eq!(count("exported"), 0);
+    stalled.abort();
+}

@@ -370,3 +370,71 @@ routes:
         assert!(answers <= 1, "{case}: {}", String::from_utf8_lossy(&got));
     }
 }
+
+/// Trace context (`otel_*` on): whatever `traceparent` a client sends, in
+/// any case, repeated, malformed, over HTTP/1.1 or HTTP/2, the upstream
+/// gets exactly one, written by gatehouse (valid W3C, lower case); a
+/// repeated or malformed one never reaches it, nor does its `tracestate`.
+#[tokio::test(flavor = "multi_thread")]
+async fn trace_context_reaches_the_upstream_only_as_gatehouse_wrote_it() {
+    let up = Recorder::start().await;
+    // No collector listens there: export fails, requests do not care.
+    let dead = free_port();
+    let yaml = format!(
+        "{}otel_traces_exporter: otlp\notel_exporter_otlp_endpoint: http://127.0.0.1:{dead}\n",
+        config(up.port)
+    );
+    let gh = Gatehouse::start(&yaml);
+    let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let cases: &[&str] = &[
+        // Repeated, in another case: two values, so neither is believed.
+        &format!(
+            "traceparent: {good}\r\nTraceParent: 00-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-bbbbbbbbbbbbbbbb-01\r\ntracestate: evil=1\r\n"
+        ),
+        "traceparent: 00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01\r\ntracestate: evil=1\r\n",
+        "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra\r\ntracestate: evil=1\r\n",
+        "traceparent: ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\ntracestate: evil=1\r\n",
+        &format!(
+            "traceparent: {}\r\ntracestate: evil=1\r\n",
+            "0".repeat(4000)
+        ),
+    ];
+    for extra in cases {
+        let before = up.text().len();
+        let (status, _) = raw_get(gh.port, "public.localhost", "/t", extra).await;
+        assert_eq!(status, 200, "{extra}");
+        let seen = up.text()[before..].to_ascii_lowercase();
+        let values: Vec<&str> = seen
+            .lines()
+            .filter_map(|l| l.strip_prefix("traceparent: "))
+            .collect();
+        assert_eq!(values.len(), 1, "exactly one traceparent upstream: {seen}");
+        let v = values[0].trim_end();
+        assert_eq!(v.len(), 55, "{v}");
+        assert!(
+            v.starts_with("00-") && !v.contains("4bf92f3577b34da6") && !v.contains("aaaaaaaa"),
+            "{extra} -> {v}"
+        );
+        assert!(
+            !seen.contains("evil=1"),
+            "a tracestate of a refused traceparent went on: {seen}"
+        );
+    }
+    // HTTP/2: two values in one request.
+    let mut send = h2c_sender(gh.port).await;
+    let req = http::Request::get("http://public.localhost/h2")
+        .header("traceparent", good)
+        .header("traceparent", good)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let before = up.text().len();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = up.text()[before..].to_ascii_lowercase();
+    let values: Vec<&str> = seen
+        .lines()
+        .filter_map(|l| l.strip_prefix("traceparent: "))
+        .collect();
+    assert_eq!(values.len(), 1, "{seen}");
+    assert!(!values[0].contains("4bf92f3577b34da6"), "{seen}");
+}
