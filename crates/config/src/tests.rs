@@ -1375,3 +1375,49 @@ fn otel_mistakes_are_errors_at_their_key() {
             .contains("http://localhost:4318")
     );
 }
+
+#[test]
+fn misshapen_group_filters_and_health_checks_are_errors_not_defaults() {
+    for (text, expected) in [
+        (
+            format!("{ROUTE}    jwt_groups_filter: {{groups: {{a: b}}}}\n"),
+            "`jwt_groups_filter`: groups must be a list of group names",
+        ),
+        (
+            format!(
+                "{ROUTE}    health_checks: [{{interval: 2s, timeout: 1s, http_health_check: /healthz}}]\n"
+            ),
+            "http_health_check must be a mapping",
+        ),
+        (
+            format!(
+                "{ROUTE}    health_checks: [{{interval: 2s, timeout: 1s, tcp_health_check: yes}}]\n"
+            ),
+            "tcp_health_check must be a mapping",
+        ),
+        (
+            format!(
+                "{ROUTE}    health_checks: [{{interval: 2s, timeout: 1s, tcp_health_check: {{sned: x}}}}]\n"
+            ),
+            "unknown tcp_health_check option `sned`",
+        ),
+    ] {
+        let e = errors(&text);
+        assert!(e.iter().any(|m| m.contains(expected)), "{text}: {e:?}");
+    }
+    let loaded = load(&format!(
+        "{ROUTE}    health_checks: [{{interval: 2s, timeout: 1s, tcp_health_check: {{send: {{text: '00'}}, receive: [{{text: '01'}}]}}}}]\n"
+    ))
+    .unwrap();
+    let w: Vec<String> = loaded.warnings.iter().map(|d| d.to_string()).collect();
+    assert!(
+        w.iter()
+            .any(|m| m.contains("tcp_health_check.send has no effect")),
+        "{w:?}"
+    );
+    assert!(
+        w.iter()
+            .any(|m| m.contains("tcp_health_check.receive has no effect")),
+        "{w:?}"
+    );
+}

@@ -619,27 +619,23 @@ async fn serve(
         tokio::spawn(verify_app::serve(listener, app));
     }
     let watched = config.watched_files.clone();
-    let metrics_address = config.options.metrics_address.as_ref().map(|a| {
-        let a = a.value.trim();
-        if a.starts_with(':') {
-            format!("0.0.0.0{a}")
-        } else {
-            a.to_string()
-        }
-    });
+    // `:9090` listens on every address, as Go's `net.Listen` reads it.
+    let listen_on = |a: &str| match a.starts_with(':') {
+        true => format!("0.0.0.0{a}"),
+        false => a.to_string(),
+    };
+    let metrics_address = config
+        .options
+        .metrics_address
+        .as_ref()
+        .map(|a| listen_on(a.value.trim()));
     let health_address = config
         .options
         .health_check_addr
         .as_ref()
         .map(|a| a.value.trim())
         .filter(|a| !a.is_empty())
-        .map(|a| {
-            if a.starts_with(':') {
-                format!("0.0.0.0{a}")
-            } else {
-                a.to_string()
-            }
-        });
+        .map(listen_on);
     let metrics_auth = config
         .options
         .metrics_basic_auth

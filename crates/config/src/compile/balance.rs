@@ -118,7 +118,10 @@ impl Compiler<'_> {
                     "unhealthy_threshold" => {
                         check.unhealthy_threshold = self.count(v, key).max(1)
                     }
-                    "tcp_health_check" => kind_given = true,
+                    "tcp_health_check" => {
+                        kind_given = true;
+                        self.tcp_check(v);
+                    }
                     "http_health_check" => {
                         kind_given = true;
                         check.kind = self.http_check(v);
@@ -161,10 +164,43 @@ impl Compiler<'_> {
         out
     }
 
+    /// `tcp_health_check`: a connection is the probe; `send`/`receive`
+    /// payloads are not exchanged (said, since a check that expects an
+    /// answer passes on the connection alone).
+    fn tcp_check(&mut self, node: &Node) {
+        match &node.value {
+            Value::Map(entries) => {
+                for (k, _) in entries {
+                    match k.as_str().unwrap_or_default() {
+                        key @ ("send" | "receive" | "proxy_protocol_config") => self.warn(
+                            &k.mark,
+                            format!("tcp_health_check.{key} has no effect in gatehouse: a target that accepts the connection is healthy"),
+                        ),
+                        other => self.error(
+                            &k.mark,
+                            format!("unknown tcp_health_check option `{other}`"),
+                        ),
+                    }
+                }
+            }
+            _ if node.is_null() => {}
+            _ => self.error(
+                &node.mark,
+                "tcp_health_check must be a mapping (`{}` for a plain connection check)",
+            ),
+        }
+    }
+
     fn http_check(&mut self, node: &Node) -> HealthCheckKind {
         let mut path = "/".to_string();
         let mut host = None;
         let mut expected = Vec::new();
+        if !matches!(node.value, Value::Map(_)) && !node.is_null() {
+            self.error(
+                &node.mark,
+                "http_health_check must be a mapping (path, host, expected_statuses)",
+            );
+        }
         if let Value::Map(entries) = &node.value {
             for (k, v) in entries {
                 let key = k.as_str().unwrap_or_default();

@@ -47,13 +47,20 @@ impl Compiler<'_> {
                     })
                     .filter(|g| !g.is_empty())
                     .collect(),
-                _ => n
-                    .as_str()
-                    .unwrap_or_default()
-                    .split(',')
-                    .map(|g| g.trim().to_string())
-                    .filter(|g| !g.is_empty())
-                    .collect(),
+                _ => match n.as_str() {
+                    Some(text) => text
+                        .split(',')
+                        .map(|g| g.trim().to_string())
+                        .filter(|g| !g.is_empty())
+                        .collect(),
+                    None => {
+                        c.error(
+                            &n.mark,
+                            "`jwt_groups_filter`: groups must be a list of group names (or one comma-separated string)",
+                        );
+                        Vec::new()
+                    }
+                },
             }
         };
         let filter = match &node.value {

@@ -121,6 +121,21 @@ pub(super) struct LazyOidc {
 }
 
 impl LazyOidc {
+    /// The provider `p` as client `client_id` (the global one or a route's).
+    fn new(p: &gatehouse_config::OidcProvider, client_id: &str, client_secret: &str) -> LazyOidc {
+        LazyOidc {
+            settings: OidcSettings {
+                provider: p.name.clone(),
+                issuer: p.issuer.clone(),
+                client_id: client_id.to_string(),
+                client_secret: client_secret.to_string(),
+                scopes: p.scopes.clone(),
+                request_params: p.request_params.clone(),
+            },
+            discovered: tokio::sync::Mutex::new(None),
+        }
+    }
+
     pub(super) async fn get(&self) -> Result<Arc<Oidc>, gatehouse_identity::oidc::OidcError> {
         let mut slot = self.discovered.lock().await;
         if let Some(o) = &*slot {
@@ -194,21 +209,11 @@ impl Auth {
                 github = Some(Arc::new(GitHub::new(settings).map_err(AuthError::GitHub)?));
                 (None, None, None)
             }
-            Provider::Oidc(p) => {
-                let settings = OidcSettings {
-                    provider: p.name.clone(),
-                    issuer: p.issuer.clone(),
-                    client_id: p.client_id.clone(),
-                    client_secret: p.client_secret.clone(),
-                    scopes: p.scopes.clone(),
-                    request_params: p.request_params.clone(),
-                };
-                let lazy = LazyOidc {
-                    settings,
-                    discovered: tokio::sync::Mutex::new(None),
-                };
-                (None, Some(Arc::new(lazy)), None)
-            }
+            Provider::Oidc(p) => (
+                None,
+                Some(Arc::new(LazyOidc::new(p, &p.client_id, &p.client_secret))),
+                None,
+            ),
             Provider::NotYetSupported(p) => (None, None, Some(p.clone())),
         };
         let route_oidc = match &sign_in.provider {
@@ -216,18 +221,7 @@ impl Auth {
                 .route_clients
                 .iter()
                 .map(|c| {
-                    let settings = OidcSettings {
-                        provider: p.name.clone(),
-                        issuer: p.issuer.clone(),
-                        client_id: c.client_id.clone(),
-                        client_secret: c.client_secret.clone(),
-                        scopes: p.scopes.clone(),
-                        request_params: p.request_params.clone(),
-                    };
-                    let lazy = LazyOidc {
-                        settings,
-                        discovered: tokio::sync::Mutex::new(None),
-                    };
+                    let lazy = LazyOidc::new(p, &c.client_id, &c.client_secret);
                     (c.key.clone(), Arc::new(lazy))
                 })
                 .collect(),
