@@ -119,7 +119,7 @@ pub const KEYS: &[Entry] = &[
     in_force(
         Global,
         "timeout_write",
-        "the whole request and response, as Envoy's `max_stream_duration`; websocket tunnels are not cut",
+        "the whole request and response, as Envoy's `max_stream_duration`; a websocket tunnel is closed at the limit",
     ),
     in_force(Global, "default_upstream_timeout", ""),
     in_force(

@@ -1049,6 +1049,52 @@ routes:
     );
 }
 
+/// `timeout_write` bounds a websocket tunnel as the stream it is (Envoy's
+/// `max_stream_duration`, which Pomerium sets from it): messages flow
+/// until then, and the tunnel is closed at the limit.
+#[tokio::test(flavor = "multi_thread")]
+async fn timeout_write_closes_websocket_tunnels() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let ws = ws_upstream().await;
+    let gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}\ninsecure_server: true\ntimeout_write: 2s\nroutes:\n  - {{from: 'https://ws.localhost', to: 'http://{a}', allow_websockets: true, allow_public_unauthenticated_access: true}}\n",
+        a = ws.addr
+    ));
+    let req = tokio_tungstenite::tungstenite::handshake::client::Request::builder()
+        .uri(format!("ws://127.0.0.1:{}/socket", gh.port))
+        .header("Host", "ws.localhost")
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Version", "13")
+        .header(
+            "Sec-WebSocket-Key",
+            tokio_tungstenite::tungstenite::handshake::client::generate_key(),
+        )
+        .body(())
+        .unwrap();
+    let opened = std::time::Instant::now();
+    let (mut socket, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    socket.send(Message::text("before")).await.unwrap();
+    let msg = socket.next().await.unwrap().unwrap();
+    assert_eq!(msg.into_text().unwrap().as_str(), "before");
+    // Past the limit the tunnel is gone: the next read ends (no echo).
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let _ = socket.send(Message::text("after")).await;
+            match socket.next().await {
+                Some(Ok(Message::Text(_))) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                _ => break,
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the tunnel outlived timeout_write");
+    assert!(opened.elapsed() >= Duration::from_millis(1500));
+}
+
 /// `use_proxy_protocol`: behind a real load balancer (nginx `stream` with
 /// `proxy_protocol on`, v1) and a v2 sender, the client address comes from
 /// the PROXY header (for `X-Forwarded-For` and `source_ip`); a connection

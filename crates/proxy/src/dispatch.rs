@@ -53,6 +53,9 @@ pub(crate) struct Exchange<'a> {
     pub line: Option<Box<Line>>,
     /// The request's trace, when tracing is configured (`otel_*`).
     pub trace: Option<Box<crate::trace::RequestTrace>>,
+    /// `timeout_write`: when the whole exchange must be over (a websocket
+    /// tunnel too).
+    pub deadline: Option<tokio::time::Instant>,
 }
 
 impl Exchange<'_> {
@@ -123,11 +126,15 @@ pub async fn handle(
         routed: None,
         line,
         trace,
+        deadline: rt
+            .config
+            .timeout_write
+            .map(|limit| tokio::time::Instant::from_std(start + limit)),
     };
-    let mut resp = match rt.config.timeout_write {
+    let mut resp = match ex.deadline {
         None => serve(&mut ex, req).await,
         // Boxed: only configurations with a limit pay for its timer.
-        Some(limit) => Box::pin(within(&mut ex, req, start, limit)).await,
+        Some(deadline) => Box::pin(within(&mut ex, req, deadline)).await,
     };
     // 8. respond: the id goes back to the client on every answer (unless
     // the app set its own), so a user's report can be matched to the log.
@@ -314,10 +321,8 @@ async fn serve(ex: &mut Exchange<'_>, mut req: Request<RequestBody>) -> Response
 async fn within(
     ex: &mut Exchange<'_>,
     req: Request<RequestBody>,
-    start: std::time::Instant,
-    limit: std::time::Duration,
+    deadline: tokio::time::Instant,
 ) -> Response<Body> {
-    let deadline = tokio::time::Instant::from_std(start + limit);
     match tokio::time::timeout_at(deadline, serve(ex, req)).await {
         Ok(resp) => resp.map(|b| crate::body::until(b, deadline)),
         Err(_) => {
@@ -569,6 +574,7 @@ async fn act(
         .as_ref()
         .map(|_| (crate::trace::new_span_id(), std::time::Instant::now()));
     let ctx = crate::forward::RequestCtx {
+        deadline: ex.deadline,
         traceparent: match (&ex.trace, &upstream_span) {
             (Some(t), Some((id, _))) => Some(t.traceparent(id)),
             _ => None,

@@ -53,6 +53,8 @@ pub struct RequestCtx<'a> {
     /// W3C `traceparent` for the upstream (tracing on): it replaces the
     /// client's.
     pub traceparent: Option<HeaderValue>,
+    /// `timeout_write`: a websocket tunnel is closed then.
+    pub deadline: Option<tokio::time::Instant>,
 }
 
 pub use crate::request::ConnInfo;
@@ -375,10 +377,23 @@ async fn forward(
     if let (Some(downstream), StatusCode::SWITCHING_PROTOCOLS) = (downstream_upgrade, resp.status())
     {
         let upstream = hyper::upgrade::on(&mut resp);
+        let deadline = ctx.deadline;
         tokio::spawn(async move {
-            match tokio::try_join!(downstream, upstream) {
-                Ok((down, up)) => tunnel(down, up).await,
-                Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+            let joined = async {
+                match tokio::try_join!(downstream, upstream) {
+                    Ok((down, up)) => tunnel(down, up).await,
+                    Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+                }
+            };
+            // `timeout_write` bounds the tunnel as the stream it is
+            // (Envoy's `max_stream_duration`): both sides are closed then.
+            match deadline {
+                Some(d) => {
+                    if tokio::time::timeout_at(d, joined).await.is_err() {
+                        tracing::debug!("websocket tunnel closed at timeout_write");
+                    }
+                }
+                None => joined.await,
             }
         });
         let (parts, _) = resp.into_parts();
