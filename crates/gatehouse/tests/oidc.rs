@@ -581,3 +581,110 @@ fn url_encode(s: &str) -> String {
         })
         .collect()
 }
+
+/// Programmatic login on a host whose route has its own client signs in
+/// with that client (the route its URL matches, as Pomerium's
+/// `GetIdentityProviderForRequestURL`), so the token works on that route;
+/// it does not on a route of the global client. A browser already signed
+/// in with the global client signs in again, with the route's.
+#[tokio::test(flavor = "multi_thread")]
+async fn programmatic_login_uses_the_routes_own_client() {
+    let s = setup_with("", &["--second-client", "second:second-secret"]).await;
+    let gh = &s.gh;
+    let current: String = std::fs::read_to_string(&gh.config)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            if l.contains("https://other.localhost") {
+                l.replace(
+                    "allow_any_authenticated_user: true}",
+                    "allow_any_authenticated_user: true, idp_client_id: second, idp_client_secret: second-secret}",
+                )
+            } else {
+                l.to_string()
+            }
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    gh.write_config(&current);
+    gh.signal("HUP");
+    assert!(
+        gh.wait_log("configuration reloaded", 0),
+        "{}",
+        gh.log_text()
+    );
+
+    let cli_redirect = "http://localhost:9/cb";
+    let api = gh.client(&["app.localhost", "other.localhost"]);
+    let mut builder = follow_until(cli_redirect).danger_accept_invalid_certs(true);
+    for h in ["app.localhost", "other.localhost", "auth.localhost"] {
+        builder = builder.resolve(h, gh.addr());
+    }
+    let user_browser = builder.build().unwrap();
+    // The user's browser is signed in with the global client first.
+    assert_eq!(
+        page(&user_browser, &gh.url("app.localhost", "/"))
+            .await
+            .status(),
+        200
+    );
+    let login = |host: &'static str| {
+        let api = api.clone();
+        let url = gh.url(
+            host,
+            &format!(
+                "/.pomerium/api/v1/login?pomerium_redirect_uri={}",
+                url_encode(cli_redirect)
+            ),
+        );
+        async move { api.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let token_from = |resp: reqwest::Response| {
+        let location = resp
+            .headers()
+            .get("location")
+            .unwrap_or_else(|| panic!("{}", resp.status()))
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(location.starts_with(cli_redirect), "{location}");
+        url::Url::parse(&location)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == "pomerium_jwt")
+            .map(|(_, v)| v.into_owned())
+            .unwrap()
+    };
+    let login_url = login("other.localhost").await;
+    assert!(
+        login_url.contains("pomerium_idp_id=oidc%3Asecond"),
+        "{login_url}"
+    );
+    let resp = page(&user_browser, &login_url).await;
+    let token = token_from(resp);
+    let with_token = |host: &'static str, token: String| {
+        let api = api.clone();
+        let url = gh.url(host, "/x");
+        async move {
+            api.get(url)
+                .header("authorization", format!("Bearer Pomerium-{token}"))
+                .header("accept", "application/json")
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(with_token("other.localhost", token.clone()).await, 200);
+    assert_eq!(
+        with_token("app.localhost", token).await,
+        401,
+        "a route client's token on a global-client route"
+    );
+    // On the global client's host: the global client, as before.
+    let login_url = login("app.localhost").await;
+    assert!(!login_url.contains("pomerium_idp_id"), "{login_url}");
+    let token = token_from(page(&user_browser, &login_url).await);
+    assert_eq!(with_token("app.localhost", token.clone()).await, 200);
+    assert_eq!(with_token("other.localhost", token).await, 401);
+}

@@ -472,6 +472,12 @@ async fn early(ex: &Exchange<'_>, at: &Addressed<'_>, req: Request<RequestBody>)
         let caller = crate::request::Caller {
             conn: ex.conn,
             ip: at.client_ip,
+            // Programmatic login signs in with the client of the route its
+            // URL matches (as Pomerium), else the global one.
+            route_idp: (path == "/.pomerium/api/v1/login")
+                .then(|| rt.table.resolve(&rt.config.routes, host, port, path).ok())
+                .flatten()
+                .and_then(|i| rt.config.routes[i].idp_client.as_deref()),
         };
         let host_info = at.signin_host(ex.conn);
         match Box::pin(authenticate::endpoint(

@@ -469,6 +469,9 @@ pub fn split_authority(authority: &str) -> Option<(&str, Option<u16>)> {
 pub struct Caller<'a> {
     pub conn: &'a ConnInfo,
     pub ip: IpAddr,
+    /// The provider client of the route the request's URL matches (a
+    /// route's own `idp_client_id`), for programmatic login.
+    pub route_idp: Option<&'a str>,
 }
 
 /// The client's address, as Envoy (and so Pomerium) defines it: the peer,

@@ -144,9 +144,13 @@ pub async fn endpoint(
         ("/.pomerium/sign_out", &Method::POST) => {
             Ok(sign_out_post(auth, state, req, host, allowed_redirect, secure).await)
         }
-        ("/.pomerium/api/v1/login", &Method::GET) => {
-            Ok(programmatic_login(auth, &req, host, request_id))
-        }
+        ("/.pomerium/api/v1/login", &Method::GET) => Ok(programmatic_login(
+            auth,
+            &req,
+            host,
+            caller.route_idp,
+            request_id,
+        )),
         ("/.pomerium/api/v1/login", _) => Ok(crate::error::response(
             &ProxyError::MethodNotAllowed { allow: None },
             request_id,

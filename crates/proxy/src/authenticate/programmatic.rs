@@ -12,17 +12,23 @@ use crate::error::ProxyError;
 
 use super::forms::{form_token, open_form_token, query_param};
 use super::sessions::{TOKEN_PURPOSE, session};
-use super::start::{sign_in_url, start_sign_in};
+use super::start::{sign_in_url_for, start_sign_in};
 use super::state::{Auth, Host, IdentityState, Scope};
 
 /// `/.pomerium/api/v1/login?pomerium_redirect_uri=...` (Pomerium's
 /// programmatic login): the sign-in URL, as text. After sign-in the browser
 /// lands on `/.pomerium/programmatic` of this host, which sends it to the
 /// client's redirect URI with `pomerium_jwt=<token>`.
+///
+/// The provider client is the one of the route the request's URL matches
+/// (`route_idp`, a route's own `idp_client_id`), else the global one, as
+/// Pomerium (`GetIdentityProviderForRequestURL`): its token then works on
+/// that route.
 pub(super) fn programmatic_login(
     auth: &Auth,
     req: &Request<RequestBody>,
     host: &Host<'_>,
+    route_idp: Option<&str>,
     request_id: &str,
 ) -> Response<Body> {
     let Some(target) = query_param(req.uri().query(), "pomerium_redirect_uri") else {
@@ -43,12 +49,16 @@ pub(super) fn programmatic_login(
         let e = ProxyError::ProgrammaticRedirectRefused;
         return crate::error::response(&e, request_id, true);
     }
-    let state = form_token(auth, "programmatic", &target);
+    // The client goes with the target, sealed: the finish asks for a
+    // session of that client.
+    let payload = format!("{}\n{target}", route_idp.unwrap_or_default());
+    let state = form_token(auth, "programmatic", &payload);
     let back = format!("{}/.pomerium/programmatic?state={state}", host.origin);
-    let mut resp = Response::new(body::full(Bytes::from(sign_in_url(
+    let mut resp = Response::new(body::full(Bytes::from(sign_in_url_for(
         auth,
         &host.origin,
         &back,
+        route_idp,
     ))));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -69,7 +79,8 @@ pub(super) async fn programmatic_finish(
     secure: bool,
 ) -> Response<Body> {
     let sealed = query_param(req.uri().query(), "state").unwrap_or_default();
-    let Some(target) = open_form_token(auth, "programmatic", &sealed) else {
+    let opened = open_form_token(auth, "programmatic", &sealed);
+    let Some((idp, target)) = opened.as_deref().and_then(|p| p.split_once('\n')) else {
         return notice(
             StatusCode::BAD_REQUEST,
             "Sign in",
@@ -77,18 +88,21 @@ pub(super) async fn programmatic_finish(
             "The login link has expired. Start again from your command-line tool.",
         );
     };
-    // Only the main sign-in's sessions become programmatic tokens.
-    let Some(session) = session(auth, state, req.headers(), host.name, Scope::MainSignIn).await
-    else {
+    // Only the main sign-in's sessions become programmatic tokens, and only
+    // those of the client the login was asked for.
+    let route_idp = (!idp.is_empty()).then_some(idp);
+    let wanted = route_idp.or(auth.main_idp.as_deref());
+    let found = session(auth, state, req.headers(), host.name, Scope::MainSignIn).await;
+    let Some(session) = found.filter(|s| Some(s.identity.idp.as_str()) == wanted) else {
         let here = format!("{}/.pomerium/programmatic?state={sealed}", host.origin);
-        return start_sign_in(auth, host, &here, secure, None);
+        return start_sign_in(auth, host, &here, secure, route_idp);
     };
     let token = Handle {
         session: session.id,
         expires_at: session.expires_at,
     }
     .seal(&auth.cookie_sealer, TOKEN_PURPOSE);
-    let Ok(mut url) = url::Url::parse(&target) else {
+    let Ok(mut url) = url::Url::parse(target) else {
         return notice(
             StatusCode::BAD_REQUEST,
             "Sign in",
