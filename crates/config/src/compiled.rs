@@ -74,6 +74,26 @@ pub struct Config {
     pub options: Options,
 }
 
+impl Config {
+    /// The OpenID client a route signs in with: its provider name as
+    /// sessions carry it (`oidc`, or a route client's `oidc:<id>`) and the
+    /// client id. `None` without an OpenID Connect `idp_provider`.
+    pub fn oidc_client_of<'a>(&'a self, route: &'a Route) -> Option<(&'a str, &'a str)> {
+        let Provider::Oidc(main) = &self.sign_in.provider else {
+            return None;
+        };
+        match &route.idp_client {
+            Some(key) => self
+                .sign_in
+                .route_clients
+                .iter()
+                .find(|c| c.key == *key)
+                .map(|c| (c.key.as_str(), c.client_id.as_str())),
+            None => Some((main.name.as_str(), main.client_id.as_str())),
+        }
+    }
+}
+
 /// OpenTelemetry tracing (`otel_*`): a span per request with its
 /// authorize and upstream phases, exported over OTLP.
 #[derive(Debug, Clone, PartialEq)]

@@ -829,14 +829,15 @@ fn route_clients_are_resolved_against_the_global_one() {
     );
     // The global id names the global client.
     assert_eq!(cfg.routes[2].idp_client, None);
-    // Bearer tokens are verified for the global client: refused beside one.
-    let all = errors(&format!(
+    // Provider tokens are verified for the route's own client.
+    let cfg = load(&format!(
         "{oidc}{ROUTE}    idp_client_id: other\n    bearer_token_format: idp_identity_token\n"
     ))
-    .join("\n");
-    assert!(
-        all.contains("cannot take identity provider bearer tokens yet"),
-        "{all}"
+    .unwrap()
+    .config;
+    assert_eq!(
+        cfg.oidc_client_of(&cfg.routes[0]),
+        Some(("oidc:other", "other"))
     );
     // A trusted issuer's name cannot look like a route's client.
     let all = errors(&format!(

@@ -330,3 +330,85 @@ async fn the_sign_in_providers_own_tokens() {
         .await;
     refused(&s.gh, resp, "is not the sign-in provider's").await;
 }
+
+/// A route with its own client of the sign-in provider takes that client's
+/// identity tokens (their audience is its client id) and the global
+/// client's routes take the global client's; a token verified on one is
+/// never taken as verified on the other (the verification cache is per
+/// client). Both clients are real clients of one oidc-provider.
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_tokens_are_verified_for_the_routes_own_client() {
+    let up = echo_upstream("api").await;
+    let port = free_port();
+    let redirect = format!("https://api.localhost:{port}/oauth2/callback");
+    let idp = Idp::start_with(
+        0,
+        std::slice::from_ref(&redirect),
+        &[],
+        &["--second-client", "second:second-secret"],
+    );
+    let yaml = format!(
+        "address: 127.0.0.1:{{port}}
+idp_provider: oidc
+idp_provider_url: {issuer}
+idp_client_id: gatehouse
+idp_client_secret: gatehouse-secret
+cookie_secret: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
+routes:
+  - from: https://global.localhost
+    to: http://{up}
+    bearer_token_format: idp_identity_token
+    allow_any_authenticated_user: true
+  - from: https://own.localhost
+    to: http://{up}
+    bearer_token_format: idp_identity_token
+    idp_client_id: second
+    idp_client_secret: second-secret
+    allow_any_authenticated_user: true
+  - from: https://own-access.localhost
+    to: http://{up}
+    bearer_token_format: idp_access_token
+    idp_client_id: second
+    idp_client_secret: second-secret
+    idp_access_token_allowed_audiences: [grafana]
+    allow_any_authenticated_user: true
+",
+        issuer = idp.issuer,
+        up = up.addr
+    );
+    let gh = Gatehouse::start_on(port, tempfile::tempdir().unwrap(), &yaml);
+    let hosts = ["global.localhost", "own.localhost", "own-access.localhost"];
+    let call = |host: &'static str, token: String| {
+        let c = gh.client(&hosts);
+        let url = gh.url(host, "/data");
+        async move {
+            c.get(url)
+                .header("Authorization", format!("Bearer {token}"))
+                .header("Accept", "application/json")
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let second = idp_tokens_as(
+        &idp.issuer,
+        ("second", "second-secret"),
+        &redirect,
+        "alice",
+        Some("urn:aud:grafana"),
+    )
+    .await;
+    let global = idp_tokens(&idp.issuer, &redirect, "alice", None).await;
+    let id = |t: &serde_json::Value| t["id_token"].as_str().unwrap().to_string();
+    // Verified (and cached) on the route of its client first, then refused
+    // on the other client's route: the cache does not carry it over.
+    assert_eq!(call("own.localhost", id(&second)).await, 200);
+    assert_eq!(call("global.localhost", id(&second)).await, 401);
+    assert_eq!(call("global.localhost", id(&global)).await, 200);
+    assert_eq!(call("own.localhost", id(&global)).await, 401);
+    assert!(gh.log_text().contains("does not include the client id"));
+    // An access token (a JWT for `grafana`) on a route of the second client.
+    let access = second["access_token"].as_str().unwrap().to_string();
+    assert_eq!(call("own-access.localhost", access).await, 200);
+}

@@ -167,6 +167,7 @@ impl TokenGrant {
             gatehouse_config::Provider::Oidc(p) => Some(p),
             _ => None,
         };
+        let client = config.oidc_client_of(route);
         match self.format {
             TokenFormat::Jwt => {
                 route.bearer_token_format == F::Jwt
@@ -176,15 +177,19 @@ impl TokenGrant {
                         p.name == self.provider && p.issuer == self.issuer && overlaps(&p.audiences)
                     })
             }
+            // The sign-in provider's tokens, as the route's client took
+            // them (a route's own `idp_client_id`, else the global one).
             TokenFormat::IdpAccessToken => {
                 route.bearer_token_format == F::IdpAccessToken
                     && main.is_some_and(|p| p.issuer == self.issuer)
+                    && client.is_some_and(|(name, _)| name == self.provider)
                     && overlaps(&route.idp_access_token_audiences)
             }
             TokenFormat::IdpIdentityToken => {
                 route.bearer_token_format == F::IdpIdentityToken
-                    && main.is_some_and(|p| {
-                        p.issuer == self.issuer && self.audiences.contains(&p.client_id)
+                    && main.is_some_and(|p| p.issuer == self.issuer)
+                    && client.is_some_and(|(name, id)| {
+                        name == self.provider && self.audiences.iter().any(|a| a == id)
                     })
             }
         }

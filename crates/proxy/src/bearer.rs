@@ -168,8 +168,9 @@ impl Refused {
 /// The sign-in provider's keys, for `idp_access_token` / `idp_identity_token`.
 struct IdpTokens {
     issuer: String,
-    client_id: String,
-    provider: String,
+    /// Each client's provider name (as sessions carry it) and id: the
+    /// global one first, then routes' own (`idp_client_id` on a route).
+    clients: Vec<(String, String)>,
     verifier: Verifier,
 }
 
@@ -219,10 +220,18 @@ impl Bearer {
                     .algorithms(&[Alg::RS256, Alg::ES256, Alg::EdDSA, Alg::PS256])
                     .build()
                     .map_err(|e| format!("idp_provider_url: {e}"))?;
+                let clients = std::iter::once((p.name.clone(), p.client_id.clone()))
+                    .chain(
+                        config
+                            .sign_in
+                            .route_clients
+                            .iter()
+                            .map(|c| (c.key.clone(), c.client_id.clone())),
+                    )
+                    .collect();
                 Some(IdpTokens {
                     issuer: p.issuer.clone(),
-                    client_id: p.client_id.clone(),
-                    provider: p.name.clone(),
+                    clients,
                     verifier: v,
                 })
             }
@@ -245,12 +254,20 @@ impl Bearer {
                 .try_into()
                 .unwrap_or([0; 32]);
         let now = unix_now();
+        // A provider token verified for one client is not taken as
+        // verified for another (an identity token's audience differs).
+        let client = self.idp_client(route);
         let cached = self
             .verified
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&digest)
-            .filter(|(s, f)| *f == format && s.is_live(now))
+            .filter(|(s, f)| {
+                *f == format
+                    && s.is_live(now)
+                    && (format == BearerTokenFormat::Jwt
+                        || client.is_some_and(|(name, _)| s.identity.idp == name))
+            })
             .map(|(s, _)| s.clone());
         let session = match cached {
             Some(s) => s,
@@ -295,6 +312,17 @@ impl Bearer {
         Ok(session)
     }
 
+    /// The sign-in provider's client `route` takes tokens of: its own
+    /// (`idp_client_id` on the route) or the global one.
+    fn idp_client(&self, route: &Route) -> Option<(&str, &str)> {
+        let idp = self.idp.as_ref()?;
+        let (name, id) = match &route.idp_client {
+            Some(key) => idp.clients.iter().find(|(name, _)| name == key)?,
+            None => idp.clients.first()?,
+        };
+        Some((name.as_str(), id.as_str()))
+    }
+
     async fn verify_uncached(
         &self,
         route: &Route,
@@ -336,16 +364,20 @@ impl Bearer {
                         idp.issuer
                     )));
                 }
+                let Some((provider, client_id)) = self.idp_client(route) else {
+                    return Err(Refused::invalid("the route's idp client is not configured"));
+                };
                 let id = idp
                     .verifier
                     .verify(token)
                     .await
                     .map_err(|e| Refused::from_verify(&e, "idp_provider"))?;
-                if f == BearerTokenFormat::IdpIdentityToken && !id.audience.contains(&idp.client_id)
+                if f == BearerTokenFormat::IdpIdentityToken
+                    && !id.audience.iter().any(|a| a == client_id)
                 {
                     return Err(Refused::invalid(format!(
-                        "identity token audience {:?} does not include the client id {:?}",
-                        id.audience, idp.client_id
+                        "identity token audience {:?} does not include the client id {client_id:?}",
+                        id.audience
                     )));
                 }
                 let format = if f == BearerTokenFormat::IdpIdentityToken {
@@ -353,7 +385,7 @@ impl Bearer {
                 } else {
                     TokenFormat::IdpAccessToken
                 };
-                (id, idp.provider.clone(), format)
+                (id, provider.to_string(), format)
             }
         };
         let mut sid = [0u8; 16];

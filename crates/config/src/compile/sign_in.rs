@@ -610,19 +610,6 @@ impl Compiler<'_> {
                 // The global client itself.
                 continue;
             }
-            // Bearer tokens are verified for the global client: a route with
-            // its own would take tokens its client never issued.
-            if matches!(
-                r.bearer_token_format,
-                crate::compiled::BearerTokenFormat::IdpAccessToken
-                    | crate::compiled::BearerTokenFormat::IdpIdentityToken
-            ) {
-                self.error(
-                    &mark,
-                    "a route with its own idp_client_id cannot take identity provider bearer tokens yet (bearer_token_format: idp_access_token / idp_identity_token are verified for the global client)",
-                );
-                continue;
-            }
             let key = format!("{}:{id}", global.name);
             match sign_in.route_clients.iter().find(|c| c.key == key) {
                 Some(c) if c.client_secret != secret => self.error(

@@ -1060,6 +1060,24 @@ pub async fn idp_tokens(
     user: &str,
     resource: Option<&str>,
 ) -> serde_json::Value {
+    idp_tokens_as(
+        issuer,
+        ("gatehouse", "gatehouse-secret"),
+        redirect_uri,
+        user,
+        resource,
+    )
+    .await
+}
+
+/// As [`idp_tokens`], for another client of the IdP (`--second-client`).
+pub async fn idp_tokens_as(
+    issuer: &str,
+    (client_id, client_secret): (&str, &str),
+    redirect_uri: &str,
+    user: &str,
+    resource: Option<&str>,
+) -> serde_json::Value {
     use base64::Engine;
     let verifier = format!("{:032x}{:032x}", rand_u128(), rand_u128());
     let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
@@ -1068,7 +1086,7 @@ pub async fn idp_tokens(
     let c = follow_until(redirect_uri).build().unwrap();
     let mut auth = url::Url::parse(&format!("{issuer}/auth")).unwrap();
     auth.query_pairs_mut()
-        .append_pair("client_id", "gatehouse")
+        .append_pair("client_id", client_id)
         .append_pair("response_type", "code")
         .append_pair("scope", "openid email profile groups api")
         .append_pair("redirect_uri", redirect_uri)
@@ -1105,7 +1123,7 @@ pub async fn idp_tokens(
     }
     let resp = c
         .post(format!("{issuer}/token"))
-        .basic_auth("gatehouse", Some("gatehouse-secret"))
+        .basic_auth(client_id, Some(client_secret))
         .form(&form)
         .send()
         .await
