@@ -140,15 +140,15 @@ pub struct Options {
     // --- OpenTelemetry tracing (Pomerium's `otel_*`, also `OTEL_*` variables)
     pub otel_traces_exporter: S<String>,
     pub otel_traces_sampler_arg: S<f64>,
-    pub otel_resource_attributes: S<StringList>,
+    pub otel_resource_attributes: S<PairList>,
     pub otel_log_level: S<String>,
     pub otel_attribute_value_length_limit: S<i64>,
     pub otel_exporter_otlp_endpoint: S<String>,
     pub otel_exporter_otlp_traces_endpoint: S<String>,
     pub otel_exporter_otlp_protocol: S<String>,
     pub otel_exporter_otlp_traces_protocol: S<String>,
-    pub otel_exporter_otlp_headers: S<StringList>,
-    pub otel_exporter_otlp_traces_headers: S<StringList>,
+    pub otel_exporter_otlp_headers: S<PairList>,
+    pub otel_exporter_otlp_traces_headers: S<PairList>,
     pub otel_exporter_otlp_timeout: S<Millis>,
     pub otel_exporter_otlp_traces_timeout: S<Millis>,
     pub otel_bsp_schedule_delay: S<Millis>,
@@ -387,37 +387,55 @@ pub struct StringList(pub Vec<String>);
 
 impl<'de> Deserialize<'de> for StringList {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = StringList;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a list of strings or a comma-separated string")
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<StringList, E> {
-                Ok(StringList(
-                    s.split([',', ' '])
-                        .map(str::trim)
-                        .filter(|p| !p.is_empty())
-                        .map(String::from)
-                        .collect(),
-                ))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<StringList, E> {
-                Ok(StringList(vec![v.to_string()]))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<StringList, E> {
-                Ok(StringList::default())
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StringList, A::Error> {
-                let mut out = Vec::new();
-                while let Some(s) = seq.next_element::<String>()? {
-                    out.push(s);
-                }
-                Ok(StringList(out))
-            }
-        }
-        d.deserialize_any(V)
+        string_list(d, &[',', ' ']).map(StringList)
     }
+}
+
+/// `name=value` entries (`otel_exporter_otlp_headers`): a list, or one
+/// string with the entries separated by commas only (as
+/// `OTEL_EXPORTER_OTLP_HEADERS`; a value may hold spaces).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PairList(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for PairList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        string_list(d, &[',']).map(PairList)
+    }
+}
+
+/// A list of strings, or one string split at any of `separators`.
+fn string_list<'de, D: Deserializer<'de>>(
+    d: D,
+    separators: &'static [char],
+) -> Result<Vec<String>, D::Error> {
+    struct V(&'static [char]);
+    impl<'de> Visitor<'de> for V {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list of strings or a comma-separated string")
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<Vec<String>, E> {
+            Ok(s.split(self.0)
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(String::from)
+                .collect())
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Vec<String>, E> {
+            Ok(vec![v.to_string()])
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Vec<String>, E> {
+            Ok(Vec::new())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(s) = seq.next_element::<String>()? {
+                out.push(s);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(V(separators))
 }
 
 /// A string-to-string map whose values may be any scalar (`disable: true`).

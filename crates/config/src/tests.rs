@@ -1342,7 +1342,11 @@ fn otel_mistakes_are_errors_at_their_key() {
         ),
         (
             "otel_traces_exporter: otlp\notel_exporter_otlp_endpoint: collector:4317\n",
-            "c.yaml:2:30: the OTLP endpoint `collector:4317` must be a URL like `http://localhost:4318` (http or https)",
+            "c.yaml:2:30: the OTLP endpoint must be a URL like `http://localhost:4318` (http or https)",
+        ),
+        (
+            "otel_traces_exporter: otlp\notel_exporter_otlp_endpoint: http://user:pw@c:4318\n",
+            "c.yaml:2:30: the OTLP endpoint must not hold credentials",
         ),
         (
             "otel_traces_exporter: otlp\notel_exporter_otlp_endpoint: http://c:1\notel_exporter_otlp_protocol: http/json\n",
@@ -1350,11 +1354,11 @@ fn otel_mistakes_are_errors_at_their_key() {
         ),
         (
             "otel_traces_exporter: otlp\notel_exporter_otlp_endpoint: http://c:1\notel_exporter_otlp_headers: [no-equals-secret]\n",
-            "c.yaml:3:29: otel_exporter_otlp_headers: `no-equals-secret` must be written `name=value`",
+            "c.yaml:3:29: otel_exporter_otlp_headers: entry 1 must be written `name=value`",
         ),
         (
             "otel_traces_exporter: otlp\notel_exporter_otlp_endpoint: http://c:1\notel_exporter_otlp_headers: ['bad name=v']\n",
-            "c.yaml:3:29: otel_exporter_otlp_headers: `bad name` is not a valid header name",
+            "c.yaml:3:29: otel_exporter_otlp_headers: an entry is not a valid header",
         ),
         (
             "otel_traces_exporter: otlp\notel_exporter_otlp_endpoint: http://c:1\notel_exporter_otlp_timeout: 0\n",
@@ -1367,7 +1371,25 @@ fn otel_mistakes_are_errors_at_their_key() {
     ] {
         let e = errors(&format!("{text}{ROUTE}"));
         assert!(e.iter().any(|m| m.starts_with(expected)), "{text}: {e:?}");
+        // Credentials are never echoed.
+        for secret in ["no-equals-secret", "pw@", "bad name"] {
+            assert!(!e.join("\n").contains(secret), "{e:?}");
+        }
     }
+    // A header value with spaces, from the environment (commas separate).
+    let env = |k: &str| match k {
+        "OTEL_TRACES_EXPORTER" => Some("otlp".to_string()),
+        "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://127.0.0.1:4318".to_string()),
+        "OTEL_EXPORTER_OTLP_HEADERS" => Some("Authorization=Bearer s3cr3t, x-b=2".to_string()),
+        _ => None,
+    };
+    let t = load_str(ROUTE, "c.yaml", Path::new("."), &env)
+        .unwrap()
+        .config
+        .tracing
+        .unwrap();
+    assert_eq!(t.headers[0].1, "Bearer s3cr3t");
+    assert_eq!(t.headers[1].1, "2");
     // Without an endpoint: the OTLP default, said.
     let cfg = load(&format!("otel_traces_exporter: otlp\n{ROUTE}")).unwrap();
     assert!(

@@ -216,12 +216,10 @@ fn every_example_configuration_checks() {
 #[test]
 fn unimplemented_settings_warn_with_a_reason_or_are_refused() {
     let route = "routes:\n  - from: https://a.example.com\n    to: http://127.0.0.1:1\n    allow_public_unauthenticated_access: true\n";
-    let (code, out) = check(&format!("otel_traces_exporter: otlp\n{route}"));
+    let (code, out) = check(&format!("otel_log_level: debug\n{route}"));
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains(
-            ":1:1: warning: `otel_traces_exporter` is not supported and is ignored; harmless: "
-        ),
+        out.contains(":1:1: warning: `otel_log_level` is not supported and is ignored; harmless: "),
         "{out}"
     );
     let (code, out) = check(&format!("{route}    idp_client_id: another-client\n"));

@@ -217,10 +217,17 @@ async fn spans_for_one_transport(rx: &Receiver, endpoint_keys: &str, transport: 
     // The collector's credentials went with the export, decoded.
     assert_eq!(root["authorization"], "Bearer s3cret-collector-token");
 
-    // No client trace: a new, sampled one (otel_traces_sampler_arg: 1).
-    let seen = app_view(&c, &gh.url("app.localhost", "/new"), &[]).await;
+    // No client trace: a new, sampled one (otel_traces_sampler_arg: 1),
+    // without the client's orphan tracestate.
+    let seen = app_view(
+        &c,
+        &gh.url("app.localhost", "/new"),
+        &[("tracestate", "vendor=orphan")],
+    )
+    .await;
     assert_eq!(seen["valid"], true);
     assert_eq!(seen["sampled"], true);
+    assert_eq!(seen["tracestate"], Value::Null);
     let fresh = rx.trace(seen["trace_id"].as_str().unwrap(), 3);
     assert_eq!(named(&fresh, "GET")["parent_span_id"], "");
 

@@ -229,7 +229,7 @@ async fn serve(ex: &mut Exchange<'_>, mut req: Request<RequestBody>) -> Response
         .as_ref()
         .filter(|t| t.recording())
         .map(|_| std::time::Instant::now());
-    if let Some(t) = ex.trace.as_mut() {
+    if let Some(t) = ex.trace.as_mut().filter(|t| t.recording()) {
         t.rename(format!("{} {}", req.method(), route.label()));
         t.set("upstream_cluster", Value::Str(route.label().to_string()));
     }
@@ -605,9 +605,11 @@ async fn act(
             .filter(|c| permit.state().vouches_for(c)),
     };
     let result = crate::forward::act(&permit, req, &ctx).await;
-    if let (Some(t), Some((id, begun)), Some(to)) =
-        (ex.trace.as_mut(), upstream_span, ctx.upstream.get())
-    {
+    if let (Some(t), Some((id, begun)), Some(to)) = (
+        ex.trace.as_mut().filter(|t| t.recording()),
+        upstream_span,
+        ctx.upstream.get(),
+    ) {
         let mut attributes = vec![
             ("server.address", Value::Str(to.host().to_string())),
             (

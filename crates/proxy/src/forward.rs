@@ -708,6 +708,11 @@ fn upstream_request_headers(
     if authorization {
         strip_own_tokens(headers);
     }
+    // gatehouse's trace context, before the route's own edits (a route may
+    // remove or set `traceparent`).
+    if let Some(tp) = &ctx.traceparent {
+        headers.insert(crate::trace::TRACEPARENT.clone(), tp.clone());
+    }
     for name in &route.remove_request_headers {
         headers.remove(name);
     }
@@ -742,9 +747,6 @@ fn upstream_request_headers(
     }
     headers.insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
     headers.insert(header::HOST, host);
-    if let Some(tp) = &ctx.traceparent {
-        headers.insert(crate::trace::TRACEPARENT.clone(), tp.clone());
-    }
 
     for (name, template) in &route.set_request_headers {
         let value = match template.as_literal() {

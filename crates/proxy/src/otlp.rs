@@ -9,7 +9,7 @@
 //! `opentelemetry/proto/trace/v1/trace.proto`), field numbers as there.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -61,21 +61,75 @@ pub struct SpanCounts {
     pub failed: AtomicU64,
 }
 
+/// The most bytes of spans waiting for export (by [`SpanData::weight`]),
+/// whatever their number: clients choose paths and user agents.
+const QUEUE_BYTES: usize = 16 << 20;
+
+/// One export's body is cut at about this many bytes (collectors refuse
+/// gRPC messages over 4 MiB by default).
+const EXPORT_BYTES: usize = 2 << 20;
+
+impl SpanData {
+    /// About what the span holds in memory and in its export.
+    fn weight(&self) -> usize {
+        let attributes: usize = self
+            .attributes
+            .iter()
+            .map(|(k, v)| {
+                k.len()
+                    + 16
+                    + match v {
+                        Value::Str(s) => s.len(),
+                        Value::Int(_) | Value::Bool(_) => 8,
+                    }
+            })
+            .sum();
+        96 + self.name.len() + attributes
+    }
+}
+
 /// The sending side of one configuration's exporter: cheap to clone; the
 /// exporter sends what is left and stops when the last clone is gone.
 #[derive(Clone)]
 pub struct Sink {
     tx: mpsc::Sender<SpanData>,
     counts: Arc<SpanCounts>,
+    /// Bytes of spans queued, at most [`QUEUE_BYTES`].
+    queued: Arc<AtomicUsize>,
 }
 
 impl Sink {
-    /// Queues `span`, or drops it when the queue is full.
-    pub fn send(&self, span: SpanData) {
-        if self.tx.try_send(span).is_err() {
-            self.counts.dropped.fetch_add(1, Relaxed);
+    /// Queues one request's spans, all of them or (when the queue is short
+    /// of room, by count or by bytes) none: dropped and counted.
+    pub fn send_all(&self, spans: Vec<SpanData>) {
+        let n = spans.len() as u64;
+        let bytes: usize = spans.iter().map(SpanData::weight).sum();
+        let before = self.queued.fetch_add(bytes, Relaxed);
+        if self.tx.capacity() < spans.len() || before + bytes > QUEUE_BYTES {
+            self.queued.fetch_sub(bytes, Relaxed);
+            self.counts.dropped.fetch_add(n, Relaxed);
+            return;
+        }
+        for span in spans {
+            let w = span.weight();
+            if self.tx.try_send(span).is_err() {
+                self.queued.fetch_sub(w, Relaxed);
+                self.counts.dropped.fetch_add(1, Relaxed);
+            }
         }
     }
+}
+
+/// A sink whose spans the test reads itself (no exporter).
+#[cfg(test)]
+pub(crate) fn test_sink(capacity: usize) -> (Sink, mpsc::Receiver<SpanData>) {
+    let (tx, rx) = mpsc::channel(capacity);
+    let sink = Sink {
+        tx,
+        counts: Arc::default(),
+        queued: Arc::default(),
+    };
+    (sink, rx)
 }
 
 /// Starts the exporter for `cfg` on the current Tokio runtime (none: no
@@ -83,9 +137,10 @@ impl Sink {
 pub fn start(cfg: &Tracing, counts: Arc<SpanCounts>) -> Option<Sink> {
     let handle = tokio::runtime::Handle::try_current().ok()?;
     let (tx, rx) = mpsc::channel(Tracing::QUEUE);
-    let exporter = Exporter::new(cfg.clone(), counts.clone());
+    let queued = Arc::new(AtomicUsize::new(0));
+    let exporter = Exporter::new(cfg.clone(), counts.clone(), queued.clone());
     handle.spawn(exporter.run(rx));
-    Some(Sink { tx, counts })
+    Some(Sink { tx, counts, queued })
 }
 
 type ExportClient = Client<
@@ -96,12 +151,15 @@ type ExportClient = Client<
 struct Exporter {
     cfg: Tracing,
     counts: Arc<SpanCounts>,
+    queued: Arc<AtomicUsize>,
     client: Option<ExportClient>,
+    /// The endpoint as logged: scheme, host, port and path (never a query).
+    shown: String,
     last_warning: Option<Instant>,
 }
 
 impl Exporter {
-    fn new(cfg: Tracing, counts: Arc<SpanCounts>) -> Exporter {
+    fn new(cfg: Tracing, counts: Arc<SpanCounts>, queued: Arc<AtomicUsize>) -> Exporter {
         let client = match crate::upstream::system_tls_config() {
             Ok(tls) => {
                 let b = hyper_rustls::HttpsConnectorBuilder::new()
@@ -127,10 +185,19 @@ impl Exporter {
                 None
             }
         };
+        let u = &cfg.endpoint;
+        let shown = format!(
+            "{}://{}{}",
+            u.scheme_str().unwrap_or("http"),
+            u.authority().map_or("", |a| a.as_str()),
+            u.path()
+        );
         Exporter {
             cfg,
             counts,
+            queued,
             client,
+            shown,
             last_warning: None,
         }
     }
@@ -141,12 +208,19 @@ impl Exporter {
             // A batch starts with its first span and waits at most the
             // schedule delay for more (or until it is full).
             let Some(first) = rx.recv().await else { break };
+            let mut bytes = first.weight();
+            self.queued.fetch_sub(bytes, Relaxed);
             batch.push(first);
             let deadline = tokio::time::Instant::now() + self.cfg.schedule_delay;
             let mut closed = false;
-            while batch.len() < self.cfg.max_batch {
+            while batch.len() < self.cfg.max_batch && bytes < EXPORT_BYTES {
                 match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(span)) => batch.push(span),
+                    Ok(Some(span)) => {
+                        let w = span.weight();
+                        self.queued.fetch_sub(w, Relaxed);
+                        bytes += w;
+                        batch.push(span);
+                    }
                     Ok(None) => {
                         closed = true;
                         break;
@@ -183,7 +257,7 @@ impl Exporter {
                 if !quiet {
                     self.last_warning = Some(Instant::now());
                     // The endpoint's path and host only: never its headers.
-                    tracing::warn!(endpoint = %self.cfg.endpoint, spans = n, error = %why, "OTLP export failed; the batch is dropped");
+                    tracing::warn!(endpoint = %self.shown, spans = n, error = %why, "OTLP export failed; the batch is dropped");
                 }
             }
         }

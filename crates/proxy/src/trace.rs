@@ -37,6 +37,9 @@ pub struct Tracer {
     /// `None` when no exporter could start (no Tokio runtime): trace
     /// context is still passed on.
     sink: Option<Sink>,
+    /// `otel_attribute_value_length_limit`: text is cut when recorded, so
+    /// a queued span holds no more than this per attribute.
+    limit: usize,
     /// A new trace is sampled when the trace id's low 63 bits fall below
     /// this (`ratio * 2^63`).
     bound: u64,
@@ -47,6 +50,7 @@ impl Tracer {
     pub fn new(cfg: &gatehouse_config::Tracing, sink: Option<Sink>) -> Tracer {
         Tracer {
             sink,
+            limit: cfg.attribute_value_limit,
             bound: (cfg.sampler_ratio * (1u64 << 63) as f64) as u64,
             always: cfg.sampler_ratio >= 1.0,
         }
@@ -71,7 +75,9 @@ impl Tracer {
         request_id: &HeaderValue,
     ) -> Box<RequestTrace> {
         let parent = parse_traceparent(req.headers());
-        if parent.is_none() && req.headers().contains_key(&TRACEPARENT) {
+        if parent.is_none() {
+            // A new trace: the client's state (of no valid parent, or of
+            // none) has nothing to belong to.
             req.headers_mut().remove(&TRACEPARENT);
             req.headers_mut().remove(&TRACESTATE);
         }
@@ -83,24 +89,31 @@ impl Tracer {
             }
         };
         let sink = if sampled { self.sink.clone() } else { None };
+        let recording = sink.is_some();
         let mut t = Box::new(RequestTrace {
             sink,
+            limit: self.limit,
             trace_id,
             root: new_span_id(),
             parent: parent_id,
             sampled,
             t0: Instant::now(),
             unix0: unix_nanos(),
-            name: req.method().as_str().to_string(),
+            name: String::new(),
             attributes: Vec::new(),
             children: Vec::new(),
         });
-        if t.sink.is_some() {
+        if recording {
             let h = req.headers();
-            let text = |v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
+            let limit = self.limit;
+            let text = |v: &HeaderValue| cut_text(v.as_bytes(), limit);
+            t.name = req.method().as_str().to_string();
             t.attributes.extend([
                 ("http.request.method", Value::Str(req.method().to_string())),
-                ("url.path", Value::Str(req.uri().path().to_string())),
+                (
+                    "url.path",
+                    Value::Str(cut_text(req.uri().path().as_bytes(), limit)),
+                ),
                 (
                     "url.scheme",
                     Value::Str(if https { "https" } else { "http" }.into()),
@@ -119,13 +132,23 @@ impl Tracer {
                 ),
                 ("guid:x-request-id", Value::Str(text(request_id))),
             ]);
-            let host = req
-                .uri()
-                .authority()
-                .map(|a| a.as_str().to_string())
-                .or_else(|| h.get(http::header::HOST).map(text));
-            if let Some(host) = host {
-                t.attributes.push(("server.address", Value::Str(host)));
+            // Host and port only: never a userinfo an absolute-form
+            // target (or a Host header) may carry.
+            let authority = match req.uri().authority() {
+                Some(a) => Some(a.clone()),
+                None => h
+                    .get(http::header::HOST)
+                    .and_then(|v| http::uri::Authority::try_from(v.as_bytes()).ok()),
+            };
+            if let Some(a) = authority {
+                let host = match a.port() {
+                    Some(p) => format!("{}:{p}", a.host()),
+                    None => a.host().to_string(),
+                };
+                t.attributes.push((
+                    "server.address",
+                    Value::Str(cut_text(host.as_bytes(), limit)),
+                ));
             }
             if let Some(ua) = h.get(http::header::USER_AGENT) {
                 t.attributes
@@ -191,6 +214,24 @@ fn hex_bytes<const N: usize>(s: &[u8]) -> Option<[u8; N]> {
     Some(out)
 }
 
+/// At most `limit` bytes of `bytes` as text (cut at a character
+/// boundary, invalid UTF-8 replaced after the cut, so a value never grows
+/// past the limit by much).
+fn cut_text(bytes: &[u8], limit: usize) -> String {
+    let head = &bytes[..bytes.len().min(limit)];
+    let mut s = String::from_utf8_lossy(head).into_owned();
+    if s.len() > limit {
+        let mut end = limit;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        // Held for as long as the span waits: no more than it says.
+        s.shrink_to_fit();
+    }
+    s
+}
+
 fn new_trace_id() -> [u8; 16] {
     loop {
         let id: u128 = rand::random();
@@ -217,8 +258,9 @@ fn unix_nanos() -> u64 {
 
 /// One request's trace, filled in by the dispatcher's phases.
 pub struct RequestTrace {
-    /// Where its spans go; `None` when not sampled.
+    /// Where its spans go; `None` when not sampled (or already sent).
     sink: Option<Sink>,
+    limit: usize,
     trace_id: [u8; 16],
     /// The request span.
     root: [u8; 8],
@@ -260,6 +302,12 @@ impl RequestTrace {
     /// Sets an attribute of the request span.
     pub fn set(&mut self, key: &'static str, value: Value) {
         if self.recording() {
+            let value = match value {
+                Value::Str(s) if s.len() > self.limit => {
+                    Value::Str(cut_text(s.as_bytes(), self.limit))
+                }
+                v => v,
+            };
             match self.attributes.iter_mut().find(|(k, _)| *k == key) {
                 Some(slot) => slot.1 = value,
                 None => self.attributes.push((key, value)),
@@ -322,26 +370,35 @@ impl RequestTrace {
         })
     }
 
-    fn end(mut self, error: bool) {
-        let end = self.at(Instant::now());
+    /// Ends the request span and queues it with its children: the
+    /// request span first (a child without it is an orphan), and all or
+    /// none of them when the queue is short of room.
+    fn end(&mut self, error: bool) {
         let Some(sink) = self.sink.take() else { return };
-        let this = self;
+        let end = self.at(Instant::now());
         let root = SpanData {
-            trace_id: this.trace_id,
-            span_id: this.root,
-            parent: this.parent,
-            remote_parent: this.parent.is_some(),
-            name: this.name,
+            trace_id: self.trace_id,
+            span_id: self.root,
+            parent: self.parent,
+            remote_parent: self.parent.is_some(),
+            name: std::mem::take(&mut self.name),
             kind: SpanKind::Server,
-            start: this.unix0,
+            start: self.unix0,
             end,
-            attributes: this.attributes,
+            attributes: std::mem::take(&mut self.attributes),
             error,
         };
-        for c in this.children {
-            sink.send(c);
-        }
-        sink.send(root);
+        let mut spans = std::mem::take(&mut self.children);
+        spans.insert(0, root);
+        sink.send_all(spans);
+    }
+}
+
+/// A request that ends without its response being sent (the client went
+/// away, the connection was cut): its span still ends, as an error.
+impl Drop for RequestTrace {
+    fn drop(&mut self) {
+        self.end(true);
     }
 }
 
@@ -378,8 +435,8 @@ impl HttpBody for Traced {
 
 impl Drop for Traced {
     fn drop(&mut self) {
-        if let Some(t) = self.trace.take() {
-            (*t).end(self.error);
+        if let Some(mut t) = self.trace.take() {
+            t.end(self.error);
         }
     }
 }
@@ -471,6 +528,135 @@ mod tests {
                 .unwrap()
                 .starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-0101010101010101-01")
         );
+    }
+
+    fn config(limit: usize) -> gatehouse_config::Tracing {
+        gatehouse_config::Tracing {
+            endpoint: "http://127.0.0.1:4318/v1/traces".parse().unwrap(),
+            protocol: gatehouse_config::OtlpProtocol::HttpProtobuf,
+            headers: vec![],
+            timeout: std::time::Duration::from_secs(1),
+            sampler_ratio: 1.0,
+            resource: vec![],
+            attribute_value_limit: limit,
+            schedule_delay: std::time::Duration::from_secs(1),
+            max_batch: 1,
+        }
+    }
+
+    fn attr<'a>(s: &'a SpanData, k: &str) -> Option<&'a Value> {
+        s.attributes.iter().find(|(n, _)| *n == k).map(|(_, v)| v)
+    }
+
+    /// Found by an attacker's review: a long user agent (each invalid
+    /// byte tripled by lossy decoding) was queued whole, 2560 spans of
+    /// 190 KB held half a gigabyte; a URL's userinfo reached the collector.
+    #[test]
+    fn recorded_text_is_cut_and_hosts_carry_no_userinfo() {
+        let (sink, mut rx) = crate::otlp::test_sink(16);
+        let t = Tracer::new(&config(64), Some(sink));
+        let mut req = Request::get("http://alice:Pa55w0rd@app.localhost:8443/x")
+            .header(
+                http::header::USER_AGENT,
+                HeaderValue::from_bytes(&[0xff; 5000]).unwrap(),
+            )
+            .body(())
+            .unwrap();
+        let rt = t.begin(
+            &mut req,
+            [127, 0, 0, 1].into(),
+            false,
+            &HeaderValue::from_static("id"),
+        );
+        drop(rt);
+        let root = rx.try_recv().unwrap();
+        assert_eq!(
+            attr(&root, "server.address"),
+            Some(&Value::Str("app.localhost:8443".into()))
+        );
+        match attr(&root, "user_agent.original") {
+            Some(Value::Str(ua)) => assert!(ua.len() <= 64, "{}", ua.len()),
+            other => panic!("{other:?}"),
+        }
+        // Dropped before its answer (the client went away): still ended,
+        // as an error.
+        assert!(root.error);
+    }
+
+    #[test]
+    fn a_new_trace_drops_the_clients_tracestate() {
+        let t = Tracer::new(&config(256), None);
+        let mut req = Request::new(());
+        req.headers_mut()
+            .insert(&TRACESTATE, HeaderValue::from_static("vendor=orphan"));
+        let _t = t.begin(
+            &mut req,
+            [127, 0, 0, 1].into(),
+            false,
+            &HeaderValue::from_static("id"),
+        );
+        assert!(!req.headers().contains_key(&TRACESTATE));
+        // With a valid parent it stays.
+        let mut req = Request::new(());
+        req.headers_mut()
+            .insert(&TRACEPARENT, HeaderValue::from_static(GOOD));
+        req.headers_mut()
+            .insert(&TRACESTATE, HeaderValue::from_static("vendor=kept"));
+        let _t = t.begin(
+            &mut req,
+            [127, 0, 0, 1].into(),
+            false,
+            &HeaderValue::from_static("id"),
+        );
+        assert_eq!(req.headers()[&TRACESTATE], "vendor=kept");
+    }
+
+    #[test]
+    fn a_requests_spans_are_queued_together_or_not_at_all() {
+        // Room for two spans: a request with three (root and two
+        // children) is dropped whole, never a child without its parent.
+        let (sink, mut rx) = crate::otlp::test_sink(2);
+        let t = Tracer::new(&config(256), Some(sink));
+        let mut req = Request::new(());
+        let mut rt = t.begin(
+            &mut req,
+            [127, 0, 0, 1].into(),
+            false,
+            &HeaderValue::from_static("id"),
+        );
+        for name in ["authorize", "upstream"] {
+            rt.child(
+                name,
+                SpanKind::Internal,
+                new_span_id(),
+                Instant::now(),
+                vec![],
+                false,
+            );
+        }
+        drop(rt);
+        assert!(rx.try_recv().is_err());
+        let mut rt = t.begin(
+            &mut req,
+            [127, 0, 0, 1].into(),
+            false,
+            &HeaderValue::from_static("id"),
+        );
+        rt.child(
+            "authorize",
+            SpanKind::Internal,
+            new_span_id(),
+            Instant::now(),
+            vec![],
+            false,
+        );
+        drop(rt);
+        assert_eq!(
+            rx.try_recv().unwrap().kind,
+            SpanKind::Server,
+            "the request span first"
+        );
+        assert_eq!(rx.try_recv().unwrap().name, "authorize");
     }
 
     #[test]

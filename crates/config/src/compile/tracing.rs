@@ -10,7 +10,7 @@ use http::{HeaderName, HeaderValue};
 use super::Compiler;
 use crate::compiled::{OtlpProtocol, Tracing};
 use crate::de::Spanned;
-use crate::model::{Millis, Options, StringList};
+use crate::model::{Millis, Options, PairList};
 
 /// The gRPC method spans are exported to.
 const GRPC_METHOD: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -51,15 +51,20 @@ impl Compiler<'_> {
                 )
             }
         };
+        // The value is not echoed: it may hold credentials.
         let url = match url::Url::parse(endpoint.value.trim()) {
+            Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+                self.error(
+                    &endpoint.mark,
+                    "the OTLP endpoint must not hold credentials: give them in otel_exporter_otlp_headers (`Authorization=Basic%20…`)",
+                );
+                return None;
+            }
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => u,
             _ => {
                 self.error(
                     &endpoint.mark,
-                    format!(
-                        "the OTLP endpoint `{}` must be a URL like `http://localhost:4318` (http or https)",
-                        endpoint.value
-                    ),
+                    "the OTLP endpoint must be a URL like `http://localhost:4318` (http or https)",
                 );
                 return None;
             }
@@ -100,10 +105,7 @@ impl Compiler<'_> {
         let endpoint_uri = match target.parse::<http::Uri>() {
             Ok(u) => u,
             Err(e) => {
-                self.error(
-                    &endpoint.mark,
-                    format!("the OTLP endpoint `{}`: {e}", endpoint.value),
-                );
+                self.error(&endpoint.mark, format!("the OTLP endpoint: {e}"));
                 return None;
             }
         };
@@ -124,10 +126,10 @@ impl Compiler<'_> {
                         Some((n, v))
                     }
                     _ => {
-                        // The value is likely a credential: never echoed.
+                        // Neither part is echoed: either may be a credential.
                         self.error(
                             &mark,
-                            format!("otel_exporter_otlp_headers: `{k}` is not a valid header name, or its value is not a valid header value"),
+                            "otel_exporter_otlp_headers: an entry is not a valid header (a name of letters, digits and `-`, a value of visible characters)",
                         );
                         None
                     }
@@ -194,26 +196,24 @@ impl Compiler<'_> {
     /// percent-encoded, as in `OTEL_EXPORTER_OTLP_HEADERS`.
     fn otel_pairs(
         &mut self,
-        list: Option<&Spanned<StringList>>,
+        list: Option<&Spanned<PairList>>,
         key: &str,
     ) -> Vec<(String, String, crate::yaml::Mark)> {
         let Some(list) = list else {
             return Vec::new();
         };
         let mut out = Vec::new();
-        for entry in &list.value.0 {
+        for (i, entry) in list.value.0.iter().enumerate() {
             match entry.split_once('=') {
                 Some((k, v)) if !k.trim().is_empty() => {
                     let v = percent_decode(v.trim());
                     out.push((k.trim().to_string(), v, list.mark.clone()));
                 }
-                _ => {
-                    let shown = entry.split('=').next().unwrap_or_default();
-                    self.error(
-                        &list.mark,
-                        format!("{key}: `{shown}` must be written `name=value`"),
-                    );
-                }
+                // Not echoed: a header entry may be a credential.
+                _ => self.error(
+                    &list.mark,
+                    format!("{key}: entry {} must be written `name=value`", i + 1),
+                ),
             }
         }
         out

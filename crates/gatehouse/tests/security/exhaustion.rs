@@ -498,3 +498,58 @@ routes:
     assert_eq!(count("exported"), 0);
     stalled.abort();
 }
+
+/// Found by an attacker's review: with tracing on and a collector that
+/// never answers, 3,000 anonymous requests with a 63 KB user agent (every
+/// byte invalid UTF-8, tripled when decoded) held about 500 MB in queued
+/// spans. Text is now cut when recorded and the queue is bounded in bytes.
+#[tokio::test(flavor = "multi_thread")]
+async fn traced_requests_with_huge_headers_keep_memory_bounded() {
+    let collector = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cport = collector.local_addr().unwrap().port();
+    let stalled = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = collector.accept().await {
+            held.push(s);
+        }
+    });
+    let gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}
+otel_traces_exporter: otlp
+otel_exporter_otlp_endpoint: http://127.0.0.1:{cport}
+otel_exporter_otlp_timeout: 60000
+otel_attribute_value_length_limit: 32768
+routes:
+  - from: https://app.localhost
+    to: http://127.0.0.1:1
+    allow_public_unauthenticated_access: true
+"
+    ));
+    let c = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .resolve("nowhere.localhost", gh.addr())
+        .no_proxy()
+        .http1_only()
+        .build()
+        .unwrap();
+    // Under the 64 KiB head limit with the path.
+    let ua = http::HeaderValue::from_bytes(&[0xff; 48 * 1024]).unwrap();
+    let path = format!("/{}", "p".repeat(8000));
+    let before = gh.rss_kib();
+    for _ in 0..60 {
+        let sends = (0..25).map(|_| {
+            c.get(gh.url("nowhere.localhost", &path))
+                .header("user-agent", ua.clone())
+                .send()
+        });
+        for r in futures_util::future::join_all(sends).await {
+            assert_eq!(r.unwrap().status(), 404);
+        }
+    }
+    let grown = gh.peak_rss_kib().saturating_sub(before);
+    eprintln!("traced flood: RSS grew {grown} KiB");
+    // 1,500 spans of ~150 KB each (the user agent tripled, the path)
+    // would be over 200 MB; the queue holds 16 MiB.
+    assert!(grown < 48 * 1024, "grew {grown} KiB");
+    stalled.abort();
+}
