@@ -60,6 +60,9 @@ pub struct Config {
     pub access_log: Vec<AccessField>,
     /// `authorize_log_fields`: what each `authorize check` line holds.
     pub authorize_log: Vec<AuthorizeField>,
+    /// `autocert`: certificates obtained over ACME for the hosts no
+    /// configured certificate covers.
+    pub autocert: Option<Autocert>,
     /// `otel_*`: where request spans are exported (`None`: tracing off,
     /// `traceparent` passes through untouched).
     pub tracing: Option<Tracing>,
@@ -91,6 +94,42 @@ impl Config {
                 .map(|c| (c.key.as_str(), c.client_id.as_str())),
             None => Some((main.name.as_str(), main.client_id.as_str())),
         }
+    }
+}
+
+/// `autocert`: certificates from an ACME CA (Let's Encrypt by default).
+#[derive(Clone, PartialEq)]
+pub struct Autocert {
+    /// Where the account and certificates are kept (`autocert_dir`).
+    pub dir: PathBuf,
+    /// The CA's directory URL (`autocert_ca`, or Let's Encrypt's
+    /// production or staging one).
+    pub directory_url: String,
+    /// `autocert_email`: the account's contact.
+    pub email: Option<String>,
+    /// `autocert_eab_key_id` and the decoded `autocert_eab_mac_key`.
+    pub eab: Option<(String, Vec<u8>)>,
+    /// `autocert_must_staple`: certificates ask for OCSP stapling.
+    pub must_staple: bool,
+    /// `autocert_trusted_ca(_file)`: CAs trusted for the ACME server's own
+    /// TLS, beside the system's.
+    pub trusted_ca: Vec<CertificateDer<'static>>,
+    /// The hosts to obtain certificates for: every route host and the
+    /// authenticate host (the proxy leaves out those a configured
+    /// certificate covers).
+    pub hosts: Vec<String>,
+    /// HTTP-01 can be answered (`http_redirect_addr` is set).
+    pub http01: bool,
+}
+
+impl fmt::Debug for Autocert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Autocert")
+            .field("dir", &self.dir)
+            .field("directory_url", &self.directory_url)
+            .field("hosts", &self.hosts)
+            .field("eab", &self.eab.as_ref().map(|(id, _)| id))
+            .finish_non_exhaustive()
     }
 }
 

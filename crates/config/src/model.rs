@@ -137,6 +137,18 @@ pub struct Options {
     pub health_check_addr: S<String>,
     pub runtime_flags: Option<BTreeMap<String, bool>>,
 
+    // --- automatic certificates (ACME)
+    pub autocert: Option<bool>,
+    pub autocert_dir: S<String>,
+    pub autocert_ca: S<String>,
+    pub autocert_email: S<String>,
+    pub autocert_use_staging: Option<bool>,
+    pub autocert_eab_key_id: S<String>,
+    pub autocert_eab_mac_key: S<String>,
+    pub autocert_must_staple: Option<bool>,
+    pub autocert_trusted_ca: S<String>,
+    pub autocert_trusted_ca_file: S<String>,
+
     // --- OpenTelemetry tracing (Pomerium's `otel_*`, also `OTEL_*` variables)
     pub otel_traces_exporter: S<String>,
     pub otel_traces_sampler_arg: S<f64>,

@@ -91,7 +91,6 @@ use Scope::{Any, Global, Route};
 const NO_SSH: &str = "gatehouse serves no SSH (ssh:// routes are refused)";
 const ONE_PROCESS: &str = "gatehouse runs every service in one process and authorizes each request itself with this file's routes and policies";
 const NO_ENVOY: &str = "gatehouse has no Envoy";
-const NO_ACME: &str = "no certificate is obtained; without certificates gatehouse serves a self-signed one, which browsers refuse until it is trusted";
 const NO_CLUSTER: &str = "sessions stay in the store `databroker_storage_type` names; an instance that does not know a session asks the user to sign in";
 const UPSTREAM_CREDENTIAL: &str =
     "no credential is sent upstream, so an upstream that requires one refuses the request";
@@ -216,6 +215,32 @@ pub const KEYS: &[Entry] = &[
         "scrapers must present a certificate issued by it (TLS handshake)",
     ),
     in_force(Global, "metrics_client_ca_file", ""),
+    in_force(
+        Global,
+        "autocert",
+        "certificates over ACME (TLS-ALPN-01 on `address`, HTTP-01 on `http_redirect_addr`) for every route host and the authenticate host no configured certificate covers; renewed when a third of their life is left",
+    ),
+    in_force(Global, "autocert_ca", "the ACME directory URL (https)"),
+    in_force(Global, "autocert_email", ""),
+    in_force(Global, "autocert_use_staging", ""),
+    in_force(Global, "autocert_eab_key_id", ""),
+    in_force(
+        Global,
+        "autocert_eab_mac_key",
+        "base64url; kept out of logs and exports",
+    ),
+    in_force(Global, "autocert_must_staple", ""),
+    in_force(
+        Global,
+        "autocert_dir",
+        "default `$XDG_DATA_HOME/gatehouse/autocert` (else `~/.local/share/gatehouse/autocert`)",
+    ),
+    in_force(
+        Global,
+        "autocert_trusted_ca",
+        "trusted for the ACME server's TLS, beside the system's CAs",
+    ),
+    in_force(Global, "autocert_trusted_ca_file", ""),
     in_force(
         Global,
         "otel_traces_exporter",
@@ -446,17 +471,11 @@ pub const KEYS: &[Entry] = &[
         "the exporter's own messages follow `log_level` (export failures are warnings)",
     ),
     ignored(Global, "otel_*", "not one of Pomerium's `otel_*` keys"),
-    ignored(Global, "autocert", NO_ACME),
-    ignored(Global, "autocert_ca", NO_ACME),
-    ignored(Global, "autocert_email", NO_ACME),
-    ignored(Global, "autocert_use_staging", NO_ACME),
-    ignored(Global, "autocert_eab_key_id", NO_ACME),
-    ignored(Global, "autocert_eab_mac_key", NO_ACME),
-    ignored(Global, "autocert_must_staple", NO_ACME),
-    ignored(Global, "autocert_dir", NO_ACME),
-    ignored(Global, "autocert_trusted_ca", NO_ACME),
-    ignored(Global, "autocert_trusted_ca_file", NO_ACME),
-    ignored(Global, "autocert*", NO_ACME),
+    ignored(
+        Global,
+        "autocert*",
+        "not one of Pomerium's `autocert_*` keys",
+    ),
     // ================= routes: in force
     in_force(Route, "name", ""),
     in_force(Route, "description", "shown in the routes portal"),

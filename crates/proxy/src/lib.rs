@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access_log;
+pub mod acme;
 pub mod answers;
 pub mod assertion;
 pub mod authenticate;
@@ -116,6 +117,8 @@ pub struct Prepared {
     certs: tls::CertStore,
     runtime: runtime::Runtime,
     keys: Vec<String>,
+    /// What autocert is to cover under this configuration.
+    acme: acme::Plan,
 }
 
 /// The answer of a [`RouteService`]: boxed, as the service is a trait
@@ -154,6 +157,9 @@ pub trait RouteService: Send + Sync {
 pub struct Proxy {
     pub(crate) runtime: ArcSwap<runtime::Runtime>,
     pub(crate) certs: Arc<tls::CertResolver>,
+    /// Autocert's manager, told each configuration's plan (`None` without
+    /// a Tokio runtime at start).
+    acme_plan: Option<tokio::sync::watch::Sender<acme::Plan>>,
     /// The TLS settings new connections get (certificates through the
     /// resolver; the client-certificate verifier of the configuration in
     /// force).
@@ -207,9 +213,13 @@ impl Proxy {
             metrics: &metrics,
             assertions: &assertions,
         };
+        let plan = acme_plan(&config, &certs);
         let (rt, _) = runtime::Runtime::build(config, &lasting)?;
+        let acme_certs = Arc::new(acme::Certs::default());
+        let acme_plan = acme::start(acme_certs.clone(), plan);
         let certs = Arc::new(tls::CertResolver {
             store: ArcSwap::from_pointee(certs),
+            acme: acme_certs,
         });
         let server_tls = ArcSwap::new(tls::server_config(
             certs.clone(),
@@ -219,6 +229,7 @@ impl Proxy {
         Ok(Arc::new(Proxy {
             runtime: ArcSwap::from_pointee(rt),
             certs,
+            acme_plan,
             server_tls,
             clients,
             identity,
@@ -257,11 +268,13 @@ impl Proxy {
     /// force (the console saves a change only once it is known to work).
     pub fn prepare(&self, config: Config) -> Result<Prepared, ApplyError> {
         let certs = cert_store(&config)?;
+        let acme = acme_plan(&config, &certs);
         let (runtime, keys) = runtime::Runtime::build(config, &self.lasting())?;
         Ok(Prepared {
             certs,
             runtime,
             keys,
+            acme,
         })
     }
 
@@ -278,6 +291,9 @@ impl Proxy {
     /// Puts a prepared configuration in force, atomically.
     pub fn commit(&self, prepared: Prepared) {
         self.certs.store.store(Arc::new(prepared.certs));
+        if let Some(tx) = &self.acme_plan {
+            tx.send_replace(prepared.acme);
+        }
         self.server_tls.store(tls::server_config(
             self.certs.clone(),
             !self.settings.http1_only,
@@ -349,13 +365,32 @@ fn cert_store(config: &Config) -> Result<tls::CertStore, tls::TlsError> {
     }
     if config.certificates.is_empty() {
         let cert = tls::self_signed(config)?;
-        tracing::warn!(
-            "NO CERTIFICATE CONFIGURED: serving a self-signed certificate generated at start. \
-             Browsers will warn; set `certificate_file`/`certificate_key_file` (or `certificates`) for real use"
-        );
-        return tls::CertStore::new(std::slice::from_ref(&cert));
+        if config.autocert.is_some() {
+            tracing::info!(
+                "autocert: a self-signed certificate serves each host until its certificate is obtained"
+            );
+        } else {
+            tracing::warn!(
+                "NO CERTIFICATE CONFIGURED: serving a self-signed certificate generated at start. \
+                 Browsers will warn; set `certificate_file`/`certificate_key_file` (or `certificates`), or `autocert: true`, for real use"
+            );
+        }
+        let mut store = tls::CertStore::new(std::slice::from_ref(&cert))?;
+        store.stand_in = true;
+        return Ok(store);
     }
     tls::CertStore::new(&config.certificates)
+}
+
+/// What autocert covers: its hosts that no configured certificate names.
+fn acme_plan(config: &Config, certs: &tls::CertStore) -> acme::Plan {
+    let a = config.autocert.as_ref()?;
+    let mut a = a.clone();
+    // The self-signed stand-in names every host: only configured ones count.
+    if !config.certificates.is_empty() {
+        a.hosts.retain(|h| !certs.covers(h));
+    }
+    Some(Arc::new(a))
 }
 
 /// A header map from pairs, for unit tests.

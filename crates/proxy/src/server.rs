@@ -111,7 +111,13 @@ pub async fn serve(
 
     let redirect_task = listeners.redirect.map(|l| {
         let port = proxy.settings.https_port;
-        tokio::spawn(serve_redirects(l, port, proxy.settings.proxy_protocol))
+        let acme = proxy.certs.acme.clone();
+        tokio::spawn(serve_redirects(
+            l,
+            port,
+            proxy.settings.proxy_protocol,
+            acme,
+        ))
     });
 
     tokio::pin!(shutdown);
@@ -245,6 +251,10 @@ async fn serve_connection(
             let (io, h2) = match handshake.await {
                 Ok(Ok(tls)) => {
                     let session = tls.get_ref().1;
+                    // A TLS-ALPN-01 validation: the handshake was the answer.
+                    if session.alpn_protocol() == Some(crate::acme::ACME_TLS_ALPN) {
+                        return;
+                    }
                     let h2 = session.alpn_protocol() == Some(b"h2");
                     if let Some(chain) = session.peer_certificates() {
                         let chain = chain.iter().map(|c| c.clone().into_owned()).collect();
@@ -524,13 +534,20 @@ fn one_byte(b: u8) -> bytes::Bytes {
     bytes::Bytes::from_static(&ALL[b as usize..=b as usize])
 }
 
-/// `http_redirect_addr`: every plain-HTTP request is sent to HTTPS.
-async fn serve_redirects(listener: TcpListener, https_port: u16, proxy_protocol: bool) {
+/// `http_redirect_addr`: every plain-HTTP request is sent to HTTPS, but
+/// autocert's HTTP-01 answers.
+async fn serve_redirects(
+    listener: TcpListener,
+    https_port: u16,
+    proxy_protocol: bool,
+    acme: Arc<crate::acme::Certs>,
+) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
+        let acme = acme.clone();
         tokio::spawn(async move {
             // The balancer's PROXY header comes first here too.
             if proxy_protocol {
@@ -543,8 +560,30 @@ async fn serve_redirects(listener: TcpListener, https_port: u16, proxy_protocol:
                     return;
                 }
             }
-            let svc = service_fn(move |req: Request<Incoming>| async move {
-                Ok::<_, std::convert::Infallible>(redirect_to_https(&req, https_port))
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let answer = req
+                    .uri()
+                    .path()
+                    .strip_prefix("/.well-known/acme-challenge/")
+                    .map(|token| acme.http_answer(token));
+                async move {
+                    Ok::<_, std::convert::Infallible>(match answer {
+                        Some(Some(key_authorization)) => {
+                            let mut r = Response::new(body::full(key_authorization.into()));
+                            r.headers_mut().insert(
+                                header::CONTENT_TYPE,
+                                HeaderValue::from_static("text/plain"),
+                            );
+                            r
+                        }
+                        Some(None) => {
+                            let mut r = Response::new(body::empty());
+                            *r.status_mut() = StatusCode::NOT_FOUND;
+                            r
+                        }
+                        None => redirect_to_https(&req, https_port),
+                    })
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())

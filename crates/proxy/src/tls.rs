@@ -18,6 +18,9 @@ pub struct CertStore {
     /// `*.example.com` stored as `.example.com`.
     wildcard: HashMap<String, Arc<CertifiedKey>>,
     default: Option<Arc<CertifiedKey>>,
+    /// The self-signed stand-in (no certificate configured): an autocert
+    /// certificate goes before it.
+    pub stand_in: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,20 +82,19 @@ impl CertStore {
         self.default.is_none()
     }
 
-    fn pick(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
-        if let Some(name) = sni {
-            let name = name.to_ascii_lowercase();
-            if let Some(ck) = self.exact.get(&name) {
-                return Some(ck.clone());
-            }
-            // A certificate wildcard covers exactly one label.
-            if let Some(dot) = name.find('.') {
-                if let Some(ck) = self.wildcard.get(&name[dot..]) {
-                    return Some(ck.clone());
-                }
-            }
-        }
-        self.default.clone()
+    /// A configured certificate naming `host` (lower case), exactly or by
+    /// a wildcard (which covers exactly one label).
+    fn named(&self, host: &str) -> Option<&Arc<CertifiedKey>> {
+        self.exact.get(host).or_else(|| {
+            let dot = host.find('.')?;
+            self.wildcard.get(&host[dot..])
+        })
+    }
+
+    /// Whether a configured certificate names `host` (autocert leaves such
+    /// hosts alone).
+    pub fn covers(&self, host: &str) -> bool {
+        self.named(host).is_some()
     }
 }
 
@@ -124,15 +126,42 @@ fn cert_names(c: &Certificate) -> Result<Vec<String>, TlsError> {
     Ok(names)
 }
 
-/// The resolver rustls calls per handshake; reads the current store.
-#[derive(Debug)]
+/// The resolver rustls calls per handshake: a configured certificate that
+/// names the host, else one obtained by autocert, else a configured
+/// default (or the self-signed one). A TLS-ALPN-01 handshake (ALPN
+/// `acme-tls/1` only) gets the challenge's answer, or nothing.
 pub struct CertResolver {
     pub store: ArcSwap<CertStore>,
+    pub acme: Arc<crate::acme::Certs>,
+}
+
+impl std::fmt::Debug for CertResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertResolver").finish_non_exhaustive()
+    }
 }
 
 impl ResolvesServerCert for CertResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.store.load().pick(hello.server_name())
+        let host = hello.server_name().map(str::to_ascii_lowercase);
+        if let Some(mut alpn) = hello.alpn() {
+            if alpn.any(|p| p == crate::acme::ACME_TLS_ALPN) {
+                return self.acme.challenge(host.as_deref()?);
+            }
+        }
+        let store = self.store.load();
+        if let Some(host) = host.as_deref() {
+            if let Some(ck) = store.named(host).filter(|_| !store.stand_in) {
+                return Some(ck.clone());
+            }
+            if let Some(ck) = self.acme.for_host(host) {
+                return Some(ck);
+            }
+            if let Some(ck) = store.named(host) {
+                return Some(ck.clone());
+            }
+        }
+        store.default.clone()
     }
 }
 
@@ -158,6 +187,9 @@ pub fn server_config(
     } else {
         vec![b"http/1.1".to_vec()]
     };
+    // TLS-ALPN-01 (autocert): negotiated only when the client offers
+    // nothing else; such a connection is closed after its handshake.
+    cfg.alpn_protocols.push(crate::acme::ACME_TLS_ALPN.to_vec());
     Arc::new(cfg)
 }
 

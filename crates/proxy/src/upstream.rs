@@ -150,10 +150,27 @@ fn system_roots() -> Arc<RootCertStore> {
 /// TLS to servers gatehouse calls on its own behalf (the OTLP collector):
 /// the system's CAs.
 pub(crate) fn system_tls_config() -> Result<ClientConfig, rustls::Error> {
+    system_tls_config_with(&[])
+}
+
+/// As [`system_tls_config`], also trusting `extra` (a private CA: the
+/// ACME server's `autocert_trusted_ca`).
+pub(crate) fn system_tls_config_with(
+    extra: &[CertificateDer<'static>],
+) -> Result<ClientConfig, rustls::Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let roots = if extra.is_empty() {
+        system_roots()
+    } else {
+        let mut store = RootCertStore::clone(&system_roots());
+        for ca in extra {
+            store.add(ca.clone())?;
+        }
+        Arc::new(store)
+    };
     Ok(ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(system_roots())
+        .with_root_certificates(roots)
         .with_no_client_auth())
 }
 

@@ -14,6 +14,7 @@
 //! - `headers`: header names, values and templates;
 //! - `parse`: free parsers with no diagnostics of their own.
 
+mod autocert;
 mod balance;
 mod global;
 mod headers;
@@ -273,6 +274,7 @@ impl Compiler<'_> {
         let access_log = self.access_log_fields(opts.access_log_fields.as_ref());
         let authorize_log = self.authorize_log_fields(opts.authorize_log_fields.as_ref());
         let tracing = self.tracing(&opts);
+        let autocert = self.autocert(&opts, &routes, &sign_in, insecure_server);
         let request = self.request_rules(&opts);
         // The global groups filter, merged into each route's: a group either
         // names is kept (a route's list widens the global one).
@@ -316,6 +318,7 @@ impl Compiler<'_> {
             access_log,
             authorize_log,
             tracing,
+            autocert,
             client_certs,
             source,
             address,

@@ -39,7 +39,7 @@ impl Compiler<'_> {
         }
     }
 
-    fn certs(
+    pub(super) fn certs(
         &mut self,
         pem: &[u8],
         mark: &Mark,
@@ -213,7 +213,7 @@ impl Compiler<'_> {
     }
 
     /// PEM from `key` (inline or base64) or `key_file`; both is an error.
-    fn pem_or_file(
+    pub(super) fn pem_or_file(
         &mut self,
         inline: &Option<Spanned<String>>,
         file: &Option<Spanned<String>>,

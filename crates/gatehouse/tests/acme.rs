@@ -1,0 +1,275 @@
+//! `autocert` against Let's Encrypt's own test CA, `pebble` (Debian
+//! package), with `pebble-challtestsrv` answering every DNS name with
+//! 127.0.0.1, so pebble validates the challenges on gatehouse's own
+//! listeners: TLS-ALPN-01 on `address`, HTTP-01 on `http_redirect_addr`.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// pebble and its DNS, stopped (by their ids) when dropped.
+struct Pebble {
+    pebble: Child,
+    dns: Child,
+    port: u16,
+    mgmt: u16,
+}
+
+impl Pebble {
+    /// pebble validating on `tls_port` (TLS-ALPN-01) and `http_port`
+    /// (HTTP-01), serving its API with a certificate from `ca`.
+    fn start(dir: &Path, ca: &TestCa, tls_port: u16, http_port: u16) -> Pebble {
+        Pebble::start_on((free_port(), free_port()), dir, ca, tls_port, http_port)
+    }
+
+    /// As [`Pebble::start`], its API on `port` and management on `mgmt`.
+    fn start_on(
+        (port, mgmt): (u16, u16),
+        dir: &Path,
+        ca: &TestCa,
+        tls_port: u16,
+        http_port: u16,
+    ) -> Pebble {
+        let (cert, key, _) = ca.leaf(&["localhost"]);
+        std::fs::write(dir.join("pebble.crt"), cert).unwrap();
+        std::fs::write(dir.join("pebble.key"), key).unwrap();
+        let (dns_port, dns_mgmt) = (free_port(), free_port());
+        let config = serde_json::json!({
+            "pebble": {
+                "listenAddress": format!("127.0.0.1:{port}"),
+                "managementListenAddress": format!("127.0.0.1:{mgmt}"),
+                "certificate": dir.join("pebble.crt"),
+                "privateKey": dir.join("pebble.key"),
+                "httpPort": http_port,
+                "tlsPort": tls_port,
+                "ocspResponderURL": "",
+                "externalAccountBindingRequired": false
+            }
+        });
+        std::fs::write(dir.join("pebble.json"), config.to_string()).unwrap();
+        let dns = Command::new("pebble-challtestsrv")
+            .args(["-dns01", &format!("127.0.0.1:{dns_port}")])
+            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+            .args(["-management", &format!("127.0.0.1:{dns_mgmt}")])
+            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pebble-challtestsrv (Debian package pebble)");
+        let pebble = Command::new("pebble")
+            .arg("-config")
+            .arg(dir.join("pebble.json"))
+            .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])
+            // No random sleeps or nonce rejections: the test's time is its own.
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pebble (Debian package)");
+        let p = Pebble {
+            pebble,
+            dns,
+            port,
+            mgmt,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+            || std::net::TcpStream::connect(("127.0.0.1", mgmt)).is_err()
+        {
+            assert!(Instant::now() < deadline, "pebble did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        p
+    }
+
+    fn directory(&self) -> String {
+        format!("https://localhost:{}/dir", self.port)
+    }
+
+    /// The root pebble issues under (new each run).
+    async fn root(&self, ca: &TestCa) -> String {
+        let c = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+            .no_proxy()
+            .build()
+            .unwrap();
+        c.get(format!("https://localhost:{}/roots/0", self.mgmt))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        for c in [&mut self.pebble, &mut self.dns] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Whether `host` on gatehouse presents a certificate for it that chains
+/// to `root_pem` (and only that root is trusted).
+async fn served_under(gh: &Gatehouse, host: &str, root_pem: &str) -> bool {
+    let c = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(root_pem.as_bytes()).unwrap()])
+        .resolve(host, gh.addr())
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    c.get(gh.url(host, "/")).send().await.is_ok()
+}
+
+async fn wait_served(gh: &Gatehouse, host: &str, root_pem: &str, secs: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if served_under(gh, host, root_pem).await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    false
+}
+
+fn config(pebble_dir: &str, ca_file: &Path, autocert_dir: &Path, extra: &str) -> String {
+    format!(
+        "address: 127.0.0.1:{{port}}
+{extra}autocert: true
+autocert_ca: {pebble_dir}
+autocert_trusted_ca_file: {ca}
+autocert_dir: {dir}
+autocert_email: admin@example.com
+routes:
+  - from: https://app.localhost
+    response: {{status: 200, body: app}}
+    allow_public_unauthenticated_access: true
+  - from: https://other.localhost
+    response: {{status: 200, body: other}}
+    allow_public_unauthenticated_access: true
+",
+        ca = ca_file.display(),
+        dir = autocert_dir.display()
+    )
+}
+
+/// TLS-ALPN-01 on the TLS listener: every route host gets a certificate
+/// from the CA, kept on disk for the owner only; a restart serves them at
+/// once from `autocert_dir`, with the CA gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn route_hosts_get_certificates_over_tls_alpn_and_keep_them() {
+    install_crypto();
+    let work = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let ca_file = work.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let autocert_dir = work.path().join("autocert");
+    let port = free_port();
+    // No HTTP-01 port: only the TLS listener can answer.
+    let pebble = Pebble::start(work.path(), &ca, port, free_port());
+    let root = pebble.root(&ca).await;
+    let yaml = config(&pebble.directory(), &ca_file, &autocert_dir, "");
+    let gh = Gatehouse::start_on(port, tempfile::tempdir().unwrap(), &yaml);
+    for host in ["app.localhost", "other.localhost"] {
+        assert!(
+            wait_served(&gh, host, &root, 60).await,
+            "{host} has no certificate from the CA:\n{}",
+            gh.log_text()
+        );
+    }
+    assert!(gh.log_text().contains("ACME account created"));
+    assert!(gh.log_text().contains("\"challenge\":\"tls-alpn-01\""));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let key = autocert_dir.join("certificates/app.localhost.key");
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", key.display());
+    }
+    // A restart with the CA gone: the kept certificates serve at once.
+    drop(gh);
+    drop(pebble);
+    let gh = Gatehouse::start_on(free_port(), tempfile::tempdir().unwrap(), &yaml);
+    assert!(
+        served_under(&gh, "app.localhost", &root).await,
+        "{}",
+        gh.log_text()
+    );
+    assert!(gh.log_text().contains("autocert: certificate loaded"));
+    assert!(!gh.log_text().contains("ACME account created"));
+}
+
+/// A kept certificate with a third of its life left is renewed, over
+/// HTTP-01 on `http_redirect_addr`; while the CA is down (at start) the
+/// old certificate keeps serving and the order is retried; once the CA is
+/// up the new one takes its place.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_due_certificate_is_renewed_over_http01_when_the_ca_comes_back() {
+    install_crypto();
+    let work = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let ca_file = work.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let autocert_dir = work.path().join("autocert");
+    // A kept certificate near the end of its life (valid until 2027, issued
+    // in 2020): due for renewal.
+    {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["app.localhost".to_string()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2027, 1, 1);
+        let cert = params.signed_by(&key, &ca.issuer).unwrap();
+        let certs = autocert_dir.join("certificates");
+        std::fs::create_dir_all(&certs).unwrap();
+        std::fs::write(certs.join("app.localhost.crt"), cert.pem()).unwrap();
+        std::fs::write(certs.join("app.localhost.key"), key.serialize_pem()).unwrap();
+    }
+    let (port, http_port) = (free_port(), free_port());
+    // The CA's address is known before it runs: gatehouse starts while
+    // it is down.
+    let pebble_ports = (free_port(), free_port());
+    let directory = format!("https://localhost:{}/dir", pebble_ports.0);
+    let yaml = config(
+        &directory,
+        &ca_file,
+        &autocert_dir,
+        &format!("http_redirect_addr: 127.0.0.1:{http_port}\n"),
+    );
+    let gh = Gatehouse::start_on(port, tempfile::tempdir().unwrap(), &yaml);
+    // The old certificate serves, and the CA cannot be reached.
+    assert!(
+        served_under(&gh, "app.localhost", &ca.pem()).await,
+        "{}",
+        gh.log_text()
+    );
+    assert!(
+        gh.wait_log("the certificate in force keeps serving", 0),
+        "{}",
+        gh.log_text()
+    );
+    // The CA comes up.
+    let pebble = Pebble::start_on(pebble_ports, work.path(), &ca, port, http_port);
+    let root = pebble.root(&ca).await;
+    assert!(
+        wait_served(&gh, "app.localhost", &root, 90).await,
+        "not renewed:\n{}",
+        gh.log_text()
+    );
+    assert!(!served_under(&gh, "app.localhost", &ca.pem()).await);
+    assert!(
+        gh.log_text().contains("\"challenge\":\"http-01\""),
+        "{}",
+        gh.log_text()
+    );
+    let stored =
+        std::fs::read_to_string(autocert_dir.join("certificates/app.localhost.crt")).unwrap();
+    assert!(!stored.contains(&ca.pem()[30..80]));
+}

@@ -1,0 +1,569 @@
+//! Automatic certificates (`autocert`): one certificate per host from an
+//! ACME CA (RFC 8555) through `instant-acme`, proved with TLS-ALPN-01 on the
+//! TLS listener (RFC 8737) or HTTP-01 on `http_redirect_addr`, kept in
+//! `autocert_dir`, renewed when a third of its life is left.
+//!
+//! - [`Certs`] is what the handshake and the redirect listener read: the
+//!   certificates obtained, and the answers to challenges in flight.
+//! - [`start`] runs the manager: it loads what `autocert_dir` holds, orders
+//!   what is missing or due, and retries failures with a growing delay
+//!   (5 s doubling up to an hour; at least a minute after a refused
+//!   validation) while the certificate in force keeps serving. A new
+//!   configuration hands it new hosts and settings.
+//!
+//! Why `instant-acme`: it is an ACME client only (orders, challenges,
+//! EAB, custom HTTP client for a private CA), so serving the challenges,
+//! storage and renewal stay with gatehouse's own listeners, resolver and
+//! reload; `rustls-acme` would bring its own acceptor and cache loop, a
+//! second TLS front beside the one routes and client certificates use.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use gatehouse_config::Autocert;
+use instant_acme::{
+    Account, AccountCredentials, AuthorizationStatus, BodyWrapper, ChallengeType,
+    ExternalAccountKey, Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+use tokio::sync::watch;
+
+/// The ALPN protocol of TLS-ALPN-01.
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// What the handshake and the HTTP-01 listener read.
+#[derive(Default)]
+pub struct Certs {
+    /// Certificates obtained, by host.
+    issued: ArcSwap<HashMap<String, Issued>>,
+    /// TLS-ALPN-01 answers in flight, by host.
+    alpn: Mutex<HashMap<String, Arc<CertifiedKey>>>,
+    /// HTTP-01 answers in flight: token → key authorization.
+    http: Mutex<HashMap<String, String>>,
+}
+
+#[derive(Clone)]
+struct Issued {
+    key: Arc<CertifiedKey>,
+    not_before: SystemTime,
+    not_after: SystemTime,
+}
+
+impl Issued {
+    /// Due for renewal: a third of its life or less is left.
+    fn due(&self, now: SystemTime) -> bool {
+        let life = self
+            .not_after
+            .duration_since(self.not_before)
+            .unwrap_or_default();
+        match self.not_after.duration_since(now) {
+            Ok(left) => left < life / 3,
+            Err(_) => true,
+        }
+    }
+}
+
+impl Certs {
+    /// The certificate obtained for `host` (lower case), if any.
+    pub fn for_host(&self, host: &str) -> Option<Arc<CertifiedKey>> {
+        self.issued.load().get(host).map(|i| i.key.clone())
+    }
+
+    /// The TLS-ALPN-01 answer for `host`, while its challenge is open.
+    pub fn challenge(&self, host: &str) -> Option<Arc<CertifiedKey>> {
+        lock(&self.alpn).get(host).cloned()
+    }
+
+    /// The HTTP-01 answer for `token`, while its challenge is open.
+    pub fn http_answer(&self, token: &str) -> Option<String> {
+        lock(&self.http).get(token).cloned()
+    }
+
+    fn put(&self, host: &str, issued: Issued) {
+        let mut map = HashMap::clone(&self.issued.load());
+        map.insert(host.to_string(), issued);
+        self.issued.store(Arc::new(map));
+    }
+
+    fn get(&self, host: &str) -> Option<Issued> {
+        self.issued.load().get(host).cloned()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What the manager works on: the settings and the hosts still to cover.
+pub type Plan = Option<Arc<Autocert>>;
+
+/// Starts the manager on the current Tokio runtime; send it each new
+/// configuration's plan.
+pub fn start(certs: Arc<Certs>, plan: Plan) -> Option<watch::Sender<Plan>> {
+    let handle = tokio::runtime::Handle::try_current().ok()?;
+    let (tx, rx) = watch::channel(plan);
+    handle.spawn(run(certs, rx));
+    Some(tx)
+}
+
+/// Failures of one host: how many in a row, and when to try again.
+struct Failing {
+    count: u32,
+    /// Of which the CA refused (a validation failed): the challenge type
+    /// alternates with these, not with unreachable CAs.
+    refused: u32,
+    next: Instant,
+}
+
+struct Manager {
+    certs: Arc<Certs>,
+    /// The account, for the directory URL it was made on.
+    account: Option<(String, Account)>,
+    failing: HashMap<String, Failing>,
+}
+
+async fn run(certs: Arc<Certs>, mut rx: watch::Receiver<Plan>) {
+    let mut m = Manager {
+        certs,
+        account: None,
+        failing: HashMap::new(),
+    };
+    loop {
+        let plan = rx.borrow_and_update().clone();
+        let mut wait = Duration::from_secs(60);
+        if let Some(plan) = plan {
+            m.load_stored(&plan);
+            for host in &plan.hosts {
+                let now = SystemTime::now();
+                if m.certs.get(host).is_some_and(|i| !i.due(now)) {
+                    m.failing.remove(host);
+                    continue;
+                }
+                if let Some(f) = m.failing.get(host) {
+                    let left = f.next.saturating_duration_since(Instant::now());
+                    if !left.is_zero() {
+                        wait = wait.min(left);
+                        continue;
+                    }
+                }
+                let (attempt, refused) =
+                    m.failing.get(host).map_or((0, 0), |f| (f.count, f.refused));
+                match m.obtain(&plan, host, refused).await {
+                    Ok(()) => {
+                        m.failing.remove(host);
+                        tracing::info!(host, "autocert: certificate obtained");
+                    }
+                    Err(e) => {
+                        let count = attempt + 1;
+                        let mut delay = Duration::from_secs(5)
+                            .saturating_mul(1 << count.min(10))
+                            .min(Duration::from_secs(3600));
+                        if e.refused {
+                            delay = delay.max(Duration::from_secs(60));
+                        }
+                        let serving = if m.certs.get(host).is_some() {
+                            "the certificate in force keeps serving"
+                        } else {
+                            "the self-signed certificate serves meanwhile"
+                        };
+                        tracing::warn!(host, error = %e.message, retry_in = ?delay, "autocert: no certificate yet; {serving}");
+                        m.failing.insert(
+                            host.clone(),
+                            Failing {
+                                count,
+                                refused: refused + u32::from(e.refused),
+                                next: Instant::now() + delay,
+                            },
+                        );
+                        wait = wait.min(delay);
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// A failure, and whether the CA refused (a validation or an order) rather
+/// than could not be reached.
+struct Failure {
+    message: String,
+    refused: bool,
+}
+
+impl From<instant_acme::Error> for Failure {
+    fn from(e: instant_acme::Error) -> Failure {
+        Failure {
+            refused: matches!(e, instant_acme::Error::Api(_)),
+            message: e.to_string(),
+        }
+    }
+}
+
+fn failure(message: impl Into<String>, refused: bool) -> Failure {
+    Failure {
+        message: message.into(),
+        refused,
+    }
+}
+
+impl Manager {
+    /// Certificates `autocert_dir` holds for hosts not in memory yet.
+    fn load_stored(&self, plan: &Autocert) {
+        for host in &plan.hosts {
+            if self.certs.get(host).is_some() {
+                continue;
+            }
+            let (crt, key) = cert_paths(&plan.dir, host);
+            let (Ok(chain), Ok(key)) = (std::fs::read(&crt), std::fs::read(&key)) else {
+                continue;
+            };
+            match issued(&chain, &key, host) {
+                Ok(i) => {
+                    tracing::info!(host, path = %crt.display(), "autocert: certificate loaded");
+                    self.certs.put(host, i);
+                }
+                Err(e) => {
+                    tracing::warn!(host, path = %crt.display(), error = %e, "autocert: stored certificate not usable; a new one is ordered")
+                }
+            }
+        }
+    }
+
+    async fn account(&mut self, plan: &Autocert) -> Result<Account, Failure> {
+        if let Some((url, a)) = &self.account {
+            if *url == plan.directory_url {
+                return Ok(a.clone());
+            }
+        }
+        let http = http_client(plan).map_err(|e| failure(e, false))?;
+        let path = plan
+            .dir
+            .join(format!("account-{}.json", short_hash(&plan.directory_url)));
+        let account = match std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<AccountCredentials>(&b).ok())
+        {
+            Some(creds) => {
+                Account::builder_with_http(Box::new(http))
+                    .from_credentials(creds)
+                    .await?
+            }
+            None => {
+                let contact = plan.email.as_ref().map(|e| format!("mailto:{e}"));
+                let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
+                let eab = plan
+                    .eab
+                    .as_ref()
+                    .map(|(id, key)| ExternalAccountKey::new(id.clone(), key));
+                let (account, creds) = Account::builder_with_http(Box::new(http))
+                    .create(
+                        &NewAccount {
+                            contact: &contacts,
+                            terms_of_service_agreed: true,
+                            only_return_existing: false,
+                        },
+                        plan.directory_url.clone(),
+                        eab.as_ref(),
+                    )
+                    .await?;
+                let json = serde_json::to_vec(&creds).map_err(|e| failure(e.to_string(), false))?;
+                write_private(&path, &json).map_err(|e| {
+                    failure(
+                        format!("cannot keep the account in {}: {e}", path.display()),
+                        false,
+                    )
+                })?;
+                tracing::info!(directory = %plan.directory_url, "autocert: ACME account created");
+                account
+            }
+        };
+        self.account = Some((plan.directory_url.clone(), account.clone()));
+        Ok(account)
+    }
+
+    /// Orders and installs a certificate for `host`: with
+    /// `http_redirect_addr`, HTTP-01 first and TLS-ALPN-01 after every
+    /// other refusal; without it, TLS-ALPN-01.
+    async fn obtain(&mut self, plan: &Autocert, host: &str, refused: u32) -> Result<(), Failure> {
+        let account = self.account(plan).await?;
+        let identifiers = [Identifier::Dns(host.to_string())];
+        let mut order = account.new_order(&NewOrder::new(&identifiers)).await?;
+        let prefer = if plan.http01 && refused % 2 == 0 {
+            ChallengeType::Http01
+        } else {
+            ChallengeType::TlsAlpn01
+        };
+        let mut tokens = Vec::new();
+        let result = async {
+            let mut authorizations = order.authorizations();
+            while let Some(a) = authorizations.next().await {
+                let mut a = a?;
+                match a.status {
+                    AuthorizationStatus::Pending => {}
+                    AuthorizationStatus::Valid => continue,
+                    other => return Err(failure(format!("authorization {other:?}"), true)),
+                }
+                let offered = |t: &ChallengeType| a.challenges.iter().any(|c| c.r#type == *t);
+                let kind = if offered(&prefer) {
+                    prefer.clone()
+                } else if plan.http01 && offered(&ChallengeType::Http01) {
+                    ChallengeType::Http01
+                } else if offered(&ChallengeType::TlsAlpn01) {
+                    ChallengeType::TlsAlpn01
+                } else {
+                    return Err(failure(
+                        "the CA offers no TLS-ALPN-01 or HTTP-01 challenge",
+                        true,
+                    ));
+                };
+                let name = if kind == ChallengeType::Http01 {
+                    "http-01"
+                } else {
+                    "tls-alpn-01"
+                };
+                tracing::info!(
+                    host,
+                    challenge = name,
+                    "autocert: answering the CA's challenge"
+                );
+                let mut challenge = a
+                    .challenge(kind.clone())
+                    .ok_or_else(|| failure("challenge vanished", true))?;
+                let answer = challenge.key_authorization();
+                match kind {
+                    ChallengeType::Http01 => {
+                        lock(&self.certs.http)
+                            .insert(challenge.token.clone(), answer.as_str().to_string());
+                        tokens.push(challenge.token.clone());
+                    }
+                    _ => {
+                        let cert = alpn_certificate(host, answer.digest().as_ref())
+                            .map_err(|e| failure(e, false))?;
+                        lock(&self.certs.alpn).insert(host.to_string(), cert);
+                    }
+                }
+                challenge.set_ready().await?;
+            }
+            let retry = RetryPolicy::new()
+                .initial_delay(Duration::from_millis(250))
+                .timeout(Duration::from_secs(90));
+            let status = order.poll_ready(&retry).await?;
+            if status != OrderStatus::Ready {
+                return Err(failure(
+                    format!("the order is {status:?} (validation refused)"),
+                    true,
+                ));
+            }
+            Ok(())
+        }
+        .await;
+        // The answers are open only while the CA checks them.
+        lock(&self.certs.alpn).remove(host);
+        for t in tokens {
+            lock(&self.certs.http).remove(&t);
+        }
+        result?;
+        let key = rcgen::KeyPair::generate().map_err(|e| failure(e.to_string(), false))?;
+        let mut params = rcgen::CertificateParams::new(vec![host.to_string()])
+            .map_err(|e| failure(e.to_string(), false))?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        if plan.must_staple {
+            // TLS Feature (RFC 7633): status_request (5).
+            params
+                .custom_extensions
+                .push(rcgen::CustomExtension::from_oid_content(
+                    &[1, 3, 6, 1, 5, 5, 7, 1, 24],
+                    vec![0x30, 0x03, 0x02, 0x01, 0x05],
+                ));
+        }
+        let csr = params
+            .serialize_request(&key)
+            .map_err(|e| failure(e.to_string(), false))?;
+        order.finalize_csr(csr.der()).await?;
+        let retry = RetryPolicy::new().timeout(Duration::from_secs(90));
+        let chain = order.poll_certificate(&retry).await?;
+        let key_pem = key.serialize_pem();
+        let got = issued(chain.as_bytes(), key_pem.as_bytes(), host)
+            .map_err(|e| failure(format!("the CA's certificate: {e}"), true))?;
+        let (crt_path, key_path) = cert_paths(&plan.dir, host);
+        if let Err(e) = write_private(&key_path, key_pem.as_bytes())
+            .and_then(|()| write_private(&crt_path, chain.as_bytes()))
+        {
+            tracing::warn!(host, dir = %plan.dir.display(), error = %e, "autocert: cannot keep the certificate on disk; it serves from memory");
+        }
+        self.certs.put(host, got);
+        Ok(())
+    }
+}
+
+/// The self-signed TLS-ALPN-01 answer (RFC 8737): the host as its only
+/// name and the critical acmeIdentifier extension holding the digest.
+fn alpn_certificate(host: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>, String> {
+    let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+    let mut params =
+        rcgen::CertificateParams::new(vec![host.to_string()]).map_err(|e| e.to_string())?;
+    params
+        .custom_extensions
+        .push(rcgen::CustomExtension::new_acme_identifier(digest));
+    let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let signing = provider
+        .key_provider
+        .load_private_key(PrivateKeyDer::Pkcs8(key.serialize_der().into()))
+        .map_err(|e| e.to_string())?;
+    Ok(Arc::new(CertifiedKey::new(
+        vec![cert.der().clone()],
+        signing,
+    )))
+}
+
+/// A stored or issued chain and key, checked: it parses, its key matches,
+/// and its leaf names `host`.
+fn issued(chain_pem: &[u8], key_pem: &[u8], host: &str) -> Result<Issued, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("chain: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("key: {e}"))?;
+    let leaf = chain.first().ok_or("no certificate")?;
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(leaf.as_ref()).map_err(|e| e.to_string())?;
+    let names: Vec<String> = parsed
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    x509_parser::extensions::GeneralName::DNSName(d) => {
+                        Some(d.to_ascii_lowercase())
+                    }
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if !names.iter().any(|n| n == host) {
+        return Err(format!("it names {names:?}, not {host}"));
+    }
+    let validity = parsed.validity();
+    let at = |t: &x509_parser::time::ASN1Time| {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(t.timestamp().max(0) as u64)
+    };
+    let (not_before, not_after) = (at(&validity.not_before), at(&validity.not_after));
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| e.to_string())?;
+    let ck = CertifiedKey::new(chain, signing);
+    ck.keys_match().map_err(|e| e.to_string())?;
+    Ok(Issued {
+        key: Arc::new(ck),
+        not_before,
+        not_after,
+    })
+}
+
+fn cert_paths(dir: &Path, host: &str) -> (PathBuf, PathBuf) {
+    let certs = dir.join("certificates");
+    (
+        certs.join(format!("{host}.crt")),
+        certs.join(format!("{host}.key")),
+    )
+}
+
+/// Writes `bytes` readable by the owner only (directories too), through a
+/// temporary file, so a reader never sees half a key.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(parent) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+fn short_hash(s: &str) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes());
+    crate::hex::lower(&d.as_ref()[..8])
+}
+
+type AcmeHttp = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    BodyWrapper<bytes::Bytes>,
+>;
+
+/// The ACME server's client: the system's CAs and `autocert_trusted_ca`.
+fn http_client(plan: &Autocert) -> Result<AcmeHttp, String> {
+    let tls =
+        crate::upstream::system_tls_config_with(&plan.trusted_ca).map_err(|e| e.to_string())?;
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(Duration::from_secs(10)));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(connector),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renewal_is_due_with_a_third_of_the_life_left() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let day = Duration::from_secs(86400);
+        let i = Issued {
+            key: alpn_certificate("a.localhost", &[0; 32]).unwrap(),
+            not_before: t0,
+            not_after: t0 + day * 90,
+        };
+        assert!(!i.due(t0 + day * 59));
+        assert!(i.due(t0 + day * 61));
+        assert!(i.due(t0 + day * 91));
+    }
+
+    #[test]
+    fn keys_are_written_for_the_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (_, key) = cert_paths(dir.path(), "a.localhost");
+        write_private(&key, b"secret").unwrap();
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let dmode = std::fs::metadata(key.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(dmode & 0o777, 0o700);
+    }
+}
