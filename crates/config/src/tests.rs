@@ -1444,3 +1444,63 @@ fn misshapen_group_filters_and_health_checks_are_errors_not_defaults() {
         "{w:?}"
     );
 }
+
+#[test]
+fn autocert_settings_are_read_as_pomerium_reads_them() {
+    let wild = "  - from: https://*.apps.example.com\n    to: http://127.0.0.1:1\n    allow_any_authenticated_user: true\n";
+    let loaded = load(&format!(
+        "autocert: true\nautocert_dir: /var/lib/gh\nautocert_email: ops@example.com\nautocert_use_staging: true\nautocert_eab_key_id: kid\nautocert_eab_mac_key: c2VjcmV0LW1hYw\nautocert_must_staple: true\nauthenticate_service_url: https://auth.example.com\n{ROUTE}{wild}"
+    ))
+    .unwrap();
+    let a = loaded.config.autocert.as_ref().unwrap();
+    assert_eq!(a.dir, std::path::PathBuf::from("/var/lib/gh"));
+    assert!(a.directory_url.contains("acme-staging-v02"));
+    assert_eq!(a.email.as_deref(), Some("ops@example.com"));
+    assert_eq!(a.eab, Some(("kid".to_string(), b"secret-mac".to_vec())));
+    assert!(a.must_staple && !a.http01);
+    assert_eq!(a.hosts, ["a.example.com", "auth.example.com"]);
+    // A wildcard cannot be proved over HTTP or TLS: said.
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("`*.apps.example.com`")),
+        "{:?}",
+        loaded.warnings
+    );
+    // The MAC key is not in the debug form.
+    assert!(!format!("{a:?}").contains("secret"));
+    // Off unless true; the default CA is Let's Encrypt's.
+    assert!(load(ROUTE).unwrap().config.autocert.is_none());
+    let a = load(&format!("autocert: true\n{ROUTE}"))
+        .unwrap()
+        .config
+        .autocert
+        .unwrap();
+    assert_eq!(
+        a.directory_url,
+        "https://acme-v02.api.letsencrypt.org/directory"
+    );
+    for (text, expected) in [
+        (
+            "autocert: true\ninsecure_server: true\n",
+            "autocert needs a TLS listener",
+        ),
+        (
+            "autocert: true\nautocert_ca: http://ca.example.com/dir\n",
+            "autocert_ca must be the https URL",
+        ),
+        ("autocert: true\nautocert_eab_key_id: kid\n", "go together"),
+        (
+            "autocert: true\nautocert_eab_key_id: kid\nautocert_eab_mac_key: '!!not base64!!'\n",
+            "autocert_eab_mac_key must be base64url",
+        ),
+    ] {
+        let e = errors(&format!("{text}{ROUTE}"));
+        assert!(e.iter().any(|m| m.contains(expected)), "{text}: {e:?}");
+        assert!(
+            !e.join("\n").contains("not base64"),
+            "the key echoed: {e:?}"
+        );
+    }
+}

@@ -17,13 +17,39 @@ struct Pebble {
     dns: Child,
     port: u16,
     mgmt: u16,
+    dns_port: u16,
 }
 
 impl Pebble {
     /// pebble validating on `tls_port` (TLS-ALPN-01) and `http_port`
     /// (HTTP-01), serving its API with a certificate from `ca`.
-    fn start(dir: &Path, ca: &TestCa, tls_port: u16, http_port: u16) -> Pebble {
-        Pebble::start_on((free_port(), free_port()), dir, ca, tls_port, http_port)
+    /// Accounts need external account binding with this key id and MAC.
+    fn start_with_eab(dir: &Path, ca: &TestCa, tls_port: u16, (kid, mac): (&str, &str)) -> Pebble {
+        let mut p = Pebble::start_on((free_port(), free_port()), dir, ca, tls_port, free_port());
+        // Restarted with the binding required (the config is rewritten).
+        let path = dir.join("pebble.json");
+        let mut config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        config["pebble"]["externalAccountBindingRequired"] = true.into();
+        config["pebble"]["externalAccountMACKeys"] = serde_json::json!({ kid: mac });
+        std::fs::write(&path, config.to_string()).unwrap();
+        let _ = p.pebble.kill();
+        let _ = p.pebble.wait();
+        while std::net::TcpStream::connect(("127.0.0.1", p.port)).is_ok() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        p.pebble = Command::new("pebble")
+            .arg("-config")
+            .arg(&path)
+            .args(["-dnsserver", &format!("127.0.0.1:{}", p.dns_port)])
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        p.wait_up();
+        p
     }
 
     /// As [`Pebble::start`], its API on `port` and management on `mgmt`.
@@ -76,15 +102,20 @@ impl Pebble {
             dns,
             port,
             mgmt,
+            dns_port,
         };
+        p.wait_up();
+        p
+    }
+
+    fn wait_up(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
-            || std::net::TcpStream::connect(("127.0.0.1", mgmt)).is_err()
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err()
+            || std::net::TcpStream::connect(("127.0.0.1", self.mgmt)).is_err()
         {
             assert!(Instant::now() < deadline, "pebble did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        p
     }
 
     fn directory(&self) -> String {
@@ -174,10 +205,17 @@ async fn route_hosts_get_certificates_over_tls_alpn_and_keep_them() {
     std::fs::write(&ca_file, ca.pem()).unwrap();
     let autocert_dir = work.path().join("autocert");
     let port = free_port();
-    // No HTTP-01 port: only the TLS listener can answer.
-    let pebble = Pebble::start(work.path(), &ca, port, free_port());
+    // No HTTP-01 port: only the TLS listener can answer. Accounts need an
+    // external account binding (as ZeroSSL's).
+    let mac = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+    let pebble = Pebble::start_with_eab(work.path(), &ca, port, ("kid-1", mac));
     let root = pebble.root(&ca).await;
-    let yaml = config(&pebble.directory(), &ca_file, &autocert_dir, "");
+    let yaml = config(
+        &pebble.directory(),
+        &ca_file,
+        &autocert_dir,
+        &format!("autocert_eab_key_id: kid-1\nautocert_eab_mac_key: {mac}\n"),
+    );
     let gh = Gatehouse::start_on(port, tempfile::tempdir().unwrap(), &yaml);
     for host in ["app.localhost", "other.localhost"] {
         assert!(
@@ -188,6 +226,18 @@ async fn route_hosts_get_certificates_over_tls_alpn_and_keep_them() {
     }
     assert!(gh.log_text().contains("ACME account created"));
     assert!(gh.log_text().contains("\"challenge\":\"tls-alpn-01\""));
+    assert!(!gh.log_text().contains(mac), "the EAB key in a log line");
+    // A route added by a reload gets its certificate.
+    gh.write_config(&yaml.replace(
+        "routes:\n",
+        "routes:\n  - from: https://new.localhost\n    response: {status: 200, body: new}\n    allow_public_unauthenticated_access: true\n",
+    ));
+    gh.signal("HUP");
+    assert!(
+        wait_served(&gh, "new.localhost", &root, 60).await,
+        "the reload's new host:\n{}",
+        gh.log_text()
+    );
     {
         use std::os::unix::fs::PermissionsExt;
         let key = autocert_dir.join("certificates/app.localhost.key");

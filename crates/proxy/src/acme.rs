@@ -33,6 +33,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 use tokio::sync::watch;
 
+/// The most one order (with its challenges and the certificate's
+/// download) may take.
+const ORDER_TIME: Duration = Duration::from_secs(300);
+
 /// The ALPN protocol of TLS-ALPN-01.
 pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
@@ -138,7 +142,7 @@ async fn run(certs: Arc<Certs>, mut rx: watch::Receiver<Plan>) {
         let mut wait = Duration::from_secs(60);
         if let Some(plan) = plan {
             m.load_stored(&plan);
-            for host in &plan.hosts {
+            for host in plan.hosts.iter().filter(|h| orderable(h)) {
                 let now = SystemTime::now();
                 if m.certs.get(host).is_some_and(|i| !i.due(now)) {
                     m.failing.remove(host);
@@ -153,7 +157,17 @@ async fn run(certs: Arc<Certs>, mut rx: watch::Receiver<Plan>) {
                 }
                 let (attempt, refused) =
                     m.failing.get(host).map_or((0, 0), |f| (f.count, f.refused));
-                match m.obtain(&plan, host, refused).await {
+                // One order at most ORDER_TIME: a stalled CA holds up no
+                // other host for longer.
+                let ordered =
+                    tokio::time::timeout(ORDER_TIME, m.obtain(&plan, host, refused)).await;
+                let ordered = ordered.unwrap_or_else(|_| {
+                    Err(failure(
+                        format!("the order took longer than {ORDER_TIME:?}"),
+                        false,
+                    ))
+                });
+                match ordered {
                     Ok(()) => {
                         m.failing.remove(host);
                         tracing::info!(host, "autocert: certificate obtained");
@@ -164,7 +178,12 @@ async fn run(certs: Arc<Certs>, mut rx: watch::Receiver<Plan>) {
                             .saturating_mul(1 << count.min(10))
                             .min(Duration::from_secs(3600));
                         if e.refused {
-                            delay = delay.max(Duration::from_secs(60));
+                            // Let's Encrypt allows 5 failed validations per
+                            // host an hour: 5, 10, 20, 40, 60 minutes apart.
+                            let r = (refused + 1).min(5);
+                            delay = delay
+                                .max(Duration::from_secs(300).saturating_mul(1 << (r - 1)))
+                                .min(Duration::from_secs(3600));
                         }
                         let serving = if m.certs.get(host).is_some() {
                             "the certificate in force keeps serving"
@@ -218,7 +237,7 @@ fn failure(message: impl Into<String>, refused: bool) -> Failure {
 impl Manager {
     /// Certificates `autocert_dir` holds for hosts not in memory yet.
     fn load_stored(&self, plan: &Autocert) {
-        for host in &plan.hosts {
+        for host in plan.hosts.iter().filter(|h| orderable(h)) {
             if self.certs.get(host).is_some() {
                 continue;
             }
@@ -475,6 +494,19 @@ fn issued(chain_pem: &[u8], key_pem: &[u8], host: &str) -> Result<Issued, String
     })
 }
 
+/// A DNS name autocert may order for and name files after: letters,
+/// digits, `-` and `.` only, no empty label, at most 253 bytes.
+fn orderable(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
 fn cert_paths(dir: &Path, host: &str) -> (PathBuf, PathBuf) {
     let certs = dir.join("certificates");
     (
@@ -550,6 +582,26 @@ mod tests {
         assert!(!i.due(t0 + day * 59));
         assert!(i.due(t0 + day * 61));
         assert!(i.due(t0 + day * 91));
+    }
+
+    #[test]
+    fn only_plain_dns_names_are_ordered_or_name_files() {
+        for good in ["app.example.com", "a-b.localhost", "x1"] {
+            assert!(orderable(good), "{good}");
+        }
+        for bad in [
+            "..",
+            "a/../b",
+            "a..b",
+            ".a",
+            "a.",
+            "A.example.com",
+            "a b",
+            "",
+            "*.a",
+        ] {
+            assert!(!orderable(bad), "{bad}");
+        }
     }
 
     #[test]
