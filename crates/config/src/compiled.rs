@@ -47,7 +47,9 @@ pub struct Config {
     /// `bearer_token_format: jwt` accept.
     pub identity_providers: Vec<TrustedIssuer>,
     /// `programmatic_redirect_domain_whitelist`: hosts a programmatic login
-    /// may return its token to (default `localhost`).
+    /// may return its token to (default `localhost`), as Pomerium matches
+    /// them: the exact host name; `localhost` also stands for any loopback
+    /// address; `*.example.com` (gatehouse's) for its subdomains.
     pub programmatic_redirect_domains: Vec<String>,
     /// `downstream_mtls` and the routes' `tls_downstream_client_ca`: how
     /// client certificates are asked for and judged. `None` when no CA is
@@ -777,11 +779,18 @@ pub struct From {
     pub https: bool,
     pub host: HostPattern,
     pub port: Option<u16>,
+    /// `tcp+https://host:port`: a TCP tunnel, opened with `CONNECT
+    /// host:port` (the port is required, the host exact).
+    pub tcp: bool,
 }
 
 impl std::fmt::Display for From {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let scheme = if self.https { "https" } else { "http" };
+        let scheme = match (self.tcp, self.https) {
+            (true, _) => "tcp+https",
+            (false, true) => "https",
+            (false, false) => "http",
+        };
         match (&self.host, self.port) {
             (HostPattern::Exact(h), None) => write!(f, "{scheme}://{h}"),
             (HostPattern::Exact(h), Some(p)) => write!(f, "{scheme}://{h}:{p}"),
@@ -861,6 +870,8 @@ pub enum UpstreamScheme {
     Https,
     /// HTTP/2 with prior knowledge over cleartext.
     H2c,
+    /// `tcp://host:port`: the other end of a TCP tunnel route.
+    Tcp,
 }
 
 #[derive(Debug, Clone)]

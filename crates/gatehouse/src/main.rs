@@ -7,6 +7,7 @@
 #[allow(unsafe_code)]
 mod memory;
 mod reload;
+mod tcp;
 mod verify_app;
 
 use std::io::IsTerminal;
@@ -61,6 +62,10 @@ enum Command {
         #[command(flatten)]
         verify: verify_app::VerifyArgs,
     },
+    /// Open a TCP tunnel (a `tcp+https` route) on a local port or on
+    /// standard input and output, signing in in the browser when needed
+    /// (`pomerium-cli tcp`'s flags).
+    Tcp(tcp::TcpArgs),
     /// Verify a token (an X-Pomerium-Jwt-Assertion value): print its claims
     /// as JSON, or the reason it is refused and exit 1.
     VerifyToken {
@@ -139,6 +144,13 @@ fn main() -> ExitCode {
         Some(Command::Quickstart(args)) => quickstart(args),
         Some(Command::VerifyApp { listen, verify }) => verify_app_command(listen, &verify),
         Some(Command::VerifyToken { verify, token }) => verify_token_command(&verify, token),
+        Some(Command::Tcp(args)) => match tcp::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("gatehouse tcp: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         None => run(cli.run),
     }
 }

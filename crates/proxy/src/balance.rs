@@ -392,7 +392,7 @@ async fn probe(
             } => {
                 let scheme = match target.scheme {
                     UpstreamScheme::Https => "https",
-                    UpstreamScheme::Http | UpstreamScheme::H2c => "http",
+                    UpstreamScheme::Http | UpstreamScheme::H2c | UpstreamScheme::Tcp => "http",
                 };
                 let uri = format!("{scheme}://{}{path}", target.authority);
                 let mut req = http::Request::get(uri);

@@ -170,8 +170,19 @@ async fn serve(ex: &mut Exchange<'_>, mut req: Request<RequestBody>) -> Response
     if is_health_check(&req) {
         return crate::answers::ok_text();
     }
+    // TCP tunnels (`tcp+https` routes): their own phases.
     if req.method() == Method::CONNECT {
-        return ex.refuse(&ProxyError::MethodNotSupported);
+        let connect = crate::tunnel::Connect {
+            proxy: ex.proxy,
+            rt: ex.rt,
+            conn: ex.conn,
+            request_id: &ex.request_id,
+            outcome: ex.line.as_mut().map(|l| &mut l.outcome),
+            deadline: ex.deadline,
+        };
+        let (routed, resp) = Box::pin(crate::tunnel::serve(connect, req)).await;
+        ex.routed = routed;
+        return resp;
     }
     // 2. canonical request: decided here once; everything below reads only it.
     // One binding for the request through the phases (reassigned, not

@@ -284,7 +284,8 @@ async fn forward(
     } else {
         let scheme = match target.scheme {
             UpstreamScheme::Https => Scheme::HTTPS,
-            UpstreamScheme::Http | UpstreamScheme::H2c => Scheme::HTTP,
+            // (`tcp://` targets are reached by tunnels, never here.)
+            UpstreamScheme::Http | UpstreamScheme::H2c | UpstreamScheme::Tcp => Scheme::HTTP,
         };
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(scheme);

@@ -43,6 +43,7 @@ mod hex;
 
 pub mod tls;
 pub mod trace;
+pub mod tunnel;
 pub mod upstream;
 
 use std::sync::Arc;

@@ -21,6 +21,9 @@ use gatehouse_config::{HostPattern, PathMatch, Route};
 pub struct RouteTable {
     exact: HashMap<Box<str>, HostRoutes>,
     wildcard: HashMap<Box<str>, HostRoutes>,
+    /// `tcp+https` routes by host and port: reached only by `CONNECT`,
+    /// never by a request's path.
+    tunnels: HashMap<(Box<str>, u16), usize>,
 }
 
 /// The routes of one host, in match order.
@@ -52,6 +55,12 @@ impl RouteTable {
     pub fn new(routes: &[Route]) -> RouteTable {
         let mut table = RouteTable::default();
         for (i, r) in routes.iter().enumerate() {
+            if r.from.tcp {
+                if let (HostPattern::Exact(h), Some(port)) = (&r.from.host, r.from.port) {
+                    table.tunnels.entry((h.as_str().into(), port)).or_insert(i);
+                }
+                continue;
+            }
             let (class, len) = match &r.path_match {
                 PathMatch::Exact(p) => (0, p.len() as i128),
                 PathMatch::Regex(_) => (1, r.regex_priority.map_or(i128::MIN, i128::from)),
@@ -95,6 +104,11 @@ impl RouteTable {
         None
     }
 
+    /// The `tcp+https` route a `CONNECT host:port` opens.
+    pub fn tunnel(&self, host: &str, port: u16) -> Option<usize> {
+        self.tunnels.get(&(Box::from(host), port)).copied()
+    }
+
     /// The route for a request, as every lookup must make it: [`find`](Self::find)
     /// on the canonical path, and the servlet reading of that path
     /// (`;parameters` cut, as Jetty and Tomcat read it) must pick the same
@@ -120,6 +134,11 @@ impl RouteTable {
     /// True when some route serves this host (any path) on this port.
     pub fn serves_host(&self, host: &str, port: u16) -> bool {
         if self.exact.get(host).is_some_and(|hr| hr.serves_port(port)) {
+            return true;
+        }
+        // A tunnel's host, on any port: its clients sign in there
+        // (`/.pomerium/api/v1/login`).
+        if self.tunnels.keys().any(|(h, _)| &**h == host) {
             return true;
         }
         let mut rest = host;

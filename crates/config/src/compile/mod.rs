@@ -266,7 +266,7 @@ impl Compiler<'_> {
                 .value
                 .0
                 .iter()
-                .map(|d| d.trim().trim_start_matches("*.").to_ascii_lowercase())
+                .map(|d| d.trim().to_ascii_lowercase())
                 .filter(|d| !d.is_empty())
                 .collect(),
             None => vec!["localhost".to_string()],

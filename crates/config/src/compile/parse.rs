@@ -41,14 +41,25 @@ pub fn parse_upstream(entry: &str) -> Result<UpstreamTarget, String> {
         "http" => (UpstreamScheme::Http, 80),
         "https" => (UpstreamScheme::Https, 443),
         "h2c" => (UpstreamScheme::H2c, 80),
-        s @ ("tcp" | "udp" | "unix") => {
+        "tcp" => {
+            if url.port().is_none() {
+                return Err(format!(
+                    "`to` URL `{url_text}` needs a port (`tcp://host:port`)"
+                ));
+            }
+            if !matches!(url.path(), "" | "/") {
+                return Err(format!("`to` URL `{url_text}` must not have a path"));
+            }
+            (UpstreamScheme::Tcp, 0)
+        }
+        s @ ("udp" | "unix") => {
             return Err(format!(
-                "`to` scheme `{s}` is not supported yet (HTTP upstreams only)"
+                "`to` scheme `{s}` is not supported yet (HTTP and TCP upstreams only)"
             ));
         }
         other => {
             return Err(format!(
-                "unknown `to` scheme `{other}` in `{url_text}` (expected http, https or h2c)"
+                "unknown `to` scheme `{other}` in `{url_text}` (expected http, https, h2c or tcp)"
             ));
         }
     };

@@ -6,6 +6,7 @@ use regex::Regex;
 
 use super::parse::{go_substitution, split_host_port};
 use super::{Compiler, RouteDefaults, dur};
+use crate::compiled::UpstreamScheme;
 use crate::compiled::{
     Authorization, BearerTokenFormat, From, HostPattern, PathMatch, PathRewrite, Route, RouteAction,
 };
@@ -96,6 +97,33 @@ impl Compiler<'_> {
                 None
             }
         };
+
+        // A TCP tunnel: `tcp://` targets, no paths; an HTTP route: no
+        // `tcp://` targets.
+        if let (Some(f), Some(action)) = (&from, &action) {
+            let tcp_targets = match action {
+                RouteAction::Forward(t) => Some(t.iter().all(|t| t.scheme == UpstreamScheme::Tcp)),
+                _ => None,
+            };
+            let any_tcp = matches!(action, RouteAction::Forward(t) if t.iter().any(|t| t.scheme == UpstreamScheme::Tcp));
+            if f.tcp && tcp_targets != Some(true) {
+                self.error(
+                    &r.mark,
+                    "a tcp+https route forwards to `tcp://host:port` targets only",
+                );
+            } else if !f.tcp && any_tcp {
+                self.error(
+                    &r.mark,
+                    "`tcp://` targets need a `from: tcp+https://host:port` route",
+                );
+            }
+            if f.tcp && !matches!(path_match, Some(PathMatch::Any) | None) {
+                self.error(
+                    &r.mark,
+                    "a tcp+https route has no paths (`path`, `prefix`, `regex`)",
+                );
+            }
+        }
 
         // Path rewriting.
         let matched_prefix = match &path_match {
@@ -499,8 +527,13 @@ impl Compiler<'_> {
             );
             return None;
         };
+        let mut tcp = false;
         let https = match scheme.to_ascii_lowercase().as_str() {
             "https" => true,
+            "tcp+https" => {
+                tcp = true;
+                true
+            }
             "http" => {
                 self.warn(
                     &from.mark,
@@ -508,10 +541,10 @@ impl Compiler<'_> {
                 );
                 false
             }
-            "tcp+https" | "udp+https" | "ssh" => {
+            "udp+https" | "ssh" => {
                 self.error(
                     &from.mark,
-                    format!("`from` scheme `{scheme}` is not supported yet (HTTP routes only)"),
+                    format!("`from` scheme `{scheme}` is not supported yet (HTTP and tcp+https routes only)"),
                 );
                 return None;
             }
@@ -570,7 +603,19 @@ impl Compiler<'_> {
             Some(suffix) => HostPattern::Wildcard(suffix.to_string()),
             None => HostPattern::Exact(host),
         };
-        Some(From { https, host, port })
+        if tcp && (port.is_none() || matches!(host, HostPattern::Wildcard(_))) {
+            self.error(
+                &from.mark,
+                "a tcp+https route names one host and its port: `tcp+https://db.example.com:5432`",
+            );
+            return None;
+        }
+        Some(From {
+            https,
+            host,
+            port,
+            tcp,
+        })
     }
 
     fn path_match(&mut self, o: &RouteOptions, mark: &Mark) -> Option<PathMatch> {

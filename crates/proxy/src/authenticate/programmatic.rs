@@ -38,12 +38,8 @@ pub(super) fn programmatic_login(
         matches!(u.scheme(), "http" | "https")
             && u.username().is_empty()
             && u.password().is_none()
-            && u.host_str().is_some_and(|h| {
-                let h = h.to_ascii_lowercase();
-                auth.programmatic_domains
-                    .iter()
-                    .any(|d| h == *d || h.ends_with(&format!(".{d}")))
-            })
+            && u.host()
+                .is_some_and(|h| redirect_allowed(&h, &auth.programmatic_domains))
     });
     if allowed.is_none() {
         let e = ProxyError::ProgrammaticRedirectRefused;
@@ -113,4 +109,49 @@ pub(super) async fn programmatic_finish(
     url.query_pairs_mut().append_pair("pomerium_jwt", &token);
     tracing::info!(user = %session.identity.sub, "programmatic login: token handed to the client");
     redirect(url.as_str())
+}
+
+/// Pomerium's `IsRedirectAllowed`: the host exactly as whitelisted, and
+/// `localhost` for any loopback address too (CLIs listen on 127.0.0.1);
+/// `*.example.com` (gatehouse's) for any subdomain. Never a subdomain of
+/// a plain entry: `localhost` does not admit `evil.localhost.example`.
+fn redirect_allowed(host: &url::Host<&str>, whitelist: &[String]) -> bool {
+    let loopback = match host {
+        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    };
+    let name = match host {
+        url::Host::Domain(d) => d.to_ascii_lowercase(),
+        other => other.to_string(),
+    };
+    whitelist.iter().any(|d| {
+        (d == "localhost" && loopback)
+            || name == *d
+            || d.strip_prefix("*.")
+                .is_some_and(|s| name.ends_with(&format!(".{s}")))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_are_allowed_as_pomerium_allows_them() {
+        let list = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let ok = |u: &str, l: &[&str]| {
+            let u = url::Url::parse(u).unwrap();
+            redirect_allowed(&u.host().unwrap(), &list(l))
+        };
+        assert!(ok("http://localhost:8000/cb", &["localhost"]));
+        assert!(ok("http://127.0.0.1:8000/", &["localhost"]));
+        assert!(ok("http://[::1]:8000/", &["localhost"]));
+        assert!(!ok("http://evil.localhost/", &["localhost"]));
+        assert!(!ok("http://a.example.com/", &["example.com"]));
+        assert!(ok("http://example.com/", &["example.com"]));
+        assert!(ok("http://a.example.com/", &["*.example.com"]));
+        assert!(!ok("http://example.com.evil/", &["*.example.com"]));
+        assert!(!ok("http://10.0.0.1/", &["localhost"]));
+    }
 }

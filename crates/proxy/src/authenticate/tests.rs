@@ -94,6 +94,7 @@ fn from(url: &str) -> gatehouse_config::From {
             None => gatehouse_config::HostPattern::Exact(host),
         },
         port: u.port(),
+        tcp: false,
     }
 }
 

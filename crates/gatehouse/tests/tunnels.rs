@@ -1,0 +1,309 @@
+//! TCP tunnels (`tcp+https` routes) end to end: `gatehouse tcp` opens a
+//! local port, signs the user in through the browser once (programmatic
+//! login), keeps the token, and carries real clients' connections
+//! (`redis-cli` to `redis-server`) through `CONNECT`; a denied user and a
+//! session gatehouse no longer knows are handled as `pomerium-cli` does.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+
+/// A running `gatehouse tcp`, stopped (by its id) when dropped.
+struct TcpClient {
+    child: Child,
+    port: u16,
+    /// Where its browser command writes the sign-in URL it was given.
+    opened: PathBuf,
+}
+
+impl TcpClient {
+    fn start(gh: &Gatehouse, work: &Path, name: &str, ca: &Path) -> TcpClient {
+        let dir = work.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let opened = dir.join("opened-url");
+        // The "browser": records the URL; the test signs in with it.
+        let browser = dir.join("browser.sh");
+        std::fs::write(
+            &browser,
+            format!("#!/bin/sh\nprintf '%s' \"$1\" > {}\n", opened.display()),
+        )
+        .unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let port = free_port();
+        let mut child = Command::new(BIN)
+            .args(["tcp", "redis.localhost:6379"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--pomerium-url", &format!("https://localhost:{}", gh.port)])
+            .arg("--alternate-ca-path")
+            .arg(ca)
+            .arg("--browser-cmd")
+            .arg(&browser)
+            .env("XDG_CACHE_HOME", dir.join("cache"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        err.read_line(&mut line).unwrap();
+        assert!(line.contains("listening on"), "{line}");
+        std::thread::spawn(move || {
+            for l in err.lines().map_while(Result::ok) {
+                eprintln!("[gatehouse tcp] {l}");
+            }
+        });
+        TcpClient {
+            child,
+            port,
+            opened,
+        }
+    }
+
+    fn token_file(&self) -> PathBuf {
+        self.opened
+            .parent()
+            .unwrap()
+            .join("cache/gatehouse/tcp")
+            .read_dir()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path()
+    }
+
+    /// `redis-cli PING` through the tunnel (in the background).
+    fn ping(&self) -> Child {
+        Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "PING"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("redis-cli (Debian package redis-tools)")
+    }
+
+    /// Waits for the browser command, then signs in as `user` there.
+    async fn sign_in(&self, gh: &Gatehouse, user: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let url = loop {
+            if let Ok(u) = std::fs::read_to_string(&self.opened) {
+                if !u.is_empty() {
+                    break u;
+                }
+            }
+            assert!(Instant::now() < deadline, "the browser was never opened");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let _ = std::fs::remove_file(&self.opened);
+        let browser = gh.browser(&["localhost"], true);
+        // The sign-in form, then the hand-off to the client's listener.
+        let resp = submit_login(&browser, &url, user, "wonderland").await;
+        assert_eq!(resp.status(), 200, "{}", gh.log_text());
+        assert_eq!(
+            resp.text().await.unwrap(),
+            "login complete, you may close this page"
+        );
+    }
+}
+
+impl Drop for TcpClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn output(child: Child) -> String {
+    let out = child.wait_with_output().unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn config(redis_port: u16, work: &Path) -> String {
+    format!(
+        "address: 127.0.0.1:{{port}}
+certificate_file: {cert}
+certificate_key_file: {key}
+authenticate_service_url: https://localhost:{{port}}
+idp_provider: local
+cookie_secret: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
+local_users:
+  - {{username: alice, email: alice@example.com, password_hash: '{hash}'}}
+  - {{username: bob, email: bob@example.org, password_hash: '{hash}'}}
+routes:
+  - from: tcp+https://redis.localhost:6379
+    to: tcp://127.0.0.1:{redis_port}
+    allowed_domains: [example.com]
+",
+        cert = work.join("cert.pem").display(),
+        key = work.join("key.pem").display(),
+        hash = hash("wonderland"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_through_a_tunnel_for_an_allowed_user_only() {
+    let redis = Redis::start();
+    let work = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let (cert, key, _) = ca.leaf(&["localhost", "redis.localhost"]);
+    std::fs::write(work.path().join("cert.pem"), cert).unwrap();
+    std::fs::write(work.path().join("key.pem"), key).unwrap();
+    let ca_file = work.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let port = free_port();
+    let gh = Gatehouse::start_on(
+        port,
+        tempfile::tempdir().unwrap(),
+        &config(redis.port, work.path()),
+    );
+
+    // alice: signs in once in the browser, then redis answers.
+    let alice = TcpClient::start(&gh, work.path(), "alice", &ca_file);
+    let ping = alice.ping();
+    alice.sign_in(&gh, "alice").await;
+    assert_eq!(output(ping).trim(), "PONG", "{}", gh.log_text());
+    // The token is kept, for its owner only, and used: no browser now.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(alice.token_file())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert_eq!(output(alice.ping()).trim(), "PONG");
+    assert!(!alice.opened.exists(), "signed in again with a kept token");
+
+    // bob signs in too, but the route's policy denies him: no bytes reach
+    // redis, and the client says why.
+    let bob = TcpClient::start(&gh, work.path(), "bob", &ca_file);
+    let ping = bob.ping();
+    bob.sign_in(&gh, "bob").await;
+    assert_ne!(output(ping).trim(), "PONG");
+    assert!(
+        gh.log_text()
+            .lines()
+            .any(|l| l.contains("\"method\":\"CONNECT\"") && l.contains("\"response-code\":403")),
+        "{}",
+        gh.log_text()
+    );
+
+    // A session gatehouse no longer knows (a restart with sessions in
+    // memory): the kept token is refused, alice signs in again.
+    drop(gh);
+    let gh = Gatehouse::start_on(
+        port,
+        tempfile::tempdir().unwrap(),
+        &config(redis.port, work.path()),
+    );
+    let ping = alice.ping();
+    alice.sign_in(&gh, "alice").await;
+    assert_eq!(output(ping).trim(), "PONG", "{}", gh.log_text());
+}
+
+/// The raw protocol, as `pomerium-cli` speaks it: `CONNECT` without a
+/// token is 401 (never a redirect), to a port no route names 404.
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_answers_as_pomerium_cli_expects() {
+    let redis = Redis::start();
+    let work = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let (cert, key, _) = ca.leaf(&["localhost", "redis.localhost"]);
+    std::fs::write(work.path().join("cert.pem"), cert).unwrap();
+    std::fs::write(work.path().join("key.pem"), key).unwrap();
+    let gh = Gatehouse::start(&config(redis.port, work.path()));
+    for (target, status) in [
+        ("redis.localhost:6379", "401"),
+        ("redis.localhost:6380", "404"),
+        ("other.localhost:6379", "404"),
+    ] {
+        let answer = tls_exchange(
+            gh.port,
+            format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{target}: {answer}"
+        );
+        assert!(
+            !answer.to_ascii_lowercase().contains("\r\nlocation:"),
+            "{answer}"
+        );
+    }
+}
+
+/// One TLS exchange with gatehouse (any certificate): what it answered.
+async fn tls_exchange(port: u16, raw: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    install_crypto();
+    let cfg = rustls::ClientConfig::builder()
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(AnyCert))
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut s = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    s.write_all(raw).await.unwrap();
+    let mut out = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&out[..n]).into_owned()
+}
+
+#[derive(Debug)]
+struct AnyCert;
+
+impl rustls::client::danger::ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::aws_lc_rs::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
