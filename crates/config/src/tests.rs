@@ -543,9 +543,10 @@ routes:
     assert_eq!(kc.jwks_url, None);
     assert_eq!(kc.supported_algs, ["RS256", "ES256", "EdDSA"]);
     assert_eq!(cfg.identity_providers[1].supported_algs, ["ES256"]);
+    // A written `*.` is kept: it admits subdomains (a plain entry does not).
     assert_eq!(
         cfg.programmatic_redirect_domains,
-        ["localhost", "cli.example.com"]
+        ["localhost", "*.cli.example.com"]
     );
     let loopback: Vec<String> = cfg
         .forward_auth_trusted_sources
