@@ -307,3 +307,163 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
             .supported_schemes()
     }
 }
+
+/// HTTP/2 `CONNECT` (as `pomerium-cli`'s HTTP/2 tunneler sends it): the
+/// stream carries the tunnel's bytes both ways.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tunnel_over_http2() {
+    use http_body_util::Empty;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let redis = Redis::start();
+    let gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}
+insecure_server: true
+routes:
+  - from: tcp+https://redis.localhost:6379
+    to: tcp://127.0.0.1:{}
+    allow_public_unauthenticated_access: true
+",
+        redis.port
+    ));
+    let mut send = h2c_sender::<Empty<bytes::Bytes>>(gh.port).await;
+    let req = http::Request::connect("redis.localhost:6379")
+        .body(Empty::new())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let upgraded = hyper::upgrade::on(resp).await.unwrap();
+    let mut io = hyper_util::rt::TokioIo::new(upgraded);
+    io.write_all(b"PING\r\n").await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(10), io.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf[..n], b"+PONG\r\n");
+}
+
+/// OpenSSH through a tunnel, with `gatehouse tcp` as its `ProxyCommand`
+/// (standard input and output): the user signs in in the browser, then
+/// `ssh` logs in to a real `sshd` behind gatehouse.
+#[tokio::test(flavor = "multi_thread")]
+async fn ssh_through_a_tunnel_as_a_proxy_command() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let keygen = |name: &str| {
+        let ok = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(w.join(name))
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "ssh-keygen");
+    };
+    keygen("host_key");
+    keygen("user_key");
+    std::fs::copy(w.join("user_key.pub"), w.join("authorized_keys")).unwrap();
+    // sshd refuses keys and configs others may write.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(w, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let sshd_port = free_port();
+    std::fs::write(
+        w.join("sshd_config"),
+        format!(
+            "Port {sshd_port}\nListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\nPidFile {pid}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n",
+            hk = w.join("host_key").display(),
+            ak = w.join("authorized_keys").display(),
+            pid = w.join("sshd.pid").display(),
+        ),
+    )
+    .unwrap();
+    let mut sshd = Command::new("/usr/sbin/sshd")
+        .args(["-D", "-e", "-f"])
+        .arg(w.join("sshd_config"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sshd (Debian package openssh-server)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", sshd_port)).is_err() {
+        assert!(Instant::now() < deadline, "sshd did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let ca = TestCa::new();
+    let (cert, key, _) = ca.leaf(&["localhost"]);
+    std::fs::write(w.join("cert.pem"), cert).unwrap();
+    std::fs::write(w.join("key.pem"), key).unwrap();
+    let ca_file = w.join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let yaml = config(1, w).replace(
+        "  - from: tcp+https://redis.localhost:6379\n    to: tcp://127.0.0.1:1\n",
+        &format!("  - from: tcp+https://ssh.localhost:22\n    to: tcp://127.0.0.1:{sshd_port}\n"),
+    );
+    let gh = Gatehouse::start(&yaml);
+    let opened = w.join("opened-url");
+    let browser = w.join("browser.sh");
+    std::fs::write(
+        &browser,
+        format!("#!/bin/sh\nprintf '%s' \"$1\" > {}\n", opened.display()),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let proxy_command = format!(
+        "{BIN} tcp ssh.localhost:22 --listen - --pomerium-url https://localhost:{} --alternate-ca-path {} --browser-cmd {}",
+        gh.port,
+        ca_file.display(),
+        browser.display()
+    );
+    let ssh = || {
+        Command::new("ssh")
+            .arg("-o")
+            .arg(format!("ProxyCommand={proxy_command}"))
+            .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no"])
+            .args(["-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
+            .arg("-i")
+            .arg(w.join("user_key"))
+            .args(["root@ssh.localhost", "echo", "through-the-tunnel"])
+            .env("XDG_CACHE_HOME", w.join("cache"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let first = ssh();
+    // The browser opens; alice signs in.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let url = loop {
+        if let Ok(u) = std::fs::read_to_string(&opened) {
+            if !u.is_empty() {
+                break u;
+            }
+        }
+        assert!(Instant::now() < deadline, "the browser was never opened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let b = gh.browser(&["localhost"], true);
+    let resp = submit_login(&b, &url, "alice", "wonderland").await;
+    assert_eq!(resp.status(), 200);
+    let stdout =
+        |c: Child| String::from_utf8_lossy(&c.wait_with_output().unwrap().stdout).into_owned();
+    assert_eq!(
+        stdout(first).trim(),
+        "through-the-tunnel",
+        "{}",
+        gh.log_text()
+    );
+    // Again, with the kept token: no browser.
+    let second = ssh().wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&second.stdout).trim(),
+        "through-the-tunnel"
+    );
+    assert!(!String::from_utf8_lossy(&second.stderr).contains("browser"));
+    let _ = sshd.kill();
+    let _ = sshd.wait();
+}
