@@ -14,9 +14,10 @@ log() { printf '\n==> %s\n' "$*"; }
 # python3-venv: PyJWT for the interop tests, in tests/e2e/.venv;
 # nginx, caddy: the front proxies of the forward-auth tests;
 # pebble: Let's Encrypt's test CA, for autocert (with pebble-challtestsrv);
-# openssh-server, openssh-client, redis-tools: real clients and servers
+# openssh-server, openssh-client, redis-tools, postgresql(-client): real
+# clients and servers
 # through TCP tunnels.
-APT_PACKAGES=(chromium openssl python3-venv nginx libnginx-mod-stream caddy redis-server pebble openssh-server openssh-client redis-tools)
+APT_PACKAGES=(chromium openssl python3-venv nginx libnginx-mod-stream caddy redis-server pebble openssh-server openssh-client redis-tools postgresql postgresql-client)
 apt_install() {
   local missing=()
   for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -25,6 +25,10 @@ struct TcpClient {
 
 impl TcpClient {
     fn start(gh: &Gatehouse, work: &Path, name: &str, ca: &Path) -> TcpClient {
+        TcpClient::start_for(gh, work, name, ca, "redis.localhost:6379")
+    }
+
+    fn start_for(gh: &Gatehouse, work: &Path, name: &str, ca: &Path, dest: &str) -> TcpClient {
         let dir = work.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let opened = dir.join("opened-url");
@@ -41,7 +45,7 @@ impl TcpClient {
         }
         let port = free_port();
         let mut child = Command::new(BIN)
-            .args(["tcp", "redis.localhost:6379"])
+            .args(["tcp", dest])
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--pomerium-url", &format!("https://localhost:{}", gh.port)])
             .arg("--alternate-ca-path")
@@ -466,4 +470,102 @@ async fn ssh_through_a_tunnel_as_a_proxy_command() {
     assert!(!String::from_utf8_lossy(&second.stderr).contains("browser"));
     let _ = sshd.kill();
     let _ = sshd.wait();
+}
+
+/// PostgreSQL through a tunnel: `psql` to a real server (Debian
+/// `postgresql`, run as its own user on loopback).
+#[tokio::test(flavor = "multi_thread")]
+async fn psql_through_a_tunnel() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let bin = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL (Debian package postgresql)")
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("bin"))
+        .find(|p| p.join("postgres").exists())
+        .expect("a PostgreSQL server binary");
+    // The server runs as `postgres`: its directory is its own.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(w, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let data = w.join("pg");
+    std::fs::create_dir(&data).unwrap();
+    let (uid, gid) = {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata("/var/lib/postgresql").expect("the postgres user's home");
+        (m.uid(), m.gid())
+    };
+    std::os::unix::fs::chown(&data, Some(uid), Some(gid)).unwrap();
+    let as_postgres = |program: &Path| {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid",
+            &uid.to_string(),
+            "--regid",
+            &gid.to_string(),
+            "--clear-groups",
+        ])
+        .arg(program);
+        c
+    };
+    let ok = as_postgres(&bin.join("initdb"))
+        .args(["-A", "trust", "-U", "postgres", "-D"])
+        .arg(&data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "initdb");
+    let pg_port = free_port();
+    let mut postgres = as_postgres(&bin.join("postgres"))
+        .arg("-D")
+        .arg(&data)
+        .args([
+            "-p",
+            &pg_port.to_string(),
+            "-c",
+            "listen_addresses=127.0.0.1",
+        ])
+        .arg("-c")
+        .arg(format!("unix_socket_directories={}", data.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", pg_port)).is_err() {
+        assert!(Instant::now() < deadline, "postgres did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let ca = TestCa::new();
+    let (cert, key, _) = ca.leaf(&["localhost"]);
+    std::fs::write(w.join("cert.pem"), cert).unwrap();
+    std::fs::write(w.join("key.pem"), key).unwrap();
+    let ca_file = w.join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let yaml = config(1, w).replace(
+        "  - from: tcp+https://redis.localhost:6379\n    to: tcp://127.0.0.1:1\n",
+        &format!("  - from: tcp+https://pg.localhost:5432\n    to: tcp://127.0.0.1:{pg_port}\n"),
+    );
+    let gh = Gatehouse::start(&yaml);
+    let client = TcpClient::start_for(&gh, w, "alice", &ca_file, "pg.localhost:5432");
+    let psql = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-p", &client.port.to_string()])
+        .args(["-U", "postgres", "-d", "postgres", "-tAc", "select 40 + 2"])
+        .env("PGSSLMODE", "disable")
+        .env("PGCONNECT_TIMEOUT", "30")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("psql (Debian package postgresql-client)");
+    client.sign_in(&gh, "alice").await;
+    assert_eq!(output(psql).trim(), "42", "{}", gh.log_text());
+    // Fast shutdown, by the server's id.
+    let _ = Command::new("kill")
+        .args(["-INT", &postgres.id().to_string()])
+        .status();
+    let _ = postgres.wait();
 }
