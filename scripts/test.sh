@@ -15,8 +15,7 @@ log() { printf '\n==> %s\n' "$*"; }
 # nginx, caddy: the front proxies of the forward-auth tests;
 # pebble: Let's Encrypt's test CA, for autocert (with pebble-challtestsrv);
 # openssh-server, openssh-client, redis-tools, postgresql(-client): real
-# clients and servers
-# through TCP tunnels.
+# clients and servers through TCP tunnels.
 APT_PACKAGES=(chromium openssl python3-venv nginx libnginx-mod-stream caddy redis-server pebble openssh-server openssh-client redis-tools postgresql postgresql-client)
 apt_install() {
   local missing=()
