@@ -111,8 +111,6 @@ pub struct Autocert {
     pub email: Option<String>,
     /// `autocert_eab_key_id` and the decoded `autocert_eab_mac_key`.
     pub eab: Option<(String, Vec<u8>)>,
-    /// `autocert_must_staple`: certificates ask for OCSP stapling.
-    pub must_staple: bool,
     /// `autocert_trusted_ca(_file)`: CAs trusted for the ACME server's own
     /// TLS, beside the system's.
     pub trusted_ca: Vec<CertificateDer<'static>>,

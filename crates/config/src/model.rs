@@ -145,7 +145,6 @@ pub struct Options {
     pub autocert_use_staging: Option<bool>,
     pub autocert_eab_key_id: S<String>,
     pub autocert_eab_mac_key: S<String>,
-    pub autocert_must_staple: Option<bool>,
     pub autocert_trusted_ca: S<String>,
     pub autocert_trusted_ca_file: S<String>,
 

@@ -229,7 +229,11 @@ pub const KEYS: &[Entry] = &[
         "autocert_eab_mac_key",
         "base64url; kept out of logs and exports",
     ),
-    in_force(Global, "autocert_must_staple", ""),
+    ignored(
+        Global,
+        "autocert_must_staple",
+        "certificates are ordered without must-staple: gatehouse does not staple OCSP, and browsers refuse must-staple certificates without it",
+    ),
     in_force(
         Global,
         "autocert_dir",

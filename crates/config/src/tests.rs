@@ -1450,7 +1450,7 @@ fn misshapen_group_filters_and_health_checks_are_errors_not_defaults() {
 fn autocert_settings_are_read_as_pomerium_reads_them() {
     let wild = "  - from: https://*.apps.example.com\n    to: http://127.0.0.1:1\n    allow_any_authenticated_user: true\n";
     let loaded = load(&format!(
-        "autocert: true\nautocert_dir: /var/lib/gh\nautocert_email: ops@example.com\nautocert_use_staging: true\nautocert_eab_key_id: kid\nautocert_eab_mac_key: c2VjcmV0LW1hYw\nautocert_must_staple: true\nauthenticate_service_url: https://auth.example.com\n{ROUTE}{wild}"
+        "autocert: true\nautocert_dir: /var/lib/gh\nautocert_email: ops@example.com\nautocert_use_staging: true\nautocert_eab_key_id: kid\nautocert_eab_mac_key: c2VjcmV0LW1hYw\nauthenticate_service_url: https://auth.example.com\n{ROUTE}{wild}"
     ))
     .unwrap();
     let a = loaded.config.autocert.as_ref().unwrap();
@@ -1458,7 +1458,7 @@ fn autocert_settings_are_read_as_pomerium_reads_them() {
     assert!(a.directory_url.contains("acme-staging-v02"));
     assert_eq!(a.email.as_deref(), Some("ops@example.com"));
     assert_eq!(a.eab, Some(("kid".to_string(), b"secret-mac".to_vec())));
-    assert!(a.must_staple && !a.http01);
+    assert!(!a.http01);
     assert_eq!(a.hosts, ["a.example.com", "auth.example.com"]);
     // A wildcard cannot be proved over HTTP or TLS: said.
     assert!(

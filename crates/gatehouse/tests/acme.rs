@@ -148,6 +148,13 @@ impl Drop for Pebble {
     }
 }
 
+/// Where autocert keeps `host`'s certificate for the CA at `directory`.
+fn kept(autocert_dir: &Path, directory: &str, host: &str, ext: &str) -> std::path::PathBuf {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, directory.as_bytes());
+    let hash: String = d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
+    autocert_dir.join(format!("certificates/{hash}/{host}.{ext}"))
+}
+
 /// Whether `host` on gatehouse presents a certificate for it that chains
 /// to `root_pem` (and only that root is trusted).
 async fn served_under(gh: &Gatehouse, host: &str, root_pem: &str) -> bool {
@@ -240,7 +247,7 @@ async fn route_hosts_get_certificates_over_tls_alpn_and_keep_them() {
     );
     {
         use std::os::unix::fs::PermissionsExt;
-        let key = autocert_dir.join("certificates/app.localhost.key");
+        let key = kept(&autocert_dir, &pebble.directory(), "app.localhost", "key");
         let mode = std::fs::metadata(&key).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "{}", key.display());
     }
@@ -269,6 +276,8 @@ async fn a_due_certificate_is_renewed_over_http01_when_the_ca_comes_back() {
     let ca_file = work.path().join("ca.pem");
     std::fs::write(&ca_file, ca.pem()).unwrap();
     let autocert_dir = work.path().join("autocert");
+    let pebble_ports = (free_port(), free_port());
+    let directory = format!("https://localhost:{}/dir", pebble_ports.0);
     // A kept certificate near the end of its life (valid until 2027, issued
     // in 2020): due for renewal.
     {
@@ -277,16 +286,26 @@ async fn a_due_certificate_is_renewed_over_http01_when_the_ca_comes_back() {
         params.not_before = rcgen::date_time_ymd(2020, 1, 1);
         params.not_after = rcgen::date_time_ymd(2027, 1, 1);
         let cert = params.signed_by(&key, &ca.issuer).unwrap();
-        let certs = autocert_dir.join("certificates");
-        std::fs::create_dir_all(&certs).unwrap();
-        std::fs::write(certs.join("app.localhost.crt"), cert.pem()).unwrap();
-        std::fs::write(certs.join("app.localhost.key"), key.serialize_pem()).unwrap();
+        let crt = kept(&autocert_dir, &directory, "app.localhost", "crt");
+        std::fs::create_dir_all(crt.parent().unwrap()).unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let dirs = [
+                autocert_dir.clone(),
+                autocert_dir.join("certificates"),
+                crt.parent().unwrap().to_path_buf(),
+            ];
+            for d in dirs {
+                std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).unwrap();
+            }
+        }
+        std::fs::write(&crt, cert.pem()).unwrap();
+        let key_path = kept(&autocert_dir, &directory, "app.localhost", "key");
+        std::fs::write(key_path, key.serialize_pem()).unwrap();
     }
     let (port, http_port) = (free_port(), free_port());
     // The CA's address is known before it runs: gatehouse starts while
     // it is down.
-    let pebble_ports = (free_port(), free_port());
-    let directory = format!("https://localhost:{}/dir", pebble_ports.0);
     let yaml = config(
         &directory,
         &ca_file,
@@ -320,6 +339,6 @@ async fn a_due_certificate_is_renewed_over_http01_when_the_ca_comes_back() {
         gh.log_text()
     );
     let stored =
-        std::fs::read_to_string(autocert_dir.join("certificates/app.localhost.crt")).unwrap();
+        std::fs::read_to_string(kept(&autocert_dir, &directory, "app.localhost", "crt")).unwrap();
     assert!(!stored.contains(&ca.pem()[30..80]));
 }

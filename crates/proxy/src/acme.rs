@@ -97,6 +97,17 @@ impl Certs {
     fn get(&self, host: &str) -> Option<Issued> {
         self.issued.load().get(host).cloned()
     }
+
+    /// Keeps only the certificates of `hosts`.
+    fn retain(&self, hosts: &[String]) {
+        let current = self.issued.load();
+        if current.keys().all(|h| hosts.contains(h)) {
+            return;
+        }
+        let mut map = HashMap::clone(&current);
+        map.retain(|h, _| hosts.contains(h));
+        self.issued.store(Arc::new(map));
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -129,20 +140,39 @@ struct Manager {
     /// The account, for the directory URL it was made on.
     account: Option<(String, Account)>,
     failing: HashMap<String, Failing>,
+    /// When the last orders were placed (at most [`ORDERS_PER_HOUR`]).
+    orders: std::collections::VecDeque<Instant>,
+    /// The CA said `rateLimited`: no order before this.
+    paused_until: Option<Instant>,
 }
+
+/// Orders placed in any hour, whatever the hosts: a few dozen names that
+/// can never be validated must not use up the account's allowance
+/// (Let's Encrypt: 300 new orders per 3 hours) and starve renewals.
+const ORDERS_PER_HOUR: usize = 60;
 
 async fn run(certs: Arc<Certs>, mut rx: watch::Receiver<Plan>) {
     let mut m = Manager {
         certs,
         account: None,
         failing: HashMap::new(),
+        orders: std::collections::VecDeque::new(),
+        paused_until: None,
     };
     loop {
         let plan = rx.borrow_and_update().clone();
         let mut wait = Duration::from_secs(60);
+        // Certificates of hosts no longer served (or of autocert switched
+        // off) are dropped, not served unrenewed.
+        m.certs
+            .retain(plan.as_ref().map_or(&[][..], |p| &p.hosts[..]));
         if let Some(plan) = plan {
             m.load_stored(&plan);
+            let public = is_public_ca(&plan.directory_url);
             for host in plan.hosts.iter().filter(|h| orderable(h)) {
+                if public && !publicly_issuable(host) {
+                    continue;
+                }
                 let now = SystemTime::now();
                 if m.certs.get(host).is_some_and(|i| !i.due(now)) {
                     m.failing.remove(host);
@@ -157,6 +187,32 @@ async fn run(certs: Arc<Certs>, mut rx: watch::Receiver<Plan>) {
                 }
                 let (attempt, refused) =
                     m.failing.get(host).map_or((0, 0), |f| (f.count, f.refused));
+                if let Some(until) = m.paused_until {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if !left.is_zero() {
+                        wait = wait.min(left);
+                        break;
+                    }
+                    m.paused_until = None;
+                }
+                let hour_ago = Instant::now().checked_sub(Duration::from_secs(3600));
+                while m
+                    .orders
+                    .front()
+                    .is_some_and(|t| hour_ago.is_some_and(|h| *t < h))
+                {
+                    m.orders.pop_front();
+                }
+                if m.orders.len() >= ORDERS_PER_HOUR {
+                    if let Some(first) = m.orders.front() {
+                        wait = wait.min(
+                            (*first + Duration::from_secs(3600))
+                                .saturating_duration_since(Instant::now()),
+                        );
+                    }
+                    break;
+                }
+                m.orders.push_back(Instant::now());
                 // One order at most ORDER_TIME: a stalled CA holds up no
                 // other host for longer.
                 let ordered =
@@ -177,6 +233,13 @@ async fn run(certs: Arc<Certs>, mut rx: watch::Receiver<Plan>) {
                         let mut delay = Duration::from_secs(5)
                             .saturating_mul(1 << count.min(10))
                             .min(Duration::from_secs(3600));
+                        if e.rate_limited {
+                            m.paused_until = Some(Instant::now() + Duration::from_secs(3600));
+                            tracing::warn!(
+                                host,
+                                "autocert: the CA says too many orders; none for an hour"
+                            );
+                        }
                         if e.refused {
                             // Let's Encrypt allows 5 failed validations per
                             // host an hour: 5, 10, 20, 40, 60 minutes apart.
@@ -216,12 +279,17 @@ async fn run(certs: Arc<Certs>, mut rx: watch::Receiver<Plan>) {
 struct Failure {
     message: String,
     refused: bool,
+    /// The CA said `rateLimited`: every order waits.
+    rate_limited: bool,
 }
 
 impl From<instant_acme::Error> for Failure {
     fn from(e: instant_acme::Error) -> Failure {
+        let rate_limited = matches!(&e, instant_acme::Error::Api(p)
+            if p.r#type.as_deref().is_some_and(|t| t.ends_with(":rateLimited")));
         Failure {
             refused: matches!(e, instant_acme::Error::Api(_)),
+            rate_limited,
             message: e.to_string(),
         }
     }
@@ -231,6 +299,25 @@ fn failure(message: impl Into<String>, refused: bool) -> Failure {
     Failure {
         message: message.into(),
         refused,
+        rate_limited: false,
+    }
+}
+
+/// The challenge answers of one order, withdrawn when it ends however it
+/// ends (an order cut by [`ORDER_TIME`] too).
+struct Answers<'a> {
+    certs: &'a Certs,
+    host: String,
+    tokens: Vec<String>,
+}
+
+impl Drop for Answers<'_> {
+    fn drop(&mut self) {
+        lock(&self.certs.alpn).remove(&self.host);
+        let mut http = lock(&self.certs.http);
+        for t in &self.tokens {
+            http.remove(t);
+        }
     }
 }
 
@@ -241,7 +328,7 @@ impl Manager {
             if self.certs.get(host).is_some() {
                 continue;
             }
-            let (crt, key) = cert_paths(&plan.dir, host);
+            let (crt, key) = cert_paths(plan, host);
             let (Ok(chain), Ok(key)) = (std::fs::read(&crt), std::fs::read(&key)) else {
                 continue;
             };
@@ -267,10 +354,27 @@ impl Manager {
         let path = plan
             .dir
             .join(format!("account-{}.json", short_hash(&plan.directory_url)));
-        let account = match std::fs::read(&path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<AccountCredentials>(&b).ok())
-        {
+        // A new account only when there is none: an unreadable file is an
+        // error (a new account would lose the old one, and burn a
+        // one-time external account binding).
+        let stored = match std::fs::read(&path) {
+            Ok(b) => Some(
+                serde_json::from_slice::<AccountCredentials>(&b).map_err(|e| {
+                    failure(
+                        format!("{} is not an ACME account: {e}", path.display()),
+                        false,
+                    )
+                })?,
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(failure(
+                    format!("cannot read {}: {e}", path.display()),
+                    false,
+                ));
+            }
+        };
+        let account = match stored {
             Some(creds) => {
                 Account::builder_with_http(Box::new(http))
                     .from_credentials(creds)
@@ -294,13 +398,14 @@ impl Manager {
                         eab.as_ref(),
                     )
                     .await?;
-                let json = serde_json::to_vec(&creds).map_err(|e| failure(e.to_string(), false))?;
-                write_private(&path, &json).map_err(|e| {
-                    failure(
-                        format!("cannot keep the account in {}: {e}", path.display()),
-                        false,
-                    )
-                })?;
+                // Kept in memory whatever happens on disk: a failed save
+                // must not make every retry create another account.
+                let saved = serde_json::to_vec(&creds)
+                    .map_err(std::io::Error::other)
+                    .and_then(|json| write_private(&path, &json));
+                if let Err(e) = saved {
+                    tracing::warn!(path = %path.display(), error = %e, "autocert: cannot keep the ACME account on disk; a restart creates another");
+                }
                 tracing::info!(directory = %plan.directory_url, "autocert: ACME account created");
                 account
             }
@@ -321,7 +426,11 @@ impl Manager {
         } else {
             ChallengeType::TlsAlpn01
         };
-        let mut tokens = Vec::new();
+        let mut answers = Answers {
+            certs: &self.certs,
+            host: host.to_string(),
+            tokens: Vec::new(),
+        };
         let result = async {
             let mut authorizations = order.authorizations();
             while let Some(a) = authorizations.next().await {
@@ -360,14 +469,14 @@ impl Manager {
                 let answer = challenge.key_authorization();
                 match kind {
                     ChallengeType::Http01 => {
-                        lock(&self.certs.http)
+                        lock(&answers.certs.http)
                             .insert(challenge.token.clone(), answer.as_str().to_string());
-                        tokens.push(challenge.token.clone());
+                        answers.tokens.push(challenge.token.clone());
                     }
                     _ => {
                         let cert = alpn_certificate(host, answer.digest().as_ref())
                             .map_err(|e| failure(e, false))?;
-                        lock(&self.certs.alpn).insert(host.to_string(), cert);
+                        lock(&answers.certs.alpn).insert(host.to_string(), cert);
                     }
                 }
                 challenge.set_ready().await?;
@@ -386,24 +495,12 @@ impl Manager {
         }
         .await;
         // The answers are open only while the CA checks them.
-        lock(&self.certs.alpn).remove(host);
-        for t in tokens {
-            lock(&self.certs.http).remove(&t);
-        }
+        drop(answers);
         result?;
         let key = rcgen::KeyPair::generate().map_err(|e| failure(e.to_string(), false))?;
         let mut params = rcgen::CertificateParams::new(vec![host.to_string()])
             .map_err(|e| failure(e.to_string(), false))?;
         params.distinguished_name = rcgen::DistinguishedName::new();
-        if plan.must_staple {
-            // TLS Feature (RFC 7633): status_request (5).
-            params
-                .custom_extensions
-                .push(rcgen::CustomExtension::from_oid_content(
-                    &[1, 3, 6, 1, 5, 5, 7, 1, 24],
-                    vec![0x30, 0x03, 0x02, 0x01, 0x05],
-                ));
-        }
         let csr = params
             .serialize_request(&key)
             .map_err(|e| failure(e.to_string(), false))?;
@@ -413,7 +510,7 @@ impl Manager {
         let key_pem = key.serialize_pem();
         let got = issued(chain.as_bytes(), key_pem.as_bytes(), host)
             .map_err(|e| failure(format!("the CA's certificate: {e}"), true))?;
-        let (crt_path, key_path) = cert_paths(&plan.dir, host);
+        let (crt_path, key_path) = cert_paths(plan, host);
         if let Err(e) = write_private(&key_path, key_pem.as_bytes())
             .and_then(|()| write_private(&crt_path, chain.as_bytes()))
         {
@@ -507,8 +604,36 @@ fn orderable(host: &str) -> bool {
         })
 }
 
-fn cert_paths(dir: &Path, host: &str) -> (PathBuf, PathBuf) {
-    let certs = dir.join("certificates");
+/// Per CA (a staging certificate is never served once production is
+/// configured): `certificates/<hash of the directory URL>/<host>.crt`.
+/// Let's Encrypt's directories (production and staging): names it can
+/// never issue for are not ordered (they would fail forever).
+fn is_public_ca(directory_url: &str) -> bool {
+    directory_url.contains(".api.letsencrypt.org/")
+}
+
+/// A name a public CA can issue for: at least two labels, under no
+/// reserved or private suffix.
+fn publicly_issuable(host: &str) -> bool {
+    const PRIVATE: &[&str] = &[
+        ".localhost",
+        ".local",
+        ".internal",
+        ".test",
+        ".example",
+        ".invalid",
+        ".home.arpa",
+        ".lan",
+        ".corp",
+    ];
+    host.contains('.') && host != "localhost" && !PRIVATE.iter().any(|s| host.ends_with(s))
+}
+
+fn cert_paths(plan: &Autocert, host: &str) -> (PathBuf, PathBuf) {
+    let certs = plan
+        .dir
+        .join("certificates")
+        .join(short_hash(&plan.directory_url));
     (
         certs.join(format!("{host}.crt")),
         certs.join(format!("{host}.key")),
@@ -519,23 +644,35 @@ fn cert_paths(dir: &Path, host: &str) -> (PathBuf, PathBuf) {
 /// temporary file, so a reader never sees half a key.
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    if let Some(parent) = path.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(parent)?;
-    }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
+    use std::os::unix::fs::DirBuilderExt;
+    let parent = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("no directory"))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(parent)?;
+    private_dir(parent)?;
+    // A new file of a random name (created exclusively, 0600), renamed
+    // into place: nothing another user planted is written through.
+    let mut f = tempfile::NamedTempFile::new_in(parent)?;
     f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    f.as_file().sync_all()?;
+    f.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Keys are written only into a directory no one else may write to.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(dir)?;
+    if !m.is_dir() || m.mode() & 0o022 != 0 {
+        return Err(std::io::Error::other(format!(
+            "{} is a link, not a directory, or others may write to it: keys are not kept there",
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 fn short_hash(s: &str) -> String {
@@ -543,10 +680,48 @@ fn short_hash(s: &str) -> String {
     crate::hex::lower(&d.as_ref()[..8])
 }
 
-type AcmeHttp = hyper_util::client::legacy::Client<
+type Inner = hyper_util::client::legacy::Client<
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
     BodyWrapper<bytes::Bytes>,
 >;
+
+/// Each request to the CA within 30 s to its answer's head, the answer
+/// within 1 MiB and never 30 s without data: a stalled or endless CA
+/// cannot hold the manager or the process's memory.
+struct AcmeHttp(Inner);
+
+const CA_REQUEST_TIME: Duration = Duration::from_secs(30);
+const CA_ANSWER_BYTES: usize = 1 << 20;
+
+impl instant_acme::HttpClient for AcmeHttp {
+    fn request(
+        &self,
+        req: http::Request<BodyWrapper<bytes::Bytes>>,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = Result<instant_acme::BytesResponse, instant_acme::Error>,
+                > + Send,
+        >,
+    > {
+        let fut = self.0.request(req);
+        Box::pin(async move {
+            let resp = tokio::time::timeout(CA_REQUEST_TIME, fut)
+                .await
+                .map_err(|_| {
+                    instant_acme::Error::Other("the CA did not answer within 30 s".into())
+                })?
+                .map_err(|e| instant_acme::Error::Other(Box::new(e)))?;
+            let resp = resp.map(|b| {
+                crate::body::IdleTimeout::new(
+                    http_body_util::Limited::new(b, CA_ANSWER_BYTES),
+                    CA_REQUEST_TIME,
+                )
+            });
+            Ok(instant_acme::BytesResponse::from(resp))
+        })
+    }
+}
 
 /// The ACME server's client: the system's CAs and `autocert_trusted_ca`.
 fn http_client(plan: &Autocert) -> Result<AcmeHttp, String> {
@@ -560,10 +735,10 @@ fn http_client(plan: &Autocert) -> Result<AcmeHttp, String> {
         .https_only()
         .enable_http1()
         .wrap_connector(http);
-    Ok(
+    Ok(AcmeHttp(
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build(connector),
-    )
+    ))
 }
 
 #[cfg(test)]
@@ -608,7 +783,16 @@ mod tests {
     fn keys_are_written_for_the_owner_only() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let (_, key) = cert_paths(dir.path(), "a.localhost");
+        let plan = Autocert {
+            dir: dir.path().join("autocert"),
+            directory_url: "https://ca.localhost/dir".into(),
+            email: None,
+            eab: None,
+            trusted_ca: vec![],
+            hosts: vec![],
+            http01: false,
+        };
+        let (_, key) = cert_paths(&plan, "a.localhost");
         write_private(&key, b"secret").unwrap();
         let mode = std::fs::metadata(&key).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
@@ -617,5 +801,28 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(dmode & 0o777, 0o700);
+        // Never into a directory others may write to.
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(write_private(&shared.join("k"), b"secret").is_err());
+    }
+
+    #[test]
+    fn public_cas_are_not_asked_for_names_they_never_issue() {
+        assert!(publicly_issuable("app.example.com"));
+        for name in [
+            "localhost",
+            "app.localhost",
+            "db.internal",
+            "x",
+            "nas.home.arpa",
+        ] {
+            assert!(!publicly_issuable(name), "{name}");
+        }
+        assert!(is_public_ca(
+            "https://acme-v02.api.letsencrypt.org/directory"
+        ));
+        assert!(!is_public_ca("https://localhost:14000/dir"));
     }
 }

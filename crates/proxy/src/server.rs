@@ -561,24 +561,21 @@ async fn serve_redirects(
                 }
             }
             let svc = service_fn(move |req: Request<Incoming>| {
+                // Only a token of an order in flight is answered; any other
+                // request is redirected as ever.
                 let answer = req
                     .uri()
                     .path()
                     .strip_prefix("/.well-known/acme-challenge/")
-                    .map(|token| acme.http_answer(token));
+                    .and_then(|token| acme.http_answer(token));
                 async move {
                     Ok::<_, std::convert::Infallible>(match answer {
-                        Some(Some(key_authorization)) => {
+                        Some(key_authorization) => {
                             let mut r = Response::new(body::full(key_authorization.into()));
                             r.headers_mut().insert(
                                 header::CONTENT_TYPE,
                                 HeaderValue::from_static("text/plain"),
                             );
-                            r
-                        }
-                        Some(None) => {
-                            let mut r = Response::new(body::empty());
-                            *r.status_mut() = StatusCode::NOT_FOUND;
                             r
                         }
                         None => redirect_to_https(&req, https_port),

@@ -144,8 +144,10 @@ impl std::fmt::Debug for CertResolver {
 impl ResolvesServerCert for CertResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let host = hello.server_name().map(str::to_ascii_lowercase);
-        if let Some(mut alpn) = hello.alpn() {
-            if alpn.any(|p| p == crate::acme::ACME_TLS_ALPN) {
+        // RFC 8737: a validation offers `acme-tls/1` and nothing else.
+        if let Some(alpn) = hello.alpn() {
+            let offered: Vec<&[u8]> = alpn.collect();
+            if offered == [crate::acme::ACME_TLS_ALPN] {
                 return self.acme.challenge(host.as_deref()?);
             }
         }

@@ -31,7 +31,11 @@ impl Compiler<'_> {
         let directory_url = match (&opts.autocert_ca, opts.autocert_use_staging) {
             (Some(ca), _) if !ca.value.trim().is_empty() => {
                 match url::Url::parse(ca.value.trim()) {
-                    Ok(u) if u.scheme() == "https" && u.username().is_empty() => {
+                    Ok(u)
+                        if u.scheme() == "https"
+                            && u.username().is_empty()
+                            && u.password().is_none() =>
+                    {
                         ca.value.trim().to_string()
                     }
                     _ => {
@@ -106,6 +110,18 @@ impl Compiler<'_> {
                 format!("autocert: no certificate is obtained for `{w}` (a wildcard needs a DNS challenge); give it one in `certificates`"),
             );
         }
+        // TLS-ALPN-01 validators present no client certificate.
+        let rejects_clients = opts
+            .downstream_mtls
+            .as_ref()
+            .and_then(|m| m.value.enforcement.as_ref())
+            .is_some_and(|e| e.value.to_ascii_lowercase().contains("reject_connection"));
+        if rejects_clients && opts.http_redirect_addr.is_none() {
+            self.warn(
+                &mark,
+                "autocert with downstream_mtls.enforcement: reject_connection needs http_redirect_addr (HTTP-01): the CA's TLS-ALPN-01 check brings no client certificate",
+            );
+        }
         Some(Autocert {
             dir,
             directory_url,
@@ -115,7 +131,6 @@ impl Compiler<'_> {
                 .map(|e| e.value.trim().to_string())
                 .filter(|e| !e.is_empty()),
             eab,
-            must_staple: opts.autocert_must_staple.unwrap_or(false),
             trusted_ca,
             hosts,
             http01: opts.http_redirect_addr.is_some(),

@@ -553,3 +553,44 @@ routes:
     assert!(grown < 48 * 1024, "grew {grown} KiB");
     stalled.abort();
 }
+
+/// Found by an attacker's review: a CA (`autocert_ca`) answering with an
+/// endless body took the process to 20 GB in 30 seconds. Answers from the
+/// CA are read up to 1 MiB, within 30 s each; the order fails, is retried
+/// later, and the process stays small.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_acme_ca_with_an_endless_answer_costs_a_bounded_amount() {
+    install_crypto();
+    let ca = TestCa::new();
+    // 2 GB of "directory" from an HTTPS server the CA setting trusts.
+    let endless = tls_upstream("ca", &ca, &["localhost"]).await;
+    let work = tempfile::tempdir().unwrap();
+    let ca_file = work.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}
+autocert: true
+autocert_ca: https://localhost:{port}/download?bytes=2000000000
+autocert_trusted_ca_file: {ca}
+autocert_dir: {dir}
+routes:
+  - from: https://app.localhost
+    response: {{status: 200, body: ok}}
+    allow_public_unauthenticated_access: true
+",
+        port = endless.addr.port(),
+        ca = ca_file.display(),
+        dir = work.path().join("autocert").display()
+    ));
+    let before = gh.rss_kib();
+    assert!(
+        gh.wait_log("autocert: no certificate yet", 0),
+        "{}",
+        gh.log_text()
+    );
+    let grown = gh.peak_rss_kib().saturating_sub(before);
+    assert!(
+        grown < 32 * 1024,
+        "grew {grown} KiB reading the CA's answer"
+    );
+}
