@@ -491,9 +491,13 @@ pub const KEYS: &[Entry] = &[
     in_force(
         Route,
         "from",
-        "http(s) routes; `tcp+https` and `udp+https` are refused",
+        "http(s) routes and `tcp+https` tunnels (CONNECT, `gatehouse tcp`); `udp+https` and `ssh` are refused",
     ),
-    in_force(Route, "to", "weighted lists as in Pomerium (`url,weight`)"),
+    in_force(
+        Route,
+        "to",
+        "weighted lists as in Pomerium (`url,weight`); `tcp://host:port` for tunnels",
+    ),
     in_force(Route, "redirect", ""),
     in_force(Route, "response", ""),
     in_force(Route, "prefix", ""),

@@ -46,6 +46,9 @@ struct Tunnel {
     tls: Arc<rustls::ClientConfig>,
     cache: PathBuf,
     browser_cmd: Option<String>,
+    /// One sign-in at a time: connections arriving meanwhile wait for it
+    /// and use its token.
+    signing_in: tokio::sync::Mutex<()>,
 }
 
 pub fn run(args: TcpArgs) -> anyhow::Result<()> {
@@ -119,19 +122,29 @@ impl Tunnel {
             tls: Arc::new(tls),
             cache,
             browser_cmd: args.browser_cmd.clone(),
+            signing_in: tokio::sync::Mutex::new(()),
         })
     }
 
     /// One local connection: a tunnel with the kept token, or after a
     /// sign-in when gatehouse asks for one.
     async fn serve<L: AsyncRead + AsyncWrite + Unpin>(&self, mut local: L) -> anyhow::Result<()> {
-        let token = std::fs::read_to_string(&self.cache).ok();
-        let mut opened = self.connect(token.as_deref().map(str::trim)).await?;
+        let token = read_private(&self.cache);
+        let mut opened = self.connect(token.as_deref()).await?;
         if let Opened::SignIn = opened {
-            let _ = std::fs::remove_file(&self.cache);
-            let token = self.sign_in().await?;
-            write_private(&self.cache, token.as_bytes())
-                .with_context(|| format!("cannot keep the token in {}", self.cache.display()))?;
+            let _one = self.signing_in.lock().await;
+            // Someone else may have signed in while this one waited.
+            let kept = read_private(&self.cache).filter(|t| Some(t) != token.as_ref());
+            let token = match kept {
+                Some(t) => t,
+                None => {
+                    let t = self.sign_in().await?;
+                    write_private(&self.cache, t.as_bytes()).with_context(|| {
+                        format!("cannot keep the token in {}", self.cache.display())
+                    })?;
+                    t
+                }
+            };
             opened = self.connect(Some(&token)).await?;
         }
         let (mut remote, early) = match opened {
@@ -171,7 +184,9 @@ impl Tunnel {
         }
         head.push_str("\r\n");
         s.write_all(head.as_bytes()).await?;
-        let (status, rest) = read_head(&mut s).await?;
+        let (status, rest) = tokio::time::timeout(Duration::from_secs(30), read_head(&mut s))
+            .await
+            .map_err(|_| anyhow!("{} did not answer the CONNECT within 30 s", self.proxy))??;
         match status {
             200 => Ok(Opened::Tunnel(Box::new(s), rest)),
             401 | 301 | 302 | 307 | 308 => Ok(Opened::SignIn),
@@ -189,8 +204,22 @@ impl Tunnel {
     /// token once the user has signed in in the browser.
     async fn sign_in(&self) -> anyhow::Result<String> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let back = format!("http://{}", listener.local_addr()?);
-        let login = self.login_url(&back).await?;
+        // Only the sign-in this client started can deliver a token: a path
+        // no one else knows (another local user, a web page probing
+        // 127.0.0.1's ports).
+        let secret: String = {
+            let bytes: [u8; 16] = rand::random();
+            bytes.iter().map(|b| format!("{b:02x}")).collect()
+        };
+        let back = format!("http://{}/{secret}", listener.local_addr()?);
+        let login = tokio::time::timeout(Duration::from_secs(30), self.login_url(&back))
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "{} did not answer the login request within 30 s",
+                    self.proxy
+                )
+            })??;
         eprintln!("Your browser has been opened to visit:\n\n{login}\n");
         let program = self
             .browser_cmd
@@ -206,11 +235,22 @@ impl Tunnel {
                 "gatehouse tcp: cannot start {program} ({e}): open the address above yourself"
             );
         }
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(1);
+        let expected = format!("/{secret}");
         let wait = async {
             loop {
-                let (mut c, _) = listener.accept().await?;
-                if let Some(token) = callback(&mut c).await {
-                    return Ok::<_, anyhow::Error>(token);
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        // Each visit on its own: a silent one holds up no other.
+                        let (mut c, _) = accepted?;
+                        let (tx, expected) = (tx.clone(), expected.clone());
+                        tokio::spawn(async move {
+                            if let Some(token) = callback(&mut c, &expected).await {
+                                let _ = tx.send(token).await;
+                            }
+                        });
+                    }
+                    Some(token) = rx.recv() => return Ok::<_, anyhow::Error>(token),
                 }
             }
         };
@@ -242,8 +282,8 @@ impl Tunnel {
             bail!("the login request was answered {status}");
         }
         let url = body.trim();
-        if !url.starts_with("https://") && !url.starts_with("http://") {
-            bail!("the login request did not answer a URL");
+        if !url.starts_with("https://") || url.chars().any(|c| c.is_control() || c == ' ') {
+            bail!("the login request did not answer an https URL");
         }
         Ok(url.to_string())
     }
@@ -281,8 +321,9 @@ async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> anyhow::Result<(u16, Vec<
 }
 
 /// The browser's visit to the one-time listener: the token, if the visit
-/// carries one.
-async fn callback(c: &mut TcpStream) -> Option<String> {
+/// is to `expected` (the secret path) and carries one made of token
+/// characters only (nothing a header could be split with).
+async fn callback(c: &mut TcpStream, expected: &str) -> Option<String> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 2048];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
@@ -301,7 +342,13 @@ async fn callback(c: &mut TcpStream) -> Option<String> {
     let token = url
         .query_pairs()
         .find(|(k, _)| k == "pomerium_jwt")
-        .map(|(_, v)| v.into_owned());
+        .map(|(_, v)| v.into_owned())
+        .filter(|_| url.path() == expected)
+        .filter(|t| {
+            t.len() <= 8192
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.~+/=".contains(&b))
+        });
     let (status, body) = match &token {
         Some(_) => ("200 OK", "login complete, you may close this page"),
         None => ("404 Not Found", "not found"),
@@ -411,23 +458,70 @@ fn sanitize(s: &str) -> String {
         .collect()
 }
 
-/// Written readable by the owner only (the directory too).
+/// The kept token, if its directory is the user's own and the file is
+/// not a link.
+fn read_private(path: &Path) -> Option<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    private_dir(path.parent()?).ok()?;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .ok()?;
+    let mut s = String::new();
+    f.by_ref().take(16 * 1024).read_to_string(&mut s).ok()?;
+    let t = s.trim().to_string();
+    (!t.is_empty()).then_some(t)
+}
+
+/// Written readable by the owner only, into a directory that is the
+/// user's own (0700): through a new file of a random name, created
+/// exclusively and renamed into place (no link followed, nothing half
+/// written ever read).
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-    if let Some(parent) = path.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(parent)?;
-    }
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let parent = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("no directory"))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(parent)?;
+    private_dir(parent)?;
+    let suffix: u64 = rand::random();
+    let tmp = parent.join(format!(".token-{suffix:016x}"));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
-        .open(path)?;
-    // An existing file keeps its mode: set it.
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    f.write_all(bytes)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)?;
+    let written = f.write_all(bytes).and_then(|()| f.sync_all());
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// The cache directory is the user's own and no one else's.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(dir)?;
+    let me = current_uid();
+    if !m.is_dir() || m.uid() != me || m.mode() & 0o077 != 0 {
+        return Err(std::io::Error::other(format!(
+            "{} must be a directory of this user's, mode 0700",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// This process's user id: the owner of `/proc/self` (without `unsafe`).
+fn current_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid())
 }

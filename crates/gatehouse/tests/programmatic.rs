@@ -100,7 +100,7 @@ async fn the_token_authenticates_api_calls_until_the_session_ends() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_token_dies_with_its_session() {
     let (gh, _up) = setup("cookie_expire: 3s\n").await;
-    let (token, _) = programmatic_login(&gh, "http://cli.localhost:1/cb").await;
+    let (token, _) = programmatic_login(&gh, "http://127.0.0.1:1/cb").await;
     let api = gh.client(&["app.localhost"]);
     let call = || {
         api.get(gh.url("app.localhost", "/api"))

@@ -229,11 +229,17 @@ async fn connect_answers_as_pomerium_cli_expects() {
     let (cert, key, _) = ca.leaf(&["localhost", "redis.localhost"]);
     std::fs::write(work.path().join("cert.pem"), cert).unwrap();
     std::fs::write(work.path().join("key.pem"), key).unwrap();
-    let gh = Gatehouse::start(&config(redis.port, work.path()));
+    let dead = free_port();
+    let gh = Gatehouse::start(&format!(
+        "{}  - from: tcp+https://down.localhost:7000\n    to: tcp://127.0.0.1:{dead}\n    allow_public_unauthenticated_access: true\n",
+        config(redis.port, work.path())
+    ));
     for (target, status) in [
         ("redis.localhost:6379", "401"),
         ("redis.localhost:6380", "404"),
         ("other.localhost:6379", "404"),
+        // The target is down: 503, as Envoy (pomerium-cli keeps its token).
+        ("down.localhost:7000", "503"),
     ] {
         let answer = tls_exchange(
             gh.port,
@@ -568,4 +574,87 @@ async fn psql_through_a_tunnel() {
         .args(["-INT", &postgres.id().to_string()])
         .status();
     let _ = postgres.wait();
+}
+
+/// Found by an attacker's review: a tunnel was cut `timeout_read` after it
+/// opened (HTTP/1.1) or `timeout_idle` after (HTTP/2), however busy. A
+/// tunnel lasts while bytes flow; the route's `idle_timeout` closes one
+/// that is silent for that long.
+#[tokio::test(flavor = "multi_thread")]
+async fn tunnels_outlive_connection_deadlines_and_end_when_idle() {
+    use http_body_util::Empty;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let redis = Redis::start();
+    let gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}
+insecure_server: true
+timeout_read: 1s
+timeout_idle: 1s
+routes:
+  - from: tcp+https://redis.localhost:6379
+    to: tcp://127.0.0.1:{r}
+    allow_public_unauthenticated_access: true
+  - from: tcp+https://quiet.localhost:6379
+    to: tcp://127.0.0.1:{r}
+    idle_timeout: 2s
+    allow_public_unauthenticated_access: true
+",
+        r = redis.port
+    ));
+    async fn ping<S: AsyncReadExt + AsyncWriteExt + Unpin>(s: &mut S) -> Vec<u8> {
+        s.write_all(b"PING\r\n").await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        buf[..n].to_vec()
+    }
+    // HTTP/1.1: busy for 4 s, past timeout_read and timeout_idle.
+    let mut h1 = tokio::net::TcpStream::connect(("127.0.0.1", gh.port))
+        .await
+        .unwrap();
+    h1.write_all(b"CONNECT redis.localhost:6379 HTTP/1.1\r\nHost: redis.localhost:6379\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 256];
+    let n = h1.read(&mut head).await.unwrap();
+    assert!(
+        head[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head[..n])
+    );
+    // HTTP/2, on its own connection.
+    let mut send = h2c_sender::<Empty<bytes::Bytes>>(gh.port).await;
+    let resp = send
+        .send_request(
+            http::Request::connect("redis.localhost:6379")
+                .body(Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut h2 = hyper_util::rt::TokioIo::new(hyper::upgrade::on(resp).await.unwrap());
+    for _ in 0..8 {
+        assert_eq!(ping(&mut h1).await, b"+PONG\r\n");
+        assert_eq!(ping(&mut h2).await, b"+PONG\r\n");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Silent for longer than the route's idle_timeout: closed.
+    let mut quiet = tokio::net::TcpStream::connect(("127.0.0.1", gh.port))
+        .await
+        .unwrap();
+    quiet
+        .write_all(b"CONNECT quiet.localhost:6379 HTTP/1.1\r\nHost: quiet.localhost:6379\r\n\r\n")
+        .await
+        .unwrap();
+    let n = quiet.read(&mut head).await.unwrap();
+    assert!(head[..n].starts_with(b"HTTP/1.1 200"));
+    assert_eq!(ping(&mut quiet).await, b"+PONG\r\n");
+    let mut rest = [0u8; 16];
+    let closed = tokio::time::timeout(Duration::from_secs(10), quiet.read(&mut rest))
+        .await
+        .expect("closed after idle_timeout");
+    assert!(matches!(closed, Ok(0) | Err(_)));
 }

@@ -60,7 +60,8 @@ impl Activity {
         InFlight(self.clone())
     }
 
-    /// The connection now carries a tunnel (101 Switching Protocols).
+    /// The connection now carries a tunnel (101 Switching Protocols, or an
+    /// HTTP/1.1 `CONNECT` answered 2xx).
     pub fn upgraded(&self) {
         self.upgraded.store(true, Ordering::Relaxed);
     }
@@ -92,6 +93,17 @@ impl Activity {
 }
 
 pub struct InFlight(Arc<Activity>);
+
+/// A `CONNECT`'s connection activity, for its relay to hold a request in
+/// flight while the tunnel lasts (no idle or read deadline cuts it).
+#[derive(Clone)]
+pub struct TunnelActivity(pub Arc<Activity>);
+
+impl TunnelActivity {
+    pub fn hold(&self) -> InFlight {
+        self.0.start()
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {

@@ -486,7 +486,12 @@ async fn early(ex: &Exchange<'_>, at: &Addressed<'_>, req: Request<RequestBody>)
             // Programmatic login signs in with the client of the route its
             // URL matches (as Pomerium), else the global one.
             route_idp: (path == "/.pomerium/api/v1/login")
-                .then(|| rt.table.resolve(&rt.config.routes, host, port, path).ok())
+                .then(|| {
+                    rt.table
+                        .resolve(&rt.config.routes, host, port, path)
+                        .ok()
+                        .or_else(|| rt.table.tunnel_of_host(host))
+                })
                 .flatten()
                 .and_then(|i| rt.config.routes[i].idp_client.as_deref()),
         };

@@ -104,6 +104,16 @@ impl RouteTable {
         None
     }
 
+    /// The first `tcp+https` route of `host` (its sign-in client serves a
+    /// programmatic login there).
+    pub fn tunnel_of_host(&self, host: &str) -> Option<usize> {
+        self.tunnels
+            .iter()
+            .filter(|((h, _), _)| &**h == host)
+            .map(|(_, i)| *i)
+            .min()
+    }
+
     /// The `tcp+https` route a `CONNECT host:port` opens.
     pub fn tunnel(&self, host: &str, port: u16) -> Option<usize> {
         self.tunnels.get(&(Box::from(host), port)).copied()

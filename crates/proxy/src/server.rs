@@ -209,10 +209,18 @@ async fn serve_connection(
     let tracker = activity.clone();
     // Each request: dispatch, with the request counted in flight until its
     // response body is done.
-    let handle = move |req: Request<Incoming>| {
+    let handle = move |mut req: Request<Incoming>| {
         let proxy = proxy.clone();
         let conn = conn.clone();
         let in_flight = tracker.start();
+        // A tunnel keeps its connection's activity while its bytes flow
+        // (the relay holds a request in flight; see `crate::tunnel`).
+        let connect = req.method() == http::Method::CONNECT;
+        if connect {
+            req.extensions_mut()
+                .insert(crate::deadline::TunnelActivity(tracker.clone()));
+        }
+        let http1 = req.version() != http::Version::HTTP_2;
         if !tracker.rest_forbidden() && !rests_after(&req) {
             tracker.forbid_rest();
         }
@@ -221,7 +229,9 @@ async fn serve_connection(
             let rt = proxy.runtime.load_full();
             let resp =
                 crate::dispatch::handle(&proxy, &rt, req.map(RequestBody::Incoming), &conn).await;
-            if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS
+                || (connect && http1 && resp.status().is_success())
+            {
                 tracker.upgraded();
             }
             Ok::<_, std::convert::Infallible>(resp.map(|body| Tracked {

@@ -7,8 +7,14 @@
 //! `timeout_write`).
 //!
 //! Answers a tunnel client reads (as `pomerium-cli` does): `401` sign in
-//! (never a redirect), `403` denied, `404` no such tunnel, `502` the
-//! target cannot be reached.
+//! (never a redirect), `403` denied, `404` no such tunnel, `503` the
+//! target cannot be reached (as Envoy; `pomerium-cli` keeps its token on
+//! 503 and drops it on other errors).
+//!
+//! A tunnel lasts while bytes flow: the connection's read and idle
+//! deadlines do not cut it (its relay holds a request in flight); the
+//! route's `idle_timeout` closes a tunnel with no bytes either way for
+//! that long, and `timeout_write` any tunnel at that age.
 
 use http::{Request, Response, StatusCode};
 
@@ -39,7 +45,25 @@ pub(crate) async fn serve(
     mut req: Request<RequestBody>,
 ) -> (Option<usize>, Response<Body>) {
     let id = c.request_id.to_str().unwrap_or_default();
-    let refuse = |e: &ProxyError| crate::error::response(e, id, true);
+    let refuse = |e: &ProxyError| {
+        let mut r = crate::error::response(e, id, true);
+        // HTTP/1.1: bytes a client sent after its refused CONNECT are not
+        // read as requests.
+        r.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+        r
+    };
+    // The header rules every request gets (one Host, names, underscores).
+    let authority_for_check = req.uri().authority().cloned();
+    if let Err(e) = crate::request::check_headers(
+        req.headers_mut(),
+        authority_for_check.as_ref(),
+        &c.rt.config.request,
+    ) {
+        return (None, refuse(&ProxyError::Ambiguous(e)));
+    }
     // `CONNECT host:port`: the authority-form target (HTTP/1.1) or
     // `:authority` (HTTP/2); a `Host` saying otherwise is ambiguous.
     let Some(authority) = req.uri().authority().cloned() else {
@@ -148,14 +172,12 @@ pub(crate) async fn serve(
         Ok(Err(e)) => {
             set(outcome, "upstream_connect");
             tracing::warn!(route = %route.label(), request_id = %id, error = %e, "tunnel target unreachable");
-            return (
-                Some(index),
-                refuse(&ProxyError::UpstreamConnect(Box::new(e))),
-            );
+            return (Some(index), unavailable(id));
         }
         Err(_) => {
             set(outcome, "upstream_connect");
-            return (Some(index), refuse(&ProxyError::UpstreamTimeout));
+            tracing::warn!(route = %route.label(), request_id = %id, "tunnel target did not accept within 10 s");
+            return (Some(index), unavailable(id));
         }
     };
     let _ = upstream.set_nodelay(true);
@@ -165,16 +187,30 @@ pub(crate) async fn serve(
     }
     let downstream = hyper::upgrade::on(&mut req);
     let deadline = c.deadline;
+    let idle = route.idle_timeout;
     let label = route.label().to_string();
+    let held = req
+        .extensions()
+        .get::<crate::deadline::TunnelActivity>()
+        .map(|a| a.hold());
     tokio::spawn(async move {
+        let _held = held;
         let relay = async {
             let down = match downstream.await {
                 Ok(d) => d,
                 Err(e) => return tracing::debug!(error = %e, "tunnel upgrade failed"),
             };
-            let mut down = hyper_util::rt::TokioIo::new(down);
-            let mut up = upstream;
-            if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
+            let down = hyper_util::rt::TokioIo::new(down);
+            let result = match idle {
+                Some(idle) => relay_with_idle(down, upstream, idle).await,
+                None => {
+                    let (mut down, mut up) = (down, upstream);
+                    tokio::io::copy_bidirectional(&mut down, &mut up)
+                        .await
+                        .map(drop)
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(route = %label, error = %e, "tunnel closed with an error");
             }
         };
@@ -190,4 +226,53 @@ pub(crate) async fn serve(
     let mut resp = Response::new(body::empty());
     *resp.status_mut() = StatusCode::OK;
     (Some(index), resp)
+}
+
+/// The target cannot be reached: 503, as Envoy answers (a tunnel client
+/// keeps its token and tries again later).
+fn unavailable(request_id: &str) -> Response<Body> {
+    let mut r = crate::error::response(
+        &ProxyError::UpstreamConnect("the tunnel's target cannot be reached".into()),
+        request_id,
+        true,
+    );
+    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    r.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    r
+}
+
+/// Relays both ways until either side ends, or nothing moves either way
+/// for `idle` (the route's `idle_timeout`).
+async fn relay_with_idle<D>(
+    down: D,
+    up: tokio::net::TcpStream,
+    idle: std::time::Duration,
+) -> std::io::Result<()>
+where
+    D: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut dr, mut dw) = tokio::io::split(down);
+    let (mut ur, mut uw) = up.into_split();
+    let (mut a, mut b) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
+    let (mut down_open, mut up_open) = (true, true);
+    while down_open || up_open {
+        tokio::select! {
+            n = dr.read(&mut a), if down_open => match n? {
+                0 => { down_open = false; uw.shutdown().await?; }
+                n => uw.write_all(&a[..n]).await?,
+            },
+            n = ur.read(&mut b), if up_open => match n? {
+                0 => { up_open = false; dw.shutdown().await?; }
+                n => dw.write_all(&b[..n]).await?,
+            },
+            _ = tokio::time::sleep(idle) => {
+                return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "idle_timeout"));
+            }
+        }
+    }
+    Ok(())
 }

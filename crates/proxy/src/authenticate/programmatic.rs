@@ -112,16 +112,12 @@ pub(super) async fn programmatic_finish(
 }
 
 /// Pomerium's `IsRedirectAllowed`: the host exactly as whitelisted, and
-/// `localhost` for any loopback address too (CLIs listen on 127.0.0.1),
-/// names under `.localhost` included (RFC 6761: they are loopback);
+/// `localhost` for any loopback address too (CLIs listen on 127.0.0.1);
 /// `*.example.com` (gatehouse's) for any subdomain. Never a subdomain of
-/// another plain entry.
+/// a plain entry (a resolver may send `cli.localhost` to the network).
 fn redirect_allowed(host: &url::Host<&str>, whitelist: &[String]) -> bool {
     let loopback = match host {
-        url::Host::Domain(d) => {
-            let d = d.to_ascii_lowercase();
-            d == "localhost" || d.ends_with(".localhost")
-        }
+        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
         url::Host::Ipv4(ip) => ip.is_loopback(),
         url::Host::Ipv6(ip) => ip.is_loopback(),
     };
@@ -151,7 +147,7 @@ mod tests {
         assert!(ok("http://localhost:8000/cb", &["localhost"]));
         assert!(ok("http://127.0.0.1:8000/", &["localhost"]));
         assert!(ok("http://[::1]:8000/", &["localhost"]));
-        assert!(ok("http://cli.localhost/", &["localhost"]));
+        assert!(!ok("http://cli.localhost/", &["localhost"]));
         assert!(!ok("http://localhost.evil.example/", &["localhost"]));
         assert!(!ok("http://a.example.com/", &["example.com"]));
         assert!(ok("http://example.com/", &["example.com"]));
