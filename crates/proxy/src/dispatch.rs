@@ -2,7 +2,7 @@
 //!
 //! | phase | where | what may answer early |
 //! |---|---|---|
-//! | 1. **accept** | [`handle`] | request id, access-log line, `/ping` and `/healthz`, `CONNECT` (405) |
+//! | 1. **accept** | [`handle`] | request id, access-log line, `/ping` and `/healthz`, `CONNECT` (a TCP tunnel: [`crate::tunnel`]) |
 //! | 2. **canonical request** | [`crate::request`] | one Host, header names, one canonical path, the client address (400) |
 //! | 3. **early answers** | [`early`] | forward-auth ([`crate::forward_auth`]), published keys ([`crate::published`]), the authenticate service ([`crate::authenticate`]) |
 //! | 4. **route** | [`route`] | host + canonical path → route (404) |
