@@ -342,3 +342,70 @@ async fn a_due_certificate_is_renewed_over_http01_when_the_ca_comes_back() {
         std::fs::read_to_string(kept(&autocert_dir, &directory, "app.localhost", "crt")).unwrap();
     assert!(!stored.contains(&ca.pem()[30..80]));
 }
+
+/// Instances sharing a session store (Redis) share the work: one orders a
+/// host's certificate while holding its lease, the others take it from the
+/// store (sealed with the shared secret); an HTTP-01 check that reaches an
+/// instance for another's order is answered from the store. Both serve
+/// the CA's certificate; it was ordered once.
+#[tokio::test(flavor = "multi_thread")]
+async fn instances_sharing_redis_order_each_certificate_once() {
+    install_crypto();
+    let redis = Redis::start();
+    let work = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let ca_file = work.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let (port_a, http_a, port_b, http_b) = (free_port(), free_port(), free_port(), free_port());
+    // The CA checks one address: instance A's (as behind a load balancer
+    // that sends it there whichever instance ordered).
+    let pebble = Pebble::start_on((free_port(), free_port()), work.path(), &ca, port_a, http_a);
+    let root = pebble.root(&ca).await;
+    let yaml = |http: u16, dir: &str| {
+        format!(
+            "address: 127.0.0.1:{{port}}
+http_redirect_addr: 127.0.0.1:{http}
+shared_secret: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
+cookie_secret: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
+databroker_storage_type: redis
+databroker_storage_connection_string: {redis}
+autocert: true
+autocert_ca: {dir_url}
+autocert_trusted_ca_file: {ca}
+autocert_dir: {dir}
+routes:
+  - from: https://app.localhost
+    response: {{status: 200, body: app}}
+    allow_public_unauthenticated_access: true
+",
+            redis = redis.url(),
+            dir_url = pebble.directory(),
+            ca = ca_file.display(),
+            dir = work.path().join(dir).display()
+        )
+    };
+    let a = Gatehouse::start_on(port_a, tempfile::tempdir().unwrap(), &yaml(http_a, "a"));
+    let b = Gatehouse::start_on(port_b, tempfile::tempdir().unwrap(), &yaml(http_b, "b"));
+    for gh in [&a, &b] {
+        assert!(
+            wait_served(gh, "app.localhost", &root, 60).await,
+            "{}",
+            gh.log_text()
+        );
+    }
+    let obtained = a.log_count("autocert: certificate obtained")
+        + b.log_count("autocert: certificate obtained");
+    let shared = a.log_count("autocert: certificate from the shared store")
+        + b.log_count("autocert: certificate from the shared store");
+    assert_eq!(
+        (obtained, shared),
+        (1, 1),
+        "A:\n{}\nB:\n{}",
+        a.log_text(),
+        b.log_text()
+    );
+    assert_eq!(
+        a.log_count("ACME account created") + b.log_count("ACME account created"),
+        1
+    );
+}

@@ -4,7 +4,9 @@
 //! - Records: `gatehouse:session:<id>` (JSON, expiring with the session),
 //!   `gatehouse:once:<token>` (`SET NX`, taken with `GETDEL`: once across
 //!   all instances), `gatehouse:lease:<id>` (who may refresh a session's
-//!   tokens right now, `SET NX PX`, released only by its holder).
+//!   tokens right now, `SET NX PX`, released only by its holder),
+//!   `gatehouse:shared:<name>` (values every instance reads: autocert's
+//!   sealed account and certificates).
 //! - Each instance keeps a bounded cache of hot sessions, so most requests
 //!   cost no round trip. Every write and delete is published on
 //!   `gatehouse:invalidate`; the other instances drop their copy at once (a
@@ -393,6 +395,25 @@ impl SessionStore for RedisStore {
 
     fn available(&self) -> bool {
         self.shared.failed_at().is_none()
+    }
+
+    fn shares(&self) -> bool {
+        true
+    }
+
+    async fn get_shared(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.query(redis::cmd("GET").arg(format!("gatehouse:shared:{name}")))
+            .await
+    }
+
+    async fn put_shared(&self, name: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
+        let cmd = redis::cmd("SET")
+            .arg(format!("gatehouse:shared:{name}"))
+            .arg(value)
+            .arg("PX")
+            .arg(ttl.as_millis().clamp(1, u64::MAX as u128) as u64)
+            .to_owned();
+        self.query::<Option<String>>(&cmd).await.map(drop)
     }
 
     async fn release(&self, lease: Lease) -> Result<(), StoreError> {

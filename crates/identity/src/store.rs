@@ -70,6 +70,26 @@ pub trait SessionStore: Send + Sync {
     async fn release(&self, _lease: Lease) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Whether values put with [`SessionStore::put_shared`] reach the other
+    /// instances (a shared store: Redis).
+    fn shares(&self) -> bool {
+        false
+    }
+    /// A value every instance sharing the store reads, by name (autocert's
+    /// account and certificates). A store one process uses keeps none.
+    async fn get_shared(&self, _name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
+    }
+    /// Puts `value` under `name` for `ttl`, for every instance sharing the
+    /// store.
+    async fn put_shared(
+        &self,
+        _name: &str,
+        _value: &[u8],
+        _ttl: Duration,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// The operations a store is asked for, by kind (for metrics).
@@ -145,6 +165,17 @@ impl SessionStore for Counted {
     async fn release(&self, lease: Lease) -> Result<(), StoreError> {
         self.count(4);
         self.inner.release(lease).await
+    }
+    fn shares(&self) -> bool {
+        self.inner.shares()
+    }
+    async fn get_shared(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.count(0);
+        self.inner.get_shared(name).await
+    }
+    async fn put_shared(&self, name: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
+        self.count(1);
+        self.inner.put_shared(name, value, ttl).await
     }
 }
 

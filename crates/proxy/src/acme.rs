@@ -49,6 +49,9 @@ pub struct Certs {
     alpn: Mutex<HashMap<String, Arc<CertifiedKey>>>,
     /// HTTP-01 answers in flight: token → key authorization.
     http: Mutex<HashMap<String, String>>,
+    /// The store instances share: an HTTP-01 check that reaches this
+    /// instance for another's order is answered from there.
+    shared: std::sync::OnceLock<Arc<gatehouse_identity::store::Counted>>,
 }
 
 #[derive(Clone)]
@@ -83,9 +86,28 @@ impl Certs {
         lock(&self.alpn).get(host).cloned()
     }
 
-    /// The HTTP-01 answer for `token`, while its challenge is open.
-    pub fn http_answer(&self, token: &str) -> Option<String> {
-        lock(&self.http).get(token).cloned()
+    /// The HTTP-01 answer for `token`, while its challenge is open here
+    /// or, with a shared store, at another instance.
+    pub async fn http_answer(&self, token: &str) -> Option<String> {
+        use gatehouse_identity::store::SessionStore;
+        if let Some(a) = lock(&self.http).get(token).cloned() {
+            return Some(a);
+        }
+        // Tokens are base64url: nothing else is looked up.
+        if token.is_empty()
+            || token.len() > 128
+            || !token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return None;
+        }
+        let store = self.shared.get()?;
+        let got = store
+            .get_shared(&format!("acme-http01:{token}"))
+            .await
+            .ok()??;
+        String::from_utf8(got).ok()
     }
 
     fn put(&self, host: &str, issued: Issued) {
@@ -117,12 +139,27 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// What the manager works on: the settings and the hosts still to cover.
 pub type Plan = Option<Arc<Autocert>>;
 
+/// What instances sharing a store (Redis) share: the account and the
+/// certificates, sealed with the shared secret, and a lease per order so
+/// one instance orders what all serve.
+pub struct Shared {
+    pub store: Arc<gatehouse_identity::store::Counted>,
+    pub key: [u8; 32],
+}
+
 /// Starts the manager on the current Tokio runtime; send it each new
 /// configuration's plan.
-pub fn start(certs: Arc<Certs>, plan: Plan) -> Option<watch::Sender<Plan>> {
+pub fn start(certs: Arc<Certs>, shared: Option<Shared>, plan: Plan) -> Option<watch::Sender<Plan>> {
     let handle = tokio::runtime::Handle::try_current().ok()?;
     let (tx, rx) = watch::channel(plan);
-    handle.spawn(run(certs, rx));
+    let shared = shared.filter(|s| {
+        use gatehouse_identity::store::SessionStore;
+        s.store.shares()
+    });
+    if let Some(s) = &shared {
+        let _ = certs.shared.set(s.store.clone());
+    }
+    handle.spawn(run(certs, shared, rx));
     Some(tx)
 }
 
@@ -137,6 +174,11 @@ struct Failing {
 
 struct Manager {
     certs: Arc<Certs>,
+    /// The store other instances share, and the sealer of what goes there.
+    shared: Option<(
+        Arc<gatehouse_identity::store::Counted>,
+        gatehouse_identity::cookie::Sealer,
+    )>,
     /// The account, for the directory URL it was made on.
     account: Option<(String, Account)>,
     failing: HashMap<String, Failing>,
@@ -151,9 +193,10 @@ struct Manager {
 /// (Let's Encrypt: 300 new orders per 3 hours) and starve renewals.
 const ORDERS_PER_HOUR: usize = 60;
 
-async fn run(certs: Arc<Certs>, mut rx: watch::Receiver<Plan>) {
+async fn run(certs: Arc<Certs>, shared: Option<Shared>, mut rx: watch::Receiver<Plan>) {
     let mut m = Manager {
         certs,
+        shared: shared.map(|s| (s.store, gatehouse_identity::cookie::Sealer::new(&s.key))),
         account: None,
         failing: HashMap::new(),
         orders: std::collections::VecDeque::new(),
@@ -195,6 +238,18 @@ async fn run(certs: Arc<Certs>, mut rx: watch::Receiver<Plan>) {
                     }
                     m.paused_until = None;
                 }
+                // Another instance may have it already, or be ordering it.
+                if m.from_shared(&plan, host).await {
+                    m.failing.remove(host);
+                    continue;
+                }
+                let lease = match m.lease(&plan, host).await {
+                    Ok(lease) => lease,
+                    Err(()) => {
+                        wait = wait.min(SHARED_WAIT);
+                        continue;
+                    }
+                };
                 let hour_ago = Instant::now().checked_sub(Duration::from_secs(3600));
                 while m
                     .orders
@@ -223,10 +278,15 @@ async fn run(certs: Arc<Certs>, mut rx: watch::Receiver<Plan>) {
                         false,
                     ))
                 });
+                if let (Some((store, _)), Some(l)) = (&m.shared, lease) {
+                    use gatehouse_identity::store::SessionStore;
+                    let _ = store.release(l).await;
+                }
                 match ordered {
-                    Ok(()) => {
+                    Ok((chain, key)) => {
                         m.failing.remove(host);
                         tracing::info!(host, "autocert: certificate obtained");
+                        m.to_shared(&plan, host, &chain, &key).await;
                     }
                     Err(e) => {
                         let count = attempt + 1;
@@ -366,7 +426,8 @@ impl Manager {
                     )
                 })?,
             ),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            // None here: perhaps another instance made one.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.shared_account(plan).await,
             Err(e) => {
                 return Err(failure(
                     format!("cannot read {}: {e}", path.display()),
@@ -406,6 +467,7 @@ impl Manager {
                 if let Err(e) = saved {
                     tracing::warn!(path = %path.display(), error = %e, "autocert: cannot keep the ACME account on disk; a restart creates another");
                 }
+                self.share_account(plan, &creds).await;
                 tracing::info!(directory = %plan.directory_url, "autocert: ACME account created");
                 account
             }
@@ -417,11 +479,18 @@ impl Manager {
     /// Orders and installs a certificate for `host`: with
     /// `http_redirect_addr`, HTTP-01 first and TLS-ALPN-01 after every
     /// other refusal; without it, TLS-ALPN-01.
-    async fn obtain(&mut self, plan: &Autocert, host: &str, refused: u32) -> Result<(), Failure> {
+    async fn obtain(
+        &mut self,
+        plan: &Autocert,
+        host: &str,
+        refused: u32,
+    ) -> Result<(String, String), Failure> {
         let account = self.account(plan).await?;
         let identifiers = [Identifier::Dns(host.to_string())];
         let mut order = account.new_order(&NewOrder::new(&identifiers)).await?;
-        let prefer = if plan.http01 && refused % 2 == 0 {
+        // Several instances share the work: only HTTP-01 answers can be
+        // shared (a TLS-ALPN-01 check may reach another instance).
+        let prefer = if plan.http01 && (refused % 2 == 0 || self.shared.is_some()) {
             ChallengeType::Http01
         } else {
             ChallengeType::TlsAlpn01
@@ -472,6 +541,18 @@ impl Manager {
                         lock(&answers.certs.http)
                             .insert(challenge.token.clone(), answer.as_str().to_string());
                         answers.tokens.push(challenge.token.clone());
+                        // The CA may reach another instance behind the same
+                        // name: the answer is shared while the order lasts.
+                        if let Some((store, _)) = &self.shared {
+                            use gatehouse_identity::store::SessionStore;
+                            let _ = store
+                                .put_shared(
+                                    &format!("acme-http01:{}", challenge.token),
+                                    answer.as_str().as_bytes(),
+                                    ORDER_TIME,
+                                )
+                                .await;
+                        }
                     }
                     _ => {
                         let cert = alpn_certificate(host, answer.digest().as_ref())
@@ -517,8 +598,149 @@ impl Manager {
             tracing::warn!(host, dir = %plan.dir.display(), error = %e, "autocert: cannot keep the certificate on disk; it serves from memory");
         }
         self.certs.put(host, got);
-        Ok(())
+        Ok((chain, key_pem))
     }
+
+    /// The account another instance made (kept on disk here too).
+    async fn shared_account(&self, plan: &Autocert) -> Option<AccountCredentials> {
+        use gatehouse_identity::store::SessionStore;
+        let (store, sealer) = self.shared.as_ref()?;
+        let name = format!("acme:{}:account", short_hash(&plan.directory_url));
+        let sealed = store.get_shared(&name).await.ok()??;
+        let json = sealer.open(SEAL_PURPOSE, std::str::from_utf8(&sealed).ok()?)?;
+        let creds = serde_json::from_slice::<AccountCredentials>(&json).ok()?;
+        let path = plan
+            .dir
+            .join(format!("account-{}.json", short_hash(&plan.directory_url)));
+        let _ = write_private(&path, &json);
+        tracing::info!("autocert: ACME account from the shared store");
+        Some(creds)
+    }
+
+    async fn share_account(&self, plan: &Autocert, creds: &AccountCredentials) {
+        use gatehouse_identity::store::SessionStore;
+        let Some((store, sealer)) = &self.shared else {
+            return;
+        };
+        let Ok(json) = serde_json::to_vec(creds) else {
+            return;
+        };
+        let name = format!("acme:{}:account", short_hash(&plan.directory_url));
+        let ten_years = Duration::from_secs(10 * 365 * 86400);
+        let _ = store
+            .put_shared(
+                &name,
+                sealer.seal(SEAL_PURPOSE, &json).as_bytes(),
+                ten_years,
+            )
+            .await;
+    }
+
+    /// A certificate another instance obtained (not due), installed here.
+    async fn from_shared(&self, plan: &Autocert, host: &str) -> bool {
+        use gatehouse_identity::store::SessionStore;
+        let Some((store, sealer)) = &self.shared else {
+            return false;
+        };
+        let Ok(Some(sealed)) = store.get_shared(&shared_name(plan, host)).await else {
+            return false;
+        };
+        let Some(bundle) = std::str::from_utf8(&sealed)
+            .ok()
+            .and_then(|s| sealer.open(SEAL_PURPOSE, s))
+            .and_then(|b| serde_json::from_slice::<Bundle>(&b).ok())
+        else {
+            return false;
+        };
+        let Ok(got) = issued(bundle.chain.as_bytes(), bundle.key.as_bytes(), host) else {
+            return false;
+        };
+        if got.due(SystemTime::now()) {
+            return false;
+        }
+        let (crt, key) = cert_paths(plan, host);
+        let _ = write_private(&key, bundle.key.as_bytes())
+            .and_then(|()| write_private(&crt, bundle.chain.as_bytes()));
+        self.certs.put(host, got);
+        tracing::info!(host, "autocert: certificate from the shared store");
+        true
+    }
+
+    /// The right to order `host`'s certificate now: `Ok(None)` without a
+    /// shared store (or with one that cannot be reached: ordering beats
+    /// serving nothing), `Err` while another instance holds it.
+    async fn lease(
+        &self,
+        plan: &Autocert,
+        host: &str,
+    ) -> Result<Option<gatehouse_identity::store::Lease>, ()> {
+        use gatehouse_identity::store::SessionStore;
+        let Some((store, _)) = &self.shared else {
+            return Ok(None);
+        };
+        let d = aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            shared_name(plan, host).as_bytes(),
+        );
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&d.as_ref()[..16]);
+        let id = gatehouse_identity::session::SessionId(id);
+        match store.lease(&id, ORDER_TIME + Duration::from_secs(60)).await {
+            Ok(Some(l)) => Ok(Some(l)),
+            Ok(None) => {
+                tracing::debug!(
+                    host,
+                    "autocert: another instance is ordering this certificate"
+                );
+                Err(())
+            }
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Shares what was obtained, sealed, until it expires.
+    async fn to_shared(&self, plan: &Autocert, host: &str, chain: &str, key: &str) {
+        use gatehouse_identity::store::SessionStore;
+        let Some((store, sealer)) = &self.shared else {
+            return;
+        };
+        let Some(i) = self.certs.get(host) else {
+            return;
+        };
+        let ttl = i
+            .not_after
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        let Ok(json) = serde_json::to_vec(&Bundle {
+            chain: chain.to_string(),
+            key: key.to_string(),
+        }) else {
+            return;
+        };
+        let sealed = sealer.seal(SEAL_PURPOSE, &json);
+        if let Err(e) = store
+            .put_shared(&shared_name(plan, host), sealed.as_bytes(), ttl)
+            .await
+        {
+            tracing::warn!(host, error = %e, "autocert: cannot share the certificate; other instances order their own");
+        }
+    }
+}
+
+/// How long an instance waits while another orders the same certificate.
+const SHARED_WAIT: Duration = Duration::from_secs(5);
+
+const SEAL_PURPOSE: &str = "gatehouse autocert";
+
+/// A certificate and its key, as instances share them (sealed).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Bundle {
+    chain: String,
+    key: String,
+}
+
+fn shared_name(plan: &Autocert, host: &str) -> String {
+    format!("acme:{}:{host}", short_hash(&plan.directory_url))
 }
 
 /// The self-signed TLS-ALPN-01 answer (RFC 8737): the host as its only

@@ -217,7 +217,18 @@ impl Proxy {
         let plan = acme_plan(&config, &certs);
         let (rt, _) = runtime::Runtime::build(config, &lasting)?;
         let acme_certs = Arc::new(acme::Certs::default());
-        let acme_plan = acme::start(acme_certs.clone(), plan);
+        let acme_plan = acme::start(
+            acme_certs.clone(),
+            Some(acme::Shared {
+                store: store.clone(),
+                key: rt
+                    .config
+                    .sign_in
+                    .shared_secret
+                    .unwrap_or_else(|| identity.shared_key()),
+            }),
+            plan,
+        );
         let certs = Arc::new(tls::CertResolver {
             store: ArcSwap::from_pointee(certs),
             acme: acme_certs,

@@ -571,14 +571,18 @@ async fn serve_redirects(
                 }
             }
             let svc = service_fn(move |req: Request<Incoming>| {
-                // Only a token of an order in flight is answered; any other
-                // request is redirected as ever.
-                let answer = req
-                    .uri()
-                    .path()
-                    .strip_prefix("/.well-known/acme-challenge/")
-                    .and_then(|token| acme.http_answer(token));
+                let acme = acme.clone();
                 async move {
+                    // Only a token of an order in flight is answered; any
+                    // other request is redirected as ever.
+                    let answer = match req
+                        .uri()
+                        .path()
+                        .strip_prefix("/.well-known/acme-challenge/")
+                    {
+                        Some(token) => acme.http_answer(token).await,
+                        None => None,
+                    };
                     Ok::<_, std::convert::Infallible>(match answer {
                         Some(key_authorization) => {
                             let mut r = Response::new(body::full(key_authorization.into()));
