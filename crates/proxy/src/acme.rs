@@ -239,7 +239,7 @@ async fn run(certs: Arc<Certs>, shared: Option<Shared>, mut rx: watch::Receiver<
                     m.paused_until = None;
                 }
                 // Another instance may have it already, or be ordering it.
-                if m.from_shared(&plan, host).await {
+                if m.take_shared(&plan, host).await {
                     m.failing.remove(host);
                     continue;
                 }
@@ -637,7 +637,7 @@ impl Manager {
     }
 
     /// A certificate another instance obtained (not due), installed here.
-    async fn from_shared(&self, plan: &Autocert, host: &str) -> bool {
+    async fn take_shared(&self, plan: &Autocert, host: &str) -> bool {
         use gatehouse_identity::store::SessionStore;
         let Some((store, sealer)) = &self.shared else {
             return false;
