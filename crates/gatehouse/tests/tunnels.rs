@@ -429,7 +429,7 @@ async fn ssh_through_a_tunnel_as_a_proxy_command() {
         ca_file.display(),
         browser.display()
     );
-    let ssh = || {
+    let ssh = |cache: &str| {
         Command::new("ssh")
             .arg("-o")
             .arg(format!("ProxyCommand={proxy_command}"))
@@ -438,27 +438,34 @@ async fn ssh_through_a_tunnel_as_a_proxy_command() {
             .arg("-i")
             .arg(w.join("user_key"))
             .args(["root@ssh.localhost", "echo", "through-the-tunnel"])
-            .env("XDG_CACHE_HOME", w.join("cache"))
+            .env("XDG_CACHE_HOME", w.join(cache))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap()
     };
-    let first = ssh();
-    // The browser opens; alice signs in.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let url = loop {
-        if let Ok(u) = std::fs::read_to_string(&opened) {
-            if !u.is_empty() {
-                break u;
-            }
+    let sign_in_as = |user: &'static str| {
+        let opened = opened.clone();
+        let b = gh.browser(&["localhost"], true);
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let url = loop {
+                if let Ok(u) = std::fs::read_to_string(&opened) {
+                    if !u.is_empty() {
+                        break u;
+                    }
+                }
+                assert!(Instant::now() < deadline, "the browser was never opened");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            let _ = std::fs::remove_file(&opened);
+            let resp = submit_login(&b, &url, user, "wonderland").await;
+            assert_eq!(resp.status(), 200);
         }
-        assert!(Instant::now() < deadline, "the browser was never opened");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let b = gh.browser(&["localhost"], true);
-    let resp = submit_login(&b, &url, "alice", "wonderland").await;
-    assert_eq!(resp.status(), 200);
+    let first = ssh("cache");
+    // The browser opens; alice signs in.
+    sign_in_as("alice").await;
     let stdout =
         |c: Child| String::from_utf8_lossy(&c.wait_with_output().unwrap().stdout).into_owned();
     assert_eq!(
@@ -468,12 +475,23 @@ async fn ssh_through_a_tunnel_as_a_proxy_command() {
         gh.log_text()
     );
     // Again, with the kept token: no browser.
-    let second = ssh().wait_with_output().unwrap();
+    let second = ssh("cache").wait_with_output().unwrap();
     assert_eq!(
         String::from_utf8_lossy(&second.stdout).trim(),
         "through-the-tunnel"
     );
     assert!(!String::from_utf8_lossy(&second.stderr).contains("browser"));
+    // bob is not allowed: ssh never reaches sshd.
+    let bob = ssh("cache-bob");
+    sign_in_as("bob").await;
+    let out = bob.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).is_empty());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("denied by its route's policy"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let _ = sshd.kill();
     let _ = sshd.wait();
 }
@@ -569,6 +587,19 @@ async fn psql_through_a_tunnel() {
         .expect("psql (Debian package postgresql-client)");
     client.sign_in(&gh, "alice").await;
     assert_eq!(output(psql).trim(), "42", "{}", gh.log_text());
+    // bob is not allowed: psql gets no server.
+    let bob = TcpClient::start_for(&gh, w, "bob", &ca_file, "pg.localhost:5432");
+    let psql = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-p", &bob.port.to_string()])
+        .args(["-U", "postgres", "-d", "postgres", "-tAc", "select 40 + 2"])
+        .env("PGSSLMODE", "disable")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    bob.sign_in(&gh, "bob").await;
+    let out = output(psql);
+    assert!(!out.contains("42"), "{out}");
     // Fast shutdown, by the server's id.
     let _ = Command::new("kill")
         .args(["-INT", &postgres.id().to_string()])

@@ -492,15 +492,8 @@ mod tests {
     #[test]
     fn sampling_by_ratio_is_decided_by_the_trace_id() {
         let cfg = |r: f64| gatehouse_config::Tracing {
-            endpoint: "http://127.0.0.1:4318/v1/traces".parse().unwrap(),
-            protocol: gatehouse_config::OtlpProtocol::HttpProtobuf,
-            headers: vec![],
-            timeout: std::time::Duration::from_secs(1),
             sampler_ratio: r,
-            resource: vec![],
-            attribute_value_limit: 256,
-            schedule_delay: std::time::Duration::from_secs(1),
-            max_batch: 1,
+            ..config(256)
         };
         let none = Tracer::new(&cfg(0.0), None);
         let half = Tracer::new(&cfg(0.5), None);
@@ -661,20 +654,7 @@ mod tests {
 
     #[test]
     fn an_invalid_traceparent_and_its_tracestate_are_removed() {
-        let t = Tracer::new(
-            &gatehouse_config::Tracing {
-                endpoint: "http://127.0.0.1:4318/v1/traces".parse().unwrap(),
-                protocol: gatehouse_config::OtlpProtocol::HttpProtobuf,
-                headers: vec![],
-                timeout: std::time::Duration::from_secs(1),
-                sampler_ratio: 1.0,
-                resource: vec![],
-                attribute_value_limit: 256,
-                schedule_delay: std::time::Duration::from_secs(1),
-                max_batch: 1,
-            },
-            None,
-        );
+        let t = Tracer::new(&config(256), None);
         let mut req = Request::new(());
         req.headers_mut()
             .insert(&TRACEPARENT, HeaderValue::from_static("garbage"));

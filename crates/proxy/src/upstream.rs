@@ -200,7 +200,7 @@ fn client_tls_config(tls: &UpstreamTls) -> Result<ClientConfig, rustls::Error> {
 /// `tls_skip_verify`: accept any upstream certificate (signatures on the
 /// handshake are still checked so the connection is a real TLS session).
 #[derive(Debug)]
-struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+pub struct NoVerify(pub Arc<rustls::crypto::CryptoProvider>);
 
 impl ServerCertVerifier for NoVerify {
     fn verify_server_cert(
