@@ -179,14 +179,74 @@ fn load_str_inner(
     }
 }
 
-/// A key neither the model nor [`registry::KEYS`] knows.
+/// A key neither the model nor [`registry::KEYS`] knows, with the known
+/// key it was most likely meant to be.
 fn unknown_key(key: &str, mark: Mark) -> Diagnostic {
+    let hint = did_you_mean(key)
+        .map(|k| format!("; did you mean `{k}`?"))
+        .unwrap_or_default();
     // A file may carry options for a newer version; the console and its
     // API write what they mean, so a key they send must be one we know.
     if origin::target(&mark).is_some() {
-        return Diagnostic::error(mark, format!("unknown route option `{key}`"));
+        return Diagnostic::error(mark, format!("unknown route option `{key}`{hint}"));
     }
-    Diagnostic::warning(mark, format!("unknown config option `{key}` (ignored)"))
+    Diagnostic::warning(
+        mark,
+        format!("unknown config option `{key}` (ignored){hint}"),
+    )
+}
+
+/// The message of an unknown key's warning starts so (`--strict` makes
+/// them errors).
+pub const UNKNOWN_KEY: &str = "unknown config option `";
+
+impl Loaded {
+    /// The warnings about keys gatehouse does not know (`--strict` makes
+    /// them errors: a misspelt key's default would apply silently).
+    pub fn unknown_keys(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.warnings
+            .iter()
+            .filter(|d| d.message.starts_with(UNKNOWN_KEY))
+    }
+}
+
+/// The known key closest to `key` (a misspelling: at most one edit per
+/// four letters, at most three), if there is one.
+fn did_you_mean(key: &str) -> Option<&'static str> {
+    let known = registry::KEYS
+        .iter()
+        .map(|e| e.key)
+        .filter(|k| !k.ends_with('*'))
+        .chain(de::struct_fields::<Options>().iter().copied())
+        .chain(
+            de::struct_fields::<crate::model::RouteOptions>()
+                .iter()
+                .copied(),
+        );
+    let limit = (key.chars().count() / 4).clamp(1, 3);
+    known
+        .map(|k| (edit_distance(key, k), k))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, k)| (*d, *k))
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance (keys are short: the quadratic table is fine).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a.len() > 64 || b.len() > 64 {
+        return usize::MAX;
+    }
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 /// Every top-level key may also come from the environment, named in upper

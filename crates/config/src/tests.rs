@@ -102,7 +102,7 @@ fn unknown_keys_warn_and_removed_keys_fail() {
     .unwrap();
     let w: Vec<String> = loaded.warnings.iter().map(|d| d.to_string()).collect();
     assert!(
-        w.contains(&"c.yaml:1:1: warning: unknown config option `adress` (ignored)".to_string()),
+        w.contains(&"c.yaml:1:1: warning: unknown config option `adress` (ignored); did you mean `address`?".to_string()),
         "{w:?}"
     );
     assert!(

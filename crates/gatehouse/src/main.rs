@@ -39,7 +39,7 @@ enum Command {
     Run(RunArgs),
     /// Validate a configuration file: print every problem as FILE:LINE:COL
     /// and exit 1 if there are errors (warnings alone exit 0).
-    Check(ConfigArg),
+    Check(CheckArgs),
     /// Read a password on standard input and print its argon2id hash, for
     /// `password_hash` in `local_users`.
     HashPassword,
@@ -88,6 +88,16 @@ struct QuickstartArgs {
 }
 
 #[derive(Args, Clone)]
+struct CheckArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Unknown keys are errors (a misspelt key would leave its default in
+    /// force without a word).
+    #[arg(long)]
+    strict: bool,
+}
+
+#[derive(Args, Clone)]
 struct ConfigArg {
     /// Configuration file (YAML or JSON, Pomerium format).
     #[arg(
@@ -109,6 +119,10 @@ struct RunArgs {
     /// How long in-flight requests may take to finish after SIGTERM.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     drain_timeout: Duration,
+    /// Unknown keys are errors: the proxy does not start, a reload is
+    /// refused.
+    #[arg(long, env = "GATEHOUSE_STRICT")]
+    strict: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -124,7 +138,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Check(args)) => check(&args.config),
+        Some(Command::Check(args)) => check(&args.config.config, args.strict),
         Some(Command::Run(args)) => run(args),
         Some(Command::HashPassword) => hash_password(),
         Some(Command::Keygen { base64 }) => {
@@ -162,6 +176,7 @@ fn quickstart(args: QuickstartArgs) -> ExitCode {
                 config: ConfigArg { config: path },
                 log_format: Some(LogFormat::Console),
                 drain_timeout: Duration::from_secs(5),
+                strict: false,
             },
             Some(sidecar),
         ),
@@ -477,13 +492,22 @@ fn hash_password() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn check(path: &Path) -> ExitCode {
+fn check(path: &Path, strict: bool) -> ExitCode {
     match gatehouse_config::load_file(path) {
         Ok(loaded) => {
             for w in &loaded.warnings {
                 println!("{w}");
             }
             let mut failed = false;
+            let unknown = loaded.unknown_keys().count();
+            if strict && unknown > 0 {
+                println!(
+                    "{}: {} (--strict makes them errors)",
+                    path.display(),
+                    counted(unknown, "unknown key")
+                );
+                failed = true;
+            }
             let mut warnings = loaded.warnings.len();
             match gatehouse_policy::compile_routes(&loaded.config.routes) {
                 Ok(compiled) => {
@@ -596,6 +620,13 @@ fn run_with(args: RunArgs, sidecar: Option<Sidecar>) -> ExitCode {
     for w in &loaded.warnings {
         tracing::warn!(config = %path.display(), "{w}");
     }
+    if args.strict && loaded.unknown_keys().next().is_some() {
+        tracing::error!(
+            config = %path.display(),
+            "refusing to start: unknown keys, and --strict makes them errors"
+        );
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -607,7 +638,13 @@ fn run_with(args: RunArgs, sidecar: Option<Sidecar>) -> ExitCode {
         }
     };
     memory::start();
-    match runtime.block_on(serve(path, loaded.config, args.drain_timeout, sidecar)) {
+    match runtime.block_on(serve(
+        path,
+        loaded.config,
+        args.drain_timeout,
+        sidecar,
+        args.strict,
+    )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -622,6 +659,7 @@ async fn serve(
     config: gatehouse_config::Config,
     drain: Duration,
     sidecar: Option<Sidecar>,
+    strict: bool,
 ) -> anyhow::Result<()> {
     if let Some(sidecar) = sidecar {
         let app = verify_app::App::new(&sidecar.verify).map_err(anyhow::Error::msg)?;
@@ -691,7 +729,7 @@ async fn serve(
     console.start(&proxy).await;
     let routes = proxy.runtime().config.routes.len();
     let listeners = gatehouse_proxy::bind(&proxy).await?;
-    reload::spawn(path, watched, proxy.clone(), console);
+    reload::spawn(path, watched, proxy.clone(), console, strict);
     let settings = proxy.settings();
     tracing::info!(
         address = %listeners.main_addr()?,

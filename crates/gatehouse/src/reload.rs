@@ -24,6 +24,7 @@ pub fn spawn(
     watched: Vec<PathBuf>,
     proxy: Arc<Proxy>,
     console: Arc<Console>,
+    strict: bool,
 ) {
     let (tx, rx) = mpsc::unbounded_channel::<()>();
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -45,17 +46,23 @@ pub fn spawn(
             None
         }
     };
-    tokio::spawn(run(config_path, watched, proxy, console, watcher, tx, rx));
+    tokio::spawn(run(
+        config_path,
+        watched,
+        (proxy, console),
+        watcher,
+        (tx, rx),
+        strict,
+    ));
 }
 
 async fn run(
     config_path: PathBuf,
     mut watched: Vec<PathBuf>,
-    proxy: Arc<Proxy>,
-    console: Arc<Console>,
+    (proxy, console): (Arc<Proxy>, Arc<Console>),
     mut watcher: Option<notify::RecommendedWatcher>,
-    tx: mpsc::UnboundedSender<()>,
-    mut rx: mpsc::UnboundedReceiver<()>,
+    (tx, mut rx): (mpsc::UnboundedSender<()>, mpsc::UnboundedReceiver<()>),
+    strict: bool,
 ) {
     while rx.recv().await.is_some() {
         // Editors write in several steps: wait for the burst to end.
@@ -70,6 +77,16 @@ async fn run(
                 tracing::error!(
                     config = %config_path.display(),
                     "configuration reload rejected; the last good configuration keeps serving"
+                );
+            }
+            Ok(loaded) if strict && loaded.unknown_keys().next().is_some() => {
+                proxy.metrics().reload(false);
+                for d in loaded.unknown_keys() {
+                    tracing::error!(config = %config_path.display(), "{d}");
+                }
+                tracing::error!(
+                    config = %config_path.display(),
+                    "configuration reload rejected (--strict: unknown keys); the last good configuration keeps serving"
                 );
             }
             Ok(loaded) => {

@@ -235,3 +235,49 @@ fn unimplemented_settings_warn_with_a_reason_or_are_refused() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("`rego` is not run by gatehouse"), "{out}");
 }
+
+/// A misspelt key says which key it was likely meant to be; `--strict`
+/// (check and run) makes unknown keys errors, so a default never applies
+/// silently in their place.
+#[test]
+fn misspelt_keys_are_named_and_strict_refuses_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "adress: 127.0.0.1:1\ninsecure_server: true\nroutes:\n  - from: https://a.example.com\n    to: http://127.0.0.1:1\n    allow_public_unauthenticated_acces: true\n    allow_public_unauthenticated_access: true\n",
+    )
+    .unwrap();
+    let (code, out) = check_file(&config);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("unknown config option `adress` (ignored); did you mean `address`?"),
+        "{out}"
+    );
+    assert!(
+        out.contains("did you mean `allow_public_unauthenticated_access`?"),
+        "{out}"
+    );
+    let strict = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["check", "--strict", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&strict.stdout);
+    assert_eq!(strict.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("2 unknown keys (--strict makes them errors)"),
+        "{text}"
+    );
+    // `run --strict` does not start.
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["run", "--strict", "--log-format", "json", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("--strict makes them errors")
+            || String::from_utf8_lossy(&run.stdout).contains("--strict makes them errors")
+    );
+}
