@@ -71,7 +71,15 @@ pub(crate) fn load_file_inner(
             Ok(t) => t,
             Err(_) => return Err(reject(file_mark, "the file is not valid UTF-8")),
         },
-        Err(e) => return Err(reject(file_mark, format!("cannot read config file: {e}"))),
+        // No line to point at: the file's name alone.
+        Err(e) => {
+            let whole = Mark {
+                line: 0,
+                col: 0,
+                ..file_mark
+            };
+            return Err(reject(whole, format!("cannot read config file: {e}")));
+        }
     };
     if path
         .extension()
@@ -142,12 +150,28 @@ fn load_str_inner(
     }
     let survey = registry::check(&root, env, de::struct_fields::<Options>(), &mut diags);
 
-    let ctx = de::Context::default();
-    let options: Options = match de::from_node(&root, &ctx) {
-        Ok(o) => o,
-        Err(e) => {
-            diags.push(Diagnostic::error(e.mark.unwrap_or(file_mark), e.message));
-            return Err(Rejected { diagnostics: diags });
+    // A value of the wrong type is reported, then set aside so the rest
+    // of the file is still read: every mistake in one pass, not the first.
+    let mut root = root;
+    let mut attempts = 0;
+    let (options, ctx) = loop {
+        let ctx = de::Context::default();
+        match de::from_node(&root, &ctx) {
+            Ok(o) => break (o, ctx),
+            Err(e) => {
+                attempts += 1;
+                let set_aside = match &e.mark {
+                    Some(m) if attempts < 64 => root.remove_at(m),
+                    _ => false,
+                };
+                diags.push(Diagnostic::error(
+                    e.mark.unwrap_or(file_mark.clone()),
+                    e.message,
+                ));
+                if !set_aside {
+                    return Err(Rejected { diagnostics: diags });
+                }
+            }
         }
     };
     for (key, mark) in ctx.unknown_keys.into_inner() {

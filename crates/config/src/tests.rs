@@ -983,7 +983,10 @@ fn files_are_read_with_a_size_limit() {
     for path in [big.as_path(), Path::new("/dev/zero")] {
         let all = load_file_with_env(path, &|_| None).unwrap_err().to_string();
         assert!(
-            all.contains(":1:1: cannot read config file: it is larger than the limit of 8 MiB"),
+            all.contains(&format!(
+                "{}: cannot read config file: it is larger than the limit of 8 MiB",
+                path.display()
+            )),
             "{all}"
         );
     }
@@ -1504,4 +1507,28 @@ fn autocert_settings_are_read_as_pomerium_reads_them() {
             "the key echoed: {e:?}"
         );
     }
+}
+
+#[test]
+fn every_mistake_is_reported_in_one_pass() {
+    // A value of the wrong type no longer hides the mistakes after it.
+    let all = errors(
+        "routes:\n  - from: example.com\n    to: 10.0.0.5:8080\n    allow_public_unauthenticated_access: true\n  - from: https://b.example.com:99999\n    to: http://x\n    timeout: 5 parsecs\n",
+    );
+    assert_eq!(all.len(), 4, "{all:?}");
+    assert!(
+        all.iter()
+            .any(|e| e.contains("it needs a scheme, like `http://10.0.0.5:8080`")),
+        "{all:?}"
+    );
+    assert!(
+        all.iter()
+            .any(|e| e.contains("invalid duration `5 parsecs`")),
+        "{all:?}"
+    );
+    assert!(
+        !all.iter()
+            .any(|e| e.contains("relative URL without a base")),
+        "{all:?}"
+    );
 }

@@ -93,6 +93,31 @@ impl Node {
         }
     }
 
+    /// Removes the map entry (key or value) or list item at `mark`, the
+    /// first found; false when nothing is there.
+    pub fn remove_at(&mut self, mark: &Mark) -> bool {
+        match &mut self.value {
+            Value::Scalar(_) => false,
+            Value::Seq(items) => {
+                if let Some(i) = items.iter().position(|n| n.mark == *mark) {
+                    items.remove(i);
+                    return true;
+                }
+                items.iter_mut().any(|n| n.remove_at(mark))
+            }
+            Value::Map(entries) => {
+                if let Some(i) = entries
+                    .iter()
+                    .position(|(k, v)| k.mark == *mark || v.mark == *mark)
+                {
+                    entries.remove(i);
+                    return true;
+                }
+                entries.iter_mut().any(|(_, v)| v.remove_at(mark))
+            }
+        }
+    }
+
     /// True for `~`, `null` or an empty plain scalar.
     pub fn is_null(&self) -> bool {
         matches!(&self.value, Value::Scalar(s) if !s.quoted && matches!(s.text.as_str(), "" | "~" | "null" | "Null" | "NULL"))

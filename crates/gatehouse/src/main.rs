@@ -557,7 +557,7 @@ fn check(path: &Path, strict: bool) -> ExitCode {
         Err(rejected) => {
             print!("{rejected}");
             let errors = rejected.diagnostics.iter().filter(|d| d.is_error()).count();
-            println!("{}: {errors} error(s)", path.display());
+            println!("{}: {}", path.display(), counted(errors, "error"));
             ExitCode::FAILURE
         }
     }

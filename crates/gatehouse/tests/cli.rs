@@ -78,7 +78,7 @@ certificate_key_file: /nonexistent/gatehouse.key
     ] {
         assert!(out.contains(&expected), "missing `{expected}` in:\n{out}");
     }
-    assert!(out.contains("8 error(s)"), "{out}");
+    assert!(out.contains(": 8 errors"), "{out}");
 }
 
 #[test]

@@ -35,8 +35,12 @@ pub fn parse_upstream(entry: &str) -> Result<UpstreamTarget, String> {
         }
         None => (entry, 1),
     };
-    let url =
-        url::Url::parse(url_text).map_err(|e| format!("invalid `to` URL `{url_text}`: {e}"))?;
+    let url = url::Url::parse(url_text).map_err(|e| match e {
+        url::ParseError::RelativeUrlWithoutBase => {
+            format!("invalid `to` URL `{url_text}`: it needs a scheme, like `http://10.0.0.5:8080`")
+        }
+        e => format!("invalid `to` URL `{url_text}`: {e}"),
+    })?;
     let (scheme, default_port) = match url.scheme() {
         "http" => (UpstreamScheme::Http, 80),
         "https" => (UpstreamScheme::Https, 443),
