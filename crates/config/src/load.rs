@@ -152,7 +152,6 @@ fn load_str_inner(
 
     // A value of the wrong type is reported, then set aside so the rest
     // of the file is still read: every mistake in one pass, not the first.
-    let mut root = root;
     let mut attempts = 0;
     let (options, ctx) = loop {
         let ctx = de::Context::default();
