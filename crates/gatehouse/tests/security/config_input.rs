@@ -138,7 +138,7 @@ fn dev_zero_and_endless_pipes_are_refused_by_size() {
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains(
-            "/dev/zero:1:1: cannot read config file: it is larger than the limit of 8 MiB"
+            "/dev/zero: cannot read config file: it is larger than the limit of 8 MiB"
         ),
         "{out}"
     );
