@@ -137,9 +137,7 @@ fn dev_zero_and_endless_pipes_are_refused_by_size() {
     let (code, out, _) = check_bounded(Path::new("/dev/zero"));
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains(
-            "/dev/zero: cannot read config file: it is larger than the limit of 8 MiB"
-        ),
+        out.contains("/dev/zero: cannot read config file: it is larger than the limit of 8 MiB"),
         "{out}"
     );
 
