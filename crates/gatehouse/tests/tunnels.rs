@@ -127,6 +127,18 @@ impl Drop for TcpClient {
     }
 }
 
+/// A server the test started, stopped (by its id) however the test ends.
+struct Stopped(Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
 fn output(child: Child) -> String {
     let out = child.wait_with_output().unwrap();
     format!(
@@ -388,13 +400,15 @@ async fn ssh_through_a_tunnel_as_a_proxy_command() {
         ),
     )
     .unwrap();
-    let mut sshd = Command::new("/usr/sbin/sshd")
-        .args(["-D", "-e", "-f"])
-        .arg(w.join("sshd_config"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sshd (Debian package openssh-server)");
+    let _sshd = Stopped(
+        Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(w.join("sshd_config"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sshd (Debian package openssh-server)"),
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", sshd_port)).is_err() {
         assert!(Instant::now() < deadline, "sshd did not start");
@@ -492,8 +506,6 @@ async fn ssh_through_a_tunnel_as_a_proxy_command() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let _ = sshd.kill();
-    let _ = sshd.wait();
 }
 
 /// PostgreSQL through a tunnel: `psql` to a real server (Debian
@@ -543,21 +555,23 @@ async fn psql_through_a_tunnel() {
         .success();
     assert!(ok, "initdb");
     let pg_port = free_port();
-    let mut postgres = as_postgres(&bin.join("postgres"))
-        .arg("-D")
-        .arg(&data)
-        .args([
-            "-p",
-            &pg_port.to_string(),
-            "-c",
-            "listen_addresses=127.0.0.1",
-        ])
-        .arg("-c")
-        .arg(format!("unix_socket_directories={}", data.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let _postgres = Stopped(
+        as_postgres(&bin.join("postgres"))
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-p",
+                &pg_port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+            ])
+            .arg("-c")
+            .arg(format!("unix_socket_directories={}", data.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", pg_port)).is_err() {
         assert!(Instant::now() < deadline, "postgres did not start");
@@ -600,11 +614,6 @@ async fn psql_through_a_tunnel() {
     bob.sign_in(&gh, "bob").await;
     let out = output(psql);
     assert!(!out.contains("42"), "{out}");
-    // Fast shutdown, by the server's id.
-    let _ = Command::new("kill")
-        .args(["-INT", &postgres.id().to_string()])
-        .status();
-    let _ = postgres.wait();
 }
 
 /// Found by an attacker's review: a tunnel was cut `timeout_read` after it

@@ -32,6 +32,7 @@ fn client(gh: &Gatehouse, identity: Option<reqwest::Identity>) -> reqwest::Clien
     let mut b = reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
         .resolve("app.localhost", gh.addr())
+        .timeout(std::time::Duration::from_secs(30))
         .no_proxy();
     if let Some(i) = identity {
         b = b.identity(i);
