@@ -139,9 +139,9 @@ impl Tunnel {
                 Some(t) => t,
                 None => {
                     let t = self.sign_in().await?;
-                    write_private(&self.cache, t.as_bytes()).with_context(|| {
-                        format!("cannot keep the token in {}", self.cache.display())
-                    })?;
+                    gatehouse_proxy::private_file::write(&self.cache, t.as_bytes()).with_context(
+                        || format!("cannot keep the token in {}", self.cache.display()),
+                    )?;
                     t
                 }
             };
@@ -413,70 +413,9 @@ fn sanitize(s: &str) -> String {
         .collect()
 }
 
-/// The kept token, if its directory is the user's own and the file is
-/// not a link.
+/// The kept token: readable only through gatehouse's owner-only files.
 fn read_private(path: &Path) -> Option<String> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    private_dir(path.parent()?).ok()?;
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .ok()?;
-    let mut s = String::new();
-    f.by_ref().take(16 * 1024).read_to_string(&mut s).ok()?;
-    let t = s.trim().to_string();
+    let bytes = gatehouse_proxy::private_file::read(path, 16 * 1024)?;
+    let t = String::from_utf8(bytes).ok()?.trim().to_string();
     (!t.is_empty()).then_some(t)
-}
-
-/// Written readable by the owner only, into a directory that is the
-/// user's own (0700): through a new file of a random name, created
-/// exclusively and renamed into place (no link followed, nothing half
-/// written ever read).
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    let parent = path
-        .parent()
-        .ok_or_else(|| std::io::Error::other("no directory"))?;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(parent)?;
-    private_dir(parent)?;
-    let suffix: u64 = rand::random();
-    let tmp = parent.join(format!(".token-{suffix:016x}"));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)?;
-    let written = f.write_all(bytes).and_then(|()| f.sync_all());
-    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    Ok(())
-}
-
-/// The cache directory is the user's own and no one else's.
-fn private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::symlink_metadata(dir)?;
-    let me = current_uid();
-    if !m.is_dir() || m.uid() != me || m.mode() & 0o077 != 0 {
-        return Err(std::io::Error::other(format!(
-            "{} must be a directory of this user's, mode 0700",
-            dir.display()
-        )));
-    }
-    Ok(())
-}
-
-/// This process's user id: the owner of `/proc/self` (without `unsafe`).
-fn current_uid() -> u32 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid())
 }

@@ -18,7 +18,7 @@
 //! second TLS front beside the one routes and client certificates use.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -463,7 +463,7 @@ impl Manager {
                 // must not make every retry create another account.
                 let saved = serde_json::to_vec(&creds)
                     .map_err(std::io::Error::other)
-                    .and_then(|json| write_private(&path, &json));
+                    .and_then(|json| crate::private_file::write(&path, &json));
                 if let Err(e) = saved {
                     tracing::warn!(path = %path.display(), error = %e, "autocert: cannot keep the ACME account on disk; a restart creates another");
                 }
@@ -592,8 +592,8 @@ impl Manager {
         let got = issued(chain.as_bytes(), key_pem.as_bytes(), host)
             .map_err(|e| failure(format!("the CA's certificate: {e}"), true))?;
         let (crt_path, key_path) = cert_paths(plan, host);
-        if let Err(e) = write_private(&key_path, key_pem.as_bytes())
-            .and_then(|()| write_private(&crt_path, chain.as_bytes()))
+        if let Err(e) = crate::private_file::write(&key_path, key_pem.as_bytes())
+            .and_then(|()| crate::private_file::write(&crt_path, chain.as_bytes()))
         {
             tracing::warn!(host, dir = %plan.dir.display(), error = %e, "autocert: cannot keep the certificate on disk; it serves from memory");
         }
@@ -612,7 +612,7 @@ impl Manager {
         let path = plan
             .dir
             .join(format!("account-{}.json", short_hash(&plan.directory_url)));
-        let _ = write_private(&path, &json);
+        let _ = crate::private_file::write(&path, &json);
         tracing::info!("autocert: ACME account from the shared store");
         Some(creds)
     }
@@ -659,8 +659,8 @@ impl Manager {
             return false;
         }
         let (crt, key) = cert_paths(plan, host);
-        let _ = write_private(&key, bundle.key.as_bytes())
-            .and_then(|()| write_private(&crt, bundle.chain.as_bytes()));
+        let _ = crate::private_file::write(&key, bundle.key.as_bytes())
+            .and_then(|()| crate::private_file::write(&crt, bundle.chain.as_bytes()));
         self.certs.put(host, got);
         tracing::info!(host, "autocert: certificate from the shared store");
         true
@@ -862,41 +862,6 @@ fn cert_paths(plan: &Autocert, host: &str) -> (PathBuf, PathBuf) {
     )
 }
 
-/// Writes `bytes` readable by the owner only (directories too), through a
-/// temporary file, so a reader never sees half a key.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::DirBuilderExt;
-    let parent = path
-        .parent()
-        .ok_or_else(|| std::io::Error::other("no directory"))?;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(parent)?;
-    private_dir(parent)?;
-    // A new file of a random name (created exclusively, 0600), renamed
-    // into place: nothing another user planted is written through.
-    let mut f = tempfile::NamedTempFile::new_in(parent)?;
-    f.write_all(bytes)?;
-    f.as_file().sync_all()?;
-    f.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
-
-/// Keys are written only into a directory no one else may write to.
-fn private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::symlink_metadata(dir)?;
-    if !m.is_dir() || m.mode() & 0o022 != 0 {
-        return Err(std::io::Error::other(format!(
-            "{} is a link, not a directory, or others may write to it: keys are not kept there",
-            dir.display()
-        )));
-    }
-    Ok(())
-}
-
 fn short_hash(s: &str) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes());
     crate::hex::lower(&d.as_ref()[..8])
@@ -999,35 +964,6 @@ mod tests {
         ] {
             assert!(!orderable(bad), "{bad}");
         }
-    }
-
-    #[test]
-    fn keys_are_written_for_the_owner_only() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let plan = Autocert {
-            dir: dir.path().join("autocert"),
-            directory_url: "https://ca.localhost/dir".into(),
-            email: None,
-            eab: None,
-            trusted_ca: vec![],
-            hosts: vec![],
-            http01: false,
-        };
-        let (_, key) = cert_paths(&plan, "a.localhost");
-        write_private(&key, b"secret").unwrap();
-        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        let dmode = std::fs::metadata(key.parent().unwrap())
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(dmode & 0o777, 0o700);
-        // Never into a directory others may write to.
-        let shared = dir.path().join("shared");
-        std::fs::create_dir(&shared).unwrap();
-        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
-        assert!(write_private(&shared.join("k"), b"secret").is_err());
     }
 
     #[test]

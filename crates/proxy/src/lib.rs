@@ -32,6 +32,7 @@ pub mod lane;
 pub mod metrics;
 pub mod otlp;
 pub mod portal;
+pub mod private_file;
 pub mod proxy_protocol;
 pub mod published;
 pub mod request;
