@@ -530,28 +530,7 @@ async fn a_route_client_sign_in_through_the_authenticate_host_lands() {
     )
     .await;
     let gh = &s.gh;
-    let current: String = std::fs::read_to_string(&gh.config)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            if l.contains("https://other.localhost") {
-                l.replace(
-                    "allow_any_authenticated_user: true}",
-                    "allow_any_authenticated_user: true, idp_client_id: second, idp_client_secret: second-secret}",
-                )
-            } else {
-                l.to_string()
-            }
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
-    gh.write_config(&current);
-    gh.signal("HUP");
-    assert!(
-        gh.wait_log("configuration reloaded", 0),
-        "{}",
-        gh.log_text()
-    );
+    give_other_its_own_client(gh);
     let c = browser(gh, true);
     // The global client first (app), so the authenticate host holds a
     // session of the global client.
@@ -591,28 +570,7 @@ fn url_encode(s: &str) -> String {
 async fn programmatic_login_uses_the_routes_own_client() {
     let s = setup_with("", &["--second-client", "second:second-secret"]).await;
     let gh = &s.gh;
-    let current: String = std::fs::read_to_string(&gh.config)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            if l.contains("https://other.localhost") {
-                l.replace(
-                    "allow_any_authenticated_user: true}",
-                    "allow_any_authenticated_user: true, idp_client_id: second, idp_client_secret: second-secret}",
-                )
-            } else {
-                l.to_string()
-            }
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
-    gh.write_config(&current);
-    gh.signal("HUP");
-    assert!(
-        gh.wait_log("configuration reloaded", 0),
-        "{}",
-        gh.log_text()
-    );
+    give_other_its_own_client(gh);
 
     let cli_redirect = "http://localhost:9/cb";
     let api = gh.client(&["app.localhost", "other.localhost"]);
@@ -687,4 +645,31 @@ async fn programmatic_login_uses_the_routes_own_client() {
     let token = token_from(page(&user_browser, &login_url).await);
     assert_eq!(with_token("app.localhost", token.clone()).await, 200);
     assert_eq!(with_token("other.localhost", token).await, 401);
+}
+
+/// Reloads the setup with `other.localhost`'s route on its own client of
+/// the provider (`second`).
+fn give_other_its_own_client(gh: &Gatehouse) {
+    let current: String = std::fs::read_to_string(&gh.config)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            if l.contains("https://other.localhost") {
+                l.replace(
+                    "allow_any_authenticated_user: true}",
+                    "allow_any_authenticated_user: true, idp_client_id: second, idp_client_secret: second-secret}",
+                )
+            } else {
+                l.to_string()
+            }
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    gh.write_config(&current);
+    gh.signal("HUP");
+    assert!(
+        gh.wait_log("configuration reloaded", 0),
+        "{}",
+        gh.log_text()
+    );
 }

@@ -31,18 +31,8 @@ impl TcpClient {
     fn start_for(gh: &Gatehouse, work: &Path, name: &str, ca: &Path, dest: &str) -> TcpClient {
         let dir = work.join(name);
         std::fs::create_dir_all(&dir).unwrap();
-        let opened = dir.join("opened-url");
         // The "browser": records the URL; the test signs in with it.
-        let browser = dir.join("browser.sh");
-        std::fs::write(
-            &browser,
-            format!("#!/bin/sh\nprintf '%s' \"$1\" > {}\n", opened.display()),
-        )
-        .unwrap();
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
+        let (browser, opened) = browser_script(&dir);
         let port = free_port();
         let mut child = Command::new(BIN)
             .args(["tcp", dest])
@@ -98,25 +88,7 @@ impl TcpClient {
 
     /// Waits for the browser command, then signs in as `user` there.
     async fn sign_in(&self, gh: &Gatehouse, user: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let url = loop {
-            if let Ok(u) = std::fs::read_to_string(&self.opened) {
-                if !u.is_empty() {
-                    break u;
-                }
-            }
-            assert!(Instant::now() < deadline, "the browser was never opened");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        let _ = std::fs::remove_file(&self.opened);
-        let browser = gh.browser(&["localhost"], true);
-        // The sign-in form, then the hand-off to the client's listener.
-        let resp = submit_login(&browser, &url, user, "wonderland").await;
-        assert_eq!(resp.status(), 200, "{}", gh.log_text());
-        assert_eq!(
-            resp.text().await.unwrap(),
-            "login complete, you may close this page"
-        );
+        sign_in_from(&self.opened, gh, user).await;
     }
 }
 
@@ -125,6 +97,57 @@ impl Drop for TcpClient {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// gatehouse's certificate (for `localhost` and `redis.localhost`) in
+/// `cert.pem` / `key.pem` under `w`, from a new CA: the CA's file.
+fn tls_files(w: &Path) -> PathBuf {
+    let ca = TestCa::new();
+    let (cert, key, _) = ca.leaf(&["localhost", "redis.localhost"]);
+    std::fs::write(w.join("cert.pem"), cert).unwrap();
+    std::fs::write(w.join("key.pem"), key).unwrap();
+    let ca_file = w.join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    ca_file
+}
+
+/// The "browser" `gatehouse tcp` opens: a script recording the URL in
+/// `opened-url` under `dir`. (script, recorded URL's file)
+fn browser_script(dir: &Path) -> (PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let opened = dir.join("opened-url");
+    let browser = dir.join("browser.sh");
+    std::fs::write(
+        &browser,
+        format!("#!/bin/sh\nprintf '%s' \"$1\" > {}\n", opened.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (browser, opened)
+}
+
+/// Waits for the browser script to record the sign-in URL, then signs in
+/// there as `user`.
+async fn sign_in_from(opened: &Path, gh: &Gatehouse, user: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let url = loop {
+        if let Ok(u) = std::fs::read_to_string(opened) {
+            if !u.is_empty() {
+                break u;
+            }
+        }
+        assert!(Instant::now() < deadline, "the browser was never opened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let _ = std::fs::remove_file(opened);
+    let browser = gh.browser(&["localhost"], true);
+    // The sign-in form, then the hand-off to the client's listener.
+    let resp = submit_login(&browser, &url, user, "wonderland").await;
+    assert_eq!(resp.status(), 200, "{}", gh.log_text());
+    assert_eq!(
+        resp.text().await.unwrap(),
+        "login complete, you may close this page"
+    );
 }
 
 /// A server the test started, stopped (by its id) however the test ends.
@@ -174,12 +197,7 @@ routes:
 async fn redis_through_a_tunnel_for_an_allowed_user_only() {
     let redis = Redis::start();
     let work = tempfile::tempdir().unwrap();
-    let ca = TestCa::new();
-    let (cert, key, _) = ca.leaf(&["localhost", "redis.localhost"]);
-    std::fs::write(work.path().join("cert.pem"), cert).unwrap();
-    std::fs::write(work.path().join("key.pem"), key).unwrap();
-    let ca_file = work.path().join("ca.pem");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let ca_file = tls_files(work.path());
     let port = free_port();
     let gh = Gatehouse::start_on(
         port,
@@ -237,10 +255,7 @@ async fn redis_through_a_tunnel_for_an_allowed_user_only() {
 async fn connect_answers_as_pomerium_cli_expects() {
     let redis = Redis::start();
     let work = tempfile::tempdir().unwrap();
-    let ca = TestCa::new();
-    let (cert, key, _) = ca.leaf(&["localhost", "redis.localhost"]);
-    std::fs::write(work.path().join("cert.pem"), cert).unwrap();
-    std::fs::write(work.path().join("key.pem"), key).unwrap();
+    tls_files(work.path());
     let dead = free_port();
     let gh = Gatehouse::start(&format!(
         "{}  - from: tcp+https://down.localhost:7000\n    to: tcp://127.0.0.1:{dead}\n    allow_public_unauthenticated_access: true\n",
@@ -415,28 +430,13 @@ async fn ssh_through_a_tunnel_as_a_proxy_command() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    let ca = TestCa::new();
-    let (cert, key, _) = ca.leaf(&["localhost"]);
-    std::fs::write(w.join("cert.pem"), cert).unwrap();
-    std::fs::write(w.join("key.pem"), key).unwrap();
-    let ca_file = w.join("ca.pem");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let ca_file = tls_files(w);
     let yaml = config(1, w).replace(
         "  - from: tcp+https://redis.localhost:6379\n    to: tcp://127.0.0.1:1\n",
         &format!("  - from: tcp+https://ssh.localhost:22\n    to: tcp://127.0.0.1:{sshd_port}\n"),
     );
     let gh = Gatehouse::start(&yaml);
-    let opened = w.join("opened-url");
-    let browser = w.join("browser.sh");
-    std::fs::write(
-        &browser,
-        format!("#!/bin/sh\nprintf '%s' \"$1\" > {}\n", opened.display()),
-    )
-    .unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    let (browser, opened) = browser_script(w);
     let proxy_command = format!(
         "{BIN} tcp ssh.localhost:22 --listen - --pomerium-url https://localhost:{} --alternate-ca-path {} --browser-cmd {}",
         gh.port,
@@ -458,28 +458,9 @@ async fn ssh_through_a_tunnel_as_a_proxy_command() {
             .spawn()
             .unwrap()
     };
-    let sign_in_as = |user: &'static str| {
-        let opened = opened.clone();
-        let b = gh.browser(&["localhost"], true);
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            let url = loop {
-                if let Ok(u) = std::fs::read_to_string(&opened) {
-                    if !u.is_empty() {
-                        break u;
-                    }
-                }
-                assert!(Instant::now() < deadline, "the browser was never opened");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            };
-            let _ = std::fs::remove_file(&opened);
-            let resp = submit_login(&b, &url, user, "wonderland").await;
-            assert_eq!(resp.status(), 200);
-        }
-    };
     let first = ssh("cache");
     // The browser opens; alice signs in.
-    sign_in_as("alice").await;
+    sign_in_from(&opened, &gh, "alice").await;
     let stdout =
         |c: Child| String::from_utf8_lossy(&c.wait_with_output().unwrap().stdout).into_owned();
     assert_eq!(
@@ -497,7 +478,7 @@ async fn ssh_through_a_tunnel_as_a_proxy_command() {
     assert!(!String::from_utf8_lossy(&second.stderr).contains("browser"));
     // bob is not allowed: ssh never reaches sshd.
     let bob = ssh("cache-bob");
-    sign_in_as("bob").await;
+    sign_in_from(&opened, &gh, "bob").await;
     let out = bob.wait_with_output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).is_empty());
@@ -578,12 +559,7 @@ async fn psql_through_a_tunnel() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    let ca = TestCa::new();
-    let (cert, key, _) = ca.leaf(&["localhost"]);
-    std::fs::write(w.join("cert.pem"), cert).unwrap();
-    std::fs::write(w.join("key.pem"), key).unwrap();
-    let ca_file = w.join("ca.pem");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let ca_file = tls_files(w);
     let yaml = config(1, w).replace(
         "  - from: tcp+https://redis.localhost:6379\n    to: tcp://127.0.0.1:1\n",
         &format!("  - from: tcp+https://pg.localhost:5432\n    to: tcp://127.0.0.1:{pg_port}\n"),
