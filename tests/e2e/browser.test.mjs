@@ -14,7 +14,8 @@ import { artifacts, binary, CHROMIUM, CHROMIUM_ARGS, freePort, start } from './h
 async function startQuickstart() {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'gatehouse-browser-'));
-  const gh = await start(binary, ['quickstart', '--port', String(port), '--dir', dir], /gatehouse is listening/);
+  // The banner (password, what to try) is printed once the proxy listens.
+  const gh = await start(binary, ['quickstart', '--port', String(port), '--dir', dir], /What to try:/);
   const password = /password\s+(\S+)/.exec(gh.output())[1];
   return { child: gh.child, port, password };
 }
@@ -41,7 +42,8 @@ test('signing in with the built-in directory lands on the page asked for', async
   const page = await context.newPage();
   const url = `https://verify.localhost:${gh.port}/`;
   await page.goto(url);
-  assert.match(page.url(), /\/\.pomerium\/sign_in\?pomerium_redirect_uri=/);
+  // One sign-in for every host: the form is on the authenticate host.
+  assert.match(page.url(), new RegExp(`^https://authenticate\\.localhost:${gh.port}/\\.pomerium/sign_in\\?`));
   assert.equal(await page.locator('h1').textContent(), 'Sign in');
   await page.screenshot({ path: join(artifacts, 'login-page.png') });
 
@@ -85,18 +87,34 @@ test('signing in with the built-in directory lands on the page asked for', async
   await context.close();
 });
 
-test("the quickstart's console lists its routes for the demo user", async () => {
+test("one sign-in serves the quickstart's verify app and its console; sign-out ends both", async () => {
   const context = await browser.newContext({ ignoreHTTPSErrors: true });
   const page = await context.newPage();
-  await page.goto(`https://console.localhost:${gh.port}/`);
+  const verify = `https://verify.localhost:${gh.port}/`;
+  const console_ = `https://console.localhost:${gh.port}/`;
+  await page.goto(verify);
   await page.fill('#username', 'demo');
   await page.fill('#password', gh.password);
   await page.click('button[type=submit]');
-  await page.waitForURL(`https://console.localhost:${gh.port}/`);
+  await page.waitForURL(verify);
+  assert.equal(await page.locator('#verdict').textContent(), 'Identity verified');
+
+  // The console: no password asked again, the hand-off signs it in.
+  await page.goto(console_);
+  await page.waitForURL(console_);
   const rows = await page.locator('tbody').textContent();
   assert.match(rows, /verify\.localhost/);
   assert.match(rows, /hello\.localhost/);
   assert.match(await page.locator('footer').textContent(), /gatehouse-console\.redb/);
+
+  // Signing out on one host signs out of every host.
+  await page.goto(`https://verify.localhost:${gh.port}/.pomerium/sign_out`);
+  if (await page.locator('button[type=submit]').count()) await page.click('button[type=submit]');
+  await page.waitForURL(/\/\.pomerium\/signed_out$/);
+  for (const url of [verify, console_]) {
+    await page.goto(url);
+    assert.match(page.url(), /\/\.pomerium\/sign_in\?/, url);
+  }
   await context.close();
 });
 

@@ -6,6 +6,7 @@
 
 #[allow(unsafe_code)]
 mod memory;
+mod quickstart;
 mod reload;
 mod tcp;
 mod verify_app;
@@ -52,7 +53,7 @@ enum Command {
     /// Start a local demo: HTTPS on *.localhost with a locally generated
     /// CA and certificate, the built-in user directory with a demo user
     /// (the password is printed), and the verify app behind it.
-    Quickstart(QuickstartArgs),
+    Quickstart(quickstart::QuickstartArgs),
     /// Run an upstream that shows what gatehouse forwards: the request
     /// headers and the verified identity, or the exact verification error.
     VerifyApp {
@@ -74,17 +75,6 @@ enum Command {
         /// The token; `-` or nothing reads it from standard input.
         token: Option<String>,
     },
-}
-
-#[derive(Args, Clone)]
-struct QuickstartArgs {
-    /// Port to serve HTTPS on (loopback only).
-    #[arg(long, default_value_t = 8443)]
-    port: u16,
-    /// Where to write the generated configuration (default: a new
-    /// temporary directory).
-    #[arg(long)]
-    dir: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -169,8 +159,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn quickstart(args: QuickstartArgs) -> ExitCode {
-    match quickstart_setup(&args) {
+fn quickstart(args: quickstart::QuickstartArgs) -> ExitCode {
+    match quickstart::prepare(&args) {
         Ok((path, sidecar)) => run_with(
             RunArgs {
                 config: ConfigArg { config: path },
@@ -185,225 +175,6 @@ fn quickstart(args: QuickstartArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Writes the quickstart's files (a local CA and a certificate for
-/// *.localhost, a signing key, the configuration) and prints how to use it.
-/// Files already in `--dir` are kept, so a browser that trusts the CA keeps
-/// trusting it.
-fn quickstart_setup(args: &QuickstartArgs) -> Result<(PathBuf, Sidecar), String> {
-    use std::fmt::Write;
-    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    let password: String = (0..16)
-        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
-        .collect();
-    let dir = quickstart_dir(args.dir.as_deref())?;
-    // Certificates are public; everything else here is a secret (keys, and
-    // the configuration holds the demo user's password hash).
-    let write = |name: &str, contents: &str, mode: u32| write_new(&dir.join(name), contents, mode);
-    let (ca, cert, key) = (
-        dir.join("ca.pem"),
-        dir.join("localhost.pem"),
-        dir.join("localhost-key.pem"),
-    );
-    if !(ca.exists() && cert.exists() && key.exists()) {
-        let (ca_pem, cert_pem, key_pem) = local_ca(&[
-            "localhost",
-            "*.localhost",
-            "verify.localhost",
-            "hello.localhost",
-            "console.localhost",
-        ])?;
-        write("ca.pem", &ca_pem, PUBLIC)?;
-        write("localhost.pem", &cert_pem, PUBLIC)?;
-        write("localhost-key.pem", &key_pem, PRIVATE)?;
-    }
-    let signing_key = dir.join("signing-key.pem");
-    if !signing_key.exists() {
-        write(
-            "signing-key.pem",
-            &gatehouse_assertion::generate_pem(),
-            PRIVATE,
-        )?;
-    }
-    // Keys kept from an earlier run (perhaps by an older, laxer version).
-    for secret in [&key, &signing_key] {
-        private_only(secret)?;
-    }
-    // The verify app listens on a free loopback port chosen now, so the
-    // configuration can name it.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| format!("cannot bind a port for the verify app: {e}"))?;
-    let verify_port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    let hash = gatehouse_identity::local::hash_password(&password);
-    let mut config = String::new();
-    let _ = write!(
-        config,
-        "# Written by `gatehouse quickstart`. Edit and save: changes apply live.
-address: 127.0.0.1:{port}
-certificate_file: {cert}
-certificate_key_file: {key}
-signing_key_file: {signing}
-idp_provider: local
-local_users:
-  - username: demo
-    email: demo@example.com
-    name: Demo User
-    groups: [demo, admins]
-    password_hash: '{hash}'
-# The console: routes, policies and headers managed in the browser, applied
-# live (kept in gatehouse-console.redb beside this file).
-console:
-  from: https://console.localhost
-  policy:
-    allow:
-      and:
-        - groups: {{has: admins}}
-routes:
-  # Sign in, then the verify app shows the identity gatehouse forwards
-  # (X-Pomerium-Jwt-Assertion), verified against gatehouse's JWKS.
-  - from: https://verify.localhost
-    to: http://127.0.0.1:{verify_port}
-    allow_any_authenticated_user: true
-    pass_identity_headers: true
-  # A public page served by gatehouse itself.
-  - from: https://hello.localhost
-    response: {{status: 200, body: \"gatehouse is running\\n\"}}
-    allow_public_unauthenticated_access: true
-",
-        port = args.port,
-        cert = cert.display(),
-        key = key.display(),
-        signing = signing_key.display(),
-    );
-    write("config.yaml", &config, PRIVATE)?;
-    let path = dir.join("config.yaml");
-    println!("gatehouse quickstart");
-    println!(
-        "  open      https://verify.localhost:{} (or trust {} in your browser)",
-        args.port,
-        ca.display()
-    );
-    println!(
-        "  console   https://console.localhost:{} (manage routes in the browser)",
-        args.port
-    );
-    println!("  username  demo");
-    println!("  password  {password}");
-    println!(
-        "  config    {} (edit it: changes apply live)",
-        path.display()
-    );
-    println!();
-    let verify = verify_app::VerifyArgs {
-        jwks_url: Some(format!(
-            "https://verify.localhost:{}/.well-known/pomerium/jwks.json",
-            args.port
-        )),
-        jwks_file: None,
-        pem_file: None,
-        issuer: Some("verify.localhost".into()),
-        audience: None,
-        ca_file: Some(ca),
-    };
-    Ok((path, Sidecar { listener, verify }))
-}
-
-/// Mode of files only the owner may read (keys, the configuration).
-const PRIVATE: u32 = 0o600;
-/// Mode of certificates, which are public.
-const PUBLIC: u32 = 0o644;
-
-/// The quickstart's directory: `--dir` (created 0700 if missing), or a new
-/// directory with an unguessable name in the temporary directory, created
-/// 0700 by this call alone (an existing one is never reused: another user
-/// could have made it).
-fn quickstart_dir(dir: Option<&Path>) -> Result<PathBuf, String> {
-    use std::os::unix::fs::DirBuilderExt;
-    let mut builder = std::fs::DirBuilder::new();
-    builder.mode(0o700);
-    let dir = match dir {
-        Some(d) => {
-            builder.recursive(true);
-            d.to_path_buf()
-        }
-        None => std::env::temp_dir().join(format!(
-            "gatehouse-quickstart-{:016x}",
-            rand::random::<u64>()
-        )),
-    };
-    builder
-        .create(&dir)
-        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    Ok(dir)
-}
-
-/// Writes `path` through a new file created with `mode` (so a secret is
-/// never readable by others, not even for a moment) and renamed into place.
-fn write_new(path: &Path, contents: &str, mode: u32) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let err = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".new");
-    let tmp = PathBuf::from(tmp);
-    // A leftover from an interrupted run would make `create_new` fail.
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(err)?;
-    file.write_all(contents.as_bytes()).map_err(err)?;
-    file.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
-}
-
-/// Makes an existing secret readable by its owner only.
-fn private_only(path: &Path) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(PRIVATE))
-            .map_err(|e| format!("cannot make {} private: {e}", path.display()))?;
-    }
-    Ok(())
-}
-
-/// A certificate authority and a certificate it signs for `names`:
-/// (CA PEM, certificate PEM, key PEM).
-fn local_ca(names: &[&str]) -> Result<(String, String, String), String> {
-    let err = |e: rcgen::Error| format!("cannot make the quickstart certificate: {e}");
-    let ca_key = rcgen::KeyPair::generate().map_err(err)?;
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(err)?;
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "gatehouse quickstart CA");
-    ca_params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::CrlSign,
-    ];
-    let ca_cert = ca_params.self_signed(&ca_key).map_err(err)?;
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let key = rcgen::KeyPair::generate().map_err(err)?;
-    let mut params =
-        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-            .map_err(err)?;
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "gatehouse quickstart");
-    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-    let cert = params.signed_by(&key, &issuer).map_err(err)?;
-    Ok((ca_cert.pem(), cert.pem(), key.serialize_pem()))
-}
-
-/// The verify app run next to the proxy by the quickstart.
-struct Sidecar {
-    listener: std::net::TcpListener,
-    verify: verify_app::VerifyArgs,
 }
 
 fn verify_app_command(listen: std::net::SocketAddr, args: &verify_app::VerifyArgs) -> ExitCode {
@@ -579,8 +350,13 @@ fn init_logging(format: Option<LogFormat>, level: &str) {
     } else {
         LogFormat::Json
     });
+    // Colours only for a person at a terminal: never into files or pipes
+    // (https://no-color.org turns them off there too).
+    let ansi = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder
@@ -596,7 +372,7 @@ fn run(args: RunArgs) -> ExitCode {
     run_with(args, None)
 }
 
-fn run_with(args: RunArgs, sidecar: Option<Sidecar>) -> ExitCode {
+fn run_with(args: RunArgs, sidecar: Option<quickstart::Sidecar>) -> ExitCode {
     let path = args.config.config.clone();
     let loaded = match gatehouse_config::load_file(&path) {
         Ok(l) => l,
@@ -658,15 +434,17 @@ async fn serve(
     path: PathBuf,
     config: gatehouse_config::Config,
     drain: Duration,
-    sidecar: Option<Sidecar>,
+    sidecar: Option<quickstart::Sidecar>,
     strict: bool,
 ) -> anyhow::Result<()> {
+    let mut banner = None;
     if let Some(sidecar) = sidecar {
         let app = verify_app::App::new(&sidecar.verify).map_err(anyhow::Error::msg)?;
         sidecar.listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(sidecar.listener)?;
         tracing::info!(address = %listener.local_addr()?, "verify app is listening");
         tokio::spawn(verify_app::serve(listener, app));
+        banner = Some(sidecar.banner);
     }
     let watched = config.watched_files.clone();
     // `:9090` listens on every address, as Go's `net.Listen` reads it.
@@ -738,6 +516,12 @@ async fn serve(
         version = env!("CARGO_PKG_VERSION"),
         "gatehouse is listening"
     );
+    if let Some(banner) = banner {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(banner.as_bytes());
+        let _ = out.flush();
+    }
     gatehouse_proxy::serve(proxy, listeners, reload::terminated(), drain).await;
     tracing::info!("gatehouse stopped");
     Ok(())

@@ -338,6 +338,15 @@ async fn the_authenticate_host_hands_sessions_to_other_domains() {
         "authenticate_service_url: https://auth.localhost:{port}\n",
     ));
     let c = browser(&gh);
+    // The authenticate host publishes the signing keys too (as Pomerium's
+    // control plane): apps may be told either URL.
+    let jwks = "/.well-known/pomerium/jwks.json";
+    let on_auth = c.get(gh.url("auth.localhost", jwks)).send().await.unwrap();
+    assert_eq!(on_auth.status(), 200);
+    let on_auth = on_auth.text().await.unwrap();
+    let on_app = c.get(gh.url("app.localhost", jwks)).send().await.unwrap();
+    assert_eq!(on_auth, on_app.text().await.unwrap());
+    assert!(on_auth.contains("\"kty\":\"EC\""), "{on_auth}");
     let resp = get_html(&c, &gh.url("app.localhost", "/a?b=c")).await;
     let login = location(&resp);
     assert!(

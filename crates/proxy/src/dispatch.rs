@@ -399,8 +399,12 @@ async fn early(ex: &Exchange<'_>, at: &Addressed<'_>, req: Request<RequestBody>)
         .await;
         return Early::Answered(resp);
     }
-    // Published keys and discovery: on every route host, before any policy.
-    if path.starts_with("/.well-known/pomerium") && route_host {
+    // Published keys and discovery: on every route host and on the
+    // authenticate host (Pomerium's control plane serves both), before any
+    // policy.
+    if path.starts_with("/.well-known/pomerium")
+        && (route_host || rt.auth.is_authenticate_host(host))
+    {
         if let Some(resp) = crate::published::well_known(rt, &req, &at.signin_host(ex.conn)) {
             return Early::Answered(resp);
         }

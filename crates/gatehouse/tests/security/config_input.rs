@@ -343,21 +343,44 @@ fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
-/// Runs `gatehouse quickstart` until it prints where its configuration
-/// is (the files are written by then), stops it, and returns that directory.
-fn quickstart(args: &[&str], tmpdir: &Path) -> PathBuf {
-    use std::io::BufRead;
-    let mut child = Command::new(BIN)
+/// What `gatehouse quickstart` printed and where it keeps its files.
+#[derive(Debug)]
+struct Started {
+    dir: PathBuf,
+    password: String,
+    /// Every line up to the banner's end, logs included.
+    output: String,
+}
+
+/// Runs `gatehouse quickstart` (with its state directory under `home`)
+/// until it prints its banner, then stops it. `Err` holds what it printed
+/// when it refused to start.
+fn quickstart(args: &[&str], home: &Path) -> Result<Started, String> {
+    let port = free_port().to_string();
+    let default_port = ["--port", port.as_str()];
+    let out = Command::new(BIN)
         .arg("quickstart")
-        .args(["--port", &free_port().to_string()])
+        .args(if args.contains(&"--port") {
+            &[][..]
+        } else {
+            &default_port[..]
+        })
         .args(args)
-        .env("TMPDIR", tmpdir)
+        .env("XDG_STATE_HOME", home)
+        .env_remove("NO_COLOR")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    read_banner(out)
+}
+
+fn read_banner(mut child: std::process::Child) -> Result<Started, String> {
+    use std::io::BufRead;
     let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let tx2 = tx.clone();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout)
             .lines()
@@ -366,70 +389,171 @@ fn quickstart(args: &[&str], tmpdir: &Path) -> PathBuf {
             let _ = tx.send(line);
         }
     });
-    let mut banner = Vec::new();
-    let config = loop {
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx2.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let (mut password, mut dir) = (None, None);
+    let result = loop {
         match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(line) => {
-                // `  config    /path/config.yaml (edit it: changes apply live)`
-                if let Some(rest) = line.trim_start().strip_prefix("config") {
-                    let path = rest.trim_start().split(" (").next().unwrap_or_default();
-                    break PathBuf::from(path);
+                let t = line.trim_start();
+                if let Some(rest) = t.strip_prefix("password") {
+                    password = Some(rest.trim().to_string());
                 }
-                banner.push(line);
+                // `  files      /path (kept across runs; --reset starts over)`
+                if let Some(rest) = t.strip_prefix("files") {
+                    dir = Some(PathBuf::from(rest.trim_start().split(" (").next().unwrap()));
+                }
+                seen.push(line);
+                if seen.last().unwrap().starts_with("What to try") {
+                    break Ok(Started {
+                        dir: dir.take().expect("the banner names the directory"),
+                        password: password.take().expect("the banner names the password"),
+                        output: seen.join("\n"),
+                    });
+                }
             }
-            Err(_) => panic!("quickstart printed no config path:\n{}", banner.join("\n")),
+            Err(_) => break Err(seen.join("\n")),
         }
     };
-    assert!(
-        banner.iter().any(|l| l.contains("password")),
-        "{}",
-        banner.join("\n")
-    );
     let _ = child.kill();
     let _ = child.wait();
-    config.parent().unwrap().to_path_buf()
+    result
 }
 
 #[test]
 fn quickstart_writes_its_secrets_private() {
     let tmp = tempfile::tempdir().unwrap();
-    // The default: a new private directory in TMPDIR.
-    let dir = quickstart(&[], tmp.path());
-    assert!(dir.starts_with(tmp.path()), "{}", dir.display());
+    // The default: a private directory in the user's state directory.
+    let first = quickstart(&[], tmp.path()).unwrap();
+    let dir = first.dir.clone();
+    assert_eq!(dir, tmp.path().join("gatehouse/quickstart"));
     assert_eq!(mode(&dir), 0o700, "{}", dir.display());
-    for secret in ["config.yaml", "localhost-key.pem", "signing-key.pem"] {
+    let secrets = [
+        "config.yaml",
+        "ca-key.pem",
+        "localhost-key.pem",
+        "signing-key.pem",
+        "cookie-secret",
+        "shared-secret",
+        "demo-password",
+        "users.yaml",
+    ];
+    for secret in secrets {
         assert_eq!(mode(&dir.join(secret)), 0o600, "{secret}");
     }
     for public in ["ca.pem", "localhost.pem"] {
         assert_eq!(mode(&dir.join(public)), 0o644, "{public}");
     }
-    let config = std::fs::read_to_string(dir.join("config.yaml")).unwrap();
+    let users = std::fs::read_to_string(dir.join("users.yaml")).unwrap();
     assert!(
-        config.contains("password_hash"),
-        "the config holds a secret"
+        users.contains("password_hash"),
+        "the user file holds a secret"
     );
 
-    // `--dir` that does not exist yet: made private; a second run over an
-    // older, world-readable key makes it private too.
+    // `--dir` that does not exist yet: made private; a second run over
+    // older, world-readable secrets makes them private again.
     let given = tmp.path().join("given/qs");
     let given_arg = given.to_str().unwrap().to_string();
-    quickstart(&["--dir", &given_arg], tmp.path());
+    quickstart(&["--dir", &given_arg], tmp.path()).unwrap();
     assert_eq!(mode(&given), 0o700);
-    let key = given.join("signing-key.pem");
-    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    std::fs::set_permissions(
-        given.join("config.yaml"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o644),
-    )
-    .unwrap();
-    quickstart(&["--dir", &given_arg], tmp.path());
-    assert_eq!(mode(&key), 0o600);
-    assert_eq!(mode(&given.join("config.yaml")), 0o600);
+    for secret in [
+        "signing-key.pem",
+        "config.yaml",
+        "cookie-secret",
+        "demo-password",
+    ] {
+        std::fs::set_permissions(
+            given.join(secret),
+            std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        )
+        .unwrap();
+    }
+    quickstart(&["--dir", &given_arg], tmp.path()).unwrap();
+    for secret in secrets {
+        assert_eq!(mode(&given.join(secret)), 0o600, "{secret}");
+    }
     assert!(
         std::fs::read_dir(&given)
             .unwrap()
             .filter_map(Result::ok)
-            .all(|e| !e.file_name().to_string_lossy().ends_with(".new")),
+            .all(|e| !e.file_name().to_string_lossy().starts_with('.')),
         "no temporary file is left behind"
     );
+
+    // A directory others may write to is refused (they could plant a CA or
+    // a configuration), and nothing is written into it.
+    let open = tmp.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let refused = quickstart(&["--dir", open.to_str().unwrap()], tmp.path()).unwrap_err();
+    assert!(refused.contains("no one else may write"), "{refused}");
+    assert_eq!(std::fs::read_dir(&open).unwrap().count(), 0);
+}
+
+#[test]
+fn quickstart_keeps_its_password_ca_and_edits_until_reset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = quickstart(&[], tmp.path()).unwrap();
+    let dir = first.dir.clone();
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    let (ca, cookie) = (read("ca.pem"), read("cookie-secret"));
+
+    // A second run: the same password, CA and secrets.
+    let second = quickstart(&[], tmp.path()).unwrap();
+    assert_eq!(second.password, first.password);
+    assert_eq!(read("ca.pem"), ca);
+    assert_eq!(read("cookie-secret"), cookie);
+
+    // The user's edit of the configuration is kept.
+    let edited = read("config.yaml").replace("gatehouse is running", "edited by hand");
+    std::fs::write(dir.join("config.yaml"), &edited).unwrap();
+    // ...and names its port: another port is refused, with the way out.
+    let port = read("ports").split_whitespace().next().unwrap().to_string();
+    let refused = quickstart(&[], tmp.path()).unwrap_err();
+    assert!(
+        refused.contains(&format!("--port {port}")) && refused.contains("--reset"),
+        "{refused}"
+    );
+    quickstart(&["--port", &port], tmp.path()).unwrap();
+    assert_eq!(read("config.yaml"), edited);
+
+    // --reset: everything new.
+    let reset = quickstart(&["--reset"], tmp.path()).unwrap();
+    assert_ne!(reset.password, first.password);
+    assert_ne!(read("ca.pem"), ca);
+    assert_ne!(read("cookie-secret"), cookie);
+    assert!(!read("config.yaml").contains("edited by hand"));
+}
+
+#[test]
+fn quickstart_config_loads_without_warnings_and_logs_plain_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let started = quickstart(&[], tmp.path()).unwrap();
+    let logs = &started.output;
+    assert!(logs.contains("gatehouse is listening"), "{logs}");
+    assert!(
+        !logs.contains("WARN"),
+        "the quickstart's own config warns:\n{logs}"
+    );
+    assert!(
+        !logs.contains('\x1b'),
+        "colour codes off a terminal:\n{logs}"
+    );
+    let config = started.dir.join("config.yaml");
+    let out = Command::new(BIN)
+        .args(["check", "--strict", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("0 warnings"), "{text}");
 }
