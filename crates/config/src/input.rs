@@ -23,6 +23,16 @@ pub fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Why a file could not be read, in words: the system's reason without
+/// its error number (`No such file or directory`, not `... (os error 2)`).
+pub(crate) fn io_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" (os error ") {
+        Some(i) if text.ends_with(')') => text[..i].to_string(),
+        _ => text,
+    }
+}
+
 /// A path the configuration names, relative to the configuration file's
 /// directory unless absolute.
 pub(crate) fn resolve(base_dir: &Path, path: &str) -> PathBuf {

@@ -29,6 +29,27 @@ pub struct Loaded {
 #[derive(Debug)]
 pub struct Rejected {
     pub diagnostics: Vec<Diagnostic>,
+    /// Each route's authorization as written, when the configuration got
+    /// as far as its routes: the policy crate checks them too, so `check`
+    /// reports policy mistakes beside the others.
+    pub policies: Vec<RoutePolicy>,
+}
+
+/// A route's authorization as written, with what names the route.
+#[derive(Debug, Clone)]
+pub struct RoutePolicy {
+    pub label: String,
+    pub mark: Mark,
+    pub authorization: crate::compiled::Authorization,
+}
+
+impl Rejected {
+    pub fn new(diagnostics: Vec<Diagnostic>) -> Rejected {
+        Rejected {
+            diagnostics,
+            policies: Vec::new(),
+        }
+    }
 }
 
 impl fmt::Display for Rejected {
@@ -78,7 +99,10 @@ pub(crate) fn load_file_inner(
                 col: 0,
                 ..file_mark
             };
-            return Err(reject(whole, format!("cannot read config file: {e}")));
+            return Err(reject(
+                whole,
+                format!("cannot read config file: {}", crate::input::io_reason(&e)),
+            ));
         }
     };
     if path
@@ -95,9 +119,7 @@ pub(crate) fn load_file_inner(
 }
 
 fn reject(mark: Mark, message: impl Into<String>) -> Rejected {
-    Rejected {
-        diagnostics: vec![Diagnostic::error(mark, message)],
-    }
+    Rejected::new(vec![Diagnostic::error(mark, message)])
 }
 
 /// Loads configuration text. `origin` names it in diagnostics; relative file
@@ -123,9 +145,8 @@ fn load_str_inner(
         line: 1,
         col: 1,
     };
-    let mut root = yaml::parse(text, origin).map_err(|e| Rejected {
-        diagnostics: vec![Diagnostic::error(e.mark, e.message)],
-    })?;
+    let mut root = yaml::parse(text, origin)
+        .map_err(|e| Rejected::new(vec![Diagnostic::error(e.mark, e.message)]))?;
     if !matches!(root.value, yaml::Value::Map(_)) {
         if root.is_null() {
             root = yaml::Node::empty_map(file_mark.clone());
@@ -139,14 +160,14 @@ fn load_str_inner(
     }
     let mut diags = Vec::new();
     apply_env(&mut root, env, &mut diags);
-    let secret_files = read_secret_files(&mut root, base_dir, &mut diags);
+    let (secret_files, unreadable_secrets) = read_secret_files(&mut root, base_dir, &mut diags);
     if let Some(layer) = layer {
         layer(&mut root);
     }
     // Each source was parsed within the limits; together they must be too.
     if let Err(e) = yaml::check_limits(&root) {
         diags.push(Diagnostic::error(e.mark, e.message));
-        return Err(Rejected { diagnostics: diags });
+        return Err(Rejected::new(diags));
     }
     let survey = registry::check(&root, env, de::struct_fields::<Options>(), &mut diags);
 
@@ -168,7 +189,7 @@ fn load_str_inner(
                     e.message,
                 ));
                 if !set_aside {
-                    return Err(Rejected { diagnostics: diags });
+                    return Err(Rejected::new(diags));
                 }
             }
         }
@@ -187,10 +208,12 @@ fn load_str_inner(
         watched: secret_files,
         file_mark: file_mark.clone(),
         ppl_text_budget: compile::PPL_TEXT_BUDGET,
+        policies: Vec::new(),
+        unreadable_secrets,
     };
     let source = Path::new(origin).to_path_buf();
     let config = compiler.compile(options, source);
-    let mut diags = compiler.diags;
+    let mut diags = std::mem::take(&mut compiler.diags);
     diags.sort_by_key(|d| (d.mark.line, d.mark.col));
     match config {
         Some(config) if !diags.iter().any(Diagnostic::is_error) => Ok(Loaded {
@@ -198,16 +221,17 @@ fn load_str_inner(
             warnings: diags,
             keys: survey.keys,
         }),
-        _ => Err(Rejected { diagnostics: diags }),
+        _ => Err(Rejected {
+            diagnostics: diags,
+            policies: compiler.policies,
+        }),
     }
 }
 
 /// A key neither the model nor [`registry::KEYS`] knows, with the known
 /// key it was most likely meant to be.
 fn unknown_key(key: &str, mark: Mark) -> Diagnostic {
-    let hint = did_you_mean(key)
-        .map(|k| format!("; did you mean `{k}`?"))
-        .unwrap_or_default();
+    let hint = did_you_mean_hint(key, known_keys());
     // A file may carry options for a newer version; the console and its
     // API write what they mean, so a key they send must be one we know.
     if origin::target(&mark).is_some() {
@@ -233,10 +257,27 @@ impl Loaded {
     }
 }
 
-/// The known key closest to `key` (a misspelling: at most one edit per
-/// four letters, at most three), if there is one.
-fn did_you_mean(key: &str) -> Option<&'static str> {
-    let known = registry::KEYS
+/// `; did you mean `x`?` when a candidate is close to `word`, else nothing.
+pub fn did_you_mean_hint<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    closest(word, candidates)
+        .map(|k| format!("; did you mean `{k}`?"))
+        .unwrap_or_default()
+}
+
+/// The candidate closest to `word` as a misspelling: at most one edit per
+/// four letters, at most three.
+fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (word.chars().count() / 4).clamp(1, 3);
+    candidates
+        .into_iter()
+        .map(|k| (edit_distance(word, k), k))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, k)| (*d, *k))
+        .map(|(_, k)| k)
+}
+
+fn known_keys() -> impl Iterator<Item = &'static str> {
+    registry::KEYS
         .iter()
         .map(|e| e.key)
         .filter(|k| !k.ends_with('*'))
@@ -245,31 +286,36 @@ fn did_you_mean(key: &str) -> Option<&'static str> {
             de::struct_fields::<crate::model::RouteOptions>()
                 .iter()
                 .copied(),
-        );
-    let limit = (key.chars().count() / 4).clamp(1, 3);
-    known
-        .map(|k| (edit_distance(key, k), k))
-        .filter(|(d, _)| *d <= limit)
-        .min_by_key(|(d, k)| (*d, *k))
-        .map(|(_, k)| k)
+        )
 }
 
-/// Levenshtein distance (keys are short: the quadratic table is fine).
+/// Edit distance counting a swap of two neighbours as one edit (the
+/// commonest typo: `emial`), as the optimal string alignment distance.
+/// Keys are short: the quadratic table is fine.
 fn edit_distance(a: &str, b: &str) -> usize {
     let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
     if a.len() > 64 || b.len() > 64 {
         return usize::MAX;
     }
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
+    let w = b.len() + 1;
+    let mut d = vec![0usize; (a.len() + 1) * w];
+    for (j, cell) in d.iter_mut().take(w).enumerate() {
+        *cell = j;
     }
-    prev[b.len()]
+    for i in 1..=a.len() {
+        d[i * w] = i;
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[(i - 1) * w + j] + 1)
+                .min(d[i * w + j - 1] + 1)
+                .min(d[(i - 1) * w + j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[(i - 2) * w + j - 2] + 1);
+            }
+            d[i * w + j] = best;
+        }
+    }
+    d[a.len() * w + b.len()]
 }
 
 /// Every top-level key may also come from the environment, named in upper
@@ -431,8 +477,9 @@ fn read_secret_files(
     root: &mut yaml::Node,
     base_dir: &Path,
     diags: &mut Vec<Diagnostic>,
-) -> Vec<PathBuf> {
+) -> (Vec<PathBuf>, Vec<String>) {
     let mut read_files = Vec::new();
+    let mut unreadable = Vec::new();
     let file_keys = SECRET_KEYS.iter().filter(|(_, file)| *file).map(|(k, _)| k);
     for key in file_keys {
         let file_key = format!("{key}_file");
@@ -463,11 +510,18 @@ fn read_secret_files(
                     path_node.mark.clone(),
                 );
             }
-            Err(e) => diags.push(Diagnostic::error(
-                path_node.mark.clone(),
-                format!("cannot read `{file_key}` `{}`: {e}", full.display()),
-            )),
+            Err(e) => {
+                unreadable.push(key.to_string());
+                diags.push(Diagnostic::error(
+                    path_node.mark.clone(),
+                    format!(
+                        "cannot read `{file_key}` `{}`: {}",
+                        full.display(),
+                        crate::input::io_reason(&e)
+                    ),
+                ));
+            }
         }
     }
-    read_files
+    (read_files, unreadable)
 }

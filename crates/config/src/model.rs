@@ -380,7 +380,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             }
             other => {
                 return Err(format!(
-                    "invalid duration `{text}`: unknown unit `{other}` (use ns, us, ms, s, m or h)"
+                    "invalid duration `{text}`: unknown unit `{}` (use ns, us, ms, s, m or h, e.g. `30s`)",
+                    other.trim()
                 ));
             }
         };

@@ -117,7 +117,7 @@ impl Console {
         let with = overlay::load_file_with_overlay(path, &env, &overlay).and_then(|loaded| {
             match gatehouse_policy::compile_routes(&loaded.config.routes) {
                 Ok(_) => Ok(loaded),
-                Err(diagnostics) => Err(Rejected { diagnostics }),
+                Err(diagnostics) => Err(Rejected::new(diagnostics)),
             }
         });
         match with {

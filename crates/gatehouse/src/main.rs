@@ -264,74 +264,96 @@ fn hash_password() -> ExitCode {
 }
 
 fn check(path: &Path, strict: bool) -> ExitCode {
-    match gatehouse_config::load_file(path) {
-        Ok(loaded) => {
-            for w in &loaded.warnings {
-                println!("{w}");
-            }
-            let mut failed = false;
-            let unknown = loaded.unknown_keys().count();
-            if strict && unknown > 0 {
-                println!(
-                    "{}: {} (--strict makes them errors)",
-                    path.display(),
-                    counted(unknown, "unknown key")
-                );
-                failed = true;
-            }
-            let mut warnings = loaded.warnings.len();
-            match gatehouse_policy::compile_routes(&loaded.config.routes) {
-                Ok(compiled) => {
-                    for w in &compiled.warnings {
-                        println!("{w}");
-                    }
-                    warnings += compiled.warnings.len();
-                }
-                Err(errors) => {
-                    for e in &errors {
-                        println!("{e}");
-                    }
-                    failed = true;
-                }
-            }
-            if let Some(key) = &loaded.config.options.signing_key {
-                if let Err(e) = gatehouse_assertion::SigningKeys::from_pem(&key.value) {
-                    println!("{}: {e}", key.mark);
-                    failed = true;
-                }
-            }
-            if let Some(m) = &loaded.config.metrics_tls {
-                if let Err(e) = gatehouse_proxy::tls::metrics_server_config(m) {
-                    println!("{e}");
-                    failed = true;
-                }
-            }
-            if !loaded.config.insecure_server && !loaded.config.certificates.is_empty() {
-                if let Err(e) = gatehouse_proxy::tls::CertStore::new(&loaded.config.certificates) {
-                    println!("{e}");
-                    failed = true;
-                }
-            }
-            if failed {
-                return ExitCode::FAILURE;
-            }
-            println!(
-                "{}: configuration OK ({}, {}); {} in force, {} without effect",
-                path.display(),
-                counted(loaded.config.routes.len(), "route"),
-                counted(warnings, "warning"),
-                counted(loaded.keys.in_force.len(), "key"),
-                loaded.keys.without_effect.len(),
-            );
-            ExitCode::SUCCESS
-        }
+    let loaded = match gatehouse_config::load_file(path) {
+        Ok(loaded) => loaded,
         Err(rejected) => {
-            print!("{rejected}");
-            let errors = rejected.diagnostics.iter().filter(|d| d.is_error()).count();
+            let all = every_problem(rejected);
+            for d in &all {
+                println!("{d}");
+            }
+            let errors = all.iter().filter(|d| d.is_error()).count();
             println!("{}: {}", path.display(), counted(errors, "error"));
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut problems = loaded.warnings.clone();
+    let mut errors = 0;
+    let unknown = loaded.unknown_keys().count();
+    if strict && unknown > 0 {
+        errors += unknown;
+    }
+    match gatehouse_policy::compile_routes(&loaded.config.routes) {
+        Ok(compiled) => problems.extend(compiled.warnings),
+        Err(e) => problems.extend(e),
+    }
+    let mut later = Vec::new();
+    if let Some(key) = &loaded.config.options.signing_key {
+        if let Err(e) = gatehouse_assertion::SigningKeys::from_pem(&key.value) {
+            later.push(format!("{}: {e}", key.mark));
         }
     }
+    if let Some(m) = &loaded.config.metrics_tls {
+        if let Err(e) = gatehouse_proxy::tls::metrics_server_config(m) {
+            later.push(e.to_string());
+        }
+    }
+    if !loaded.config.insecure_server && !loaded.config.certificates.is_empty() {
+        if let Err(e) = gatehouse_proxy::tls::CertStore::new(&loaded.config.certificates) {
+            later.push(e.to_string());
+        }
+    }
+    problems.sort_by_key(|d| (d.mark.line, d.mark.col));
+    for d in &problems {
+        println!("{d}");
+    }
+    for e in &later {
+        println!("{e}");
+    }
+    errors += problems.iter().filter(|d| d.is_error()).count() + later.len();
+    // Under --strict the unknown keys count as errors only.
+    let unknown_counted = if strict { unknown } else { 0 };
+    let warnings = problems.iter().filter(|d| !d.is_error()).count() - unknown_counted;
+    if errors > 0 {
+        let strict_note = if strict && unknown > 0 {
+            format!(
+                " ({} made errors by --strict)",
+                counted(unknown, "unknown key")
+            )
+        } else {
+            String::new()
+        };
+        let warnings = match warnings {
+            0 => String::new(),
+            n => format!(", {}", counted(n, "warning")),
+        };
+        println!(
+            "{}: {}{strict_note}{warnings}",
+            path.display(),
+            counted(errors, "error"),
+        );
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "{}: configuration OK ({}, {}); {} in force, {} without effect",
+        path.display(),
+        counted(loaded.config.routes.len(), "route"),
+        counted(warnings, "warning"),
+        counted(loaded.keys.in_force.len(), "key"),
+        loaded.keys.without_effect.len(),
+    );
+    ExitCode::SUCCESS
+}
+
+/// A refused configuration's problems with its policies' too (checked
+/// even though other mistakes refused it): every mistake in one pass, in
+/// the file's order.
+fn every_problem(rejected: gatehouse_config::Rejected) -> Vec<gatehouse_config::Diagnostic> {
+    let mut all = rejected.diagnostics;
+    for p in &rejected.policies {
+        all.extend(gatehouse_policy::policy_errors(p));
+    }
+    all.sort_by_key(|d| (d.mark.line, d.mark.col));
+    all
 }
 
 fn init_logging(format: Option<LogFormat>, level: &str) {
@@ -377,7 +399,9 @@ fn run_with(args: RunArgs, sidecar: Option<quickstart::Sidecar>) -> ExitCode {
     let loaded = match gatehouse_config::load_file(&path) {
         Ok(l) => l,
         Err(rejected) => {
-            eprint!("{rejected}");
+            for d in every_problem(rejected) {
+                eprintln!("{d}");
+            }
             eprintln!(
                 "gatehouse: refusing to start: {} has errors",
                 path.display()

@@ -71,8 +71,14 @@ async fn run(
         match console.load_file(&config_path) {
             Err(rejected) => {
                 proxy.metrics().reload(false);
-                for d in &rejected.diagnostics {
-                    tracing::error!(config = %config_path.display(), "{d}");
+                // Each at its own level: a warning beside the errors stays
+                // a warning.
+                for d in crate::every_problem(rejected) {
+                    if d.is_error() {
+                        tracing::error!(config = %config_path.display(), "{d}");
+                    } else {
+                        tracing::warn!(config = %config_path.display(), "{d}");
+                    }
                 }
                 tracing::error!(
                     config = %config_path.display(),

@@ -266,7 +266,7 @@ fn misspelt_keys_are_named_and_strict_refuses_them() {
     let text = String::from_utf8_lossy(&strict.stdout);
     assert_eq!(strict.status.code(), Some(1), "{text}");
     assert!(
-        text.contains("2 unknown keys (--strict makes them errors)"),
+        text.contains("config.yaml: 2 errors (2 unknown keys made errors by --strict)\n"),
         "{text}"
     );
     // `run --strict` does not start.
@@ -280,4 +280,57 @@ fn misspelt_keys_are_named_and_strict_refuses_them() {
         String::from_utf8_lossy(&run.stderr).contains("--strict makes them errors")
             || String::from_utf8_lossy(&run.stdout).contains("--strict makes them errors")
     );
+}
+
+/// Policy mistakes are reported beside every other kind (a wrong type
+/// elsewhere does not hide them), misspelt criteria get a suggestion, an
+/// unreadable secret file is named once (not also as a missing secret),
+/// and messages carry no system error numbers.
+#[test]
+fn check_reports_policy_mistakes_beside_the_others_in_users_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "insecure_server: true
+idp_provider: oidc
+idp_provider_url: https://idp.example.com
+idp_client_id: gatehouse
+idp_client_secret_file: secrets/missing
+timeout_read: 10 parsecs
+routes:
+  - from: grafana.example.com
+    to: http://127.0.0.1:3000
+    policy:
+      allow:
+        or:
+          - emial: {is: a@example.com}
+  - from: https://b.example.com
+    to: http://127.0.0.1:1
+    policy:
+      alow:
+        xor: []
+",
+    )
+    .unwrap();
+    let (code, out) = check_file(&config);
+    assert_eq!(code, 1, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    let expected = [
+        ":5:25: cannot read `idp_client_secret_file`",
+        ":6:15: invalid duration `10 parsecs`: unknown unit `parsecs`",
+        ":8:11: invalid `from` URL `grafana.example.com`: it needs a scheme, like `https://grafana.example.com`",
+        ":13:13: route `grafana.example.com`: policy: unknown criterion `emial`; did you mean `email`?",
+    ];
+    for (want, line) in expected.iter().zip(&lines) {
+        assert!(line.contains(want), "{want}\n{out}");
+    }
+    assert!(
+        lines[4].contains(":17:7: route `https://b.example.com`: policy: unknown action `alow`; did you mean `allow`?"),
+        "{out}"
+    );
+    assert!(!out.contains("needs `idp_client_secret`"), "{out}");
+    assert!(!out.contains("os error"), "{out}");
+    let last = lines.last().unwrap();
+    assert!(last.ends_with("config.yaml: 5 errors"), "{out}");
 }

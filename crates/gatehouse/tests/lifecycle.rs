@@ -79,7 +79,7 @@ async fn a_broken_change_keeps_the_last_good_config() {
     let gh = Gatehouse::start(&base);
     let c = gh.client(&["one.localhost", "two.localhost"]);
     gh.write_config(&format!(
-        "{base}  - {{from: 'https://two.localhost/bad', to: 'http://x'}}\n"
+        "{base}  - {{from: 'https://two.localhost/bad', to: 'http://x'}}\nlog_levle: info\n"
     ));
     assert!(gh.wait_log("reload rejected", 0), "{}", gh.log_text());
     let log = gh.log_text();
@@ -87,6 +87,21 @@ async fn a_broken_change_keeps_the_last_good_config() {
         log.contains("config.yaml:4:12: `from` must not have a path"),
         "{log}"
     );
+    // Each problem at its own level: the misspelt key beside the error is
+    // a warning, not an error.
+    let level_of = |needle: &str| {
+        log.lines()
+            .filter(|l| l.contains(needle))
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| v["level"].as_str().unwrap_or_default().to_string())
+            .next()
+    };
+    assert_eq!(
+        level_of("must not have a path").as_deref(),
+        Some("ERROR"),
+        "{log}"
+    );
+    assert_eq!(level_of("`log_levle`").as_deref(), Some("WARN"), "{log}");
     assert_eq!(
         c.get(gh.url("one.localhost", "/"))
             .send()

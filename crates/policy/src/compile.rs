@@ -41,15 +41,38 @@ pub fn compile_routes(routes: &[Route]) -> Result<Compiled, Vec<Diagnostic>> {
 /// Compiles one route: its shorthands become one `allow` rule with an `or`
 /// block (as Pomerium's `ToPPL`), then its `policy` rules follow.
 pub fn compile_route(route: &Route) -> Result<(Policy, Vec<Diagnostic>), Vec<Diagnostic>> {
+    compile_authorization(
+        &route.label().to_string(),
+        &route.mark,
+        &route.authorization,
+        route.client_cert_default_deny,
+    )
+}
+
+/// The policy's mistakes, for a route the configuration refused for other
+/// reasons (so `check` names every mistake in one pass).
+pub fn policy_errors(p: &gatehouse_config::RoutePolicy) -> Vec<Diagnostic> {
+    compile_authorization(&p.label, &p.mark, &p.authorization, false)
+        .err()
+        .unwrap_or_default()
+}
+
+/// Compiles a route's authorization (`label` and `mark` name the route in
+/// messages).
+pub fn compile_authorization(
+    label: &str,
+    mark: &gatehouse_config::Mark,
+    authz: &gatehouse_config::Authorization,
+    client_cert_default_deny: bool,
+) -> Result<(Policy, Vec<Diagnostic>), Vec<Diagnostic>> {
     let mut c = Compiler {
-        route: route.label().to_string(),
+        route: label.to_string(),
         errors: Vec::new(),
     };
-    let authz = &route.authorization;
     let mut warnings = Vec::new();
     if authz.is_empty() {
         warnings.push(Diagnostic::warning(
-            route.mark.clone(),
+            mark.clone(),
             format!(
                 "route `{}` has no policy and no allow_* option: it denies everyone",
                 c.route
@@ -57,7 +80,7 @@ pub fn compile_route(route: &Route) -> Result<(Policy, Vec<Diagnostic>), Vec<Dia
         ));
         let policy = Policy::deny_all();
         return Ok((
-            if route.client_cert_default_deny {
+            if client_cert_default_deny {
                 policy.with_default_client_cert_deny()
             } else {
                 policy
@@ -130,7 +153,7 @@ pub fn compile_route(route: &Route) -> Result<(Policy, Vec<Diagnostic>), Vec<Dia
     }
     if policy.allow.is_empty() {
         warnings.push(Diagnostic::warning(
-            route.mark.clone(),
+            mark.clone(),
             format!(
                 "route `{}` has only deny rules: nothing allows a request, it denies everyone",
                 c.route
@@ -166,7 +189,7 @@ pub fn compile_route(route: &Route) -> Result<(Policy, Vec<Diagnostic>), Vec<Dia
     policy.uses_subject = uses_subject;
     policy.uses_source_ip = uses_source_ip;
     policy.uses_client_cert = uses_client_cert;
-    if route.client_cert_default_deny {
+    if client_cert_default_deny {
         policy = policy.with_default_client_cert_deny();
     }
     Ok((policy, warnings))
@@ -273,7 +296,10 @@ impl Compiler {
                 other => {
                     self.error(
                         &k.mark,
-                        format!("unknown action `{other}` (expected allow or deny)"),
+                        format!(
+                            "unknown action `{other}`{} (expected allow or deny)",
+                            gatehouse_config::did_you_mean_hint(other, ["allow", "deny"])
+                        ),
                     );
                     continue;
                 }
@@ -311,7 +337,10 @@ impl Compiler {
                 other => {
                     self.error(
                         &k.mark,
-                        format!("unknown operator `{other}` (expected and, or, not, nor)"),
+                        format!(
+                            "unknown operator `{other}`{} (expected and, or, not, nor)",
+                            gatehouse_config::did_you_mean_hint(other, ["and", "or", "not", "nor"])
+                        ),
                     );
                     continue;
                 }
@@ -407,7 +436,13 @@ impl Compiler {
             )),
             other => Err((
                 key.mark.clone(),
-                format!("unknown criterion `{other}` (known: {CRITERIA})"),
+                format!(
+                    "unknown criterion `{other}`{} (known: {CRITERIA})",
+                    gatehouse_config::did_you_mean_hint(
+                        other,
+                        CRITERIA.split(", ").filter(|c| !c.contains('<'))
+                    )
+                ),
             )),
         };
         match parsed {

@@ -20,7 +20,7 @@ mod time;
 
 use std::net::IpAddr;
 
-pub use compile::{Compiled, compile_route, compile_routes};
+pub use compile::{Compiled, compile_authorization, compile_route, compile_routes, policy_errors};
 
 /// The identity a criterion sees: implemented by the proxy's session type
 /// (and, later, by bearer-token identities).

@@ -64,6 +64,12 @@ pub(crate) struct Compiler<'a> {
     /// one budget for the whole load, so many small strings cannot each
     /// spend a file's worth.
     pub ppl_text_budget: usize,
+    /// Every route's authorization as written, kept for `check` when the
+    /// configuration is refused (see [`crate::RoutePolicy`]).
+    pub policies: Vec<crate::RoutePolicy>,
+    /// Secrets whose `*_file` could not be read (already reported, so no
+    /// "needs" message follows).
+    pub unreadable_secrets: Vec<String>,
 }
 
 /// What all of a configuration's PPL text may take once parsed.
@@ -97,7 +103,11 @@ impl Compiler<'_> {
             Err(e) => {
                 self.error(
                     &path.mark,
-                    format!("cannot read {what} file `{}`: {e}", full.display()),
+                    format!(
+                        "cannot read {what} file `{}`: {}",
+                        full.display(),
+                        crate::input::io_reason(&e)
+                    ),
                 );
                 None
             }

@@ -37,7 +37,12 @@ pub fn parse_upstream(entry: &str) -> Result<UpstreamTarget, String> {
     };
     let url = url::Url::parse(url_text).map_err(|e| match e {
         url::ParseError::RelativeUrlWithoutBase => {
-            format!("invalid `to` URL `{url_text}`: it needs a scheme, like `http://10.0.0.5:8080`")
+            let like = if url_text.is_empty() || url_text.contains(char::is_whitespace) {
+                "10.0.0.5:8080"
+            } else {
+                url_text
+            };
+            format!("invalid `to` URL `{url_text}`: it needs a scheme, like `http://{like}`")
         }
         e => format!("invalid `to` URL `{url_text}`: {e}"),
     })?;

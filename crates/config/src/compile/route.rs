@@ -281,6 +281,14 @@ impl Compiler<'_> {
             .unwrap_or_default();
 
         let authorization = self.authorization(o);
+        self.policies.push(crate::RoutePolicy {
+            label: match &o.name {
+                Some(n) => n.value.clone(),
+                None => from_opt.value.clone(),
+            },
+            mark: r.mark.clone(),
+            authorization: authorization.clone(),
+        });
 
         let bearer_token_format = self.bearer_format(
             o.bearer_token_format
@@ -523,7 +531,14 @@ impl Compiler<'_> {
         let Some((scheme, rest)) = raw.split_once("://") else {
             self.error(
                 &from.mark,
-                format!("invalid `from` URL `{raw}`: expected `https://host`"),
+                format!(
+                    "invalid `from` URL `{raw}`: it needs a scheme, like `https://{}`",
+                    if raw.is_empty() || raw.contains(char::is_whitespace) {
+                        "app.example.com"
+                    } else {
+                        raw
+                    }
+                ),
             );
             return None;
         };

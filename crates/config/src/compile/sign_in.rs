@@ -81,19 +81,22 @@ impl Compiler<'_> {
                         Some(v) if !v.value.trim().is_empty() => v.value.trim().to_string(),
                         _ => match default {
                             Some(d) => d.to_string(),
+                            // An unreadable `*_file` is reported already.
+                            None if self.unreadable_secrets.iter().any(|k| k == key) => {
+                                String::new()
+                            }
                             None => {
-                                self.error(&mark, format!("`idp_provider: {p}` needs `{key}`"));
+                                self.error(
+                                    &mark,
+                                    format!("`idp_provider: {p}` needs {}", secret_key(key)),
+                                );
                                 String::new()
                             }
                         },
                     };
                 let issuer = need(&opts.idp_provider_url, "idp_provider_url", default_issuer);
                 let client_id = need(&opts.idp_client_id, "idp_client_id", None);
-                let client_secret = need(
-                    &opts.idp_client_secret,
-                    "idp_client_secret (or idp_client_secret_file)",
-                    None,
-                );
+                let client_secret = need(&opts.idp_client_secret, "idp_client_secret", None);
                 if let Some(u) = &opts.idp_provider_url {
                     if url::Url::parse(u.value.trim())
                         .map(|u| !matches!(u.scheme(), "https" | "http"))
@@ -143,16 +146,17 @@ impl Compiler<'_> {
             Some((p, mark)) if p == "github" => {
                 let mut need = |v: &Option<Spanned<String>>, key: &str| match v {
                     Some(v) if !v.value.trim().is_empty() => v.value.trim().to_string(),
+                    _ if self.unreadable_secrets.iter().any(|k| k == key) => String::new(),
                     _ => {
-                        self.error(&mark, format!("`idp_provider: github` needs `{key}`"));
+                        self.error(
+                            &mark,
+                            format!("`idp_provider: github` needs {}", secret_key(key)),
+                        );
                         String::new()
                     }
                 };
                 let client_id = need(&opts.idp_client_id, "idp_client_id");
-                let client_secret = need(
-                    &opts.idp_client_secret,
-                    "idp_client_secret (or idp_client_secret_file)",
-                );
+                let client_secret = need(&opts.idp_client_secret, "idp_client_secret");
                 let scopes = opts
                     .idp_scopes
                     .as_ref()
@@ -625,5 +629,17 @@ impl Compiler<'_> {
             }
             r.idp_client = Some(key);
         }
+    }
+}
+
+/// A key as a message names it: a secret with its `*_file` form too.
+fn secret_key(key: &str) -> String {
+    if crate::load::SECRET_KEYS
+        .iter()
+        .any(|(k, file)| *k == key && *file)
+    {
+        format!("`{key}` (or `{key}_file`)")
+    } else {
+        format!("`{key}`")
     }
 }
