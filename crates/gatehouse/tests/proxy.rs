@@ -1095,6 +1095,52 @@ async fn timeout_write_closes_websocket_tunnels() {
     assert!(opened.elapsed() >= Duration::from_millis(1500));
 }
 
+/// A route's `idle_timeout` closes a websocket that stays silent that long
+/// either way (Envoy's stream idle timeout, which Pomerium applies), while
+/// one that keeps talking stays open past it.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_timeout_closes_silent_websockets_only() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let ws = ws_upstream().await;
+    let gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}\ninsecure_server: true\nroutes:\n  - {{from: 'https://ws.localhost', to: 'http://{a}', allow_websockets: true, idle_timeout: 1s, allow_public_unauthenticated_access: true}}\n",
+        a = ws.addr
+    ));
+    let open = || async {
+        let req = tokio_tungstenite::tungstenite::handshake::client::Request::builder()
+            .uri(format!("ws://127.0.0.1:{}/socket", gh.port))
+            .header("Host", "ws.localhost")
+            .header("Connection", "Upgrade")
+            .header("Upgrade", "websocket")
+            .header("Sec-WebSocket-Version", "13")
+            .header(
+                "Sec-WebSocket-Key",
+                tokio_tungstenite::tungstenite::handshake::client::generate_key(),
+            )
+            .body(())
+            .unwrap();
+        tokio_tungstenite::connect_async(req).await.unwrap().0
+    };
+    // Talking every 300 ms for 2.5 s: open throughout.
+    let mut busy = open().await;
+    for i in 0..8 {
+        busy.send(Message::text(format!("ping {i}"))).await.unwrap();
+        let echo = busy.next().await.unwrap().unwrap();
+        assert_eq!(echo.into_text().unwrap().as_str(), format!("ping {i}"));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Silent: closed after the idle timeout (the next read ends).
+    let mut silent = open().await;
+    silent.send(Message::text("hello")).await.unwrap();
+    assert!(silent.next().await.unwrap().is_ok());
+    let quiet = std::time::Instant::now();
+    let end = tokio::time::timeout(Duration::from_secs(10), silent.next()).await;
+    assert!(end.is_ok(), "a silent websocket outlived idle_timeout");
+    assert!(!matches!(end.unwrap(), Some(Ok(Message::Text(_)))));
+    assert!(quiet.elapsed() >= Duration::from_millis(800));
+}
+
 /// `use_proxy_protocol`: behind a real load balancer (nginx `stream` with
 /// `proxy_protocol on`, v1) and a v2 sender, the client address comes from
 /// the PROXY header (for `X-Forwarded-For` and `source_ip`); a connection

@@ -198,11 +198,11 @@ fn redirect(
         Some(p) => format!("{scheme}://{host}:{p}{new_path}"),
         None => format!("{scheme}://{host}{new_path}"),
     };
-    if !r.strip_query {
-        if let Some(q) = req.uri().query() {
-            location.push('?');
-            location.push_str(q);
-        }
+    if !r.strip_query
+        && let Some(q) = req.uri().query()
+    {
+        location.push('?');
+        location.push_str(q);
     }
     let mut resp = Response::new(body::empty());
     *resp.status_mut() =
@@ -379,10 +379,11 @@ async fn forward(
     {
         let upstream = hyper::upgrade::on(&mut resp);
         let deadline = ctx.deadline;
+        let idle = route.idle_timeout;
         tokio::spawn(async move {
             let joined = async {
                 match tokio::try_join!(downstream, upstream) {
-                    Ok((down, up)) => tunnel(down, up).await,
+                    Ok((down, up)) => tunnel(down, up, idle).await,
                     Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
                 }
             };
@@ -473,10 +474,17 @@ fn strip_own_set_cookies(headers: &mut HeaderMap, cookie_name: &str) {
     remove_values(headers, &header::SET_COOKIE, own);
 }
 
-async fn tunnel(down: hyper::upgrade::Upgraded, up: hyper::upgrade::Upgraded) {
-    let mut down = hyper_util::rt::TokioIo::new(down);
-    let mut up = hyper_util::rt::TokioIo::new(up);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
+/// A websocket after its upgrade: open while both ends keep it, or until
+/// the route's `idle_timeout` of silence either way (as Envoy's stream idle
+/// timeout closes it).
+async fn tunnel(
+    down: hyper::upgrade::Upgraded,
+    up: hyper::upgrade::Upgraded,
+    idle: Option<std::time::Duration>,
+) {
+    let down = hyper_util::rt::TokioIo::new(down);
+    let up = hyper_util::rt::TokioIo::new(up);
+    if let Err(e) = crate::relay::relay(down, up, idle).await {
         tracing::debug!(error = %e, "websocket tunnel closed with an error");
     }
 }

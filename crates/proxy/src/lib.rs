@@ -35,6 +35,7 @@ pub mod portal;
 pub mod private_file;
 pub mod proxy_protocol;
 pub mod published;
+mod relay;
 pub mod request;
 pub mod routing;
 pub mod runtime;

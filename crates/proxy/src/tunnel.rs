@@ -69,18 +69,17 @@ pub(crate) async fn serve(
     let Some(authority) = req.uri().authority().cloned() else {
         return (None, refuse(&ProxyError::NoHost));
     };
-    if let Some(h) = req.headers().get(http::header::HOST) {
-        if !h
+    if let Some(h) = req.headers().get(http::header::HOST)
+        && !h
             .as_bytes()
             .eq_ignore_ascii_case(authority.as_str().as_bytes())
-        {
-            return (
-                None,
-                refuse(&ProxyError::Ambiguous(
-                    crate::request::Ambiguous::HostMismatch,
-                )),
-            );
-        }
+    {
+        return (
+            None,
+            refuse(&ProxyError::Ambiguous(
+                crate::request::Ambiguous::HostMismatch,
+            )),
+        );
     }
     let Some(port) = authority.port_u16() else {
         return (None, refuse(&ProxyError::NoRoute));
@@ -201,15 +200,7 @@ pub(crate) async fn serve(
                 Err(e) => return tracing::debug!(error = %e, "tunnel upgrade failed"),
             };
             let down = hyper_util::rt::TokioIo::new(down);
-            let result = match idle {
-                Some(idle) => relay_with_idle(down, upstream, idle).await,
-                None => {
-                    let (mut down, mut up) = (down, upstream);
-                    tokio::io::copy_bidirectional(&mut down, &mut up)
-                        .await
-                        .map(drop)
-                }
-            };
+            let result = crate::relay::relay(down, upstream, idle).await;
             if let Err(e) = result {
                 tracing::debug!(route = %label, error = %e, "tunnel closed with an error");
             }
@@ -242,37 +233,4 @@ fn unavailable(request_id: &str) -> Response<Body> {
         http::HeaderValue::from_static("close"),
     );
     r
-}
-
-/// Relays both ways until either side ends, or nothing moves either way
-/// for `idle` (the route's `idle_timeout`).
-async fn relay_with_idle<D>(
-    down: D,
-    up: tokio::net::TcpStream,
-    idle: std::time::Duration,
-) -> std::io::Result<()>
-where
-    D: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (mut dr, mut dw) = tokio::io::split(down);
-    let (mut ur, mut uw) = up.into_split();
-    let (mut a, mut b) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
-    let (mut down_open, mut up_open) = (true, true);
-    while down_open || up_open {
-        tokio::select! {
-            n = dr.read(&mut a), if down_open => match n? {
-                0 => { down_open = false; uw.shutdown().await?; }
-                n => uw.write_all(&a[..n]).await?,
-            },
-            n = ur.read(&mut b), if up_open => match n? {
-                0 => { up_open = false; dw.shutdown().await?; }
-                n => dw.write_all(&b[..n]).await?,
-            },
-            _ = tokio::time::sleep(idle) => {
-                return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "idle_timeout"));
-            }
-        }
-    }
-    Ok(())
 }
