@@ -507,10 +507,11 @@ impl<V: Clone> Cache<V> {
         };
         {
             let map = self.entries.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(e) = map.get(&slot) {
-                if *e.host == *key.host && e.expires > now + REMINT_BEFORE_SECS {
-                    return Some(e.value.clone());
-                }
+            if let Some(e) = map.get(&slot)
+                && *e.host == *key.host
+                && e.expires > now + REMINT_BEFORE_SECS
+            {
+                return Some(e.value.clone());
             }
         }
         // Signed outside the lock: other requests are not held up.

@@ -203,10 +203,10 @@ impl<'de, 'a> Deserializer<'de> for NodeDeserializer<'a> {
                     if let Ok(i) = s.text.parse::<i64>() {
                         return self.at(visitor.visit_i64(i));
                     }
-                    if let Ok(f) = s.text.parse::<f64>() {
-                        if s.text.chars().any(|c| c.is_ascii_digit()) {
-                            return self.at(visitor.visit_f64(f));
-                        }
+                    if let Ok(f) = s.text.parse::<f64>()
+                        && s.text.chars().any(|c| c.is_ascii_digit())
+                    {
+                        return self.at(visitor.visit_f64(f));
                     }
                 }
                 self.at(visitor.visit_str(&s.text))

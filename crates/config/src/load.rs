@@ -416,13 +416,12 @@ fn apply_env(
                 mark.clone(),
             );
         }
-        if let yaml::Value::Map(entries) = &mut root.value {
-            if let Some((_, mtls)) = entries
+        if let yaml::Value::Map(entries) = &mut root.value
+            && let Some((_, mtls)) = entries
                 .iter_mut()
                 .find(|(k, _)| k.as_str() == Some("downstream_mtls"))
-            {
-                set_key(mtls, sub, node, mark);
-            }
+        {
+            set_key(mtls, sub, node, mark);
         }
     }
 }

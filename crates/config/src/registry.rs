@@ -677,13 +677,13 @@ pub(crate) fn check(
     };
     for (k, v) in entries {
         check_key(Global, k, v, diags, &mut survey);
-        if matches!(k.as_str(), Some("routes" | "policy")) {
-            if let Value::Seq(routes) = &v.value {
-                for route in routes {
-                    if let Value::Map(keys) = &route.value {
-                        for (rk, rv) in keys {
-                            check_key(Route, rk, rv, diags, &mut survey);
-                        }
+        if matches!(k.as_str(), Some("routes" | "policy"))
+            && let Value::Seq(routes) = &v.value
+        {
+            for route in routes {
+                if let Value::Map(keys) = &route.value {
+                    for (rk, rv) in keys {
+                        check_key(Route, rk, rv, diags, &mut survey);
                     }
                 }
             }
@@ -779,7 +779,7 @@ fn check_key(
 
 fn refused_message(key: &str, risk: &str) -> String {
     format!(
-        "`{key}` is not implemented by gatehouse yet, and ignoring it is unsafe: {risk}. Remove it to run without it"
+        "`{key}` is not implemented by gatehouse, and ignoring it is unsafe: {risk}. Remove it to run without it"
     )
 }
 

@@ -77,11 +77,10 @@ pub(super) async fn serve(
                         StatusCode::CREATED,
                         &json!({"version": version, "route": change.after}),
                     );
-                    if let Some(id) = change.target.strip_prefix("route:") {
-                        if let Ok(v) = http::HeaderValue::from_str(&format!("/api/v1/routes/{id}"))
-                        {
-                            resp.headers_mut().insert(header::LOCATION, v);
-                        }
+                    if let Some(id) = change.target.strip_prefix("route:")
+                        && let Ok(v) = http::HeaderValue::from_str(&format!("/api/v1/routes/{id}"))
+                    {
+                        resp.headers_mut().insert(header::LOCATION, v);
                     }
                     resp
                 }

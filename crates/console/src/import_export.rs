@@ -116,10 +116,10 @@ fn normalize_from(from: &str) -> String {
 /// The path match as [`gatehouse_config::PathMatch`] displays it.
 pub(crate) fn path_of(options: &Map<String, Json>) -> String {
     for (key, label) in [("path", "path"), ("prefix", "prefix"), ("regex", "regex")] {
-        if let Some(v) = options.get(key).and_then(Json::as_str) {
-            if !(key == "prefix" && v == "/") {
-                return format!(" {label} {v}");
-            }
+        if let Some(v) = options.get(key).and_then(Json::as_str)
+            && !(key == "prefix" && v == "/")
+        {
+            return format!(" {label} {v}");
         }
     }
     String::new()

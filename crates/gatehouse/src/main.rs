@@ -287,20 +287,21 @@ fn check(path: &Path, strict: bool) -> ExitCode {
         Err(e) => problems.extend(e),
     }
     let mut later = Vec::new();
-    if let Some(key) = &loaded.config.options.signing_key {
-        if let Err(e) = gatehouse_assertion::SigningKeys::from_pem(&key.value) {
-            later.push(format!("{}: {e}", key.mark));
-        }
+    if let Some(key) = &loaded.config.options.signing_key
+        && let Err(e) = gatehouse_assertion::SigningKeys::from_pem(&key.value)
+    {
+        later.push(format!("{}: {e}", key.mark));
     }
-    if let Some(m) = &loaded.config.metrics_tls {
-        if let Err(e) = gatehouse_proxy::tls::metrics_server_config(m) {
-            later.push(e.to_string());
-        }
+    if let Some(m) = &loaded.config.metrics_tls
+        && let Err(e) = gatehouse_proxy::tls::metrics_server_config(m)
+    {
+        later.push(e.to_string());
     }
-    if !loaded.config.insecure_server && !loaded.config.certificates.is_empty() {
-        if let Err(e) = gatehouse_proxy::tls::CertStore::new(&loaded.config.certificates) {
-            later.push(e.to_string());
-        }
+    if !loaded.config.insecure_server
+        && !loaded.config.certificates.is_empty()
+        && let Err(e) = gatehouse_proxy::tls::CertStore::new(&loaded.config.certificates)
+    {
+        later.push(e.to_string());
     }
     problems.sort_by_key(|d| (d.mark.line, d.mark.col));
     for d in &problems {

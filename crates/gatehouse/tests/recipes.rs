@@ -42,11 +42,9 @@ fn ini_section(text: &str, section: &str) -> HashMap<String, String> {
             inside = l == section;
             continue;
         }
-        if inside {
-            if let Some((k, v)) = l.split_once(" = ") {
-                let v = v.split(" ;").next().unwrap().trim();
-                out.insert(k.trim().to_string(), v.to_string());
-            }
+        if inside && let Some((k, v)) = l.split_once(" = ") {
+            let v = v.split(" ;").next().unwrap().trim();
+            out.insert(k.trim().to_string(), v.to_string());
         }
     }
     out

@@ -131,10 +131,10 @@ fn browser_script(dir: &Path) -> (PathBuf, PathBuf) {
 async fn sign_in_from(opened: &Path, gh: &Gatehouse, user: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     let url = loop {
-        if let Ok(u) = std::fs::read_to_string(opened) {
-            if !u.is_empty() {
-                break u;
-            }
+        if let Ok(u) = std::fs::read_to_string(opened)
+            && !u.is_empty()
+        {
+            break u;
         }
         assert!(Instant::now() < deadline, "the browser was never opened");
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -300,10 +300,10 @@ impl SessionStore for RedisStore {
 
     async fn get(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError> {
         let cached = self.cache().get(id);
-        if let Some(h) = &cached {
-            if self.trusted(h) {
-                return Ok(Some(h.session.clone()));
-            }
+        if let Some(h) = &cached
+            && self.trusted(h)
+        {
+            return Ok(Some(h.session.clone()));
         }
         self.shared.cache_misses.fetch_add(1, Ordering::Relaxed);
         let fallback = |e: StoreError| match &cached {

@@ -651,10 +651,10 @@ impl Policy {
                 _ => continue,
             };
             for op in &m.0 {
-                if let ListOp::Has(g) | ListOp::Is(g) = op {
-                    if !out.contains(g) {
-                        out.push(g.clone());
-                    }
+                if let ListOp::Has(g) | ListOp::Is(g) = op
+                    && !out.contains(g)
+                {
+                    out.push(g.clone());
                 }
             }
         }

@@ -88,10 +88,10 @@ pub(crate) fn instant(text: &str) -> Result<i64, String> {
     if let Ok(ts) = text.parse::<Timestamp>() {
         return Ok(ts.as_second());
     }
-    if let Ok(date) = text.parse::<jiff::civil::Date>() {
-        if let Ok(z) = date.to_zoned(TimeZone::UTC) {
-            return Ok(z.timestamp().as_second());
-        }
+    if let Ok(date) = text.parse::<jiff::civil::Date>()
+        && let Ok(z) = date.to_zoned(TimeZone::UTC)
+    {
+        return Ok(z.timestamp().as_second());
     }
     Err(format!(
         "`{text}` is not a date: use RFC 3339 (2025-01-01T09:00:00Z, 2025-01-01T09:00:00+01:00) or 2025-01-01"

@@ -405,10 +405,10 @@ impl Manager {
     }
 
     async fn account(&mut self, plan: &Autocert) -> Result<Account, Failure> {
-        if let Some((url, a)) = &self.account {
-            if *url == plan.directory_url {
-                return Ok(a.clone());
-            }
+        if let Some((url, a)) = &self.account
+            && *url == plan.directory_url
+        {
+            return Ok(a.clone());
         }
         let http = http_client(plan).map_err(|e| failure(e, false))?;
         let path = plan
@@ -490,7 +490,7 @@ impl Manager {
         let mut order = account.new_order(&NewOrder::new(&identifiers)).await?;
         // Several instances share the work: only HTTP-01 answers can be
         // shared (a TLS-ALPN-01 check may reach another instance).
-        let prefer = if plan.http01 && (refused % 2 == 0 || self.shared.is_some()) {
+        let prefer = if plan.http01 && (refused.is_multiple_of(2) || self.shared.is_some()) {
             ChallengeType::Http01
         } else {
             ChallengeType::TlsAlpn01

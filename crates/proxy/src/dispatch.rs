@@ -404,10 +404,9 @@ async fn early(ex: &Exchange<'_>, at: &Addressed<'_>, req: Request<RequestBody>)
     // policy.
     if path.starts_with("/.well-known/pomerium")
         && (route_host || rt.auth.is_authenticate_host(host))
+        && let Some(resp) = crate::published::well_known(rt, &req, &at.signin_host(ex.conn))
     {
-        if let Some(resp) = crate::published::well_known(rt, &req, &at.signin_host(ex.conn)) {
-            return Early::Answered(resp);
-        }
+        return Early::Answered(resp);
     }
     // The raw assertion, when `runtime_flags: {pomerium_jwt_endpoint: true}`
     // (off by default, as Pomerium).

@@ -91,15 +91,15 @@ async fn store_state(proxy: &Proxy) -> (Option<String>, &'static str) {
         std::sync::Mutex::new(None);
     {
         let last = LAST.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((at, error)) = &*last {
-            if at.elapsed() < Duration::from_secs(1) {
-                let status = if error.is_some() {
-                    "UNAVAILABLE"
-                } else {
-                    "RUNNING"
-                };
-                return (error.clone(), status);
-            }
+        if let Some((at, error)) = &*last
+            && at.elapsed() < Duration::from_secs(1)
+        {
+            let status = if error.is_some() {
+                "UNAVAILABLE"
+            } else {
+                "RUNNING"
+            };
+            return (error.clone(), status);
         }
     }
     let probe = gatehouse_identity::session::SessionId::random();

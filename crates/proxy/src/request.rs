@@ -186,10 +186,10 @@ pub fn canonical_path<'a>(
         let last = segments.peek().is_none();
         // `%3B` too: some frameworks decode before they cut parameters.
         let cut = [seg.find(';'), seg.find("%3B")].into_iter().flatten().min();
-        if let Some(cut) = cut {
-            if matches!(&seg[..cut], "" | "." | "..") {
-                return Err(Ambiguous::DotParameters);
-            }
+        if let Some(cut) = cut
+            && matches!(&seg[..cut], "" | "." | "..")
+        {
+            return Err(Ambiguous::DotParameters);
         }
         match seg {
             "." | ".." => {
@@ -326,10 +326,10 @@ pub fn check_headers(
         if !valid_authority(host.as_bytes()) {
             return Err(Ambiguous::BadHost);
         }
-        if let Some(a) = authority {
-            if !host.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes()) {
-                return Err(Ambiguous::HostMismatch);
-            }
+        if let Some(a) = authority
+            && !host.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes())
+        {
+            return Err(Ambiguous::HostMismatch);
         }
     }
     if rules.underscore_headers == UnderscoreHeaders::Allow

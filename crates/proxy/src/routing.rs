@@ -133,10 +133,10 @@ impl RouteTable {
         let index = self
             .find(routes, host, port, path)
             .ok_or(Unresolved::NoRoute)?;
-        if let Some(cut) = crate::request::without_parameters(path) {
-            if self.find(routes, host, port, &cut) != Some(index) {
-                return Err(Unresolved::Ambiguous);
-            }
+        if let Some(cut) = crate::request::without_parameters(path)
+            && self.find(routes, host, port, &cut) != Some(index)
+        {
+            return Err(Unresolved::Ambiguous);
         }
         Ok(index)
     }

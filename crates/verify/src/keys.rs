@@ -66,10 +66,10 @@ pub(crate) struct Key {
 impl Key {
     fn fits(&self, kid: Option<&str>, alg: Algorithm) -> bool {
         // A key without an id (PEM) may verify any token of its type.
-        if let (Some(kid), Some(own)) = (kid, self.kid.as_deref()) {
-            if own != kid {
-                return false;
-            }
+        if let (Some(kid), Some(own)) = (kid, self.kid.as_deref())
+            && own != kid
+        {
+            return false;
         }
         if self.alg.is_some_and(|key_alg| key_alg != alg) {
             return false;
@@ -329,12 +329,12 @@ impl KeyCache {
                 }
                 // RFC 6761: names under .localhost are the loopback host, whatever
                 // the system resolver says (glibc does not know them).
-                if let Some(host) = parsed.host_str() {
-                    if host == "localhost" || host.ends_with(".localhost") {
-                        let port = parsed.port_or_known_default().unwrap_or(443);
-                        builder = builder
-                            .resolve(host, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
-                    }
+                if let Some(host) = parsed.host_str()
+                    && (host == "localhost" || host.ends_with(".localhost"))
+                {
+                    let port = parsed.port_or_known_default().unwrap_or(443);
+                    builder =
+                        builder.resolve(host, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
                 }
                 let client = builder
                     .build()

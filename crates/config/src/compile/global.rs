@@ -19,18 +19,18 @@ impl Compiler<'_> {
             skip_xff_append: opts.skip_xff_append.unwrap_or(false),
             ..RequestRules::default()
         };
-        if let Some(v) = &opts.normalize_path {
-            if !v.value {
-                self.error(
+        if let Some(v) = &opts.normalize_path
+            && !v.value
+        {
+            self.error(
                     &v.mark,
                     "normalize_path: false is not supported: gatehouse always resolves `.` and `..` segments, or a policy on a path could be walked around",
                 );
-            }
         }
-        if let Some(v) = &opts.xff_num_trusted_hops {
-            if v.value > 16 {
-                self.error(&v.mark, "xff_num_trusted_hops must be at most 16");
-            }
+        if let Some(v) = &opts.xff_num_trusted_hops
+            && v.value > 16
+        {
+            self.error(&v.mark, "xff_num_trusted_hops must be at most 16");
         }
         if let Some(v) = &opts.path_with_escaped_slashes_action {
             const NAMES: &[(&str, Option<EscapedSlashes>)] = &[
@@ -180,16 +180,16 @@ impl Compiler<'_> {
     /// Keys Pomerium removed are errors there too; features not built yet
     /// fail loudly rather than being silently ignored.
     pub(super) fn removed_and_unsupported(&mut self, opts: &Options) {
-        if let Some(t) = &opts.codec_type {
-            if !matches!(t.value.as_str(), "auto" | "http1" | "http2" | "") {
-                self.error(
-                    &t.mark,
-                    format!(
-                        "codec_type `{}` is not supported (use auto, http1 or http2)",
-                        t.value
-                    ),
-                );
-            }
+        if let Some(t) = &opts.codec_type
+            && !matches!(t.value.as_str(), "auto" | "http1" | "http2" | "")
+        {
+            self.error(
+                &t.mark,
+                format!(
+                    "codec_type `{}` is not supported (use auto, http1 or http2)",
+                    t.value
+                ),
+            );
         }
     }
 }

@@ -133,13 +133,13 @@ impl Compiler<'_> {
         let timeout_read = dur(&opts.timeout_read).unwrap_or(Duration::from_secs(30));
         let timeout_idle = dur(&opts.timeout_idle).unwrap_or(Duration::from_secs(300));
         let timeout_write = dur(&opts.timeout_write).filter(|d| !d.is_zero());
-        if timeout_read.is_zero() {
-            if let Some(t) = &opts.timeout_read {
-                self.error(
-                    &t.mark,
-                    "timeout_read must be greater than 0 (it protects against slow clients)",
-                );
-            }
+        if timeout_read.is_zero()
+            && let Some(t) = &opts.timeout_read
+        {
+            self.error(
+                &t.mark,
+                "timeout_read must be greater than 0 (it protects against slow clients)",
+            );
         }
         let default_upstream_timeout =
             dur(&opts.default_upstream_timeout).unwrap_or(Duration::from_secs(30));

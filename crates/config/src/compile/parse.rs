@@ -6,11 +6,11 @@ use http::HeaderName;
 use crate::compiled::{TemplatePart, UpstreamScheme, UpstreamTarget};
 
 pub(super) fn split_host_port(authority: &str) -> (&str, Option<&str>) {
-    if authority.starts_with('[') {
-        if let Some(end) = authority.find(']') {
-            let (host, rest) = authority.split_at(end + 1);
-            return (host, rest.strip_prefix(':'));
-        }
+    if authority.starts_with('[')
+        && let Some(end) = authority.find(']')
+    {
+        let (host, rest) = authority.split_at(end + 1);
+        return (host, rest.strip_prefix(':'));
     }
     match authority.rsplit_once(':') {
         Some((h, p)) => (h, Some(p)),

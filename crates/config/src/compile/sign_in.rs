@@ -97,16 +97,15 @@ impl Compiler<'_> {
                 let issuer = need(&opts.idp_provider_url, "idp_provider_url", default_issuer);
                 let client_id = need(&opts.idp_client_id, "idp_client_id", None);
                 let client_secret = need(&opts.idp_client_secret, "idp_client_secret", None);
-                if let Some(u) = &opts.idp_provider_url {
-                    if url::Url::parse(u.value.trim())
+                if let Some(u) = &opts.idp_provider_url
+                    && url::Url::parse(u.value.trim())
                         .map(|u| !matches!(u.scheme(), "https" | "http"))
                         .unwrap_or(true)
-                    {
-                        self.error(
-                            &u.mark,
-                            format!("idp_provider_url `{}` must be an http(s) URL", u.value),
-                        );
-                    }
+                {
+                    self.error(
+                        &u.mark,
+                        format!("idp_provider_url `{}` must be an http(s) URL", u.value),
+                    );
                 }
                 let default_scopes: &[&str] = match p.as_str() {
                     // Google refuses offline_access; it uses access_type=offline instead.

@@ -180,10 +180,10 @@ impl Compiler<'_> {
                 .map(|p| (p, f.mark.clone())),
             (None, None) => None,
         };
-        if let Some((pem, mark)) = ca_pem {
-            if let Some(certs) = self.certs(&pem, &mark, "tls_custom_ca") {
-                tls.custom_ca = certs;
-            }
+        if let Some((pem, mark)) = ca_pem
+            && let Some(certs) = self.certs(&pem, &mark, "tls_custom_ca")
+        {
+            tls.custom_ca = certs;
         }
         let any_client = o.tls_client_cert.is_some()
             || o.tls_client_cert_file.is_some()

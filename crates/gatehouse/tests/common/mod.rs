@@ -76,10 +76,9 @@ pub fn listens(pid: u32, port: u16) -> bool {
             let local_port = f.get(1).and_then(|a| a.rsplit(':').next());
             if f.get(3) == Some(&"0A")
                 && local_port.and_then(|p| u16::from_str_radix(p, 16).ok()) == Some(port)
+                && let Some(inode) = f.get(9)
             {
-                if let Some(inode) = f.get(9) {
-                    inodes.push(format!("socket:[{inode}]"));
-                }
+                inodes.push(format!("socket:[{inode}]"));
             }
         }
     }

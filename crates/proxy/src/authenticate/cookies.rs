@@ -70,10 +70,10 @@ pub fn strip_cookies(headers: &mut HeaderMap, name: &str) {
                 }
                 out.extend_from_slice(pair);
             }
-            if !out.is_empty() {
-                if let Ok(v) = HeaderValue::from_bytes(&out) {
-                    kept.push(v);
-                }
+            if !out.is_empty()
+                && let Ok(v) = HeaderValue::from_bytes(&out)
+            {
+                kept.push(v);
             }
         }
     }

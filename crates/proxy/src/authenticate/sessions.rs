@@ -92,12 +92,13 @@ pub(super) async fn session_from_handle(
     };
     // The built-in directory is the source of truth on every request: a
     // removed user is signed out, changed groups apply at once.
-    if session.provenance.is_main_sign_in() && session.identity.idp == "local" {
-        if let Some(identity) = auth.directory.as_ref()?.changed(&session.identity)? {
-            let mut changed = Session::clone(&session);
-            changed.identity = identity;
-            session = Arc::new(changed);
-        }
+    if session.provenance.is_main_sign_in()
+        && session.identity.idp == "local"
+        && let Some(identity) = auth.directory.as_ref()?.changed(&session.identity)?
+    {
+        let mut changed = Session::clone(&session);
+        changed.identity = identity;
+        session = Arc::new(changed);
     }
     match &session.tokens {
         // Rare, and a large future: boxed so that every request's future
@@ -133,10 +134,10 @@ pub(super) async fn refresh(
         refresh_locked(lazy, state, session, now).await
     };
     let mut map = state.refreshing.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(l) = map.get(&result.0) {
-        if Arc::strong_count(l) <= 2 {
-            map.remove(&result.0);
-        }
+    if let Some(l) = map.get(&result.0)
+        && Arc::strong_count(l) <= 2
+    {
+        map.remove(&result.0);
     }
     result.1
 }

@@ -66,11 +66,10 @@ pub(super) async fn sign_out_post(
     if let Some((lazy, s)) = current
         .as_ref()
         .and_then(|s| Some((auth.oidc_for(&s.identity.idp)?, s)))
+        && let Ok(oidc) = lazy.get().await
     {
-        if let Ok(oidc) = lazy.get().await {
-            let hint = s.tokens.as_ref().and_then(|t| t.id_token.as_deref());
-            idp_logout = oidc.end_session_url(hint, &target);
-        }
+        let hint = s.tokens.as_ref().and_then(|t| t.id_token.as_deref());
+        idp_logout = oidc.end_session_url(hint, &target);
     }
     let mut resp = redirect(idp_logout.as_deref().unwrap_or(&target));
     let name = auth.cookie_name(host.name);
