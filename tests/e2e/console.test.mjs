@@ -6,7 +6,8 @@
 // from the history, a non-admin's 403, every page under 100 KB, and a page
 // on another origin (same site, so the cookie rides along) refused when it
 // posts a form or a `fetch` to the console.
-// Screenshots go to artifacts/ (linked from docs/console.md).
+// Screenshots go to artifacts/ (the docs' pictures are layout.test.mjs's, in
+// docs/images/).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';

@@ -55,6 +55,8 @@ pub(crate) struct Listed<'a> {
     pub route: &'a gatehouse_config::Route,
     pub counts: gatehouse_proxy::metrics::RouteCounts,
     pub per_minute: Option<f64>,
+    /// Requests in the last minute (a count; the page shows it).
+    pub last_minute: Option<u64>,
 }
 
 pub(crate) fn listed<'a>(console: &Console, rt: &'a Runtime) -> Vec<Listed<'a>> {
@@ -65,9 +67,11 @@ pub(crate) fn listed<'a>(console: &Console, rt: &'a Runtime) -> Vec<Listed<'a>> 
         .filter(|(r, _)| !matches!(r.action, gatehouse_config::RouteAction::Console))
         .map(|(route, state)| {
             let counts = state.metrics.counts();
+            let label = route.label().to_string();
             Listed {
                 route,
-                per_minute: console.rate(&route.label().to_string(), counts.requests),
+                per_minute: console.rate(&label, counts.requests),
+                last_minute: console.recent(&label, counts.requests),
                 counts,
             }
         })

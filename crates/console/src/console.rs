@@ -322,6 +322,14 @@ impl Console {
             .unwrap_or_else(|e| e.into_inner())
             .rate(label, total)
     }
+
+    /// Requests in the last minute for a route label (see [`Rates::recent`]).
+    pub(crate) fn recent(&self, label: &str, total: u64) -> Option<u64> {
+        self.rates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .recent(label, total)
+    }
 }
 
 impl Default for Console {

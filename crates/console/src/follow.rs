@@ -91,4 +91,30 @@ impl Rates {
         let then = totals.get(label).copied().unwrap_or(0);
         Some(total.saturating_sub(then) as f64 * 60.0 / secs)
     }
+
+    /// Requests counted since the oldest sample (at most a minute ago): a
+    /// count, not a rate extrapolated from a few seconds, so it is never
+    /// more than the route's total.
+    pub(crate) fn recent(&self, label: &str, total: u64) -> Option<u64> {
+        let (_, totals) = self.samples.front()?;
+        Some(total.saturating_sub(totals.get(label).copied().unwrap_or(0)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Rates;
+
+    #[test]
+    fn the_last_minute_is_a_count_never_above_the_total() {
+        let mut rates = Rates::default();
+        assert_eq!(rates.recent("wiki", 5), None, "no sample yet");
+        rates.sample([("wiki".to_string(), 3)].into_iter());
+        assert_eq!(rates.recent("wiki", 5), Some(2));
+        assert_eq!(rates.recent("new route", 4), Some(4));
+        for _ in 0..20 {
+            rates.sample([("wiki".to_string(), 10)].into_iter());
+        }
+        assert_eq!(rates.recent("wiki", 12), Some(2), "the oldest sample kept");
+    }
 }

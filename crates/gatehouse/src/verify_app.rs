@@ -270,6 +270,6 @@ margin:1.5rem 0 .5rem}table{border-collapse:collapse;width:100%}th,td{text-align
 vertical-align:top;padding:.3rem .5rem;border-bottom:1px solid #e6e8ee}th{white-space:nowrap;\
 color:#5b6170;font-weight:600;width:12rem}td code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,\
 monospace;font-size:.85rem;word-break:break-all;white-space:pre-wrap}pre{background:#f5f6f8;\
-padding:.75rem;border-radius:8px}footer{margin-top:1.5rem;color:#9aa0ad;font-size:.8rem}\
+padding:.75rem;border-radius:8px}footer{margin-top:1.5rem;color:#5b6170;font-size:.8rem}\
 @media (prefers-color-scheme:dark){body{background:#15171c;color:#e6e8ee}main{background:#1f2229;\
-box-shadow:none}pre{background:#15171c}th{color:#a3a9b6}th,td{border-color:#2c3039}}";
+box-shadow:none}pre{background:#15171c}th,footer{color:#a3a9b6}h1.ok{color:#4ade80}h1.bad{color:#ff9b8f}th,td{border-color:#2c3039}}";

@@ -402,51 +402,73 @@ pub fn redirect(location: &str) -> Response<Body> {
 }
 
 /// The one stylesheet: shared ground, then the card pages (`.card-page`),
-/// then the console's application pages (`.app`); light and dark.
-pub const STYLE: &str = "*{box-sizing:border-box}body{margin:0;font:16px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;\
-background:#f5f6f8;color:#1f2430}code{font-family:ui-monospace,SFMono-Regular,Menlo,monospace}\
+/// then the console's application pages (`.app`); light and dark. Every
+/// text colour is at least 4.5:1 on its background in both schemes, and
+/// nothing is wider than a 320 px screen.
+pub const STYLE: &str = "*{box-sizing:border-box}:root{color-scheme:light dark}\
+body{margin:0;font:16px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;\
+background:#f5f6f8;color:#1f2430;overflow-wrap:break-word}code{font-family:ui-monospace,SFMono-Regular,Menlo,monospace}\
+.visually-hidden{position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%);white-space:nowrap}\
 .card-page main{max-width:30rem;margin:10vh auto;padding:2rem 2.25rem;background:#fff;border-radius:12px;\
 box-shadow:0 1px 3px rgba(0,0,0,.08),0 8px 24px rgba(0,0,0,.06)}.card-page h1{margin:0 0 1rem;font-size:1.4rem}\
-.card-page p{margin:.5rem 0}.card-page .id{color:#5b6170;font-size:.875rem}\
+.card-page p{margin:.5rem 0}.card-page .id,.card-page dt{color:#5b6170}.card-page .id{font-size:.875rem}.card-page a{color:#2457c5}\
 .card-page label{display:block;margin:.75rem 0 .25rem;font-weight:600;font-size:.9rem}\
-.card-page input{width:100%;padding:.55rem .7rem;border:1px solid #c9ced8;border-radius:8px;font:inherit}\
-.card-page input:focus{outline:2px solid #3b6ef5;outline-offset:1px}\
-.card-page button,.card-page .button{display:inline-block;margin-top:1.25rem;padding:.6rem 1.2rem;border:0;border-radius:8px;background:#3b6ef5;\
+.card-page input{width:100%;padding:.55rem .7rem;border:1px solid #8a909c;border-radius:8px;font:inherit}\
+.card-page input:focus{outline:2px solid #2457c5;outline-offset:1px}\
+.card-page button,.card-page .button{display:inline-block;margin-top:1.25rem;padding:.6rem 1.2rem;border:0;border-radius:8px;background:#2457c5;\
 color:#fff;font:inherit;font-weight:600;cursor:pointer;text-decoration:none}.card-page button:focus{outline:2px solid #1f2430}\
 .card-page .error{padding:.6rem .8rem;border-radius:8px;background:#fdecec;color:#9b1c1c}.card-page dl{display:grid;grid-template-columns:auto 1fr;\
-gap:.3rem 1rem}.card-page dt{color:#5b6170}.card-page dd{margin:0}.card-page pre{overflow:auto;font-size:.8rem;background:#f5f6f8;padding:.75rem;border-radius:8px}\
-.card-page footer{margin-top:1.5rem;color:#9aa0ad;font-size:.8rem}\
+gap:.3rem 1rem}.card-page dd{margin:0;min-width:0}.card-page pre{overflow:auto;font-size:.8rem;background:#f5f6f8;padding:.75rem;border-radius:8px}\
+.card-page pre:focus-visible{outline:2px solid #2457c5}\
+.card-page footer{margin-top:1.5rem;color:#5b6170;font-size:.8rem}\
+@media (max-width:32rem){.card-page main{margin:1rem;padding:1.5rem 1.25rem}}\
 @media (prefers-color-scheme:dark){body{background:#15171c;color:#e6e8ee}.card-page main{background:#1f2229;box-shadow:none}\
-.card-page input{background:#15171c;color:#e6e8ee;border-color:#3a3f4b}.card-page pre{background:#15171c}.card-page .id{color:#a3a9b6}}\
-.app{font-size:15px}.app a{color:#2457c5}.app header{background:#1f2430;color:#fff;padding:.6rem 1.25rem;display:flex;flex-wrap:wrap;gap:1rem;align-items:center}\
+.card-page input{background:#15171c;color:#e6e8ee;border-color:#8a909c}.card-page pre{background:#15171c}\
+.card-page .id,.card-page dt,.card-page footer{color:#a3a9b6}.card-page a:not(.button){color:#8ab4ff}.card-page button:focus{outline-color:#e6e8ee}}\
+.app{font-size:15px}.app a{color:#2457c5}.app header{background:#1f2430;color:#fff;padding:.6rem 1.25rem;display:flex;flex-wrap:wrap;gap:.25rem 1rem;align-items:center}\
 .app header strong{margin-right:1rem}.app header nav{display:flex;flex-wrap:wrap;gap:.25rem}.app header nav a{color:#dfe3ea;text-decoration:none;padding:.3rem .6rem;border-radius:6px}\
-.app header nav a[aria-current]{background:#3a4150;color:#fff}.app header .who{margin-left:auto;font-size:.85rem;color:#b9c0cc}\
-.app main{max-width:64rem;margin:1.5rem auto;padding:0 1.25rem}.app h1{font-size:1.4rem;margin:.25rem 0 1rem}\
+.app header nav a[aria-current]{background:#3a4150;color:#fff}.app header .who{margin-left:auto;font-size:.85rem;color:#c9ced8;min-width:0}.app header .who a{color:inherit}\
+.app main{max-width:80rem;margin:1.5rem auto;padding:0 1.25rem}.app h1{font-size:1.4rem;margin:.25rem 0 1rem}\
 .app .card{background:#fff;border-radius:10px;box-shadow:0 1px 3px rgba(0,0,0,.08);padding:1.25rem;margin-bottom:1rem}\
+.app .scroll{overflow-x:auto}.app .scroll:focus-visible{outline:3px solid #f5a524}\
 .app table{width:100%;border-collapse:collapse;font-size:.9rem}.app th,.app td{text-align:left;padding:.45rem .5rem;border-bottom:1px solid #e6e8ee;vertical-align:top}\
-.app th{font-weight:600;color:#5b6170}.app td.num{text-align:right;font-variant-numeric:tabular-nums}.app code{font-family:ui-monospace,Menlo,monospace;font-size:.85em}\
-.app .tag{display:inline-block;font-size:.75rem;padding:0 .45rem;border-radius:9px;background:#e8ecf4;color:#3a4150}.app .tag.file{background:#f1ede4;color:#6b5a2e}\
-.app .bar{display:flex;gap:.5rem;flex-wrap:wrap;align-items:center;margin-bottom:1rem}.app .bar form{display:flex;gap:.5rem;flex:1}\
-.app input[type=text],.app input[type=search],.app textarea,.app select{width:100%;font:inherit;padding:.45rem .55rem;border:1px solid #c9ced8;border-radius:6px;background:#fff;color:inherit}\
+.app caption{text-align:left;color:#5b6170;font-size:.85rem;padding-bottom:.5rem}\
+.app th{font-weight:600;color:#5b6170}.app th small{display:block;font-weight:400}.app .num{text-align:right;font-variant-numeric:tabular-nums}\
+.app td code{overflow-wrap:anywhere}.app code{font-family:ui-monospace,Menlo,monospace;font-size:.85em}\
+.app .derived{font-style:italic}.app .muted{color:#5b6170}\
+.app .tag{display:inline-block;white-space:nowrap;font-size:.75rem;padding:0 .45rem;border-radius:9px;background:#e8ecf4;color:#3a4150}.app .tag.file{background:#f1ede4;color:#5e4f27}\
+.app .bar{display:flex;gap:.5rem;flex-wrap:wrap;align-items:center;margin-bottom:1rem}.app .bar form{display:flex;gap:.5rem;flex:1 1 16rem;min-width:0}\
+.app input[type=text],.app input[type=search],.app textarea,.app select{width:100%;min-width:0;font:inherit;padding:.45rem .55rem;border:1px solid #8a909c;border-radius:6px;background:#fff;color:inherit}\
 .app textarea{font-family:ui-monospace,Menlo,monospace;font-size:.85rem;min-height:5.5rem}\
 .app button,.app .button{font:inherit;border:0;border-radius:6px;padding:.45rem .9rem;background:#2457c5;color:#fff;cursor:pointer;text-decoration:none;display:inline-block}\
 .app button.secondary,.app .button.secondary{background:#e8ecf4;color:#1f2430}.app button.danger{background:#b42318}\
-.app :focus-visible{outline:3px solid #f5a524;outline-offset:2px}\
+.app :focus-visible{outline:3px solid #f5a524;outline-offset:2px}.app .problem:focus{outline:3px solid #f5a524;outline-offset:2px}\
 .app .field{margin:0 0 1rem}.app .field label,.app .field legend{display:block;font-weight:600;margin-bottom:.2rem}.app .hint{color:#5b6170;font-size:.85rem;margin:.15rem 0 0}\
 .app .check label{display:inline;font-weight:600}.app .error{color:#b42318;font-weight:600;margin:.25rem 0 0}.app [aria-invalid=true]{border-color:#b42318;box-shadow:0 0 0 1px #b42318}\
 .app .notice{background:#e7f6ec;color:#14532d;padding:.6rem .9rem;border-radius:8px;margin-bottom:1rem}.app .problem{background:#fdecea;color:#7a1d14;padding:.6rem .9rem;border-radius:8px;margin-bottom:1rem}\
+.app .problem a{color:inherit;font-weight:600}.app .problem h2{font-size:1rem;margin:0 0 .25rem}.app .problem ul{margin:.25rem 0 0;padding-left:1.25rem}\
 .app fieldset{border:0;padding:0;margin:0 0 1rem}.app .presets{display:flex;flex-wrap:wrap;gap:.25rem 1rem}.app .presets label{font-weight:400;display:inline}\
+@supports selector(:has(*)){.app .policy .for{display:none}\
+.app .policy:has(#preset-domain:checked) .for-domain,.app .policy:has(#preset-users:checked) .for-users,\
+.app .policy:has(#preset-groups:checked) .for-groups,.app .policy:has(#preset-ppl:checked) .for-ppl{display:block}}\
 .app .tabs{display:flex;flex-wrap:wrap}.app .tabs>input{position:absolute;opacity:0;width:1px;height:1px}.app .tabs>label{padding:.5rem .9rem;border-bottom:2px solid transparent;cursor:pointer;color:#5b6170;font-weight:600}\
 .app .tabs>input:checked+label{border-color:#2457c5;color:#1f2430}.app .tabs>input:focus-visible+label{outline:3px solid #f5a524}\
 .app .panel{display:none;width:100%;padding-top:1rem;border-top:1px solid #e6e8ee}\
 #tab-general:checked~#panel-general,#tab-headers:checked~#panel-headers,#tab-timeouts:checked~#panel-timeouts,#tab-tls:checked~#panel-tls,#tab-embedding:checked~#panel-embedding{display:block}\
-.app .diff{font-family:ui-monospace,Menlo,monospace;font-size:.82rem;white-space:pre-wrap;margin:0;background:#fafbfc;border-radius:6px;padding:.5rem}.app .diff .add{background:#e6f4ea;display:block}.app .diff .del{background:#fdecea;display:block}\
-.app .actions{display:flex;gap:.5rem;flex-wrap:wrap;margin-top:1rem}.app footer{color:#8a909c;font-size:.8rem;margin:2rem 0}\
-.app .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(14rem,1fr));gap:0 1rem}\
-@media (max-width:40rem){.app th.opt,.app td.opt{display:none}}\
-@media (prefers-color-scheme:dark){.app .card{background:#1f2229;box-shadow:none}.app th,.app td{border-color:#333846}\
-.app input[type=text],.app input[type=search],.app textarea,.app select{background:#15171c;border-color:#3a4150}.app .hint,.app th{color:#a3a9b6}.app a{color:#8ab4ff}.app .diff{background:#15171c}\
-.app .diff .add{background:#143d24}.app .diff .del{background:#4a1a16}.app .tag{background:#333846;color:#e6e8ee}.app .tabs>input:checked+label{color:#e6e8ee}}";
+.app .diff{font-family:ui-monospace,Menlo,monospace;font-size:.82rem;white-space:pre-wrap;overflow-wrap:anywhere;margin:0;background:#fafbfc;border-radius:6px;padding:.5rem}.app .diff .add{background:#e6f4ea;display:block}.app .diff .del{background:#fdecea;display:block}\
+.app .actions{display:flex;gap:.5rem;flex-wrap:wrap;margin-top:1rem}.app footer{color:#5b6170;font-size:.8rem;margin:2rem 0}\
+.app .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(14rem,100%),1fr));gap:0 1rem}\
+@media (max-width:40rem){.app header{padding:.6rem .75rem}.app main{padding:0 .75rem}.app .card{padding:1rem .75rem}}\
+@media (max-width:60rem){.app table.cards thead{position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%)}\
+.app table.cards,.app table.cards tbody,.app table.cards tr,.app table.cards td{display:block}\
+.app table.cards caption{display:block}.app table.cards tr{padding:.5rem 0;border-bottom:1px solid #e6e8ee}\
+.app table.cards td{display:grid;grid-template-columns:7.5rem minmax(0,1fr);gap:.5rem;border:0;padding:.1rem 0;text-align:left}\
+.app table.cards td::before{content:attr(data-label);font-weight:600;color:#5b6170}}\
+@media (prefers-color-scheme:dark){.app .card{background:#1f2229;box-shadow:none}.app th,.app td,.app table.cards tr,.app .panel{border-color:#333846}\
+.app input[type=text],.app input[type=search],.app textarea,.app select{background:#15171c;border-color:#8a909c}\
+.app .hint,.app th,.app caption,.app .muted,.app .tabs>label,.app footer,.app table.cards td::before{color:#a3a9b6}.app a{color:#8ab4ff}.app .problem a{color:inherit}.app .diff{background:#15171c}\
+.app .diff .add{background:#143d24}.app .diff .del{background:#4a1a16}.app .tag,.app .tag.file{background:#333846;color:#e6e8ee}.app .tabs>input:checked+label{color:#e6e8ee}\
+.app .error{color:#ff9b8f}.app [aria-invalid=true]{border-color:#ff9b8f;box-shadow:0 0 0 1px #ff9b8f}.app button.secondary,.app .button.secondary{background:#333846;color:#e6e8ee}}";
 
 pub fn html_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

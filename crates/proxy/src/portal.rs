@@ -158,8 +158,9 @@ fn link(route: &Route) -> Option<String> {
 }
 
 /// The route's name, or one made from its host's first label (and its
-/// path), as Pomerium names unnamed routes.
-fn name(route: &Route) -> String {
+/// path), as Pomerium names unnamed routes. The console lists unnamed
+/// routes by it too.
+pub fn name(route: &Route) -> String {
     if let Some(n) = route.name.as_deref().filter(|n| !n.is_empty()) {
         return n.to_string();
     }

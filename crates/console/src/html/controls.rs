@@ -8,11 +8,12 @@ use gatehouse_proxy::answers::html_escape as esc;
 use crate::state::FieldError;
 
 /// Renders form controls with their label, hint and error, and remembers
-/// which fields it showed: errors for any other field go in the summary.
+/// which fields it showed (and their labels): the summary links to those,
+/// and spells out errors for any other field.
 pub(super) struct Form<'a> {
     values: &'a HashMap<String, String>,
     errors: &'a [FieldError],
-    shown: std::cell::RefCell<Vec<String>>,
+    shown: std::cell::RefCell<Vec<(String, String)>>,
 }
 
 impl<'a> Form<'a> {
@@ -32,10 +33,13 @@ impl<'a> Form<'a> {
             .unwrap_or_default())
     }
 
-    /// The attributes for `name`'s control and its error message (empty
-    /// when it has none).
-    pub(super) fn error(&self, name: &str) -> (String, String) {
-        self.shown.borrow_mut().push(name.to_string());
+    /// The attributes for `name`'s control (labelled `label`, which may
+    /// hold markup) and its error message (empty when it has none). The
+    /// control's id must be `f-{name}`: the summary links to it.
+    pub(super) fn error(&self, name: &str, label: &str) -> (String, String) {
+        self.shown
+            .borrow_mut()
+            .push((name.to_string(), label.to_string()));
         let messages: Vec<&str> = self
             .errors
             .iter()
@@ -62,7 +66,7 @@ impl<'a> Form<'a> {
         hint: &str,
         control: impl FnOnce(&str) -> String,
     ) -> String {
-        let (attrs, err) = self.error(name);
+        let (attrs, err) = self.error(name, label);
         format!(
             "<div class=field><label for=\"f-{name}\">{label}</label>{}{}{err}</div>",
             control(&attrs),
@@ -91,7 +95,7 @@ impl<'a> Form<'a> {
     }
 
     pub(super) fn check(&self, name: &str, label: &str, hint: &str) -> String {
-        let (attrs, err) = self.error(name);
+        let (attrs, err) = self.error(name, label);
         let checked = if self.values.get(name).is_some_and(|v| v == "on") {
             " checked"
         } else {
@@ -127,39 +131,55 @@ impl<'a> Form<'a> {
         })
     }
 
-    /// "Not saved" with the count, and the errors no field showed (the
-    /// file's, a key set through the API). Call after rendering the fields.
+    /// "Not saved" with the count and every error: a link to its field
+    /// when one showed it, else spelled out (the file's, a key set through
+    /// the API). Call after rendering the fields.
     pub(super) fn summary(&self) -> String {
-        if self.errors.is_empty() {
-            return String::new();
-        }
         let shown = self.shown.borrow();
-        let others: String = self
+        let items: String = self
             .errors
             .iter()
-            .filter(|e| !shown.contains(&e.field))
-            .map(|e| {
-                if e.field.is_empty() {
-                    format!("<li>{}</li>", esc(&e.message))
-                } else {
-                    format!(
-                        "<li><code>{}</code>: {}</li>",
-                        esc(&e.field),
-                        esc(&e.message)
-                    )
-                }
+            .map(|e| match shown.iter().find(|(name, _)| *name == e.field) {
+                Some((name, label)) => format!(
+                    "<li><a href=\"#f-{name}\">{label}: {}</a></li>",
+                    esc(&e.message)
+                ),
+                None => unshown(e),
             })
             .collect();
-        let others = if others.is_empty() {
-            String::new()
-        } else {
-            format!("<ul>{others}</ul>")
-        };
-        format!(
-            "<div class=problem role=alert><strong>Not saved: {} problem(s).</strong> Nothing was changed; the fields below say what to fix.{others}</div>",
-            self.errors.len()
+        error_summary(
+            &format!("Not saved: {} problem(s)", self.errors.len()),
+            "Nothing was changed; fix these and save again.",
+            &items,
         )
     }
+}
+
+/// An error no form field shows, as a summary's list item.
+fn unshown(e: &FieldError) -> String {
+    if e.field.is_empty() {
+        format!("<li>{}</li>", esc(&e.message))
+    } else {
+        format!(
+            "<li><code>{}</code>: {}</li>",
+            esc(&e.field),
+            esc(&e.message)
+        )
+    }
+}
+
+/// The box at the top of a form that was not saved (empty without
+/// `items`). It takes the focus when the page loads (`autofocus`, as the
+/// pages run no script), so keyboard and screen-reader users start at the
+/// list of problems, each a link to its field.
+pub(super) fn error_summary(title: &str, text: &str, items: &str) -> String {
+    if items.is_empty() {
+        return String::new();
+    }
+    format!(
+        "<div class=problem role=alert id=error-summary tabindex=-1 autofocus aria-labelledby=error-summary-title>\
+<h2 id=error-summary-title>{title}</h2><p>{text}</p><ul>{items}</ul></div>"
+    )
 }
 
 fn hint_html(hint: &str) -> String {
@@ -175,7 +195,7 @@ mod tests {
     use super::*;
 
     #[test]
-    pub(super) fn errors_no_field_showed_are_in_the_summary() {
+    fn every_error_is_in_the_summary_linked_to_its_field() {
         let values = HashMap::new();
         let errors = [
             FieldError {
@@ -199,11 +219,16 @@ mod tests {
         );
         let summary = f.summary();
         assert!(summary.contains("3 problem(s)"), "{summary}");
+        assert!(summary.contains(" autofocus"), "{summary}");
         assert!(
             summary.contains("<code>redirect</code>: bad redirect"),
             "{summary}"
         );
         assert!(summary.contains("<li>the file</li>"), "{summary}");
-        assert!(!summary.contains("bad to"), "shown by its field: {summary}");
+        assert!(
+            summary.contains("<a href=\"#f-to\">To: bad to</a>"),
+            "a link to the field that shows it: {summary}"
+        );
+        assert_eq!(Form::new(&values, &[]).summary(), "");
     }
 }

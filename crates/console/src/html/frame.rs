@@ -40,7 +40,7 @@ pub(crate) fn page(
     let content = format!(
         "<header><strong>gatehouse console</strong><nav aria-label=Console>\
 <a href=\"/\"{r}>Routes</a><a href=\"/settings\"{s}>Settings</a><a href=\"/history\"{h}>History</a><a href=\"/import\"{i}>Import</a><a href=\"/export\">Export</a><a href=\"/api/v1/openapi.json\">API</a></nav>\
-<span class=who>{who} · <a href=\"/.pomerium/sign_out\" style=\"color:inherit\">Sign out</a></span></header>\
+<span class=who>{who} · <a href=\"/.pomerium/sign_out\">Sign out</a></span></header>\
 <main>{problem}{body}<footer>Version {version} · stored in {storage}</footer></main>",
         r = current("Routes"),
         s = current("Settings"),
@@ -69,7 +69,7 @@ pub(crate) fn cross_origin(console: &Console, session: &Session) -> Response<Bod
     page(
         StatusCode::FORBIDDEN,
         "Refused",
-        "<p>This change did not come from the console's own pages (its <code>Origin</code> is another site, or it has none). Nothing was changed.</p>",
+        "<h1>Refused</h1><p>This change did not come from the console's own pages (its <code>Origin</code> is another site, or it has none). Nothing was changed.</p>",
         session,
         console,
     )
@@ -109,7 +109,7 @@ pub(super) fn done(
 
 pub(super) fn error_page(console: &Console, session: &Session, e: ChangeError) -> Response<Body> {
     let body = format!(
-        "<p class=error role=alert>{}</p><p>Nothing was changed. <a href=\"/\">Back to the routes</a></p>",
+        "<h1>Not changed</h1><p class=error role=alert>{}</p><p>Nothing was changed. <a href=\"/\">Back to the routes</a></p>",
         esc(&e.message())
     );
     page(e.status(), "Not changed", &body, session, console)
@@ -119,7 +119,7 @@ pub(super) fn not_found(console: &Console, session: &Session) -> Response<Body> 
     page(
         StatusCode::NOT_FOUND,
         "Not found",
-        "<p>There is nothing here. <a href=\"/\">Back to the routes</a></p>",
+        "<h1>Not found</h1><p>There is nothing here. <a href=\"/\">Back to the routes</a></p>",
         session,
         console,
     )

@@ -27,7 +27,8 @@ pub(super) async fn history_page(
         .iter()
         .map(|c| {
             format!(
-                "<tr><td class=num><a href=\"/history/{v}\">{v}</a></td><td>{at}</td><td>{who}</td><td>{action}</td><td>{summary}</td></tr>",
+                "<tr><td class=num data-label=Version><span><a href=\"/history/{v}\">{v}</a></span></td><td data-label=\"When (UTC)\"><span>{at}</span></td>\
+<td data-label=Who><span>{who}</span></td><td data-label=Action><span>{action}</span></td><td data-label=Change><span>{summary}</span></td></tr>",
                 v = c.version,
                 at = esc(&when(c.at)),
                 who = esc(&c.who),
@@ -40,7 +41,7 @@ pub(super) async fn history_page(
         "<h1>History</h1><div class=card><p>No changes yet.</p></div>".to_string()
     } else {
         format!(
-            "<h1>History</h1><div class=card><table><thead><tr><th scope=col class=num>Version</th><th scope=col>When (UTC)</th><th scope=col>Who</th><th scope=col>Action</th><th scope=col>Change</th></tr></thead><tbody>{rows}</tbody></table></div>"
+            "<h1>History</h1><div class=card><div class=scroll role=region aria-label=Changes tabindex=0><table class=cards><thead><tr><th scope=col class=num>Version</th><th scope=col>When (UTC)</th><th scope=col>Who</th><th scope=col>Action</th><th scope=col>Change</th></tr></thead><tbody>{rows}</tbody></table></div></div>"
         )
     };
     page(StatusCode::OK, "History", &body, session, console)

@@ -8,6 +8,7 @@ use http::{Response, StatusCode};
 use crate::Console;
 use crate::state::FieldError;
 
+use super::controls::error_summary;
 use super::frame::page;
 
 pub(super) fn import_page(
@@ -17,29 +18,29 @@ pub(super) fn import_page(
     errors: &[FieldError],
     status: StatusCode,
 ) -> Response<Body> {
-    let err = if errors.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "<div class=problem role=alert id=err-config><strong>Not imported.</strong> Nothing was changed.<ul>{}</ul></div>",
-            errors
-                .iter()
-                .map(|e| if e.field.is_empty() {
-                    format!("<li>{}</li>", esc(&e.message))
-                } else {
-                    format!(
-                        "<li><code>{}</code>: {}</li>",
-                        esc(&e.field),
-                        esc(&e.message)
-                    )
-                })
-                .collect::<String>()
-        )
-    };
+    let items: String = errors
+        .iter()
+        .map(|e| {
+            let field = if e.field.is_empty() {
+                String::new()
+            } else {
+                format!("<code>{}</code>: ", esc(&e.field))
+            };
+            format!(
+                "<li><a href=\"#f-config\">{field}{}</a></li>",
+                esc(&e.message)
+            )
+        })
+        .collect();
+    let err = error_summary(
+        "Not imported",
+        "Nothing was changed; fix the configuration and import again.",
+        &items,
+    );
     let invalid = if errors.is_empty() {
         ""
     } else {
-        " aria-invalid=true aria-describedby=err-config"
+        " aria-invalid=true aria-describedby=error-summary"
     };
     let body = format!(
         "<h1>Import</h1>{err}<form method=post action=\"/import\" class=card novalidate><div class=field><label for=f-config>Pomerium <code>config.yaml</code></label>\

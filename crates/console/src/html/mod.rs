@@ -118,7 +118,7 @@ pub(super) async fn serve(
                 Err(e) => page(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "Export failed",
-                    &format!("<p class=error>{}</p>", esc(&e)),
+                    &format!("<h1>Export failed</h1><p class=error>{}</p>", esc(&e)),
                     session,
                     console,
                 ),

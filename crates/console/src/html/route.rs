@@ -129,7 +129,7 @@ pub(super) fn route_page(
             format!("<span><input type=radio name=policy_preset id=\"preset-{v}\" value=\"{v}\"{checked}> <label for=\"preset-{v}\">{l}</label></span>")
         })
         .collect();
-    let (policy_attrs, policy_err) = f.error("policy");
+    let (policy_attrs, policy_err) = f.error("policy", "Policy");
     let path_kinds = [
         ("any", "Any path"),
         ("prefix", "Prefix"),
@@ -164,8 +164,9 @@ pub(super) fn route_page(
         .unwrap_or_default();
     let general = format!(
         "{name}{from}<div class=grid>{kind}{pathv}</div>{to}\
-<fieldset><legend>Policy</legend><div class=presets role=radiogroup aria-label=\"Who may use this route\"{policy_attrs}>{presets}</div>{policy_err}\
-<div class=grid>{dom}{users}{groups}</div>{ppl}</fieldset>",
+<fieldset class=policy><legend>Policy</legend><div class=presets id=f-policy role=radiogroup aria-label=\"Who may use this route\"{policy_attrs}>{presets}</div>{policy_err}\
+<div class=grid><div class=\"for for-domain\">{dom}</div><div class=\"for for-users\">{users}</div><div class=\"for for-groups\">{groups}</div></div>\
+<div class=\"for for-ppl\">{ppl}</div></fieldset>",
         name = f.text("name", "Name", "Shown in lists and logs.", "Grafana"),
         from = f.text("from", "From", "The address people use: <code>https://</code> and a host.", "https://app.example.com"),
         kind = f.select("path_kind", "Match", &path_kinds, ""),

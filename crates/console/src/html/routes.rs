@@ -46,32 +46,47 @@ pub(super) fn routes_page(
         };
         let from = format!("{}{}", r.from, r.path_match);
         let policy = policy_summary(&r.authorization);
-        let haystack = format!("{label} {from} {to} {policy}").to_lowercase();
+        // An unnamed route is listed by the name the routes portal gives
+        // it (from its host), marked as made up, rather than its From again.
+        let name = match r.name.as_deref().filter(|n| !n.is_empty()) {
+            Some(n) => esc(n),
+            None => format!(
+                "<span class=derived>{}</span><span class=visually-hidden> (no name set)</span>",
+                esc(&gatehouse_proxy::portal::name(r))
+            ),
+        };
+        let haystack = format!(
+            "{label} {} {from} {to} {policy}",
+            gatehouse_proxy::portal::name(r)
+        )
+        .to_lowercase();
         if !q.is_empty() && !haystack.contains(&q) {
             continue;
         }
         shown += 1;
         let (name_cell, source) = match r.console_id() {
             Some(id) => (
-                format!("<a href=\"/routes/{}\">{}</a>", esc(id), esc(&label)),
+                format!("<a href=\"/routes/{}\">{name}</a>", esc(id)),
                 "<span class=tag>console</span>".to_string(),
             ),
             None => (
-                esc(&label),
+                name,
                 format!(
-                    "<span class=\"tag file\" title=\"Defined in the configuration file; edit it there\">file · read-only</span> <small>line {}</small>",
+                    "<span class=\"tag file\" title=\"Defined in the configuration file; edit it there\">file · read-only</span> <small class=muted>line&nbsp;{}</small>",
                     r.mark.line
                 ),
             ),
         };
-        let rate = l
-            .per_minute
-            .map(|r| format!("{r:.1}"))
+        let recent = l
+            .last_minute
+            .map(|n| n.to_string())
             .unwrap_or_else(|| "–".into());
         let _ = write!(
             rows,
-            "<tr><td>{name_cell}</td><td><code>{}</code></td><td class=opt><code>{}</code></td><td class=opt>{}</td><td>{source}</td>\
-<td class=num>{rate}</td><td class=num>{}</td><td class=num>{}</td></tr>",
+            "<tr><td data-label=Name><span>{name_cell}</span></td><td data-label=From><span><code>{}</code></span></td><td data-label=To><span><code>{}</code></span></td>\
+<td data-label=Policy><span>{}</span></td><td data-label=Source><span>{source}</span></td>\
+<td class=num data-label=\"Requests, last minute\"><span>{recent}</span></td><td class=num data-label=\"Allowed, since start\"><span>{}</span></td>\
+<td class=num data-label=\"Denied, since start\"><span>{}</span></td></tr>",
             esc(&from),
             esc(&to),
             esc(&policy),
@@ -87,8 +102,9 @@ pub(super) fn routes_page(
         shown += 1;
         let _ = write!(
             rows,
-            "<tr><td><a href=\"/routes/{id}\">{label}</a></td><td><code>{from}</code></td><td class=opt></td><td class=opt></td>\
-<td><span class=\"tag file\">console · not in force</span></td><td class=num>–</td><td class=num>–</td><td class=num>–</td></tr>",
+            "<tr><td data-label=Name><span><a href=\"/routes/{id}\">{label}</a></span></td><td data-label=From><span><code>{from}</code></span></td><td data-label=To></td><td data-label=Policy></td>\
+<td data-label=Source><span><span class=\"tag file\">console · not in force</span></span></td><td class=num data-label=\"Requests, last minute\"><span>–</span></td>\
+<td class=num data-label=\"Allowed, since start\"><span>–</span></td><td class=num data-label=\"Denied, since start\"><span>–</span></td></tr>",
             id = esc(&r.id),
             label = esc(&label),
             from = esc(r.str("from")),
@@ -105,12 +121,14 @@ pub(super) fn routes_page(
         .unwrap_or_default();
     let console_routes = state.routes.len();
     let body = format!(
-        "{notice}<h1>Routes</h1><div class=bar><form method=get action=\"/\" role=search><label for=q class=visually-hidden style=\"position:absolute;left:-9999px\">Search routes</label>\
+        "{notice}<h1>Routes</h1><div class=bar><form method=get action=\"/\" role=search><label for=q class=visually-hidden>Search routes</label>\
 <input type=search id=q name=q value=\"{qv}\" placeholder=\"Search by name, host, upstream or policy\"><button class=secondary>Search</button></form>\
 <a class=button href=\"/routes/new\">New route</a></div>\
-<div class=card><table><caption style=\"text-align:left;color:#5b6170;font-size:.85rem;padding-bottom:.5rem\">{shown} of {total} routes ({console_routes} from the console). Requests per minute over the last minute; allowed and denied since start.</caption>\
-<thead><tr><th scope=col>Name</th><th scope=col>From</th><th scope=col class=opt>To</th><th scope=col class=opt>Policy</th><th scope=col>Source</th><th scope=col class=num>Req/min</th><th scope=col class=num>Allowed</th><th scope=col class=num>Denied</th></tr></thead>\
-<tbody>{rows}</tbody></table></div>",
+<div class=card><div class=scroll role=region aria-labelledby=routes-caption tabindex=0><table class=cards><caption id=routes-caption>{shown} of {total} routes ({console_routes} from the console). \
+Requests: how many in the last minute. Allowed and denied: since gatehouse started. Names in italics are made from the host (the route has no name).</caption>\
+<thead><tr><th scope=col>Name</th><th scope=col>From</th><th scope=col>To</th><th scope=col>Policy</th><th scope=col>Source</th>\
+<th scope=col class=num>Requests<small>last minute</small></th><th scope=col class=num>Allowed<small>since start</small></th><th scope=col class=num>Denied<small>since start</small></th></tr></thead>\
+<tbody>{rows}</tbody></table></div></div>",
         qv = esc(&q),
         total = all.len(),
     );
