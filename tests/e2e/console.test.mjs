@@ -193,7 +193,8 @@ test('an invalid To URL shows a field error and changes nothing', async () => {
   assert.equal((await saved).status(), 422);
   const to = page.getByLabel('To', { exact: true });
   assert.equal(await to.getAttribute('aria-invalid'), 'true');
-  assert.match(await page.locator('#err-to').textContent(), /invalid `to` URL `not a url`/);
+  assert.match(await page.locator('#err-to').textContent(), /invalid to URL not a url: it needs a scheme/);
+  assert.equal(await page.locator('#err-to code').first().textContent(), 'to', 'quoted parts are set as code');
   assert.equal(await page.getByLabel('From').inputValue(), 'https://broken.localhost', 'the form keeps what was typed');
   await page.screenshot({ path: join(artifacts, 'console-field-error.png'), fullPage: true });
   await page.goto(url('console', '/history'));

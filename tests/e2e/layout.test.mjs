@@ -173,7 +173,7 @@ test('a form that was not saved puts the focus on its problems, each a link to i
   await open('route-error', null);
   assert.equal(await page.evaluate(() => document.activeElement?.id), 'error-summary');
   const link = page.locator('#error-summary a[href="#f-to"]');
-  assert.match(await link.textContent(), /^To: invalid `to` URL/);
+  assert.match(await link.textContent(), /^To: invalid to URL/);
   await link.click();
   assert.equal(await page.evaluate(() => location.hash), '#f-to');
   assert.ok(await page.locator('#f-to').isVisible());

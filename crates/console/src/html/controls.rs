@@ -7,6 +7,35 @@ use gatehouse_proxy::answers::html_escape as esc;
 
 use crate::state::FieldError;
 
+/// A configuration message as HTML: escaped, with each `quoted` part
+/// (keys, values, examples) set as code, as the file's messages write them.
+pub(super) fn message(text: &str) -> String {
+    let mut out = String::new();
+    let mut parts = text.split('`');
+    let mut code = false;
+    let count = text.matches('`').count();
+    if let Some(first) = parts.next() {
+        out.push_str(&esc(first));
+    }
+    for (i, part) in parts.enumerate() {
+        // An odd last backtick has no partner: kept as written.
+        if count % 2 == 1 && i + 1 == count {
+            out.push('`');
+            out.push_str(&esc(part));
+            continue;
+        }
+        code = !code;
+        if code {
+            out.push_str("<code>");
+            out.push_str(&esc(part));
+            out.push_str("</code>");
+        } else {
+            out.push_str(&esc(part));
+        }
+    }
+    out
+}
+
 /// Renders form controls with their label, hint and error, and remembers
 /// which fields it showed (and their labels): the summary links to those,
 /// and spells out errors for any other field.
@@ -53,7 +82,7 @@ impl<'a> Form<'a> {
             format!(" aria-invalid=true aria-describedby=\"err-{name}\""),
             format!(
                 "<p class=error id=\"err-{name}\">{}</p>",
-                esc(&messages.join("; "))
+                message(&messages.join("; "))
             ),
         )
     }
@@ -142,13 +171,16 @@ impl<'a> Form<'a> {
             .map(|e| match shown.iter().find(|(name, _)| *name == e.field) {
                 Some((name, label)) => format!(
                     "<li><a href=\"#f-{name}\">{label}: {}</a></li>",
-                    esc(&e.message)
+                    message(&e.message)
                 ),
                 None => unshown(e),
             })
             .collect();
         error_summary(
-            &format!("Not saved: {} problem(s)", self.errors.len()),
+            &match self.errors.len() {
+                1 => "Not saved: 1 problem".to_string(),
+                n => format!("Not saved: {n} problems"),
+            },
             "Nothing was changed; fix these and save again.",
             &items,
         )
@@ -158,12 +190,12 @@ impl<'a> Form<'a> {
 /// An error no form field shows, as a summary's list item.
 fn unshown(e: &FieldError) -> String {
     if e.field.is_empty() {
-        format!("<li>{}</li>", esc(&e.message))
+        format!("<li>{}</li>", message(&e.message))
     } else {
         format!(
             "<li><code>{}</code>: {}</li>",
             esc(&e.field),
-            esc(&e.message)
+            message(&e.message)
         )
     }
 }
@@ -192,6 +224,16 @@ fn hint_html(hint: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn messages_set_quoted_parts_as_code_and_escape_the_rest() {
+        assert_eq!(
+            super::message("invalid `to` URL `<x>`: it needs a scheme"),
+            "invalid <code>to</code> URL <code>&lt;x&gt;</code>: it needs a scheme"
+        );
+        assert_eq!(super::message("odd ` one"), "odd ` one");
+        assert_eq!(super::message("a `b` c ` d"), "a <code>b</code> c ` d");
+    }
+
     use super::*;
 
     #[test]
@@ -218,7 +260,7 @@ mod tests {
             "{to}"
         );
         let summary = f.summary();
-        assert!(summary.contains("3 problem(s)"), "{summary}");
+        assert!(summary.contains("3 problems"), "{summary}");
         assert!(summary.contains(" autofocus"), "{summary}");
         assert!(
             summary.contains("<code>redirect</code>: bad redirect"),

@@ -28,7 +28,7 @@ pub(super) fn import_page(
             };
             format!(
                 "<li><a href=\"#f-config\">{field}{}</a></li>",
-                esc(&e.message)
+                super::controls::message(&e.message)
             )
         })
         .collect();
