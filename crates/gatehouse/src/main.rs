@@ -6,6 +6,7 @@
 
 #[allow(unsafe_code)]
 mod memory;
+mod problems;
 mod quickstart;
 mod reload;
 mod tcp;
@@ -267,7 +268,7 @@ fn check(path: &Path, strict: bool) -> ExitCode {
     let loaded = match gatehouse_config::load_file(path) {
         Ok(loaded) => loaded,
         Err(rejected) => {
-            let all = every_problem(rejected);
+            let all = problems::every_problem(rejected);
             for d in &all {
                 println!("{d}");
             }
@@ -345,18 +346,6 @@ fn check(path: &Path, strict: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// A refused configuration's problems with its policies' too (checked
-/// even though other mistakes refused it): every mistake in one pass, in
-/// the file's order.
-fn every_problem(rejected: gatehouse_config::Rejected) -> Vec<gatehouse_config::Diagnostic> {
-    let mut all = rejected.diagnostics;
-    for p in &rejected.policies {
-        all.extend(gatehouse_policy::policy_errors(p));
-    }
-    all.sort_by_key(|d| (d.mark.line, d.mark.col));
-    all
-}
-
 fn init_logging(format: Option<LogFormat>, level: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| {
@@ -400,7 +389,7 @@ fn run_with(args: RunArgs, sidecar: Option<quickstart::Sidecar>) -> ExitCode {
     let loaded = match gatehouse_config::load_file(&path) {
         Ok(l) => l,
         Err(rejected) => {
-            for d in every_problem(rejected) {
+            for d in problems::every_problem(rejected) {
                 eprintln!("{d}");
             }
             eprintln!(

@@ -73,7 +73,7 @@ async fn run(
                 proxy.metrics().reload(false);
                 // Each at its own level: a warning beside the errors stays
                 // a warning.
-                for d in crate::every_problem(rejected) {
+                for d in crate::problems::every_problem(rejected) {
                     if d.is_error() {
                         tracing::error!(config = %config_path.display(), "{d}");
                     } else {
