@@ -594,3 +594,75 @@ routes:
         "grew {grown} KiB reading the CA's answer"
     );
 }
+
+/// A websocket client that sends without ever reading stalls its tunnel
+/// (the upstream's echoes have nowhere to go): the route's `idle_timeout`
+/// ends it, with the upstream connection and the relay's buffers, instead
+/// of the relay waiting on the stuck write forever. The proof: fewer
+/// echoes come back than complete messages were sent, because the tunnel
+/// was cut while they were stuck (a relay that waited would deliver every
+/// one once the client reads again).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_websocket_client_that_never_reads_is_cut_at_idle_timeout() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ws = ws_upstream().await;
+    let gh = Gatehouse::start(&format!(
+        "address: 127.0.0.1:{{port}}\ninsecure_server: true\nroutes:\n  - {{from: 'http://ws.localhost', to: 'http://{a}', allow_websockets: true, idle_timeout: 1s, allow_public_unauthenticated_access: true}}\n",
+        a = ws.addr
+    ));
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", gh.port))
+        .await
+        .unwrap();
+    s.write_all(
+        b"GET /socket HTTP/1.1\r\nHost: ws.localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // Binary messages of 64 KiB, masked with a zero key (payload as is).
+    const PAYLOAD: usize = 64 * 1024;
+    let mut frame = vec![0x82u8, 0xFF];
+    frame.extend_from_slice(&(PAYLOAD as u64).to_be_bytes());
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    frame.resize(frame.len() + PAYLOAD, 0x5A);
+    let mut complete = 0usize;
+    while complete < 1024 {
+        match tokio::time::timeout(Duration::from_millis(500), s.write_all(&frame)).await {
+            Ok(Ok(())) => complete += 1,
+            // Stalled (the pipes are full), or cut.
+            _ => break,
+        }
+    }
+    assert!(complete > 0);
+    // Silent past idle_timeout while stuck.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut received = 0usize;
+    let mut buf = vec![0u8; 256 * 1024];
+    let drained = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received += n,
+            }
+        }
+    })
+    .await;
+    assert!(drained.is_ok(), "the tunnel stayed open");
+    // Each echo is the payload with a 10-byte server header.
+    let every_echo = complete * (PAYLOAD + 10);
+    assert!(
+        received < every_echo,
+        "{received} bytes came back of {every_echo}: the stuck tunnel was kept, not cut"
+    );
+}
