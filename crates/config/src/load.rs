@@ -293,10 +293,11 @@ fn known_keys() -> impl Iterator<Item = &'static str> {
 /// commonest typo: `emial`), as the optimal string alignment distance.
 /// Keys are short: the quadratic table is fine.
 fn edit_distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    if a.len() > 64 || b.len() > 64 {
+    // A long word is no misspelling of a key: refused before any copy.
+    if a.chars().nth(64).is_some() || b.chars().nth(64).is_some() {
         return usize::MAX;
     }
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
     let w = b.len() + 1;
     let mut d = vec![0usize; (a.len() + 1) * w];
     for (j, cell) in d.iter_mut().take(w).enumerate() {

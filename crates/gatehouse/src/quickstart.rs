@@ -66,17 +66,29 @@ const HOSTS: &[&str] = &[
 pub fn prepare(args: &QuickstartArgs) -> Result<(PathBuf, Sidecar), String> {
     let dir = directory(args.dir.as_deref())?;
     if args.reset {
-        for name in FILES {
-            match std::fs::remove_file(dir.join(name)) {
+        // The known files, and temporary files an interrupted write left.
+        let leftovers = std::fs::read_dir(&dir)
+            .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+            .filter_map(Result::ok)
+            .map(|e| e.file_name())
+            .filter(|n| n.to_str().is_some_and(|n| n.starts_with(".tmp")));
+        let names = FILES
+            .iter()
+            .map(std::ffi::OsString::from)
+            .chain(leftovers)
+            .collect::<Vec<_>>();
+        for name in names {
+            let path = dir.join(name);
+            match std::fs::remove_file(&path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(format!("cannot remove {}: {e}", dir.join(name).display()));
+                    return Err(format!("cannot remove {}: {e}", path.display()));
                 }
                 _ => {}
             }
         }
     }
     let files = Files { dir: dir.clone() };
-    files.certificates()?;
+    let new_ca = files.certificates()?;
     let secret = |name: &str, make: &dyn Fn() -> String| -> Result<(), String> {
         match files.read(name)? {
             Some(_) => Ok(()),
@@ -111,14 +123,24 @@ What to try:
   4. Sign out at {verify}/.pomerium/sign_out: every host
      asks for the password again.
 
-The browser warns about the certificate until it trusts {ca}.
+{ca_note}
 ",
         verify = url("verify"),
         console = url("console"),
         hello = url("hello"),
         config = config_path.display(),
         dir = dir.display(),
-        ca = dir.join("ca.pem").display(),
+        ca_note = if new_ca {
+            format!(
+                "A new CA made the certificate: the browser warns until it trusts\n{} (valid for localhost names only).",
+                dir.join("ca.pem").display()
+            )
+        } else {
+            format!(
+                "The browser warns about the certificate until it trusts\n{} (valid for localhost names only).",
+                dir.join("ca.pem").display()
+            )
+        },
     );
     let verify = verify_app::VerifyArgs {
         jwks_url: Some(format!(
@@ -147,16 +169,46 @@ The browser warns about the certificate until it trusts {ca}.
 fn directory(dir: Option<&Path>) -> Result<PathBuf, String> {
     use std::os::unix::fs::DirBuilderExt;
     let dir = match dir {
-        Some(d) => d.to_path_buf(),
+        Some(d) => std::path::absolute(d).map_err(|e| format!("{}: {e}", d.display()))?,
         None => default_directory()?,
     };
+    // The configuration names its files by path, as YAML text.
+    if dir.to_str().is_none() {
+        return Err(format!(
+            "{} is not UTF-8: name another directory with --dir",
+            dir.display()
+        ));
+    }
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(&dir)
         .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     private_file::check_dir(&dir).map_err(|e| e.to_string())?;
+    safe_ancestors(&dir)?;
     Ok(dir)
+}
+
+/// Every directory above `dir` (links resolved) is this user's or root's,
+/// and others may write to it only when it is sticky (as `/tmp`): otherwise
+/// another user could swap `dir` for a tree of theirs between a check and
+/// an open, and plant a CA or a configuration (OpenSSH's StrictModes rule).
+fn safe_ancestors(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let real = std::fs::canonicalize(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let me = std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid());
+    for ancestor in real.ancestors().skip(1) {
+        let m = std::fs::metadata(ancestor).map_err(|e| format!("{}: {e}", ancestor.display()))?;
+        let sticky = m.mode() & 0o1000 != 0;
+        let others_write = m.mode() & 0o022 != 0;
+        if (m.uid() != me && m.uid() != 0) || (others_write && !sticky) {
+            return Err(format!(
+                "{} is above the quickstart's directory and others may change it: name a directory under your home with --dir",
+                ancestor.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `$XDG_STATE_HOME/gatehouse/quickstart`, else
@@ -234,26 +286,37 @@ impl Files {
 
     /// A CA (kept, so a browser that trusts it keeps trusting it) and a
     /// certificate it signs for the demo's hosts.
-    fn certificates(&self) -> Result<(), String> {
-        let ca = match (self.read("ca.pem")?, self.read("ca-key.pem")?) {
-            (Some(_), Some(key)) => Ca::load(&key)?,
-            // None yet, or an older version's CA without its key: a new one.
-            _ => {
+    fn certificates(&self) -> Result<bool, String> {
+        let kept = match (self.read("ca.pem")?, self.read("ca-key.pem")?) {
+            // An older version's CA may lack its name constraints: made
+            // anew (the browser must trust the new one).
+            (Some(cert), Some(key)) if constrained(&cert) => Some(Ca::load(&key)?),
+            _ => None,
+        };
+        let new_ca = kept.is_none();
+        let ca = match kept {
+            Some(ca) => ca,
+            None => {
+                // In an order that a crash at any point leaves something
+                // the next run makes anew, never a pair that does not match.
+                for name in ["localhost.pem", "localhost-key.pem", "ca.pem"] {
+                    let _ = std::fs::remove_file(self.path(name));
+                }
                 let (ca, cert) = Ca::new()?;
                 self.write_private("ca-key.pem", &ca.key_pem())?;
                 self.write_public("ca.pem", &cert)?;
-                let _ = std::fs::remove_file(self.path("localhost.pem"));
                 ca
             }
         };
         let have =
             self.read("localhost.pem")?.is_some() && self.read("localhost-key.pem")?.is_some();
         if !have {
+            let _ = std::fs::remove_file(self.path("localhost.pem"));
             let (cert, key) = ca.sign(HOSTS)?;
             self.write_private("localhost-key.pem", &key)?;
             self.write_public("localhost.pem", &cert)?;
         }
-        Ok(())
+        Ok(new_ca)
     }
 
     /// The demo user's password, kept in `demo-password` (the user file
@@ -292,21 +355,27 @@ impl Files {
     /// the configuration's path.
     fn configuration(&self, port: u16) -> Result<(std::net::TcpListener, PathBuf), String> {
         let path = self.path("config.yaml");
+        // `ports`: the port, the verify app's port and a digest of the
+        // configuration as last written (so an edit shows as a difference).
         let recorded = self.read("ports")?.and_then(|s| {
-            let mut it = s.split_whitespace().map(|p| p.parse::<u16>().ok());
-            Some((it.next()??, it.next()??))
+            let mut it = s.split_whitespace();
+            let p = it.next()?.parse::<u16>().ok()?;
+            let v = it.next()?.parse::<u16>().ok()?;
+            Some((p, v, it.next()?.to_string()))
         });
         let existing = self.read("config.yaml")?;
-        let edited = match (&existing, recorded) {
-            (Some(text), Some((p, v))) => *text != self.render(p, v),
+        let edited = match (&existing, &recorded) {
+            (Some(text), Some((_, _, digest))) => digest_of(text) != *digest,
             (Some(_), None) => true,
             (None, _) => false,
         };
         // The verify app keeps its port, so an edited configuration still
         // names it.
-        let kept = recorded.and_then(|(_, v)| std::net::TcpListener::bind(("127.0.0.1", v)).ok());
+        let kept = recorded
+            .as_ref()
+            .and_then(|(_, v, _)| std::net::TcpListener::bind(("127.0.0.1", *v)).ok());
         if edited {
-            let Some((p, v)) = recorded else {
+            let Some((p, v, _)) = recorded else {
                 return Err(format!(
                     "{} was not written by this quickstart: move it away, or start over with --reset",
                     path.display()
@@ -336,7 +405,10 @@ impl Files {
         if existing.as_deref() != Some(text.as_str()) {
             self.write_private("config.yaml", &text)?;
         }
-        self.write_private("ports", &format!("{port} {verify_port}\n"))?;
+        self.write_private(
+            "ports",
+            &format!("{port} {verify_port} {}\n", digest_of(&text)),
+        )?;
         Ok((listener, path))
     }
 
@@ -344,7 +416,10 @@ impl Files {
     /// (an authenticate host, secrets from files), and the same text for
     /// the same ports, so an edit shows as a difference.
     fn render(&self, port: u16, verify_port: u16) -> String {
-        let p = |name: &str| self.path(name).display().to_string();
+        // Quoted (JSON strings are YAML): a path with `#` or `: ` stays a path.
+        let p = |name: &str| {
+            serde_json::to_string(&self.path(name).to_string_lossy()).unwrap_or_default()
+        };
         format!(
             "# Written by `gatehouse quickstart`. Edit and save: changes apply live,
 # and later runs keep your edits (`gatehouse quickstart --reset` starts over).
@@ -411,6 +486,23 @@ impl Ca {
             rcgen::KeyUsagePurpose::KeyCertSign,
             rcgen::KeyUsagePurpose::CrlSign,
         ];
+        // Trusted in a browser, it can vouch for `localhost` names and
+        // loopback addresses only, even if its key ever leaks.
+        params.name_constraints = Some(rcgen::NameConstraints {
+            permitted_subtrees: vec![
+                rcgen::GeneralSubtree::DnsName("localhost".into()),
+                rcgen::GeneralSubtree::IpAddress(rcgen::CidrSubnet::V4(
+                    [127, 0, 0, 0],
+                    [255, 0, 0, 0],
+                )),
+                rcgen::GeneralSubtree::IpAddress(rcgen::CidrSubnet::V6(
+                    std::net::Ipv6Addr::LOCALHOST.octets(),
+                    [0xff; 16],
+                )),
+            ],
+            excluded_subtrees: Vec::new(),
+        });
+        set_validity(&mut params);
         Ok(params)
     }
 
@@ -446,7 +538,39 @@ impl Ca {
             .distinguished_name
             .push(rcgen::DnType::CommonName, "gatehouse quickstart");
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        set_validity(&mut params);
         let cert = params.signed_by(&key, &self.issuer).map_err(rcgen_error)?;
         Ok((cert.pem(), key.serialize_pem()))
     }
+}
+
+/// Valid from the start of this year for ten years.
+fn set_validity(params: &mut rcgen::CertificateParams) {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    // Years of 365.2425 days: a day off at a year's edge is harmless here.
+    let year = 1970 + i32::try_from(secs / 31_556_952).unwrap_or(0);
+    params.not_before = rcgen::date_time_ymd(year, 1, 1);
+    params.not_after = rcgen::date_time_ymd(year + 10, 1, 1);
+}
+
+/// The CA certificate carries name constraints (older versions' did not).
+fn constrained(cert_pem: &str) -> bool {
+    let body: String = cert_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let Ok(der) = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, body) else {
+        return false;
+    };
+    // The extension's identifier, id-ce-nameConstraints (2.5.29.30).
+    der.windows(5).any(|w| w == [0x06, 0x03, 0x55, 0x1d, 0x1e])
+}
+
+/// A digest of the configuration as written, to tell an edit.
+fn digest_of(text: &str) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }

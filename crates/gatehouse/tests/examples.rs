@@ -99,9 +99,26 @@ fn refuse_unsafe(cmd: &str) -> Result<(), String> {
     let mut program_next = true;
     let mut redirect_next = false;
     let mut subcommands: Option<&[&str]> = None;
+    let mut program = "";
     let mut prev = "";
     for (word, quoted) in &words {
         let after = std::mem::replace(&mut prev, word.as_str());
+        // Options that would load code or write arbitrary bytes: openssl's
+        // engines and providers, echo's escapes (`\177ELF...`), base64's
+        // decoding. (`-config` stays: a config file made here can name a
+        // module only by a path, and no path but ours passes, nor can a
+        // module's bytes be written here.)
+        let loads_or_decodes = match program {
+            "openssl" => ["-engine", "-keygen_engine", "-provider", "-provider-path"]
+                .iter()
+                .any(|o| word == o || word.starts_with(&format!("{o}="))),
+            "echo" => word.contains('\\') || (!quoted && word.starts_with('-')),
+            "base64" => word.starts_with("-d") || word.starts_with("--d") || word == "-i",
+            _ => false,
+        };
+        if loads_or_decodes && !program_next {
+            return Err(format!("`{word}` for {program}"));
+        }
         if !quoted {
             match word.as_str() {
                 "|" | "&&" if !program_next && !redirect_next => {
@@ -134,6 +151,10 @@ fn refuse_unsafe(cmd: &str) -> Result<(), String> {
                 return Err(format!("`{word}` is not a program a header may run"));
             };
             subcommands = Some(*subs).filter(|s| !s.is_empty());
+            program = PROGRAMS
+                .iter()
+                .find(|(p, _)| p == word)
+                .map_or("", |(p, _)| p);
             program_next = false;
             continue;
         }
@@ -284,6 +305,11 @@ fn header_commands_that_could_do_harm_are_refused() {
         "'gatehouse' keygen",
         "gatehouse run -c x.yaml",
         "openssl s_client -connect example.com:443",
+        "openssl rand -provider-path . -provider evil 4",
+        "openssl req -engine evil -out x",
+        "echo '\\177ELF' > evil.so",
+        "echo -e x > x",
+        "head -c4 /dev/urandom | base64 -d > x",
         "openssl req -out=/tmp/x",
         "openssl req -out /CN=x",
         "openssl",

@@ -411,7 +411,12 @@ fn read_banner(mut child: std::process::Child) -> Result<Started, String> {
                     dir = Some(PathBuf::from(rest.trim_start().split(" (").next().unwrap()));
                 }
                 seen.push(line);
-                if seen.last().unwrap().starts_with("What to try") {
+                // The banner's last line.
+                if seen
+                    .last()
+                    .unwrap()
+                    .ends_with("(valid for localhost names only).")
+                {
                     break Ok(Started {
                         dir: dir.take().expect("the banner names the directory"),
                         password: password.take().expect("the banner names the password"),
@@ -495,6 +500,29 @@ fn quickstart_writes_its_secrets_private() {
     let refused = quickstart(&["--dir", open.to_str().unwrap()], tmp.path()).unwrap_err();
     assert!(refused.contains("no one else may write"), "{refused}");
     assert_eq!(std::fs::read_dir(&open).unwrap().count(), 0);
+    // ...and so is one below such a directory (not sticky, as /tmp is):
+    // another user could swap the tree between a check and an open.
+    let below = open.join("qs");
+    let refused = quickstart(&["--dir", below.to_str().unwrap()], tmp.path()).unwrap_err();
+    assert!(refused.contains("others may change it"), "{refused}");
+    assert!(!below.join("ca-key.pem").exists());
+
+    // The CA can vouch for localhost names and loopback addresses only.
+    let text = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(dir.join("ca.pem"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("Name Constraints: critical"), "{text}");
+    assert!(text.contains("DNS:localhost"), "{text}");
+    let verified = Command::new("openssl")
+        .args(["verify", "-x509_strict", "-CAfile"])
+        .arg(dir.join("ca.pem"))
+        .arg(dir.join("localhost.pem"))
+        .output()
+        .unwrap();
+    assert!(verified.status.success(), "{verified:?}");
 }
 
 #[test]
@@ -523,6 +551,30 @@ fn quickstart_keeps_its_password_ca_and_edits_until_reset() {
     );
     quickstart(&["--port", &port], tmp.path()).unwrap();
     assert_eq!(read("config.yaml"), edited);
+
+    // A CA from an older version (no key kept, no name constraints) is
+    // replaced, and the banner says so; a relative --dir works.
+    std::fs::remove_file(dir.join("ca-key.pem")).unwrap();
+    let port = read("ports").split_whitespace().next().unwrap().to_string();
+    let remade = quickstart(&["--port", &port], tmp.path()).unwrap();
+    assert!(remade.output.contains("A new CA"), "{}", remade.output);
+    assert_ne!(read("ca.pem"), ca);
+    let ca = read("ca.pem");
+    let relative = Command::new(BIN)
+        .current_dir(tmp.path())
+        .args([
+            "quickstart",
+            "--dir",
+            "rel/qs",
+            "--port",
+            &free_port().to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let relative = read_banner(relative).unwrap();
+    assert_eq!(relative.dir, tmp.path().join("rel/qs"));
 
     // --reset: everything new.
     let reset = quickstart(&["--reset"], tmp.path()).unwrap();
