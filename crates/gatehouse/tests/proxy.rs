@@ -1061,20 +1061,8 @@ async fn timeout_write_closes_websocket_tunnels() {
         "address: 127.0.0.1:{{port}}\ninsecure_server: true\ntimeout_write: 2s\nroutes:\n  - {{from: 'https://ws.localhost', to: 'http://{a}', allow_websockets: true, allow_public_unauthenticated_access: true}}\n",
         a = ws.addr
     ));
-    let req = tokio_tungstenite::tungstenite::handshake::client::Request::builder()
-        .uri(format!("ws://127.0.0.1:{}/socket", gh.port))
-        .header("Host", "ws.localhost")
-        .header("Connection", "Upgrade")
-        .header("Upgrade", "websocket")
-        .header("Sec-WebSocket-Version", "13")
-        .header(
-            "Sec-WebSocket-Key",
-            tokio_tungstenite::tungstenite::handshake::client::generate_key(),
-        )
-        .body(())
-        .unwrap();
     let opened = std::time::Instant::now();
-    let (mut socket, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let mut socket = ws_connect(gh.port, "ws.localhost").await;
     socket.send(Message::text("before")).await.unwrap();
     let msg = socket.next().await.unwrap().unwrap();
     assert_eq!(msg.into_text().unwrap().as_str(), "before");
@@ -1095,6 +1083,26 @@ async fn timeout_write_closes_websocket_tunnels() {
     assert!(opened.elapsed() >= Duration::from_millis(1500));
 }
 
+/// A websocket through gatehouse to `host` on `port`.
+async fn ws_connect(
+    port: u16,
+    host: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let req = tokio_tungstenite::tungstenite::handshake::client::Request::builder()
+        .uri(format!("ws://127.0.0.1:{port}/socket"))
+        .header("Host", host)
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Version", "13")
+        .header(
+            "Sec-WebSocket-Key",
+            tokio_tungstenite::tungstenite::handshake::client::generate_key(),
+        )
+        .body(())
+        .unwrap();
+    tokio_tungstenite::connect_async(req).await.unwrap().0
+}
+
 /// A route's `idle_timeout` closes a websocket that stays silent that long
 /// either way (Envoy's stream idle timeout, which Pomerium applies), while
 /// one that keeps talking stays open past it.
@@ -1107,21 +1115,7 @@ async fn idle_timeout_closes_silent_websockets_only() {
         "address: 127.0.0.1:{{port}}\ninsecure_server: true\nroutes:\n  - {{from: 'https://ws.localhost', to: 'http://{a}', allow_websockets: true, idle_timeout: 1s, allow_public_unauthenticated_access: true}}\n",
         a = ws.addr
     ));
-    let open = || async {
-        let req = tokio_tungstenite::tungstenite::handshake::client::Request::builder()
-            .uri(format!("ws://127.0.0.1:{}/socket", gh.port))
-            .header("Host", "ws.localhost")
-            .header("Connection", "Upgrade")
-            .header("Upgrade", "websocket")
-            .header("Sec-WebSocket-Version", "13")
-            .header(
-                "Sec-WebSocket-Key",
-                tokio_tungstenite::tungstenite::handshake::client::generate_key(),
-            )
-            .body(())
-            .unwrap();
-        tokio_tungstenite::connect_async(req).await.unwrap().0
-    };
+    let open = || ws_connect(gh.port, "ws.localhost");
     // Talking every 300 ms for 2.5 s: open throughout.
     let mut busy = open().await;
     for i in 0..8 {
