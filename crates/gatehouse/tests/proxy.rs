@@ -402,21 +402,7 @@ async fn websockets_when_allowed() {
         "address: 127.0.0.1:{{port}}\ninsecure_server: true\nroutes:\n  - {{from: 'https://ws.localhost', to: 'http://{a}', allow_websockets: true, allow_public_unauthenticated_access: true}}\n  - {{from: 'https://nows.localhost', to: 'http://{a}', allow_public_unauthenticated_access: true}}\n",
         a = ws.addr
     ));
-    let connect = |host: &str| {
-        let req = tokio_tungstenite::tungstenite::handshake::client::Request::builder()
-            .uri(format!("ws://127.0.0.1:{}/socket", gh.port))
-            .header("Host", host)
-            .header("Connection", "Upgrade")
-            .header("Upgrade", "websocket")
-            .header("Sec-WebSocket-Version", "13")
-            .header(
-                "Sec-WebSocket-Key",
-                tokio_tungstenite::tungstenite::handshake::client::generate_key(),
-            )
-            .body(())
-            .unwrap();
-        tokio_tungstenite::connect_async(req)
-    };
+    let connect = |host: &str| tokio_tungstenite::connect_async(ws_request(gh.port, host));
     let (mut socket, resp) = connect("ws.localhost")
         .await
         .expect("websocket through gatehouse");
@@ -1083,12 +1069,9 @@ async fn timeout_write_closes_websocket_tunnels() {
     assert!(opened.elapsed() >= Duration::from_millis(1500));
 }
 
-/// A websocket through gatehouse to `host` on `port`.
-async fn ws_connect(
-    port: u16,
-    host: &str,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    let req = tokio_tungstenite::tungstenite::handshake::client::Request::builder()
+/// A websocket upgrade request for `host`, sent to gatehouse on `port`.
+fn ws_request(port: u16, host: &str) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    tokio_tungstenite::tungstenite::handshake::client::Request::builder()
         .uri(format!("ws://127.0.0.1:{port}/socket"))
         .header("Host", host)
         .header("Connection", "Upgrade")
@@ -1099,8 +1082,18 @@ async fn ws_connect(
             tokio_tungstenite::tungstenite::handshake::client::generate_key(),
         )
         .body(())
-        .unwrap();
-    tokio_tungstenite::connect_async(req).await.unwrap().0
+        .unwrap()
+}
+
+/// A websocket through gatehouse to `host` on `port`.
+async fn ws_connect(
+    port: u16,
+    host: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    tokio_tungstenite::connect_async(ws_request(port, host))
+        .await
+        .unwrap()
+        .0
 }
 
 /// A route's `idle_timeout` closes a websocket that stays silent that long
