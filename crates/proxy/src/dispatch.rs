@@ -736,7 +736,11 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
             for (i, b) in buf.iter_mut().enumerate() {
                 *b = HEX[((n >> (124 - 4 * i)) & 0xf) as usize];
             }
-            HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
+            // Shared from the start: the id is copied to the upstream
+            // request and the access log, and a clone of a value made from
+            // a plain buffer allocates its shared counter on first clone.
+            HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(buf))
+                .unwrap_or_else(|_| HeaderValue::from_static("0"))
         }
     };
     // Never indexed by HTTP/2's header compression (to clients and h2
