@@ -606,18 +606,26 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 
 fn strip_seen_hop_by_hop(headers: &mut HeaderMap, seen: HopByHop, keep_upgrade: bool) {
     if seen.has(HopByHop::CONNECTION) {
-        let listed: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .collect();
-        for name in listed {
-            if keep_upgrade && name == header::UPGRADE {
-                continue;
+        // The names `Connection` lists go too. Its values are taken out
+        // first (refcounted, not copied) and each name is removed by a
+        // lookup of the text: the common `keep-alive` or `close` costs no
+        // allocation (a name built from it would be a heap copy).
+        let mut values = headers.get_all(header::CONNECTION).iter();
+        let single = values.next().is_some() && values.next().is_none();
+        if single {
+            if let Some(v) = headers.remove(header::CONNECTION) {
+                remove_listed(headers, &v, keep_upgrade);
             }
-            headers.remove(&name);
+        } else {
+            let listed: Vec<HeaderValue> = headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .cloned()
+                .collect();
+            headers.remove(header::CONNECTION);
+            for v in &listed {
+                remove_listed(headers, v, keep_upgrade);
+            }
         }
     }
     let gone = [
@@ -652,6 +660,20 @@ fn strip_seen_hop_by_hop(headers: &mut HeaderMap, seen: HopByHop, keep_upgrade: 
                 headers.insert(header::TE, HeaderValue::from_static("trailers"));
             }
         }
+    }
+}
+
+/// Removes each header a `Connection` value names (but `Upgrade` when the
+/// upgrade is kept). A token that is no header name matches nothing.
+fn remove_listed(headers: &mut HeaderMap, connection: &HeaderValue, keep_upgrade: bool) {
+    let Ok(text) = connection.to_str() else {
+        return;
+    };
+    for token in text.split(',').map(str::trim) {
+        if token.is_empty() || (keep_upgrade && token.eq_ignore_ascii_case("upgrade")) {
+            continue;
+        }
+        headers.remove(token);
     }
 }
 
@@ -888,6 +910,36 @@ mod tests {
         crate::identity_headers::OwnedHeaders::default().strip(&mut h);
         let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["x-kept"]);
+    }
+
+    #[test]
+    fn every_name_any_connection_value_lists_is_removed() {
+        let mut h = HeaderMap::new();
+        // Several values, odd case and spaces, an empty item, a token that
+        // is no header name, and the upgrade kept.
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static("Keep-Alive, ,X-One"),
+        );
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static(" x-TWO ,bad token,Upgrade"),
+        );
+        for name in ["x-one", "x-two", "keep-alive", "x-kept"] {
+            h.insert(name, HeaderValue::from_static("1"));
+        }
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        strip_hop_by_hop(&mut h, true);
+        let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["connection", "upgrade", "x-kept"]);
+        assert_eq!(h[header::CONNECTION], "upgrade");
+        // Without the upgrade: `Upgrade` goes too.
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        strip_hop_by_hop(&mut h, false);
+        assert!(h.is_empty(), "{h:?}");
     }
 
     #[test]
