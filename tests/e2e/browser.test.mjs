@@ -4,16 +4,15 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { artifacts, binary, CHROMIUM, CHROMIUM_ARGS, freePort, start } from './helpers.mjs';
+import { artifacts, binary, CHROMIUM, CHROMIUM_ARGS, freePort, start, tempDir } from './helpers.mjs';
 
 /** Starts `gatehouse quickstart` and reads the printed demo password. */
 async function startQuickstart() {
   const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-browser-'));
+  const dir = tempDir('gatehouse-browser-');
   // The banner (password, what to try) is printed once the proxy listens.
   const gh = await start(binary, ['quickstart', '--port', String(port), '--dir', dir], /What to try:/);
   const password = /password\s+(\S+)/.exec(gh.output())[1];
@@ -138,7 +137,7 @@ test('two tabs signing in at once both succeed', async () => {
 test('the authenticate host hands a browser session to another domain', async () => {
   // A configuration with a separate authenticate host and the built-in directory.
   const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-handoff-'));
+  const dir = tempDir('gatehouse-handoff-');
   const hash = execFileSync(binary, ['hash-password'], { input: 'handoff-pass' }).toString().trim();
   const config = join(dir, 'config.yaml');
   writeFileSync(config, `address: 127.0.0.1:${port}

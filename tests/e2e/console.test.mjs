@@ -13,12 +13,11 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import http from 'node:http';
 import https from 'node:https';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { createLocalJWKSet, jwtVerify } from 'jose';
-import { artifacts, binary, CHROMIUM, CHROMIUM_ARGS, freePort, here, start } from './helpers.mjs';
+import { artifacts, binary, CHROMIUM, CHROMIUM_ARGS, freePort, here, start, tempDir } from './helpers.mjs';
 
 let idp;
 let gh;
@@ -40,7 +39,7 @@ before(async () => {
   });
   await new Promise((r) => upstream.listen(0, '127.0.0.1', r));
   upstreamUrl = `http://127.0.0.1:${upstream.address().port}`;
-  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-console-'));
+  const dir = tempDir('gatehouse-console-');
   const config = join(dir, 'config.yaml');
   writeFileSync(config, `address: 127.0.0.1:${port}
 authenticate_service_url: https://authenticate.localhost:${port}
@@ -236,7 +235,7 @@ test('a page on another origin cannot write to the console with the admin\'s coo
   // The attacker's page on the console's host name but another port: the
   // same site, so the browser sends the Lax session cookie along; only the
   // console's Origin check stands in the way.
-  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-attacker-'));
+  const dir = tempDir('gatehouse-attacker-');
   execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
     '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1',
     '-subj', '/CN=console.localhost'], { stdio: 'ignore' });

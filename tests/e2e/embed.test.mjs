@@ -9,11 +9,10 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { artifacts, binary, CHROMIUM, CHROMIUM_ARGS, freePort, here, start } from './helpers.mjs';
+import { artifacts, binary, CHROMIUM, CHROMIUM_ARGS, freePort, here, start, tempDir } from './helpers.mjs';
 
 let idp;
 let gh;
@@ -100,7 +99,7 @@ before(async () => {
 <script>document.getElementById('handoff').submit();</script>`);
   });
 
-  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-embed-'));
+  const dir = tempDir('gatehouse-embed-');
   const config = join(dir, 'config.yaml');
   writeFileSync(config, `address: 127.0.0.1:${port}
 idp_provider: oidc

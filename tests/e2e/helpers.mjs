@@ -1,7 +1,8 @@
 // Shared by the browser tests: Chromium's flags, free ports, starting
 // processes and waiting for them, where artifacts go.
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +26,15 @@ export const CHROMIUM_ARGS = [
  * Each process walks its own stretch of the range, from its id.
  */
 let nextPort = 0;
+/** A new private directory in the system's temporary directory, removed
+ * when this test file's process exits (with the configs, keys and stores
+ * the test wrote there). */
+export function tempDir(prefix) {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
 export async function freePort() {
   let [low, high] = [32768, 60999];
   try {

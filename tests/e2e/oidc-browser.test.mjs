@@ -2,11 +2,10 @@
 // real binary) in front of an app, the certified oidc-provider as the IdP.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { artifacts, binary, CHROMIUM, CHROMIUM_ARGS, freePort, here, start } from './helpers.mjs';
+import { artifacts, binary, CHROMIUM, CHROMIUM_ARGS, freePort, here, start, tempDir } from './helpers.mjs';
 
 let idp;
 let gh;
@@ -18,7 +17,7 @@ before(async () => {
   idp = await start('node', [join(here, 'idp.mjs'), '--port', '0',
     '--redirect-uris', `https://app.localhost:${port}/oauth2/callback`], /ready (\S+)/);
   const issuer = /ready (\S+)/.exec(idp.output())[1];
-  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-oidc-browser-'));
+  const dir = tempDir('gatehouse-oidc-browser-');
   const config = join(dir, 'config.yaml');
   writeFileSync(config, `address: 127.0.0.1:${port}
 idp_provider: oidc

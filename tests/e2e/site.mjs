@@ -5,10 +5,9 @@
 // route (404). Fixed names and data, so screenshots compare across runs.
 import { execFileSync } from 'node:child_process';
 import http from 'node:http';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { binary, freePort, start } from './helpers.mjs';
+import { binary, freePort, start, tempDir } from './helpers.mjs';
 
 export const PASSWORD = 'correct horse battery staple';
 
@@ -22,7 +21,7 @@ export async function startSite() {
   await new Promise((r) => upstream.listen(0, '127.0.0.1', r));
   const to = `http://127.0.0.1:${upstream.address().port}`;
   const hash = execFileSync(binary, ['hash-password'], { input: PASSWORD }).toString().trim();
-  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-site-'));
+  const dir = tempDir('gatehouse-site-');
   const config = join(dir, 'config.yaml');
   writeFileSync(config, `address: 127.0.0.1:${port}
 idp_provider: local
