@@ -185,30 +185,13 @@ fn directory(dir: Option<&Path>) -> Result<PathBuf, String> {
         .create(&dir)
         .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     private_file::check_dir(&dir).map_err(|e| e.to_string())?;
-    safe_ancestors(&dir)?;
+    private_file::check_ancestors(&dir).map_err(|above| {
+        format!(
+            "{} is above the quickstart's directory and others may change it: name a directory under your home with --dir",
+            above.display()
+        )
+    })?;
     Ok(dir)
-}
-
-/// Every directory above `dir` (links resolved) is this user's or root's,
-/// and others may write to it only when it is sticky (as `/tmp`): otherwise
-/// another user could swap `dir` for a tree of theirs between a check and
-/// an open, and plant a CA or a configuration (OpenSSH's StrictModes rule).
-fn safe_ancestors(dir: &Path) -> Result<(), String> {
-    use std::os::unix::fs::MetadataExt;
-    let real = std::fs::canonicalize(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let me = std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid());
-    for ancestor in real.ancestors().skip(1) {
-        let m = std::fs::metadata(ancestor).map_err(|e| format!("{}: {e}", ancestor.display()))?;
-        let sticky = m.mode() & 0o1000 != 0;
-        let others_write = m.mode() & 0o022 != 0;
-        if (m.uid() != me && m.uid() != 0) || (others_write && !sticky) {
-            return Err(format!(
-                "{} is above the quickstart's directory and others may change it: name a directory under your home with --dir",
-                ancestor.display()
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// `$XDG_STATE_HOME/gatehouse/quickstart`, else
@@ -239,9 +222,9 @@ impl Files {
         self.dir.join(name)
     }
 
-    /// A file's text, `None` when it does not exist. A link, or a file
-    /// another user could read or write, is refused: everything here is
-    /// the user's alone.
+    /// A file's text, `None` when it does not exist. A link is refused; a
+    /// secret others could read (left by an older version) is made private
+    /// first: everything here is the user's alone.
     fn read(&self, name: &str) -> Result<Option<String>, String> {
         use std::os::unix::fs::MetadataExt;
         let path = self.path(name);
@@ -572,5 +555,5 @@ fn constrained(cert_pem: &str) -> bool {
 /// A digest of the configuration as written, to tell an edit.
 fn digest_of(text: &str) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    gatehouse_proxy::hex::lower(d.as_ref())
 }

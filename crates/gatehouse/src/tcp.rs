@@ -207,10 +207,7 @@ impl Tunnel {
         // Only the sign-in this client started can deliver a token: a path
         // no one else knows (another local user, a web page probing
         // 127.0.0.1's ports).
-        let secret: String = {
-            let bytes: [u8; 16] = rand::random();
-            bytes.iter().map(|b| format!("{b:02x}")).collect()
-        };
+        let secret = gatehouse_proxy::hex::lower(&rand::random::<[u8; 16]>());
         let back = format!("http://{}/{secret}", listener.local_addr()?);
         let login = tokio::time::timeout(Duration::from_secs(30), self.login_url(&back))
             .await

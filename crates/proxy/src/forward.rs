@@ -611,21 +611,12 @@ fn strip_seen_hop_by_hop(headers: &mut HeaderMap, seen: HopByHop, keep_upgrade: 
         // lookup of the text: the common `keep-alive` or `close` costs no
         // allocation (a name built from it would be a heap copy).
         let mut values = headers.get_all(header::CONNECTION).iter();
-        let single = values.next().is_some() && values.next().is_none();
-        if single {
-            if let Some(v) = headers.remove(header::CONNECTION) {
-                remove_listed(headers, &v, keep_upgrade);
-            }
-        } else {
-            let listed: Vec<HeaderValue> = headers
-                .get_all(header::CONNECTION)
-                .iter()
-                .cloned()
-                .collect();
-            headers.remove(header::CONNECTION);
-            for v in &listed {
-                remove_listed(headers, v, keep_upgrade);
-            }
+        let first = values.next().cloned();
+        // Empty (no allocation) unless the client sent several.
+        let rest: Vec<HeaderValue> = values.cloned().collect();
+        headers.remove(header::CONNECTION);
+        for v in first.iter().chain(&rest) {
+            remove_listed(headers, v, keep_upgrade);
         }
     }
     let gone = [
@@ -633,7 +624,6 @@ fn strip_seen_hop_by_hop(headers: &mut HeaderMap, seen: HopByHop, keep_upgrade: 
         (HopByHop::PROXY_CONNECTION, &PROXY_CONNECTION),
         (HopByHop::TRANSFER_ENCODING, &header::TRANSFER_ENCODING),
         (HopByHop::TRAILER, &header::TRAILER),
-        (HopByHop::CONNECTION, &header::CONNECTION),
     ];
     for (bit, name) in gone {
         if seen.has(bit) {

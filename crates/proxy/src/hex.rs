@@ -2,6 +2,6 @@
 //! may use.
 
 /// Lower-case hex of `bytes`.
-pub(crate) fn lower(bytes: &[u8]) -> String {
+pub fn lower(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -41,7 +41,7 @@ pub mod routing;
 pub mod runtime;
 pub mod server;
 
-mod hex;
+pub mod hex;
 
 pub mod tls;
 pub mod trace;

@@ -57,6 +57,26 @@ pub fn check_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Every directory above `dir` (links resolved) is this user's or root's,
+/// and others may write to it only when it is sticky (as `/tmp`):
+/// otherwise another user could swap `dir` for a tree of theirs between a
+/// check and an open (OpenSSH's StrictModes rule). Returns the first
+/// directory that fails.
+pub fn check_ancestors(dir: &Path) -> Result<(), std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let real = std::fs::canonicalize(dir).map_err(|_| dir.to_path_buf())?;
+    let me = current_uid();
+    for ancestor in real.ancestors().skip(1) {
+        let m = std::fs::metadata(ancestor).map_err(|_| ancestor.to_path_buf())?;
+        let sticky = m.mode() & 0o1000 != 0;
+        let others_write = m.mode() & 0o022 != 0;
+        if (m.uid() != me && m.uid() != 0) || (others_write && !sticky) {
+            return Err(ancestor.to_path_buf());
+        }
+    }
+    Ok(())
+}
+
 /// This process's user id: the owner of `/proc/self` (without `unsafe`).
 fn current_uid() -> u32 {
     use std::os::unix::fs::MetadataExt;
