@@ -18,6 +18,9 @@ pub struct Diagnostic {
     pub severity: Severity,
     pub mark: Mark,
     pub message: String,
+    /// A key gatehouse does not know (a warning; `--strict` makes it an
+    /// error, see [`crate::Loaded::strict`]).
+    pub unknown_key: bool,
 }
 
 impl Diagnostic {
@@ -26,6 +29,7 @@ impl Diagnostic {
             severity: Severity::Error,
             mark,
             message: bounded(message.into()),
+            unknown_key: false,
         }
     }
 
@@ -34,6 +38,7 @@ impl Diagnostic {
             severity: Severity::Warning,
             mark,
             message: bounded(message.into()),
+            unknown_key: false,
         }
     }
 

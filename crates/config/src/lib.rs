@@ -23,8 +23,8 @@ pub use compiled::*;
 pub use diagnostic::{Diagnostic, Severity};
 pub use input::read_limited;
 pub use load::{
-    Loaded, ROUTE_SECRET_KEYS, Rejected, RoutePolicy, SECRET_KEYS, UNKNOWN_KEY, did_you_mean_hint,
-    load_file, load_file_with_env, load_str,
+    Loaded, ROUTE_SECRET_KEYS, Rejected, RoutePolicy, SECRET_KEYS, did_you_mean_hint, load_file,
+    load_file_with_env, load_str,
 };
 pub use model::{Options, RouteOptions, parse_duration};
 pub use yaml::{MAX_DEPTH, MAX_INPUT_BYTES, MAX_TREE_BYTES, Mark, shorten};

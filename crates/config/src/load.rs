@@ -194,10 +194,22 @@ fn load_str_inner(
             }
         }
     };
+    // Values from the environment share one mark: compare names too. A
+    // set, as a file may hold a key per route for a quarter million routes.
+    let reported: std::collections::HashSet<(&str, &Mark)> = survey
+        .reported
+        .iter()
+        .map(|(k, m)| (k.as_str(), m))
+        .collect();
+    let mut hinted = 0;
     for (key, mark) in ctx.unknown_keys.into_inner() {
-        // Values from the environment share one mark: compare names too.
-        if !survey.reported.iter().any(|(k, m)| *k == key && *m == mark) {
-            diags.push(unknown_key(&key, mark));
+        if !reported.contains(&(key.as_str(), &mark)) {
+            // Each hint compares the key with every known one: only the
+            // first few get one, so a file of unknown keys costs no more
+            // than its size to read.
+            let hint = hinted < HINTED_UNKNOWN_KEYS;
+            hinted += usize::from(hint);
+            diags.push(unknown_key(&key, mark, hint));
         }
     }
 
@@ -230,30 +242,71 @@ fn load_str_inner(
 
 /// A key neither the model nor [`registry::KEYS`] knows, with the known
 /// key it was most likely meant to be.
-fn unknown_key(key: &str, mark: Mark) -> Diagnostic {
-    let hint = did_you_mean_hint(key, known_keys());
+fn unknown_key(key: &str, mark: Mark, hint: bool) -> Diagnostic {
+    let hint = if hint {
+        did_you_mean_hint(key, known_keys())
+    } else {
+        String::new()
+    };
     // A file may carry options for a newer version; the console and its
     // API write what they mean, so a key they send must be one we know.
     if origin::target(&mark).is_some() {
         return Diagnostic::error(mark, format!("unknown route option `{key}`{hint}"));
     }
-    Diagnostic::warning(
-        mark,
-        format!("unknown config option `{key}` (ignored){hint}"),
-    )
+    Diagnostic {
+        unknown_key: true,
+        ..Diagnostic::warning(
+            mark,
+            format!("unknown config option `{key}`{IGNORED}{hint}"),
+        )
+    }
 }
 
-/// The message of an unknown key's warning starts so (`--strict` makes
-/// them errors).
-pub const UNKNOWN_KEY: &str = "unknown config option `";
+/// What an unknown key's warning says of it; `--strict` says otherwise.
+const IGNORED: &str = " (ignored)";
+
+/// Unknown keys that get a "did you mean" (the first ones in the file).
+const HINTED_UNKNOWN_KEYS: usize = 32;
 
 impl Loaded {
-    /// The warnings about keys gatehouse does not know (`--strict` makes
-    /// them errors: a misspelt key's default would apply silently).
+    /// The warnings about keys gatehouse does not know.
     pub fn unknown_keys(&self) -> impl Iterator<Item = &Diagnostic> {
-        self.warnings
+        self.warnings.iter().filter(|d| d.unknown_key)
+    }
+
+    /// Under `--strict` (`check`, `run` and every reload): a key gatehouse
+    /// does not know refuses the configuration, as a misspelt key's default
+    /// would otherwise apply silently.
+    pub fn strict(self) -> Result<Loaded, Rejected> {
+        if self.unknown_keys().next().is_none() {
+            return Ok(self);
+        }
+        let diagnostics = self
+            .warnings
+            .into_iter()
+            .map(|mut d| {
+                if d.unknown_key {
+                    d.severity = crate::diagnostic::Severity::Error;
+                    d.message = d.message.replacen(IGNORED, " (--strict)", 1);
+                }
+                d
+            })
+            .collect();
+        // Each route's authorization, so its mistakes are reported too.
+        let policies = self
+            .config
+            .routes
             .iter()
-            .filter(|d| d.message.starts_with(UNKNOWN_KEY))
+            .map(|r| RoutePolicy {
+                label: r.label().to_string(),
+                mark: r.mark.clone(),
+                authorization: r.authorization.clone(),
+            })
+            .collect();
+        Err(Rejected {
+            diagnostics,
+            policies,
+        })
     }
 }
 

@@ -264,8 +264,14 @@ fn hash_password() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The configuration at `path`, with `--strict` applied.
+fn load(path: &Path, strict: bool) -> Result<gatehouse_config::Loaded, gatehouse_config::Rejected> {
+    let loaded = gatehouse_config::load_file(path)?;
+    if strict { loaded.strict() } else { Ok(loaded) }
+}
+
 fn check(path: &Path, strict: bool) -> ExitCode {
-    let loaded = match gatehouse_config::load_file(path) {
+    let loaded = match load(path, strict) {
         Ok(loaded) => loaded,
         Err(rejected) => {
             let all = problems::every_problem(rejected);
@@ -278,11 +284,6 @@ fn check(path: &Path, strict: bool) -> ExitCode {
         }
     };
     let mut problems = loaded.warnings.clone();
-    let mut errors = 0;
-    let unknown = loaded.unknown_keys().count();
-    if strict && unknown > 0 {
-        errors += unknown;
-    }
     match gatehouse_policy::compile_routes(&loaded.config.routes) {
         Ok(compiled) => problems.extend(compiled.warnings),
         Err(e) => problems.extend(e),
@@ -311,28 +312,14 @@ fn check(path: &Path, strict: bool) -> ExitCode {
     for e in &later {
         println!("{e}");
     }
-    errors += problems.iter().filter(|d| d.is_error()).count() + later.len();
-    // Under --strict the unknown keys count as errors only.
-    let unknown_counted = if strict { unknown } else { 0 };
-    let warnings = problems.iter().filter(|d| !d.is_error()).count() - unknown_counted;
+    let errors = problems.iter().filter(|d| d.is_error()).count() + later.len();
+    let warnings = problems.len() + later.len() - errors;
     if errors > 0 {
-        let strict_note = if strict && unknown > 0 {
-            format!(
-                " ({} made errors by --strict)",
-                counted(unknown, "unknown key")
-            )
-        } else {
-            String::new()
-        };
         let warnings = match warnings {
             0 => String::new(),
             n => format!(", {}", counted(n, "warning")),
         };
-        println!(
-            "{}: {}{strict_note}{warnings}",
-            path.display(),
-            counted(errors, "error"),
-        );
+        println!("{}: {}{warnings}", path.display(), counted(errors, "error"),);
         return ExitCode::FAILURE;
     }
     println!(
@@ -386,7 +373,7 @@ fn run(args: RunArgs) -> ExitCode {
 
 fn run_with(args: RunArgs, sidecar: Option<quickstart::Sidecar>) -> ExitCode {
     let path = args.config.config.clone();
-    let loaded = match gatehouse_config::load_file(&path) {
+    let loaded = match load(&path, args.strict) {
         Ok(l) => l,
         Err(rejected) => {
             for d in problems::every_problem(rejected) {
@@ -409,13 +396,6 @@ fn run_with(args: RunArgs, sidecar: Option<quickstart::Sidecar>) -> ExitCode {
     init_logging(args.log_format, &level);
     for w in &loaded.warnings {
         tracing::warn!(config = %path.display(), "{w}");
-    }
-    if args.strict && loaded.unknown_keys().next().is_some() {
-        tracing::error!(
-            config = %path.display(),
-            "refusing to start: unknown keys, and --strict makes them errors"
-        );
-        return ExitCode::FAILURE;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -68,7 +68,10 @@ async fn run(
         // Editors write in several steps: wait for the burst to end.
         tokio::time::sleep(Duration::from_millis(200)).await;
         while rx.try_recv().is_ok() {}
-        match console.load_file(&config_path) {
+        let loaded = console
+            .load_file(&config_path)
+            .and_then(|l| if strict { l.strict() } else { Ok(l) });
+        match loaded {
             Err(rejected) => {
                 proxy.metrics().reload(false);
                 // Each at its own level: a warning beside the errors stays
@@ -83,16 +86,6 @@ async fn run(
                 tracing::error!(
                     config = %config_path.display(),
                     "configuration reload rejected; the last good configuration keeps serving"
-                );
-            }
-            Ok(loaded) if strict && loaded.unknown_keys().next().is_some() => {
-                proxy.metrics().reload(false);
-                for d in loaded.unknown_keys() {
-                    tracing::error!(config = %config_path.display(), "{d}");
-                }
-                tracing::error!(
-                    config = %config_path.display(),
-                    "configuration reload rejected (--strict: unknown keys); the last good configuration keeps serving"
                 );
             }
             Ok(loaded) => {

@@ -49,10 +49,17 @@ pub struct Certs {
     alpn: Mutex<HashMap<String, Arc<CertifiedKey>>>,
     /// HTTP-01 answers in flight: token → key authorization.
     http: Mutex<HashMap<String, String>>,
-    /// The store instances share: an HTTP-01 check that reaches this
-    /// instance for another's order is answered from there.
-    shared: std::sync::OnceLock<Arc<gatehouse_identity::store::Counted>>,
+    /// The store instances share, and the sealer of what goes there: an
+    /// HTTP-01 check that reaches this instance for another's order is
+    /// answered from there.
+    shared: std::sync::OnceLock<SharedStore>,
 }
+
+/// The shared store and the sealer of everything autocert puts there.
+type SharedStore = (
+    Arc<gatehouse_identity::store::Counted>,
+    Arc<gatehouse_identity::cookie::Sealer>,
+);
 
 #[derive(Clone)]
 struct Issued {
@@ -102,12 +109,12 @@ impl Certs {
         {
             return None;
         }
-        let store = self.shared.get()?;
+        let (store, sealer) = self.shared.get()?;
         let got = store
             .get_shared(&format!("acme-http01:{token}"))
             .await
             .ok()??;
-        String::from_utf8(got).ok()
+        open_http_answer(sealer, token, &got)
     }
 
     fn put(&self, host: &str, issued: Issued) {
@@ -156,8 +163,14 @@ pub fn start(certs: Arc<Certs>, shared: Option<Shared>, plan: Plan) -> Option<wa
         use gatehouse_identity::store::SessionStore;
         s.store.shares()
     });
+    let shared = shared.map(|s| {
+        (
+            s.store,
+            Arc::new(gatehouse_identity::cookie::Sealer::new(&s.key)),
+        )
+    });
     if let Some(s) = &shared {
-        let _ = certs.shared.set(s.store.clone());
+        let _ = certs.shared.set(s.clone());
     }
     handle.spawn(run(certs, shared, rx));
     Some(tx)
@@ -175,10 +188,7 @@ struct Failing {
 struct Manager {
     certs: Arc<Certs>,
     /// The store other instances share, and the sealer of what goes there.
-    shared: Option<(
-        Arc<gatehouse_identity::store::Counted>,
-        gatehouse_identity::cookie::Sealer,
-    )>,
+    shared: Option<SharedStore>,
     /// The account, for the directory URL it was made on.
     account: Option<(String, Account)>,
     failing: HashMap<String, Failing>,
@@ -193,10 +203,10 @@ struct Manager {
 /// (Let's Encrypt: 300 new orders per 3 hours) and starve renewals.
 const ORDERS_PER_HOUR: usize = 60;
 
-async fn run(certs: Arc<Certs>, shared: Option<Shared>, mut rx: watch::Receiver<Plan>) {
+async fn run(certs: Arc<Certs>, shared: Option<SharedStore>, mut rx: watch::Receiver<Plan>) {
     let mut m = Manager {
         certs,
-        shared: shared.map(|s| (s.store, gatehouse_identity::cookie::Sealer::new(&s.key))),
+        shared,
         account: None,
         failing: HashMap::new(),
         orders: std::collections::VecDeque::new(),
@@ -543,12 +553,13 @@ impl Manager {
                         answers.tokens.push(challenge.token.clone());
                         // The CA may reach another instance behind the same
                         // name: the answer is shared while the order lasts.
-                        if let Some((store, _)) = &self.shared {
+                        if let Some((store, sealer)) = &self.shared {
                             use gatehouse_identity::store::SessionStore;
                             let _ = store
                                 .put_shared(
                                     &format!("acme-http01:{}", challenge.token),
-                                    answer.as_str().as_bytes(),
+                                    seal_http_answer(sealer, &challenge.token, answer.as_str())
+                                        .as_bytes(),
                                     ORDER_TIME,
                                 )
                                 .await;
@@ -731,6 +742,37 @@ impl Manager {
 const SHARED_WAIT: Duration = Duration::from_secs(5);
 
 const SEAL_PURPOSE: &str = "gatehouse autocert";
+
+/// An HTTP-01 answer as shared with other instances: sealed, and bound to
+/// its token, so whoever can write to the store cannot make an instance
+/// answer a CA's check for an order of their own.
+fn seal_http_answer(
+    sealer: &gatehouse_identity::cookie::Sealer,
+    token: &str,
+    answer: &str,
+) -> String {
+    sealer.seal(&http_answer_purpose(token), answer.as_bytes())
+}
+
+/// The answer for `token` another instance shared, if it is one it sealed
+/// for that token (a key authorization starts with its token).
+fn open_http_answer(
+    sealer: &gatehouse_identity::cookie::Sealer,
+    token: &str,
+    stored: &[u8],
+) -> Option<String> {
+    let plain = sealer.open(
+        &http_answer_purpose(token),
+        std::str::from_utf8(stored).ok()?,
+    )?;
+    let answer = String::from_utf8(plain).ok()?;
+    let thumbprint = answer.strip_prefix(token)?.strip_prefix('.')?;
+    (!thumbprint.is_empty()).then_some(answer)
+}
+
+fn http_answer_purpose(token: &str) -> String {
+    format!("gatehouse autocert http-01 {token}")
+}
 
 /// A certificate and its key, as instances share them (sealed).
 #[derive(serde::Serialize, serde::Deserialize)]

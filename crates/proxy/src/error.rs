@@ -111,6 +111,10 @@ pub enum ProxyError {
     SessionStoreUnavailable,
     #[error("could not connect to the upstream")]
     UpstreamConnect(#[source] crate::body::BoxError),
+    /// A TCP tunnel's target cannot be reached: 503, as Envoy answers a
+    /// CONNECT (a tunnel client keeps its token and tries again later).
+    #[error("the tunnel's target cannot be reached")]
+    TunnelUnreachable,
     #[error("the upstream closed or reset the connection")]
     UpstreamReset(#[source] crate::body::BoxError),
     #[error("the upstream did not answer in time")]
@@ -171,6 +175,7 @@ impl ProxyError {
                 }
             }
             ProxyError::UpstreamConnect(_)
+            | ProxyError::TunnelUnreachable
             | ProxyError::UpstreamReset(_)
             | ProxyError::UpstreamTimeout
             | ProxyError::StreamTimeout => Fault::Upstream,
@@ -201,9 +206,9 @@ impl ProxyError {
             | ProxyError::TokenSignInRefused(status, _) => *status,
             ProxyError::ProgrammaticNoRedirect => StatusCode::NOT_FOUND,
             ProxyError::ProgrammaticRedirectRefused => StatusCode::BAD_REQUEST,
-            ProxyError::SessionStoreUnavailable | ProxyError::NotMounted => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ProxyError::SessionStoreUnavailable
+            | ProxyError::NotMounted
+            | ProxyError::TunnelUnreachable => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamConnect(_) | ProxyError::UpstreamReset(_) => {
                 StatusCode::BAD_GATEWAY
             }
@@ -257,7 +262,9 @@ impl ProxyError {
             ProxyError::SessionStoreUnavailable => {
                 "Sign-in is unavailable for a moment: gatehouse cannot reach its session store. People already signed in are not affected. Try again shortly."
             }
-            ProxyError::UpstreamConnect(_) => "The service behind this address is not reachable.",
+            ProxyError::UpstreamConnect(_) | ProxyError::TunnelUnreachable => {
+                "The service behind this address is not reachable."
+            }
             ProxyError::UpstreamReset(_) => {
                 "The service behind this address closed the connection."
             }
@@ -302,7 +309,7 @@ impl ProxyError {
             ProxyError::SessionStoreUnavailable => "session_store_unavailable",
             ProxyError::NotMounted => "unavailable",
             ProxyError::NeedsUser => "console_needs_user",
-            ProxyError::UpstreamConnect(_) => "upstream_connect",
+            ProxyError::UpstreamConnect(_) | ProxyError::TunnelUnreachable => "upstream_connect",
             ProxyError::UpstreamReset(_) => "upstream_reset",
             ProxyError::UpstreamTimeout => "upstream_timeout",
             ProxyError::StreamTimeout => "stream_timeout",

@@ -222,12 +222,7 @@ pub(crate) async fn serve(
 /// The target cannot be reached: 503, as Envoy answers (a tunnel client
 /// keeps its token and tries again later).
 fn unavailable(request_id: &str) -> Response<Body> {
-    let mut r = crate::error::response(
-        &ProxyError::UpstreamConnect("the tunnel's target cannot be reached".into()),
-        request_id,
-        true,
-    );
-    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let mut r = crate::error::response(&ProxyError::TunnelUnreachable, request_id, true);
     r.headers_mut().insert(
         http::header::CONNECTION,
         http::HeaderValue::from_static("close"),

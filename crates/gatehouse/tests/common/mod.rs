@@ -1266,6 +1266,22 @@ impl Redis {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
     }
+    /// Runs one command over plain TCP and returns Redis's raw reply (a
+    /// test writing to the store as whoever else can reach it).
+    pub fn command(&self, args: &[&str]) -> String {
+        use std::io::{Read, Write};
+        assert!(!self.tls, "plain-TCP Redis only");
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req += &format!("${}\r\n{a}\r\n", a.len());
+        }
+        s.write_all(req.as_bytes()).unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
 }
 
 impl Drop for Redis {

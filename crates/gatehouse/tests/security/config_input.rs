@@ -25,18 +25,29 @@ fn alias_bomb() -> String {
 }
 
 /// Runs `gatehouse check` on `config` under a 2 GiB address-space limit
-/// (so a regression aborts instead of taking the machine), sampling its
-/// peak resident memory while it runs. Returns (exit code, output, peak KiB).
+/// and a 120 s CPU-time limit (so a regression aborts instead of taking
+/// the machine), sampling its peak resident memory while it runs. Returns
+/// (exit code, output, peak KiB); its output is read while it runs, so
+/// any amount of it can be written.
 fn check_bounded(config: &Path) -> (i32, String, u64) {
     let mut child = Command::new("sh")
         .arg("-c")
-        .arg("ulimit -v 2097152; exec \"$0\" check -c \"$1\"")
+        .arg("ulimit -v 2097152; ulimit -t 120; exec \"$0\" check -c \"$1\"")
         .arg(BIN)
         .arg(config)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            pipe.read_to_end(&mut out).unwrap();
+            String::from_utf8_lossy(&out).into_owned()
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
     let mut peak = 0;
     let status = loop {
         peak = peak.max(proc_status_kib(child.id(), "VmHWM:"));
@@ -45,9 +56,7 @@ fn check_bounded(config: &Path) -> (i32, String, u64) {
         }
         std::thread::sleep(Duration::from_millis(1));
     };
-    let out = child.wait_with_output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text = stdout.join().unwrap() + &stderr.join().unwrap();
     (status.code().unwrap_or(-1), text, peak)
 }
 
@@ -100,6 +109,47 @@ fn many_ppl_strings_share_one_tree_budget() {
         "{out}"
     );
     assert!(peak_kib < 200 * 1024, "peak RSS {peak_kib} KiB:\n{out}");
+}
+
+/// A file of unknown keys costs what reading it costs: only the first 32
+/// get a "did you mean" (each compares the key with every known one), and
+/// keys reported per route are matched in a set, not per pair. Before,
+/// 100,000 unknown keys took minutes of CPU per load (and per reload).
+#[test]
+fn a_flood_of_unknown_keys_is_reported_in_bounded_time() {
+    let dir = tempfile::tempdir().unwrap();
+    // Top-level keys, each one edit away from a real one, then routes that
+    // each set a key gatehouse reports (ignored) and an unknown one.
+    let mut text = String::with_capacity(8 << 20);
+    for i in 0..1000 {
+        text.push_str(&format!("authenticate_service_url{i:03}: 1\n"));
+    }
+    for i in 0..100_000 {
+        text.push_str(&format!("zq{i:06}: 1\n"));
+    }
+    text.push_str("routes:\n");
+    for i in 0..40_000 {
+        text.push_str(&format!(
+            "  - {{from: https://r{i}.example.com, to: http://127.0.0.1:1, allow_public_unauthenticated_access: true, tls_upstream_allow_renegotiation: true, tos: {i}}}\n"
+        ));
+    }
+    assert!(text.len() < 8 << 20, "{} bytes", text.len());
+    let config = write(dir.path(), "flood.yaml", &text);
+    let (code, out, _) = check_bounded(&config);
+    assert!(
+        code == 0 || code == 1,
+        "check did not finish within its CPU limit (code {code}): {}",
+        &out[out.len().saturating_sub(2000)..]
+    );
+    assert!(out.contains("unknown config option `zq099999` (ignored)"));
+    assert!(out.contains("unknown config option `tos`"));
+    // The first 32 near-misses get their hint, no other key does.
+    assert!(out.contains(
+        "`authenticate_service_url000` (ignored); did you mean `authenticate_service_url`?"
+    ));
+    assert!(out.contains("`authenticate_service_url031` (ignored); did you mean"));
+    assert!(out.contains("`authenticate_service_url032` (ignored)\n"));
+    assert_eq!(out.matches("did you mean").count(), 32);
 }
 
 #[test]

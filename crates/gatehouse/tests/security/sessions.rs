@@ -612,3 +612,70 @@ routes:
     assert!(!body.contains("sealed-handle"), "{body}");
     assert!(body.contains("x="), "the other cookie stays: {body}");
 }
+
+/// What instances share in the store is sealed: whoever can write to
+/// Redis cannot make an instance answer an ACME CA's HTTP-01 check with a
+/// key authorization of their own (and so obtain a certificate for a host
+/// gatehouse serves). Only an answer sealed with the shared secret for its
+/// own token is served; a plain one, or one sealed for another token, is
+/// not.
+#[tokio::test(flavor = "multi_thread")]
+async fn shared_acme_answers_are_served_only_when_sealed_for_their_token() {
+    const SECRET: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let redis = Redis::start();
+    let http = free_port();
+    let gh = Gatehouse::start(&format!(
+        "shared_secret: {SECRET}
+cookie_secret: {SECRET}
+databroker_storage_type: redis
+databroker_storage_connection_string: {redis}
+http_redirect_addr: 127.0.0.1:{http}
+autocert: true
+autocert_ca: https://127.0.0.1:1/dir
+routes:
+  - from: https://app.localhost
+    response: {{status: 200, body: app}}
+    allow_public_unauthenticated_access: true
+",
+        redis = redis.url()
+    ));
+    let sealer = gatehouse_identity::cookie::Sealer::from_base64(SECRET).unwrap();
+    let seal = |token: &str, answer: &str| {
+        sealer.seal(
+            &format!("gatehouse autocert http-01 {token}"),
+            answer.as_bytes(),
+        )
+    };
+    let put = |token: &str, value: &str| {
+        let reply = redis.command(&[
+            "SET",
+            &format!("gatehouse:shared:acme-http01:{token}"),
+            value,
+            "PX",
+            "600000",
+        ]);
+        assert_eq!(reply, "+OK\r\n");
+    };
+    let get = |token: &str| {
+        let path = format!("/.well-known/acme-challenge/{token}");
+        async move { raw_get(http, "app.localhost", &path, "").await }
+    };
+    // The genuine article, as another instance shares it: served.
+    put("good", &seal("good", "good.thumbprint"));
+    assert_eq!(get("good").await, (200, "good.thumbprint".to_string()));
+    // Planted in plain text: not an answer.
+    put("plain", "plain.attacker");
+    let (status, body) = get("plain").await;
+    assert_ne!(status, 200, "{body}");
+    assert!(!body.contains("attacker"), "{body}");
+    // A sealed answer moved to another token's key, or sealed for a token
+    // but holding another's authorization: not answers either.
+    put("moved", &seal("good", "good.thumbprint"));
+    put("mixed", &seal("mixed", "other.thumbprint"));
+    for token in ["moved", "mixed"] {
+        let (status, body) = get(token).await;
+        assert_ne!(status, 200, "{token}: {body}");
+        assert!(!body.contains("thumbprint"), "{token}: {body}");
+    }
+    drop(gh);
+}
