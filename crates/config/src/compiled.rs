@@ -772,7 +772,7 @@ pub struct LoginThrottle {
 }
 
 /// `from`: scheme, host pattern and optional port.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct From {
     pub https: bool,
     pub host: HostPattern,
@@ -816,12 +816,19 @@ pub enum PathMatch {
 
 impl PartialEq for PathMatch {
     fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (PathMatch::Any, PathMatch::Any) => true,
-            (PathMatch::Prefix(a), PathMatch::Prefix(b))
-            | (PathMatch::Exact(a), PathMatch::Exact(b)) => a == b,
-            (PathMatch::Regex(a), PathMatch::Regex(b)) => a.as_str() == b.as_str(),
-            _ => false,
+        self.key() == other.key()
+    }
+}
+
+impl PathMatch {
+    /// The kind and text of this match, what `==` compares: a key for a set
+    /// (the compiled regex itself cannot be one).
+    pub fn key(&self) -> (u8, &str) {
+        match self {
+            PathMatch::Any => (0, ""),
+            PathMatch::Prefix(s) => (1, s),
+            PathMatch::Exact(s) => (2, s),
+            PathMatch::Regex(r) => (3, r.as_str()),
         }
     }
 }

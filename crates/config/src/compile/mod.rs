@@ -187,6 +187,10 @@ impl Compiler<'_> {
             identity_providers: &identity_providers,
             oidc: matches!(sign_in.provider, Provider::Oidc(_)),
         };
+        // Where each `from` and path match is first defined: a set, as a
+        // file may hold tens of thousands of routes.
+        let mut defined: std::collections::HashMap<(crate::compiled::From, u8, String), usize> =
+            std::collections::HashMap::new();
         for (index, r) in all_routes.enumerate() {
             let defaults = RouteDefaults {
                 timeout: default_upstream_timeout,
@@ -202,10 +206,9 @@ impl Compiler<'_> {
                 oidc: matches!(sign_in.provider, Provider::Oidc(_)),
             };
             if let Some(route) = self.route(index, r, &defaults) {
-                if let Some(first) = routes
-                    .iter()
-                    .find(|o| o.from == route.from && o.path_match == route.path_match)
-                {
+                let (kind, text) = route.path_match.key();
+                let key = (route.from.clone(), kind, text.to_owned());
+                if let Some(first) = defined.get(&key).map(|&i| &routes[i]) {
                     let at = match crate::origin::target(&first.mark) {
                         Some(_) => format!("in the console (`{}`)", first.label()),
                         None => format!("at line {}", first.mark.line),
@@ -219,6 +222,7 @@ impl Compiler<'_> {
                     );
                     continue;
                 }
+                defined.insert(key, routes.len());
                 routes.push(route);
             }
         }

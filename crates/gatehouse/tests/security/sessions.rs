@@ -625,7 +625,8 @@ async fn shared_acme_answers_are_served_only_when_sealed_for_their_token() {
     let redis = Redis::start();
     let http = free_port();
     let gh = Gatehouse::start(&format!(
-        "shared_secret: {SECRET}
+        "address: 127.0.0.1:{{port}}
+shared_secret: {SECRET}
 cookie_secret: {SECRET}
 databroker_storage_type: redis
 databroker_storage_connection_string: {redis}
