@@ -1,8 +1,9 @@
 //! Upstream HTTP/1 connections bound to downstream connections (lanes):
 //! reused across requests and across downstream connections, replaced when
 //! the upstream closes them, dropped after a failed or timed-out exchange,
-//! never left hanging. The upstream is a raw TCP server that counts its
-//! connections and misbehaves on request.
+//! never left hanging; for HTTP/1 clients (a lane per connection) and
+//! HTTP/2 clients (a lane per stream). The upstream is a raw TCP server
+//! that counts its connections and misbehaves on request.
 
 mod common;
 
@@ -19,7 +20,8 @@ use tokio::net::{TcpListener, TcpStream};
 /// - `/slow`: the same after 500 ms;
 /// - `/close`: 200, then the connection is closed without notice;
 /// - `/hang`: never answers (the connection stays open);
-/// - `/drop`: closes the connection without answering.
+/// - `/drop`: closes the connection without answering;
+/// - `/big`: 200 with 4 MiB (`conn <n>` then filler), kept open.
 ///
 /// Idle connections are closed after `idle` (like a server's keep-alive
 /// timeout).
@@ -56,7 +58,10 @@ async fn raw_upstream(idle: Duration) -> RawUpstream {
                         "/slow" => tokio::time::sleep(Duration::from_millis(500)).await,
                         _ => {}
                     }
-                    let body = format!("conn {n}");
+                    let mut body = format!("conn {n}");
+                    if path == "/big" {
+                        body.push_str(&".".repeat(4 << 20));
+                    }
                     let resp = format!(
                         "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
                         body.len()
@@ -228,4 +233,74 @@ async fn a_failed_or_timed_out_exchange_costs_its_connection_only() {
     let mut d = Downstream::open(gh2.port).await;
     assert_eq!(d.get("/id").await.0, 502);
     assert_eq!(d.get("/id").await.0, 502);
+}
+
+/// GET `path` on `app.localhost` as one HTTP/2 stream: status and body.
+async fn h2_get(
+    send: &mut hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    path: &str,
+) -> (u16, String) {
+    use http_body_util::BodyExt;
+    let req = http::Request::get(format!("http://app.localhost{path}"))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), async {
+        let resp = send.send_request(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    })
+    .await
+    .expect("an answer within 10 s");
+    resp
+}
+
+/// HTTP/2 streams each drive a lane of their own (their task polls the
+/// upstream connection): connections are reused across streams and
+/// connections, concurrent streams get their own, a long answer streams
+/// through (its body drives the connection) and gives its connection back,
+/// and failures and timeouts cost only their own connection.
+#[tokio::test]
+async fn http2_streams_ride_lanes_of_their_own() {
+    let up = raw_upstream(Duration::from_secs(30)).await;
+    let gh = start(&up);
+    let mut h2 = common::h2c_sender(gh.port).await;
+    for _ in 0..3 {
+        assert_eq!(h2_get(&mut h2, "/id").await, (200, "conn 1".to_string()));
+    }
+    // An HTTP/1 client takes the same pooled connection.
+    let mut d = Downstream::open(gh.port).await;
+    assert_eq!(d.get("/id").await, (200, "conn 1".to_string()));
+    // Two streams at once: two connections, both kept.
+    let mut other = h2.clone();
+    let (a, b) = tokio::join!(h2_get(&mut h2, "/slow"), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        h2_get(&mut other, "/id").await
+    });
+    assert_eq!(a, (200, "conn 1".to_string()));
+    assert_eq!(b, (200, "conn 2".to_string()));
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
+    // 4 MiB: far more than one read, past HTTP/2's flow-control windows.
+    let (status, body) = h2_get(&mut h2, "/big").await;
+    assert_eq!(status, 200);
+    assert_eq!(body.len(), "conn 2".len() + (4 << 20));
+    assert!(body.starts_with("conn "), "{}", &body[..16]);
+    assert_eq!(h2_get(&mut h2, "/id").await.0, 200);
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
+    // Closed without an answer: 502; no answer within the timeout: 504;
+    // then the pooled connection that is left serves on.
+    assert_eq!(h2_get(&mut h2, "/drop").await.0, 502);
+    assert_eq!(h2_get(&mut h2, "/hang").await.0, 504);
+    let (status, body) = h2_get(&mut h2, "/id").await;
+    assert_eq!(status, 200);
+    assert!(body.starts_with("conn "), "{body}");
+    // A stream the client abandons mid-answer costs its connection only.
+    let req = http::Request::get("http://app.localhost/slow")
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let abandoned = tokio::time::timeout(Duration::from_millis(100), h2.send_request(req)).await;
+    assert!(abandoned.is_err(), "answered before the client gave up");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(h2_get(&mut h2, "/id").await.0, 200);
+    assert_eq!(d.get("/id").await.0, 200);
 }

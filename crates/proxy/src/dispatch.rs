@@ -44,6 +44,9 @@ pub(crate) struct Exchange<'a> {
     /// The configuration in force when the request arrived.
     pub rt: &'a Runtime,
     pub conn: &'a ConnInfo,
+    /// The lane this request's upstream exchange rides, driven by the
+    /// task that serves the request (see [`crate::lane`]).
+    pub lane: Option<&'a crate::lane::Lane>,
     pub request_id: HeaderValue,
     /// The client prefers JSON answers.
     pub json: bool,
@@ -95,12 +98,16 @@ impl Addressed<'_> {
 }
 
 /// Serves one request against the runtime in force when it arrived, and
-/// counts it for its route.
+/// counts it for its route. `lane`: where an HTTP/1 exchange with a
+/// plain-HTTP upstream goes, if the caller's task drives one (the client
+/// connection's for HTTP/1, the stream's own for HTTP/2); without it the
+/// pooled clients carry every exchange.
 pub async fn handle(
     proxy: &Proxy,
     rt: &Runtime,
     mut req: Request<RequestBody>,
     conn: &ConnInfo,
+    lane: Option<&crate::lane::Lane>,
 ) -> Response<Body> {
     // 1. accept
     let start = std::time::Instant::now();
@@ -121,6 +128,7 @@ pub async fn handle(
         proxy,
         rt,
         conn,
+        lane,
         json: crate::answers::wants_json(req.headers()),
         request_id,
         routed: None,
@@ -605,6 +613,7 @@ async fn act(
             _ => None,
         },
         conn: ex.conn,
+        lane: ex.lane,
         request_id: &ex.request_id,
         cookie_name: &rt.auth.cookie.name,
         assertion,

@@ -25,6 +25,8 @@ use crate::runtime::RouteState;
 /// Per-request facts the forwarding phases share.
 pub struct RequestCtx<'a> {
     pub conn: &'a ConnInfo,
+    /// The lane driven by this request's task, if any.
+    pub lane: Option<&'a crate::lane::Lane>,
     pub request_id: &'a HeaderValue,
     /// gatehouse's session cookie, never forwarded.
     pub cookie_name: &'a str,
@@ -270,12 +272,11 @@ async fn forward(
             }
         }
     };
-    // HTTP/1 requests to plain-HTTP upstreams ride this connection's lane
-    // (driven by this task); the others go through the pooled clients.
-    let lane = match (&ctx.conn.lane, target.scheme, upgrade, req.version()) {
-        (Some(lane), UpstreamScheme::Http, false, Version::HTTP_11 | Version::HTTP_10) => {
-            Some(lane)
-        }
+    // Requests to plain-HTTP upstreams ride the lane this task drives (the
+    // client connection's for HTTP/1, the stream's own for HTTP/2); upgrades
+    // and the other schemes go through the pooled clients.
+    let lane = match (ctx.lane, target.scheme, upgrade) {
+        (Some(lane), UpstreamScheme::Http, false) => Some(lane),
         _ => None,
     };
     let uri = if lane.is_some() {

@@ -12,7 +12,7 @@
 //!   the moment the exchange is complete (request written, answer read to
 //!   its end). Idle downstream connections hold no upstream connection.
 //! - The pool keeps idle connections per upstream authority (90 s, at most
-//!   256 each), across reloads; a reaper closes expired ones and ones the
+//!   1,024 each), across reloads; a reaper closes expired ones and ones the
 //!   upstream closed. Each is polled once at checkout (without a waker) so
 //!   a connection the upstream closed is dropped, not used; a request a
 //!   reused connection could not write at all is sent again once on a new
@@ -22,10 +22,12 @@
 //!   each); the next checkout of one builds it again (no network round
 //!   trip for HTTP/1). Connections in steady use are taken newest first
 //!   and never rest.
-//! - Only HTTP/1.x requests to `http://` upstreams take a lane; HTTP/2
-//!   requests (many at once on one connection), `https://` and `h2c://`
-//!   upstreams and websocket upgrades use the pooled clients of
-//!   [`crate::upstream`].
+//! - Requests to `http://` upstreams take a lane: an HTTP/1 client
+//!   connection has one (one request at a time), each HTTP/2 stream (a task
+//!   of its own in hyper) has its own ([`OnLane`]), driven by the stream's
+//!   task while the request is served and then by its answer's body
+//!   ([`LaneBody`]). `https://` and `h2c://` upstreams and websocket
+//!   upgrades use the pooled clients of [`crate::upstream`].
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -48,10 +50,12 @@ use crate::deadline::LazyTimer;
 
 /// How long an idle upstream connection is kept.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-/// Idle connections kept per upstream authority.
-const MAX_IDLE_PER_AUTHORITY: usize = 256;
+/// Idle connections kept per upstream authority: as many as the pooled
+/// clients keep (HTTP/2 clients' streams each take one; with 256, a burst
+/// of 640 streams opened and closed hundreds a second).
+const MAX_IDLE_PER_AUTHORITY: usize = 1024;
 /// How often the reaper looks at the idle connections (a lock and a walk
-/// over at most 256 per upstream).
+/// over at most 1,024 per upstream).
 const REAP_EVERY: Duration = Duration::from_secs(1);
 /// How long an idle upstream connection keeps hyper's state before it
 /// rests (socket only). Under load the newest are taken first, so only the
@@ -587,6 +591,86 @@ impl<S: Future> Future for Joined<S> {
                 return Poll::Pending;
             }
         }
+    }
+}
+
+/// One HTTP/2 stream's exchange on a lane of its own: the request's future
+/// joined with the lane (polled in the stream's task, as [`Joined`] does for
+/// an HTTP/1 connection), then its answer's body, which drives the lane
+/// until the upstream's answer is read to its end. The upstream connection
+/// goes back to the pool when the exchange completes, or when the stream
+/// ends (dropped with the body: kept only if its exchange is complete).
+pub struct OnLane<F> {
+    joined: Joined<F>,
+}
+
+impl<F> OnLane<F> {
+    pub fn new(request: F, lane: Arc<Lane>) -> OnLane<F> {
+        OnLane {
+            joined: Joined::new(request, lane),
+        }
+    }
+}
+
+impl<F, B, E> Future for OnLane<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<LaneBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        Pin::new(&mut this.joined).poll(cx).map(|r| {
+            r.map(|resp| {
+                let lane = &this.joined.lane;
+                // Nothing bound (a small answer's exchange completes with
+                // its head): the body has no lane to drive.
+                let lane = lane
+                    .busy
+                    .load(std::sync::atomic::Ordering::Acquire)
+                    .then(|| lane.clone());
+                resp.map(|body| LaneBody { body, lane })
+            })
+        })
+    }
+}
+
+/// An answer's body that drives its stream's lane while it is read.
+pub struct LaneBody<B> {
+    body: B,
+    lane: Option<Arc<Lane>>,
+}
+
+impl<B> http_body::Body for LaneBody<B>
+where
+    B: http_body::Body + Unpin,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        let this = self.get_mut();
+        if let Some(lane) = &this.lane {
+            lane.poll_bound(cx);
+        }
+        let frame = Pin::new(&mut this.body).poll_frame(cx);
+        if let (Some(lane), Poll::Ready(_)) = (&this.lane, &frame) {
+            // The frame may have been the exchange's last: its connection
+            // goes back now, not when the stream is dropped.
+            lane.poll_bound(cx);
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 

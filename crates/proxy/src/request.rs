@@ -399,9 +399,6 @@ pub struct ConnInfo {
     pub tls: bool,
     /// The client's IP as a header value, for `X-Forwarded-For`.
     pub peer_ip: HeaderValue,
-    /// The upstream connection bound to this connection (HTTP/1 requests
-    /// to plain-HTTP upstreams), driven by this connection's task.
-    pub lane: Option<std::sync::Arc<crate::lane::Lane>>,
     /// The client certificate presented in the TLS handshake, if any (set
     /// once, after the handshake).
     pub client_cert: std::sync::OnceLock<std::sync::Arc<crate::client_cert::PeerCert>>,
@@ -426,7 +423,6 @@ impl ConnInfo {
             local_port,
             tls,
             peer_ip,
-            lane: None,
             client_cert: std::sync::OnceLock::new(),
         }
     }

@@ -200,16 +200,13 @@ async fn serve_connection(
         }
     }
     let peer = conn.peer;
-    // This connection's lane to its upstreams, driven by this task.
-    let lane = Arc::new(crate::lane::Lane::default());
-    conn.lane = Some(lane.clone());
     let conn = Arc::new(conn);
     let conn_cert = conn.clone();
     let activity = Arc::new(Activity::default());
     let tracker = activity.clone();
     // Each request: dispatch, with the request counted in flight until its
     // response body is done.
-    let handle = move |mut req: Request<Incoming>| {
+    let handle = move |mut req: Request<Incoming>, lane: Arc<crate::lane::Lane>| {
         let proxy = proxy.clone();
         let conn = conn.clone();
         let in_flight = tracker.start();
@@ -227,8 +224,8 @@ async fn serve_connection(
         let tracker = tracker.clone();
         async move {
             let rt = proxy.runtime.load_full();
-            let resp =
-                crate::dispatch::handle(&proxy, &rt, req.map(RequestBody::Incoming), &conn).await;
+            let req = req.map(RequestBody::Incoming);
+            let resp = crate::dispatch::handle(&proxy, &rt, req, &conn, Some(&lane)).await;
             if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS
                 || (connect && http1 && resp.status().is_success())
             {
@@ -244,7 +241,6 @@ async fn serve_connection(
         protocols: &protocols,
         drain_signal,
         peer,
-        lane,
         activity: activity.clone(),
     };
     match acceptor {
@@ -332,7 +328,6 @@ struct Served<'a> {
     protocols: &'a Protocols,
     drain_signal: watch::Receiver<bool>,
     peer: std::net::SocketAddr,
-    lane: Arc<crate::lane::Lane>,
     activity: Arc<Activity>,
 }
 
@@ -342,19 +337,29 @@ impl Served<'_> {
     async fn serve<T, H, F>(self, mut io: Box<Deadlines<T>>, h2: bool, handle: H, wait: bool)
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-        H: Fn(Request<Incoming>) -> F + Clone + Unpin + Send + Sync + 'static,
+        H: Fn(Request<Incoming>, Arc<crate::lane::Lane>) -> F
+            + Clone
+            + Unpin
+            + Send
+            + Sync
+            + 'static,
         F: Future<Output = Result<Response<Tracked<Body>>, std::convert::Infallible>>
             + Send
             + 'static,
     {
         match (h2, &self.protocols.http2) {
             (true, Some(h2)) => {
-                // Each request's future boxed: hyper spawns a task per
-                // stream, and moving the 5 KiB future into it cost more
-                // (HTTP/2 +15% requests/s; HTTP/1 keeps it in place).
-                let service = service_fn(move |req| Box::pin(handle(req)));
+                // Each stream (a task of its own in hyper) drives a lane of
+                // its own: its upstream connection is polled by the
+                // stream's task, not by a pooled client's. The request's
+                // future is boxed in it: moving the 5 KiB future into the
+                // stream's task cost more (HTTP/2 +15% requests/s; HTTP/1
+                // keeps it in place).
+                let service = service_fn(move |req| {
+                    let lane = Arc::new(crate::lane::Lane::default());
+                    crate::lane::OnLane::new(handle(req, lane.clone()), lane)
+                });
                 // Built straight into its box: it is not part of this task.
-                // (No lane: HTTP/2 requests use the pooled clients.)
                 let mut conn = Box::pin(h2.serve_connection(TokioIo::new(io), service));
                 let Served {
                     mut drain_signal,
@@ -376,7 +381,12 @@ impl Served<'_> {
             }
             _ => {
                 io.rest_after(REST_AFTER);
-                self.serve_http1(io, service_fn(handle), wait).await
+                // This connection's lane to its upstreams, driven by this
+                // task (see `serve_http1`).
+                let lane = Arc::new(crate::lane::Lane::default());
+                let on = lane.clone();
+                let service = service_fn(move |req| handle(req, on.clone()));
+                self.serve_http1(io, service, lane, wait).await
             }
         }
     }
@@ -389,8 +399,13 @@ impl Served<'_> {
     /// its next request starts a new hyper connection on it. A new TLS
     /// connection starts at rest. Upgraded connections (websockets) belong
     /// to their tunnel.
-    async fn serve_http1<T, S>(self, mut io: Box<Deadlines<T>>, mut service: S, mut wait: bool)
-    where
+    async fn serve_http1<T, S>(
+        self,
+        mut io: Box<Deadlines<T>>,
+        mut service: S,
+        lane: Arc<crate::lane::Lane>,
+        mut wait: bool,
+    ) where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         S: hyper::service::HttpService<Incoming, ResBody = Tracked<Body>> + Unpin + Send + 'static,
         S::Future: Send + 'static,
@@ -399,7 +414,6 @@ impl Served<'_> {
             protocols,
             mut drain_signal,
             peer,
-            lane,
             activity,
         } = self;
         let draining = drained(&mut drain_signal);

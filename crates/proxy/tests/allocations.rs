@@ -99,7 +99,7 @@ routes:
     .header("accept", "text/html")
     .body(RequestBody::empty())
     .unwrap();
-    let page = gatehouse_proxy::dispatch::handle(&proxy, &rt, form, &conn).await;
+    let page = gatehouse_proxy::dispatch::handle(&proxy, &rt, form, &conn, None).await;
     let page = page.into_body().collect().await.unwrap().to_bytes();
     let page = String::from_utf8_lossy(&page);
     let token = page
@@ -114,7 +114,7 @@ routes:
             "token={token}&username=alice&password=wonderland"
         ))))
         .unwrap();
-    let signed = gatehouse_proxy::dispatch::handle(&proxy, &rt, post, &conn).await;
+    let signed = gatehouse_proxy::dispatch::handle(&proxy, &rt, post, &conn, None).await;
     let cookie = signed
         .headers()
         .get_all("set-cookie")
@@ -127,6 +127,7 @@ routes:
             &proxy,
             &rt,
             &conn,
+            None,
             "https://app.localhost/x?y=1",
             Some(&cookie),
             b"app",
@@ -153,6 +154,7 @@ routes:
             &proxy,
             &rt,
             &conn,
+            None,
             "https://public.localhost/x?y=1",
             None,
             b"hello",
@@ -219,14 +221,14 @@ routes:
     );
     let proxy = proxy(&yaml);
     let lane = std::sync::Arc::new(gatehouse_proxy::lane::Lane::default());
-    let mut conn = conn();
-    conn.lane = Some(lane.clone());
+    let conn = conn();
     let rt = proxy.runtime();
     let per_request = per_request(|| {
         let exchange = get_ok(
             &proxy,
             &rt,
             &conn,
+            Some(&lane),
             "https://public.localhost/x?y=1",
             None,
             b"hello",
@@ -254,6 +256,7 @@ async fn get_ok(
     proxy: &Proxy,
     rt: &gatehouse_proxy::runtime::Runtime,
     conn: &ConnInfo,
+    lane: Option<&gatehouse_proxy::lane::Lane>,
     url: &str,
     cookie: Option<&str>,
     body: &[u8],
@@ -265,7 +268,7 @@ async fn get_ok(
         req = req.header("cookie", cookie);
     }
     let req = req.body(RequestBody::empty()).unwrap();
-    let resp = gatehouse_proxy::dispatch::handle(proxy, rt, req, conn).await;
+    let resp = gatehouse_proxy::dispatch::handle(proxy, rt, req, conn, lane).await;
     assert_eq!(resp.status(), 200);
     let got = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&got[..], body);

@@ -58,7 +58,8 @@ fn get(url: &str) -> http::request::Builder {
 /// One request through the dispatcher, its answer read whole.
 async fn send(proxy: &Proxy, req: Request<RequestBody>) -> (Response<()>, String) {
     let rt = proxy.runtime();
-    let resp: Response<Body> = gatehouse_proxy::dispatch::handle(proxy, &rt, req, &conn()).await;
+    let resp: Response<Body> =
+        gatehouse_proxy::dispatch::handle(proxy, &rt, req, &conn(), None).await;
     let (parts, body) = resp.into_parts();
     let bytes = body
         .collect()
@@ -246,7 +247,7 @@ fn the_per_request_future_stays_small() {
         .body(RequestBody::empty())
         .unwrap();
     let conn = conn();
-    let fut = gatehouse_proxy::dispatch::handle(&p, &rt, req, &conn);
+    let fut = gatehouse_proxy::dispatch::handle(&p, &rt, req, &conn, None);
     let size = std::mem::size_of_val(&fut);
     assert!(size <= 6 * 1024, "the per-request future is {size} bytes");
 }

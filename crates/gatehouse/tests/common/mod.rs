@@ -90,6 +90,41 @@ pub fn listens(pid: u32, port: u16) -> bool {
         .any(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
 }
 
+/// The listening sockets of process `pid` bound to anything but loopback,
+/// as `/proc/net` writes their addresses: tests listen on loopback only.
+pub fn non_loopback_listeners(pid: u32) -> Vec<String> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    let own: Vec<String> = fds
+        .filter_map(Result::ok)
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .map(|t| t.to_string_lossy().into_owned())
+        .collect();
+    let mut wide = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(&"0A"), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
+                continue;
+            };
+            let addr = local.rsplit_once(':').map_or("", |(a, _)| a);
+            // 127.0.0.0/8 (little-endian: the last byte is 7F), ::1, and
+            // ::ffff:127.x.
+            let loopback = (addr.len() == 8 && addr.ends_with("7F"))
+                || addr == "00000000000000000000000001000000"
+                || (addr.starts_with("0000000000000000FFFF0000") && addr.ends_with("7F"));
+            if !loopback && own.iter().any(|t| *t == format!("socket:[{inode}]")) {
+                wide.push((*local).to_owned());
+            }
+        }
+    }
+    wide
+}
+
 /// A running gatehouse process; killed on drop.
 pub struct Gatehouse {
     pub child: Child,
@@ -190,6 +225,11 @@ impl Gatehouse {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
                 && listens(self.child.id(), self.port)
             {
+                let wide = non_loopback_listeners(self.child.id());
+                assert!(
+                    wide.is_empty(),
+                    "gatehouse listens beyond loopback ({wide:?}): give the test's config an `address: 127.0.0.1:...`"
+                );
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(25));
