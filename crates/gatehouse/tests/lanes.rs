@@ -244,15 +244,14 @@ async fn h2_get(
     let req = http::Request::get(format!("http://app.localhost{path}"))
         .body(http_body_util::Empty::new())
         .unwrap();
-    let resp = tokio::time::timeout(Duration::from_secs(10), async {
+    tokio::time::timeout(Duration::from_secs(10), async {
         let resp = send.send_request(req).await.unwrap();
         let status = resp.status().as_u16();
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         (status, String::from_utf8_lossy(&body).into_owned())
     })
     .await
-    .expect("an answer within 10 s");
-    resp
+    .expect("an answer within 10 s")
 }
 
 /// HTTP/2 streams each drive a lane of their own (their task polls the
