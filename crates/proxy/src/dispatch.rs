@@ -101,7 +101,10 @@ impl Addressed<'_> {
 /// counts it for its route. `lane`: where an HTTP/1 exchange with a
 /// plain-HTTP upstream goes, if the caller's task drives one (the client
 /// connection's for HTTP/1, the stream's own for HTTP/2); without it the
-/// pooled clients carry every exchange.
+/// pooled clients carry every exchange. A lane given here must be polled
+/// by the task that awaits this future (`lane::Joined`, `lane::OnLane`):
+/// nothing else drives its connection, and the exchange would wait for
+/// ever.
 pub async fn handle(
     proxy: &Proxy,
     rt: &Runtime,

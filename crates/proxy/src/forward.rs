@@ -274,8 +274,13 @@ async fn forward(
     };
     // Requests to plain-HTTP upstreams ride the lane this task drives (the
     // client connection's for HTTP/1, the stream's own for HTTP/2); upgrades
-    // and the other schemes go through the pooled clients.
-    let lane = match (ctx.lane, target.scheme, upgrade) {
+    // and the other schemes go through the pooled clients. So do HTTP/2
+    // requests with a body: once the answer has begun, a stream's lane is
+    // driven only as fast as the client reads that answer, and an upload
+    // must go on whether or not it does (as it does on an HTTP/1 lane,
+    // whose connection task polls both ways).
+    let h2_upload = req.version() == Version::HTTP_2 && !http_body::Body::is_end_stream(req.body());
+    let lane = match (ctx.lane, target.scheme, upgrade || h2_upload) {
         (Some(lane), UpstreamScheme::Http, false) => Some(lane),
         _ => None,
     };

@@ -411,8 +411,16 @@ impl Lane {
         req: Request<Body>,
     ) -> Result<Response<Incoming>, LaneError> {
         let mut req = req;
-        for _ in 0..2 {
-            let (conn, reused) = match pool.checkout(authority) {
+        for attempt in 0..2 {
+            // The second try is on a new connection: after a pooled one
+            // turned out closed, the next pooled one may be too (an
+            // upstream that restarted closed them all).
+            let held = if attempt == 0 {
+                pool.checkout(authority)
+            } else {
+                None
+            };
+            let (conn, reused) = match held {
                 Some(Held::Live(conn)) => (conn, true),
                 // At rest: hyper's state again (boxed, as rare as below).
                 Some(Held::Resting(io)) => match Box::pin(revive(authority, io)).await {

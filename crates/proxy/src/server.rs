@@ -27,6 +27,8 @@ use crate::{Proxy, answers};
 
 /// Largest request head accepted; bigger gets 431 (Envoy's default is 60 KiB).
 const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Streams at once on one HTTP/2 connection.
+const MAX_CONCURRENT_STREAMS: u32 = 200;
 
 /// Bound sockets, ready to serve.
 pub struct Listeners {
@@ -83,6 +85,10 @@ impl Protocols {
         let h2 = (!http1_only).then(|| {
             let mut h2 = http2::Builder::new(TokioExecutor::new());
             h2.timer(TokioTimer::new())
+                // Each stream may hold an upstream connection (its lane):
+                // this bounds them per client connection (hyper's default,
+                // said here as the bound it is).
+                .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
                 .max_header_list_size(MAX_HEADER_BYTES as u32)
                 .keep_alive_interval(Some(Duration::from_secs(60)))
                 .keep_alive_timeout(Duration::from_secs(20));
