@@ -13,9 +13,13 @@
 //! Lookup cost depends on the number of labels in the request host and on
 //! the routes of that one host, never on routes of other hosts.
 
-use std::collections::HashMap;
-
 use gatehouse_config::{HostPattern, PathMatch, Route};
+
+/// The host maps: looked up on every request with the client's host. Only
+/// configured hosts are ever inserted (a lookup's cost depends on the
+/// table, not on the key asked for), so a fast seeded hash serves; SipHash
+/// cost ~470 instructions per request for the two lookups.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 #[derive(Debug, Default)]
 pub struct RouteTable {
