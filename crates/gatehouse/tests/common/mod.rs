@@ -65,64 +65,63 @@ pub fn free_port() -> u16 {
 /// `/proc`: the socket inodes of its descriptors against the kernel's
 /// table of listening sockets).
 pub fn listens(pid: u32, port: u16) -> bool {
-    let mut inodes = Vec::new();
+    let own = socket_links(pid);
+    listening_sockets()
+        .iter()
+        .any(|(local, inode)| local_port(local) == Some(port) && own.contains(inode))
+}
+
+/// Every listening TCP socket: its local address as `/proc/net` writes it
+/// (`ADDR:PORT` in hex) and its `socket:[inode]` link name.
+fn listening_sockets() -> Vec<(String, String)> {
+    let mut found = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else {
             continue;
         };
         for line in text.lines().skip(1) {
             let f: Vec<&str> = line.split_whitespace().collect();
-            // local_address is ADDR:PORT in hex; state 0A is LISTEN.
-            let local_port = f.get(1).and_then(|a| a.rsplit(':').next());
-            if f.get(3) == Some(&"0A")
-                && local_port.and_then(|p| u16::from_str_radix(p, 16).ok()) == Some(port)
-                && let Some(inode) = f.get(9)
-            {
-                inodes.push(format!("socket:[{inode}]"));
+            // State 0A is LISTEN.
+            if let (Some(local), Some(&"0A"), Some(inode)) = (f.get(1), f.get(3), f.get(9)) {
+                found.push(((*local).to_owned(), format!("socket:[{inode}]")));
             }
         }
     }
+    found
+}
+
+fn local_port(local: &str) -> Option<u16> {
+    u16::from_str_radix(local.rsplit(':').next()?, 16).ok()
+}
+
+/// What process `pid`'s file descriptors point to.
+fn socket_links(pid: u32) -> Vec<String> {
     let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return false;
+        return Vec::new();
     };
     fds.filter_map(Result::ok)
         .filter_map(|fd| std::fs::read_link(fd.path()).ok())
-        .any(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
+        .map(|t| t.to_string_lossy().into_owned())
+        .collect()
 }
 
 /// The listening sockets of process `pid` bound to anything but loopback,
 /// as `/proc/net` writes their addresses: tests listen on loopback only.
 pub fn non_loopback_listeners(pid: u32) -> Vec<String> {
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return Vec::new();
-    };
-    let own: Vec<String> = fds
-        .filter_map(Result::ok)
-        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
-        .map(|t| t.to_string_lossy().into_owned())
-        .collect();
-    let mut wide = Vec::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let (Some(local), Some(&"0A"), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
-                continue;
-            };
+    let own = socket_links(pid);
+    listening_sockets()
+        .into_iter()
+        .filter(|(local, inode)| {
             let addr = local.rsplit_once(':').map_or("", |(a, _)| a);
             // 127.0.0.0/8 (little-endian: the last byte is 7F), ::1, and
             // ::ffff:127.x.
             let loopback = (addr.len() == 8 && addr.ends_with("7F"))
                 || addr == "00000000000000000000000001000000"
                 || (addr.starts_with("0000000000000000FFFF0000") && addr.ends_with("7F"));
-            if !loopback && own.iter().any(|t| *t == format!("socket:[{inode}]")) {
-                wide.push((*local).to_owned());
-            }
-        }
-    }
-    wide
+            !loopback && own.contains(inode)
+        })
+        .map(|(local, _)| local)
+        .collect()
 }
 
 /// A running gatehouse process; killed on drop.
