@@ -19,6 +19,7 @@
 # the instructions go).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 N=${1:-20000}
 WARM=${WARM:-3000}
@@ -125,13 +126,7 @@ count() { # name mode(h1|h2) url cmd...
 
 gh_conf() { # file port tls
   {
-    echo "address: 127.0.0.1:$2"
-    if [ "$3" = 1 ]; then
-      echo "certificate_file: $WORK/cert.pem"
-      echo "certificate_key_file: $WORK/key.pem"
-    else
-      echo "insecure_server: true"
-    fi
+    gatehouse_listener "$2" "$3"
     cat <<YAML
 log_level: warn
 routes:

@@ -28,6 +28,7 @@
 # ratio moves when the payload, not the per-request overhead, dominates)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 DURATION=${1:-10}
 ROUNDS=${ROUNDS:-3}
@@ -140,13 +141,7 @@ HASH=$(printf 'bench-password' | "$GATEHOUSE" hash-password)
 # access_log off here.
 gatehouse_conf() { # file port tls
   {
-    echo "address: 127.0.0.1:$2"
-    if [ "$3" = 1 ]; then
-      echo "certificate_file: $WORK/cert.pem"
-      echo "certificate_key_file: $WORK/key.pem"
-    else
-      echo "insecure_server: true"
-    fi
+    gatehouse_listener "$2" "$3"
     cat <<YAML
 log_level: warn
 timeout_read: 5m

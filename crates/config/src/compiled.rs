@@ -823,7 +823,7 @@ impl PartialEq for PathMatch {
 impl PathMatch {
     /// The kind and text of this match, what `==` compares: a key for a set
     /// (the compiled regex itself cannot be one).
-    pub fn key(&self) -> (u8, &str) {
+    pub(crate) fn key(&self) -> (u8, &str) {
         match self {
             PathMatch::Any => (0, ""),
             PathMatch::Prefix(s) => (1, s),

@@ -48,12 +48,13 @@ use tokio::net::TcpStream;
 use crate::body::{Body, BoxError};
 use crate::deadline::LazyTimer;
 
-/// How long an idle upstream connection is kept.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-/// Idle connections kept per upstream authority: as many as the pooled
-/// clients keep (HTTP/2 clients' streams each take one; with 256, a burst
-/// of 640 streams opened and closed hundreds a second).
-const MAX_IDLE_PER_AUTHORITY: usize = 1024;
+/// How long an idle upstream connection is kept (here and in the pooled
+/// clients of [`crate::upstream`]).
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Idle connections kept per upstream authority, here and in the pooled
+/// clients (HTTP/2 clients' streams each take one; with 256, a burst of
+/// 640 streams opened and closed hundreds a second).
+pub(crate) const MAX_IDLE_PER_AUTHORITY: usize = 1024;
 /// How often the reaper looks at the idle connections (a lock and a walk
 /// over at most 1,024 per upstream).
 const REAP_EVERY: Duration = Duration::from_secs(1);

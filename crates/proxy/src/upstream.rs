@@ -111,8 +111,8 @@ fn build_clients(
         let mut b = Client::builder(TokioExecutor::new());
         b.timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(1024)
+            .pool_idle_timeout(crate::lane::IDLE_TIMEOUT)
+            .pool_max_idle_per_host(crate::lane::MAX_IDLE_PER_AUTHORITY)
             .http1_preserve_header_case(false)
             .http2_adaptive_window(true);
         b

@@ -27,6 +27,7 @@ mod upstream;
 
 pub use parse::{parse_template, parse_upstream};
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -189,8 +190,7 @@ impl Compiler<'_> {
         };
         // Where each `from` and path match is first defined: a set, as a
         // file may hold tens of thousands of routes.
-        let mut defined: std::collections::HashMap<(crate::compiled::From, u8, String), usize> =
-            std::collections::HashMap::new();
+        let mut defined: HashMap<(crate::compiled::From, u8, String), usize> = HashMap::new();
         for (index, r) in all_routes.enumerate() {
             let defaults = RouteDefaults {
                 timeout: default_upstream_timeout,
