@@ -17,7 +17,10 @@
 #   authreq    nginx auth_request to gatehouse's forward-auth endpoint for
 #              the same signed-in route (the set-up people build by hand);
 #   h2-nginx / h2-public   HTTP/2 over TLS with h2load, nginx `http2` vs
-#              gatehouse.
+#              gatehouse;
+#   floor      bench/floor: the smallest hyper proxy that sends the headers
+#              a Pomerium upstream expects (no routes, policy or pool): what
+#              any proxy built on hyper reaches here, beside the targets.
 # For each: median requests/s, p99 latency, CPU per request (user+sys of the
 # proxies' processes, from /proc) and context switches per request, the
 # ratio to the nginx row of the same transport; then gatehouse's RSS with
@@ -49,8 +52,9 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-cargo build --release -q -p gatehouse
+cargo build --release -q -p gatehouse -p gatehouse-floor
 GATEHOUSE=$PWD/target/release/gatehouse
+FLOOR=$PWD/target/release/gatehouse-floor
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -64,10 +68,10 @@ trap cleanup EXIT
 
 # Ports below the ephemeral range: a port from bind(0) can be taken as a
 # client's source port before the server meant for it starts.
-read -r UP_PORT NGX_PORT GH_PORT NGX_TLS_PORT NGX_AR_PORT NGX_AR_TLS_PORT NGX_H2_PORT GH_TLS_PORT < <(python3 - <<'PY'
+read -r UP_PORT NGX_PORT GH_PORT NGX_TLS_PORT NGX_AR_PORT NGX_AR_TLS_PORT NGX_H2_PORT GH_TLS_PORT FLOOR_PORT FLOOR_TLS_PORT < <(python3 - <<'PY'
 import os, socket
 port, found = 10000 + os.getpid() % 20000, []
-while len(found) < 8:
+while len(found) < 10:
     port += 1
     try:
         socket.socket().bind(("127.0.0.1", port))
@@ -182,10 +186,24 @@ sign_in() { # base-url: prints a session cookie for signed.localhost (a real log
     "$1/.pomerium/sign_in" | sed -n 's/^[Ss]et-[Cc]ookie: \(_pomerium=[^;]*\).*/\1/p'
 }
 
+start_floor() { # port scheme [env...]: the floor, pinned as gatehouse is; sets STARTED_PID
+  env "${@:3}" taskset -c $PROXY_CPU "$FLOOR" "127.0.0.1:$1" "127.0.0.1:$UP_PORT" 2>>"$WORK/floor.log" &
+  STARTED_PID=$!
+  PIDS+=("$STARTED_PID")
+  for _ in $(seq 100); do
+    curl -kfsS "$2://127.0.0.1:$1/" >/dev/null 2>&1 && return
+    sleep 0.1
+  done
+}
+
 start_gatehouse "$WORK/gatehouse.yaml" "$GH_PORT" http
 GH_PID=$STARTED_PID
 start_gatehouse "$WORK/gatehouse-tls.yaml" "$GH_TLS_PORT" https
 GH_TLS_PID=$STARTED_PID
+start_floor "$FLOOR_PORT" http
+FLOOR_PID=$STARTED_PID
+start_floor "$FLOOR_TLS_PORT" https "TLS_CERT=$WORK/cert.pem" "TLS_KEY=$WORK/key.pem"
+FLOOR_TLS_PID=$STARTED_PID
 curl -fsS -H 'Host: bench.localhost' "http://127.0.0.1:$NGX_PORT/" >/dev/null
 
 # CPU ticks (user+sys) and context switches of processes and their threads.
@@ -253,14 +271,16 @@ for round in $(seq "$ROUNDS"); do
     echo "public $(run_wrk $H:$GH_PORT/ "$GH_PID")"
     echo "signed $(run_wrk $H:$GH_PORT/ "$GH_PID" signed.localhost "$COOKIE")"
     echo "authreq $(run_wrk $H:$NGX_AR_PORT/ "$NGX $GH_PID" signed.localhost "$COOKIE")"
+    echo "floor $(run_wrk $H:$FLOOR_PORT/ "$FLOOR_PID")"
     echo "nginx-tls $(run_wrk $S:$NGX_TLS_PORT/ "$NGX")"
     echo "public-tls $(run_wrk $S:$GH_TLS_PORT/ "$GH_TLS_PID")"
     echo "signed-tls $(run_wrk $S:$GH_TLS_PORT/ "$GH_TLS_PID" signed.localhost "$TLS_COOKIE")"
     echo "authreq-tls $(run_wrk $S:$NGX_AR_TLS_PORT/ "$NGX $GH_PID" signed.localhost "$COOKIE")"
+    echo "floor-tls $(run_wrk $S:$FLOOR_TLS_PORT/ "$FLOOR_TLS_PID")"
     echo "h2-nginx $(run_h2 $S:$NGX_H2_PORT/ "$NGX")"
     echo "h2-public $(run_h2 $S:$GH_TLS_PORT/ "$GH_TLS_PID")"
   } >> "$WORK/rounds"
-  echo "  round $round: $(tail -10 "$WORK/rounds" | awk '{printf "%s %.0f  ", $1, $2}')" >&2
+  echo "  round $round: $(tail -12 "$WORK/rounds" | awk '{printf "%s %.0f  ", $1, $2}')" >&2
 done
 # The signed-in route over TLS, signing every request (no assertion cache): one run.
 kill "$GH_TLS_PID"; wait "$GH_TLS_PID" 2>/dev/null || true
@@ -281,11 +301,13 @@ table = [
     ("public", "gatehouse public, HTTP", "nginx"),
     ("signed", "gatehouse signed-in, HTTP", "nginx"),
     ("authreq", "nginx auth_request->gatehouse, HTTP", "nginx"),
+    ("floor", "floor (hyper + Pomerium headers), HTTP", "nginx"),
     ("nginx-tls", "nginx proxy_pass, TLS", "nginx-tls"),
     ("public-tls", "gatehouse public, TLS", "nginx-tls"),
     ("signed-tls", "gatehouse signed-in, TLS", "nginx-tls"),
     ("nocache-tls", "  same, assertion cache off", "nginx-tls"),
     ("authreq-tls", "nginx auth_request->gatehouse, TLS", "nginx-tls"),
+    ("floor-tls", "floor (hyper + Pomerium headers), TLS", "nginx-tls"),
     ("h2-nginx", "nginx http2, h2load", "h2-nginx"),
     ("h2-public", "gatehouse HTTP/2 public, h2load", "h2-nginx"),
 ]
@@ -296,11 +318,11 @@ r = lambda k, b: med(k, 0) / med(b, 0)
 def verdict(ok):
     return "met" if ok else "NOT met"
 print()
-print(f"public/nginx, HTTP: {r('public','nginx'):.2f} (target >= 0.95: {verdict(r('public','nginx') >= 0.95)})")
-print(f"public/nginx, TLS: {r('public-tls','nginx-tls'):.2f} (target >= 1.10: {verdict(r('public-tls','nginx-tls') >= 1.10)})")
+print(f"public/nginx, HTTP: {r('public','nginx'):.2f} (target >= 0.95: {verdict(r('public','nginx') >= 0.95)}; the floor: {r('floor','nginx'):.2f})")
+print(f"public/nginx, TLS: {r('public-tls','nginx-tls'):.2f} (target >= 1.10: {verdict(r('public-tls','nginx-tls') >= 1.10)}; the floor: {r('floor-tls','nginx-tls'):.2f})")
 print(f"signed-in with assertion/nginx proxy_pass, TLS: {r('signed-tls','nginx-tls'):.2f} (target >= 0.95: {verdict(r('signed-tls','nginx-tls') >= 0.95)})")
 d = med('public', 1) - med('nginx', 1)
-print(f"p99 gatehouse-nginx, HTTP: {d:+.2f} ms (target <= +0.30: {verdict(d <= 0.30)})")
+print(f"p99 gatehouse-nginx, HTTP: {d:+.2f} ms (target <= +0.30: {verdict(d <= 0.30)}; the floor: {med('floor', 1) - med('nginx', 1):+.2f} ms)")
 print(f"HTTP/2 over TLS, h2load: {r('h2-public','h2-nginx'):.2f} (target >= 1.0: {verdict(r('h2-public','h2-nginx') >= 1.0)})")
 for k, b in (("public", "nginx"), ("public-tls", "nginx-tls")):
     print(f"context switches per request, {k}/{b}: {med(k,3):.3f}/{med(b,3):.3f} (target: no more: {verdict(med(k,3) <= med(b,3))})")

@@ -308,6 +308,9 @@ pub(crate) struct LazyTimer {
     sleep: Pin<Box<Sleep>>,
     /// When `sleep` fires.
     armed: Instant,
+    /// The waker `sleep` was last polled with (and so will wake), while
+    /// it is set.
+    registered: Option<std::task::Waker>,
 }
 
 impl LazyTimer {
@@ -315,6 +318,7 @@ impl LazyTimer {
         LazyTimer {
             sleep: Box::pin(tokio::time::sleep_until(deadline)),
             armed: deadline,
+            registered: None,
         }
     }
 
@@ -323,19 +327,35 @@ impl LazyTimer {
         if deadline < self.armed {
             self.set(deadline);
         }
+        // Set no later than needed, not fired, and polled with this waker
+        // already: polling it again (the timer entry's lock and waker
+        // check, on every wake-up of a busy connection) would change
+        // nothing.
+        if !self.sleep.is_elapsed()
+            && self
+                .registered
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            return Poll::Pending;
+        }
         while self.sleep.as_mut().poll(cx).is_ready() {
             if Instant::now() >= deadline {
+                self.registered = None;
                 return Poll::Ready(());
             }
             // Set for an earlier deadline: on to this one.
             self.set(deadline);
         }
+        self.registered = Some(cx.waker().clone());
         Poll::Pending
     }
 
     fn set(&mut self, deadline: Instant) {
         self.armed = deadline;
         self.sleep.as_mut().reset(deadline);
+        // Polled again after a reset before it is trusted to wake.
+        self.registered = None;
     }
 }
 

@@ -67,6 +67,7 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static CLOSE: HeaderName = HeaderName::from_static("close");
 
 /// The host the client asked for: HTTP/2 `:authority` (or an absolute
 /// URI), else `Host`; empty when neither is there.
@@ -570,6 +571,10 @@ impl HopByHop {
     const TRAILER: u8 = 1 << 4;
     const UPGRADE: u8 = 1 << 5;
     const TE: u8 = 1 << 6;
+    /// A field named `Close` (reserved, RFC 9110 §7.6.1: `Connection:
+    /// close` names it): rare, so the common `close` option needs no
+    /// lookup of its own.
+    const CLOSE: u8 = 1 << 7;
 
     /// The bit of `name`, or 0 for an end-to-end header (standard names
     /// compare as enum tags, without looking at bytes).
@@ -588,9 +593,29 @@ impl HopByHop {
             Self::KEEP_ALIVE
         } else if *name == PROXY_CONNECTION {
             Self::PROXY_CONNECTION
+        } else if *name == CLOSE {
+            Self::CLOSE
         } else {
             0
         }
+    }
+
+    /// The bit of a name a `Connection` value lists, in any case, or 0.
+    fn of_token(token: &str) -> u8 {
+        const NAMES: [(&str, u8); 8] = [
+            ("connection", HopByHop::CONNECTION),
+            ("keep-alive", HopByHop::KEEP_ALIVE),
+            ("proxy-connection", HopByHop::PROXY_CONNECTION),
+            ("transfer-encoding", HopByHop::TRANSFER_ENCODING),
+            ("trailer", HopByHop::TRAILER),
+            ("upgrade", HopByHop::UPGRADE),
+            ("te", HopByHop::TE),
+            ("close", HopByHop::CLOSE),
+        ];
+        NAMES
+            .iter()
+            .find(|(n, _)| n.len() == token.len() && n.eq_ignore_ascii_case(token))
+            .map_or(0, |(_, bit)| *bit)
     }
 
     fn has(self, bit: u8) -> bool {
@@ -611,20 +636,25 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 }
 
 fn strip_seen_hop_by_hop(headers: &mut HeaderMap, seen: HopByHop, keep_upgrade: bool) {
+    // Names a `Connection` value lists that are hop-by-hop anyway (or
+    // `close`): removed below only if present, without a lookup of their
+    // own (the common `keep-alive` and `close` cost none when absent).
+    let mut listed = 0u8;
     if seen.has(HopByHop::CONNECTION) {
         // The names `Connection` lists go too. Its values are taken out
-        // first (refcounted, not copied) and each name is removed by a
-        // lookup of the text: the common `keep-alive` or `close` costs no
-        // allocation (a name built from it would be a heap copy).
+        // first (refcounted, not copied) and each other name is removed by
+        // a lookup of the text (a name built from it would be a heap copy).
         let mut values = headers.get_all(header::CONNECTION).iter();
         let first = values.next().cloned();
         // Empty (no allocation) unless the client sent several.
         let rest: Vec<HeaderValue> = values.cloned().collect();
         headers.remove(header::CONNECTION);
         for v in first.iter().chain(&rest) {
-            remove_listed(headers, v, keep_upgrade);
+            listed |= remove_listed(headers, v, keep_upgrade);
         }
     }
+    // (One pass over every name made `seen`: a name not in it is not there,
+    // whether or not `Connection` lists it.)
     let gone = [
         (HopByHop::KEEP_ALIVE, &KEEP_ALIVE),
         (HopByHop::PROXY_CONNECTION, &PROXY_CONNECTION),
@@ -636,6 +666,9 @@ fn strip_seen_hop_by_hop(headers: &mut HeaderMap, seen: HopByHop, keep_upgrade: 
             headers.remove(name);
         }
     }
+    if listed & HopByHop::CLOSE != 0 && seen.has(HopByHop::CLOSE) {
+        headers.remove(&CLOSE);
+    }
     if !keep_upgrade {
         if seen.has(HopByHop::UPGRADE) {
             headers.remove(header::UPGRADE);
@@ -643,9 +676,12 @@ fn strip_seen_hop_by_hop(headers: &mut HeaderMap, seen: HopByHop, keep_upgrade: 
     } else {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    // `TE: trailers` is end-to-end in practice (gRPC needs it); nothing
-    // else in any `TE` value passes.
-    if seen.has(HopByHop::TE) {
+    if listed & HopByHop::TE != 0 && seen.has(HopByHop::TE) {
+        // Named by `Connection`: this hop's, whatever it says.
+        headers.remove(header::TE);
+    } else if seen.has(HopByHop::TE) {
+        // `TE: trailers` is end-to-end in practice (gRPC needs it); nothing
+        // else in any `TE` value passes.
         let trailers = |v: &HeaderValue| v.as_bytes().eq_ignore_ascii_case(b"trailers");
         let all = headers.get_all(header::TE);
         let only_trailers = all.iter().all(trailers);
@@ -660,17 +696,26 @@ fn strip_seen_hop_by_hop(headers: &mut HeaderMap, seen: HopByHop, keep_upgrade: 
 }
 
 /// Removes each header a `Connection` value names (but `Upgrade` when the
-/// upgrade is kept). A token that is no header name matches nothing.
-fn remove_listed(headers: &mut HeaderMap, connection: &HeaderValue, keep_upgrade: bool) {
+/// upgrade is kept), except the hop-by-hop names [`HopByHop`] tracks:
+/// their bits are returned for the caller to remove. A token that is no
+/// header name matches nothing.
+fn remove_listed(headers: &mut HeaderMap, connection: &HeaderValue, keep_upgrade: bool) -> u8 {
     let Ok(text) = connection.to_str() else {
-        return;
+        return 0;
     };
+    let mut listed = 0;
     for token in text.split(',').map(str::trim) {
         if token.is_empty() || (keep_upgrade && token.eq_ignore_ascii_case("upgrade")) {
             continue;
         }
-        headers.remove(token);
+        match HopByHop::of_token(token) {
+            0 => {
+                headers.remove(token);
+            }
+            bit => listed |= bit,
+        }
     }
+    listed
 }
 
 /// The one place that decides which headers an upstream sees.
@@ -936,6 +981,26 @@ mod tests {
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         strip_hop_by_hop(&mut h, false);
         assert!(h.is_empty(), "{h:?}");
+        // Hop-by-hop names listed (tracked without a lookup of their own):
+        // `TE` named by `Connection` goes whole, `trailers` too; a field
+        // named `Close` goes when `close` is listed.
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("TE, close"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert("close", HeaderValue::from_static("1"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h, false);
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-kept"]);
+        // Not listed: `TE: trailers` passes, `Close` too.
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert("close", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h, false);
+        let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["close", "te"]);
     }
 
     #[test]

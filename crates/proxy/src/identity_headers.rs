@@ -43,11 +43,15 @@ const REQUEST_DESCRIPTION: [&str; 13] = [
 const EXTENDED: [&str; 2] = ["x-forwarded-for", "x-request-id"];
 
 /// The names of one configuration, built once per configuration.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct OwnedHeaders {
     /// Canonical spellings (lower case, `-`) of names outside the prefixes:
     /// a few, compared in a row (every request header is looked up here).
     names: Vec<Box<str>>,
+    /// The first bytes (canonical) of every owned name and prefix: most of
+    /// a request's names (`host`, `accept`, `user-agent`, ...) are told
+    /// apart by this alone.
+    first: FirstBytes,
     /// Every exact name gatehouse may write, for the blanks of a
     /// forward-auth answer (a proxy in front that copies a header the
     /// answer lacks would otherwise keep the client's copy).
@@ -108,11 +112,22 @@ impl OwnedHeaders {
             .collect();
         names.sort();
         names.dedup();
-        OwnedHeaders { names, written }
+        let mut first = FirstBytes::fixed();
+        for n in &names {
+            first.add(n);
+        }
+        OwnedHeaders {
+            names,
+            first,
+            written,
+        }
     }
 
     /// True for a name gatehouse owns, in any spelling.
     pub fn owns(&self, name: &str) -> bool {
+        if !self.first.has(name) {
+            return false;
+        }
         let canonical = if name.contains('_') {
             std::borrow::Cow::Owned(name.replace('_', "-"))
         } else {
@@ -139,6 +154,58 @@ impl OwnedHeaders {
     }
 }
 
+impl Default for OwnedHeaders {
+    /// The names owned whatever the configuration.
+    fn default() -> OwnedHeaders {
+        OwnedHeaders {
+            names: Vec::new(),
+            first: FirstBytes::fixed(),
+            written: Vec::new(),
+        }
+    }
+}
+
+/// A set of bytes: the first bytes of owned names, `_` read as `-`.
+#[derive(Debug, Clone, Copy)]
+struct FirstBytes([u64; 4]);
+
+impl FirstBytes {
+    /// Those of the names and prefixes owned in every configuration.
+    fn fixed() -> FirstBytes {
+        let mut set = FirstBytes([0; 4]);
+        for n in OWNED_PREFIXES
+            .iter()
+            .chain(&REQUEST_DESCRIPTION)
+            .chain(&EXTENDED)
+        {
+            set.add(n);
+        }
+        set
+    }
+
+    fn add(&mut self, name: &str) {
+        if let Some(&b) = name.as_bytes().first() {
+            let b = Self::canonical(b);
+            self.0[usize::from(b >> 6)] |= 1 << (b & 63);
+        }
+    }
+
+    /// Whether `name`'s first byte is in the set (an empty name is not).
+    fn has(&self, name: &str) -> bool {
+        name.as_bytes().first().is_some_and(|&b| {
+            let b = Self::canonical(b);
+            self.0[usize::from(b >> 6)] & (1 << (b & 63)) != 0
+        })
+    }
+
+    fn canonical(b: u8) -> u8 {
+        match b {
+            b'_' => b'-',
+            b => b.to_ascii_lowercase(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,7 +221,7 @@ routes:
   - from: https://a.example
     prefix: /private
     to: http://127.0.0.1:1
-    jwt_claims_headers: {X-WEBAUTH-USER: email, X_Other_User: email}
+    jwt_claims_headers: {X-WEBAUTH-USER: email, X_Other_User: email, Remote_Email: email, _Odd-User: email}
     set_request_headers: {X-Token: '${pomerium.access_token}', X-Plain: 'v', X-Cert: '${pomerium.client_cert_fingerprint}'}
     allow_any_authenticated_user: true
 ",
@@ -180,6 +247,11 @@ routes:
             "x-pomerium-jwt-assertion-for",
             "x-auth-request-email",
             "x_auth_request_user",
+            // Configured names of any first letter, `_` read as `-`.
+            "remote-email",
+            "remote_email",
+            "_odd-user",
+            "-odd_user",
         ] {
             assert!(owned.owns(n), "{n}");
         }
@@ -200,6 +272,8 @@ routes:
             "x-forwarded-for",
             "authorization",
             "x-webauth",
+            "remote-user",
+            "",
         ] {
             assert!(!owned.owns(n), "{n}");
         }

@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
@@ -210,6 +210,7 @@ async fn serve_connection(
     let conn_cert = conn.clone();
     let activity = Arc::new(Activity::default());
     let tracker = activity.clone();
+    let shared = proxy.clone();
     // Each request: dispatch, with the request counted in flight until its
     // response body is done.
     let handle = move |mut req: Request<Incoming>, lane: Arc<crate::lane::Lane>| {
@@ -246,6 +247,7 @@ async fn serve_connection(
     let served = Served {
         protocols: &protocols,
         drain_signal,
+        drain_begun: &shared.draining,
         peer,
         activity: activity.clone(),
     };
@@ -333,6 +335,8 @@ async fn starts_with_preface(stream: &TcpStream) -> std::io::Result<bool> {
 struct Served<'a> {
     protocols: &'a Protocols,
     drain_signal: watch::Receiver<bool>,
+    /// Set just before the drain is signalled (see [`DrainGate`]).
+    drain_begun: &'a std::sync::atomic::AtomicBool,
     peer: std::net::SocketAddr,
     activity: Arc<Activity>,
 }
@@ -419,6 +423,7 @@ impl Served<'_> {
         let Served {
             protocols,
             mut drain_signal,
+            drain_begun,
             peer,
             activity,
         } = self;
@@ -452,8 +457,9 @@ impl Served<'_> {
             let mut joined = crate::lane::Joined::new(conn, lane.clone());
             // Asked to close gracefully (the drain, or a rest).
             let mut closing = false;
+            let mut gate = DrainGate::new(drain_begun);
             let result = std::future::poll_fn(|cx| {
-                if !drain && draining.as_mut().poll(cx).is_ready() {
+                if !drain && gate.may_have_begun(cx) && draining.as_mut().poll(cx).is_ready() {
                     drain = true;
                     if !closing {
                         closing = true;
@@ -528,6 +534,39 @@ fn rests_after(req: &Request<Incoming>) -> bool {
         && req.method() != http::Method::CONNECT
         && !req.headers().contains_key(header::UPGRADE)
         && !crate::forward::lists(req.headers(), &header::CONNECTION, "close")
+}
+
+/// Whether a connection's task must poll its drain future on a wake-up.
+/// Polling it registers its waker with the watch again (~170
+/// instructions, more than the rest of a wake-up between requests), and
+/// only the drain itself wakes it: so it is polled on the first wake-up,
+/// when the task's waker changes, and once [`crate::Proxy`]'s `draining`
+/// is set (before the watch is sent `true`, which wakes every connection).
+struct DrainGate<'a> {
+    begun: &'a std::sync::atomic::AtomicBool,
+    registered: Option<std::task::Waker>,
+}
+
+impl<'a> DrainGate<'a> {
+    fn new(begun: &'a std::sync::atomic::AtomicBool) -> DrainGate<'a> {
+        DrainGate {
+            begun,
+            registered: None,
+        }
+    }
+
+    fn may_have_begun(&mut self, cx: &Context<'_>) -> bool {
+        if self.begun.load(std::sync::atomic::Ordering::Relaxed) {
+            return true;
+        }
+        match &self.registered {
+            Some(w) if w.will_wake(cx.waker()) => false,
+            _ => {
+                self.registered = Some(cx.waker().clone());
+                true
+            }
+        }
+    }
 }
 
 /// Completes once the drain has begun (never, if the server went away
