@@ -14,6 +14,9 @@
 #
 # Usage: bench/instructions.sh [requests] [gatehouse binary]
 #   GATEHOUSE=path/to/other/build bench/instructions.sh   # compare builds
+# Contenders: nginx proxy_pass, gatehouse's public route, and bench/floor
+# (the smallest hyper proxy that sends the headers a Pomerium upstream
+# expects: what gatehouse's own work is measured against).
 # Prints one row per contender and the ratio to nginx on the same transport;
 # CALLGRIND_KEEP=dir keeps the profiles (callgrind_annotate FILE shows where
 # the instructions go).
@@ -36,10 +39,12 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 if [ -n "${2:-${GATEHOUSE:-}}" ]; then
   GATEHOUSE=${2:-$GATEHOUSE}
+  cargo build --release -q -p gatehouse-floor
 else
-  cargo build --release -q -p gatehouse
+  cargo build --release -q -p gatehouse -p gatehouse-floor
   GATEHOUSE=$PWD/target/release/gatehouse
 fi
+FLOOR=$PWD/target/release/gatehouse-floor
 
 WORK=$(mktemp -d)
 chmod 755 "$WORK"
@@ -141,7 +146,7 @@ PROXY_LOC="proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header C
 UPSTREAM_BLOCK="upstream backend { server 127.0.0.1:$UP; keepalive 64; keepalive_requests 1000000; }"
 
 declare -A IR=()
-run() { # name mode tls(0|1) kind(nginx|gatehouse)
+run() { # name mode tls(0|1) kind(nginx|gatehouse|floor)
   local name=$1 mode=$2 tls=$3 kind=$4 port scheme=http
   port=$(free_port)
   [ "$tls" = 1 ] && scheme=https
@@ -154,6 +159,16 @@ run() { # name mode tls(0|1) kind(nginx|gatehouse)
     nginx_conf "$name" off "$UPSTREAM_BLOCK
   server { $listen; location / { $PROXY_LOC } }"
     IR[$name]=$(count "$name" "$mode" "$scheme://127.0.0.1:$port/" "$NGINX" -c "$WORK/$name.conf")
+  elif [ "$kind" = floor ]; then
+    # (The certificate by the environment of valgrind itself: under `env`
+    # only `env` would be counted.)
+    if [ "$tls" = 1 ]; then
+      IR[$name]=$(TLS_CERT=$WORK/cert.pem TLS_KEY=$WORK/key.pem count "$name" "$mode" \
+        "$scheme://127.0.0.1:$port/" "$FLOOR" "127.0.0.1:$port" "127.0.0.1:$UP")
+    else
+      IR[$name]=$(count "$name" "$mode" "$scheme://127.0.0.1:$port/" \
+        "$FLOOR" "127.0.0.1:$port" "127.0.0.1:$UP")
+    fi
   else
     gh_conf "$WORK/$name.yaml" "$port" "$tls"
     IR[$name]=$(TOKIO_WORKER_THREADS=1 count "$name" "$mode" "$scheme://127.0.0.1:$port/" \
@@ -165,8 +180,10 @@ run() { # name mode tls(0|1) kind(nginx|gatehouse)
 echo "instructions per request, $N requests after $WARM, 16 connections (callgrind)" >&2
 run nginx h1 0 nginx
 run public h1 0 gatehouse
+run floor h1 0 floor
 run nginx-tls h1 1 nginx
 run public-tls h1 1 gatehouse
+run floor-tls h1 1 floor
 run h2-nginx h2 1 nginx
 run h2-public h2 1 gatehouse
 
@@ -177,7 +194,9 @@ row() { # label name base
 printf '\n%-36s %12s %10s\n' "contender (lower is better)" "instr/req" "x nginx"
 row "nginx proxy_pass, HTTP" nginx nginx
 row "gatehouse public, HTTP" public nginx
+row "floor (hyper + Pomerium headers), HTTP" floor nginx
 row "nginx proxy_pass, TLS" nginx-tls nginx-tls
 row "gatehouse public, TLS" public-tls nginx-tls
+row "floor (hyper + Pomerium headers), TLS" floor-tls nginx-tls
 row "nginx http2" h2-nginx h2-nginx
 row "gatehouse HTTP/2 public" h2-public h2-nginx

@@ -339,7 +339,17 @@ impl LazyTimer {
         {
             return Poll::Pending;
         }
-        while self.sleep.as_mut().poll(cx).is_ready() {
+        loop {
+            // A task out of its cooperative budget gets `Pending` from the
+            // sleep without its waker registered (or even its timer entry
+            // made): only a poll with budget left can be trusted to wake.
+            let budget = tokio::task::coop::has_budget_remaining();
+            if self.sleep.as_mut().poll(cx).is_pending() {
+                if budget {
+                    self.registered = Some(cx.waker().clone());
+                }
+                return Poll::Pending;
+            }
             if Instant::now() >= deadline {
                 self.registered = None;
                 return Poll::Ready(());
@@ -347,8 +357,6 @@ impl LazyTimer {
             // Set for an earlier deadline: on to this one.
             self.set(deadline);
         }
-        self.registered = Some(cx.waker().clone());
-        Poll::Pending
     }
 
     fn set(&mut self, deadline: Instant) {
@@ -474,6 +482,51 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Deadlines<T> {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A timer first polled by a task that has used up its cooperative
+    /// budget (a busy exchange before it in the same poll) is polled again
+    /// once it may register: it fires, instead of being taken for
+    /// registered and never polled again.
+    #[tokio::test(start_paused = true)]
+    async fn a_timer_first_polled_without_budget_still_fires() {
+        let start = tokio::time::Instant::now();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut timer = LazyTimer::new(deadline);
+        let mut first = true;
+        let fired = std::future::poll_fn(|cx| {
+            if std::mem::take(&mut first) {
+                loop {
+                    let spent = std::pin::pin!(tokio::task::consume_budget());
+                    if spent.poll(cx).is_pending() {
+                        break;
+                    }
+                }
+                assert!(!tokio::task::coop::has_budget_remaining());
+            }
+            timer.poll_until(cx, deadline)
+        });
+        let waited = tokio::time::timeout(Duration::from_secs(60), fired).await;
+        assert!(waited.is_ok(), "the timer never fired");
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
+        // Fired for an earlier deadline with the budget gone: set again
+        // for the later one, and that fires too.
+        let later = Instant::now() + Duration::from_secs(3);
+        let mut first = true;
+        let fired = std::future::poll_fn(|cx| {
+            if std::mem::take(&mut first) {
+                loop {
+                    let spent = std::pin::pin!(tokio::task::consume_budget());
+                    if spent.poll(cx).is_pending() {
+                        break;
+                    }
+                }
+            }
+            timer.poll_until(cx, later)
+        });
+        let waited = tokio::time::timeout(Duration::from_secs(60), fired).await;
+        assert!(waited.is_ok(), "the re-armed timer never fired");
+        assert_eq!(start.elapsed(), Duration::from_secs(8));
+    }
 
     const READ: Duration = Duration::from_secs(30);
     const IDLE: Duration = Duration::from_secs(300);

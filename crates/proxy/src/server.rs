@@ -459,7 +459,8 @@ impl Served<'_> {
             let mut closing = false;
             let mut gate = DrainGate::new(drain_begun);
             let result = std::future::poll_fn(|cx| {
-                if !drain && gate.may_have_begun(cx) && draining.as_mut().poll(cx).is_ready() {
+                if !drain && gate.may_have_begun(cx) && gate.poll(draining.as_mut(), cx).is_ready()
+                {
                     drain = true;
                     if !closing {
                         closing = true;
@@ -555,17 +556,24 @@ impl<'a> DrainGate<'a> {
         }
     }
 
-    fn may_have_begun(&mut self, cx: &Context<'_>) -> bool {
-        if self.begun.load(std::sync::atomic::Ordering::Relaxed) {
-            return true;
+    fn may_have_begun(&self, cx: &Context<'_>) -> bool {
+        self.begun.load(std::sync::atomic::Ordering::Relaxed)
+            || !self
+                .registered
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+    }
+
+    /// Polls the drain future, noting the waker it registered. (A task out
+    /// of its cooperative budget gets `Pending` from the watch without its
+    /// waker registered: such a poll is not trusted to wake.)
+    fn poll<F: Future>(&mut self, drained: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let budget = tokio::task::coop::has_budget_remaining();
+        let polled = drained.poll(cx);
+        if polled.is_pending() && budget {
+            self.registered = Some(cx.waker().clone());
         }
-        match &self.registered {
-            Some(w) if w.will_wake(cx.waker()) => false,
-            _ => {
-                self.registered = Some(cx.waker().clone());
-                true
-            }
-        }
+        polled
     }
 }
 
