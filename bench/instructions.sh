@@ -189,9 +189,9 @@ run h2-public h2 1 gatehouse
 
 row() { # label name base
   awk -v l="$1" -v a="${IR[$2]}" -v b="${IR[$3]}" \
-    'BEGIN { printf "%-36s %12d %10.2f\n", l, a, a / b }'
+    'BEGIN { printf "%-40s %12d %10.2f\n", l, a, a / b }'
 }
-printf '\n%-36s %12s %10s\n' "contender (lower is better)" "instr/req" "x nginx"
+printf '\n%-40s %12s %10s\n' "contender (lower is better)" "instr/req" "x nginx"
 row "nginx proxy_pass, HTTP" nginx nginx
 row "gatehouse public, HTTP" public nginx
 row "floor (hyper + Pomerium headers), HTTP" floor nginx
