@@ -483,6 +483,16 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    /// Uses up the polling task's cooperative budget.
+    fn spend_budget(cx: &mut Context<'_>) {
+        loop {
+            let spent = std::pin::pin!(tokio::task::consume_budget());
+            if spent.poll(cx).is_pending() {
+                break;
+            }
+        }
+    }
+
     /// A timer first polled by a task that has used up its cooperative
     /// budget (a busy exchange before it in the same poll) is polled again
     /// once it may register: it fires, instead of being taken for
@@ -495,12 +505,7 @@ mod tests {
         let mut first = true;
         let fired = std::future::poll_fn(|cx| {
             if std::mem::take(&mut first) {
-                loop {
-                    let spent = std::pin::pin!(tokio::task::consume_budget());
-                    if spent.poll(cx).is_pending() {
-                        break;
-                    }
-                }
+                spend_budget(cx);
                 assert!(!tokio::task::coop::has_budget_remaining());
             }
             timer.poll_until(cx, deadline)
@@ -514,12 +519,7 @@ mod tests {
         let mut first = true;
         let fired = std::future::poll_fn(|cx| {
             if std::mem::take(&mut first) {
-                loop {
-                    let spent = std::pin::pin!(tokio::task::consume_budget());
-                    if spent.poll(cx).is_pending() {
-                        break;
-                    }
-                }
+                spend_budget(cx);
             }
             timer.poll_until(cx, later)
         });
