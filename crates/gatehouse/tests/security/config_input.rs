@@ -453,9 +453,14 @@ fn read_banner(mut child: std::process::Child) -> Result<Started, String> {
     });
     let mut seen = Vec::new();
     let (mut password, mut dir) = (None, None);
+    // gatehouse logs that it listens (stderr) before it prints the banner
+    // (stdout), but the two pipes are read by two threads: the banner's
+    // end may come first here. Both are waited for.
+    let (mut banner_done, mut listening) = (false, false);
     let result = loop {
         match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(line) => {
+                listening |= line.contains("gatehouse is listening");
                 let t = line.trim_start();
                 if let Some(rest) = t.strip_prefix("password") {
                     password = Some(rest.trim().to_string());
@@ -464,13 +469,10 @@ fn read_banner(mut child: std::process::Child) -> Result<Started, String> {
                 if let Some(rest) = t.strip_prefix("files") {
                     dir = Some(PathBuf::from(rest.trim_start().split(" (").next().unwrap()));
                 }
-                seen.push(line);
                 // The banner's last line.
-                if seen
-                    .last()
-                    .unwrap()
-                    .ends_with("(valid for localhost names only).")
-                {
+                banner_done |= line.ends_with("(valid for localhost names only).");
+                seen.push(line);
+                if banner_done && listening {
                     break Ok(Started {
                         dir: dir.take().expect("the banner names the directory"),
                         password: password.take().expect("the banner names the password"),

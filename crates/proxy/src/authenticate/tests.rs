@@ -57,6 +57,23 @@ fn own_cookies_are_stripped_others_kept() {
     h.insert(header::COOKIE, HeaderValue::from_static("_pomerium=s"));
     strip_cookies(&mut h, "_pomerium");
     assert!(h.get(header::COOKIE).is_none());
+
+    // Empty pieces, first and last ones, a separator at either end.
+    for (sent, kept) in [
+        ("_pomerium=s;", None),
+        (";_pomerium=s", None),
+        (";a=1;;_pomerium=s;", Some("a=1")),
+        ("a=1;_pomerium_csrf=t", Some("a=1")),
+        ("_pomerium=s;b=2", Some("b=2")),
+        ("a=1;", Some("a=1;")),
+        (";", Some(";")),
+    ] {
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_static(sent));
+        strip_cookies(&mut h, "_pomerium");
+        let got = h.get(header::COOKIE).map(|v| v.to_str().unwrap());
+        assert_eq!(got, kept, "{sent}");
+    }
 }
 
 #[test]
