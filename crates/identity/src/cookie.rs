@@ -151,8 +151,9 @@ impl Handle {
 /// everything opening reads (the sealer, by its never-reused id: a new
 /// `cookie_secret` opens nothing an old one sealed; the cookie name; the
 /// value), and filled only by values that opened: a hit answers as opening
-/// would. Bounded: 32 entries a thread, values of at most 96 bytes (a
-/// genuine one is 70).
+/// would. Values are compared in constant time (each cached one is a
+/// user's credential). Bounded: 32 entries a thread, values of at most 96
+/// bytes (a genuine one is 70).
 mod opened {
     use std::cell::RefCell;
 
@@ -188,7 +189,17 @@ mod opened {
             let opened = opened.borrow();
             opened[slot(value)]
                 .as_ref()
-                .filter(|e| e.sealer == sealer.id && *e.name == *name && *e.value == *value)
+                .filter(|e| {
+                    // The cached value is someone's credential: compared in
+                    // constant time (a slot can be steered into).
+                    e.sealer == sealer.id
+                        && *e.name == *name
+                        && aws_lc_rs::constant_time::verify_slices_are_equal(
+                            e.value.as_bytes(),
+                            value.as_bytes(),
+                        )
+                        .is_ok()
+                })
                 .map(|e| e.handle)
         })
     }

@@ -27,8 +27,11 @@ pub enum DirectoryError {
 }
 
 pub struct Directory {
-    /// By lower-cased username and by lower-cased email.
-    users: HashMap<String, usize>,
+    /// By lower-cased username and by lower-cased email. A seeded
+    /// foldhash, not SipHash: only configured names are inserted (a
+    /// lookup's cost does not depend on the name asked), and every request
+    /// of a signed-in user looks its user up.
+    users: HashMap<String, usize, foldhash::fast::RandomState>,
     entries: Vec<LocalUser>,
     /// Verified against when the user does not exist, so both cases cost the same.
     decoy: String,
@@ -51,7 +54,7 @@ fn display_name(user: &LocalUser) -> &str {
 
 impl Directory {
     pub fn new(users: Vec<LocalUser>) -> Result<Directory, DirectoryError> {
-        let mut map = HashMap::new();
+        let mut map = HashMap::with_hasher(foldhash::fast::RandomState::default());
         for (i, u) in users.iter().enumerate() {
             if u.username.trim().is_empty() {
                 return Err(DirectoryError::NoUsername);
