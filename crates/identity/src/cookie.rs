@@ -233,12 +233,7 @@ mod tests {
     /// still refused.
     #[test]
     fn opened_handles_are_answered_as_opening_would() {
-        let s = sealer();
-        let h = Handle {
-            session: SessionId([3; 16]),
-            expires_at: 2000,
-        };
-        let v = h.seal(&s, "_pomerium");
+        let (s, h, v) = sealed_handle(3);
         assert_eq!(Handle::open(&s, "_pomerium", &v, 1000), Some(h));
         assert_eq!(Handle::open(&s, "_pomerium", &v, 1500), Some(h));
         assert_eq!(Handle::open(&s, "_pomerium", &v, 2000), None);
@@ -255,14 +250,20 @@ mod tests {
         assert_eq!(Handle::open(&s, "_pomerium", &v, 1000), Some(h));
     }
 
-    #[test]
-    fn round_trip() {
+    /// A sealer, a handle (expiring at 2000) and its `_pomerium` value.
+    fn sealed_handle(id: u8) -> (Sealer, Handle, String) {
         let s = sealer();
         let h = Handle {
-            session: SessionId([1; 16]),
+            session: SessionId([id; 16]),
             expires_at: 2000,
         };
         let v = h.seal(&s, "_pomerium");
+        (s, h, v)
+    }
+
+    #[test]
+    fn round_trip() {
+        let (s, h, v) = sealed_handle(1);
         assert!(v.len() < 80, "cookie stays small: {}", v.len());
         assert_eq!(Handle::open(&s, "_pomerium", &v, 1000), Some(h));
     }
