@@ -17,6 +17,11 @@
 //!
 //! Usage: `gatehouse-floor LISTEN UPSTREAM` (both `ip:port`, loopback);
 //! `TLS_CERT` and `TLS_KEY` (PEM files) serve HTTPS.
+//!
+//! It depends on nothing of gatehouse, on purpose (its request id is made
+//! as `gatehouse_proxy::dispatch` makes one, written out here).
+
+#![forbid(unsafe_code)]
 
 use std::cell::RefCell;
 use std::future::Future;

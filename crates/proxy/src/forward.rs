@@ -601,22 +601,26 @@ impl HopByHop {
     }
 
     /// The bit of a name a `Connection` value lists, in any case, or 0.
+    /// (`bit` tells the same names apart by their `HeaderName`, a chain of
+    /// enum-tag compares on every header name: a test keeps the two lists
+    /// the same.)
     fn of_token(token: &str) -> u8 {
-        const NAMES: [(&str, u8); 8] = [
-            ("connection", HopByHop::CONNECTION),
-            ("keep-alive", HopByHop::KEEP_ALIVE),
-            ("proxy-connection", HopByHop::PROXY_CONNECTION),
-            ("transfer-encoding", HopByHop::TRANSFER_ENCODING),
-            ("trailer", HopByHop::TRAILER),
-            ("upgrade", HopByHop::UPGRADE),
-            ("te", HopByHop::TE),
-            ("close", HopByHop::CLOSE),
-        ];
-        NAMES
+        Self::NAMES
             .iter()
             .find(|(n, _)| n.len() == token.len() && n.eq_ignore_ascii_case(token))
             .map_or(0, |(_, bit)| *bit)
     }
+
+    const NAMES: [(&'static str, u8); 8] = [
+        ("connection", HopByHop::CONNECTION),
+        ("keep-alive", HopByHop::KEEP_ALIVE),
+        ("proxy-connection", HopByHop::PROXY_CONNECTION),
+        ("transfer-encoding", HopByHop::TRANSFER_ENCODING),
+        ("trailer", HopByHop::TRAILER),
+        ("upgrade", HopByHop::UPGRADE),
+        ("te", HopByHop::TE),
+        ("close", HopByHop::CLOSE),
+    ];
 
     fn has(self, bit: u8) -> bool {
         self.0 & bit != 0
@@ -1001,6 +1005,23 @@ mod tests {
         let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         names.sort_unstable();
         assert_eq!(names, ["close", "te"]);
+    }
+
+    #[test]
+    fn hop_by_hop_names_and_tokens_agree() {
+        let mut all = 0u8;
+        for (name, bit) in HopByHop::NAMES {
+            assert_eq!(HopByHop::bit(&HeaderName::from_static(name)), bit, "{name}");
+            assert_eq!(
+                HopByHop::of_token(&name.to_ascii_uppercase()),
+                bit,
+                "{name}"
+            );
+            all |= bit;
+        }
+        assert_eq!(all, u8::MAX, "every bit has its name");
+        assert_eq!(HopByHop::bit(&header::HOST), 0);
+        assert_eq!(HopByHop::of_token("x-secret"), 0);
     }
 
     #[test]

@@ -543,6 +543,8 @@ fn rests_after(req: &Request<Incoming>) -> bool {
 /// only the drain itself wakes it: so it is polled on the first wake-up,
 /// when the task's waker changes, and once [`crate::Proxy`]'s `draining`
 /// is set (before the watch is sent `true`, which wakes every connection).
+/// The same rule as `deadline::LazyTimer::poll_until`'s; one type for both
+/// measured ~370 instructions a request more, so each keeps its own.
 struct DrainGate<'a> {
     begun: &'a std::sync::atomic::AtomicBool,
     registered: Option<std::task::Waker>,
